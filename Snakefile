@@ -1,0 +1,30 @@
+# sat2lod: satellite stereo imagery -> DSM, DTM, ortho, building masks, LOD0/1/2 city models.
+# Thin on purpose: the stages live in rules/<stage>.smk, the algorithms in the package src/sat2lod.
+from snakemake.utils import min_version, validate
+
+min_version("9.0")
+
+
+configfile: "config/config.yaml"
+
+
+validate(config, "config/schema.yaml")
+
+
+include: "rules/common.smk"
+include: "rules/synth.smk"
+include: "rules/acquire.smk"
+include: "rules/tiling.smk"
+include: "rules/stereo.smk"
+include: "rules/terrain.smk"
+include: "rules/ortho.smk"
+include: "rules/segment.smk"
+include: "rules/lod.smk"
+include: "rules/qualify.smk"
+include: "rules/figures.smk"
+
+
+rule all:
+    input:
+        final_outputs(),
+    default_target: True

@@ -1,0 +1,54 @@
+# Workflow glue only: wildcard grammar, final targets, helpers that turn config into rule inputs.
+import json
+
+AOI = config["aoi"]["name"]
+
+
+wildcard_constraints:
+    aoi=r"[A-Za-z0-9_-]+",
+    tile=r"t\d{4}_\d{4}",
+    view=r"\d+",
+
+
+def final_outputs():
+    """Products of the whole chain for the configured AOI (the inputs of rule all)."""
+    return [
+        f"results/mosaic/{AOI}/dsm.tif",
+        f"results/terrain/{AOI}/dtm.tif",
+        f"results/terrain/{AOI}/ndsm.tif",
+        f"results/ortho/{AOI}/ortho.tif",
+        f"results/segment/{AOI}/building_mask.tif",
+        f"results/lod0/{AOI}/footprints.gpkg",
+        f"results/lod1/{AOI}/city.json",
+        f"results/lod2/{AOI}/city.json",
+        f"results/qualify/{AOI}/accuracy.json",
+        f"results/figures/{AOI}/done.txt",
+    ]
+
+
+def synthetic_views():
+    """View image paths of the synthetic source (empty for other sources)."""
+    if config["source"]["kind"] != "synthetic":
+        return []
+    n = config["source"]["synthetic"]["n_views"]
+    return [f"results/synth/{AOI}/view_{i}.tif" for i in range(n)]
+
+
+def truth_files():
+    """Reference rasters/vectors for qualification: the synthetic truth, or none."""
+    if config["source"]["kind"] == "synthetic":
+        base = f"results/synth/{AOI}/truth"
+        return {
+            "ref_dsm": f"{base}/dsm.tif",
+            "ref_dtm": f"{base}/dtm.tif",
+            "ref_classes": f"{base}/classes.tif",
+            "ref_buildings": f"{base}/buildings.gpkg",
+        }
+    return {}
+
+
+def tile_ids(wildcards):
+    """Tile ids of the tiling checkpoint (re-evaluated once the tile grid exists)."""
+    grid = checkpoints.tiles.get(aoi=wildcards.aoi).output.tiles
+    with open(grid) as fh:
+        return [f["properties"]["tile"] for f in json.load(fh)["features"]]

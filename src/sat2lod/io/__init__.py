@@ -1,0 +1,1 @@
+"""File I/O. The only modules of the package that open files."""

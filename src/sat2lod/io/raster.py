@@ -1,0 +1,191 @@
+"""Raster I/O: reading and atomic writing of GeoTIFF / Cloud Optimized GeoTIFF.
+
+Every writer here writes to a temporary file beside the target and renames it into place, so that an
+interrupted job never leaves a half-written product that a rerun would take as done.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import rasterio
+from rasterio.crs import CRS
+from rasterio.errors import RasterioIOError
+from rasterio.transform import Affine
+
+log = logging.getLogger(__name__)
+
+
+class RasterReadError(RuntimeError):
+    """A raster could not be read; the message names the file and what to do."""
+
+
+@dataclass
+class Raster:
+    """An in-memory raster.
+
+    Attributes:
+        array: (H, W) or (B, H, W) array.
+        transform: affine pixel -> map transform (pixel corner convention, as rasterio).
+        crs: coordinate reference system, or None for sensor-geometry images.
+        nodata: nodata value of the array (NaN for float products by convention), or None.
+        tags: dataset-level metadata tags (strings), e.g. ``VERTICAL_DATUM``.
+        band_tags: optional per-band tags.
+    """
+
+    array: np.ndarray
+    transform: Affine
+    crs: CRS | None
+    nodata: float | None = None
+    tags: dict[str, str] = field(default_factory=dict)
+    band_tags: list[dict[str, str]] = field(default_factory=list)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.array.shape[-2], self.array.shape[-1]
+
+    @property
+    def bounds(self) -> tuple[float, float, float, float]:
+        """(left, bottom, right, top) in map units."""
+        h, w = self.shape
+        return rasterio.transform.array_bounds(h, w, self.transform)[:4]  # type: ignore[return-value]
+
+    def valid_mask(self) -> np.ndarray:
+        """Boolean (H, W) mask of valid cells (first band when several)."""
+        a = self.array if self.array.ndim == 2 else self.array[0]
+        if self.nodata is None:
+            return np.ones(a.shape, bool)
+        if isinstance(self.nodata, float) and np.isnan(self.nodata):
+            return ~np.isnan(a)
+        return a != self.nodata
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; rename it onto ``path`` only if the block succeeds."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part" + path.suffix, dir=path.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, path)
+    finally:
+        if tmp_path.exists():
+            tmp_path.unlink()
+
+
+def read_raster(path: str | os.PathLike[str], bands: list[int] | int | None = None, masked_to_nan: bool = False) -> Raster:
+    """Read a raster file.
+
+    Args:
+        path: GeoTIFF (or any GDAL raster) path.
+        bands: 1-based band index or list; None reads all bands (a single band comes back 2-D).
+        masked_to_nan: convert nodata cells to NaN (array becomes float32).
+
+    Raises:
+        RasterReadError: missing or corrupt file, with the path and a hint.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise RasterReadError(f"{path}: file not found. Check the path in your config or rerun the step that makes it.")
+    try:
+        with rasterio.open(path) as ds:
+            if bands is None:
+                arr = ds.read() if ds.count > 1 else ds.read(1)
+            else:
+                arr = ds.read(bands)
+            nodata = ds.nodata
+            tags = dict(ds.tags())
+            band_tags = [dict(ds.tags(i)) for i in range(1, ds.count + 1)]
+            raster = Raster(arr, ds.transform, ds.crs, nodata, tags, band_tags)
+    except RasterioIOError as exc:
+        raise RasterReadError(
+            f"{path}: not a readable raster ({exc}). The file is corrupt or truncated: delete it and "
+            "re-download / regenerate it."
+        ) from exc
+    if masked_to_nan and nodata is not None and not (isinstance(nodata, float) and np.isnan(nodata)):
+        a = raster.array.astype(np.float32)
+        a[raster.array == nodata] = np.nan
+        raster.array = a
+        raster.nodata = float("nan")
+    return raster
+
+
+def write_raster(
+    path: str | os.PathLike[str],
+    array: np.ndarray,
+    transform: Affine,
+    crs: CRS | str | int | None,
+    nodata: float | None = None,
+    tags: dict[str, Any] | None = None,
+    band_tags: list[dict[str, Any]] | None = None,
+    cog: bool = False,
+    rpcs: Any = None,
+    compress: str = "deflate",
+) -> Path:
+    """Write a (H, W) or (B, H, W) array atomically as a GeoTIFF (tiled) or a COG.
+
+    Args:
+        crs: CRS object, EPSG int or string; None for sensor-geometry images (use ``rpcs`` then).
+        nodata: nodata value stored in the file (use NaN for float height products).
+        tags: dataset tags; heights must carry ``VERTICAL_DATUM``.
+        cog: write a Cloud Optimized GeoTIFF (GDAL COG driver, with overviews).
+        rpcs: a ``rasterio.rpc.RPC`` to store as RPC tags (raw sensor images).
+    """
+    arr = array if array.ndim == 3 else array[np.newaxis]
+    count, height, width = arr.shape
+    if isinstance(crs, int):
+        crs = CRS.from_epsg(crs)
+    elif isinstance(crs, str):
+        crs = CRS.from_user_input(crs)
+    profile: dict[str, Any] = {
+        "driver": "GTiff",
+        "height": height,
+        "width": width,
+        "count": count,
+        "dtype": arr.dtype,
+        "crs": crs,
+        "transform": transform,
+        "nodata": nodata,
+        "compress": compress,
+    }
+    if rpcs is None:
+        profile["transform"] = transform
+    if height >= 256 and width >= 256:
+        profile.update(tiled=True, blockxsize=256, blockysize=256)
+    if arr.dtype in (np.float32, np.float64) and compress == "deflate":
+        profile["predictor"] = 3
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        if cog:
+            # Write a plain tiled GTiff in memory, then let the COG driver copy it (overviews + layout).
+            with rasterio.MemoryFile() as mem:
+                with mem.open(**profile) as ds:
+                    _fill(ds, arr, tags, band_tags)
+                with mem.open() as src:
+                    rasterio.shutil.copy(src, tmp, driver="COG", COMPRESS=compress.upper(), BLOCKSIZE=256,
+                                         OVERVIEW_RESAMPLING="AVERAGE" if arr.dtype.kind == "f" else "NEAREST")
+        else:
+            with rasterio.open(tmp, "w", **profile, **({"rpcs": rpcs} if rpcs is not None else {})) as ds:
+                _fill(ds, arr, tags, band_tags)
+    return path
+
+
+def _fill(ds: Any, arr: np.ndarray, tags: dict[str, Any] | None, band_tags: list[dict[str, Any]] | None) -> None:
+    ds.write(arr)
+    if tags:
+        ds.update_tags(**{k: str(v) for k, v in tags.items()})
+    for i, bt in enumerate(band_tags or [], start=1):
+        ds.update_tags(i, **{k: str(v) for k, v in bt.items()})
+
+
+import rasterio.shutil  # noqa: E402  (submodule import, kept explicit for the COG copy)
