@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import numba
 import numpy as np
 
 
@@ -73,9 +74,51 @@ class RPCModel:
             samp_off=self.samp_off, samp_scale=self.samp_scale, err_bias=-1.0, err_rand=-1.0,
         )
 
+    def crop(self, row0: float, col0: float) -> "RPCModel":
+        """Model of a crop whose pixel (0, 0) is pixel (row0, col0) of this model's image."""
+        out = RPCModel(**{k: getattr(self, k) for k in self.__dataclass_fields__})
+        out.line_off = self.line_off - row0
+        out.samp_off = self.samp_off - col0
+        return out
+
+    def _packed(self) -> tuple[np.ndarray, np.ndarray]:
+        """(offsets/scales (10,), coefficients (4, 20): line num, line den, samp num, samp den) for the kernels."""
+        norm = np.array([self.long_off, self.long_scale, self.lat_off, self.lat_scale, self.height_off,
+                         self.height_scale, self.line_off, self.line_scale, self.samp_off, self.samp_scale], float)
+        coef = np.ascontiguousarray(np.stack([self.line_num_coeff, self.line_den_coeff,
+                                              self.samp_num_coeff, self.samp_den_coeff]).astype(np.float64))
+        return norm, coef
+
     # ------------------------------------------------------------------ geometry
     def project(self, lon: np.ndarray, lat: np.ndarray, h: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Ground -> image. lon, lat (deg), h (m, ellipsoidal), broadcastable -> (row, col) in pixels."""
+        """Ground -> image (numba kernel). lon, lat (deg), h (m, ellipsoidal), broadcastable -> (row, col) px."""
+        lon, lat, h = np.broadcast_arrays(np.asarray(lon, float), np.asarray(lat, float), np.asarray(h, float))
+        shape = lon.shape
+        norm, coef = self._packed()
+        row, col = _project_kernel(np.ascontiguousarray(lon).ravel(), np.ascontiguousarray(lat).ravel(),
+                                   np.ascontiguousarray(h).ravel(), norm, coef)
+        return row.reshape(shape), col.reshape(shape)
+
+    def localize(self, row: np.ndarray, col: np.ndarray, h: np.ndarray, iters: int = 30,
+                 tol_px: float = 1e-8) -> tuple[np.ndarray, np.ndarray]:
+        """Image + height -> ground (numba kernel): Newton iterations with analytic Jacobians.
+
+        Args:
+            row, col: pixel coordinates (centre convention), broadcastable with h.
+            h: height above the ellipsoid (m).
+            iters, tol_px: iteration cap and convergence tolerance (pixels) per point.
+        Returns:
+            (lon, lat) in degrees, same shape as the broadcast inputs (NaN where Newton did not converge).
+        """
+        row, col, h = np.broadcast_arrays(np.asarray(row, float), np.asarray(col, float), np.asarray(h, float))
+        shape = row.shape
+        norm, coef = self._packed()
+        lon, lat = _localize_kernel(np.ascontiguousarray(row).ravel(), np.ascontiguousarray(col).ravel(),
+                                    np.ascontiguousarray(h).ravel(), norm, coef, iters, tol_px)
+        return lon.reshape(shape), lat.reshape(shape)
+
+    def project_reference(self, lon: np.ndarray, lat: np.ndarray, h: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """NumPy reference of :meth:`project` (used by the tests of the numba kernel)."""
         lon, lat, h = np.broadcast_arrays(np.asarray(lon, float), np.asarray(lat, float), np.asarray(h, float))
         shape = lon.shape
         m = monomials((lon - self.long_off) / self.long_scale, (lat - self.lat_off) / self.lat_scale,
@@ -84,9 +127,9 @@ class RPCModel:
         col = self.samp_off + self.samp_scale * (m @ self.samp_num_coeff) / (m @ self.samp_den_coeff)
         return row.reshape(shape), col.reshape(shape)
 
-    def localize(self, row: np.ndarray, col: np.ndarray, h: np.ndarray, iters: int = 20,
-                 tol_px: float = 1e-6) -> tuple[np.ndarray, np.ndarray]:
-        """Image + height -> ground: solve project(lon, lat, h) = (row, col) by Newton iterations.
+    def localize_reference(self, row: np.ndarray, col: np.ndarray, h: np.ndarray, iters: int = 20,
+                           tol_px: float = 1e-6) -> tuple[np.ndarray, np.ndarray]:
+        """NumPy reference of :meth:`localize`: Newton iterations with finite-difference Jacobians.
 
         Args:
             row, col: pixel coordinates (centre convention), broadcastable with h.
@@ -102,9 +145,9 @@ class RPCModel:
         d_lon = 1e-6 * self.long_scale
         d_lat = 1e-6 * self.lat_scale
         for _ in range(iters):
-            r0, c0 = self.project(lon, lat, h)
-            r1, c1 = self.project(lon + d_lon, lat, h)
-            r2, c2 = self.project(lon, lat + d_lat, h)
+            r0, c0 = self.project_reference(lon, lat, h)
+            r1, c1 = self.project_reference(lon + d_lon, lat, h)
+            r2, c2 = self.project_reference(lon, lat + d_lat, h)
             a, b = (r1 - r0) / d_lon, (r2 - r0) / d_lat
             c, d = (c1 - c0) / d_lon, (c2 - c0) / d_lat
             er, ec = row - r0, col - c0
@@ -116,6 +159,88 @@ class RPCModel:
             if np.nanmax(np.abs(er) + np.abs(ec), initial=0.0) < tol_px:
                 break
         return lon.reshape(shape), lat.reshape(shape)
+
+
+# ---------------------------------------------------------------------------------------- numba kernels
+@numba.njit(cache=True, inline="always")
+def _poly_grad(c: np.ndarray, x: float, y: float, z: float) -> tuple[float, float, float]:
+    """RPC00B cubic c (20,) at normalized (x, y, z): (value, d/dx, d/dy)."""
+    v = (c[0] + c[1] * x + c[2] * y + c[3] * z + c[4] * x * y + c[5] * x * z + c[6] * y * z + c[7] * x * x
+         + c[8] * y * y + c[9] * z * z + c[10] * x * y * z + c[11] * x * x * x + c[12] * x * y * y
+         + c[13] * x * z * z + c[14] * x * x * y + c[15] * y * y * y + c[16] * y * z * z + c[17] * x * x * z
+         + c[18] * y * y * z + c[19] * z * z * z)
+    dx = (c[1] + c[4] * y + c[5] * z + 2.0 * c[7] * x + c[10] * y * z + 3.0 * c[11] * x * x + c[12] * y * y
+          + c[13] * z * z + 2.0 * c[14] * x * y + 2.0 * c[17] * x * z)
+    dy = (c[2] + c[4] * x + c[6] * z + 2.0 * c[8] * y + c[10] * x * z + c[12] * 2.0 * x * y + c[14] * x * x
+          + 3.0 * c[15] * y * y + c[16] * z * z + 2.0 * c[18] * y * z)
+    return v, dx, dy
+
+
+@numba.njit(cache=True, parallel=True)
+def _project_kernel(lon: np.ndarray, lat: np.ndarray, h: np.ndarray, norm: np.ndarray,
+                    coef: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    n = lon.shape[0]
+    row = np.empty(n)
+    col = np.empty(n)
+    for i in numba.prange(n):
+        x = (lon[i] - norm[0]) / norm[1]
+        y = (lat[i] - norm[2]) / norm[3]
+        z = (h[i] - norm[4]) / norm[5]
+        ln = _poly_grad(coef[0], x, y, z)[0]
+        ld = _poly_grad(coef[1], x, y, z)[0]
+        sn = _poly_grad(coef[2], x, y, z)[0]
+        sd = _poly_grad(coef[3], x, y, z)[0]
+        row[i] = norm[6] + norm[7] * ln / ld
+        col[i] = norm[8] + norm[9] * sn / sd
+    return row, col
+
+
+@numba.njit(cache=True, parallel=True)
+def _localize_kernel(row: np.ndarray, col: np.ndarray, h: np.ndarray, norm: np.ndarray, coef: np.ndarray,
+                     iters: int, tol_px: float) -> tuple[np.ndarray, np.ndarray]:
+    n = row.shape[0]
+    lon = np.empty(n)
+    lat = np.empty(n)
+    for i in numba.prange(n):
+        z = (h[i] - norm[4]) / norm[5]
+        x = 0.0
+        y = 0.0
+        ok = False
+        for _ in range(iters):
+            ln, lnx, lny = _poly_grad(coef[0], x, y, z)
+            ld, ldx, ldy = _poly_grad(coef[1], x, y, z)
+            sn, snx, sny = _poly_grad(coef[2], x, y, z)
+            sd, sdx, sdy = _poly_grad(coef[3], x, y, z)
+            er = row[i] - (norm[6] + norm[7] * ln / ld)
+            ec = col[i] - (norm[8] + norm[9] * sn / sd)
+            if abs(er) + abs(ec) < tol_px:
+                ok = True
+                break
+            a = norm[7] * (lnx * ld - ln * ldx) / (ld * ld)
+            b = norm[7] * (lny * ld - ln * ldy) / (ld * ld)
+            c = norm[9] * (snx * sd - sn * sdx) / (sd * sd)
+            d = norm[9] * (sny * sd - sn * sdy) / (sd * sd)
+            det = a * d - b * c
+            if det == 0.0:
+                break
+            x += (d * er - b * ec) / det
+            y += (-c * er + a * ec) / det
+        if not ok:
+            # accept a last step that converged below 1e-3 px (float noise on huge scenes)
+            ln = _poly_grad(coef[0], x, y, z)[0]
+            ld = _poly_grad(coef[1], x, y, z)[0]
+            sn = _poly_grad(coef[2], x, y, z)[0]
+            sd = _poly_grad(coef[3], x, y, z)[0]
+            er = row[i] - (norm[6] + norm[7] * ln / ld)
+            ec = col[i] - (norm[8] + norm[9] * sn / sd)
+            ok = abs(er) + abs(ec) < 1e-3
+        if ok:
+            lon[i] = norm[0] + norm[1] * x
+            lat[i] = norm[2] + norm[3] * y
+        else:
+            lon[i] = np.nan
+            lat[i] = np.nan
+    return lon, lat
 
 
 def _fit_ratio(m: np.ndarray, target: np.ndarray, reg: float, iters: int = 10) -> tuple[np.ndarray, np.ndarray]:
