@@ -1,0 +1,301 @@
+"""Search and download through EODAG (pinned to 4.10), with the behaviours of that version handled.
+
+Measured with eodag 4.10.1 and handled here:
+
+* ``search()`` swallows provider errors unless ``raise_errors=True``: we always raise, and turn EODAG's
+  exceptions into :class:`AcquisitionError` naming the provider, its endpoint and the fix.
+* StaticStacSearch does not filter by the item's ``collection``: sat2lod catalogs have one endpoint per collection
+  (``{_collection}`` in ``api_endpoint``), and results are checked again here (dates, footprint).
+* Date filtering needs ``start_datetime`` / ``end_datetime`` mapped in the provider's ``metadata_mapping``.
+* No checksum is verified and a truncated file is accepted: see :mod:`sat2lod.acquire.verify`.
+* ``EODAG_PROVIDERS_WHITELIST`` must be JSON (``'["name"]'``) in 4.10: we pass the whitelist in the settings and
+  explain the error when the variable is malformed.
+* Listing collections without ``provider=`` goes to the internet: every call names the provider, and the
+  external collections list is read from a local file.
+
+Credentials come only from environment variables (``EODAG__<PROVIDER>__AUTH__CREDENTIALS__<KEY>``) or the EODAG
+user configuration file (``~/.config/eodag/eodag.yml`` or ``$EODAG_CFG_DIR``); never from the workflow config.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+import yaml
+from shapely.geometry import box, shape
+from shapely.geometry.base import BaseGeometry
+
+from sat2lod.acquire.files import write_json, write_text
+
+log = logging.getLogger(__name__)
+
+#: the EODAG version whose behaviours this module handles (also pinned in pyproject.toml and envs/acquire.yaml)
+EODAG_VERSION = "4.10.1"
+
+
+class AcquisitionError(RuntimeError):
+    """Scene search, download or selection failed; the message names the provider/file and the fix."""
+
+
+def check_eodag_version() -> str:
+    """Return the installed EODAG version; raise if it is not the 4.10 series this module was written for."""
+    import eodag
+
+    version = eodag.__version__
+    if version.split(".")[:2] != EODAG_VERSION.split(".")[:2]:
+        raise AcquisitionError(
+            f"eodag {version} is installed but sat2lod handles the behaviours of eodag {EODAG_VERSION}: "
+            f"install it with `pip install eodag=={EODAG_VERSION}` (or use envs/acquire.yaml)."
+        )
+    return version
+
+
+def load_provider_config(text: str, provider: str, source: str) -> dict[str, Any]:
+    """Parse a provider YAML document and return the configuration of ``provider``.
+
+    Raises:
+        AcquisitionError: malformed YAML, provider missing, or credentials written in the file.
+    """
+    try:
+        doc = yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        raise AcquisitionError(f"{source}: not valid YAML ({exc}).") from exc
+    if not isinstance(doc, dict) or provider not in doc:
+        names = sorted(doc) if isinstance(doc, dict) else []
+        raise AcquisitionError(f"{source}: provider {provider!r} not defined (found: {names}).")
+    conf = doc[provider]
+    if isinstance(conf, dict) and any(isinstance(v, dict) and "credentials" in v for v in conf.values()):
+        raise AcquisitionError(
+            f"{source}: provider {provider!r} has credentials in the file. Remove them and set them in the "
+            f"environment (EODAG__{provider.upper()}__AUTH__CREDENTIALS__...) or in the EODAG user config."
+        )
+    return conf
+
+
+@dataclass
+class Gateway:
+    """An EODAG gateway restricted to one provider, and where its search goes (for error messages)."""
+
+    dag: Any
+    provider: str
+    endpoint: str
+
+
+def make_gateway(
+    provider: str,
+    workdir: str | os.PathLike[str],
+    provider_conf: dict[str, Any] | None = None,
+    endpoint: str | None = None,
+    isolated: bool = False,
+) -> Gateway:
+    """Build an EODAG gateway that only knows ``provider``.
+
+    Args:
+        provider: provider name (bundled with EODAG, or defined by ``provider_conf``).
+        workdir: scratch directory (provider YAML, empty external collections list, EODAG config when isolated).
+        provider_conf: provider configuration (from a provider YAML); None for an EODAG-bundled provider.
+        endpoint: overrides ``search.api_endpoint`` (the URL of the STAC server the rule started).
+        isolated: use a fresh EODAG config directory in ``workdir`` instead of the user's (demo/tests: no
+            credentials needed, nothing written to the home directory).
+    """
+    check_eodag_version()
+    from eodag import EODataAccessGateway
+    from eodag.config import EODAGSettings
+
+    workdir = Path(workdir)
+    ext = write_json(workdir / "ext_collections.json", {})
+    kwargs: dict[str, Any] = {"ext_collections_cfg_uri": str(ext), "providers_whitelist": [provider]}
+    if isolated:
+        kwargs["cfg_dir"] = workdir / "eodag_cfg"
+    if provider_conf is not None:
+        conf = dict(provider_conf)
+        if endpoint is not None:
+            conf["search"] = {**conf.get("search", {}), "api_endpoint": endpoint}
+        pdir = workdir / "providers"
+        for old in pdir.glob("*.yml") if pdir.is_dir() else []:
+            old.unlink()
+        write_text(pdir / f"{provider}.yml", yaml.safe_dump({provider: conf}, sort_keys=False))
+        kwargs["providers_cfg_dir"] = pdir
+    try:
+        settings = EODAGSettings(**kwargs)
+    except Exception as exc:  # pydantic-settings raises SettingsError for malformed EODAG_* variables
+        raise AcquisitionError(
+            f"EODAG settings could not be read ({exc}). In eodag 4.10 list-valued variables must be JSON, e.g. "
+            "EODAG_PROVIDERS_WHITELIST='[\"peps\"]'; fix or unset the EODAG_* environment variable."
+        ) from exc
+    dag = EODataAccessGateway(settings=settings)
+    if provider not in dag.providers:
+        raise AcquisitionError(
+            f"EODAG provider {provider!r} is not available (unknown name, missing plugin or missing credentials). "
+            "Set source.stac.provider to an EODAG provider or define it in the providers file; credentials go "
+            f"in EODAG__{provider.upper()}__AUTH__CREDENTIALS__* environment variables or the EODAG user config."
+        )
+    search_conf = getattr(dag.providers[provider].config, "search", None)
+    url = endpoint or getattr(search_conf, "api_endpoint", None) or "?"
+    return Gateway(dag=dag, provider=provider, endpoint=str(url))
+
+
+def _parse_time(value: str) -> datetime:
+    t = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    return t if t.tzinfo else t.replace(tzinfo=timezone.utc)
+
+
+@dataclass
+class Candidate:
+    """A search result reduced to what selection and download need.
+
+    Attributes:
+        id: product id from the provider; title: product title.
+        datetime: acquisition time (UTC); footprint: lon/lat polygon.
+        properties: the STAC properties EODAG returned; assets: asset key -> asset dict (href, file:*).
+        product: the EODAG product (to download it).
+    """
+
+    id: str
+    title: str
+    datetime: datetime
+    footprint: BaseGeometry
+    properties: dict[str, Any]
+    assets: dict[str, dict[str, Any]]
+    product: Any
+
+
+def search(
+    gw: Gateway,
+    collection: str,
+    bbox_lonlat: tuple[float, float, float, float],
+    start: str,
+    end: str,
+    max_items: int = 200,
+) -> list[Candidate]:
+    """Search ``collection`` over ``bbox_lonlat`` between ``start`` and ``end`` (ISO 8601, UTC when no offset).
+
+    Results are filtered again here (acquisition time within [start, end], footprint intersecting the bbox)
+    because a provider without date mapping returns everything.
+
+    Raises:
+        AcquisitionError: provider unreachable / failing (with its endpoint), or no scene found.
+    """
+    from eodag.utils.exceptions import EodagError
+
+    where = f"provider {gw.provider!r} ({gw.endpoint.replace('{_collection}', collection)})"
+    try:
+        res = gw.dag.search(collection=collection, geom=list(bbox_lonlat), start=start, end=end,
+                            provider=gw.provider, raise_errors=True, limit=max_items)
+    except (EodagError, OSError) as exc:
+        raise AcquisitionError(
+            f"search failed on {where}: {type(exc).__name__}: {exc}. Check that the provider is reachable, the "
+            "collection name exists there and the credentials (environment / EODAG user config) are valid."
+        ) from exc
+    t0, t1 = _parse_time(start), _parse_time(end)
+    aoi = box(*bbox_lonlat)
+    out: list[Candidate] = []
+    for p in res:
+        props = dict(p.properties)
+        when = props.get("start_datetime") or props.get("datetime")
+        if when is None:
+            log.warning("%s: product %s has no acquisition time; skipped", where, p.properties.get("id"))
+            continue
+        t = _parse_time(str(when))
+        geom = shape(p.geometry) if not isinstance(p.geometry, BaseGeometry) else p.geometry
+        if not (t0 <= t <= t1) or not geom.intersects(aoi):
+            log.info("%s: product %s outside the date range or the bbox; dropped", where, props.get("id"))
+            continue
+        out.append(Candidate(id=str(props.get("id")), title=str(props.get("title") or props.get("id")), datetime=t,
+                             footprint=geom, properties=props, assets={k: dict(v) for k, v in p.assets.items()},
+                             product=p))
+    if not out:
+        raise AcquisitionError(
+            f"no scene found in collection {collection!r} over bbox {list(bbox_lonlat)} between {start} and {end} "
+            f"on {where}. Widen the dates (source.stac.start/end) or the area (aoi.bbox_lonlat), or check the "
+            "collection name."
+        )
+    log.info("%s: %d scene(s) found in %s", where, len(out), collection)
+    return out
+
+
+_SAFE_PART = re.compile(r"^[A-Za-z0-9._-]+$")
+
+
+def safe_name(product_id: str) -> str:
+    """A file-system name for a product id: unsafe characters become '_', never '.', '..' or empty."""
+    name = re.sub(r"[^A-Za-z0-9._-]+", "_", product_id).strip("._") or "product"
+    return name[:120]
+
+
+def check_asset_href(href: str, product_id: str) -> None:
+    """Refuse an asset whose URL path has '..' segments (EODAG keeps them in the local file path)."""
+    parts = unquote(urlsplit(href).path).replace("\\", "/").split("/")
+    if any(p in ("..", ".") for p in parts):
+        raise AcquisitionError(
+            f"product {product_id!r}: asset URL {href} has '..' path segments and would be written outside the "
+            "download directory; refused. Report it to the catalog's maintainer."
+        )
+
+
+def pick_image_asset(c: Candidate, asset_key: str | None = None) -> tuple[str, dict[str, Any]]:
+    """The GeoTIFF asset to download: ``asset_key`` if given, else the first 'data' asset of a TIFF type."""
+    if asset_key is not None:
+        if asset_key not in c.assets:
+            raise AcquisitionError(f"product {c.id!r} has no asset {asset_key!r} (assets: {sorted(c.assets)}).")
+        return asset_key, c.assets[asset_key]
+    for key, a in c.assets.items():
+        if "data" in (a.get("roles") or []) and "tiff" in str(a.get("type", "")).lower():
+            return key, a
+    raise AcquisitionError(
+        f"product {c.id!r} has no GeoTIFF data asset (assets: {sorted(c.assets)}); set source.stac.asset."
+    )
+
+
+def download_asset(
+    c: Candidate,
+    asset_key: str,
+    download_dir: str | os.PathLike[str],
+    timeout_min: float = 2.0,
+) -> Path:
+    """Download one asset of ``c`` into ``download_dir/<safe product name>/`` and return the local file.
+
+    The local path is checked to lie inside ``download_dir`` (product ids and asset URLs come from a catalog and
+    must not escape it).
+
+    Raises:
+        AcquisitionError: download failure (with the URL) or a path that would escape the download directory.
+    """
+    from eodag.utils import ProgressCallback
+    from eodag.utils.exceptions import EodagError
+
+    download_dir = Path(download_dir).resolve()
+    asset = c.assets[asset_key]
+    href = str(asset.get("href", ""))
+    check_asset_href(href, c.id)
+    out_dir = download_dir / safe_name(c.id)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    # EODAG names the product folder after its title, sanitized but keeping '.' (a title '..' climbs a level)
+    c.product.properties["title"] = safe_name(c.title)
+    try:
+        fs_path = c.product.download(output_dir=str(out_dir), asset=re.escape(asset_key) + "$", extract=False,
+                                     progress_callback=ProgressCallback(disable=True),
+                                     wait=min(0.05, timeout_min), timeout=timeout_min)
+    except (EodagError, OSError) as exc:
+        raise AcquisitionError(f"download of {href} failed: {type(exc).__name__}: {exc}. Rerun later or check "
+                               "the provider and credentials.") from exc
+    root = Path(fs_path).resolve()
+    try:
+        root.relative_to(out_dir)
+    except ValueError as exc:
+        raise AcquisitionError(f"product {c.id!r}: EODAG wrote to {root}, outside {out_dir}; refused.") from exc
+    name = Path(unquote(urlsplit(href).path)).name
+    found = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file() and p.name == name)
+    if not found:
+        found = sorted(p for p in root.rglob("*") if p.is_file()) if root.is_dir() else []
+    if len(found) != 1:
+        raise AcquisitionError(f"download of {href}: expected one file {name!r} under {root}, found "
+                               f"{[str(p) for p in found]}.")
+    return found[0]

@@ -1,0 +1,100 @@
+"""File access of the acquisition and tiling stages (the only module of :mod:`sat2lod.acquire` that opens files).
+
+JSON documents (scene sheets, STAC catalogs, tile grids) are written atomically with
+:func:`sat2lod.io.raster.atomic_path`; images are probed with rasterio (size, RPC tags, a last-row read that
+catches a truncated file whose header is intact).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import rasterio
+from rasterio.errors import RasterioIOError
+from rasterio.windows import Window
+
+from sat2lod.io.raster import atomic_path
+
+
+def read_json(path: str | os.PathLike[str]) -> Any:
+    """Read a JSON document; a missing or malformed file raises ``ValueError`` naming the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"{path}: file not found. Rerun the step that makes it or fix the path in the config.")
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return json.load(fh)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path}: not valid JSON ({exc}). Delete it and rerun the step that makes it.") from exc
+
+
+def write_json(path: str | os.PathLike[str], obj: Any, indent: int | None = 2) -> Path:
+    """Write ``obj`` as JSON atomically (temporary file renamed into place)."""
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        with open(tmp, "w", encoding="utf-8") as fh:
+            json.dump(obj, fh, indent=indent)
+            fh.write("\n")
+    return path
+
+
+def read_text(path: str | os.PathLike[str]) -> str:
+    """Read a UTF-8 text file (provider YAML...)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"{path}: file not found. Check the path in the config.")
+    return path.read_text(encoding="utf-8")
+
+
+def write_text(path: str | os.PathLike[str], text: str) -> Path:
+    """Write a UTF-8 text file atomically."""
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+    return path
+
+
+def sha256_file(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
+    """Hex SHA-256 digest of a file, read by 1 MiB chunks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+@dataclass
+class ImageProbe:
+    """What the acquisition needs to know about an image file.
+
+    Attributes:
+        width, height: size in pixels.
+        count: number of bands; dtype: numpy dtype name.
+        has_rpc: RPC tags present in the GeoTIFF.
+    """
+
+    width: int
+    height: int
+    count: int
+    dtype: str
+    has_rpc: bool
+
+
+class ImageProbeError(RuntimeError):
+    """The image cannot be opened or read to its end; the message names the file."""
+
+
+def probe_image(path: str | os.PathLike[str]) -> ImageProbe:
+    """Open ``path`` with rasterio, read its last row (catches truncated data) and report size and RPC presence."""
+    path = Path(path)
+    try:
+        with rasterio.open(path) as ds:
+            ds.read(1, window=Window(0, ds.height - 1, ds.width, 1))
+            return ImageProbe(ds.width, ds.height, ds.count, str(ds.dtypes[0]), ds.rpcs is not None)
+    except (RasterioIOError, OSError, ValueError) as exc:
+        raise ImageProbeError(f"{path}: cannot be read as an image ({exc})") from exc

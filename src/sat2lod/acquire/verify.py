@@ -1,0 +1,126 @@
+"""Verification of downloaded (or local) scene files: size, checksum, readability, RPC model.
+
+EODAG 4.10 verifies no checksum and accepts a truncated file, so every asset is checked here against the
+STAC ``file:size`` / ``file:checksum`` (multihash, sha2-256 = ``1220`` + hex digest) before it is used.
+A file that fails is deleted (only when it lies inside the download directory) and reported with its URL.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from sat2lod.acquire.files import ImageProbeError, probe_image, sha256_file
+from sat2lod.io.rpc_files import RPCReadError, read_rpc
+
+log = logging.getLogger(__name__)
+
+#: multihash prefix of a SHA2-256 digest (code 0x12, length 0x20)
+SHA256_MULTIHASH_PREFIX = "1220"
+
+
+class VerificationError(RuntimeError):
+    """A scene file failed verification; the message names the file, its URL and the fix."""
+
+
+def sha256_multihash(hex_digest: str) -> str:
+    """STAC ``file:checksum`` (multihash hex) of a SHA-256 hex digest."""
+    return SHA256_MULTIHASH_PREFIX + hex_digest.lower()
+
+
+def parse_multihash(checksum: str) -> tuple[str, str]:
+    """Split a STAC ``file:checksum`` into (algorithm, hex digest). Only sha2-256 is supported.
+
+    Raises:
+        VerificationError: unsupported or malformed multihash.
+    """
+    c = checksum.strip().lower()
+    if c.startswith(SHA256_MULTIHASH_PREFIX) and len(c) == 4 + 64 and all(ch in "0123456789abcdef" for ch in c):
+        return "sha256", c[4:]
+    raise VerificationError(
+        f"unsupported file:checksum {checksum!r}: expected a sha2-256 multihash ('1220' + 64 hex digits)"
+    )
+
+
+@dataclass
+class VerifiedImage:
+    """A scene image that passed verification (size in pixels, digest, RPC source)."""
+
+    path: Path
+    width: int
+    height: int
+    sha256: str
+    rpc: Path | None
+
+
+def _inside(path: Path, root: Path) -> bool:
+    try:
+        path.resolve().relative_to(root.resolve())
+        return True
+    except ValueError:
+        return False
+
+
+def verify_image(
+    path: str | os.PathLike[str],
+    url: str | None = None,
+    expected_size: int | None = None,
+    expected_checksum: str | None = None,
+    rpc_file: str | os.PathLike[str] | None = None,
+    delete_root: str | os.PathLike[str] | None = None,
+) -> VerifiedImage:
+    """Check one scene image and return what the scene sheet needs.
+
+    Checks, in order: the file exists; its size equals ``expected_size``; its SHA-256 equals
+    ``expected_checksum`` (STAC multihash); rasterio opens it and reads its last row; an RPC model is found
+    (GeoTIFF tags, or ``rpc_file``) and read by :func:`sat2lod.io.rpc_files.read_rpc`.
+
+    Args:
+        path: the image file.
+        url: where it was downloaded from (named in errors); None for local files.
+        expected_size: bytes (STAC ``file:size``), or None to skip.
+        expected_checksum: STAC ``file:checksum`` multihash, or None to skip.
+        rpc_file: external RPC file (.geom, DIMAP XML, _RPC.TXT), or None for RPC tags.
+        delete_root: when given, a failing file inside this directory is deleted (a download must not leave a
+            bad file that a rerun would trust); files elsewhere are never touched.
+    Raises:
+        VerificationError: naming the file, the URL and what to do.
+    """
+    path = Path(path)
+    where = f" (downloaded from {url})" if url else ""
+
+    def fail(reason: str, fix: str) -> VerificationError:
+        deleted = ""
+        if delete_root is not None and path.is_file() and _inside(path, Path(delete_root)):
+            path.unlink()
+            deleted = " The file was deleted."
+        log.error("verification failed: %s%s: %s", path, where, reason)
+        return VerificationError(f"{path}{where}: {reason}.{deleted} {fix}")
+
+    if not path.is_file():
+        raise fail("file not found", "Check the path in source.local.images or rerun the acquisition.")
+    redo = "Rerun the acquisition to download it again; if it fails again the provider serves a bad file."
+    if url is None:
+        redo = "Replace the file with an intact copy."
+    size = path.stat().st_size
+    if expected_size is not None and size != int(expected_size):
+        raise fail(f"size {size} bytes differs from the catalog's file:size {int(expected_size)} (truncated or "
+                   "corrupt download)", redo)
+    digest = sha256_file(path)
+    if expected_checksum is not None:
+        _, want = parse_multihash(expected_checksum)
+        if digest != want:
+            raise fail(f"sha256 {digest} differs from the catalog's file:checksum {want}", redo)
+    try:
+        probe = probe_image(path)
+    except ImageProbeError as exc:
+        raise fail(f"not a readable image ({exc.__cause__ or exc})", redo) from exc
+    try:
+        read_rpc(path, rpc_file)
+    except (RPCReadError, OSError, ValueError) as exc:
+        raise fail(f"no usable RPC model ({exc})",
+                   "Give the RPC file of the image (source.local.images[].rpc) or use a product with RPC tags.") from exc
+    log.info("verified %s%s: %dx%d px, sha256 %s", path, where, probe.width, probe.height, digest[:12])
+    return VerifiedImage(path, probe.width, probe.height, digest, Path(rpc_file) if rpc_file else None)

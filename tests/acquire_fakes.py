@@ -1,0 +1,57 @@
+"""Tiny fake satellite views for the acquisition and tiling tests (uint16 GeoTIFF + RPC tags, no geotransform).
+
+Each view is an affine pushbroom-like camera: a ground point (E, N, h), in metres east/north of (lon0, lat0),
+is seen at col = (E - h * p_e) / gsd + c0, row = -(N - h * p_n) / gsd + r0, with
+p = tan(incidence) * (sin(azimuth), cos(azimuth)) (azimuth of the satellite seen from the ground). The camera is
+sampled on a 3-D grid and fitted with :func:`sat2lod.rpc.fit_rpc`.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+from rasterio.transform import Affine
+
+from sat2lod.io.raster import write_raster
+from sat2lod.rpc import RPCModel, fit_rpc
+
+R_EARTH = 6_378_137.0
+
+
+def affine_camera_rpc(lon0: float, lat0: float, size_px: int, gsd: float, incidence_deg: float,
+                      azimuth_deg: float, hrange: tuple[float, float] = (0.0, 100.0),
+                      shift_px: tuple[float, float] = (0.0, 0.0)) -> RPCModel:
+    """RPC of an affine camera whose image centre sees (lon0, lat0) at height 0 (plus ``shift_px`` = (drow, dcol))."""
+    t = math.tan(math.radians(incidence_deg))
+    pe, pn = t * math.sin(math.radians(azimuth_deg)), t * math.cos(math.radians(azimuth_deg))
+    half = 0.75 * size_px * gsd + t * max(abs(h) for h in hrange)
+    e, n, h = np.meshgrid(np.linspace(-half, half, 9), np.linspace(-half, half, 9), np.linspace(*hrange, 5))
+    e, n, h = e.ravel(), n.ravel(), h.ravel()
+    lon = lon0 + np.degrees(e / (R_EARTH * math.cos(math.radians(lat0))))
+    lat = lat0 + np.degrees(n / R_EARTH)
+    c0 = (size_px - 1) / 2.0 + shift_px[1]
+    r0 = (size_px - 1) / 2.0 + shift_px[0]
+    col = (e - h * pe) / gsd + c0
+    row = -(n - h * pn) / gsd + r0
+    return fit_rpc(lon, lat, h, row, col)
+
+
+def write_fake_view(path: Path, rpc: RPCModel, size_px: int, seed: int = 0) -> Path:
+    """Write a (size_px, size_px) uint16 noise image with ``rpc`` as RPC tags."""
+    rng = np.random.default_rng(seed)
+    img = rng.integers(100, 4000, (size_px, size_px), dtype=np.uint16)
+    return write_raster(path, img, Affine.identity(), None, rpcs=rpc.to_rasterio())
+
+
+def fake_triplet(out_dir: Path, lon0: float = 2.35, lat0: float = 48.85, size_px: int = 200, gsd: float = 0.5,
+                 hrange: tuple[float, float] = (0.0, 100.0)) -> list[dict]:
+    """Three views of one pass (fore, nadir-ish, aft), B/H ~ 0.2-0.4; returns [{file, incidence_deg, azimuth_deg}]."""
+    specs = [(12.0, 0.0), (3.0, 180.0), (10.0, 180.0)]
+    views = []
+    for i, (inc, az) in enumerate(specs):
+        rpc = affine_camera_rpc(lon0, lat0, size_px, gsd, inc, az, hrange)
+        p = write_fake_view(out_dir / f"view_{i}.tif", rpc, size_px, seed=i)
+        views.append({"file": p.name, "incidence_deg": inc, "azimuth_deg": az})
+    return views
