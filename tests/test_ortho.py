@@ -1,0 +1,141 @@
+"""True ortho: flat scene = image resampled, occlusion detection (kernel vs reference), fallback view, file rule."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import rasterio
+from pyproj import Transformer
+from rasterio.transform import from_origin
+from scipy import ndimage
+
+import sat2lod
+from sat2lod.io.jsonio import write_json
+from sat2lod.io.raster import write_raster
+from sat2lod.ortho import (
+    OrthoView,
+    _occlusion,
+    cell_centres,
+    occlusion_reference,
+    ortho_from_files,
+    pansharpen,
+    true_ortho,
+)
+from sat2lod.rpc import fit_rpc
+
+EPSG = 32631
+X0, Y0, RES = 500000.0, 4800000.0, 0.5
+GSD = 0.5
+
+
+def affine_camera(shift_x_per_m: float, shift_y_per_m: float, gain: float = 1.0):
+    """RPC of a parallel-projection camera: col = (x - X0 - sx*h)/GSD - 0.5, row = (Y0 - y + sy*h)/GSD - 0.5.
+
+    Points (x + sx*t, y + sy*t, h + t) share a pixel: the line of sight climbs along (sx, sy) metres per metre.
+    Returns the fitted RPC and the exact camera function (x, y, h) -> (row, col).
+    """
+    to_ll = Transformer.from_crs(EPSG, 4326, always_xy=True)
+    x, y, h = np.meshgrid(np.linspace(X0 - 20, X0 + 120, 15), np.linspace(Y0 - 120, Y0 + 20, 15),
+                          np.linspace(0.0, 60.0, 7), indexing="ij")
+    x, y, h = x.ravel(), y.ravel(), h.ravel()
+    col = (x - X0 - shift_x_per_m * h) / GSD - 0.5
+    row = (Y0 - y + shift_y_per_m * h) / GSD - 0.5
+    lon, lat = to_ll.transform(x, y)
+    return fit_rpc(lon, lat, h, row, col), (lambda xx, yy, hh: ((Y0 - yy + shift_y_per_m * hh) / GSD - 0.5,
+                                                             (xx - X0 - shift_x_per_m * hh) / GSD - 0.5))
+
+
+def texture(shape, seed=0):
+    rng = np.random.default_rng(seed)
+    return (1000 + 300 * ndimage.gaussian_filter(rng.normal(size=shape), 2.0)).astype(np.float32)
+
+
+def test_flat_scene_ortho_equals_resampled_image():
+    rpc, cam = affine_camera(0.3, -0.1)
+    img = texture((260, 260))
+    dsm = np.full((180, 180), 12.0, np.float32)
+    tr = from_origin(X0 + 8.0, Y0 - 6.0, RES, RES)
+    ortho, source, info = true_ortho(dsm, tr, EPSG, [OrthoView(img, rpc, "v0")])
+    x, y = cell_centres(tr, dsm.shape)
+    r, c = cam(x, y, 12.0)
+    expected = ndimage.map_coordinates(img, [r, c], order=1, mode="constant", cval=np.nan, prefilter=False)
+    assert np.isfinite(ortho).all() and (source == 0).all()
+    np.testing.assert_allclose(ortho, expected, rtol=0, atol=0.05)  # RPC fit error ~1e-4 px
+    assert info["views"][0]["occluded_fraction"] == 0.0
+    # the measured incidence comes from the RPC: tan = |(0.3, -0.1)|
+    assert info["views"][0]["tan_incidence"] == pytest.approx(np.hypot(0.3, 0.1), rel=1e-3)
+
+
+def box_scene():
+    dsm = np.zeros((120, 160), np.float32)
+    dsm[40:80, 50:70] = 20.0  # 20 m box, 10 m wide (x 25..35 m from the grid origin)
+    return dsm
+
+
+def test_occlusion_kernel_matches_reference_and_geometry():
+    dsm = box_scene()
+    dsm[5, 5] = np.nan
+    # ray towards the sensor climbs towards -x (west): ground just east of the box is hidden over 20*0.4 = 8 m
+    drow, dcol = 0.0, -0.4 / RES
+    occ = _occlusion(dsm.astype(np.float64), drow, dcol, 20.0, 0.5)
+    ref = occlusion_reference(dsm.astype(np.float64), drow, dcol, 20.0, 0.5)
+    np.testing.assert_array_equal(occ, ref)
+    assert occ[60, 70:84].all()             # 7 m of the 8 m shadow (ray marching in half pixels)
+    assert not occ[60, 88:].any() and not occ[60, :50].any()
+    assert not occ[40:80, 50:70].any()      # the roof itself is seen
+    assert not occ[5, 5]
+    rng = np.random.default_rng(1)
+    rough = ndimage.gaussian_filter(rng.normal(0, 8, (60, 70)), 1.5).astype(np.float64)
+    np.testing.assert_array_equal(_occlusion(rough, 0.7, 1.3, float(rough.max()), 0.3),
+                                  occlusion_reference(rough, 0.7, 1.3, float(rough.max()), 0.3))
+
+
+def test_hidden_cells_take_the_other_view():
+    dsm = box_scene()
+    tr = from_origin(X0, Y0, RES, RES)
+    west, _ = affine_camera(-0.4, 0.0)   # line of sight climbs towards -x: hides cells east of the box
+    east, _ = affine_camera(0.5, 0.0)    # hides cells west of the box; more oblique -> lower priority
+    img_w, img_e = texture((300, 300), 1), texture((300, 300), 2) * 2.0 + 10.0  # another gain
+    ortho, source, info = true_ortho(dsm, tr, EPSG, [OrthoView(img_e, east, "east"), OrthoView(img_w, west, "west")])
+    assert (source[60, 72:82] == 0).all()          # east of the box: hidden from 'west', taken from 'east'
+    assert (source[60, 20:40] == 1).all()          # elsewhere: the more nadir view
+    assert info["views"][1]["occluded_fraction"] > 0.005
+    # radiometric matching put 'east' on the scale of 'west': no jump at the seam
+    seam = np.abs(np.diff(ortho[60, 80:86])).max()
+    assert seam < 200
+    plain, src2, _ = true_ortho(dsm, tr, EPSG, [OrthoView(img_w, west, "west")], detect_occlusions=True)
+    assert np.isnan(plain[60, 72:82]).all() and (src2[60, 72:82] == -1).all()  # one view: hidden = masked
+
+
+def test_pansharpen_keeps_low_pass():
+    rng = np.random.default_rng(0)
+    pan = texture((64, 64), 3)
+    ms = np.stack([ndimage.uniform_filter(pan, 4) * k for k in (0.5, 0.8, 1.1)])
+    sharp = pansharpen(pan, ms)
+    assert sharp.shape == ms.shape
+    # high frequencies come from PAN, the band means stay
+    np.testing.assert_allclose(sharp.mean(axis=(1, 2)), ms.mean(axis=(1, 2)), rtol=1e-3)
+    assert np.corrcoef((sharp[1] - ndimage.uniform_filter(sharp[1], 4)).ravel(),
+                       (pan - ndimage.uniform_filter(pan, 4)).ravel())[0, 1] > 0.9
+    del rng
+
+
+def test_ortho_rule_entry(tmp_path):
+    rpc, _ = affine_camera(0.2, 0.1)
+    img = texture((300, 300)).astype(np.uint16)
+    write_raster(tmp_path / "view_0.tif", img, from_origin(0, 0, 1, 1), None, rpcs=rpc.to_rasterio())
+    dsm = box_scene()
+    dsm[0:3, 0:3] = np.nan
+    write_raster(tmp_path / "dsm.tif", dsm, from_origin(X0 + 5.0, Y0 - 5.0, RES, RES), EPSG, nodata=float("nan"),
+                 tags={"VERTICAL_DATUM": sat2lod.ELLIPSOID_DATUM})
+    write_json(tmp_path / "scenes.json", {"views": [{"id": "v0", "image": str(tmp_path / "view_0.tif"), "rpc": None}]})
+    info = ortho_from_files(tmp_path / "dsm.tif", tmp_path / "scenes.json", tmp_path / "ortho.tif")
+    with rasterio.open(tmp_path / "ortho.tif") as ds:
+        assert ds.crs.to_epsg() == EPSG and ds.dtypes[0] == "float32" and np.isnan(ds.nodata)
+        assert ds.tags()["SAT2LOD_PRODUCT"] == "ortho"
+        a = ds.read(1)
+    assert np.isfinite(a[0:3, 0:3]).all()  # DSM holes filled for the projection
+    assert info["masked_fraction"] > 0     # the box hides some ground from the single view
+    write_json(tmp_path / "bad.json", {"views": []})
+    with pytest.raises(ValueError, match="no views"):
+        ortho_from_files(tmp_path / "dsm.tif", tmp_path / "bad.json", tmp_path / "o2.tif")
