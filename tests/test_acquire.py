@@ -14,10 +14,10 @@ from acquire_fakes import affine_camera_rpc, fake_triplet, write_fake_view
 from pyproj import Transformer
 from shapely.geometry import box
 
-from sat2lod.acquire import AcquisitionError, acquire
 from sat2lod.acquire.catalog import SceneToPublish, StacServer, publish_catalog
 from sat2lod.acquire.eodag_client import (
     EODAG_VERSION,
+    AcquisitionError,
     check_asset_href,
     check_eodag_version,
     load_provider_config,
@@ -27,7 +27,7 @@ from sat2lod.acquire.eodag_client import (
 )
 from sat2lod.acquire.files import sha256_file
 from sat2lod.acquire.geometry import footprint_lonlat, utm_epsg
-from sat2lod.acquire.pipeline import LOCAL_PROVIDER, SYNTHETIC_COLLECTION, fetch_stereo_set
+from sat2lod.acquire.pipeline import LOCAL_PROVIDER, SYNTHETIC_COLLECTION, acquire, fetch_stereo_set
 from sat2lod.acquire.verify import VerificationError, parse_multihash, sha256_multihash, verify_image
 from sat2lod.io.rpc_files import read_rpc
 

@@ -1,0 +1,36 @@
+# Acquisition: find, fetch and verify the scenes, choose the stereo set, write the scene sheet
+# (sat2lod.acquire). For source.kind synthetic the synthetic views are published as a STAC catalog on a
+# 127.0.0.1 server that the job starts and stops itself, and fetched through EODAG like a real provider.
+
+
+from sat2lod.acquire.rule_inputs import acquire_rule_inputs
+
+
+rule acquire:
+    input:
+        unpack(lambda wildcards: acquire_rule_inputs(config["source"], wildcards.aoi, synthetic_views(), truth_files())),
+    output:
+        sheet="results/acquire/{aoi}/scenes.json",
+        downloads=directory("results/acquire/{aoi}/downloads"),
+        catalog=directory("results/acquire/{aoi}/catalog"),
+    log:
+        "logs/acquire/{aoi}.log",
+    benchmark:
+        "benchmarks/acquire/{aoi}.tsv"
+    conda:
+        "../envs/acquire.yaml"
+    threads: 1
+    resources:
+        mem_mb=lambda wildcards, attempt: 2000 * attempt,
+        runtime=lambda wildcards, attempt: 60 * attempt,
+    params:
+        kind=config["source"]["kind"],
+        epsg=config["output"]["epsg"],
+        bbox_lonlat=config["aoi"]["bbox_lonlat"],
+        height_range=config["source"]["height_range"],
+        local_images=config["source"]["local"]["images"],
+        stac=config["source"]["stac"],
+        selection=config["source"]["selection"],
+        download_timeout_min=config["source"]["download_timeout_min"],
+    script:
+        "../scripts/acquire.py"

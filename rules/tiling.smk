@@ -1,0 +1,27 @@
+# Tiling (checkpoint): the tile grid over the AOI in the output CRS, aligned on the output pixel grid, kept
+# where every view sees the ground (sat2lod.tiling). Downstream rules fan out per {tile} through
+# tile_ids() in rules/common.smk, which re-reads this checkpoint's output.
+
+
+checkpoint tiles:
+    input:
+        scenes="results/acquire/{aoi}/scenes.json",
+    output:
+        tiles="results/tiles/{aoi}/tiles.geojson",
+    log:
+        "logs/tiles/{aoi}.log",
+    benchmark:
+        "benchmarks/tiles/{aoi}.tsv"
+    conda:
+        "../envs/acquire.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    params:
+        tile_size_m=config["tiling"]["tile_size_m"],
+        margin_m=config["tiling"]["margin_m"],
+        min_coverage=config["tiling"]["min_coverage"],
+        resolution_m=config["output"]["resolution_m"],
+    script:
+        "../scripts/tiles.py"

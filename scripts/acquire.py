@@ -1,0 +1,22 @@
+"""Adapter of rule ``acquire``: scenes -> verified downloads + scene sheet (sat2lod.acquire.acquire)."""
+
+from sat2lod.workflow import setup
+
+setup(snakemake)  # noqa: F821  (injected by Snakemake)
+
+from sat2lod.acquire.pipeline import acquire  # noqa: E402
+
+inp = snakemake.input  # noqa: F821
+truth_keys = ("dsm", "dtm", "ndsm", "classes", "buildings")
+truth = {k: inp.get(f"ref_{k}") for k in truth_keys} if inp.get("ref_dsm") else None
+
+acquire(
+    aoi=snakemake.wildcards.aoi,  # noqa: F821
+    sheet=snakemake.output.sheet,  # noqa: F821
+    downloads=snakemake.output.downloads,  # noqa: F821
+    catalog_dir=snakemake.output.catalog,  # noqa: F821
+    synthetic_scene=inp.get("scene"),
+    truth=truth,
+    providers_file=inp.get("providers"),
+    **dict(snakemake.params.items()),  # noqa: F821
+)

@@ -1,0 +1,13 @@
+"""Adapter of checkpoint ``tiles``: scene sheet -> tile grid GeoJSON (sat2lod.tiling.make_tiles)."""
+
+from sat2lod.workflow import setup
+
+setup(snakemake)  # noqa: F821  (injected by Snakemake)
+
+from sat2lod.tiling import make_tiles  # noqa: E402
+
+make_tiles(
+    scenes=snakemake.input.scenes,  # noqa: F821
+    tiles=snakemake.output.tiles,  # noqa: F821
+    **dict(snakemake.params.items()),  # noqa: F821
+)
