@@ -1,0 +1,89 @@
+# Building models: LOD0 footprints (regularized, shared walls kept), LOD1 blocks, LOD2 roofs (sat2lod.lod).
+
+
+rule lod0:
+    input:
+        mask="results/segment/{aoi}/building_mask.tif",
+        ndsm="results/terrain/{aoi}/ndsm.tif",
+    output:
+        gpkg="results/lod0/{aoi}/footprints.gpkg",
+        fgb="results/lod0/{aoi}/footprints.fgb",
+    log:
+        "logs/lod0/{aoi}.log",
+    benchmark:
+        "benchmarks/lod0/{aoi}.tsv"
+    conda:
+        "../envs/lod.yaml"
+    threads: 1
+    resources:
+        # mask + nDSM + label images: ~ 30 bytes per cell; grows on retry
+        mem_mb=lambda wildcards, attempt: 2000 * attempt,
+        runtime=lambda wildcards, attempt: 20 * attempt,
+    params:
+        min_area_m2=config["lod"]["min_area_m2"],
+        split_step_m=config["lod"]["split_step_m"],
+        wall_gap_m=config["lod"]["wall_gap_m"],
+        min_height_m=config["lod"]["min_height_m"],
+        simplify_m=config["lod"]["simplify_m"],
+        angle_tol_deg=config["lod"]["angle_tol_deg"],
+        min_edge_m=config["lod"]["min_edge_m"],
+        max_vertices=config["lod"]["max_vertices"],
+    script:
+        "../scripts/lod0.py"
+
+
+rule lod1:
+    input:
+        footprints="results/lod0/{aoi}/footprints.gpkg",
+        dtm="results/terrain/{aoi}/dtm.tif",
+        ndsm="results/terrain/{aoi}/ndsm.tif",
+    output:
+        city="results/lod1/{aoi}/city.json",
+        seq="results/lod1/{aoi}/city.jsonl",
+    log:
+        "logs/lod1/{aoi}.log",
+    benchmark:
+        "benchmarks/lod1/{aoi}.tsv"
+    conda:
+        "../envs/lod.yaml"
+    threads: 1
+    resources:
+        mem_mb=lambda wildcards, attempt: 2000 * attempt,
+        runtime=lambda wildcards, attempt: 20 * attempt,
+    params:
+        roof_percentile=config["lod"]["lod1_roof_percentile"],
+        ground_percentile=config["lod"]["ground_percentile"],
+        title=lambda wildcards: f"sat2lod LoD1.2 {wildcards.aoi}",
+    script:
+        "../scripts/lod1.py"
+
+
+rule lod2:
+    input:
+        footprints="results/lod0/{aoi}/footprints.gpkg",
+        dsm="results/mosaic/{aoi}/dsm.tif",
+        dtm="results/terrain/{aoi}/dtm.tif",
+    output:
+        city="results/lod2/{aoi}/city.json",
+        seq="results/lod2/{aoi}/city.jsonl",
+        obj="results/lod2/{aoi}/city.obj",
+    log:
+        "logs/lod2/{aoi}.log",
+    benchmark:
+        "benchmarks/lod2/{aoi}.tsv"
+    conda:
+        "../envs/lod.yaml"
+    threads: 1
+    resources:
+        mem_mb=lambda wildcards, attempt: 3000 * attempt,
+        runtime=lambda wildcards, attempt: 30 * attempt,
+    params:
+        max_rmse_m=config["lod"]["roof_max_rmse_m"],
+        min_rise_m=config["lod"]["roof_min_rise_m"],
+        plane_tol_m=config["lod"]["plane_tol_m"],
+        max_planes=config["lod"]["max_planes"],
+        edge_buffer_m=config["lod"]["edge_buffer_m"],
+        ground_percentile=config["lod"]["ground_percentile"],
+        title=lambda wildcards: f"sat2lod LoD2.2 {wildcards.aoi}",
+    script:
+        "../scripts/lod2.py"

@@ -1,0 +1,115 @@
+"""LOD1 (LoD1.2 blocks) and LOD2 (LoD2.2 roofs) building models from footprints and height rasters.
+
+Arrays in, CityJSON building records out (:class:`sat2lod.io.cityjson.CityBuilding`); the readers/writers
+live in :mod:`sat2lod.lod.pipeline`.
+
+Heights: DSM and DTM absolute in one vertical datum (NaN nodata); nDSM = DSM - DTM (m). Footprints: shapely
+polygons in the rasters' projected CRS.
+"""
+
+from __future__ import annotations
+
+import logging
+import numpy as np
+import shapely
+from rasterio.transform import Affine, rowcol
+from shapely.geometry import Polygon
+
+from sat2lod.io.cityjson import CityBuilding
+from sat2lod.lod.roof import RoofFit, RoofParams, fit_roof
+from sat2lod.lod.solid import build_solid, check_solid
+
+log = logging.getLogger(__name__)
+
+
+def pixels_in(poly: Polygon, array: np.ndarray, transform: Affine, buffer_m: float = 0.0,
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Centres (x, y) and values of the pixels of ``array`` whose centre lies in ``poly`` (shrunk by
+    ``buffer_m`` when > 0; the unshrunk polygon is used if the shrunk one holds no pixel centre).
+
+    Returns:
+        x, y, v: (N,) arrays (map metres, array values; NaN kept).
+    """
+    h, w = array.shape
+    for b in ((buffer_m, 0.0) if buffer_m > 0 else (0.0,)):
+        p = poly.buffer(-b) if b > 0 else poly
+        if p.is_empty:
+            continue
+        x0, y0, x1, y1 = p.bounds
+        r0, c0 = rowcol(transform, x0, y1)
+        r1, c1 = rowcol(transform, x1, y0)
+        r0, c0 = max(int(r0), 0), max(int(c0), 0)
+        r1, c1 = min(int(r1) + 1, h - 1), min(int(c1) + 1, w - 1)
+        if r1 < r0 or c1 < c0:
+            continue
+        rr, cc = np.mgrid[r0:r1 + 1, c0:c1 + 1]
+        xs, ys = transform @ (cc + 0.5, rr + 0.5)
+        inside = shapely.contains_xy(p, xs, ys)
+        if inside.any():
+            return xs[inside], ys[inside], array[rr[inside], cc[inside]]
+    return np.zeros(0), np.zeros(0), np.zeros(0, array.dtype)
+
+
+def ground_height(poly: Polygon, dtm: np.ndarray, transform: Affine, percentile: float = 50.0) -> float:
+    """Ground height of a building: ``percentile`` of the DTM inside the footprint and on a 2 m ring
+    around it (the DTM under a building is interpolated; its rim is measured). NaN when no valid cell."""
+    ring = poly.buffer(2.0).difference(poly)
+    vals = np.concatenate([pixels_in(poly, dtm, transform)[2], pixels_in(ring, dtm, transform)[2]])
+    vals = vals[np.isfinite(vals)]
+    return float(np.percentile(vals, percentile)) if len(vals) else float("nan")
+
+
+def lod1_building(fid: str, poly: Polygon, dtm: np.ndarray, ndsm: np.ndarray, transform: Affine,
+                  roof_percentile: float = 90.0, ground_percentile: float = 50.0) -> CityBuilding | None:
+    """LoD1.2 block: the footprint extruded from the ground to ground + ``roof_percentile`` of the nDSM.
+
+    Returns None (with a log line) when the footprint holds no valid height.
+    """
+    g = ground_height(poly, dtm, transform, ground_percentile)
+    _, _, h = pixels_in(poly, ndsm, transform, buffer_m=0.5)
+    h = h[np.isfinite(h)]
+    if not np.isfinite(g) or len(h) == 0:
+        log.info("building %s: no valid DTM/nDSM cell, skipped in LOD1", fid)
+        return None
+    height = float(np.percentile(h, roof_percentile))
+    if height <= 0.1:
+        log.info("building %s: nDSM percentile %.2f m <= 0.1 m, skipped in LOD1", fid, height)
+        return None
+    surfaces = build_solid([poly], [(g + height, 0.0, 0.0)], g)
+    attrs = {"ground_height": round(g, 3), "roof_height": round(g + height, 3), "height": round(height, 3),
+             "roof_percentile": roof_percentile, "area_m2": round(poly.area, 2)}
+    return CityBuilding(fid, [(s.rings, s.semantic) for s in surfaces], "1.2", attrs)
+
+
+def lod2_building(fid: str, poly: Polygon, dsm: np.ndarray, dtm: np.ndarray, transform: Affine,
+                  prm: RoofParams = RoofParams(), ground_percentile: float = 50.0,
+                  ) -> tuple[CityBuilding, RoofFit] | None:
+    """LoD2.2 building: fitted roof faces over the footprint, walls, ground; watertight solid."""
+    g = ground_height(poly, dtm, transform, ground_percentile)
+    x, y, z = pixels_in(poly, dsm, transform, buffer_m=prm.edge_buffer_m)
+    if not np.isfinite(g) or not np.isfinite(z).any():
+        log.info("building %s: no valid DSM/DTM cell, skipped in LOD2", fid)
+        return None
+    fit = fit_roof(poly, x, y, z.astype(float), prm, transform)
+    # a roof plane running below the ground (bad fit, tiny building) is clamped to a flat roof
+    ring = np.asarray(poly.exterior.coords)
+    low = min(float(np.min(p[0] + p[1] * ring[:, 0] + p[2] * ring[:, 1])) for p in fit.planes)
+    if low <= g + 0.5:
+        h = max(float(np.nanmedian(z)), g + 1.0)
+        fit = RoofFit("flat", [poly], [(h, 0.0, 0.0)], h, h, fit.rmse, fit.n_points, fit.scores)
+    try:
+        surfaces = build_solid(fit.faces, fit.planes, g)
+        chk = check_solid(surfaces)
+        problem = "" if chk["closed"] else f"open shell ({chk['n_bad_edges']} bad edges)"
+    except ValueError as exc:
+        problem = str(exc)
+    if problem:
+        log.warning("building %s: %s roof: %s; using a flat roof instead", fid, fit.roof_type, problem)
+        h = float(np.nanmedian(z))
+        fit = RoofFit("flat", [poly], [(h, 0.0, 0.0)], h, h, fit.rmse, fit.n_points, fit.scores)
+        surfaces = build_solid(fit.faces, fit.planes, g)
+    attrs = {"roof_type": fit.roof_type, "ground_height": round(g, 3),
+             "eave_height": round(fit.eave - g, 3), "ridge_height": round(fit.ridge - g, 3),
+             "roof_rmse": round(fit.rmse, 3) if np.isfinite(fit.rmse) else None, "n_roof_faces": len(fit.faces),
+             "area_m2": round(poly.area, 2)}
+    return CityBuilding(fid, [(s.rings, s.semantic) for s in surfaces], "2.2", attrs), fit

@@ -1,0 +1,146 @@
+"""File-level entry points of rules lod0, lod1 and lod2 (read with sat2lod.io, compute, write atomically)."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+
+from sat2lod.io.cityjson import city_model, validate_cityjson, write_cityjson, write_cityjsonseq, write_obj
+from sat2lod.io.raster import Raster, read_raster
+from sat2lod.io.vector import read_vector, write_vector
+from sat2lod.lod.footprints import FootprintParams, extract_footprints
+from sat2lod.lod.metrics import n_vertices
+from sat2lod.lod.models import lod1_building, lod2_building, pixels_in
+from sat2lod.lod.regularize import RegularizeParams
+from sat2lod.lod.roof import RoofParams
+
+log = logging.getLogger(__name__)
+PathLike = str | os.PathLike[str]
+
+
+def _same_grid(a: Raster, b: Raster, name_a: PathLike, name_b: PathLike) -> None:
+    if a.shape != b.shape or not np.allclose(tuple(a.transform)[:6], tuple(b.transform)[:6]) or a.crs != b.crs:
+        raise ValueError(f"{name_b}: grid differs from {name_a} (shape {b.shape} vs {a.shape}, transform or CRS); "
+                         "both must come from the same output grid (config 'output').")
+
+
+def _epsg(r: Raster, path: PathLike) -> int:
+    epsg = r.crs.to_epsg() if r.crs is not None else None
+    if epsg is None:
+        raise ValueError(f"{path}: the raster has no EPSG-coded CRS; set config output.epsg and rerun.")
+    return int(epsg)
+
+
+def _datum(*rasters: Raster) -> str:
+    for r in rasters:
+        if "VERTICAL_DATUM" in r.tags:
+            return r.tags["VERTICAL_DATUM"]
+    return "unknown (input rasters carry no VERTICAL_DATUM tag)"
+
+
+def run_lod0(mask: PathLike, ndsm: PathLike | None, gpkg: PathLike, fgb: PathLike | None = None, *,
+             min_area_m2: float = 20.0, split_step_m: float = 0.75, wall_gap_m: float = 4.0, min_height_m: float = 2.0,
+             simplify_m: float = 0.7, angle_tol_deg: float = 15.0, min_edge_m: float = 1.5,
+             max_vertices: int = 40) -> gpd.GeoDataFrame:
+    """Building mask (+ nDSM) -> regularized footprints as GeoPackage (+ FlatGeobuf).
+
+    Columns: id, block, area_m2, perimeter_m, n_vertices, orientation_deg, traced_area_m2, ndsm_median_m.
+    """
+    m = read_raster(mask)
+    if m.array.ndim != 2 or m.array.dtype != np.uint8:
+        raise ValueError(f"{mask}: expected a single-band uint8 building mask (1 building, 0 other, 255 nodata)")
+    nd = None
+    if ndsm is not None:
+        r = read_raster(ndsm, masked_to_nan=True)
+        _same_grid(m, r, mask, ndsm)
+        nd = r.array.astype(np.float32)
+    prm = FootprintParams(min_area_m2=min_area_m2, split_step_m=split_step_m, min_height_m=min_height_m, wall_gap_m=wall_gap_m,
+                          regularize=RegularizeParams(simplify_m=simplify_m, angle_tol_deg=angle_tol_deg,
+                                                      min_edge_m=min_edge_m, max_vertices=max_vertices))
+    fps = extract_footprints(m.array, nd, m.transform, prm)
+    rows = []
+    for f in fps:
+        med = float("nan")
+        if nd is not None:
+            v = pixels_in(f.polygon, nd, m.transform)[2]
+            v = v[np.isfinite(v)]
+            med = float(np.median(v)) if len(v) else float("nan")
+        rows.append({"id": f.id, "block": f.block, "area_m2": round(f.polygon.area, 2),
+                     "perimeter_m": round(f.polygon.length, 2), "n_vertices": n_vertices(f.polygon),
+                     "orientation_deg": round(f.orientation_deg, 2), "traced_area_m2": round(f.traced_area_m2, 2),
+                     "ndsm_median_m": round(med, 2), "geometry": f.polygon})
+    cols = ["id", "block", "area_m2", "perimeter_m", "n_vertices", "orientation_deg", "traced_area_m2",
+            "ndsm_median_m", "geometry"]
+    gdf = gpd.GeoDataFrame(pd.DataFrame(rows, columns=cols), geometry="geometry", crs=m.crs)
+    write_vector(gpkg, gdf, layer="footprints")
+    if fgb is not None:
+        write_vector(fgb, gdf)
+    log.info("lod0: %d footprints -> %s", len(gdf), gpkg)
+    return gdf
+
+
+def _footprints(path: PathLike) -> gpd.GeoDataFrame:
+    gdf = read_vector(path)
+    if "id" not in gdf.columns:
+        raise ValueError(f"{path}: footprints need an 'id' column (made by rule lod0)")
+    return gdf
+
+
+def run_lod1(footprints: PathLike, dtm: PathLike, ndsm: PathLike, city: PathLike, *,
+             roof_percentile: float = 90.0, ground_percentile: float = 50.0, title: str = "sat2lod LoD1.2",
+             cityjsonseq: PathLike | None = None) -> dict:
+    """Footprints + DTM + nDSM -> LoD1.2 CityJSON 2.0 (and CityJSONSeq). Returns the CityJSON dict."""
+    gdf = _footprints(footprints)
+    t = read_raster(dtm, masked_to_nan=True)
+    n = read_raster(ndsm, masked_to_nan=True)
+    _same_grid(t, n, dtm, ndsm)
+    epsg = _epsg(t, dtm)
+    blds = []
+    for fid, geom in zip(gdf["id"], gdf.geometry):
+        b = lod1_building(f"b{int(fid)}", geom, t.array, n.array, t.transform, roof_percentile, ground_percentile)
+        if b is not None:
+            blds.append(b)
+    return _write_city(blds, epsg, _datum(t, n), title, city, cityjsonseq)
+
+
+def run_lod2(footprints: PathLike, dsm: PathLike, dtm: PathLike, city: PathLike, obj: PathLike | None = None, *,
+             max_rmse_m: float = 1.0, min_rise_m: float = 0.7, plane_tol_m: float = 0.4, max_planes: int = 8,
+             edge_buffer_m: float = 0.6, ground_percentile: float = 50.0, title: str = "sat2lod LoD2.2",
+             cityjsonseq: PathLike | None = None) -> dict:
+    """Footprints + DSM + DTM -> LoD2.2 CityJSON 2.0 (+ CityJSONSeq, OBJ). Returns the CityJSON dict."""
+    gdf = _footprints(footprints)
+    s = read_raster(dsm, masked_to_nan=True)
+    t = read_raster(dtm, masked_to_nan=True)
+    _same_grid(s, t, dsm, dtm)
+    epsg = _epsg(s, dsm)
+    prm = RoofParams(max_rmse_m=max_rmse_m, min_rise_m=min_rise_m, plane_tol_m=plane_tol_m, max_planes=max_planes,
+                     edge_buffer_m=edge_buffer_m)
+    blds = []
+    counts: dict[str, int] = {}
+    for fid, geom in zip(gdf["id"], gdf.geometry):
+        res = lod2_building(f"b{int(fid)}", geom, s.array, t.array, s.transform, prm, ground_percentile)
+        if res is not None:
+            blds.append(res[0])
+            counts[res[1].roof_type] = counts.get(res[1].roof_type, 0) + 1
+    log.info("lod2 roof types: %s", counts)
+    doc = _write_city(blds, epsg, _datum(s, t), title, city, cityjsonseq)
+    if obj is not None:
+        write_obj(obj, doc)
+    return doc
+
+
+def _write_city(blds: list, epsg: int, datum: str, title: str, city: PathLike, seq: PathLike | None) -> dict:
+    doc = city_model(blds, epsg, datum, title)
+    errors = validate_cityjson(doc)
+    if errors:  # a writer bug, not bad input: refuse to write an invalid file
+        raise RuntimeError(f"{city}: generated CityJSON is invalid: {errors[:5]}")
+    write_cityjson(city, doc)
+    if seq is not None:
+        write_cityjsonseq(seq, doc)
+    log.info("%d buildings -> %s", len(blds), Path(city))
+    return doc

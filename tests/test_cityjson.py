@@ -1,0 +1,87 @@
+"""CityJSON 2.0 writer: structural validity, closed solids in the file, CityJSONSeq and OBJ exports."""
+
+from __future__ import annotations
+
+import copy
+import json
+
+import numpy as np
+import pytest
+from shapely.geometry import box
+
+from sat2lod.io.cityjson import (CityBuilding, city_model, read_cityjson, validate_cityjson, write_cityjson,
+                                 write_cityjsonseq, write_obj)
+from sat2lod.lod.solid import Surface, build_solid, check_solid
+
+
+def _buildings():
+    gable = build_solid([box(0, 0, 10, 2.5), box(0, 2.5, 10, 5)], [(105.0, 0.0, 1.0), (110.0, 0.0, -1.0)], 100.0)
+    block = build_solid([box(10, 0, 20, 5)], [(108.0, 0.0, 0.0)], 100.0)  # shares a wall with the gable
+    return [CityBuilding("b1", [(s.rings, s.semantic) for s in gable], "2.2", {"roof_type": "gable"}),
+            CityBuilding("b2", [(s.rings, s.semantic) for s in block], "2.2", {"roof_type": "flat"})]
+
+
+def _solids_from_doc(doc):
+    """Rebuild each object's surfaces (integer mm, in the file's transformed frame) from the vertex list."""
+    v = doc["vertices"]
+    out = {}
+    for oid, o in doc["CityObjects"].items():
+        g = o["geometry"][0]
+        sems = g["semantics"]["surfaces"]
+        out[oid] = [Surface([[tuple(v[i]) for i in ring] for ring in surf], sems[val]["type"])
+                    for surf, val in zip(g["boundaries"][0], g["semantics"]["values"][0])]
+    return out
+
+
+def test_city_model_is_valid_and_solids_closed(tmp_path):
+    doc = city_model(_buildings(), 32631, "WGS84 ellipsoid", "test")
+    assert validate_cityjson(doc) == []
+    p = write_cityjson(tmp_path / "city.json", doc)
+    back = read_cityjson(p)
+    assert back["version"] == "2.0" and back["metadata"]["referenceSystem"].endswith("/EPSG/0/32631")
+    assert back["metadata"]["verticalDatum"] == "WGS84 ellipsoid"
+    for oid, surfaces in _solids_from_doc(back).items():
+        chk = check_solid(surfaces)
+        assert chk["closed"] and chk["planar"] and chk["volume_m3"] > 0, oid
+    # shared vertices: the common wall corners are stored once
+    assert len(back["vertices"]) == len({tuple(x) for x in back["vertices"]})
+    # real coordinates = vertex * scale + translate
+    z = np.array(back["vertices"])[:, 2] * back["transform"]["scale"][2] + back["transform"]["translate"][2]
+    assert z.min() == pytest.approx(100.0) and z.max() == pytest.approx(108.0)
+
+
+@pytest.mark.parametrize("mutate,expected", [
+    (lambda d: d.update(version="1.1"), "version"),
+    (lambda d: d["metadata"].update(referenceSystem="EPSG:32631"), "referenceSystem"),
+    (lambda d: d["vertices"].append([0.5, 1, 2]), "vertices"),
+    (lambda d: d["CityObjects"]["b1"].update(type="House"), "CityObject type"),
+    (lambda d: d["CityObjects"]["b1"]["geometry"][0].update(lod=2), "lod"),
+    (lambda d: d["CityObjects"]["b1"]["geometry"][0]["boundaries"][0][0][0].append(10 ** 6), "indices"),
+    (lambda d: d["CityObjects"]["b1"]["geometry"][0]["semantics"]["surfaces"].append({"type": "Roof"}), "semantic"),
+    (lambda d: d["CityObjects"]["b1"]["geometry"][0]["semantics"]["values"][0].pop(), "shape"),
+    (lambda d: d["CityObjects"]["b1"]["geometry"][0].update(boundaries=[[1, 2, 3]]), "depth"),
+    (lambda d: d["CityObjects"]["b1"].update(children=["nope"]), "child"),
+])
+def test_validator_catches_each_error(mutate, expected):
+    doc = copy.deepcopy(city_model(_buildings(), 32631, "WGS84 ellipsoid", "test"))
+    mutate(doc)
+    errors = validate_cityjson(doc)
+    assert any(expected in e for e in errors), errors
+
+
+def test_cityjsonseq_and_obj(tmp_path):
+    doc = city_model(_buildings(), 32631, "WGS84 ellipsoid", "test")
+    seq = write_cityjsonseq(tmp_path / "city.jsonl", doc)
+    lines = [json.loads(x) for x in seq.read_text().splitlines()]
+    assert lines[0]["type"] == "CityJSON" and lines[0]["CityObjects"] == {} and "transform" in lines[0]
+    feats = lines[1:]
+    assert [f["type"] for f in feats] == ["CityJSONFeature"] * 2
+    for f in feats:
+        one = dict(lines[0], CityObjects=f["CityObjects"], vertices=f["vertices"])
+        assert validate_cityjson(one) == []
+        assert check_solid(_solids_from_doc(one)[f["id"]])["closed"]
+    obj = write_obj(tmp_path / "city.obj", doc).read_text().splitlines()
+    nv = sum(1 for x in obj if x.startswith("v "))
+    faces = [x for x in obj if x.startswith("f ")]
+    assert nv == len(doc["vertices"]) and len(faces) >= 14
+    assert all(1 <= int(i) <= nv for f in faces for i in f.split()[1:])

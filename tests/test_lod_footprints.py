@@ -1,0 +1,119 @@
+"""LOD0: regularization on shapes with known answers, shared walls of row houses, footprint metrics."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import shapely
+from rasterio import features
+from rasterio.transform import from_origin
+from shapely import affinity
+from shapely.geometry import Point, box
+
+from sat2lod.lod.footprints import FootprintParams, extract_footprints
+from sat2lod.lod.metrics import ciou, footprint_scores, iou, n_vertices, polis, shared_wall_scores
+from sat2lod.lod.regularize import dominant_orientation, regularize_polygon
+
+RES = 0.5
+T = from_origin(1000.0, 2200.0, RES, RES)
+SHAPE = (400, 400)
+
+
+def _raster(polys, heights=None):
+    mask = np.zeros(SHAPE, np.uint8)
+    ndsm = np.zeros(SHAPE, np.float32)
+    for i, p in enumerate(polys):
+        m = features.rasterize([p], out_shape=SHAPE, transform=T).astype(bool)
+        mask[m] = 1
+        ndsm[m] = 8.0 if heights is None else heights[i]
+    return mask, ndsm
+
+
+def _traced(p):
+    mask, _ = _raster([p])
+    shapes = [shapely.geometry.shape(g) for g, _ in features.shapes(mask, mask=mask == 1, transform=T)]
+    return max(shapes, key=lambda g: g.area)
+
+
+@pytest.mark.parametrize("angle", [0.0, 17.0, 33.0, 45.0])
+def test_rotated_rectangle_becomes_four_corners(angle):
+    truth = affinity.rotate(box(1040, 2040, 1070, 2055), angle, origin=(1055, 2047))
+    traced = _traced(truth)
+    theta = dominant_orientation([np.asarray(traced.exterior.coords)])
+    assert abs(((math.degrees(theta) - angle + 45) % 90) - 45) < 1.0
+    reg = regularize_polygon(traced, theta)
+    assert n_vertices(reg) == 4
+    assert iou(reg, truth) > 0.97
+    assert polis(reg, truth) < 0.3
+    # the traced staircase has many more vertices: regularization is doing the work
+    assert n_vertices(traced) > 4 or angle == 0.0
+
+
+@pytest.mark.parametrize("angle", [0.0, 25.0])
+def test_l_shape_keeps_six_right_angles(angle):
+    truth = affinity.rotate(box(1030, 2030, 1070, 2040).union(box(1030, 2030, 1040, 2070)), angle, origin=(1050, 2050))
+    traced = _traced(truth)
+    reg = regularize_polygon(traced, dominant_orientation([np.asarray(traced.exterior.coords)]))
+    assert n_vertices(reg) == 6
+    assert iou(reg, truth) > 0.97
+    ring = np.asarray(reg.exterior.coords)[:-1]
+    for i in range(6):
+        a, b = ring[i] - ring[i - 1], ring[(i + 1) % 6] - ring[i]
+        cos = abs(np.dot(a, b)) / (np.linalg.norm(a) * np.linalg.norm(b))
+        assert cos < 0.01  # right angle within ~0.6 degree
+
+
+def test_circle_stays_round():
+    truth = Point(1100, 2100).buffer(9.0, 64)
+    traced = _traced(truth)
+    reg = regularize_polygon(traced, dominant_orientation([np.asarray(traced.exterior.coords)]))
+    assert n_vertices(reg) == 16
+    assert iou(reg, truth) > 0.96
+
+
+def test_row_houses_share_their_walls():
+    angle = 17.0
+    houses = [affinity.rotate(box(1040 + 8 * i, 2040, 1048 + 8 * i, 2052), angle, origin=(1060, 2050)) for i in range(4)]
+    mask, ndsm = _raster(houses, heights=[6.0, 9.5, 5.0, 11.0])
+    fps = extract_footprints(mask, ndsm, T, FootprintParams(min_height_m=2.0))
+    polys = [f.polygon for f in fps]
+    assert len(polys) == 4
+    sc = footprint_scores(polys, houses)
+    assert sc.n_matched == 4 and sc.iou_mean > 0.95 and sc.n_ratio == pytest.approx(1.0)
+    walls = shared_wall_scores(polys, houses)
+    assert walls["pairs"] == 3 and walls["kept_shared"] == 1.0
+    for a in range(4):
+        for b in range(a + 1, 4):
+            assert polys[a].intersection(polys[b]).area < 1e-6  # no overlap
+    # no gap: the union is one polygon whose area matches the row
+    u = shapely.union_all(polys)
+    assert u.geom_type == "Polygon" and abs(u.area - sum(h.area for h in houses)) / u.area < 0.03
+
+
+def test_touching_buildings_of_equal_height_are_one_block_without_ndsm():
+    houses = [box(1040 + 8 * i, 2040, 1048 + 8 * i, 2052) for i in range(3)]
+    mask, _ = _raster(houses)
+    fps = extract_footprints(mask, None, T, FootprintParams(min_height_m=0.0))
+    assert len(fps) == 1 and n_vertices(fps[0].polygon) == 4
+
+
+def test_metrics_known_answers():
+    a = box(0, 0, 10, 10)
+    b = box(1, 0, 11, 10)
+    assert iou(a, a) == 1.0 and polis(a, a) == 0.0 and ciou(a, a) == 1.0
+    assert iou(a, b) == pytest.approx(90 / 110)
+    assert polis(a, b) == pytest.approx(0.5)
+    tri = shapely.geometry.Polygon([(0, 0), (10, 0), (10, 10), (5, 12), (0, 10)])
+    # C-IoU penalizes the vertex count difference: (1 - |5-4| / 9)
+    assert ciou(tri, a) == pytest.approx(iou(tri, a) * (1 - 1 / 9))
+    sc = footprint_scores([b], [a])
+    assert sc.n_matched == 1 and sc.ce90_m == pytest.approx(1.0) and sc.n_ratio == 1.0
+
+
+def test_mask_nodata_and_low_objects_are_not_buildings():
+    mask, ndsm = _raster([box(1040, 2040, 1060, 2060), box(1100, 2100, 1120, 2120)], heights=[8.0, 0.5])
+    mask[:10] = 255
+    fps = extract_footprints(mask, ndsm, T, FootprintParams(min_height_m=2.0))
+    assert len(fps) == 1 and fps[0].polygon.centroid.x < 1070

@@ -1,0 +1,106 @@
+"""LOD1/LOD2: roof fitting on synthetic roofs of each type, watertight planar solids."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import shapely
+from rasterio.transform import from_origin
+from shapely import affinity
+from shapely.geometry import Polygon, box
+
+from sat2lod.lod.models import lod1_building, lod2_building
+from sat2lod.lod.roof import fit_roof
+from sat2lod.lod.solid import ROOF, Surface, build_solid, check_solid
+from sat2lod.synth.layout import Building
+
+T = from_origin(0.0, 100.0, 0.5, 0.5)
+XS, YS = np.meshgrid(np.arange(0.25, 100, 0.5), np.arange(99.75, 0, -0.5))
+
+
+def _roof_points(rt, hl, hw, ang, eave=6.0, ridge=9.5, noise=0.3, seed=0):
+    cx, cy = 50.0, 50.0
+    fp = affinity.rotate(box(cx - hl, cy - hw, cx + hl, cy + hw), ang, origin=(cx, cy), use_radians=True)
+    b = Building(1, fp, rt, eave, ridge if rt != "flat" else eave, 100.0, (cx, cy, ang, hl, hw), "detached")
+    inside = shapely.contains_xy(fp.buffer(-0.6), XS, YS)
+    x, y = XS[inside], YS[inside]
+    z = 100.0 + b.roof_height(x, y) + np.random.default_rng(seed).normal(0, noise, len(x))
+    return fp, b, x, y, z
+
+
+CASES = [("flat", 6, 4, 0.3), ("shed", 6, 4, 0.5), ("gable", 7, 4, 0.2), ("gable", 4.5, 6.5, 1.1),
+         ("hip", 7, 4, 1.0), ("pyramid", 6, 6, 0.4)]
+
+
+@pytest.mark.parametrize("rt,hl,hw,ang", CASES)
+def test_each_roof_type_is_recognised_and_closed(rt, hl, hw, ang):
+    fp, b, x, y, z = _roof_points(rt, hl, hw, ang)
+    fit = fit_roof(fp, x, y, z, transform=T)
+    assert fit.roof_type == rt
+    assert abs(fit.ridge - (100 + b.ridge)) < 0.3
+    assert abs(fit.eave - (100 + b.eave)) < 0.3
+    assert fit.rmse < 0.4  # the noise level
+    chk = check_solid(build_solid(fit.faces, fit.planes, 100.0))
+    assert chk["closed"] and chk["planar"] and chk["volume_m3"] > 0
+
+
+def test_gable_volume_is_exact():
+    faces = [box(0, 0, 10, 2.5), box(0, 2.5, 10, 5)]
+    planes = [(5.0, 0.0, 1.0), (10.0, 0.0, -1.0)]  # eave 5 m, ridge 7.5 m along y = 2.5
+    s = build_solid(faces, planes, 0.0)
+    chk = check_solid(s)
+    assert chk["closed"] and chk["volume_m3"] == pytest.approx(10 * 5 * 5 + 10 * 5 * 2.5 / 2)
+    assert sum(1 for f in s if f.semantic == ROOF) == 2
+
+
+def test_step_walls_and_courtyard_stay_closed():
+    outer = Polygon([(0, 0), (20, 0), (20, 20), (0, 20)], [[(5, 5), (5, 15), (15, 15), (15, 5)]])
+    a, b = outer.intersection(box(0, 0, 10, 20)), outer.intersection(box(10, 0, 20, 20))
+    chk = check_solid(build_solid([a, b], [(10.0, 0, 0), (14.0, 0, 0)], 1.0))
+    assert chk["closed"] and chk["volume_m3"] == pytest.approx(150 * 9 + 150 * 13)
+    # crossing planes along the common edge are split where they cross
+    chk = check_solid(build_solid([box(0, 0, 5, 5), box(5, 0, 10, 5)], [(10.0, 0, 0.5), (12.5, 0, -0.5)], 0.0))
+    assert chk["closed"] and chk["planar"]
+
+
+def test_open_shell_is_detected():
+    s = build_solid([box(0, 0, 10, 5)], [(8.0, 0, 0)], 0.0)
+    broken = [f for f in s if f.semantic != "GroundSurface"]
+    assert not check_solid(broken)["closed"]
+    warped = [Surface([[(0, 0, 0), (10000, 0, 0), (10000, 10000, 500), (0, 10000, 0)]], ROOF)]
+    assert check_solid(warped)["max_planarity_m"] > 0.1
+
+
+def test_multiplane_roof_for_an_l_shaped_gable():
+    # two gables at right angles on an L: no single primitive fits, planes do
+    fp = box(40, 40, 70, 50).union(box(40, 40, 50, 70))
+    inside = shapely.contains_xy(fp.buffer(-0.6), XS, YS)
+    x, y = XS[inside], YS[inside]
+    z1 = 110 + 4 - 0.8 * np.abs(y - 45)  # wing along x, ridge at y = 45
+    z2 = 110 + 4 - 0.8 * np.abs(x - 45)  # wing along y, ridge at x = 45
+    z = np.where((x > 50) | ((y < 50) & (np.abs(y - 45) < np.abs(x - 45))), z1, z2)
+    z = z + np.random.default_rng(1).normal(0, 0.1, len(z))
+    fit = fit_roof(fp, x, y, z, transform=T)
+    assert fit.roof_type == "multiplane" and fit.rmse < 0.5 and len(fit.faces) >= 4
+    chk = check_solid(build_solid(fit.faces, fit.planes, 105.0))
+    assert chk["closed"]
+
+
+def test_lod1_and_lod2_buildings_from_rasters():
+    fp, b, _, _, _ = _roof_points("gable", 7, 4, 0.2)
+    dtm = np.full(XS.shape, 100.0, np.float32)
+    dsm = dtm.copy()
+    inside = shapely.contains_xy(fp, XS, YS)
+    dsm[inside] = 100.0 + b.roof_height(XS[inside], YS[inside])
+    lod1 = lod1_building("b1", fp, dtm, dsm - dtm, T, roof_percentile=95.0)
+    assert lod1 is not None and lod1.lod == "1.2"
+    assert abs(lod1.attributes["height"] - b.ridge) < 0.5
+    res = lod2_building("b1", fp, dsm, dtm, T)
+    assert res is not None
+    city_b, fit = res
+    assert fit.roof_type == "gable" and city_b.attributes["ridge_height"] == pytest.approx(b.ridge, abs=0.2)
+    surfaces = [Surface(r, s) for r, s in city_b.surfaces]
+    assert check_solid(surfaces)["closed"]
+    assert not math.isnan(city_b.attributes["ground_height"])
