@@ -1,0 +1,131 @@
+"""Building probability and mask: tiled U-Net inference, or the nDSM-threshold fallback; post-processing."""
+
+from __future__ import annotations
+
+import logging
+import math
+
+import numpy as np
+import torch
+from scipy import ndimage
+
+from sat2lod.segment.unet import UNet
+
+log = logging.getLogger(__name__)
+
+
+def _ramp(n: int, overlap: int, lead: bool, trail: bool) -> np.ndarray:
+    """1-D blending weight of a tile of ``n`` px: 0 over the outer quarter of an interior overlap, linear ramp
+    over the middle half, 1 elsewhere; two overlapping tiles' weights sum to 1."""
+    w = np.ones(n, np.float32)
+    if overlap <= 0:
+        return w
+    q, half = overlap // 4, overlap - 2 * (overlap // 4)
+    ramp = (np.arange(half, dtype=np.float32) + 0.5) / half
+    if lead:
+        w[:q] = 0.0
+        w[q:q + half] = ramp
+    if trail:
+        if q:
+            w[n - q:] = 0.0
+        w[n - q - half:n - q] = ramp[::-1]
+    return w
+
+
+def tile_origins(size: int, tile: int, overlap: int) -> list[int]:
+    """Tile starts along one axis (multiples of ``tile - overlap``) covering ``size`` px (last tile may overhang)."""
+    stride = tile - overlap
+    n = 1 if size <= tile else 1 + math.ceil((size - tile) / stride)
+    return [k * stride for k in range(n)]
+
+
+@torch.no_grad()
+def predict_full(model: UNet, x: np.ndarray, device: str = "cpu") -> np.ndarray:
+    """Untiled inference (reference for tests, small images): (C, H, W) -> (H, W) float32 probability."""
+    m = model.multiple
+    c, h, w = x.shape
+    hp, wp = math.ceil(h / m) * m, math.ceil(w / m) * m
+    xp = np.pad(x, ((0, 0), (0, hp - h), (0, wp - w)), mode="edge")
+    model.eval()
+    logits = model(torch.from_numpy(xp)[None].to(device))
+    return torch.sigmoid(logits)[0, 0, :h, :w].cpu().numpy().astype(np.float32)
+
+
+@torch.no_grad()
+def predict_tiled(model: UNet, x: np.ndarray, tile_px: int = 1000, overlap_px: int = 192, batch_size: int = 2,
+                  device: str = "cpu") -> np.ndarray:
+    """Tiled inference with overlap and linear blending.
+
+    Tiles start on multiples of ``tile_px - overlap_px`` (a multiple of ``2**depth``, so every tile sees the same
+    pooling phase as the whole image), the image is edge-padded to cover the last tiles, and predictions are
+    blended with weights that ignore the outer quarter of each interior overlap. Where the network's receptive
+    half-width is at most ``overlap_px / 4``, the result equals untiled inference.
+
+    Args:
+        model: the network (eval mode is set here).
+        x: (C, H, W) float32 input from :func:`sat2lod.segment.features.make_input`.
+        tile_px, overlap_px: tile side and overlap (px), multiples of ``model.multiple``.
+        batch_size: tiles per forward pass.
+    Returns:
+        (H, W) float32 building probability.
+    """
+    m = model.multiple
+    if tile_px % m or overlap_px % m or not 0 <= overlap_px < tile_px:
+        raise ValueError(f"segmentation.tile_px ({tile_px}) and overlap_px ({overlap_px}) must be multiples of "
+                         f"{m} (2**depth of the model) with 0 <= overlap < tile")
+    c, h, w = x.shape
+    th, tw = min(tile_px, math.ceil(h / m) * m), min(tile_px, math.ceil(w / m) * m)
+    rows, cols = tile_origins(h, th, overlap_px), tile_origins(w, tw, overlap_px)
+    hp, wp = rows[-1] + th, cols[-1] + tw
+    xp = np.pad(x, ((0, 0), (0, hp - h), (0, wp - w)), mode="edge")
+    acc = np.zeros((hp, wp), np.float32)
+    wsum = np.zeros((hp, wp), np.float32)
+    jobs = [(r, c_) for r in rows for c_ in cols]
+    model.eval()
+    for k in range(0, len(jobs), batch_size):
+        batch = jobs[k:k + batch_size]
+        t = torch.from_numpy(np.stack([xp[:, r:r + th, c_:c_ + tw] for r, c_ in batch])).to(device)
+        prob = torch.sigmoid(model(t))[:, 0].cpu().numpy()
+        for (r, c_), p in zip(batch, prob):
+            wy = _ramp(th, overlap_px, r > 0, r < rows[-1])
+            wx = _ramp(tw, overlap_px, c_ > 0, c_ < cols[-1])
+            wt = wy[:, None] * wx[None, :]
+            acc[r:r + th, c_:c_ + tw] += wt * p
+            wsum[r:r + th, c_:c_ + tw] += wt
+    return (acc / np.maximum(wsum, 1e-12))[:h, :w]
+
+
+def ndsm_threshold_probability(ndsm: np.ndarray, resolution_m: float, min_height_m: float = 2.5,
+                               max_roughness_m: float = 0.6) -> np.ndarray:
+    """Fallback without a network: building score from the nDSM alone.
+
+    score = sigmoid((nDSM - min_height) / 0.5 m) * sigmoid((max_roughness - roughness) / 0.2 m), roughness = 5 x 5
+    median of |Laplacian| of the nDSM (m): planar roofs are smooth, tree crowns are not.
+    Args:
+        ndsm: (H, W) metres, NaN = nodata (score NaN there).
+    Returns:
+        (H, W) float32 in [0, 1].
+    """
+    n = np.nan_to_num(ndsm.astype(np.float32), nan=0.0)
+    rough = ndimage.median_filter(np.abs(ndimage.laplace(n)), size=max(3, int(round(2.5 / resolution_m)) | 1))
+    with np.errstate(over="ignore"):
+        s = 1.0 / (1.0 + np.exp(-(n - min_height_m) / 0.5)) / (1.0 + np.exp(-(max_roughness_m - rough) / 0.2))
+    s = s.astype(np.float32)
+    s[~np.isfinite(ndsm)] = np.nan
+    return s
+
+
+def probability_to_mask(prob: np.ndarray, threshold: float, resolution_m: float, min_area_m2: float,
+                        valid: np.ndarray | None = None) -> np.ndarray:
+    """Binary building mask (H, W) uint8: 1 building, 0 not, 255 nodata; components under ``min_area_m2`` dropped."""
+    m = np.nan_to_num(prob, nan=0.0) > threshold
+    m = ndimage.binary_opening(m, structure=np.ones((3, 3), bool))
+    lab, n = ndimage.label(m)
+    if n:
+        areas = ndimage.sum(np.ones_like(lab), lab, index=np.arange(1, n + 1)) * resolution_m ** 2
+        keep = np.concatenate([[False], areas >= min_area_m2])
+        m = keep[lab]
+    out = m.astype(np.uint8)
+    ok = np.isfinite(prob) if valid is None else valid & np.isfinite(prob)
+    out[~ok] = 255
+    return out
