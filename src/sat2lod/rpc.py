@@ -176,6 +176,36 @@ def _poly_grad(c: np.ndarray, x: float, y: float, z: float) -> tuple[float, floa
     return v, dx, dy
 
 
+@numba.njit(cache=True, inline="always")
+def _poly_dz(c: np.ndarray, x: float, y: float, z: float) -> float:
+    """d/dz of the RPC00B cubic c (20,) at normalized (x, y, z)."""
+    return (c[3] + c[5] * x + c[6] * y + 2.0 * c[9] * z + c[10] * x * y + 2.0 * c[13] * x * z
+            + 2.0 * c[16] * y * z + c[17] * x * x + c[18] * y * y + 3.0 * c[19] * z * z)
+
+
+@numba.njit(cache=True)
+def _project_jacobian(norm: np.ndarray, coef: np.ndarray, lon: float, lat: float,
+                      h: float) -> tuple[float, float, float, float, float, float, float, float]:
+    """Project one point: (row, col, drow/dlon, drow/dlat, drow/dh, dcol/dlon, dcol/dlat, dcol/dh)."""
+    x = (lon - norm[0]) / norm[1]
+    y = (lat - norm[2]) / norm[3]
+    z = (h - norm[4]) / norm[5]
+    ln, lnx, lny = _poly_grad(coef[0], x, y, z)
+    ld, ldx, ldy = _poly_grad(coef[1], x, y, z)
+    sn, snx, sny = _poly_grad(coef[2], x, y, z)
+    sd, sdx, sdy = _poly_grad(coef[3], x, y, z)
+    lnz = _poly_dz(coef[0], x, y, z)
+    ldz = _poly_dz(coef[1], x, y, z)
+    snz = _poly_dz(coef[2], x, y, z)
+    sdz = _poly_dz(coef[3], x, y, z)
+    kr = norm[7] / (ld * ld)
+    kc = norm[9] / (sd * sd)
+    return (norm[6] + norm[7] * ln / ld, norm[8] + norm[9] * sn / sd,
+            kr * (lnx * ld - ln * ldx) / norm[1], kr * (lny * ld - ln * ldy) / norm[3],
+            kr * (lnz * ld - ln * ldz) / norm[5], kc * (snx * sd - sn * sdx) / norm[1],
+            kc * (sny * sd - sn * sdy) / norm[3], kc * (snz * sd - sn * sdz) / norm[5])
+
+
 @numba.njit(cache=True, parallel=True)
 def _project_kernel(lon: np.ndarray, lat: np.ndarray, h: np.ndarray, norm: np.ndarray,
                     coef: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -1,0 +1,16 @@
+"""Adapter of rule ``stereo_tile``: scene sheet + tile grid -> tile DSM + quality layers."""
+
+from sat2lod.workflow import setup
+
+setup(snakemake)  # noqa: F821  (injected by Snakemake)
+
+from sat2lod.stereo.pipeline import stereo_tile  # noqa: E402
+
+stereo_tile(
+    scenes=snakemake.input.scenes,  # noqa: F821
+    tiles=snakemake.input.tiles,  # noqa: F821
+    tile=snakemake.wildcards.tile,  # noqa: F821
+    dsm=snakemake.output.dsm,  # noqa: F821
+    quality=snakemake.output.quality,  # noqa: F821
+    **dict(snakemake.params.items()),  # noqa: F821
+)

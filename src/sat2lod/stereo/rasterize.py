@@ -1,0 +1,119 @@
+"""Points -> DSM grid, multi-pair fusion and small-hole filling.
+
+Gridding follows s2p's ``plyflatten`` with radius 0: a point contributes only to the cell it falls in; the cell
+value is the mean of its points' heights; cells without points stay NaN. Fusion of tri-stereo pairs: per cell,
+the median of the pairs' heights, then the mean of the pairs within ``tol_m`` of it (a pair that disagrees is
+dropped, not averaged in). Hole filling is optional and flagged in a mask: a NaN cell with enough valid
+neighbours takes their mean, for at most ``iterations`` passes (so only holes up to ~2 x iterations cells).
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+from rasterio.transform import Affine
+
+
+def grid_for_bounds(bounds: tuple[float, float, float, float], resolution: float) -> tuple[Affine, tuple[int, int]]:
+    """North-up grid covering ``bounds`` with edges on multiples of ``resolution``: (transform, (rows, cols))."""
+    xmin = np.floor(bounds[0] / resolution + 1e-9) * resolution
+    ymin = np.floor(bounds[1] / resolution + 1e-9) * resolution
+    xmax = np.ceil(bounds[2] / resolution - 1e-9) * resolution
+    ymax = np.ceil(bounds[3] / resolution - 1e-9) * resolution
+    cols = int(round((xmax - xmin) / resolution))
+    rows = int(round((ymax - ymin) / resolution))
+    return Affine(resolution, 0.0, float(xmin), 0.0, -resolution, float(ymax)), (rows, cols)
+
+
+@numba.njit(cache=True)
+def _accumulate(x: np.ndarray, y: np.ndarray, z: np.ndarray, q: np.ndarray, x0: float, y0: float, res: float,
+                rows: int, cols: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    zsum = np.zeros((rows, cols))
+    qsum = np.zeros((rows, cols))
+    count = np.zeros((rows, cols), np.int32)
+    for i in range(x.shape[0]):
+        if not np.isfinite(z[i]):
+            continue
+        c = int(np.floor((x[i] - x0) / res))
+        r = int(np.floor((y0 - y[i]) / res))
+        if 0 <= r < rows and 0 <= c < cols:
+            zsum[r, c] += z[i]
+            qsum[r, c] += q[i]
+            count[r, c] += 1
+    return zsum, qsum, count
+
+
+def rasterize_points(x: np.ndarray, y: np.ndarray, z: np.ndarray, quality: np.ndarray, transform: Affine,
+                     shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Mean height and mean quality per cell.
+
+    Args:
+        x, y: (N,) projected coordinates (same CRS as ``transform``); z: (N,) heights (m); quality: (N,) e.g.
+            intersection residual (px).
+        transform, shape: north-up output grid.
+    Returns:
+        height (rows, cols) float32 NaN-empty, quality (rows, cols) float32, count (rows, cols) int32.
+    """
+    zsum, qsum, count = _accumulate(np.asarray(x, float), np.asarray(y, float), np.asarray(z, float),
+                                    np.asarray(quality, float), transform.c, transform.f, transform.a,
+                                    int(shape[0]), int(shape[1]))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        h = np.where(count > 0, zsum / count, np.nan).astype(np.float32)
+        q = np.where(count > 0, qsum / count, np.nan).astype(np.float32)
+    return h, q, count
+
+
+def fuse_heights(stack: np.ndarray, tol_m: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+    """Fuse (P, H, W) per-pair height maps: mean of the pairs within ``tol_m`` of the per-cell median.
+
+    Returns (fused (H, W) float32 NaN-empty, number of agreeing pairs (H, W) uint8).
+    """
+    if stack.shape[0] == 1:
+        return stack[0].astype(np.float32), np.isfinite(stack[0]).astype(np.uint8)
+    valid = np.isfinite(stack)
+    n = valid.sum(axis=0)
+    med = np.full(stack.shape[1:], np.nan, np.float32)
+    has = n > 0
+    med[has] = np.nanmedian(stack[:, has], axis=0)
+    agree = valid & (np.abs(stack - med) <= tol_m)
+    cnt = agree.sum(axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        fused = np.where(cnt > 0, np.where(agree, stack, 0).sum(axis=0) / cnt, np.nan).astype(np.float32)
+    return fused, cnt.astype(np.uint8)
+
+
+@numba.njit(cache=True)
+def _fill_pass(h: np.ndarray, min_neighbours: int) -> tuple[np.ndarray, int]:
+    rows, cols = h.shape
+    out = h.copy()
+    n_filled = 0
+    for r in range(rows):
+        for c in range(cols):
+            if np.isfinite(h[r, c]):
+                continue
+            s = 0.0
+            n = 0
+            for dr in range(-1, 2):
+                for dc in range(-1, 2):
+                    rr, cc = r + dr, c + dc
+                    if 0 <= rr < rows and 0 <= cc < cols and np.isfinite(h[rr, cc]):
+                        s += h[rr, cc]
+                        n += 1
+            if n >= min_neighbours:
+                out[r, c] = s / n
+                n_filled += 1
+    return out, n_filled
+
+
+def fill_small_holes(h: np.ndarray, iterations: int = 2, min_neighbours: int = 5) -> tuple[np.ndarray, np.ndarray]:
+    """Fill NaN cells having >= ``min_neighbours`` valid 8-neighbours, ``iterations`` passes.
+
+    Returns (filled heights float32, mask uint8: 1 = filled here, 0 = measured, 255 = still empty).
+    """
+    out = np.ascontiguousarray(h, np.float32)
+    for _ in range(max(0, iterations)):
+        out, n = _fill_pass(out, int(min_neighbours))
+        if n == 0:
+            break
+    mask = np.where(np.isfinite(h), 0, np.where(np.isfinite(out), 1, 255)).astype(np.uint8)
+    return out, mask

@@ -1,0 +1,133 @@
+"""Rectification, pointing correction, triangulation and rasterization on real Pléiades RPCs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from pyproj import Transformer
+from rasterio.transform import Affine
+
+from conftest import shared_file
+from sat2lod.io.rpc_files import read_rpc
+from sat2lod.io.sensor_image import image_shape, read_window
+from sat2lod.stereo.pointing import across_track_offset, match_keypoints
+from sat2lod.stereo.rasterize import fill_small_holes, fuse_heights, grid_for_bounds, rasterize_points
+from sat2lod.stereo.rectify import rectification_residual, rectify_pair, tile_lonlat_grid, warp_affine
+from sat2lod.stereo.triangulate import triangulate
+
+REUNION_TILE = (359800.0, 7651600.0, 360050.0, 7651850.0)  # EPSG:32740, inside s2p's reference DSM
+REUNION_HEIGHTS = (2200.0, 2450.0)
+
+
+def _reunion():
+    d = "s2p_pleiades_pair_reunion"
+    img1, img2 = shared_file(d, "img_01.tif"), shared_file(d, "img_02.tif")
+    return img1, img2, read_rpc(img1), read_rpc(img2)
+
+
+def test_affine_rectification_residual_below_a_tenth_of_a_pixel() -> None:
+    img1, img2, rpc1, rpc2 = _reunion()
+    pr = rectify_pair(rpc1, rpc2, REUNION_TILE, 32740, REUNION_HEIGHTS, image_shape(img1), image_shape(img2))
+    lon, lat = tile_lonlat_grid(REUNION_TILE, 32740, n=15)
+    rng = np.random.default_rng(0)
+    h = rng.uniform(*REUNION_HEIGHTS, lon.size)
+    dy, dd = rectification_residual(pr, rpc1, rpc2, lon, lat, h)
+    assert np.max(np.abs(dy)) < 0.1  # rows agree with the exact RPCs
+    assert np.max(np.abs(dd)) < 0.1  # disparity is the affine function of height
+    assert pr.alpha > 0.3  # Pléiades pair: ~0.5 px of disparity per metre
+    # the disparity range covers the height range (and not much more)
+    assert pr.dmin <= pr.disparity_of_height(REUNION_HEIGHTS[0]) - 1
+    assert pr.dmax >= pr.disparity_of_height(REUNION_HEIGHTS[1]) + 1
+    assert pr.dmax - pr.dmin < pr.alpha * (REUNION_HEIGHTS[1] - REUNION_HEIGHTS[0]) + 8
+    # image 1 is only rotated: rectified pixel size = image pixel size
+    assert abs(abs(np.linalg.det(pr.rect1[:, :2])) - 1.0) < 1e-9
+
+
+def test_warp_is_a_rotation_of_the_image() -> None:
+    img1, img2, rpc1, rpc2 = _reunion()
+    pr = rectify_pair(rpc1, rpc2, REUNION_TILE, 32740, REUNION_HEIGHTS, image_shape(img1), image_shape(img2))
+    full = read_window(img1)
+    rect = warp_affine(full, pr.rect1, pr.shape1)
+    ys, xs = np.mgrid[10:pr.shape1[0] - 10:37, 10:pr.shape1[1] - 10:41]
+    c, r = pr.rect_to_image(1, xs.ravel().astype(float), ys.ravel().astype(float))
+    ok = (r > 2) & (c > 2) & (r < full.shape[0] - 3) & (c < full.shape[1] - 3)
+    ri, ci = np.round(r[ok]).astype(int), np.round(c[ok]).astype(int)
+    exact = np.abs(r[ok] - ri) + np.abs(c[ok] - ci) < 0.05
+    # where the rectified pixel falls on an image pixel centre, the value is that pixel's
+    vals = rect[ys.ravel()[ok][exact], xs.ravel()[ok][exact]]
+    if exact.any():
+        np.testing.assert_allclose(vals, full[ri[exact], ci[exact]], rtol=0.02)
+    assert np.isfinite(rect).mean() > 0.9
+
+
+@pytest.mark.parametrize("pair,stems,tile,epsg,heights,expected", [
+    ("cnes_pleiades_ventoux_pair", ("left_image", "right_image"), (675300.0, 4897130.0, 675450.0, 4897280.0),
+     32631, (480.0, 600.0), -4.9),
+    ("s2p_pleiades_pair_reunion", ("img_01", "img_02"), REUNION_TILE, 32740, REUNION_HEIGHTS, -0.7),
+])
+def test_pointing_correction_from_keypoints(pair, stems, tile, epsg, heights, expected) -> None:
+    paths = [shared_file(pair, f"{s}.tif") for s in stems]
+    geoms = [paths[i].with_suffix(".geom") for i in range(2)]
+    rpcs = [read_rpc(p, g if g.exists() else None) for p, g in zip(paths, geoms)]
+    pr = rectify_pair(rpcs[0], rpcs[1], tile, epsg, heights, image_shape(paths[0]), image_shape(paths[1]))
+    left = warp_affine(read_window(paths[0]), pr.rect1, pr.shape1)
+    right = warp_affine(read_window(paths[1]), pr.rect2, pr.shape2)
+    m = match_keypoints(left, right, pr.dmin, pr.dmax, max_dy=12)
+    dy, mad = across_track_offset(m)
+    assert len(m) >= 20
+    assert dy == pytest.approx(expected, abs=0.35)  # independent SIFT check in SOURCE.md: -4.9 / -0.7 px
+    assert mad < 0.4
+    # after correcting rpc2 by that shift, keypoints fall on the same rows
+    u2 = pr.rect2[1, :2]
+    t = dy * u2 / float(u2 @ u2)
+    pr2 = rectify_pair(rpcs[0], rpcs[1].crop(-t[1], -t[0]), tile, epsg, heights, image_shape(paths[0]),
+                       image_shape(paths[1]))
+    right2 = warp_affine(read_window(paths[1]), pr2.rect2, pr2.shape2)
+    left2 = warp_affine(read_window(paths[0]), pr2.rect1, pr2.shape1)
+    dy2, _ = across_track_offset(match_keypoints(left2, right2, pr2.dmin, pr2.dmax, max_dy=12))
+    assert abs(dy2) < 0.15
+
+
+def test_triangulation_recovers_ground_points_and_flags_bad_rays() -> None:
+    img1, img2, rpc1, rpc2 = _reunion()
+    pr = rectify_pair(rpc1, rpc2, REUNION_TILE, 32740, REUNION_HEIGHTS, image_shape(img1), image_shape(img2))
+    lon, lat = tile_lonlat_grid(REUNION_TILE, 32740, n=20)
+    h = np.random.default_rng(3).uniform(*REUNION_HEIGHTS, lon.size)
+    r1, c1 = rpc1.project(lon, lat, h)
+    r2, c2 = rpc2.project(lon, lat, h)
+    tlon, tlat, th, res = triangulate(rpc1, rpc2, c1, r1, c2, r2, pr.cam1, pr.cam2, pr.frame)
+    assert np.max(np.abs(th - h)) < 1e-3
+    assert np.max(np.abs(tlon - lon)) * 1e5 < 1e-3 * 1.5 and np.max(np.abs(tlat - lat)) * 1e5 < 1e-3 * 1.2
+    assert np.max(res) < 1e-4
+    # a ray pair that misses by 2 px across the epipolar direction has a ~1 px residual (2 px / 2 images)
+    u2 = pr.rect2[1, :2] / np.linalg.norm(pr.rect2[1, :2])
+    _, _, _, res_bad = triangulate(rpc1, rpc2, c1, r1, c2 + 2 * u2[0], r2 + 2 * u2[1], pr.cam1, pr.cam2, pr.frame)
+    assert np.all((res_bad > 0.8) & (res_bad < 1.2))
+
+
+def test_grid_alignment_rasterization_fusion_and_holes() -> None:
+    t, shape = grid_for_bounds((100.2, 50.1, 110.9, 60.0), 0.5)
+    assert (t.c, t.f, t.a, t.e) == (100.0, 60.0, 0.5, -0.5) and shape == (20, 22)
+    x = np.array([100.1, 100.4, 100.6, 111.0])
+    y = np.array([59.9, 59.8, 59.9, 55.0])
+    z = np.array([10.0, 12.0, 20.0, 5.0])
+    h, q, n = rasterize_points(x, y, z, np.ones(4), t, shape)
+    assert h[0, 0] == 11.0 and n[0, 0] == 2 and h[0, 1] == 20.0 and np.isnan(h[1, 0])
+    assert n.sum() == 3  # the point outside the grid is dropped
+    stack = np.array([[[10.0, 10.0]], [[10.4, np.nan]], [[30.0, 11.0]]], np.float32)
+    fused, agree = fuse_heights(stack, tol_m=1.0)
+    assert fused[0, 0] == pytest.approx(10.2) and agree[0, 0] == 2
+    assert fused[0, 1] == pytest.approx(10.5) and agree[0, 1] == 2
+    grid = np.full((5, 5), 7.0, np.float32)
+    grid[2, 2] = np.nan
+    grid[:, 4] = np.nan
+    filled, mask = fill_small_holes(grid, iterations=1)
+    assert filled[2, 2] == 7.0 and mask[2, 2] == 1 and mask[0, 0] == 0
+    assert mask[0, 4] == 255  # a corner cell of the empty column has only 2 valid neighbours
+
+
+def test_transformer_sanity_for_tile_grid() -> None:
+    lon, lat = tile_lonlat_grid(REUNION_TILE, 32740, n=3)
+    x, y = Transformer.from_crs(4326, 32740, always_xy=True).transform(lon, lat)
+    assert np.allclose([np.min(x), np.max(y)], [REUNION_TILE[0], REUNION_TILE[3]], atol=1e-3)
+    assert isinstance(grid_for_bounds(REUNION_TILE, 0.5)[0], Affine)
