@@ -23,6 +23,7 @@ rule dtm:
         max_slope=config["terrain"]["max_slope"],
         min_object_height_m=config["terrain"]["min_object_height_m"],
         window_step_m=config["terrain"]["window_step_m"],
+        object_buffer_m=config["terrain"]["object_buffer_m"],
         ground_tolerance_m=config["terrain"]["ground_tolerance_m"],
         slope_tolerance_scale=config["terrain"]["slope_tolerance_scale"],
         refine=config["terrain"]["refine"],

@@ -132,4 +132,4 @@ def test_dtm_on_ign_lidar_reference():
     err = dtm[ok] - ref[ok]
     # Buildings rise up to 18 m here; the DSM itself is 4.9 m RMSE from the DTM.
     assert np.sqrt(np.mean((dsm[ok] - ref[ok]) ** 2)) > 3.0
-    assert np.sqrt(np.mean(err ** 2)) < 1.0
+    assert np.sqrt(np.mean(err ** 2)) < 0.25  # measured 0.12 m (bench/terrain_compare.py)

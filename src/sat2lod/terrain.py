@@ -10,7 +10,8 @@ Method (own implementation, chosen against CNES Bulldozer by measurement: ``benc
    ``window_step_m``. A cell whose height drops by more than ``min_object_height_m + max_slope * Δw`` between two
    consecutive openings (Δw = growth of the window in metres) belongs to an above-ground object. The slope term
    keeps convex terrain (hills) as ground; objects wider than the largest window are kept as terrain.
-3. **Harmonic interpolation** of the ground cells (Laplace equation, multi-scale SOR): the terrain under objects
+3. **Harmonic interpolation** of the ground cells (objects grown by ``object_buffer_m`` first, so that the
+   ramps at the foot of walls in an interpolated or stereo DSM do not anchor the terrain) (Laplace equation, multi-scale SOR): the terrain under objects
    joins the surrounding ground smoothly without overshoot.
 4. **Refinement.** Cells within ``ground_tolerance_m`` (+ a slope-proportional term) of that first surface are
    ground; interpolate again; optionally smooth with a Gaussian of ``smooth_sigma_px`` (stereo noise).
@@ -47,6 +48,8 @@ class DTMParams:
         max_slope: steepest terrain slope (rise over run, e.g. 0.3 = 17 deg) still taken as ground.
         min_object_height_m: height jump (m) between two openings that marks an object, on flat ground.
         window_step_m: window growth (m) once the exponential sequence reaches it.
+        object_buffer_m: objects are grown by this (m) before interpolation: the foot of walls and tree edges
+            (ramps in an interpolated or stereo DSM) must not anchor the terrain.
         ground_tolerance_m: refinement: cells within this height of the first surface are ground (m).
         slope_tolerance_scale: refinement: extra tolerance per unit slope of the first surface, per pixel.
         refine: run the refinement pass.
@@ -58,6 +61,7 @@ class DTMParams:
     max_slope: float = 0.15
     min_object_height_m: float = 0.5
     window_step_m: float = 4.0
+    object_buffer_m: float = 1.5
     ground_tolerance_m: float = 0.5
     slope_tolerance_scale: float = 1.0
     refine: bool = True
@@ -222,6 +226,9 @@ def extract_dtm(dsm: np.ndarray, resolution_m: float, params: DTMParams | None =
     if p.despeckle:
         z = ndimage.median_filter(z, size=3, mode="nearest")
     objects = progressive_object_mask(z, resolution_m, p)
+    buffer_px = int(round(p.object_buffer_m / resolution_m))
+    if buffer_px:
+        objects = ndimage.binary_dilation(objects, iterations=buffer_px)
     ground = valid & ~objects
     if ground.sum() < 10:
         raise ValueError("no ground cell found in the DSM: increase terrain.max_slope or "
@@ -231,6 +238,8 @@ def extract_dtm(dsm: np.ndarray, resolution_m: float, params: DTMParams | None =
         # Second pass: ground = close to the first surface, with a tolerance growing with the local slope.
         slope = np.hypot(*np.gradient(dtm, resolution_m))
         ground2 = valid & (np.abs(z - dtm) <= p.ground_tolerance_m + p.slope_tolerance_scale * slope * resolution_m)
+        if buffer_px:
+            ground2 &= ~ndimage.binary_dilation(~ground2, iterations=buffer_px)
         if ground2.sum() >= 10:
             dtm = _harmonic_fill_multiscale(np.where(ground2, z, 0.0), ground2)
     if p.smooth_sigma_px > 0:
