@@ -1,0 +1,60 @@
+# Paper figures (sat2lod.figures): PNG per figure with report captions, one multi-page PDF, a done marker.
+
+FIGURE_NAMES = [
+    "dsm_hillshade",
+    "error_map",
+    "error_histogram",
+    "ortho_footprints",
+    "lod2_rendering",
+    "accuracy_table",
+    "throughput",
+]
+
+
+rule figures:
+    input:
+        # references drawn in the figures: the synthetic truth, else those set in config 'qualify'
+        unpack(
+            lambda wildcards: {
+                k: v
+                for k, v in (
+                    truth_files()
+                    or {k: config["qualify"][f"reference_{k[4:]}"] for k in ("ref_dsm", "ref_dtm", "ref_buildings")}
+                ).items()
+                if v and k != "ref_classes"
+            }
+        ),
+        dsm="results/mosaic/{aoi}/dsm.tif",
+        dtm="results/terrain/{aoi}/dtm.tif",
+        ortho="results/ortho/{aoi}/ortho.tif",
+        footprints="results/lod0/{aoi}/footprints.gpkg",
+        lod2="results/lod2/{aoi}/city.json",
+        accuracy="results/qualify/{aoi}/accuracy.json",
+    output:
+        **{
+            name: report(
+                f"results/figures/{{aoi}}/{name}.png",
+                caption=f"../report/figures/{name}.rst",
+                category="Figures",
+                labels={"figure": name.replace("_", " ")},
+            )
+            for name in FIGURE_NAMES
+        },
+        pdf="results/figures/{aoi}/figures.pdf",
+        done="results/figures/{aoi}/done.txt",
+    log:
+        "logs/figures/{aoi}.log",
+    conda:
+        "../envs/report.yaml"
+    threads: 1
+    resources:
+        mem_mb=lambda wildcards, attempt: 3000 * attempt,
+        runtime=lambda wildcards, attempt: 15 * attempt,
+    params:
+        names=FIGURE_NAMES,
+        # benchmark files of the rules upstream (read at run time for the throughput chart)
+        benchmarks="benchmarks",
+        dpi=config["figures"]["dpi"],
+        error_range_m=config["figures"]["error_range_m"],
+    script:
+        "../scripts/figures.py"

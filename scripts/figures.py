@@ -1,0 +1,26 @@
+"""Adapter of rule ``figures``: products -> paper figures (sat2lod.figures.make_figures)."""
+
+from sat2lod.workflow import setup
+
+setup(snakemake)  # noqa: F821  (injected by Snakemake)
+
+from sat2lod.figures import make_figures  # noqa: E402
+
+inp, out, prm = snakemake.input, snakemake.output, snakemake.params  # noqa: F821
+make_figures(
+    dsm=inp.dsm,
+    dtm=inp.dtm,
+    ortho=inp.ortho,
+    footprints=inp.footprints,
+    lod2=inp.lod2,
+    accuracy=inp.accuracy,
+    ref_dsm=inp.get("ref_dsm"),
+    ref_dtm=inp.get("ref_dtm"),
+    ref_buildings=inp.get("ref_buildings"),
+    out_pngs={name: out[name] for name in prm.names},
+    out_pdf=out.pdf,
+    done=out.done,
+    benchmarks=prm.benchmarks,
+    dpi=prm.dpi,
+    error_range_m=prm.error_range_m,
+)

@@ -1,0 +1,295 @@
+"""Paper figures (matplotlib, Agg backend): DSM hillshade, error map and histogram, ortho with footprints,
+LOD2 rendering, accuracy table, throughput chart; PNGs plus one multi-page PDF.
+
+Rasters are shown decimated to at most ``max_px`` pixels a side (display only); map axes are in metres of
+the product CRS.
+"""
+
+from __future__ import annotations
+
+import glob
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")  # headless: figures are files
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from matplotlib.backends.backend_pdf import PdfPages  # noqa: E402
+from mpl_toolkits.mplot3d.art3d import Poly3DCollection  # noqa: E402
+
+from sat2lod.io.raster import Raster, atomic_path, read_raster  # noqa: E402
+
+log = logging.getLogger(__name__)
+PathLike = str | os.PathLike[str]
+
+#: figure name -> title; the rule declares one PNG per name
+FIGURES = {
+    "dsm_hillshade": "DSM (hillshade)",
+    "error_map": "DSM error map",
+    "error_histogram": "DSM / DTM error histograms",
+    "ortho_footprints": "Ortho with LOD0 footprints",
+    "lod2_rendering": "LOD2 city model",
+    "accuracy_table": "Accuracy summary",
+    "throughput": "Throughput per step",
+}
+
+
+def hillshade(z: np.ndarray, res: float, azimuth_deg: float = 315.0, altitude_deg: float = 45.0) -> np.ndarray:
+    """Hillshade in [0, 1] of a height grid (m) with cell size ``res`` (m); NaN stays NaN."""
+    gy, gx = np.gradient(np.where(np.isfinite(z), z, np.nanmedian(z)), res)
+    slope = np.arctan(np.hypot(gx, gy))
+    aspect = np.arctan2(-gx, gy)
+    az, alt = np.radians(azimuth_deg), np.radians(altitude_deg)
+    hs = np.sin(alt) * np.cos(slope) + np.cos(alt) * np.sin(slope) * np.cos(az - aspect)
+    return np.where(np.isfinite(z), np.clip(hs, 0, 1), np.nan)
+
+
+def _decimate(r: Raster, max_px: int) -> tuple[np.ndarray, list[float], int]:
+    a = r.array if r.array.ndim == 2 else r.array[0]
+    step = max(1, int(np.ceil(max(a.shape) / max_px)))
+    left, bottom, right, top = r.bounds
+    return a[::step, ::step], [left, right, bottom, top], step
+
+
+def _no_data_figure(title: str, why: str) -> plt.Figure:
+    fig, ax = plt.subplots(figsize=(6, 3))
+    ax.set_axis_off()
+    ax.set_title(title)
+    ax.text(0.5, 0.5, why, ha="center", va="center", wrap=True, transform=ax.transAxes)
+    return fig
+
+
+def fig_hillshade(dsm: Raster, max_px: int = 1500) -> plt.Figure:
+    z, ext, step = _decimate(dsm, max_px)
+    z = z.astype(float)
+    fig, ax = plt.subplots(figsize=(7, 6))
+    ax.imshow(hillshade(z, abs(dsm.transform.a) * step), cmap="gray", extent=ext, vmin=0, vmax=1)
+    im = ax.imshow(z, cmap="terrain", alpha=0.45, extent=ext)
+    fig.colorbar(im, ax=ax, label=f"height (m, {dsm.tags.get('VERTICAL_DATUM', 'datum unknown')})", shrink=0.8)
+    ax.set_title(FIGURES["dsm_hillshade"])
+    ax.set_xlabel("x (m)")
+    ax.set_ylabel("y (m)")
+    return fig
+
+
+def fig_error_map(err: np.ndarray | None, ext: list[float], vmax: float) -> plt.Figure:
+    if err is None:
+        return _no_data_figure(FIGURES["error_map"], "no reference DSM configured (config qualify.reference_dsm)")
+    fig, ax = plt.subplots(figsize=(7, 6))
+    im = ax.imshow(err, cmap="RdBu_r", vmin=-vmax, vmax=vmax, extent=ext)
+    fig.colorbar(im, ax=ax, label="DSM - reference (m)", shrink=0.8)
+    ax.set_title(FIGURES["error_map"])
+    ax.set_xlabel("x (m)")
+    ax.set_ylabel("y (m)")
+    return fig
+
+
+def fig_error_hist(errors: dict[str, np.ndarray], vmax: float) -> plt.Figure:
+    if not errors:
+        return _no_data_figure(FIGURES["error_histogram"], "no reference DSM/DTM configured")
+    fig, ax = plt.subplots(figsize=(7, 4))
+    bins = np.linspace(-vmax, vmax, 121)
+    for name, e in errors.items():
+        e = e[np.isfinite(e)]
+        if e.size == 0:
+            continue
+        med = np.median(e)
+        nmad = 1.4826 * np.median(np.abs(e - med))
+        rmse = float(np.sqrt(np.mean(e ** 2)))
+        out = float(np.mean(np.abs(e) > vmax))
+        ax.hist(np.clip(e, -vmax, vmax), bins=bins, histtype="step", density=True, lw=1.5,
+                label=f"{name}: RMSE {rmse:.2f} m, NMAD {nmad:.2f} m, |e| > {vmax:g} m: {100 * out:.1f} %")
+    ax.set_xlabel("error (m), clipped to the axis")
+    ax.set_ylabel("density")
+    ax.set_title(FIGURES["error_histogram"])
+    ax.legend(fontsize=8)
+    return fig
+
+
+def fig_ortho_footprints(ortho: Raster | None, footprints: Any, reference: Any, max_px: int = 1500) -> plt.Figure:
+    fig, ax = plt.subplots(figsize=(7, 6))
+    if ortho is not None:
+        a, ext, _ = _decimate(ortho, max_px)
+        a = a.astype(float)
+        lo, hi = np.nanpercentile(a, [1, 99]) if np.isfinite(a).any() else (0, 1)
+        ax.imshow(a, cmap="gray", vmin=lo, vmax=hi, extent=ext)
+    if reference is not None and len(reference):
+        reference.boundary.plot(ax=ax, color="yellow", lw=0.8, label="reference")
+    if footprints is not None and len(footprints):
+        footprints.boundary.plot(ax=ax, color="red", lw=0.8, label="LOD0")
+    ax.set_title(FIGURES["ortho_footprints"])
+    ax.set_xlabel("x (m)")
+    ax.set_ylabel("y (m)")
+    handles = [h for h in ax.get_legend_handles_labels()[0]]
+    if handles:
+        ax.legend(loc="lower right", fontsize=8)
+    return fig
+
+
+_SEM_COLOURS = {"RoofSurface": "#c0504d", "WallSurface": "#d9d9d9", "GroundSurface": "#7f7f7f"}
+
+
+def fig_lod2(doc: dict[str, Any], max_buildings: int = 400) -> plt.Figure:
+    """Perspective rendering of the LOD2 solids (roofs red, walls grey), ground faces omitted."""
+    if not doc.get("CityObjects"):
+        return _no_data_figure(FIGURES["lod2_rendering"], "no building in the LOD2 model")
+    v = np.array(doc["vertices"], float) * np.array(doc["transform"]["scale"])
+    polys, cols = [], []
+    for k, (_, o) in enumerate(doc["CityObjects"].items()):
+        if k >= max_buildings:
+            break
+        g = o["geometry"][0]
+        sems = g["semantics"]["surfaces"]
+        for surf, val in zip(g["boundaries"][0], g["semantics"]["values"][0]):
+            t = sems[val]["type"]
+            if t == "GroundSurface":
+                continue
+            polys.append(v[surf[0]])
+            cols.append(_SEM_COLOURS.get(t, "#aaaaaa"))
+    fig = plt.figure(figsize=(8, 6))
+    ax = fig.add_subplot(projection="3d")
+    ax.add_collection3d(Poly3DCollection(polys, facecolors=cols, edgecolors="k", linewidths=0.1))
+    lo, hi = v.min(axis=0), v.max(axis=0)
+    ax.set_xlim(lo[0], hi[0])
+    ax.set_ylim(lo[1], hi[1])
+    ax.set_zlim(lo[2], hi[2])
+    span = hi - lo
+    ax.set_box_aspect((span[0], span[1], max(span[2] * 2, 1e-3)))  # heights x2 for legibility
+    ax.view_init(elev=35, azim=-60)
+    ax.set_axis_off()
+    ax.set_title(FIGURES["lod2_rendering"] + f" ({len(doc['CityObjects'])} buildings, heights x2)")
+    return fig
+
+
+def _acc_rows(acc: dict[str, Any]) -> list[tuple[str, str]]:
+    def f(x: Any, nd: int = 3) -> str:
+        return "–" if x is None else (f"{x:.{nd}f}" if isinstance(x, float) else str(x))
+
+    rows: list[tuple[str, str]] = []
+    for key in ("dsm", "dtm"):
+        if key in acc:
+            a = acc[key]["all"]
+            nva = acc[key].get("nva", {})
+            rows += [(f"{key.upper()} RMSE / NMAD / LE90 (m)", f"{f(a.get('rmse'))} / {f(a.get('nmad'))} / {f(a.get('le90'))}"),
+                     (f"{key.upper()} completeness", f(acc[key].get("completeness"))),
+                     (f"{key.upper()} ASPRS Ed.2 vertical class (NVA)", f"{nva.get('class')} (RMSE_V {f(nva.get('rmse_v_cm'), 1)} cm)")]
+    b = acc.get("buildings", {})
+    if "footprints" in b:
+        fp = b["footprints"]
+        rows += [("Footprints matched / ref", f"{fp['n_matched']} / {fp['n_ref']}"),
+                 ("IoU / C-IoU", f"{f(fp.get('iou_mean'))} / {f(fp.get('ciou_mean'))}"),
+                 ("PoLiS / Hausdorff (m)", f"{f(fp.get('polis_mean_m'))} / {f(fp.get('hausdorff_mean_m'))}"),
+                 ("N-ratio", f(fp.get("n_ratio"))),
+                 ("CE90 (m), ASPRS horizontal class", f"{f(fp.get('ce90_m'))}, {fp.get('horizontal_class', {}).get('class')}")]
+    if "lod1" in b:
+        rows.append(("LOD1 height RMSE (m)", f(b["lod1"]["height_error"].get("rmse"))))
+    if "lod2" in b:
+        rows += [("LOD2 roof-type accuracy", f(b["lod2"].get("roof_type_accuracy"))),
+                 ("LOD2 ridge height RMSE (m)", f(b["lod2"]["ridge_height_error"].get("rmse")))]
+    return rows
+
+
+def fig_accuracy_table(acc: dict[str, Any]) -> plt.Figure:
+    rows = _acc_rows(acc)
+    if not rows:
+        return _no_data_figure(FIGURES["accuracy_table"], "no reference: nothing was qualified")
+    fig, ax = plt.subplots(figsize=(8, 0.35 * len(rows) + 1))
+    ax.set_axis_off()
+    tab = ax.table(cellText=[[k, v] for k, v in rows], colLabels=["metric", "value"], loc="center", cellLoc="left",
+                   colWidths=[0.55, 0.45])
+    tab.auto_set_font_size(False)
+    tab.set_fontsize(9)
+    tab.scale(1, 1.3)
+    ax.set_title(FIGURES["accuracy_table"])
+    return fig
+
+
+def read_benchmarks(bench_dir: PathLike) -> dict[str, float]:
+    """Total wall time (s) per rule from Snakemake benchmark files ``<bench_dir>/<rule>/**.tsv``."""
+    import pandas as pd
+
+    out: dict[str, float] = {}
+    for path in sorted(glob.glob(os.path.join(str(bench_dir), "*", "**", "*.tsv"), recursive=True)):
+        rule = Path(path).relative_to(bench_dir).parts[0]
+        try:
+            s = pd.read_csv(path, sep="\t")["s"]
+        except (KeyError, ValueError, pd.errors.ParserError):
+            log.warning("%s: not a Snakemake benchmark file, ignored", path)
+            continue
+        out[rule] = out.get(rule, 0.0) + float(s.sum())
+    return out
+
+
+def fig_throughput(times: dict[str, float], area_km2: float | None) -> plt.Figure:
+    if not times:
+        return _no_data_figure(FIGURES["throughput"], "no benchmark file found (benchmarks/<rule>/*.tsv)")
+    names = sorted(times, key=times.get, reverse=True)  # type: ignore[arg-type]
+    fig, ax = plt.subplots(figsize=(7, 0.35 * len(names) + 1.5))
+    vals = [times[n] for n in names]
+    ax.barh(names, vals, color="#4f81bd")
+    ax.invert_yaxis()
+    ax.set_xlabel("wall time (s, summed over jobs)")
+    total = sum(vals)
+    extra = f", {area_km2 / (total / 3600):.2f} km²/h" if area_km2 and total > 0 else ""
+    ax.set_title(f"{FIGURES['throughput']}: total {total:.0f} s{extra}")
+    return fig
+
+
+def make_figures(dsm: PathLike, out_pngs: dict[str, PathLike], out_pdf: PathLike, done: PathLike, *,
+                 dtm: PathLike | None = None, ortho: PathLike | None = None, footprints: PathLike | None = None,
+                 lod2: PathLike | None = None, accuracy: PathLike | None = None, ref_dsm: PathLike | None = None,
+                 ref_dtm: PathLike | None = None, ref_buildings: PathLike | None = None,
+                 benchmarks: PathLike = "benchmarks", dpi: int = 150, error_range_m: float = 5.0) -> list[Path]:
+    """Render every figure of :data:`FIGURES` to ``out_pngs[name]``, all of them into ``out_pdf``, and write
+    the ``done`` marker listing the files. Missing optional inputs give a figure that says what is missing."""
+    from sat2lod.io.cityjson import read_cityjson
+    from sat2lod.io.vector import read_vector
+    from sat2lod.qualify import on_grid, read_accuracy
+
+    missing = set(FIGURES) - set(out_pngs)
+    if missing:
+        raise ValueError(f"make_figures: no output path for {sorted(missing)}")
+    d = read_raster(dsm, masked_to_nan=True)
+    figs: dict[str, plt.Figure] = {"dsm_hillshade": fig_hillshade(d)}
+    errors: dict[str, np.ndarray] = {}
+    err_map, ext = None, None
+    if ref_dsm:
+        r = read_raster(ref_dsm, masked_to_nan=True)
+        e = on_grid(d, r) - r.array
+        errors["DSM"] = e
+        dec = Raster(e, r.transform, r.crs, float("nan"))
+        err_map, ext, _ = _decimate(dec, 1500)
+    if ref_dtm and dtm:
+        r = read_raster(ref_dtm, masked_to_nan=True)
+        errors["DTM"] = on_grid(read_raster(dtm, masked_to_nan=True), r) - r.array
+    figs["error_map"] = fig_error_map(err_map, ext or [0, 1, 0, 1], error_range_m)
+    figs["error_histogram"] = fig_error_hist(errors, error_range_m)
+    figs["ortho_footprints"] = fig_ortho_footprints(read_raster(ortho) if ortho else None,
+                                                    read_vector(footprints) if footprints else None,
+                                                    read_vector(ref_buildings) if ref_buildings else None)
+    figs["lod2_rendering"] = (fig_lod2(read_cityjson(lod2)) if lod2 else
+                              _no_data_figure(FIGURES["lod2_rendering"], "no LOD2 model"))
+    figs["accuracy_table"] = fig_accuracy_table(read_accuracy(accuracy) if accuracy else {})
+    left, bottom, right, top = d.bounds
+    figs["throughput"] = fig_throughput(read_benchmarks(benchmarks), (right - left) * (top - bottom) / 1e6)
+    written: list[Path] = []
+    for name, fig in figs.items():
+        p = Path(out_pngs[name])
+        with atomic_path(p) as tmp:
+            fig.savefig(tmp, dpi=dpi, bbox_inches="tight", format="png")
+        written.append(p)
+    with atomic_path(out_pdf) as tmp:
+        with PdfPages(tmp) as pdf:
+            for fig in figs.values():
+                pdf.savefig(fig, bbox_inches="tight")
+    written.append(Path(out_pdf))
+    for fig in figs.values():
+        plt.close(fig)
+    with atomic_path(done) as tmp:
+        tmp.write_text("".join(f"{p}\n" for p in written))
+    log.info("%d figures -> %s", len(written), Path(done).parent)
+    return written

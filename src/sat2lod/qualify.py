@@ -1,0 +1,368 @@
+"""Qualification: accuracy of DSM/DTM, footprints and building models against a reference.
+
+Height errors are ``product - reference`` (m) on the reference grid (the product is resampled bilinearly
+onto it when the grids differ). All valid cells are used: no outlier is removed; robust statistics (median,
+NMAD, LE90) are reported beside the RMSE so that the reader sees the tails.
+
+Accuracy classes follow the ASPRS Positional Accuracy Standards for Digital Geospatial Data, Edition 2
+(2023): a product's vertical accuracy class is named by its RMSE_V in centimetres ("X-cm class": RMSE_V <=
+X); non-vegetated vertical accuracy (NVA) is the RMSE_V on non-vegetated cells and decides the class;
+vegetated vertical accuracy (VVA) is reported "as found" (no pass/fail since Edition 2). The horizontal
+class is named by RMSE_H = sqrt(RMSE_x^2 + RMSE_y^2). Edition 2 requires at least 30 checkpoints; the
+check-point (reference) accuracy is combined as sqrt(RMSE_product^2 + RMSE_reference^2) (0 for synthetic
+truth). LE90 (90th percentile of |dz|) and CE90 (90th percentile of the radial offset) are stated beside.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from rasterio.warp import Resampling, reproject
+
+from sat2lod.io.raster import Raster, atomic_path, read_raster
+
+log = logging.getLogger(__name__)
+PathLike = str | os.PathLike[str]
+
+#: class ladder (cm) used to name the class: the smallest value >= RMSE (ASPRS allows any X; these are the
+#: values of the Edition 2 example tables)
+VERTICAL_CLASSES_CM = (1.0, 2.5, 5.0, 10.0, 15.0, 20.0, 33.3, 66.7, 100.0, 333.3, 1000.0)
+HORIZONTAL_CLASSES_CM = (1.25, 2.5, 5.0, 7.5, 10.0, 12.5, 15.0, 17.5, 20.0, 25.0, 30.0, 50.0, 100.0, 150.0, 200.0,
+                         250.0, 300.0, 500.0, 1000.0)
+MIN_CHECKPOINTS = 30
+CLASS_NAMES = {0: "ground", 1: "building", 2: "vegetation", 3: "road", 4: "water"}
+TARGETS = {"ciou_mean": (">=", 0.80), "polis_mean_m": ("<=", 1.0), "n_ratio": ("<=", 1.2),
+           "lod1_height_rmse_m": ("<=", 1.0), "roof_type_accuracy": (">=", 0.90)}
+
+
+def error_stats(err: np.ndarray, thresholds: list[float] | tuple[float, ...] = (0.5, 1.0, 3.0)) -> dict[str, Any]:
+    """Statistics of height errors (m). ``err``: any shape; NaN cells are ignored.
+
+    Returns:
+        n, mean, median, std, rmse, nmad (1.4826 * median |e - median|), le90 (90th percentile of |e|),
+        p95 (95th percentile of |e|), max_abs, and ``above_<t>m``: share of |e| > t for each threshold.
+    """
+    e = np.asarray(err, float).ravel()
+    e = e[np.isfinite(e)]
+    out: dict[str, Any] = {"n": int(e.size)}
+    if e.size == 0:
+        return out | {k: None for k in ("mean", "median", "std", "rmse", "nmad", "le90", "p95", "max_abs")}
+    a = np.abs(e)
+    med = float(np.median(e))
+    out.update(mean=float(e.mean()), median=med, std=float(e.std()), rmse=float(math.sqrt(np.mean(e * e))),
+               nmad=float(1.4826 * np.median(np.abs(e - med))), le90=float(np.percentile(a, 90)),
+               p95=float(np.percentile(a, 95)), max_abs=float(a.max()))
+    for t in thresholds:
+        out[f"above_{t:g}m"] = float(np.mean(a > t))
+    return out
+
+
+def _class_of(rmse_cm: float, ladder: tuple[float, ...]) -> str:
+    for x in ladder:
+        if rmse_cm <= x + 1e-9:
+            return f"{x:g}-cm"
+    return f">{ladder[-1]:g}-cm (unclassified)"
+
+
+def asprs_vertical_class(rmse_m: float | None, n: int, reference_rmse_m: float = 0.0) -> dict[str, Any]:
+    """ASPRS Ed. 2 vertical accuracy class from the NVA RMSE_V (m) of ``n`` checkpoints."""
+    if rmse_m is None or n == 0:
+        return {"class": None, "rmse_v_cm": None, "n_checkpoints": n, "note": "no checkpoint"}
+    r = math.sqrt(rmse_m ** 2 + reference_rmse_m ** 2) * 100
+    return {"class": _class_of(r, VERTICAL_CLASSES_CM), "rmse_v_cm": round(r, 2), "n_checkpoints": n,
+            "note": "" if n >= MIN_CHECKPOINTS else f"fewer than {MIN_CHECKPOINTS} checkpoints: not conformant"}
+
+
+def asprs_horizontal_class(rmse_x_m: float | None, rmse_y_m: float | None, n: int,
+                           reference_rmse_m: float = 0.0) -> dict[str, Any]:
+    """ASPRS Ed. 2 horizontal accuracy class from RMSE_H = sqrt(RMSE_x^2 + RMSE_y^2) (m) of ``n`` checkpoints."""
+    if rmse_x_m is None or rmse_y_m is None or n == 0 or not np.isfinite([rmse_x_m, rmse_y_m]).all():
+        return {"class": None, "rmse_h_cm": None, "n_checkpoints": n, "note": "no checkpoint"}
+    r = math.sqrt(rmse_x_m ** 2 + rmse_y_m ** 2 + reference_rmse_m ** 2) * 100
+    return {"class": _class_of(r, HORIZONTAL_CLASSES_CM), "rmse_h_cm": round(r, 2), "n_checkpoints": n,
+            "note": "" if n >= MIN_CHECKPOINTS else f"fewer than {MIN_CHECKPOINTS} checkpoints: not conformant"}
+
+
+def on_grid(src: Raster, ref: Raster) -> np.ndarray:
+    """``src`` values on ``ref``'s grid (float32, NaN nodata): identical grids pass through, otherwise
+    bilinear resampling (rasterio.warp.reproject)."""
+    a = src.array.astype(np.float32)
+    if src.nodata is not None and not (isinstance(src.nodata, float) and np.isnan(src.nodata)):
+        a = np.where(src.array == src.nodata, np.nan, a)
+    if src.shape == ref.shape and src.crs == ref.crs and np.allclose(tuple(src.transform)[:6], tuple(ref.transform)[:6]):
+        return a
+    out = np.full(ref.shape, np.nan, np.float32)
+    reproject(a, out, src_transform=src.transform, src_crs=src.crs, dst_transform=ref.transform, dst_crs=ref.crs,
+              src_nodata=np.nan, dst_nodata=np.nan, resampling=Resampling.bilinear)
+    return out
+
+
+def slope_deg(z: np.ndarray, res: float) -> np.ndarray:
+    """Slope (degrees) of a height grid (m) with cell size ``res`` (m); NaN where undefined."""
+    gy, gx = np.gradient(z.astype(float), res)
+    return np.degrees(np.arctan(np.hypot(gx, gy)))
+
+
+def compare_heights(pred: np.ndarray, ref: np.ndarray, classes: np.ndarray | None, res: float,
+                    thresholds: list[float], slope_bins: list[float], slope_from: np.ndarray | None = None,
+                    ) -> dict[str, Any]:
+    """Error statistics of ``pred - ref`` on one grid: all cells, by class, by slope of ``slope_from``
+    (default: the reference), completeness = share of valid reference cells where the product is valid."""
+    err = pred - ref
+    ref_ok = np.isfinite(ref)
+    if classes is not None:
+        ref_ok &= classes != 255
+    both = ref_ok & np.isfinite(pred)
+    out: dict[str, Any] = {"all": error_stats(err[both], thresholds),
+                           "completeness": float(both.sum() / max(ref_ok.sum(), 1))}
+    if classes is not None:
+        out["by_class"] = {}
+        for code, name in CLASS_NAMES.items():
+            m = classes == code
+            if (m & ref_ok).any():
+                s = error_stats(err[both & m], thresholds)
+                s["completeness"] = float((both & m).sum() / max((ref_ok & m).sum(), 1))
+                out["by_class"][name] = s
+    sl = slope_deg(slope_from if slope_from is not None else ref, res)
+    out["by_slope"] = {}
+    for lo, hi in zip(slope_bins[:-1], slope_bins[1:]):
+        m = (sl >= lo) & (sl < hi)
+        if (m & both).any():
+            out["by_slope"][f"{lo:g}-{hi:g}deg"] = error_stats(err[both & m], thresholds)
+    return out
+
+
+def _nonveg(classes: np.ndarray | None, shape: tuple[int, int], codes: tuple[int, ...]) -> np.ndarray:
+    if classes is None:
+        return np.ones(shape, bool)
+    return np.isin(classes, codes)
+
+
+def _lod_attrs(doc: dict[str, Any]) -> dict[int, dict[str, Any]]:
+    out = {}
+    for oid, o in doc.get("CityObjects", {}).items():
+        if oid.startswith("b") and oid[1:].isdigit():
+            out[int(oid[1:])] = o.get("attributes", {})
+    return out
+
+
+def building_scores(footprints: Any, ref: Any, lod1: dict[str, Any] | None, lod2: dict[str, Any] | None,
+                    ) -> dict[str, Any]:
+    """Footprint metrics and LOD1/LOD2 height and roof-type scores against reference buildings.
+
+    Args:
+        footprints: GeoDataFrame with ``id`` and polygons (rule lod0).
+        ref: GeoDataFrame of reference buildings; optional columns ``height`` (m above ground, for LOD1),
+            ``ridge_height``, ``eave_height`` (m above ground) and ``roof_type`` (for LOD2).
+        lod1, lod2: CityJSON dicts (objects ``b<id>`` with the attributes written by sat2lod.lod) or None.
+    """
+    from sat2lod.lod.metrics import footprint_scores, match, shared_wall_scores
+
+    ref = ref.to_crs(footprints.crs) if ref.crs is not None and footprints.crs is not None else ref
+    pred = list(footprints.geometry)
+    refp = list(ref.geometry)
+    fs = footprint_scores(pred, refp)
+    out: dict[str, Any] = {"footprints": fs.as_dict(), "shared_walls": shared_wall_scores(pred, refp)}
+    out["footprints"]["horizontal_class"] = asprs_horizontal_class(fs.rmse_x_m, fs.rmse_y_m, fs.n_matched)
+    pairs = match(pred, refp)
+    ids = list(footprints["id"])
+    if lod1 is not None and "height" in ref.columns:
+        a1 = _lod_attrs(lod1)
+        d = [a1[ids[i]]["height"] - float(ref["height"].iloc[j]) for i, j, _ in pairs if ids[i] in a1]
+        out["lod1"] = {"n": len(d), "height_error": error_stats(np.array(d), (0.5, 1.0, 3.0))}
+    if lod2 is not None and "roof_type" in ref.columns:
+        a2 = _lod_attrs(lod2)
+        got = [(a2[ids[i]], ref.iloc[j]) for i, j, _ in pairs if ids[i] in a2]
+        types = sorted({str(r["roof_type"]) for _, r in got} | {str(a["roof_type"]) for a, _ in got})
+        conf = {t: {u: 0 for u in types} for t in types}
+        for a, r in got:
+            conf[str(r["roof_type"])][str(a["roof_type"])] += 1
+        ok = sum(conf[t][t] for t in types)
+        ridge = [a["ridge_height"] - float(r["ridge_height"]) for a, r in got if "ridge_height" in r]
+        eave = [a["eave_height"] - float(r["eave_height"]) for a, r in got if "eave_height" in r]
+        out["lod2"] = {"n": len(got), "roof_type_accuracy": ok / len(got) if got else None,
+                       "confusion_truth_to_predicted": conf,
+                       "ridge_height_error": error_stats(np.array(ridge), (0.5, 1.0, 3.0)),
+                       "eave_height_error": error_stats(np.array(eave), (0.5, 1.0, 3.0))}
+    return out
+
+
+def _targets(res: dict[str, Any]) -> dict[str, Any]:
+    b = res.get("buildings", {})
+    vals = {"ciou_mean": b.get("footprints", {}).get("ciou_mean"),
+            "polis_mean_m": b.get("footprints", {}).get("polis_mean_m"),
+            "n_ratio": b.get("footprints", {}).get("n_ratio"),
+            "lod1_height_rmse_m": b.get("lod1", {}).get("height_error", {}).get("rmse"),
+            "roof_type_accuracy": b.get("lod2", {}).get("roof_type_accuracy")}
+    out = {}
+    for k, (op, t) in TARGETS.items():
+        v = vals[k]
+        ok = None if v is None or (isinstance(v, float) and math.isnan(v)) else (v >= t if op == ">=" else v <= t)
+        out[k] = {"value": v, "target": f"{op} {t:g}", "met": ok}
+    return out
+
+
+def qualify(dsm: PathLike, dtm: PathLike | None = None, footprints: PathLike | None = None,
+            lod1: PathLike | None = None, lod2: PathLike | None = None, *, ref_dsm: PathLike | None = None,
+            ref_dtm: PathLike | None = None, ref_classes: PathLike | None = None,
+            ref_buildings: PathLike | None = None, thresholds_m: list[float] = (0.5, 1.0, 3.0),
+            slope_bins_deg: list[float] = (0, 10, 30, 90), out_json: PathLike, out_md: PathLike,
+            ) -> dict[str, Any]:
+    """Qualify the products against whatever reference is given; write ``accuracy.json`` and ``accuracy.md``.
+
+    Raises:
+        ValueError: no reference at all (name the config keys to set).
+    """
+    from sat2lod.io.cityjson import read_cityjson
+    from sat2lod.io.vector import read_vector
+
+    thresholds_m, slope_bins_deg = list(thresholds_m), list(slope_bins_deg)
+    res: dict[str, Any] = {"reference": {"dsm": str(ref_dsm) if ref_dsm else None,
+                                         "dtm": str(ref_dtm) if ref_dtm else None,
+                                         "classes": str(ref_classes) if ref_classes else None,
+                                         "buildings": str(ref_buildings) if ref_buildings else None},
+                           "standard": "ASPRS Positional Accuracy Standards, Edition 2 (2023); classes by RMSE",
+                           "outliers_removed": 0}
+    if not any((ref_dsm, ref_dtm, ref_buildings)):
+        log.warning("no reference given: only product summaries are reported (set qualify.reference_dsm, "
+                    "qualify.reference_dtm or qualify.reference_buildings for real data)")
+    d = read_raster(dsm, masked_to_nan=True)
+    res["vertical_datum"] = d.tags.get("VERTICAL_DATUM", "unknown")
+    res["dsm_valid_fraction"] = float(np.isfinite(d.array).mean())
+    classes = None
+    if ref_dsm:
+        r = read_raster(ref_dsm, masked_to_nan=True)
+        if ref_classes:
+            c = read_raster(ref_classes)
+            classes = c.array if c.shape == r.shape else None
+        pred = on_grid(d, r)
+        res["dsm"] = compare_heights(pred, r.array.astype(np.float32), classes, abs(r.transform.a), thresholds_m,
+                                     slope_bins_deg)
+        nonveg = _nonveg(classes, r.shape, (0, 1, 3)) & np.isfinite(r.array) & np.isfinite(pred)
+        e = (pred - r.array)[nonveg]
+        res["dsm"]["nva"] = asprs_vertical_class(float(np.sqrt(np.mean(e ** 2))) if e.size else None, int(e.size))
+        res["dsm"]["nva"]["le90_m"] = float(np.percentile(np.abs(e), 90)) if e.size else None
+        if classes is not None:
+            v = (pred - r.array)[(classes == 2) & np.isfinite(pred) & np.isfinite(r.array)]
+            res["dsm"]["vva"] = {"rmse_v_cm": round(float(np.sqrt(np.mean(v ** 2))) * 100, 2) if v.size else None,
+                                 "n": int(v.size), "note": "as found (no pass/fail in ASPRS Ed. 2)"}
+    if ref_dtm and dtm:
+        r = read_raster(ref_dtm, masked_to_nan=True)
+        t = read_raster(dtm, masked_to_nan=True)
+        pred = on_grid(t, r)
+        cls = classes if classes is not None and classes.shape == r.shape else None
+        res["dtm"] = compare_heights(pred, r.array.astype(np.float32), cls, abs(r.transform.a), thresholds_m,
+                                     slope_bins_deg)
+        # DTM NVA on open ground (ground + road): where the terrain is seen, not interpolated under objects
+        ground = _nonveg(cls, r.shape, (0, 3)) & np.isfinite(r.array) & np.isfinite(pred)
+        e = (pred - r.array)[ground]
+        res["dtm"]["nva"] = asprs_vertical_class(float(np.sqrt(np.mean(e ** 2))) if e.size else None, int(e.size))
+        res["dtm"]["nva"]["le90_m"] = float(np.percentile(np.abs(e), 90)) if e.size else None
+    if footprints and ref_buildings:
+        fp = read_vector(footprints)
+        rb = read_vector(ref_buildings)
+        res["buildings"] = building_scores(fp, rb, read_cityjson(lod1) if lod1 else None,
+                                           read_cityjson(lod2) if lod2 else None)
+    res["targets"] = _targets(res)
+    with atomic_path(out_json) as tmp:
+        tmp.write_text(json.dumps(_clean(res), indent=2))
+    with atomic_path(out_md) as tmp:
+        tmp.write_text(accuracy_markdown(res))
+    log.info("qualification -> %s", out_json)
+    return res
+
+
+def _clean(x: Any) -> Any:
+    """JSON-safe copy (NaN -> None, numpy scalars -> Python)."""
+    if isinstance(x, dict):
+        return {str(k): _clean(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_clean(v) for v in x]
+    if isinstance(x, (np.floating, float)):
+        return None if not np.isfinite(x) else round(float(x), 4)
+    if isinstance(x, np.integer):
+        return int(x)
+    return x
+
+
+def _f(v: Any, nd: int = 3) -> str:
+    if v is None or (isinstance(v, float) and not np.isfinite(v)):
+        return "–"
+    if isinstance(v, float):
+        return f"{v:.{nd}f}"
+    return str(v)
+
+
+def accuracy_markdown(res: dict[str, Any]) -> str:
+    """Readable accuracy tables (Markdown) of a qualification result."""
+    lines = ["# Accuracy report", "", f"Standard: {res['standard']}. Vertical datum: {res.get('vertical_datum')}. "
+             f"Outliers removed: {res['outliers_removed']} (all valid cells are used).", ""]
+    for key, title in (("dsm", "DSM"), ("dtm", "DTM")):
+        if key not in res:
+            continue
+        r = res[key]
+        nva = r.get("nva", {})
+        lines += [f"## {title} vs reference", "",
+                  f"ASPRS vertical accuracy class (NVA): **{nva.get('class')}** (RMSE_V = {_f(nva.get('rmse_v_cm'), 1)} cm, "
+                  f"LE90 = {_f(nva.get('le90_m'))} m, {nva.get('n_checkpoints')} checkpoints) {nva.get('note', '')}", ""]
+        if "vva" in r:
+            lines += [f"VVA (vegetated, as found): RMSE_V = {_f(r['vva']['rmse_v_cm'], 1)} cm", ""]
+        ths = [k for k in r["all"] if k.startswith("above_")]
+        lines += ["| subset | n | mean | median | RMSE | NMAD | LE90 | p95 | " + " | ".join(f"> {t[6:]}" for t in ths)
+                  + " | completeness |", "|" + "---|" * (9 + len(ths))]
+        rows = [("all", r["all"] | {"completeness": r["completeness"]})]
+        rows += [(f"class {k}", v) for k, v in r.get("by_class", {}).items()]
+        rows += [(f"slope {k}", v) for k, v in r.get("by_slope", {}).items()]
+        for name, s in rows:
+            lines.append(f"| {name} | {s['n']} | {_f(s.get('mean'))} | {_f(s.get('median'))} | {_f(s.get('rmse'))} | "
+                         f"{_f(s.get('nmad'))} | {_f(s.get('le90'))} | {_f(s.get('p95'))} | "
+                         + " | ".join(_f(s.get(t)) for t in ths) + f" | {_f(s.get('completeness'))} |")
+        lines.append("")
+    b = res.get("buildings")
+    if b:
+        f = b["footprints"]
+        hc = f["horizontal_class"]
+        lines += ["## Building footprints (LOD0)", "",
+                  "| n pred | n ref | matched | precision | recall | IoU (global) | IoU | C-IoU | PoLiS (m) | N-ratio | "
+                  "Hausdorff (m) | CE90 (m) |", "|" + "---|" * 12,
+                  f"| {f['n_pred']} | {f['n_ref']} | {f['n_matched']} | {_f(f['precision'])} | {_f(f['recall'])} | "
+                  f"{_f(f['iou_global'])} | {_f(f['iou_mean'])} | {_f(f['ciou_mean'])} | {_f(f['polis_mean_m'])} | "
+                  f"{_f(f['n_ratio'])} | {_f(f['hausdorff_mean_m'])} | {_f(f['ce90_m'])} |", "",
+                  f"ASPRS horizontal accuracy class: **{hc['class']}** (RMSE_H = {_f(hc['rmse_h_cm'], 1)} cm) "
+                  f"{hc.get('note', '')}", ""]
+        sw = b["shared_walls"]
+        lines += [f"Shared walls: {sw['pairs']} adjacent reference pairs, kept shared: {_f(sw['kept_shared'])}, "
+                  f"mean gap {_f(sw['gap_m2_mean'])} m², mean overlap {_f(sw['overlap_m2_mean'])} m².", ""]
+        if "lod1" in b:
+            h = b["lod1"]["height_error"]
+            lines += ["## LOD1", "", f"Height error over {b['lod1']['n']} matched buildings: RMSE {_f(h.get('rmse'))} m, "
+                      f"mean {_f(h.get('mean'))} m, LE90 {_f(h.get('le90'))} m.", ""]
+        if "lod2" in b:
+            l2 = b["lod2"]
+            rh, eh = l2["ridge_height_error"], l2["eave_height_error"]
+            lines += ["## LOD2", "", f"Roof-type accuracy: {_f(l2['roof_type_accuracy'])} over {l2['n']} matched buildings; "
+                      f"ridge height error RMSE {_f(rh.get('rmse'))} m (mean {_f(rh.get('mean'))} m); "
+                      f"eave height error RMSE {_f(eh.get('rmse'))} m.", ""]
+            types = list(l2["confusion_truth_to_predicted"])
+            lines += ["| truth \\ predicted | " + " | ".join(types) + " |", "|" + "---|" * (len(types) + 1)]
+            for t in types:
+                lines.append(f"| {t} | " + " | ".join(str(l2['confusion_truth_to_predicted'][t][u]) for u in types) + " |")
+            lines.append("")
+    lines += ["## Targets", "", "| metric | value | target | met |", "|---|---|---|---|"]
+    for k, v in res["targets"].items():
+        lines.append(f"| {k} | {_f(v['value'])} | {v['target']} | {v['met']} |")
+    return "\n".join(lines) + "\n"
+
+
+def read_accuracy(path: PathLike) -> dict[str, Any]:
+    """Read an ``accuracy.json`` written by :func:`qualify`."""
+    p = Path(path)
+    if not p.exists():
+        raise FileNotFoundError(f"{p}: not found; run rule qualify first.")
+    return json.loads(p.read_text())
