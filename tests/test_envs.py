@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from packaging.requirements import Requirement
 
 REPO = Path(__file__).resolve().parents[1]
 ENVS = REPO / "envs"
@@ -33,15 +34,27 @@ def _canon(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
+def pyproject_requirements() -> dict[str, Requirement]:
+    """pyproject's [project] dependencies, by canonical distribution name."""
+    deps = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
+    return {_canon(r.name): r for r in map(Requirement, deps)}
+
+
 def pyproject_pins() -> dict[str, str]:
     """Exact (==) pins of pyproject's [project] dependencies, by canonical distribution name."""
-    deps = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
     pins = {}
-    for dep in deps:
-        m = re.match(r"^([A-Za-z0-9_.-]+)(?:\[[^\]]*\])?\s*==\s*([^\s;]+)$", dep)
-        if m:
-            pins[_canon(m[1])] = m[2]
+    for name, req in pyproject_requirements().items():
+        (spec, *more) = list(req.specifier) or [None]
+        if spec is not None and not more and spec.operator == "==":
+            pins[name] = spec.version
     return pins
+
+
+def installed_version(name: str) -> str | None:
+    try:
+        return md.version(name).split("+")[0]  # torch 2.13.0+cpu -> 2.13.0
+    except md.PackageNotFoundError:
+        return None
 
 
 def load_env(name: str) -> dict:
@@ -67,14 +80,7 @@ def test_pyproject_pins_are_what_pip_installed() -> None:
     """Every exact pin of pyproject matches the installed distribution (envs are checked against these)."""
     pins = pyproject_pins()
     assert {"numpy", "rasterio", "torch", "numba"} <= set(pins), "pyproject must pin the core stack exactly"
-    wrong = {}
-    for name, version in pins.items():
-        try:
-            installed = md.version(name).split("+")[0]  # torch 2.13.0+cpu -> 2.13.0
-        except md.PackageNotFoundError:
-            continue  # optional in this install; the env pin check below still holds
-        if installed != version:
-            wrong[name] = (version, installed)
+    wrong = {n: (v, installed_version(n)) for n, v in pins.items() if installed_version(n) not in (None, v)}
     assert not wrong, f"pyproject pin != installed version: {wrong}"
 
 
@@ -83,17 +89,19 @@ def test_env_is_conda_forge_and_pinned_like_pyproject(step: str) -> None:
     env = load_env(step)
     assert env.get("channels") == ["conda-forge", "nodefaults"], f"envs/{step}.yaml: conda-forge only"
     assert env.get("name") == f"sat2lod-{step}"
-    pins = pyproject_pins()
+    reqs = pyproject_requirements()
     specs = conda_specs(env)
     py_op, py_version = specs.pop("python")
     assert py_op == "=" and py_version == "3.11.*", f"envs/{step}.yaml: python=3.11.* (requires-python)"
     for name, (op, version) in specs.items():
         if name in BUILD_TOOLS:
             continue
-        assert name in pins, f"envs/{step}.yaml: {name} is not pinned with == in pyproject [project] dependencies"
-        assert op == "=" and version == pins[name], (
-            f"envs/{step}.yaml pins {name} {op}{version}, pyproject pins =={pins[name]}"
-        )
+        assert name in reqs, f"envs/{step}.yaml: {name} is not a [project] dependency of pyproject.toml"
+        assert op == "=" and version, f"envs/{step}.yaml: {name} must be pinned exactly (name=version)"
+        # the version pip installs: pyproject's exact pin, else (pyproject range) the installed version
+        want = pyproject_pins().get(name) or installed_version(name)
+        assert version == want, f"envs/{step}.yaml pins {name}={version}, pip installs {want} ({reqs[name]})"
+        assert reqs[name].specifier.contains(version), f"envs/{step}.yaml: {name}={version} violates {reqs[name]}"
     for core in ("numpy", "rasterio"):
         assert core in specs, f"envs/{step}.yaml lacks {core}"
 
