@@ -133,18 +133,20 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmpd:
         tmp = Path(tmpd)
         for name, dsm, ref, res, max_obj in cases(args.cities, args.city_size, tmp):
-            ours, t_ours = run_ours(dsm, res, max_obj)
-            rows.append({"case": name, "method": "sat2lod", "shape": list(dsm.shape), "seconds": t_ours,
-                         **metrics(ours, ref, dsm)})
-            bd, t_bd, status = run_bulldozer(dsm, res, max_obj, tmp / f"bd_{name}")
-            row = {"case": name, "method": "bulldozer-dtm 1.3.1", "shape": list(dsm.shape), "seconds": t_bd,
-                   "status": status}
-            if bd is not None:
-                row.update(metrics(bd, ref, dsm))
-            rows.append(row)
-            rows.append({"case": name, "method": "DSM as DTM (no filtering)", "shape": list(dsm.shape),
-                         "seconds": 0.0, **metrics(dsm, ref, dsm)})
-            print(json.dumps(rows[-3:], default=float), flush=True)
+            base = {"case": name, "shape": list(dsm.shape), "case_max_object_m": max_obj}
+            # each tool at its own default max object size, and both at the case's size
+            for label, mo in ((f"sat2lod (default {DTMParams().max_object_size_m:g} m)", DTMParams().max_object_size_m),
+                              (f"sat2lod ({max_obj:g} m)", max_obj)):
+                ours, t_ours = run_ours(dsm, res, mo)
+                rows.append({**base, "method": label, "seconds": t_ours, **metrics(ours, ref, dsm)})
+            for label, mo in (("bulldozer-dtm 1.3.1 (default 16 m)", 16.0), (f"bulldozer-dtm 1.3.1 ({max_obj:g} m)", max_obj)):
+                bd, t_bd, status = run_bulldozer(dsm, res, mo, tmp / f"bd_{name}_{mo:g}")
+                row = {**base, "method": label, "seconds": t_bd, "status": status}
+                if bd is not None:
+                    row.update(metrics(bd, ref, dsm))
+                rows.append(row)
+            rows.append({**base, "method": "DSM as DTM (no filtering)", "seconds": 0.0, **metrics(dsm, ref, dsm)})
+            print(json.dumps(rows[-5:], default=float), flush=True)
     env = {"python": sys.version.split()[0], "platform": platform.platform(), "numpy": np.__version__,
            "sat2lod": sat2lod.__version__, "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     out = Path(args.out)
@@ -154,9 +156,9 @@ def main() -> None:
              f"`python bench/terrain_compare.py --cities {' '.join(map(str, args.cities))} --city-size {args.city_size}`"
              f" ({env['date_utc']}, {env['platform']}). Errors in metres vs the reference DTM; time = wall seconds "
              "of the DTM call (1 worker each, shared 2-core machine).", "",
-             "| case | method | RMSE | NMAD | bias | p95 abs | RMSE under objects | RMSE ground | s | ratio time vs sat2lod |",
+             "| case | method | RMSE | NMAD | bias | p95 abs | RMSE under objects | RMSE ground | s | time / sat2lod default |",
              "|---|---|---|---|---|---|---|---|---|---|"]
-    base_t = {r["case"]: r["seconds"] for r in rows if r["method"] == "sat2lod"}
+    base_t = {r["case"]: r["seconds"] for r in rows if r["method"].startswith("sat2lod (default")}
     for r in rows:
         if "rmse" not in r:
             lines.append(f"| {r['case']} | {r['method']} | {r.get('status')} | | | | | | | |")

@@ -16,12 +16,16 @@ from sat2lod.ortho import (
     OrthoView,
     _occlusion,
     cell_centres,
+    estimate_shift,
+    orthorectify_bands,
     occlusion_reference,
     ortho_from_files,
     pansharpen,
     true_ortho,
 )
 from sat2lod.rpc import fit_rpc
+
+from conftest import shared_file
 
 EPSG = 32631
 X0, Y0, RES = 500000.0, 4800000.0, 0.5
@@ -43,6 +47,11 @@ def affine_camera(shift_x_per_m: float, shift_y_per_m: float, gain: float = 1.0)
     lon, lat = to_ll.transform(x, y)
     return fit_rpc(lon, lat, h, row, col), (lambda xx, yy, hh: ((Y0 - yy + shift_y_per_m * hh) / GSD - 0.5,
                                                              (xx - X0 - shift_x_per_m * hh) / GSD - 0.5))
+
+
+def lowpass(a: np.ndarray) -> np.ndarray:
+    """4 x 4 box low-pass (the Pléiades MS / PAN pixel ratio); NaN filled with 0 (uniform_filter spreads NaN)."""
+    return ndimage.uniform_filter(np.nan_to_num(a), 4)
 
 
 def texture(shape, seed=0):
@@ -107,17 +116,51 @@ def test_hidden_cells_take_the_other_view():
     assert np.isnan(plain[60, 72:82]).all() and (src2[60, 72:82] == -1).all()  # one view: hidden = masked
 
 
-def test_pansharpen_keeps_low_pass():
-    rng = np.random.default_rng(0)
-    pan = texture((64, 64), 3)
-    ms = np.stack([ndimage.uniform_filter(pan, 4) * k for k in (0.5, 0.8, 1.1)])
-    sharp = pansharpen(pan, ms)
-    assert sharp.shape == ms.shape
+def test_pansharpen_keeps_low_pass_and_registers():
+    pan = texture((96, 96), 3)
+    low = ndimage.uniform_filter(pan, 4)
+    ms = np.stack([np.roll(low, (2, -3), axis=(0, 1)) * k for k in (0.5, 0.8, 1.1)])  # MS misregistered
+    assert estimate_shift(low, ms[0]) == pytest.approx((-2.0, 3.0), abs=0.1)
+    sharp, shift = pansharpen(pan, ms)
+    assert shift == pytest.approx((-2.0, 3.0), abs=0.1)
+    inner = (slice(8, -8), slice(8, -8))
     # high frequencies come from PAN, the band means stay
-    np.testing.assert_allclose(sharp.mean(axis=(1, 2)), ms.mean(axis=(1, 2)), rtol=1e-3)
-    assert np.corrcoef((sharp[1] - ndimage.uniform_filter(sharp[1], 4)).ravel(),
-                       (pan - ndimage.uniform_filter(pan, 4)).ravel())[0, 1] > 0.9
-    del rng
+    np.testing.assert_allclose(sharp[(slice(None),) + inner].mean(axis=(1, 2)),
+                               (ms[(slice(None),) + inner]).mean(axis=(1, 2)), rtol=0.02)
+    hp = (sharp[1] - lowpass(sharp[1]))[inner]
+    assert np.corrcoef(hp.ravel(), (pan - low)[inner].ravel())[0, 1] > 0.9
+
+
+def test_ortho_pan_and_ms_on_real_pleiades():
+    """Ventoux Pléiades PAN + 4-band MS (real RPCs, .geom): both orthorectified, MS registered and pansharpened."""
+    from sat2lod.io.raster import read_raster
+    from sat2lod.io.rpc_files import read_rpc
+
+    img = shared_file("cnes_pleiades_ventoux_pair", "left_image.tif")
+    msf = shared_file("cnes_pleiades_ventoux_pair", "lowres_color_image.tif")
+    pr, mr = read_rpc(img, img.with_suffix(".geom")), read_rpc(msf, msf.with_suffix(".geom"))
+    pan = read_raster(img).array.astype(np.float32)
+    ms = read_raster(msf).array.astype(np.float32)
+    h = 537.0  # median ellipsoidal height of the scene (SOURCE.md): a flat DSM
+    lon, lat = pr.localize(np.array([250.0]), np.array([250.0]), np.array([h]))
+    x, y = Transformer.from_crs(4326, 32631, always_xy=True).transform(lon[0], lat[0])
+    tr = from_origin(np.floor(x) - 80, np.floor(y) + 80, 0.5, 0.5)
+    dsm = np.full((320, 320), h, np.float32)
+    o, src, info = true_ortho(dsm, tr, 32631, [OrthoView(pan, pr, "pan")])
+    m = orthorectify_bands(ms, mr, dsm, tr, 32631)
+    assert np.isfinite(o).all() and np.isfinite(m).all() and m.shape == (4, 320, 320)
+    assert 5 < info["views"][0]["incidence_deg"] < 15
+    sharp, shift = pansharpen(o, m)
+    assert max(abs(shift[0]), abs(shift[1])) < 6  # PAN/MS RPCs of the product agree within a few PAN pixels
+    low = lowpass(o)
+    inner = (slice(16, -16), slice(16, -16))
+    # registration: the sharpened bands' low-pass matches the PAN's better than the raw MS ortho did
+    before = np.corrcoef(m.mean(0)[inner].ravel(), low[inner].ravel())[0, 1]
+    after = np.corrcoef(lowpass(sharp.mean(0))[inner].ravel(), low[inner].ravel())[0, 1]
+    assert after > before and after > 0.95, (before, after)
+    # and the PAN details are in every band
+    for b in sharp:
+        assert np.corrcoef((b - lowpass(b))[inner].ravel(), (o - low)[inner].ravel())[0, 1] > 0.8
 
 
 def test_ortho_rule_entry(tmp_path):

@@ -260,20 +260,57 @@ def orthorectify_bands(image: np.ndarray, rpc: RPCModel, dsm: np.ndarray, transf
     return _sample(img, rows, cols)
 
 
-def pansharpen(pan: np.ndarray, ms: np.ndarray) -> np.ndarray:
+def estimate_shift(ref: np.ndarray, mov: np.ndarray, max_shift_px: float = 16.0) -> tuple[float, float]:
+    """(drow, dcol) to apply to ``mov`` (``ndimage.shift``) so that it best matches ``ref``: phase correlation with
+    a parabolic sub-pixel peak. Both (H, W), NaN = nodata (filled with the mean); (0, 0) when the peak is beyond
+    ``max_shift_px`` (no reliable registration)."""
+    def prep(a: np.ndarray) -> np.ndarray:
+        a = np.where(np.isfinite(a), a, np.nanmean(a)).astype(np.float64)
+        a = a - a.mean()
+        win = np.hanning(a.shape[0])[:, None] * np.hanning(a.shape[1])[None, :]
+        return a * win
+    fa, fb = np.fft.fft2(prep(ref)), np.fft.fft2(prep(mov))
+    cross = fa * np.conj(fb)
+    corr = np.real(np.fft.ifft2(cross / np.maximum(np.abs(cross), 1e-12)))
+    i, j = np.unravel_index(int(np.argmax(corr)), corr.shape)
+    h, w = corr.shape
+
+    def sub(c_m: float, c_0: float, c_p: float) -> float:
+        d = c_m - 2 * c_0 + c_p
+        return 0.0 if d == 0 else 0.5 * (c_m - c_p) / d
+    di = sub(corr[(i - 1) % h, j], corr[i, j], corr[(i + 1) % h, j])
+    dj = sub(corr[i, (j - 1) % w], corr[i, j], corr[i, (j + 1) % w])
+    dr = (i + h // 2) % h - h // 2 + di
+    dc = (j + w // 2) % w - w // 2 + dj
+    if max(abs(dr), abs(dc)) > max_shift_px:
+        return 0.0, 0.0
+    return float(dr), float(dc)
+
+
+def pansharpen(pan: np.ndarray, ms: np.ndarray, register: bool = True, ms_pixel_ratio: int = 4) -> tuple[np.ndarray, tuple[float, float]]:
     """Generalized IHS pansharpening.
 
     Args:
         pan: (H, W) panchromatic ortho; ms: (B, H, W) multispectral bands resampled on the same grid (they are
             low-pass: the MS pixel is coarser). NaN = nodata in either.
+        register: first shift the MS bands onto the PAN (phase correlation of the MS intensity with the PAN
+            low-passed to the MS pixel): PAN and MS RPCs of one product commonly disagree by a pixel or two.
+        ms_pixel_ratio: MS pixel / PAN pixel (4 for Pléiades), the low-pass of the PAN used for registration.
     Returns:
-        (B, H, W) float32: ``ms_b + (pan' - I)`` with I the band mean and pan' the PAN linearly matched to I, so
-        the low-pass content of each band is kept and the PAN adds the high frequencies.
+        (B, H, W) float32 ``ms_b + (pan' - I)``, with I the band mean and pan' the PAN linearly matched to I (the
+        low-pass content of each band is kept, the PAN adds the high frequencies); and the (drow, dcol) shift
+        applied to the MS.
     """
+    shift = (0.0, 0.0)
+    if register:
+        low = ndimage.uniform_filter(np.where(np.isfinite(pan), pan, np.nanmean(pan)), ms_pixel_ratio)
+        shift = estimate_shift(low, ms.mean(axis=0))
+        if shift != (0.0, 0.0):
+            ms = np.stack([ndimage.shift(b, shift, order=1, mode="constant", cval=np.nan) for b in ms])
     intensity = ms.mean(axis=0)
     a, b = _linear_match(pan, intensity)
     detail = a * pan + b - intensity
-    return (ms + detail[np.newaxis]).astype(np.float32)
+    return (ms + detail[np.newaxis]).astype(np.float32), shift
 
 
 # --------------------------------------------------------------------------------------------- workflow entry
@@ -329,7 +366,8 @@ def ortho_from_files(dsm: str | os.PathLike[str], scenes: str | os.PathLike[str]
         ms_img = read_raster(ms[1], masked_to_nan=True).array.astype(np.float32)
         ms_rpc = read_rpc(ms[1], ms[2])
         ms_ortho = orthorectify_bands(ms_img, ms_rpc, heights, src.transform, src.crs)
-        sharp = pansharpen(ortho_arr, ms_ortho)
+        sharp, shift = pansharpen(ortho_arr, ms_ortho)
+        info["ms_registration_shift_px"] = list(shift)
         bands += list(sharp)
         band_tags += [{"NAME": f"ms{b + 1}_pansharpened"} for b in range(sharp.shape[0])]
         info["pansharpened_bands"] = int(sharp.shape[0])
