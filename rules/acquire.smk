@@ -8,7 +8,11 @@ from sat2lod.acquire.rule_inputs import acquire_rule_inputs
 
 rule acquire:
     input:
-        unpack(lambda wildcards: acquire_rule_inputs(config["source"], wildcards.aoi, synthetic_views(), truth_files())),
+        unpack(
+            lambda wildcards: acquire_rule_inputs(
+                config["source"], wildcards.aoi, synthetic_views(), truth_files()
+            )
+        ),
     output:
         sheet="results/acquire/{aoi}/scenes.json",
         downloads=directory("results/acquire/{aoi}/downloads"),

@@ -5,15 +5,16 @@ from __future__ import annotations
 import json
 import shutil
 import socket
-from datetime import datetime, timezone
 from pathlib import Path
 
+import numpy as np
 import pytest
 import requests
-from acquire_fakes import affine_camera_rpc, fake_triplet, write_fake_view
 from pyproj import Transformer
+from rasterio.transform import Affine
 from shapely.geometry import box
 
+from acquire_fakes import affine_camera_rpc, fake_triplet, write_fake_view
 from sat2lod.acquire.catalog import SceneToPublish, StacServer, publish_catalog
 from sat2lod.acquire.eodag_client import (
     EODAG_VERSION,
@@ -29,6 +30,7 @@ from sat2lod.acquire.files import sha256_file
 from sat2lod.acquire.geometry import footprint_lonlat, utm_epsg
 from sat2lod.acquire.pipeline import LOCAL_PROVIDER, SYNTHETIC_COLLECTION, acquire, fetch_stereo_set
 from sat2lod.acquire.verify import VerificationError, parse_multihash, sha256_multihash, verify_image
+from sat2lod.io.raster import write_raster
 from sat2lod.io.rpc_files import read_rpc
 
 REPO = Path(__file__).resolve().parents[1]
@@ -226,7 +228,7 @@ def test_catalog_paths_cannot_escape_download_dir(tmp_path: Path) -> None:
         gw = _gateway(tmp_path, srv.url)
         before = _files_under(tmp_path) - _files_under(tmp_path / "eodag")
         dl = tmp_path / "work" / "dl"
-        sel = dict(SELECTION, max_views=2, bh_min=0.0)
+        sel = {**SELECTION, "max_views": 2, "bh_min": 0.0}
         # identical viewing angles give B/H = 0 -> rejected unless bh_min = 0; we only test the paths here
         views, _, _ = fetch_stereo_set(gw, "evil", box(2.3499, 48.8499, 2.3501, 48.8501), "2024-04-01",
                                        "2024-06-01", dl, sel)
@@ -283,12 +285,6 @@ def test_verify_image_checks(tmp_path: Path) -> None:
         verify_image(other, url="http://x/v.tif", expected_size=1, delete_root=tmp_path / "dl")
     assert "deleted" not in str(err.value) and Path(other).exists()
     # a GeoTIFF without RPC tags
-    from rasterio.transform import Affine
-
-    from sat2lod.io.raster import write_raster
-
-    import numpy as np
-
     norpc = write_raster(tmp_path / "norpc.tif", np.zeros((8, 8), np.uint16), Affine.identity(), None)
     with pytest.raises(VerificationError, match=r"norpc.tif: no usable RPC model"):
         verify_image(norpc)
@@ -332,7 +328,7 @@ def test_local_scenes_from_config(tmp_path: Path) -> None:
 def test_local_scene_errors_name_the_file(tmp_path: Path) -> None:
     views = fake_triplet(tmp_path, LON0, LAT0)
     out = tmp_path / "acq"
-    kw = dict(kind="local", aoi="x", sheet=out / "s.json", downloads=out / "dl", catalog_dir=out / "c")
+    kw = {"kind": "local", "aoi": "x", "sheet": out / "s.json", "downloads": out / "dl", "catalog_dir": out / "c"}
     with pytest.raises(AcquisitionError, match=r"images\[1\]: .*missing.tif: file not found"):
         acquire(local_images=[{"image": str(tmp_path / views[0]["file"])}, {"image": str(tmp_path / "missing.tif")}],
                 **kw)

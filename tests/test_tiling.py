@@ -9,10 +9,10 @@ import geopandas as gpd
 import numpy as np
 import pytest
 import shapely
-from acquire_fakes import affine_camera_rpc, write_fake_view
 from pyproj import Transformer
 from shapely.geometry import box
 
+from acquire_fakes import affine_camera_rpc, write_fake_view
 from sat2lod.acquire.geometry import utm_epsg
 from sat2lod.tiling import grid_spec, make_tiles, select_tiles, tile_cores, tiles_feature_collection
 

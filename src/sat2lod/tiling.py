@@ -14,8 +14,9 @@ from __future__ import annotations
 import logging
 import math
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import shapely
@@ -70,8 +71,8 @@ def grid_spec(aoi_bounds: Sequence[float], tile_size_m: float, margin_m: float, 
     eps = 1e-6
     ix0, ix1 = math.floor(xmin / r + eps), math.ceil(xmax / r - eps)
     iy0, iy1 = math.floor(ymin / r + eps), math.ceil(ymax / r - eps)
-    tile_px = max(1, int(round(tile_size_m / r)))
-    margin_px = int(math.ceil(margin_m / r - eps))
+    tile_px = max(1, round(tile_size_m / r))
+    margin_px = math.ceil(margin_m / r - eps)
     w, h = ix1 - ix0, iy1 - iy0
     n_cols, n_rows = -(-w // tile_px), -(-h // tile_px)
     if n_cols > MAX_TILES_PER_AXIS or n_rows > MAX_TILES_PER_AXIS:

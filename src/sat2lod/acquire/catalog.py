@@ -156,7 +156,7 @@ def publish_catalog(
 
 
 class _Handler(BaseHTTPRequestHandler):
-    server: "_Server"
+    server: _Server
 
     def do_GET(self) -> None:  # noqa: N802 (http.server API)
         self._answer(body=True)
@@ -211,7 +211,7 @@ class StacServer:
     def routes(self) -> dict[str, Path]:
         return self._server.routes
 
-    def __enter__(self) -> "StacServer":
+    def __enter__(self) -> StacServer:  # noqa: PYI034 (final class)
         self._thread.start()
         log.info("STAC server started at %s", self.url)
         return self

@@ -36,10 +36,9 @@ def read_json(path: str | os.PathLike[str]) -> Any:
 def write_json(path: str | os.PathLike[str], obj: Any, indent: int | None = 2) -> Path:
     """Write ``obj`` as JSON atomically (temporary file renamed into place)."""
     path = Path(path)
-    with atomic_path(path) as tmp:
-        with open(tmp, "w", encoding="utf-8") as fh:
-            json.dump(obj, fh, indent=indent)
-            fh.write("\n")
+    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as fh:
+        json.dump(obj, fh, indent=indent)
+        fh.write("\n")
     return path
 
 

@@ -22,7 +22,7 @@ def utm_epsg(lon: float, lat: float) -> int:
     """EPSG code of the WGS84 / UTM zone containing (lon, lat): 326zz north, 327zz south."""
     if not (-180.0 <= lon <= 180.0 and -90.0 <= lat <= 90.0):
         raise ValueError(f"({lon}, {lat}) is not a WGS84 lon/lat position in degrees")
-    zone = int(math.floor((lon + 180.0) / 6.0)) % 60 + 1
+    zone = math.floor((lon + 180.0) / 6.0) % 60 + 1
     return (32600 if lat >= 0 else 32700) + zone
 
 
