@@ -158,7 +158,7 @@ def main() -> None:
     t = time.perf_counter()
     ndsm_threshold_probability(nd, 0.5)
     t_thr = time.perf_counter() - t
-    report["throughput_4MP_threads%d" % args.threads] = {
+    report[f"throughput_4MP_threads{args.threads}"] = {
         "unet_tiled_mp_per_s": 4.0 / t_tiled, "unet_untiled_mp_per_s": 4.0 / t_full,
         "tiled_over_untiled_time": t_tiled / t_full, "ndsm_threshold_mp_per_s": 4.0 / t_thr}
     report["env"] = {"python": sys.version.split()[0], "torch": torch.__version__, "platform": platform.platform(),
@@ -172,10 +172,10 @@ def main() -> None:
              f"torch {torch.__version__}, {args.threads} threads)", ""]
     if "training" in report:
         tr = report["training"]
-        lines += [f"Training: {tr['train_seconds']:.0f} s optimisation + {tr['data_seconds']:.0f} s data "
+        lines += [(f"Training: {tr['train_seconds']:.0f} s optimisation + {tr['data_seconds']:.0f} s data "
                   f"(cities {args.seeds}, {args.city_size:g} m), {tr['n_parameters']} parameters, loss "
                   f"{tr['loss_first_last'][0]:.3f} -> {tr['loss_first_last'][1]:.3f}, validation IoU (seeds "
-                  f"{args.val_seeds}) {tr['val_iou_mean']:.3f}.", ""]
+                  f"{args.val_seeds}) {tr['val_iou_mean']:.3f}."), ""]
     lines += ["| scene | inputs | method | pixel IoU | footprint F1 (IoU>=0.5) | precision | recall |", "|---|---|---|---|---|---|---|"]
     for key, label in (("heldout_truth_inputs", f"held-out city s{args.heldout_seed} ({args.heldout_size:g} m)"),
                        ("chain_inputs", "chain products")):
@@ -188,10 +188,10 @@ def main() -> None:
     if isinstance(s, dict):
         lines.append(f"| SpaceNet 4 Atlanta tile (real WV-2 PAN) | image only | unet | {s['iou']:.3f} | "
                      f"{s['footprint_f1']:.3f} | {s['footprint_precision']:.3f} | {s['footprint_recall']:.3f} |")
-    th = report["throughput_4MP_threads%d" % args.threads]
-    lines += ["", f"Throughput on a 4 MP input, {args.threads} threads: U-Net tiled {th['unet_tiled_mp_per_s']:.3f} MP/s, "
+    th = report[f"throughput_4MP_threads{args.threads}"]
+    lines += ["", (f"Throughput on a 4 MP input, {args.threads} threads: U-Net tiled {th['unet_tiled_mp_per_s']:.3f} MP/s, "
               f"untiled {th['unet_untiled_mp_per_s']:.3f} MP/s (tiled/untiled time {th['tiled_over_untiled_time']:.2f}), "
-              f"ndsm_threshold {th['ndsm_threshold_mp_per_s']:.1f} MP/s."]
+              f"ndsm_threshold {th['ndsm_threshold_mp_per_s']:.1f} MP/s.")]
     out.with_suffix(".md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

@@ -86,7 +86,7 @@ def main() -> int:
                          ndsm_dropout=0.0, device=dev)
     model, met = train_model(samples, params)
     losses = [h["loss"] for h in met["history"]]
-    report["checks"]["train_on_%s_loss_decreases" % dev] = {"first": losses[0], "last": losses[-1],
+    report["checks"][f"train_on_{dev}_loss_decreases"] = {"first": losses[0], "last": losses[-1],
                                                            "ok": losses[-1] < 0.7 * losses[0]}
     x = samples[0].x
     big = np.tile(x, (1, 8, 8))[:, :2000, :2000].copy()  # 4 MP

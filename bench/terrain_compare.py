@@ -153,9 +153,9 @@ def main() -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".json").write_text(json.dumps({"env": env, "rows": rows}, indent=2, default=float) + "\n")
     lines = ["# DTM extraction: sat2lod.terrain vs bulldozer-dtm 1.3.1", "",
-             f"`python bench/terrain_compare.py --cities {' '.join(map(str, args.cities))} --city-size {args.city_size}`"
+             (f"`python bench/terrain_compare.py --cities {' '.join(map(str, args.cities))} --city-size {args.city_size}`"
              f" ({env['date_utc']}, {env['platform']}). Errors in metres vs the reference DTM; time = wall seconds "
-             "of the DTM call (1 worker each, shared 2-core machine).", "",
+             "of the DTM call (1 worker each, shared 2-core machine)."), "",
              "| case | method | RMSE | NMAD | bias | p95 abs | RMSE under objects | RMSE ground | s | time / sat2lod default |",
              "|---|---|---|---|---|---|---|---|---|---|"]
     base_t = {r["case"]: r["seconds"] for r in rows if r["method"].startswith("sat2lod (default")}

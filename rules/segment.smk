@@ -4,7 +4,11 @@ SEG = config["segmentation"]
 # Request a GPU from the scheduler only when the configuration asks for CUDA.
 SEG_GPU = {"gpu": 1} if SEG["device"] == "cuda" else {}
 # The checkpoint the segment rule uses: a configured one (reused, not retrained), the trained one, or none.
-SEG_CHECKPOINT = (SEG["checkpoint"] or "results/models/segmenter.pt") if SEG["method"] == "unet" else []
+SEG_CHECKPOINT = (
+    (SEG["checkpoint"] or "results/models/segmenter.pt")
+    if SEG["method"] == "unet"
+    else []
+)
 
 
 rule train_segmenter:
@@ -19,9 +23,9 @@ rule train_segmenter:
         "../envs/segment.yaml"
     threads: 2
     resources:
+        **SEG_GPU,
         mem_mb=lambda wildcards, attempt: 6000 * attempt,
         runtime=lambda wildcards, attempt: 30 * attempt,
-        **SEG_GPU,
     params:
         seeds=SEG["train"]["seeds"],
         val_seeds=SEG["train"]["val_seeds"],
@@ -56,9 +60,9 @@ rule segment:
         "../envs/segment.yaml"
     threads: 2
     resources:
+        **SEG_GPU,
         mem_mb=lambda wildcards, attempt: 6000 * attempt,
         runtime=lambda wildcards, attempt: 30 * attempt,
-        **SEG_GPU,
     params:
         method=SEG["method"],
         tile_px=SEG["tile_px"],

@@ -4,7 +4,7 @@ from sat2lod.workflow import setup
 
 setup(snakemake)  # noqa: F821  (injected by Snakemake)
 
-from sat2lod.terrain import dtm_from_dsm_file  # noqa: E402
+from sat2lod.terrain import dtm_from_dsm_file
 
 dtm_from_dsm_file(
     dsm=snakemake.input.dsm,  # noqa: F821

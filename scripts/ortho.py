@@ -4,7 +4,7 @@ from sat2lod.workflow import setup
 
 setup(snakemake)  # noqa: F821  (injected by Snakemake)
 
-from sat2lod.ortho import ortho_from_files  # noqa: E402
+from sat2lod.ortho import ortho_from_files
 
 ortho_from_files(
     dsm=snakemake.input.dsm,  # noqa: F821

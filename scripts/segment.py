@@ -4,7 +4,7 @@ from sat2lod.workflow import setup
 
 setup(snakemake)  # noqa: F821  (injected by Snakemake)
 
-from sat2lod.segment.predict import segment_from_files  # noqa: E402
+from sat2lod.segment.predict import segment_from_files
 
 segment_from_files(
     ortho=snakemake.input.ortho,  # noqa: F821

@@ -4,7 +4,7 @@ from sat2lod.workflow import setup
 
 setup(snakemake)  # noqa: F821  (injected by Snakemake)
 
-from sat2lod.segment.train import train_segmenter  # noqa: E402
+from sat2lod.segment.train import train_segmenter
 
 train_segmenter(
     model=snakemake.output.model,  # noqa: F821

@@ -10,6 +10,7 @@ from rasterio.transform import from_origin
 from scipy import ndimage
 
 import sat2lod
+from conftest import shared_file
 from sat2lod.io.jsonio import write_json
 from sat2lod.io.raster import write_raster
 from sat2lod.ortho import (
@@ -17,15 +18,13 @@ from sat2lod.ortho import (
     _occlusion,
     cell_centres,
     estimate_shift,
-    orthorectify_bands,
     occlusion_reference,
     ortho_from_files,
+    orthorectify_bands,
     pansharpen,
     true_ortho,
 )
 from sat2lod.rpc import fit_rpc
-
-from conftest import shared_file
 
 EPSG = 32631
 X0, Y0, RES = 500000.0, 4800000.0, 0.5
@@ -146,7 +145,7 @@ def test_ortho_pan_and_ms_on_real_pleiades():
     x, y = Transformer.from_crs(4326, 32631, always_xy=True).transform(lon[0], lat[0])
     tr = from_origin(np.floor(x) - 80, np.floor(y) + 80, 0.5, 0.5)
     dsm = np.full((320, 320), h, np.float32)
-    o, src, info = true_ortho(dsm, tr, 32631, [OrthoView(pan, pr, "pan")])
+    o, _, info = true_ortho(dsm, tr, 32631, [OrthoView(pan, pr, "pan")])
     m = orthorectify_bands(ms, mr, dsm, tr, 32631)
     assert np.isfinite(o).all() and np.isfinite(m).all() and m.shape == (4, 320, 320)
     assert 5 < info["views"][0]["incidence_deg"] < 15

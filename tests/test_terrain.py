@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 import rasterio
 from rasterio.transform import from_origin
 
 import sat2lod
+from conftest import shared_file
 from sat2lod.io.raster import write_raster
 from sat2lod.terrain import (
     DTMParams,
@@ -18,8 +21,6 @@ from sat2lod.terrain import (
     normalized_dsm,
     opening_windows,
 )
-
-from conftest import shared_file
 
 
 def hill_with_boxes(n: int = 240, res: float = 0.5, seed: int = 0, noise: float = 0.2):
@@ -59,7 +60,7 @@ def test_dtm_recovers_hill_under_boxes():
 
 
 def test_ndsm_and_nodata():
-    dsm, truth, boxes = hill_with_boxes(n=160, noise=0.0)
+    dsm, _, boxes = hill_with_boxes(n=160, noise=0.0)
     dsm[40:50, 40:50] = np.nan          # a small hole: terrain interpolated there
     dsm[:, 150:] = np.nan               # a wide nodata band, 5 m wide: still near data
     dtm = extract_dtm(dsm, 0.5, DTMParams(max_object_size_m=30.0))
@@ -88,7 +89,7 @@ def test_harmonic_kernel_matches_sparse_solve():
 
 def test_opening_windows_grow_to_max_size():
     w = opening_windows(64.0, 0.5, 4.0)
-    assert w[0] == 3 and w[-1] == 129 and all(b > a for a, b in zip(w, w[1:]))
+    assert w[0] == 3 and w[-1] == 129 and all(b > a for a, b in itertools.pairwise(w))
     assert max(np.diff(w)) <= 8  # linear steps of 4 m = 8 px once the doubling gets there
 
 

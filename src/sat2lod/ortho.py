@@ -358,7 +358,7 @@ def ortho_from_files(dsm: str | os.PathLike[str], scenes: str | os.PathLike[str]
             ms = (i, ms_path, v.get("ms_rpc"))
     if not views:
         raise ValueError(f"{scenes}: no views in the scene sheet; rerun rule acquire")
-    ortho_arr, source, info = true_ortho(heights, src.transform, src.crs, views, occlusion_tol_m,
+    ortho_arr, _source, info = true_ortho(heights, src.transform, src.crs, views, occlusion_tol_m,
                                          radiometric_match, detect_occlusions)
     bands = [ortho_arr]
     band_tags = [{"NAME": "pan"}]

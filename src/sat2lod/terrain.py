@@ -180,8 +180,8 @@ def _harmonic_fill_multiscale(z: np.ndarray, known: np.ndarray, n_iter: int = 60
 # --------------------------------------------------------------------------------------------- algorithm
 def opening_windows(max_object_size_m: float, resolution_m: float, window_step_m: float) -> list[int]:
     """Odd window widths (px) of the progressive opening: 3, 5, 9, 17... then linear steps, up to the max size."""
-    w_max = max(3, int(round(max_object_size_m / resolution_m)) | 1)
-    step = max(2, int(round(window_step_m / resolution_m)) // 2 * 2)
+    w_max = max(3, round(max_object_size_m / resolution_m) | 1)
+    step = max(2, round(window_step_m / resolution_m) // 2 * 2)
     wins = [3]
     while wins[-1] < w_max:
         nxt = 2 * wins[-1] - 1
@@ -226,7 +226,7 @@ def extract_dtm(dsm: np.ndarray, resolution_m: float, params: DTMParams | None =
     if p.despeckle:
         z = ndimage.median_filter(z, size=3, mode="nearest")
     objects = progressive_object_mask(z, resolution_m, p)
-    buffer_px = int(round(p.object_buffer_m / resolution_m))
+    buffer_px = round(p.object_buffer_m / resolution_m)
     if buffer_px:
         objects = ndimage.binary_dilation(objects, iterations=buffer_px)
     ground = valid & ~objects

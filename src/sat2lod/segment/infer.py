@@ -43,7 +43,7 @@ def tile_origins(size: int, tile: int, overlap: int) -> list[int]:
 def predict_full(model: UNet, x: np.ndarray, device: str = "cpu") -> np.ndarray:
     """Untiled inference (reference for tests, small images): (C, H, W) -> (H, W) float32 probability."""
     m = model.multiple
-    c, h, w = x.shape
+    _, h, w = x.shape
     hp, wp = math.ceil(h / m) * m, math.ceil(w / m) * m
     xp = np.pad(x, ((0, 0), (0, hp - h), (0, wp - w)), mode="edge")
     model.eval()
@@ -73,7 +73,7 @@ def predict_tiled(model: UNet, x: np.ndarray, tile_px: int = 1000, overlap_px: i
     if tile_px % m or overlap_px % m or not 0 <= overlap_px < tile_px:
         raise ValueError(f"segmentation.tile_px ({tile_px}) and overlap_px ({overlap_px}) must be multiples of "
                          f"{m} (2**depth of the model) with 0 <= overlap < tile")
-    c, h, w = x.shape
+    _, h, w = x.shape
     th, tw = min(tile_px, math.ceil(h / m) * m), min(tile_px, math.ceil(w / m) * m)
     rows, cols = tile_origins(h, th, overlap_px), tile_origins(w, tw, overlap_px)
     hp, wp = rows[-1] + th, cols[-1] + tw
@@ -107,7 +107,7 @@ def ndsm_threshold_probability(ndsm: np.ndarray, resolution_m: float, min_height
         (H, W) float32 in [0, 1].
     """
     n = np.nan_to_num(ndsm.astype(np.float32), nan=0.0)
-    rough = ndimage.median_filter(np.abs(ndimage.laplace(n)), size=max(3, int(round(2.5 / resolution_m)) | 1))
+    rough = ndimage.median_filter(np.abs(ndimage.laplace(n)), size=max(3, round(2.5 / resolution_m) | 1))
     with np.errstate(over="ignore"):
         s = 1.0 / (1.0 + np.exp(-(n - min_height_m) / 0.5)) / (1.0 + np.exp(-(max_roughness_m - rough) / 0.2))
     s = s.astype(np.float32)
