@@ -350,3 +350,35 @@ def test_local_real_pleiades_pair_with_geom_rpc(tmp_path: Path, shared_data: Pat
     lon0, lat0, lon1, lat1 = sheet["aoi_lonlat"]
     assert 31.10 < lon0 < lon1 < 31.16 and 29.95 < lat0 < lat1 < 30.0  # Giza plateau
     assert sheet["pairs"] == [[0, 1]]
+
+
+def test_malformed_eodag_whitelist_variable_is_explained(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("EODAG_PROVIDERS_WHITELIST", "sat2lod_stac")  # eodag 4.10 wants '["sat2lod_stac"]'
+    with pytest.raises(AcquisitionError, match=r"must be JSON, e\.g\. EODAG_PROVIDERS_WHITELIST='\[\"peps\"\]'"):
+        _gateway(tmp_path, "http://127.0.0.1:1")
+
+
+def test_credentials_from_environment_never_reach_the_logs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A provider with header auth, its API key in the environment: used for the requests, never logged."""
+    secret = "s3cr3t-token-1234"
+    monkeypatch.setenv("EODAG__SAT2LOD_STAC__AUTH__CREDENTIALS__APIKEY", secret)
+    caplog.set_level("DEBUG")
+    seen: list[str] = []
+    d = tmp_path / "pub"
+    d.mkdir()
+    conf = load_provider_config(PROVIDERS.read_text(), LOCAL_PROVIDER, str(PROVIDERS))
+    with StacServer() as srv:
+        conf["auth"] = {"type": "HTTPHeaderAuth", "matching_url": srv.url,
+                        "headers": {"Authorization": "Bearer {apikey}"}}
+        srv.routes.update(publish_catalog(tmp_path / "cat", srv.url, "vhr", _scenes(d, TIMES)))
+        srv.on_request = lambda handler: seen.append(handler.headers.get("Authorization", ""))
+        gw = make_gateway(LOCAL_PROVIDER, tmp_path / "eodag", provider_conf=conf,
+                          endpoint=f"{srv.url}/{{_collection}}/collection.json", isolated=True)
+        views, _, _ = fetch_stereo_set(gw, "vhr", box(2.3499, 48.8499, 2.3501, 48.8501), "2024-04-01",
+                                       "2024-06-01", tmp_path / "dl", SELECTION)
+    assert len(views) == 3
+    assert f"Bearer {secret}" in seen  # the downloads were authenticated with the key from the environment
+    assert "Finished filtering products" in caplog.text  # EODAG's own logs were captured
+    assert secret not in caplog.text

@@ -23,7 +23,7 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, Callable
 from urllib.parse import unquote, urlsplit
 
 from shapely.geometry import mapping
@@ -165,6 +165,8 @@ class _Handler(BaseHTTPRequestHandler):
         self._answer(body=False)
 
     def _answer(self, body: bool) -> None:
+        if self.server.on_request is not None:
+            self.server.on_request(self)
         target = self.server.routes.get(unquote(urlsplit(self.path).path))
         if target is None or not target.is_file():
             self.send_error(HTTPStatus.NOT_FOUND, "not in the catalog")
@@ -185,6 +187,7 @@ class _Handler(BaseHTTPRequestHandler):
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     routes: dict[str, Path]
+    on_request: Callable[[BaseHTTPRequestHandler], None] | None = None
 
 
 class StacServer:
@@ -210,6 +213,15 @@ class StacServer:
     @property
     def routes(self) -> dict[str, Path]:
         return self._server.routes
+
+    @property
+    def on_request(self) -> Callable[[BaseHTTPRequestHandler], None] | None:
+        """Called with each request handler before it answers (tests: inspect headers)."""
+        return self._server.on_request
+
+    @on_request.setter
+    def on_request(self, fn: Callable[[BaseHTTPRequestHandler], None] | None) -> None:
+        self._server.on_request = fn
 
     def __enter__(self) -> StacServer:  # noqa: PYI034 (final class)
         self._thread.start()
