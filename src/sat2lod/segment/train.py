@@ -89,7 +89,12 @@ def _augment(x: np.ndarray, y: np.ndarray, rng: np.random.Generator, ndsm_dropou
         x, y = x[:, :, ::-1], y[:, ::-1]
     x = x.copy()
     y = y.copy()
-    x[0] = x[0] * rng.uniform(0.8, 1.25) + rng.uniform(-0.1, 0.1)
+    # radiometry of another sensor / date: gamma, gain, offset, blur (MTF), noise
+    o = np.clip(x[0], 0.0, None) ** rng.uniform(0.7, 1.4)
+    if rng.random() < 0.3:
+        o = ndimage.gaussian_filter(o, rng.uniform(0.3, 1.2))
+    o = o * rng.uniform(0.8, 1.25) + rng.uniform(-0.1, 0.1)
+    x[0] = o + rng.normal(0.0, rng.uniform(0.0, 0.03), o.shape).astype(np.float32)
     if rng.random() < ndsm_dropout:
         x[1:] = 0.0
         return x, y
