@@ -22,6 +22,7 @@ checkpoint tiles:
         tile_size_m=config["tiling"]["tile_size_m"],
         margin_m=config["tiling"]["margin_m"],
         min_coverage=config["tiling"]["min_coverage"],
+        visibility=config["tiling"]["visibility"],
         resolution_m=config["output"]["resolution_m"],
     script:
         "../scripts/tiles.py"

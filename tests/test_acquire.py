@@ -32,6 +32,7 @@ from sat2lod.acquire.pipeline import LOCAL_PROVIDER, SYNTHETIC_COLLECTION, acqui
 from sat2lod.acquire.verify import VerificationError, parse_multihash, sha256_multihash, verify_image
 from sat2lod.io.raster import write_raster
 from sat2lod.io.rpc_files import read_rpc
+from sat2lod.tiling import make_tiles
 
 REPO = Path(__file__).resolve().parents[1]
 PROVIDERS = REPO / "config" / "eodag_providers.yaml"
@@ -320,7 +321,8 @@ def test_local_scenes_from_config(tmp_path: Path) -> None:
     assert sheet["height_range"] == pytest.approx([0.0, 100.0], abs=1e-6)
     lon0, lat0, lon1, lat1 = sheet["aoi_lonlat"]
     assert lon0 < LON0 < lon1 and lat0 < LAT0 < lat1
-    assert 60 < (lat1 - lat0) * 111_320 < 100  # 100 m views shifted by the parallax at 50 m
+    # the 100 m views coincide at h = 0 (and drift apart with height): the AOI is their 100 m overlap
+    assert (lat1 - lat0) * 111_320 == pytest.approx(100.0, abs=1.0)
     assert sheet["truth"] is None and sheet["source"]["kind"] == "local"
     assert list(Path(out / "downloads").iterdir()) == []  # local images are used in place
 
@@ -350,6 +352,27 @@ def test_local_real_pleiades_pair_with_geom_rpc(tmp_path: Path, shared_data: Pat
     lon0, lat0, lon1, lat1 = sheet["aoi_lonlat"]
     assert 31.10 < lon0 < lon1 < 31.16 and 29.95 < lat0 < lat1 < 30.0  # Giza plateau
     assert sheet["pairs"] == [[0, 1]]
+
+
+def test_local_real_pleiades_crops_overlapping_only_near_the_ground(tmp_path: Path, shared_data: Path) -> None:
+    """Ventoux crops (500 px) with a wide RPC height range (1075 +- 885 m) and B/H ~ 0.3: they see common ground
+    only near its true height (~540 m), so the AOI and the tiles come from the overlap at some height."""
+    d = shared_data / "cnes_pleiades_ventoux_pair"
+    images = [{"image": str(d / f"{s}_image.tif"), "rpc": str(d / f"{s}_image.geom")} for s in ("left", "right")]
+    out = tmp_path / "acq"
+    sheet = acquire(kind="local", aoi="ventoux", sheet=out / "scenes.json", downloads=out / "downloads",
+                    catalog_dir=out / "catalog", local_images=images, selection={"bh_min": 0.05, "bh_max": 1.0})
+    assert sheet["height_range"] == pytest.approx([190.0, 1960.0])
+    assert 0.2 < sheet["base_to_height"]["0-1"] < 0.5
+    w = sheet["aoi_bounds"][2] - sheet["aoi_bounds"][0]
+    h = sheet["aoi_bounds"][3] - sheet["aoi_bounds"][1]
+    assert 50 < w < 400 and 50 < h < 400  # about the 250 m crops
+    fc = make_tiles(scenes=out / "scenes.json", tiles=out / "tiles.geojson", tile_size_m=50.0, margin_m=5.0,
+                    resolution_m=0.5)
+    assert len(fc["features"]) > 0
+    with pytest.raises(ValueError, match="no tile of the AOI"):  # at every height of 190..1960 m: nothing
+        make_tiles(scenes=out / "scenes.json", tiles=out / "t2.geojson", tile_size_m=50.0, margin_m=5.0,
+                   resolution_m=0.5, visibility="all_heights")
 
 
 def test_malformed_eodag_whitelist_variable_is_explained(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

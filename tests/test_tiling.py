@@ -100,8 +100,13 @@ def test_make_tiles_keeps_tiles_seen_by_all_views(tmp_path: Path) -> None:
     # partly inside the common northings [y - 41.2, y + 41.2]
     kept = sorted((f["properties"]["row"], f["properties"]["col"]) for f in fc["features"])
     assert kept == [(r, c) for r in range(6) for c in range(2, 6)]
-    # with a coverage threshold: column 2 (25 % seen), rows 0 and 5 (6 %) go, column 5 (50 %) stays
+    # with a coverage threshold: column 2 (25 % seen) goes, column 5 (50 %) stays. Rows 0 and 5: at h = 0 both
+    # views see northings [y - 50, y + 50] (half of these rows), at every height only [y - 41.2, y + 41.2] (6 %)
     fc = make_tiles(scenes=scenes, tiles=out, tile_size_m=20.0, margin_m=2.0, resolution_m=0.5, min_coverage=0.3)
+    kept = sorted((f["properties"]["row"], f["properties"]["col"]) for f in fc["features"])
+    assert kept == [(r, c) for r in range(0, 6) for c in range(3, 6) if (r, c) not in {(0, 5), (5, 5)}]  # 25 %
+    fc = make_tiles(scenes=scenes, tiles=out, tile_size_m=20.0, margin_m=2.0, resolution_m=0.5, min_coverage=0.3,
+                    visibility="all_heights")
     kept = sorted((f["properties"]["row"], f["properties"]["col"]) for f in fc["features"])
     assert kept == [(r, c) for r in range(1, 5) for c in range(3, 6)]
     f = fc["features"][0]["properties"]

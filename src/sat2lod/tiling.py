@@ -5,8 +5,9 @@ multiple of the output resolution, the tile side and the margin are whole number
 core and every margin starts on a pixel edge of the common output grid, and mosaicking needs no resampling.
 Rows count from the north (row 0 = top), columns from the west; tile id ``t{row:04d}_{col:04d}``.
 
-A tile is kept when its core intersects the area that every view sees at every height of the scene's height
-range (RPC localization of the image edges at hmin and hmax, intersected).
+A tile is kept when its core intersects the area that every view sees (RPC localization of the image edges):
+for some height of the scene's height range (``any_height``, default: nothing that may be visible is lost) or
+for every height (``all_heights``: only tiles surely seen).
 """
 
 from __future__ import annotations
@@ -147,6 +148,7 @@ def make_tiles(
     margin_m: float,
     resolution_m: float,
     min_coverage: float = 0.0,
+    visibility: str = "any_height",
 ) -> dict[str, Any]:
     """Read the scene sheet, compute the grid, keep the tiles seen by all views, write the tile GeoJSON.
 
@@ -154,6 +156,8 @@ def make_tiles(
         scenes: ``results/acquire/{aoi}/scenes.json``.
         tiles: output ``results/tiles/{aoi}/tiles.geojson``.
         tile_size_m, margin_m, resolution_m, min_coverage: see :func:`grid_spec` and :func:`select_tiles`.
+        visibility: ``any_height`` (seen by all views for some height of the scene's range) or ``all_heights``
+            (for every height), see :func:`sat2lod.acquire.geometry.common_footprint`.
     Raises:
         ValueError: no tile is seen by all views (names the scene sheet and what to check).
     """
@@ -171,7 +175,7 @@ def make_tiles(
             p = probe_image(v["image"])
             w, h = p.width, p.height
         cams.append((rpc, w, h))
-    visible = common_footprint(cams, tuple(sheet["height_range"]), epsg=epsg)
+    visible = common_footprint(cams, tuple(sheet["height_range"]), epsg=epsg, mode=visibility)
     keep = select_tiles(cores, visible, min_coverage)
     if not keep.any():
         raise ValueError(f"{scenes}: no tile of the AOI {sheet['aoi_bounds']} (EPSG:{epsg}) is seen by all "

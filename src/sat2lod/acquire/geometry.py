@@ -54,28 +54,44 @@ def common_footprint(
     height_range: tuple[float, float],
     epsg: int | None = None,
     n_per_edge: int = 8,
+    mode: str = "all_heights",
+    n_heights: int = 9,
 ) -> shapely.Geometry:
-    """Ground area seen by every view at every height of ``height_range``.
+    """Ground area seen by every view, over a height range.
 
     Args:
         views: (rpc, width, height) of each view.
-        height_range: (hmin, hmax) ellipsoidal metres; footprints at both heights are intersected, so a point of
-            the result is seen by all views whatever its height in the range (conservative).
+        height_range: (hmin, hmax) ellipsoidal metres.
         epsg: projected EPSG to return the polygon in (metres); None keeps lon/lat degrees.
+        mode: ``all_heights``: seen by every view whatever the ground height in the range (conservative:
+            intersection over hmin and hmax); ``any_height``: seen by every view for at least one of
+            ``n_heights`` heights spread over the range (union over heights of the per-height intersections;
+            keeps the overlap of crops whose true ground height is unknown within a wide RPC range).
     Returns:
         A shapely (Multi)Polygon, possibly empty.
     """
+    if not views:
+        raise ValueError("common_footprint: no view given")
+    if mode not in ("all_heights", "any_height"):
+        raise ValueError(f"mode {mode!r}: expected 'all_heights' or 'any_height'")
+    hmin, hmax = sorted(map(float, height_range))
+    if hmax == hmin:
+        heights = [hmin]
+    else:
+        heights = [hmin, hmax] if mode == "all_heights" else list(np.linspace(hmin, hmax, max(2, n_heights)))
     to_xy = Transformer.from_crs(4326, epsg, always_xy=True) if epsg is not None else None
-    common: shapely.Geometry | None = None
-    for rpc, width, height in views:
-        for h in sorted(set(map(float, height_range))):
+    per_height = []
+    for h in heights:
+        seen: shapely.Geometry | None = None
+        for rpc, width, height in views:
             poly = footprint_lonlat(rpc, width, height, h, n_per_edge)
             if to_xy is not None:
                 poly = shapely.transform(poly, lambda xy: np.column_stack(to_xy.transform(xy[:, 0], xy[:, 1])))
-            common = poly if common is None else shapely.intersection(common, poly)
-    if common is None:
-        raise ValueError("common_footprint: no view given")
-    return common
+            seen = poly if seen is None else shapely.intersection(seen, poly)
+        per_height.append(seen)
+    if mode == "all_heights":
+        return shapely.intersection_all(per_height)
+    return shapely.union_all(per_height)
 
 
 def parallax_vector(rpc: RPCModel, row: float, col: float, h: float, dh: float = 100.0) -> np.ndarray:

@@ -226,10 +226,12 @@ def _local(images: list[dict[str, Any]], selection: dict[str, Any], bbox_lonlat:
     if bbox_lonlat:
         aoi_ll = box(*bbox_lonlat)
     else:
-        fp = common_footprint([(r, v.width, v.height) for r, v in zip(rpcs, verified)], (hmid, hmid))
+        # crops overlap only near their true ground height, unknown within a wide RPC range: any height counts
+        fp = common_footprint([(r, v.width, v.height) for r, v in zip(rpcs, verified)], hr, mode="any_height")
         if fp.is_empty:
-            raise AcquisitionError("source.local.images: the images have no common ground footprint; check that they "
-                                   "are a stereo set of one area and that their RPC files match them.")
+            raise AcquisitionError(f"source.local.images: the images see no common ground at any height in {list(hr)} "
+                                   "m; check that they are a stereo set of one area and that their RPC files match "
+                                   "them, or set source.height_range.")
         aoi_ll = box(*fp.bounds)
     views, angles = [], []
     for i, (entry, v, rpc) in enumerate(zip(images, verified, rpcs)):
