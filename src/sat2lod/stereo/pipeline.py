@@ -105,7 +105,7 @@ def process_pair(img1: str, rpc1: RPCModel, img2: str, rpc2: RPCModel, bounds: t
     left, right = _rectified_images(img1, img2, shape1, shape2, pr)
     rng = (hmin, hmax)
     if params.pointing_correction or params.keypoint_range:
-        kp = match_keypoints(left, right, pr.dmin, pr.dmax, max_dy=params.max_pointing_px)
+        kp = match_keypoints(left, right, pr.dmin, pr.dmax, max_dy=params.max_pointing_px, n_max=150)
         info["keypoints"] = len(kp)
         if params.pointing_correction:
             dy, mad = across_track_offset(kp)
@@ -136,7 +136,7 @@ def process_pair(img1: str, rpc1: RPCModel, img2: str, rpc2: RPCModel, bounds: t
     d = disp[ys, xs].astype(np.float64)
     c1, r1 = pr.rect_to_image(1, xs.astype(float), ys.astype(float))
     c2, r2 = pr.rect_to_image(2, xs + d, ys.astype(float))
-    lon, lat, h, res = triangulate(rpc1, rpc2, c1, r1, c2, r2, pr.cam1, pr.cam2, pr.frame)
+    lon, lat, h, res = triangulate(rpc1, rpc2, c1, r1, c2, r2, pr.cam1, pr.cam2, pr.frame, iters=1)
     keep = np.isfinite(h) & (res <= params.max_residual_px) & (h >= rng[0] - 1.0) & (h <= rng[1] + 1.0)
     tr = Transformer.from_crs(CRS.from_epsg(4326), CRS.from_epsg(epsg), always_xy=True)
     x, y = tr.transform(lon[keep], lat[keep])

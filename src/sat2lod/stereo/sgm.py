@@ -158,31 +158,35 @@ def cost_volume_reference(left: np.ndarray, right: np.ndarray, dmin: int, dmax: 
 
 
 # ------------------------------------------------------------------------------------------------ SGM
-@numba.njit(cache=True, inline="always")
-def _step(cost: np.ndarray, y: int, x: int, nd: int, prev: np.ndarray, po: int, pmin: np.float32,
-          cur: np.ndarray, co: int, p1: np.float32, p2: np.float32, acc: np.ndarray) -> np.float32:
-    """One path update at (y, x): prev/cur are padded (D + 2) vectors at offsets po/co. Returns min_k L."""
+@numba.njit(cache=True, inline="always", fastmath=True)
+def _step(cf: np.ndarray, nd: int, buf: np.ndarray, bufi: np.ndarray, pp: int, cp: int, pj: int, po: int,
+          co: int, pmin: np.float32, p1: np.float32, p2: np.float32, acc: np.ndarray, first: bool) -> np.int32:
+    """One path update: ``buf[pp, pj, po:po + D + 2]`` is the padded previous L, ``cf`` (D,) the pixel's costs;
+    the new L goes to ``buf[cp, pj, co + 1:co + D + 1]`` and is added to ``acc`` (stored when ``first``).
+    Returns the bits (int32) of min_k L: L >= 0, so float order = int order, and the int32 min reduction
+    vectorizes where a float one does not. Float32 arithmetic on integers < 2^24 is exact."""
     base = pmin + p2
-    mn = _BIG
     for k in range(nd):
-        m = prev[po + 1 + k]
-        b = prev[po + k] + p1
-        c = prev[po + 2 + k] + p1
-        if b < m:
-            m = b
-        if c < m:
-            m = c
-        if base < m:
-            m = base
-        v = np.float32(cost[y, x, k]) + m - pmin
-        cur[co + 1 + k] = v
-        acc[k] += v
-        if v < mn:
-            mn = v
+        m = buf[pp, pj, po + 1 + k]
+        b = buf[pp, pj, po + k] + p1
+        m = b if b < m else m
+        b = buf[pp, pj, po + 2 + k] + p1
+        m = b if b < m else m
+        m = base if base < m else m
+        v = cf[k] + m - pmin
+        buf[cp, pj, co + 1 + k] = v
+        if first:
+            acc[k] = v
+        else:
+            acc[k] += v
+    mn = np.int32(2147483647)
+    for k in range(nd):
+        v = bufi[cp, pj, co + 1 + k]
+        mn = v if v < mn else mn
     return mn
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, fastmath=True)
 def _aggregate(cost: np.ndarray, p1: float, p2: float, paths: int) -> np.ndarray:
     h, w, nd = cost.shape
     p1f = np.float32(p1)
@@ -190,74 +194,71 @@ def _aggregate(cost: np.ndarray, p1: float, p2: float, paths: int) -> np.ndarray
     stride = nd + 2
     total = np.zeros((h, w, nd), np.uint16)
     acc = np.zeros(nd, np.float32)
+    cf = np.zeros(nd, np.float32)
     for direction in range(2):  # 0: forward raster pass, 1: backward
-        # row buffers for the 3 paths coming from the previous row (vertical, two diagonals), with one
-        # virtual zero pixel on each side (index x + 1), and a buffer for the horizontal path.
-        prev = np.zeros((3, (w + 2) * stride), np.float32)
-        cur = np.zeros((3, (w + 2) * stride), np.float32)
-        prev_min = np.zeros((3, w + 2), np.float32)
-        cur_min = np.zeros((3, w + 2), np.float32)
-        for j in range(3):
-            for x in range(w + 2):
-                prev[j, x * stride] = _BIG
-                prev[j, x * stride + nd + 1] = _BIG
-                cur[j, x * stride] = _BIG
-                cur[j, x * stride + nd + 1] = _BIG
-        hor_prev = np.zeros(stride, np.float32)
-        hor_cur = np.zeros(stride, np.float32)
-        hor_prev[0] = _BIG
-        hor_prev[nd + 1] = _BIG
-        hor_cur[0] = _BIG
-        hor_cur[nd + 1] = _BIG
+        # buf[parity, j]: path buffers; j = 0 vertical, 1 and 2 diagonals (a row of padded L vectors, pixel x at
+        # offset (x + 1) * stride, virtual zero pixels at both ends); j = 3 horizontal (one padded vector).
+        # The parity of the row (of the pixel for j = 3) tells the previous buffer from the current one.
+        # mins[parity, j, x + 1] holds min_k L of each buffered vector (written through its int32 view).
+        buf = np.zeros((2, 4, (w + 2) * stride), np.float32)
+        bufi = buf.view(np.int32)
+        mins = np.zeros((2, 4, w + 2), np.float32)
+        minsi = mins.view(np.int32)
+        for q in range(2):
+            for j in range(4):
+                for x in range(w + 2):
+                    buf[q, j, x * stride] = _BIG
+                    buf[q, j, x * stride + nd + 1] = _BIG
+        step = 1 if direction == 0 else -1
         for yy in range(h):
             y = yy if direction == 0 else h - 1 - yy
-            step = 1 if direction == 0 else -1
-            for k in range(stride):
-                hor_prev[k] = 0.0
-            hor_prev[0] = _BIG
-            hor_prev[nd + 1] = _BIG
-            hmin = np.float32(0.0)
+            pp = yy % 2
+            cp = 1 - pp
+            for k in range(nd):
+                buf[0, 3, 1 + k] = 0.0
+            mins[0, 3, 0] = 0.0
             for xx in range(w):
                 x = xx if direction == 0 else w - 1 - xx
                 for k in range(nd):
-                    acc[k] = 0.0
-                # horizontal path (from the left in the forward pass, from the right backward)
-                hmin = _step(cost, y, x, nd, hor_prev, 0, hmin, hor_cur, 0, p1f, p2f, acc)
-                hor_prev, hor_cur = hor_cur, hor_prev
-                # vertical path: previous row, same x
+                    cf[k] = np.float32(cost[y, x, k])
+                hp = xx % 2
+                minsi[1 - hp, 3, 0] = _step(cf, nd, buf, bufi, hp, 1 - hp, 3, 0, 0, mins[hp, 3, 0], p1f, p2f, acc,
+                                            True)
                 xi = x + 1
-                cur_min[0, xi] = _step(cost, y, x, nd, prev[0], xi * stride, prev_min[0, xi], cur[0],
-                                       xi * stride, p1f, p2f, acc)
+                minsi[cp, 0, xi] = _step(cf, nd, buf, bufi, pp, cp, 0, xi * stride, xi * stride, mins[pp, 0, xi],
+                                         p1f, p2f, acc, False)
                 if paths >= 8:
                     xa = xi - step  # diagonal from (y - step, x - step)
-                    cur_min[1, xi] = _step(cost, y, x, nd, prev[1], xa * stride, prev_min[1, xa], cur[1],
-                                           xi * stride, p1f, p2f, acc)
+                    minsi[cp, 1, xi] = _step(cf, nd, buf, bufi, pp, cp, 1, xa * stride, xi * stride,
+                                             mins[pp, 1, xa], p1f, p2f, acc, False)
                     xb = xi + step  # diagonal from (y - step, x + step)
-                    cur_min[2, xi] = _step(cost, y, x, nd, prev[2], xb * stride, prev_min[2, xb], cur[2],
-                                           xi * stride, p1f, p2f, acc)
+                    minsi[cp, 2, xi] = _step(cf, nd, buf, bufi, pp, cp, 2, xb * stride, xi * stride,
+                                             mins[pp, 2, xb], p1f, p2f, acc, False)
                 if direction == 0:
                     for k in range(nd):
                         total[y, x, k] = np.uint16(acc[k])
                 else:
                     for k in range(nd):
                         total[y, x, k] = np.uint16(np.float32(total[y, x, k]) + acc[k])
-            prev, cur = cur, prev
-            prev_min, cur_min = cur_min, prev_min
     return total
 
 
 def aggregate(cost: np.ndarray, p1: float, p2: float, paths: int = 8) -> np.ndarray:
-    """SGM aggregation of a (H, W, D) uint8 cost volume over 4 or 8 paths -> (H, W, D) uint16 sum ``S``."""
+    """SGM aggregation of a (H, W, D) uint8 cost volume over 4 or 8 paths -> (H, W, D) uint16 sum ``S``.
+
+    P1 and P2 are rounded to integers (exact integer sums, identical to the reference)."""
     if paths not in (4, 8):
         raise ValueError(f"stereo.sgm_paths must be 4 or 8, got {paths}")
+    p1, p2 = int(round(p1)), int(round(p2))
     if cost.shape[2] and (int(cost.max(initial=0)) + p2) * paths >= 65535:
-        raise ValueError("P2 too large for uint16 aggregation: lower stereo.sgm_p2")
+        raise ValueError("P2 too large for the uint16 aggregation: lower stereo.p2")
     return _aggregate(np.ascontiguousarray(cost), float(p1), float(p2), int(paths))
 
 
 def aggregate_reference(cost: np.ndarray, p1: float, p2: float, paths: int = 8) -> np.ndarray:
     """NumPy reference of :func:`aggregate` (vectorised over one image axis and the disparities)."""
     c = cost.astype(np.float32)
+    p1, p2 = float(round(p1)), float(round(p2))
     h, w, nd = c.shape
     total = np.zeros((h, w, nd), np.float32)
     dirs = [(0, 1), (1, 0), (0, -1), (-1, 0)]
@@ -394,10 +395,15 @@ def _median3(disp: np.ndarray) -> np.ndarray:
                 for dx in range(-1, 2):
                     v = disp[y + dy, x + dx]
                     if np.isfinite(v):
-                        buf[n] = v
+                        # insertion into the sorted prefix buf[:n]
+                        i = n
+                        while i > 0 and buf[i - 1] > v:
+                            buf[i] = buf[i - 1]
+                            i -= 1
+                        buf[i] = v
                         n += 1
             if n >= 5:
-                out[y, x] = np.sort(buf[:n])[n // 2]
+                out[y, x] = buf[n // 2]
     return out
 
 
