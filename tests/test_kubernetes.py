@@ -270,8 +270,9 @@ def test_job_specs_and_run_through_kubernetes_api(tmp_path: Path, s3_endpoint: s
         env["KUBECONFIG"] = str(k8s.kubeconfig(tmp_path / "kubeconfig"))
         # a copy of the tiny workflow as the "repository" (sources are shipped to the pods through S3)
         shutil.copy(TINY_SNAKEFILE, launch / "Snakefile")
+        # gather asks for a GPU as the segmentation rules do with segmentation.device: cuda
         log = run_snakemake(["--workflow-profile", "none", "--profile", str(PROFILE),
-                             "--seconds-between-status-checks", "1"],
+                             "--seconds-between-status-checks", "1", "--set-resources", "gather:gpu=1"],
                             cwd=launch, env=env, timeout_s=400)
         jobs = dict(k8s.jobs)
         secrets = dict(k8s.secrets)
@@ -307,6 +308,13 @@ def test_job_specs_and_run_through_kubernetes_api(tmp_path: Path, s3_endpoint: s
         assert c["resources"]["requests"] == {"cpu": "1900m", "memory": "200M", "ephemeral-storage": "10000M"}
     (g,) = by_rule["gather"]
     assert g["resources"]["requests"]["cpu"] == "950m"
+    # GPU request: nvidia.com/gpu (gpu_manufacturer from the profile) and the GPU-node toleration
+    assert g["resources"]["requests"]["nvidia.com/gpu"] == "1"
+    assert "nvidia.com/gpu" not in by_rule["part"][0]["resources"]["requests"]
+    gpod = next(j for j in jobs.values() if j["spec"]["template"]["spec"]["containers"][0] is g)
+    assert {"key": "nvidia.com/gpu", "operator": "Equal", "value": "present", "effect": "NoSchedule"} in (
+        gpod["spec"]["template"]["spec"]["tolerations"]
+    )
     # ---- the outputs, produced by the "pods", are in S3 and equal the local run
     s3 = s3_client(s3_endpoint)
     for name in ["part_0.txt", "part_1.txt", "part_2.txt", "sum.txt"]:
