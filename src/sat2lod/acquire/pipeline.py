@@ -322,6 +322,7 @@ def acquire(
     """
     downloads, catalog_dir = Path(downloads), Path(catalog_dir)
     downloads.mkdir(parents=True, exist_ok=True)
+    catalog_dir.mkdir(parents=True, exist_ok=True)  # stays empty for local scenes
     selection = dict(selection or {})
     if kind == "synthetic":
         if synthetic_scene is None or providers_file is None:
@@ -334,7 +335,6 @@ def acquire(
         local_sel = {k: selection[k] for k in ("bh_min", "bh_max") if k in selection}
         res = _local(list(local_images or []), local_sel, bbox_lonlat, height_range)
     elif kind == "stac":
-        catalog_dir.mkdir(parents=True, exist_ok=True)
         res = _stac(dict(stac or {}), downloads, catalog_dir / "_eodag", Path(providers_file) if providers_file else None,
                     selection, bbox_lonlat, height_range, download_timeout_min)
     else:
