@@ -154,7 +154,7 @@ def harmonic_fill_reference(z: np.ndarray, known: np.ndarray, tol: float = 1e-6)
     return out.reshape(h, w)
 
 
-def _harmonic_fill_multiscale(z: np.ndarray, known: np.ndarray, n_iter: int = 60) -> np.ndarray:
+def _harmonic_fill_multiscale(z: np.ndarray, known: np.ndarray, n_iter: int = 30) -> np.ndarray:
     """Harmonic fill of the unknown cells, coarse to fine (each level initialises the next, SOR smooths)."""
     if known.all() or not known.any():
         return z.astype(np.float32)
