@@ -1,0 +1,20 @@
+"""Snakemake adapter of rule synth_city: generate the synthetic city with exact truth."""
+
+from pathlib import Path
+
+from sat2lod.workflow import setup
+
+setup(snakemake)  # noqa: F821 (injected by Snakemake)
+
+from sat2lod.synth import generate_city  # noqa: E402
+
+p = snakemake.params  # noqa: F821
+generate_city(
+    Path(snakemake.output.scene).parent,  # noqa: F821
+    seed=p.seed,
+    size_m=p.size_m,
+    n_views=p.n_views,
+    gsd_m=p.gsd_m,
+    n_buildings=p.n_buildings,
+    truth_res_m=p.truth_res_m,
+)
