@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import ast
 import importlib.metadata as md
+import os
 import re
+import subprocess
 import sys
 import tomllib
 from pathlib import Path
@@ -114,20 +116,42 @@ def test_post_deploy_installs_the_package(step: str) -> None:
     assert "pip install --no-deps" in text, "the env pins every dependency; pip must not pull others"
 
 
+def test_post_deploy_script_installs_this_checkout(tmp_path: Path) -> None:
+    """Run a post-deploy script as snakemake would, in a fresh env (a venv standing in for the conda env,
+    with the system packages, pip and setuptools standing in for the env's pinned ones): the package is importable from
+    this checkout afterwards; run from elsewhere, it stops with a message naming SAT2LOD_SRC."""
+    venv = tmp_path / "env"
+    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", "--without-pip", str(venv)], check=True)
+    env = {**os.environ, "PATH": f"{venv / 'bin'}:{os.environ['PATH']}", "VIRTUAL_ENV": str(venv)}
+    env.pop("SAT2LOD_SRC", None)
+    script = ENVS / "lod.post-deploy.sh"
+    wrong = subprocess.run(["bash", str(script)], cwd=tmp_path, env=env, capture_output=True, text=True,
+                           check=False)
+    assert wrong.returncode != 0 and "SAT2LOD_SRC" in wrong.stderr
+    ok = subprocess.run(["bash", str(script)], cwd=REPO, env=env, capture_output=True, text=True, timeout=300,
+                        check=False)
+    assert ok.returncode == 0, ok.stderr
+    where = subprocess.run([str(venv / "bin" / "python"), "-c", "import sat2lod; print(sat2lod.__file__)"],
+                           cwd=tmp_path, env=env, capture_output=True, text=True, check=True).stdout.strip()
+    assert Path(where).resolve() == (REPO / "src" / "sat2lod" / "__init__.py").resolve()
+    # installed into the env itself, not into the system site-packages
+    assert list((venv / "lib").glob("python3*/site-packages/*sat2lod*"))
+
+
 # ------------------------------------------------------------------ rules -> env -> imports
 def rule_blocks() -> list[tuple[str, str, str]]:
     """(rule file, rule name, body) of every rule/checkpoint in rules/*.smk."""
     blocks = []
     for smk in sorted((REPO / "rules").glob("*.smk")):
         text = smk.read_text()
-        heads = list(re.finditer(r"^(?:rule|checkpoint)\s+(\w+)\s*:", text, re.M))
+        heads = list(re.finditer(r"^(?:rule|checkpoint)\s+(\w+)\s*:", text, re.MULTILINE))
         for h, nxt in zip(heads, heads[1:] + [None]):
             blocks.append((smk.name, h[1], text[h.end() : nxt.start() if nxt else len(text)]))
     return blocks
 
 
 def directive(body: str, name: str) -> str | None:
-    m = re.search(rf"^\s+{name}:\s*\n?\s*\"([^\"]+)\"", body, re.M)
+    m = re.search(rf"^\s+{name}:\s*\n?\s*\"([^\"]+)\"", body, re.MULTILINE)
     return m[1] if m else None
 
 

@@ -28,8 +28,8 @@ import threading
 import zipfile
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
-from urllib.parse import parse_qs, urlparse
+from typing import Any, Self
+from urllib.parse import urlparse
 
 import pytest
 import yaml
@@ -81,7 +81,7 @@ def profile_env(endpoint: str, prefix: str) -> dict[str, str]:
 
 def run_snakemake(args: list[str], cwd: Path, env: dict[str, str], timeout_s: int) -> str:
     cmd = ["timeout", "-s", "INT", "-k", "30", str(timeout_s), sys.executable, "-m", "snakemake", *args]
-    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
+    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, check=False)
     out = proc.stdout + proc.stderr
     if proc.returncode != 0:
         pytest.fail(f"snakemake exited {proc.returncode} ({' '.join(cmd)}):\n{out[-6000:]}")
@@ -216,7 +216,7 @@ class FakeKubernetes:
                **self.image_env, **self._secret_env(container)}
         with open(self.log_dir / f"{name}.log", "w") as log:
             rc = subprocess.run(container["command"] + container["args"], cwd=workdir, env=env,
-                                stdout=log, stderr=subprocess.STDOUT, timeout=600).returncode
+                                stdout=log, stderr=subprocess.STDOUT, timeout=600, check=False).returncode
         with self.lock:
             self.status[name] = {"succeeded": 1} if rc == 0 else {"failed": 1}
 
@@ -230,11 +230,11 @@ class FakeKubernetes:
         path.write_text(yaml.safe_dump(cfg))
         return path
 
-    def __enter__(self) -> "FakeKubernetes":
+    def __enter__(self) -> Self:
         self.thread.start()
         return self
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.server.shutdown()
         self.thread.join()
 
