@@ -117,3 +117,19 @@ def test_mask_nodata_and_low_objects_are_not_buildings():
     mask[:10] = 255
     fps = extract_footprints(mask, ndsm, T, FootprintParams(min_height_m=2.0))
     assert len(fps) == 1 and fps[0].polygon.centroid.x < 1070
+
+
+def test_noisy_segmentation_edge_still_gives_a_clean_rectangle():
+    truth = affinity.rotate(box(1040, 2040, 1072, 2058), 12.0, origin="centroid")
+    mask, ndsm = _raster([truth])
+    rng = np.random.default_rng(3)
+    m = mask.astype(bool)
+    from scipy import ndimage
+
+    edge = (m ^ ndimage.binary_erosion(m)) | (ndimage.binary_dilation(m) & ~m)
+    flip = edge & (rng.random(m.shape) < 0.3)
+    noisy = np.where(flip, ~m, m).astype(np.uint8)
+    fps = extract_footprints(noisy, ndsm, T, FootprintParams(min_height_m=0.0))
+    assert len(fps) == 1
+    p = fps[0].polygon
+    assert n_vertices(p) == 4 and iou(p, truth) > 0.95 and polis(p, truth) < 0.35

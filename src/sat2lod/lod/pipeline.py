@@ -110,7 +110,8 @@ def run_lod1(footprints: PathLike, dtm: PathLike, ndsm: PathLike, city: PathLike
 
 def run_lod2(footprints: PathLike, dsm: PathLike, dtm: PathLike, city: PathLike, obj: PathLike | None = None, *,
              max_rmse_m: float = 1.0, min_rise_m: float = 0.7, plane_tol_m: float = 0.4, max_planes: int = 8,
-             edge_buffer_m: float = 0.6, ground_percentile: float = 50.0, title: str = "sat2lod LoD2.2",
+             edge_buffer_m: float = 0.6, min_slope_deg: float = 5.0, ground_percentile: float = 50.0,
+             title: str = "sat2lod LoD2.2",
              cityjsonseq: PathLike | None = None) -> dict:
     """Footprints + DSM + DTM -> LoD2.2 CityJSON 2.0 (+ CityJSONSeq, OBJ). Returns the CityJSON dict."""
     gdf = _footprints(footprints)
@@ -119,7 +120,7 @@ def run_lod2(footprints: PathLike, dsm: PathLike, dtm: PathLike, city: PathLike,
     _same_grid(s, t, dsm, dtm)
     epsg = _epsg(s, dsm)
     prm = RoofParams(max_rmse_m=max_rmse_m, min_rise_m=min_rise_m, plane_tol_m=plane_tol_m, max_planes=max_planes,
-                     edge_buffer_m=edge_buffer_m)
+                     edge_buffer_m=edge_buffer_m, min_slope_deg=min_slope_deg)
     blds = []
     counts: dict[str, int] = {}
     for fid, geom in zip(gdf["id"], gdf.geometry):

@@ -61,6 +61,11 @@ class RoofParams:
         plane_tol_m: RANSAC inlier distance for plane segmentation (m).
         max_planes: most planes in a segmented roof.
         edge_buffer_m: DSM pixels closer than this to the outline are not used (mixed with walls/ground).
+        min_slope_deg: sloped primitives (shed, gable, hip, pyramid) must be at least this steep, else the roof
+            is flat (a large flat roof under correlated DSM noise or blurred edges tilts by a fraction of a
+            degree yet rises by decimetres).
+        square_tol: a pyramid is only tried on footprints whose rectangle sides differ by at most this
+            fraction (a hip is not tried on exact squares, where it is a pyramid).
     """
 
     max_rmse_m: float = 1.0
@@ -68,6 +73,8 @@ class RoofParams:
     plane_tol_m: float = 0.4
     max_planes: int = 8
     edge_buffer_m: float = 0.6
+    min_slope_deg: float = 5.0
+    square_tol: float = 0.15
 
 
 def building_frame(footprint: Polygon) -> tuple[float, float, float, float, float]:
@@ -207,8 +214,8 @@ def fit_roof(footprint: Polygon, x: np.ndarray, y: np.ndarray, z: np.ndarray,
     s, t = _local(x, y, frame)
     cands: dict[str, tuple[float, RoofFit]] = {}
     for kind in ("flat", "gable_s", "gable_t", "hip", "pyramid"):
-        if kind == "hip" and hl - hw < 0.1 * hw:
-            continue  # on a square a hip roof is a pyramid
+        if (kind == "hip" and hl - hw <= 0.03 * hw) or (kind == "pyramid" and hl - hw > prm.square_tol * hw):
+            continue  # on a square a hip roof is a pyramid; on a clear rectangle a pyramid is a hip
         f = _shape_fn(kind, s, t, hl, hw)
         a = np.column_stack([np.ones(n), f]) if kind != "flat" else np.ones((n, 1))
         coef, r = _huber_lstsq(a, z)
@@ -219,7 +226,8 @@ def fit_roof(footprint: Polygon, x: np.ndarray, y: np.ndarray, z: np.ndarray,
             rise = 0.0
         else:
             rise = k * float(np.max(f))
-            if k <= 0 or rise < prm.min_rise_m:
+            slope = k if kind != "pyramid" else k * hw / min(hl, hw)  # m per m across the steepest face
+            if k <= 0 or rise < prm.min_rise_m or math.degrees(math.atan(slope)) < prm.min_slope_deg:
                 continue
             faces, planes = _partition(footprint, _regions(kind, frame, e, k))
         name = "gable" if kind.startswith("gable") else kind
@@ -230,7 +238,8 @@ def fit_roof(footprint: Polygon, x: np.ndarray, y: np.ndarray, z: np.ndarray,
     plane = (a0, float(coef[1]), float(coef[2]))
     ring = np.asarray(footprint.exterior.coords)
     zr = _plane_z(plane, ring[:, 0], ring[:, 1])
-    if float(zr.max() - zr.min()) >= prm.min_rise_m:
+    slope_deg = math.degrees(math.atan(math.hypot(plane[1], plane[2])))
+    if float(zr.max() - zr.min()) >= prm.min_rise_m and slope_deg >= prm.min_slope_deg:
         cands["shed"] = (_bic(r, 3), RoofFit("shed", [footprint], [plane], float(zr.min()), float(zr.max()),
                                              float(np.sqrt(np.mean(r ** 2))), n))
     best_kind = min(cands, key=lambda kd: cands[kd][0])
