@@ -114,10 +114,15 @@ def test_ndsm_threshold_separates_roofs_from_trees():
     n = np.zeros((80, 80), np.float32)
     n[10:40, 10:40] = 8.0                                   # flat roof
     rng = np.random.default_rng(0)
-    n[50:75, 50:75] = rng.uniform(3, 9, (25, 25))           # tree crown: tall but rough
+    rr, cc = np.mgrid[0:80, 0:80]
+    # isolated tree crowns (domes 2-3 m in radius; a closed canopy would look like a roof to this method)
+    for r, c in [(52, 52), (52, 64), (64, 52), (64, 66), (74, 58), (74, 72)]:
+        rad = rng.uniform(4, 6)
+        dome = rng.uniform(5, 9) * np.sqrt(np.clip(1 - ((rr - r) ** 2 + (cc - c) ** 2) / rad ** 2, 0, 1))
+        n = np.maximum(n, dome.astype(np.float32))
     p = ndsm_threshold_probability(n, 0.5)
     m = probability_to_mask(p, 0.5, 0.5, 10.0)
-    assert m[15:35, 15:35].all() and not m[52:73, 52:73].any() and not m[:5].any()
+    assert m[15:35, 15:35].all() and not m[46:, 46:].any() and not m[:5].any()
 
 
 def test_instance_f1():

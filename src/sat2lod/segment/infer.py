@@ -99,19 +99,26 @@ def ndsm_threshold_probability(ndsm: np.ndarray, resolution_m: float, min_height
                                max_roughness_m: float = 0.6) -> np.ndarray:
     """Fallback without a network: building score from the nDSM alone.
 
-    score = sigmoid((nDSM - min_height) / 0.5 m) * sigmoid((max_roughness - roughness) / 0.2 m), roughness = 5 x 5
-    median of |Laplacian| of the nDSM (m): planar roofs are smooth, tree crowns are not.
+    The nDSM is hole-filled (nearest) and median-filtered over ~2.5 m (stereo noise, spikes); then
+    score = sigmoid((nDSM - min_height) / 0.5 m) * sigmoid((max_roughness - roughness) / 0.2 m), roughness = median
+    over ~2.5 m of |Laplacian| of the filtered nDSM (m): planar roofs are smooth, tree crowns are not.
     Args:
         ndsm: (H, W) metres, NaN = nodata (score NaN there).
     Returns:
         (H, W) float32 in [0, 1].
     """
-    n = np.nan_to_num(ndsm.astype(np.float32), nan=0.0)
-    rough = ndimage.median_filter(np.abs(ndimage.laplace(n)), size=max(3, round(2.5 / resolution_m) | 1))
+    from sat2lod.terrain import fill_nearest
+
+    size = max(3, round(2.5 / resolution_m) | 1)
+    valid = np.isfinite(ndsm)
+    if not valid.any():
+        return np.full(ndsm.shape, np.nan, np.float32)
+    n = ndimage.median_filter(fill_nearest(ndsm), size=size, mode="nearest")
+    rough = ndimage.median_filter(np.abs(ndimage.laplace(n)), size=size)
     with np.errstate(over="ignore"):
         s = 1.0 / (1.0 + np.exp(-(n - min_height_m) / 0.5)) / (1.0 + np.exp(-(max_roughness_m - rough) / 0.2))
     s = s.astype(np.float32)
-    s[~np.isfinite(ndsm)] = np.nan
+    s[~valid] = np.nan
     return s
 
 
