@@ -1,0 +1,72 @@
+"""Config is a contract: every config in the repo validates, unknown keys fail with their name."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+import yaml
+
+from sat2lod.config import ConfigError, load_config, load_schema, validate_config
+
+REPO = Path(__file__).resolve().parents[1]
+CONFIGS = sorted(p for p in [*REPO.glob("config/*.yaml"), *REPO.glob("tests/data/*.yaml")]
+                 if p.name != "schema.yaml" and "eodag" not in p.name)
+
+
+def _walk(schema: dict, path: str = ""):
+    yield path, schema
+    for key, sub in schema.get("properties", {}).items():
+        yield from _walk(sub, f"{path}.{key}" if path else key)
+
+
+def test_schema_documents_every_key():
+    schema = load_schema()
+    for path, sub in _walk(schema):
+        if not path:
+            continue
+        assert sub.get("description"), f"{path}: no description"
+        assert "default" in sub, f"{path}: no default"
+        if sub.get("type") == "object" or "properties" in sub:
+            assert sub.get("additionalProperties") is False, f"{path}: additionalProperties must be false"
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=[p.name for p in CONFIGS])
+def test_repo_configs_validate(path):
+    cfg = load_config(path)
+    assert cfg["aoi"]["name"]
+
+
+def test_defaults_alone_make_a_valid_config():
+    cfg = validate_config({})
+    assert cfg["source"]["kind"] == "synthetic"
+    assert cfg["output"]["resolution_m"] > 0
+
+
+@pytest.mark.parametrize("section", ["stereo", "tiling", "lod", "source", "segmentation"])
+def test_unknown_key_is_named(section):
+    cfg = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    bad = copy.deepcopy(cfg)
+    bad.setdefault(section, {})["bogus_key"] = 1
+    with pytest.raises(ConfigError, match=rf"'{section}'.*bogus_key"):
+        validate_config(bad)
+
+
+def test_wrong_type_is_named():
+    with pytest.raises(ConfigError, match="output.resolution_m"):
+        validate_config({"output": {"resolution_m": "half a metre"}})
+
+
+def test_snakemake_rejects_a_bad_key(tmp_path):
+    # the workflow validates at start: a typo in a config stops a dry run with the key's name
+    import subprocess
+    import sys
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("stereo:\n  censsus_window: [5, 7]\n")
+    proc = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--cores", "1", "--configfile", str(bad),
+                           "--directory", str(tmp_path), "-s", str(REPO / "Snakefile")],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode != 0
+    assert "censsus_window" in proc.stdout + proc.stderr
