@@ -1,0 +1,89 @@
+"""End to end: the whole chain on a tiny synthetic scene (tests/data/config_tiny.yaml), in a copy of the
+workflow, then checks of the products against the synthetic truth, a resumed rerun, and the lint."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from sat2lod.io.raster import read_raster
+from sat2lod.io.vector import read_vector
+
+REPO = Path(__file__).resolve().parents[1]
+ENTRIES = ["Snakefile", "rules", "scripts", "config", "envs", "profiles", "report", "tests/data"]
+AOI = "tiny"
+
+
+def _smk(args: list[str], cwd: Path, timeout: int = 900) -> subprocess.CompletedProcess:
+    proc = subprocess.run([sys.executable, "-m", "snakemake", *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=timeout)
+    if proc.returncode != 0:
+        raise AssertionError(f"snakemake {' '.join(args)} failed:\n{proc.stdout[-6000:]}\n{proc.stderr[-6000:]}")
+    return proc
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory) -> Path:
+    work = tmp_path_factory.mktemp("tiny_workflow")
+    for entry in ENTRIES:
+        src = REPO / entry
+        if src.is_dir():
+            shutil.copytree(src, work / entry, ignore=shutil.ignore_patterns("__pycache__"))
+        elif src.is_file():
+            (work / entry).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, work / entry)
+    _smk(["--cores", "2", "--configfile", "tests/data/config_tiny.yaml"], cwd=work)
+    return work
+
+
+@pytest.mark.slow
+def test_products_exist_with_datum(tiny_run):
+    res = tiny_run / "results"
+    dsm = read_raster(res / "mosaic" / AOI / "dsm.tif")
+    assert dsm.crs.to_epsg() == 32631 and abs(dsm.transform.a - 0.5) < 1e-9
+    assert "ellipsoid" in dsm.tags["VERTICAL_DATUM"].lower()
+    for p in ["terrain/tiny/dtm.tif", "terrain/tiny/ndsm.tif", "ortho/tiny/ortho.tif", "segment/tiny/building_mask.tif"]:
+        assert (res / p).is_file(), p
+    gdf = read_vector(res / "lod0" / AOI / "footprints.gpkg")
+    assert len(gdf) >= 1 and gdf.crs.to_epsg() == 32631
+    for lod in ("lod1", "lod2"):
+        cj = json.loads((res / lod / AOI / "city.json").read_text())
+        assert cj["type"] == "CityJSON" and cj["version"] == "2.0"
+        assert len(cj["CityObjects"]) >= 1
+    assert any((res / "figures" / AOI).glob("*.png"))
+
+
+@pytest.mark.slow
+def test_accuracy_against_truth(tiny_run):
+    acc = json.loads((tiny_run / "results" / "qualify" / AOI / "accuracy.json").read_text())
+    text = json.dumps(acc)
+    assert "rmse" in text.lower() and "nmad" in text.lower()
+    # an independent check of the DSM against the exact truth, on the common grid
+    dsm = read_raster(tiny_run / "results" / "mosaic" / AOI / "dsm.tif")
+    truth = read_raster(tiny_run / "results" / "synth" / AOI / "truth" / "dsm.tif")
+    assert dsm.transform == truth.transform and dsm.shape == truth.shape
+    err = dsm.array - truth.array
+    valid = np.isfinite(err)
+    assert valid.mean() > 0.8, f"completeness {valid.mean():.2f}"
+    e = err[valid]
+    nmad = 1.4826 * np.median(np.abs(e - np.median(e)))
+    assert abs(np.median(e)) < 0.5 and nmad < 1.0, (np.median(e), nmad)
+
+
+@pytest.mark.slow
+def test_rerun_resumes_without_work(tiny_run):
+    proc = _smk(["-n", "--cores", "2", "--configfile", "tests/data/config_tiny.yaml"], cwd=tiny_run, timeout=300)
+    assert "Nothing to be done" in proc.stdout + proc.stderr
+
+
+def test_lint_is_clean():
+    proc = subprocess.run([sys.executable, "-m", "snakemake", "--lint", "--cores", "1"], cwd=REPO,
+                          capture_output=True, text=True, timeout=300)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0 and "Lints for" not in out, out[-5000:]
