@@ -39,6 +39,7 @@ rule stereo_tile:
         max_residual_px=config["stereo"]["max_residual_px"],
         fuse_tol_m=config["stereo"]["fuse_tol_m"],
         fill_iterations=config["stereo"]["fill_iterations"],
+        densify=config["stereo"]["densify"],
     script:
         "../scripts/stereo_tile.py"
 

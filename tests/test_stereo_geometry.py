@@ -131,3 +131,42 @@ def test_transformer_sanity_for_tile_grid() -> None:
     x, y = Transformer.from_crs(4326, 32740, always_xy=True).transform(lon, lat)
     assert np.allclose([np.min(x), np.max(y)], [REUNION_TILE[0], REUNION_TILE[3]], atol=1e-3)
     assert isinstance(grid_for_bounds(REUNION_TILE, 0.5)[0], Affine)
+
+
+def test_grid_triangulation_matches_exact_intersection() -> None:
+    from sat2lod.stereo.triangulate import triangulate_rectified
+
+    img1, img2, rpc1, rpc2 = _reunion()
+    pr = rectify_pair(rpc1, rpc2, REUNION_TILE, 32740, REUNION_HEIGHTS, image_shape(img1), image_shape(img2))
+    rng = np.random.default_rng(5)
+    n = 5000
+    xs = rng.uniform(0, pr.shape1[1] - 1, n)
+    ys = rng.uniform(0, pr.shape1[0] - 1, n)
+    ds = rng.uniform(pr.dmin, pr.dmax, n)
+    tr = Transformer.from_crs(4326, 32740, always_xy=True)
+    x, y, h, res = triangulate_rectified(rpc1, rpc2, pr, xs, ys, ds, tr.transform)
+    c1, r1 = pr.rect_to_image(1, xs, ys)
+    c2, r2 = pr.rect_to_image(2, xs + ds, ys)
+    lon, lat, he, rese = triangulate(rpc1, rpc2, c1, r1, c2, r2, pr.cam1, pr.cam2, pr.frame)
+    xe, ye = tr.transform(lon, lat)
+    assert np.max(np.abs(h - he)) < 0.01
+    assert np.max(np.hypot(x - xe, y - ye)) < 0.01
+    assert np.max(np.abs(res - rese)) < 0.01
+    # heights follow the disparity: d = alpha (h - h_ref) + d_ref within the affine residual
+    assert np.max(np.abs(pr.height_of_disparity(ds) - h)) * pr.alpha < 0.2
+
+
+def test_densify_adds_points_only_inside_smooth_blocks() -> None:
+    from sat2lod.stereo.rasterize import densify_disparity
+
+    disp = np.full((4, 6), 5.0, np.float32)
+    disp[:, 3:] = 12.0  # a depth edge between columns 2 and 3
+    disp[0, 0] = np.nan
+    x, y, d = densify_disparity(disp, 2, max_jump=1.0)
+    assert np.isfinite(disp).sum() == np.sum((x % 1 == 0) & (y % 1 == 0))  # every valid pixel kept once
+    extra = (x % 1 != 0) | (y % 1 != 0)
+    # smooth blocks: cols (0-1, 1-2, 3-4, 4-5) x rows 0-2 = 12 blocks, minus the 1 touching the NaN = 11, 3 each
+    assert extra.sum() == 11 * 3
+    assert np.all((d[extra] == 5.0) | (d[extra] == 12.0))  # nothing interpolated across the edge
+    x1, _, _ = densify_disparity(disp, 1)
+    assert x1.size == np.isfinite(disp).sum()

@@ -27,10 +27,11 @@ from sat2lod.io.rpc_files import read_rpc
 from sat2lod.io.sensor_image import image_shape, read_scene_sheet, read_tile, read_window
 from sat2lod.rpc import RPCModel
 from sat2lod.stereo.pointing import across_track_offset, match_keypoints
-from sat2lod.stereo.rasterize import fill_small_holes, fuse_heights, grid_for_bounds, rasterize_points
+from sat2lod.stereo.rasterize import (densify_disparity, fill_small_holes, fuse_heights, grid_for_bounds,
+                                      rasterize_points)
 from sat2lod.stereo.rectify import PairRectification, image_window, rectify_pair, warp_affine
 from sat2lod.stereo.sgm import sgm_disparity
-from sat2lod.stereo.triangulate import triangulate
+from sat2lod.stereo.triangulate import triangulate_rectified
 
 log = logging.getLogger(__name__)
 
@@ -41,18 +42,19 @@ class StereoParams:
 
     census_window: tuple[int, int] = (5, 7)
     p1: float = 8.0
-    p2: float = 32.0
+    p2: float = 96.0
     paths: int = 8
     lr_tol: float = 1.0
     median: bool = True
     max_mem_mb: float = 600.0
     pointing_correction: bool = True
-    max_pointing_px: int = 12
+    max_pointing_px: int = 10
     keypoint_range: bool = True
     range_margin_m: float = 10.0
     max_residual_px: float = 1.0
     fuse_tol_m: float = 1.5
-    fill_iterations: int = 2
+    fill_iterations: int = 0
+    densify: int = 2
     height_margin_m: float = 20.0
 
     @classmethod
@@ -105,7 +107,8 @@ def process_pair(img1: str, rpc1: RPCModel, img2: str, rpc2: RPCModel, bounds: t
     left, right = _rectified_images(img1, img2, shape1, shape2, pr)
     rng = (hmin, hmax)
     if params.pointing_correction or params.keypoint_range:
-        kp = match_keypoints(left, right, pr.dmin, pr.dmax, max_dy=params.max_pointing_px, n_max=150)
+        kp = match_keypoints(left, right, pr.dmin, pr.dmax, max_dy=params.max_pointing_px, half_window=5,
+                             n_max=100)
         info["keypoints"] = len(kp)
         if params.pointing_correction:
             dy, mad = across_track_offset(kp)
@@ -132,15 +135,12 @@ def process_pair(img1: str, rpc1: RPCModel, img2: str, rpc2: RPCModel, bounds: t
                          p2=params.p2, paths=params.paths, lr_tol=params.lr_tol, median=params.median,
                          max_mem_mb=params.max_mem_mb)
     t2 = time.perf_counter()
-    ys, xs = np.nonzero(np.isfinite(disp))
-    d = disp[ys, xs].astype(np.float64)
-    c1, r1 = pr.rect_to_image(1, xs.astype(float), ys.astype(float))
-    c2, r2 = pr.rect_to_image(2, xs + d, ys.astype(float))
-    lon, lat, h, res = triangulate(rpc1, rpc2, c1, r1, c2, r2, pr.cam1, pr.cam2, pr.frame, iters=1)
-    keep = np.isfinite(h) & (res <= params.max_residual_px) & (h >= rng[0] - 1.0) & (h <= rng[1] + 1.0)
+    xs, ys, d = densify_disparity(disp, params.densify, max_jump=1.0)
     tr = Transformer.from_crs(CRS.from_epsg(4326), CRS.from_epsg(epsg), always_xy=True)
-    x, y = tr.transform(lon[keep], lat[keep])
-    height, residual, count = rasterize_points(np.asarray(x), np.asarray(y), h[keep], res[keep], transform, shape)
+    x, y, h, res = triangulate_rectified(rpc1, rpc2, pr, xs, ys, d, tr.transform)
+    keep = np.isfinite(h) & (res <= params.max_residual_px) & (h >= rng[0] - 1.0) & (h <= rng[1] + 1.0)
+    x, y = x[keep], y[keep]
+    height, residual, count = rasterize_points(x, y, h[keep], res[keep], transform, shape)
     t3 = time.perf_counter()
     info.update(valid_disparity=float(np.isfinite(disp).mean()), points=int(keep.sum()),
                 median_residual_px=float(np.median(res[keep])) if keep.any() else float("nan"),
