@@ -137,8 +137,14 @@ def dry_run(n_tiles: int, variant: str) -> dict:
             raise RuntimeError(f"snakemake -n failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
         out = proc.stdout + proc.stderr
         # the job table lists the per-tile rule with its count
-        counts = {ln.split()[0]: int(ln.split()[1]) for ln in out.splitlines()
-                  if len(ln.split()) == 2 and ln.split()[1].isdigit()}
+        lines = out.splitlines()
+        start = next(i for i, ln in enumerate(lines) if ln.startswith("Job stats:"))
+        counts = {}
+        for ln in lines[start + 3:]:
+            parts = ln.split()
+            if len(parts) != 2 or not parts[1].isdigit():
+                break
+            counts[parts[0]] = int(parts[1])
         res["jobs"] = counts
         if counts.get("stereo_tile") != n_tiles:
             raise RuntimeError(f"expected {n_tiles} stereo_tile jobs, got {counts}:\n{out[-2000:]}")
