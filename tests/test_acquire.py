@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import requests
+import yaml
 from pyproj import Transformer
 from rasterio.transform import Affine
 from shapely.geometry import box
@@ -21,8 +22,10 @@ from sat2lod.acquire.eodag_client import (
     AcquisitionError,
     check_asset_href,
     check_eodag_version,
+    download_asset,
     load_provider_config,
     make_gateway,
+    pick_image_asset,
     safe_name,
     search,
 )
@@ -405,3 +408,41 @@ def test_credentials_from_environment_never_reach_the_logs(
     assert f"Bearer {secret}" in seen  # the downloads were authenticated with the key from the environment
     assert "Finished filtering products" in caplog.text  # EODAG's own logs were captured
     assert secret not in caplog.text
+
+
+def test_stac_source_with_a_provider_from_the_providers_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """source.kind stac: the provider is named in the config and defined in a providers file (here a static
+    catalog on 127.0.0.1 standing in for a real provider)."""
+    monkeypatch.setenv("EODAG_CFG_DIR", str(tmp_path / "eodag_user_cfg"))  # the user config EODAG reads for stac
+    d = tmp_path / "pub"
+    d.mkdir()
+    with StacServer() as srv:
+        srv.routes.update(publish_catalog(tmp_path / "cat", srv.url, "vhr", _scenes(d, TIMES)))
+        conf = load_provider_config(PROVIDERS.read_text(), LOCAL_PROVIDER, str(PROVIDERS))
+        conf["search"] = {**conf["search"], "api_endpoint": f"{srv.url}/{{_collection}}/collection.json"}
+        providers = tmp_path / "providers.yaml"
+        providers.write_text(yaml.safe_dump({"my_vhr": conf}))
+        out = tmp_path / "acq"
+        kw = {"kind": "stac", "aoi": "paris", "sheet": out / "scenes.json", "downloads": out / "downloads",
+              "catalog_dir": out / "catalog", "providers_file": providers, "selection": SELECTION}
+        stac = {"provider": "my_vhr", "collection": "vhr", "start": "2024-04-01", "end": "2024-06-01"}
+        with pytest.raises(AcquisitionError, match=r"aoi.bbox_lonlat must be set"):
+            acquire(stac=stac, **kw)
+        with pytest.raises(AcquisitionError, match=r"source.stac.collection must be set"):
+            acquire(stac={**stac, "collection": None}, bbox_lonlat=[2.3499, 48.8499, 2.3501, 48.8501], **kw)
+        sheet = acquire(stac=stac, bbox_lonlat=[2.3499, 48.8499, 2.3501, 48.8501], **kw)
+    assert sheet["source"] == {"kind": "stac", "provider": "my_vhr", "collection": "vhr"}
+    assert [v["product_id"] for v in sheet["views"]] == ["demo-view0", "demo-view1", "demo-view2"]
+    assert sheet["height_range"] == pytest.approx([0.0, 100.0], abs=1e-6)  # from the RPCs
+    assert sheet["epsg"] == 32631
+    assert (tmp_path / "eodag_user_cfg" / "eodag.yml").is_file()  # kind stac reads the user's EODAG config
+
+
+def test_provider_gone_before_download_is_a_clear_error(tmp_path: Path) -> None:
+    d = tmp_path / "pub"
+    d.mkdir()
+    with StacServer() as srv:
+        srv.routes.update(publish_catalog(tmp_path / "cat", srv.url, "vhr", _scenes(d, TIMES)))
+        cands = search(_gateway(tmp_path, srv.url), "vhr", (2.3, 48.8, 2.4, 48.9), "2024-04-01", "2024-06-01")
+    with pytest.raises(AcquisitionError, match=rf"download of {srv.url}/vhr/demo-view\d/view_\d.tif failed"):
+        download_asset(cands[0], pick_image_asset(cands[0])[0], tmp_path / "dl", timeout_min=0.02)
