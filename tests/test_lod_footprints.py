@@ -133,3 +133,20 @@ def test_noisy_segmentation_edge_still_gives_a_clean_rectangle():
     assert len(fps) == 1
     p = fps[0].polygon
     assert n_vertices(p) == 4 and iou(p, truth) > 0.95 and polis(p, truth) < 0.35
+
+
+def test_real_footprints_spacenet_atlanta():
+    """Real footprints (SpaceNet 4 Atlanta, hand-drawn, 0.5 m): rasterized, traced back and regularized."""
+    import geopandas as gpd
+
+    from sat2lod.io.raster import read_raster
+    from conftest import shared_file
+
+    img = read_raster(shared_file("spacenet4_atlanta_tile", "sample_geotiff.tif"))
+    ref = gpd.read_file(shared_file("spacenet4_atlanta_tile", "geotiff_labels.geojson")).to_crs(img.crs)
+    mask = features.rasterize([(p, 1) for p in ref.geometry], out_shape=img.shape, transform=img.transform)
+    fps = extract_footprints(mask.astype(np.uint8), None, img.transform, FootprintParams(min_height_m=0.0))
+    truth = [p for p in ref.geometry if p.area >= 20.0]
+    sc = footprint_scores([f.polygon for f in fps], truth)
+    assert sc.recall >= 0.95 and sc.precision >= 0.95
+    assert sc.ciou_mean >= 0.80 and sc.polis_mean_m <= 0.5 and 0.6 <= sc.n_ratio <= 1.2

@@ -46,7 +46,7 @@ class FootprintParams:
     """
 
     min_area_m2: float = 20.0
-    split_step_m: float = 0.75
+    split_step_m: float = 0.5
     min_height_m: float = 2.0
     wall_gap_m: float = 4.0
     regularize: RegularizeParams = field(default_factory=RegularizeParams)

@@ -44,7 +44,7 @@ def _datum(*rasters: Raster) -> str:
 
 
 def run_lod0(mask: PathLike, ndsm: PathLike | None, gpkg: PathLike, fgb: PathLike | None = None, *,
-             min_area_m2: float = 20.0, split_step_m: float = 0.75, wall_gap_m: float = 4.0, min_height_m: float = 2.0,
+             min_area_m2: float = 20.0, split_step_m: float = 0.5, wall_gap_m: float = 4.0, min_height_m: float = 2.0,
              simplify_m: float = 0.7, angle_tol_deg: float = 15.0, min_edge_m: float = 1.5,
              max_vertices: int = 40) -> gpd.GeoDataFrame:
     """Building mask (+ nDSM) -> regularized footprints as GeoPackage (+ FlatGeobuf).
