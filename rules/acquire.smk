@@ -6,6 +6,12 @@
 from sat2lod.acquire.rule_inputs import acquire_rule_inputs
 
 
+# Runs where snakemake runs, never as a cluster/pod job: providers need internet access, which compute nodes
+# often lack, and provider credentials live in the user's environment / EODAG config on this machine.
+localrules:
+    acquire,
+
+
 rule acquire:
     input:
         unpack(
