@@ -446,3 +446,20 @@ def test_provider_gone_before_download_is_a_clear_error(tmp_path: Path) -> None:
         cands = search(_gateway(tmp_path, srv.url), "vhr", (2.3, 48.8, 2.4, 48.9), "2024-04-01", "2024-06-01")
     with pytest.raises(AcquisitionError, match=rf"download of {srv.url}/vhr/demo-view\d/view_\d.tif failed"):
         download_asset(cands[0], pick_image_asset(cands[0])[0], tmp_path / "dl", timeout_min=0.02)
+
+
+def test_synthetic_with_a_smaller_aoi_bbox(synth_scene: Path, tmp_path: Path) -> None:
+    scene = json.loads(synth_scene.read_text())
+    lon0, lat0, lon1, lat1 = scene["lonlat_bounds"]
+    bbox = [lon0 + 0.25 * (lon1 - lon0), lat0 + 0.25 * (lat1 - lat0), lon1, lat1]  # north-east 3/4 x 3/4
+    out = tmp_path / "acq"
+    sheet = acquire(kind="synthetic", aoi="demo", sheet=out / "scenes.json", downloads=out / "downloads",
+                    catalog_dir=out / "catalog", synthetic_scene=synth_scene, providers_file=PROVIDERS,
+                    selection=SELECTION, bbox_lonlat=bbox, height_range=[10.0, 90.0])
+    x0, y0, x1, y1 = scene["bounds"]
+    bx0, by0, bx1, by1 = sheet["aoi_bounds"]
+    assert sheet["aoi_lonlat"] == pytest.approx(bbox)
+    assert sheet["height_range"] == [10.0, 90.0]
+    # the bbox in UTM, clipped to the scene: its west/south edges move in by a quarter (+- the grid rotation)
+    assert bx1 == pytest.approx(x1) and by1 == pytest.approx(y1)
+    assert bx0 == pytest.approx(x0 + 0.25 * (x1 - x0), abs=1.0) and by0 == pytest.approx(y0 + 0.25 * (y1 - y0), abs=1.0)
