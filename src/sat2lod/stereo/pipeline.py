@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -190,7 +191,8 @@ def stereo_tile(scenes: str | os.PathLike[str], tiles: str | os.PathLike[str], t
         infos.append({"pair": [i, j], **res.info})
     if heights:
         fused, agree = fuse_heights(np.stack(heights), params.fuse_tol_m)
-        with np.errstate(invalid="ignore"):
+        with warnings.catch_warnings():  # cells without any point: NaN residual, no warning
+            warnings.simplefilter("ignore", RuntimeWarning)
             residual = np.nanmean(np.stack(residuals), axis=0) if len(residuals) > 1 else residuals[0]
         count = np.sum(np.stack(counts), axis=0).astype(np.float32)
     else:
