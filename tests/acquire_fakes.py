@@ -38,11 +38,11 @@ def affine_camera_rpc(lon0: float, lat0: float, size_px: int, gsd: float, incide
     return fit_rpc(lon, lat, h, row, col)
 
 
-def write_fake_view(path: Path, rpc: RPCModel, size_px: int, seed: int = 0) -> Path:
-    """Write a (size_px, size_px) uint16 noise image with ``rpc`` as RPC tags."""
+def write_fake_view(path: Path, rpc: RPCModel, size_px: int, seed: int = 0, tags: bool = True) -> Path:
+    """Write a (size_px, size_px) uint16 noise image with ``rpc`` as RPC tags (no tags when ``tags`` is False)."""
     rng = np.random.default_rng(seed)
     img = rng.integers(100, 4000, (size_px, size_px), dtype=np.uint16)
-    return write_raster(path, img, Affine.identity(), None, rpcs=rpc.to_rasterio())
+    return write_raster(path, img, Affine.identity(), None, rpcs=rpc.to_rasterio() if tags else None)
 
 
 def fake_triplet(out_dir: Path, lon0: float = 2.35, lat0: float = 48.85, size_px: int = 200, gsd: float = 0.5,
@@ -55,3 +55,14 @@ def fake_triplet(out_dir: Path, lon0: float = 2.35, lat0: float = 48.85, size_px
         p = write_fake_view(out_dir / f"view_{i}.tif", rpc, size_px, seed=i)
         views.append({"file": p.name, "incidence_deg": inc, "azimuth_deg": az})
     return views
+
+
+def write_rpc_txt(path: Path, rpc: RPCModel) -> Path:
+    """Write ``rpc`` as an ``_RPC.TXT`` key-value file (``LINE_OFF: ...``, ``LINE_NUM_COEFF_1..20``)."""
+    lines = [f"{k.upper()}: {getattr(rpc, k)!r}" for k in
+             ("line_off", "samp_off", "lat_off", "long_off", "height_off",
+              "line_scale", "samp_scale", "lat_scale", "long_scale", "height_scale")]
+    for k in ("line_num_coeff", "line_den_coeff", "samp_num_coeff", "samp_den_coeff"):
+        lines += [f"{k.upper()}_{i + 1}: {float(c)!r}" for i, c in enumerate(getattr(rpc, k))]
+    path.write_text("\n".join(lines) + "\n")
+    return path

@@ -15,17 +15,17 @@ from pyproj import Transformer
 from rasterio.transform import Affine
 from shapely.geometry import box
 
-from acquire_fakes import affine_camera_rpc, fake_triplet, write_fake_view
+from acquire_fakes import affine_camera_rpc, fake_triplet, write_fake_view, write_rpc_txt
 from sat2lod.acquire.catalog import SceneToPublish, StacServer, publish_catalog
 from sat2lod.acquire.eodag_client import (
     EODAG_VERSION,
     AcquisitionError,
     check_asset_href,
     check_eodag_version,
-    download_asset,
+    download_assets,
     load_provider_config,
     make_gateway,
-    pick_image_asset,
+    pick_asset,
     safe_name,
     search,
 )
@@ -445,7 +445,7 @@ def test_provider_gone_before_download_is_a_clear_error(tmp_path: Path) -> None:
         srv.routes.update(publish_catalog(tmp_path / "cat", srv.url, "vhr", _scenes(d, TIMES)))
         cands = search(_gateway(tmp_path, srv.url), "vhr", (2.3, 48.8, 2.4, 48.9), "2024-04-01", "2024-06-01")
     with pytest.raises(AcquisitionError, match=rf"download of {srv.url}/vhr/demo-view\d/view_\d.tif failed"):
-        download_asset(cands[0], pick_image_asset(cands[0])[0], tmp_path / "dl", timeout_min=0.02)
+        download_assets(cands[0], [pick_asset(cands[0])[0]], tmp_path / "dl", timeout_min=0.02)
 
 
 def test_synthetic_with_a_smaller_aoi_bbox(synth_scene: Path, tmp_path: Path) -> None:
@@ -463,3 +463,35 @@ def test_synthetic_with_a_smaller_aoi_bbox(synth_scene: Path, tmp_path: Path) ->
     # the bbox in UTM, clipped to the scene: its west/south edges move in by a quarter (+- the grid rotation)
     assert bx1 == pytest.approx(x1) and by1 == pytest.approx(y1)
     assert bx0 == pytest.approx(x0 + 0.25 * (x1 - x0), abs=1.0) and by0 == pytest.approx(y0 + 0.25 * (y1 - y0), abs=1.0)
+
+
+def test_stac_items_with_an_external_rpc_asset(tmp_path: Path) -> None:
+    """Images without RPC tags, their RPCs as _RPC.TXT assets: both downloaded and verified, rpc in the sheet."""
+    d = tmp_path / "pub"
+    d.mkdir()
+    scenes = []
+    for i, (inc, az) in enumerate([(12.0, 0.0), (10.0, 180.0)]):
+        rpc = affine_camera_rpc(LON0, LAT0, 200, 0.5, inc, az)
+        img = write_fake_view(d / f"v{i}.tif", rpc, 200, seed=i, tags=False)
+        txt = write_rpc_txt(d / f"v{i}_RPC.TXT", rpc)
+        scenes.append(SceneToPublish(item_id=f"s{i}", image=img, footprint=footprint_lonlat(rpc, 200, 200, 50.0),
+                                     datetime=TIMES[i], rpc=txt,
+                                     properties={"view:incidence_angle": inc, "view:azimuth": az, "platform": "x"}))
+    aoi = box(2.3499, 48.8499, 2.3501, 48.8501)
+    with StacServer() as srv:
+        srv.routes.update(publish_catalog(tmp_path / "cat", srv.url, "vhr", scenes))
+        gw = _gateway(tmp_path, srv.url)
+        with pytest.raises(AcquisitionError, match=r"no usable RPC model"):  # RPC tags expected by default
+            fetch_stereo_set(gw, "vhr", aoi, "2024-04-01", "2024-06-01", tmp_path / "dl0", SELECTION)
+        views, pairs, _ = fetch_stereo_set(gw, "vhr", aoi, "2024-04-01", "2024-06-01", tmp_path / "dl", SELECTION,
+                                           rpc_asset=r"_RPC\.TXT$")
+        with pytest.raises(AcquisitionError, match=r"0 asset\(s\) match the RPC file pattern"):
+            fetch_stereo_set(gw, "vhr", aoi, "2024-04-01", "2024-06-01", tmp_path / "dl2", SELECTION,
+                             rpc_asset=r"\.geom$")
+    assert pairs == [[0, 1]]
+    for i, v in enumerate(views):
+        assert Path(v["rpc"]).name == f"v{i}_RPC.TXT" and Path(v["rpc"]).parent == Path(v["image"]).parent
+        want = read_rpc(d / f"v{i}.tif", d / f"v{i}_RPC.TXT")
+        got = read_rpc(v["image"], v["rpc"])
+        assert got.samp_off == pytest.approx(want.samp_off) and got.line_num_coeff == pytest.approx(want.line_num_coeff)
+    assert not any((tmp_path / "dl0").rglob("*.tif"))  # the images that failed were deleted

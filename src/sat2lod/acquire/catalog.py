@@ -18,12 +18,13 @@ import os
 import re
 import shutil
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Callable
+from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from shapely.geometry import mapping
@@ -53,6 +54,7 @@ class SceneToPublish:
         footprint: lon/lat (WGS84) polygon of the image on the ground.
         datetime: ISO 8601 acquisition time (UTC, 'Z').
         properties: extra STAC properties (``view:incidence_angle``, ``view:azimuth``, ``sat:relative_orbit``...).
+        rpc: external RPC file served as the ``rpc`` asset (role metadata), or None (RPC tags in the image).
     """
 
     item_id: str
@@ -60,6 +62,7 @@ class SceneToPublish:
     footprint: BaseGeometry
     datetime: str
     properties: dict[str, Any] = field(default_factory=dict)
+    rpc: Path | None = None
 
 
 def _check_id(value: str, what: str) -> str:
@@ -69,13 +72,13 @@ def _check_id(value: str, what: str) -> str:
 
 
 def stac_item(scene: SceneToPublish, collection: str, base_url: str) -> dict[str, Any]:
-    """STAC item dict of ``scene`` with an ``image`` asset at ``{base_url}/{collection}/{id}/{file name}``."""
+    """STAC item dict of ``scene``: ``image`` (and ``rpc``) assets at ``{base_url}/{collection}/{id}/{file name}``."""
     _check_id(scene.item_id, "STAC item id")
     href = f"{base_url}/{collection}/{scene.item_id}/{scene.image.name}"
     minx, miny, maxx, maxy = scene.footprint.bounds
     props = {"datetime": scene.datetime, "start_datetime": scene.datetime, "end_datetime": scene.datetime}
     props.update(scene.properties)
-    return {
+    item: dict[str, Any] = {
         "type": "Feature",
         "stac_version": STAC_VERSION,
         "stac_extensions": _STAC_EXTENSIONS,
@@ -100,6 +103,13 @@ def stac_item(scene: SceneToPublish, collection: str, base_url: str) -> dict[str
             }
         },
     }
+    if scene.rpc is not None:
+        item["assets"]["rpc"] = {
+            "href": f"{base_url}/{collection}/{scene.item_id}/{scene.rpc.name}", "type": "text/plain",
+            "roles": ["metadata"], "title": scene.rpc.name, "file:size": scene.rpc.stat().st_size,
+            "file:checksum": sha256_multihash(sha256_file(scene.rpc)),
+        }
+    return item
 
 
 def publish_catalog(
@@ -125,6 +135,8 @@ def publish_catalog(
         rel = f"{collection}/{scene.item_id}/{scene.item_id}.json"
         routes["/" + rel] = write_json(catalog_dir / rel, item)
         routes[f"/{collection}/{scene.item_id}/{scene.image.name}"] = scene.image.resolve()
+        if scene.rpc is not None:
+            routes[f"/{collection}/{scene.item_id}/{scene.rpc.name}"] = scene.rpc.resolve()
     lons = [b for it in items for b in (it["bbox"][0], it["bbox"][2])]
     lats = [b for it in items for b in (it["bbox"][1], it["bbox"][3])]
     times = sorted(it["properties"]["datetime"] for it in items)
@@ -171,7 +183,7 @@ class _Handler(BaseHTTPRequestHandler):
         if target is None or not target.is_file():
             self.send_error(HTTPStatus.NOT_FOUND, "not in the catalog")
             return
-        ctype = "application/json" if target.suffix == ".json" else "image/tiff"
+        ctype = {".json": "application/json", ".tif": "image/tiff"}.get(target.suffix.lower(), "text/plain")
         self.send_response(HTTPStatus.OK)
         self.send_header("Content-Type", ctype)
         self.send_header("Content-Length", str(target.stat().st_size))

@@ -240,29 +240,45 @@ def check_asset_href(href: str, product_id: str) -> None:
         )
 
 
-def pick_image_asset(c: Candidate, asset_key: str | None = None) -> tuple[str, dict[str, Any]]:
-    """The GeoTIFF asset to download: ``asset_key`` if given, else the first 'data' asset of a TIFF type."""
-    if asset_key is not None:
-        if asset_key not in c.assets:
-            raise AcquisitionError(f"product {c.id!r} has no asset {asset_key!r} (assets: {sorted(c.assets)}).")
-        return asset_key, c.assets[asset_key]
+def _file_name(asset: dict[str, Any]) -> str:
+    return Path(unquote(urlsplit(str(asset.get("href", ""))).path)).name
+
+
+def pick_asset(c: Candidate, pattern: str | None = None, what: str = "image") -> tuple[str, dict[str, Any]]:
+    """The asset of ``c`` to download (EODAG re-keys assets, so they are chosen by file name, not by key).
+
+    Args:
+        pattern: regular expression searched in the asset's file name (href basename); None = the first asset
+            with role 'data' and a TIFF media type.
+        what: what the asset is, for the error message (``image``, ``RPC file``).
+    Raises:
+        AcquisitionError: no asset (or several) match; the message lists the product's assets.
+    """
+    names = {k: _file_name(a) for k, a in c.assets.items()}
+    if pattern is not None:
+        rx = re.compile(pattern)
+        hits = [k for k, n in names.items() if rx.search(n)]
+        if len(hits) != 1:
+            raise AcquisitionError(f"product {c.id!r}: {len(hits)} asset(s) match the {what} pattern {pattern!r} "
+                                   f"(asset files: {sorted(names.values())}); fix source.stac.")
+        return hits[0], c.assets[hits[0]]
     for key, a in c.assets.items():
         if "data" in (a.get("roles") or []) and "tiff" in str(a.get("type", "")).lower():
             return key, a
     raise AcquisitionError(
-        f"product {c.id!r} has no GeoTIFF data asset (assets: {sorted(c.assets)}); set source.stac.asset."
+        f"product {c.id!r} has no GeoTIFF data asset (asset files: {sorted(names.values())}); set source.stac.asset."
     )
 
 
-def download_asset(
+def download_assets(
     c: Candidate,
-    asset_key: str,
+    asset_keys: list[str],
     download_dir: str | os.PathLike[str],
     timeout_min: float = 2.0,
-) -> Path:
-    """Download one asset of ``c`` into ``download_dir/<safe product name>/`` and return the local file.
+) -> list[Path]:
+    """Download assets of ``c`` (one EODAG call) into ``download_dir/<safe product name>/``; return their files.
 
-    The local path is checked to lie inside ``download_dir`` (product ids and asset URLs come from a catalog and
+    Every local path is checked to lie inside that folder (product ids and asset URLs come from a catalog and
     must not escape it).
 
     Raises:
@@ -272,30 +288,33 @@ def download_asset(
     from eodag.utils.exceptions import EodagError
 
     download_dir = Path(download_dir).resolve()
-    asset = c.assets[asset_key]
-    href = str(asset.get("href", ""))
-    check_asset_href(href, c.id)
+    hrefs = [str(c.assets[k].get("href", "")) for k in asset_keys]
+    for href in hrefs:
+        check_asset_href(href, c.id)
     out_dir = download_dir / safe_name(c.id)
     out_dir.mkdir(parents=True, exist_ok=True)
     # EODAG names the product folder after its title, sanitized but keeping '.' (a title '..' climbs a level)
     c.product.properties["title"] = safe_name(c.title)
+    pattern = "^(" + "|".join(re.escape(k) for k in asset_keys) + ")$"
     try:
-        fs_path = c.product.download(output_dir=str(out_dir), asset=re.escape(asset_key) + "$", extract=False,
+        fs_path = c.product.download(output_dir=str(out_dir), asset=pattern, extract=False,
                                      progress_callback=ProgressCallback(disable=True),
                                      wait=min(0.05, timeout_min), timeout=timeout_min)
     except (EodagError, OSError) as exc:
-        raise AcquisitionError(f"download of {href} failed: {type(exc).__name__}: {exc}. Rerun later or check "
-                               "the provider and credentials.") from exc
+        raise AcquisitionError(f"download of {' + '.join(hrefs)} failed: {type(exc).__name__}: {exc}. Rerun later "
+                               "or check the provider and credentials.") from exc
     root = Path(fs_path).resolve()
     try:
         root.relative_to(out_dir)
     except ValueError as exc:
         raise AcquisitionError(f"product {c.id!r}: EODAG wrote to {root}, outside {out_dir}; refused.") from exc
-    name = Path(unquote(urlsplit(href).path)).name
-    found = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file() and p.name == name)
-    if not found:
-        found = sorted(p for p in root.rglob("*") if p.is_file()) if root.is_dir() else []
-    if len(found) != 1:
-        raise AcquisitionError(f"download of {href}: expected one file {name!r} under {root}, found "
-                               f"{[str(p) for p in found]}.")
-    return found[0]
+    files = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file())
+    out = []
+    for key, href in zip(asset_keys, hrefs):
+        name = _file_name(c.assets[key])
+        found = [p for p in files if p.name == name] or (files if len(asset_keys) == 1 else [])
+        if len(found) != 1:
+            raise AcquisitionError(f"download of {href}: expected one file {name!r} under {root}, found "
+                                   f"{[str(p) for p in found]}.")
+        out.append(found[0])
+    return out

@@ -30,10 +30,10 @@ from sat2lod.acquire.eodag_client import (
     AcquisitionError,
     Candidate,
     Gateway,
-    download_asset,
+    download_assets,
     load_provider_config,
     make_gateway,
-    pick_image_asset,
+    pick_asset,
     search,
 )
 from sat2lod.acquire.files import probe_image, read_json, read_text, write_json
@@ -46,7 +46,7 @@ from sat2lod.acquire.geometry import (
     utm_epsg,
 )
 from sat2lod.acquire.selection import SelectionError, ViewInfo, select_stereo
-from sat2lod.acquire.verify import VerificationError, verify_image
+from sat2lod.acquire.verify import VerificationError, verify_file, verify_image
 from sat2lod.io.rpc_files import RPCReadError, read_rpc
 from sat2lod.rpc import RPCModel
 
@@ -134,11 +134,16 @@ def fetch_stereo_set(
     end: str,
     downloads: Path,
     selection: dict[str, Any],
-    asset_key: str | None = None,
+    asset: str | None = None,
+    rpc_asset: str | None = None,
     max_items: int = 200,
     download_timeout_min: float = 2.0,
 ) -> tuple[list[dict[str, Any]], list[list[int]], dict[str, float]]:
-    """Search, select, download and verify. Returns (views of the sheet, pairs, B/H of every selected pair)."""
+    """Search, select, download and verify. Returns (views of the sheet, pairs, B/H of every selected pair).
+
+    ``asset`` / ``rpc_asset``: file-name patterns of the image asset (None = the 'data' GeoTIFF) and of an
+    external RPC file asset (None = RPC tags in the image), see :func:`pick_asset`.
+    """
     cands = search(gw, collection, tuple(aoi_lonlat.bounds), start, end, max_items=max_items)
     infos = [_view_info(c, i) for i, c in enumerate(cands)]
     try:
@@ -149,21 +154,30 @@ def fetch_stereo_set(
     bad: list[str] = []
     for n, i in enumerate(sel.views):
         c = cands[i]
-        key, asset = pick_image_asset(c, asset_key)
-        path = download_asset(c, key, downloads, timeout_min=download_timeout_min)
+        key, img_asset = pick_asset(c, asset, "image")
+        rpc_path = None
         try:
-            v = verify_image(path, url=asset.get("href"), expected_size=asset.get("file:size"),
-                             expected_checksum=asset.get("file:checksum"), delete_root=downloads)
+            if rpc_asset is not None:
+                rkey, r_asset = pick_asset(c, rpc_asset, "RPC file")
+                path, rpc_path = download_assets(c, [key, rkey], downloads, timeout_min=download_timeout_min)
+                verify_file(rpc_path, url=r_asset.get("href"), expected_size=r_asset.get("file:size"),
+                            expected_checksum=r_asset.get("file:checksum"), delete_root=downloads)
+            else:
+                (path,) = download_assets(c, [key], downloads, timeout_min=download_timeout_min)
+            v = verify_image(path, url=img_asset.get("href"), expected_size=img_asset.get("file:size"),
+                             expected_checksum=img_asset.get("file:checksum"), rpc_file=rpc_path,
+                             delete_root=downloads)
         except VerificationError as exc:
             bad.append(str(exc))
             continue
-        if asset.get("file:checksum") is None:
+        if img_asset.get("file:checksum") is None:
             log.warning("%s: the catalog gives no file:checksum; only size, readability and RPCs were checked",
-                        asset.get("href"))
-        views.append({"id": f"view{n}", "image": _shown(v.path), "rpc": None, "datetime": _iso(c.datetime),
+                        img_asset.get("href"))
+        views.append({"id": f"view{n}", "image": _shown(v.path), "rpc": _shown(rpc_path) if rpc_path else None,
+                      "datetime": _iso(c.datetime),
                       "incidence_deg": infos[i].incidence_deg, "azimuth_deg": infos[i].azimuth_deg,
                       "width": v.width, "height": v.height, "sha256": v.sha256, "product_id": c.id,
-                      "url": asset.get("href")})
+                      "url": img_asset.get("href")})
     if bad:
         raise AcquisitionError(f"{len(bad)} downloaded file(s) failed verification:\n" + "\n".join(bad))
     pairs = [list(p) for p in sel.pairs]
@@ -269,10 +283,11 @@ def _stac(stac: dict[str, Any], downloads: Path, workdir: Path, providers_file: 
     gw = make_gateway(provider, workdir, provider_conf=provider_conf, isolated=False)
     aoi_ll = box(*bbox_lonlat)
     views, pairs, ratios = fetch_stereo_set(gw, str(stac["collection"]), aoi_ll, str(stac["start"]), str(stac["end"]),
-                                            downloads, selection, asset_key=stac.get("asset"),
+                                            downloads, selection, asset=stac.get("asset"),
+                                            rpc_asset=stac.get("rpc_asset"),
                                             max_items=int(stac.get("max_items", 200)),
                                             download_timeout_min=download_timeout_min)
-    rpcs = [read_rpc(v["image"]) for v in views]
+    rpcs = [read_rpc(v["image"], v["rpc"]) for v in views]
     hr = tuple(map(float, height_range)) if height_range else rpc_height_range(rpcs)
     return {"views": views, "pairs": pairs, "base_to_height": ratios, "aoi_lonlat_geom": aoi_ll,
             "height_range": [float(hr[0]), float(hr[1])], "provider": provider, "collection": stac["collection"]}
@@ -311,7 +326,7 @@ def acquire(
         synthetic_scene: ``results/synth/{aoi}/scene.json`` (kind synthetic).
         truth: reference files by key (dsm, dtm, ndsm, classes, buildings) or None.
         local_images: [{image, rpc?, datetime?, id?}] (kind local).
-        stac: {provider, collection, start, end, asset?, max_items?} (kind stac).
+        stac: {provider, collection, start, end, asset?, rpc_asset?, max_items?} (kind stac).
         providers_file: EODAG provider YAML (config/eodag_providers.yaml).
         selection: keyword arguments of :func:`sat2lod.acquire.selection.select_stereo`.
         download_timeout_min: EODAG download retry budget (minutes).

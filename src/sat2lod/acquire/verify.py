@@ -63,6 +63,52 @@ def _inside(path: Path, root: Path) -> bool:
         return False
 
 
+def _fail(path: Path, url: str | None, reason: str, fix: str, delete_root: str | os.PathLike[str] | None
+          ) -> VerificationError:
+    """Build the error (deleting ``path`` first when it lies inside ``delete_root``)."""
+    where = f" (downloaded from {url})" if url else ""
+    deleted = ""
+    if delete_root is not None and path.is_file() and _inside(path, Path(delete_root)):
+        path.unlink()
+        deleted = " The file was deleted."
+    log.error("verification failed: %s%s: %s", path, where, reason)
+    return VerificationError(f"{path}{where}: {reason}.{deleted} {fix}")
+
+
+def _redo(url: str | None) -> str:
+    if url is None:
+        return "Replace the file with an intact copy."
+    return "Rerun the acquisition to download it again; if it fails again the provider serves a bad file."
+
+
+def verify_file(
+    path: str | os.PathLike[str],
+    url: str | None = None,
+    expected_size: int | None = None,
+    expected_checksum: str | None = None,
+    delete_root: str | os.PathLike[str] | None = None,
+) -> str:
+    """Check that ``path`` exists and matches the catalog's ``file:size`` / ``file:checksum``; return its SHA-256.
+
+    Arguments as :func:`verify_image`. Raises :class:`VerificationError`.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise _fail(path, url, "file not found", "Check the path in source.local.images or rerun the acquisition.",
+                    delete_root)
+    size = path.stat().st_size
+    if expected_size is not None and size != int(expected_size):
+        raise _fail(path, url, f"size {size} bytes differs from the catalog's file:size {int(expected_size)} "
+                    "(truncated or corrupt download)", _redo(url), delete_root)
+    digest = sha256_file(path)
+    if expected_checksum is not None:
+        _, want = parse_multihash(expected_checksum)
+        if digest != want:
+            raise _fail(path, url, f"sha256 {digest} differs from the catalog's file:checksum {want}", _redo(url),
+                        delete_root)
+    return digest
+
+
 def verify_image(
     path: str | os.PathLike[str],
     url: str | None = None,
@@ -89,38 +135,17 @@ def verify_image(
         VerificationError: naming the file, the URL and what to do.
     """
     path = Path(path)
-    where = f" (downloaded from {url})" if url else ""
-
-    def fail(reason: str, fix: str) -> VerificationError:
-        deleted = ""
-        if delete_root is not None and path.is_file() and _inside(path, Path(delete_root)):
-            path.unlink()
-            deleted = " The file was deleted."
-        log.error("verification failed: %s%s: %s", path, where, reason)
-        return VerificationError(f"{path}{where}: {reason}.{deleted} {fix}")
-
-    if not path.is_file():
-        raise fail("file not found", "Check the path in source.local.images or rerun the acquisition.")
-    redo = "Rerun the acquisition to download it again; if it fails again the provider serves a bad file."
-    if url is None:
-        redo = "Replace the file with an intact copy."
-    size = path.stat().st_size
-    if expected_size is not None and size != int(expected_size):
-        raise fail(f"size {size} bytes differs from the catalog's file:size {int(expected_size)} (truncated or "
-                   "corrupt download)", redo)
-    digest = sha256_file(path)
-    if expected_checksum is not None:
-        _, want = parse_multihash(expected_checksum)
-        if digest != want:
-            raise fail(f"sha256 {digest} differs from the catalog's file:checksum {want}", redo)
+    digest = verify_file(path, url, expected_size, expected_checksum, delete_root)
     try:
         probe = probe_image(path)
     except ImageProbeError as exc:
-        raise fail(f"not a readable image ({exc.__cause__ or exc})", redo) from exc
+        raise _fail(path, url, f"not a readable image ({exc.__cause__ or exc})", _redo(url), delete_root) from exc
     try:
         read_rpc(path, rpc_file)
     except (RPCReadError, OSError, ValueError) as exc:
-        raise fail(f"no usable RPC model ({exc})",
-                   "Give the RPC file of the image (source.local.images[].rpc) or use a product with RPC tags.") from exc
+        raise _fail(path, url, f"no usable RPC model ({exc})", "Give the RPC file of the image "
+                    "(source.local.images[].rpc, source.stac.rpc_asset) or use a product with RPC tags.",
+                    delete_root) from exc
+    where = f" (downloaded from {url})" if url else ""
     log.info("verified %s%s: %dx%d px, sha256 %s", path, where, probe.width, probe.height, digest[:12])
     return VerifiedImage(path, probe.width, probe.height, digest, Path(rpc_file) if rpc_file else None)
