@@ -102,7 +102,7 @@ def main() -> None:
                                                  "bounds": bounds}}]}
             (tmp / f"{name}.json").write_text(json.dumps(sheet))
             (tmp / f"{name}.geojson").write_text(json.dumps(grid))
-            dsm = REPO / "bench" / "results" / f"stereo_dsm_{name}.tif"
+            dsm = tmp / f"{name}_dsm.tif"
             args = [sys.executable, "-c", CHILD, str(tmp / f"{name}.json"), str(tmp / f"{name}.geojson"), str(dsm),
                     str(tmp / f"{name}_q.tif"), str(tmp / f"{name}_r.json")]
             subprocess.run(args, env=env, check=True, capture_output=True)  # warm-up: JIT cache, page cache
