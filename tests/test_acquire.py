@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 import socket
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +33,7 @@ from sat2lod.acquire.eodag_client import (
 from sat2lod.acquire.files import sha256_file
 from sat2lod.acquire.geometry import footprint_lonlat, utm_epsg
 from sat2lod.acquire.pipeline import LOCAL_PROVIDER, SYNTHETIC_COLLECTION, acquire, fetch_stereo_set
+from sat2lod.acquire.selection import SelectionError, ViewInfo, group_passes, select_stereo
 from sat2lod.acquire.verify import VerificationError, parse_multihash, sha256_multihash, verify_image
 from sat2lod.io.raster import write_raster
 from sat2lod.io.rpc_files import read_rpc
@@ -495,3 +497,34 @@ def test_stac_items_with_an_external_rpc_asset(tmp_path: Path) -> None:
         got = read_rpc(v["image"], v["rpc"])
         assert got.samp_off == pytest.approx(want.samp_off) and got.line_num_coeff == pytest.approx(want.line_num_coeff)
     assert not any((tmp_path / "dl0").rglob("*.tif"))  # the images that failed were deleted
+
+
+def test_select_stereo_prefers_a_full_pass_with_b_over_h_in_range() -> None:
+    t0 = datetime(2024, 5, 1, 10, 30, tzinfo=timezone.utc)
+    aoi = box(0, 0, 1, 1)
+    cover, half = box(-1, -1, 2, 2), box(-1, -1, 0.4, 2)
+
+    def v(key: str, dt_s: float, inc: float, az: float, fp=cover, platform: str = "PHR1A") -> ViewInfo:
+        return ViewInfo(key, t0 + timedelta(seconds=dt_s), inc, az, fp, platform, 7)
+
+    views = [
+        v("a0", 0, 15.0, 0.0), v("a1", 40, 1.0, 180.0), v("a2", 80, 15.0, 180.0),  # tri-stereo pass
+        v("b0", 86_400, 10.0, 0.0), v("b1", 86_440, 10.0, 180.0),  # next day's pair
+        v("c0", 30, 20.0, 90.0, platform="PHR1B"),  # other satellite, same minute
+        v("d0", 60, 12.0, 180.0, fp=half),  # covers 40 % of the AOI
+    ]
+    groups = group_passes(views, max_gap_s=600)
+    assert sorted(sorted(views[i].key for i in g) for g in groups) == [["a0", "a1", "a2", "d0"], ["b0", "b1"], ["c0"]]
+    sel = select_stereo(views, aoi, max_views=3, bh_min=0.1, bh_max=0.7)
+    assert [views[i].key for i in sel.views] == ["a0", "a1", "a2"]
+    # a1-a2 has B/H tan15 - tan1 = 0.25, a0-a2 2 tan15 = 0.54, a0-a1 tan15 + tan1 = 0.29: all in range
+    assert sel.pairs == [(0, 1), (0, 2), (1, 2)]
+    assert sel.base_to_height[(0, 2)] == pytest.approx(2 * np.tan(np.radians(15)))
+    # a narrower B/H range drops a0-a2; the three views stay connected by the two other pairs
+    sel = select_stereo(views, aoi, max_views=3, bh_min=0.1, bh_max=0.4)
+    assert [views[i].key for i in sel.views] == ["a0", "a1", "a2"] and sel.pairs == [(0, 1), (1, 2)]
+    # pairs only: the pass pair closest to bh_target among all passes
+    sel = select_stereo(views, aoi, max_views=2, bh_min=0.1, bh_max=0.7, bh_target=0.36)
+    assert [views[i].key for i in sel.views] == ["b0", "b1"]  # 2 tan10 = 0.353
+    with pytest.raises(SelectionError, match=r"(?s)no stereo pair among 7 candidate\(s\).*d0: .*covers AOI=False"):
+        select_stereo(views, aoi, bh_min=0.8, bh_max=1.0)

@@ -77,7 +77,7 @@ def select_stereo(
     bh_max: float = 1.0,
     bh_target: float = 0.3,
     max_gap_s: float = 600.0,
-    min_aoi_coverage: float = 0.9,
+    min_aoi_coverage: float = 0.8,
 ) -> Selection:
     """Pick the stereo views for the AOI.
 
