@@ -11,6 +11,7 @@ Skipped, with the reason, when no SLURM cluster answers. Every snakemake run is 
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -18,6 +19,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
@@ -34,7 +36,8 @@ def _slurm_partition() -> str | None:
     if shutil.which("sinfo") is None or shutil.which("sbatch") is None:
         return None
     try:
-        out = subprocess.run(["sinfo", "-h", "-o", "%P|%a|%t"], capture_output=True, text=True, timeout=20)
+        out = subprocess.run(["sinfo", "-h", "-o", "%P|%a|%t"], capture_output=True, text=True, timeout=20,
+                             check=False)
     except subprocess.TimeoutExpired:
         return None
     if out.returncode != 0:
@@ -60,11 +63,29 @@ def slurm_partition() -> str:
 def run_snakemake(args: list[str], cwd: Path, timeout_s: int, env: dict[str, str] | None = None) -> str:
     """Run snakemake in ``cwd`` bounded by ``timeout -s INT``; return its combined output, fail with it."""
     cmd = ["timeout", "-s", "INT", "-k", "60", str(timeout_s), sys.executable, "-m", "snakemake", *args]
-    proc = subprocess.run(cmd, cwd=cwd, env={**os.environ, **(env or {})}, capture_output=True, text=True)
+    proc = subprocess.run(cmd, cwd=cwd, env={**os.environ, **(env or {})}, capture_output=True, text=True,
+                          check=False)
     out = proc.stdout + proc.stderr
     if proc.returncode != 0:
         pytest.fail(f"snakemake exited {proc.returncode} ({' '.join(cmd)}):\n{out[-6000:]}")
     return out
+
+
+class Background:
+    """A snakemake run in the background, bounded like run_snakemake; output in ``cwd/snakemake.out``."""
+
+    def __init__(self, args: list[str], cwd: Path, timeout_s: int) -> None:
+        self.cmd = ["timeout", "-s", "INT", "-k", "60", str(timeout_s), sys.executable, "-m", "snakemake", *args]
+        self.out_path = cwd / "snakemake.out"
+        with open(self.out_path, "w") as out:
+            self.proc = subprocess.Popen(self.cmd, cwd=cwd, stdout=out, stderr=subprocess.STDOUT)
+
+    def wait(self) -> str:
+        rc = self.proc.wait()
+        out = self.out_path.read_text()
+        if rc != 0:
+            pytest.fail(f"snakemake exited {rc} ({' '.join(self.cmd)}):\n{out[-6000:]}")
+        return out
 
 
 def slurm_env(partition: str) -> dict[str, str]:
@@ -129,3 +150,79 @@ def test_tiny_workflow_through_slurm_matches_local(tmp_path: Path, slurm_partiti
 
     for name in ["part_0.txt", "part_1.txt", "part_2.txt", "sum.txt"]:
         assert (remote / "out" / name).read_text() == (local / "out" / name).read_text(), name
+
+
+# ------------------------------------------------------------------ the real chain, tiny synthetic scene
+TINY_CONFIG = REPO / "tests" / "data" / "config_tiny.yaml"
+# what a checkout needs to run the workflow (the package itself is installed: pip install -e .)
+WORKFLOW_ENTRIES = ["Snakefile", "rules", "scripts", "config", "envs", "profiles", "report", "tests/data"]
+
+
+def workflow_copy(dest: Path) -> Path:
+    """A copy of the workflow files, so that runs never touch the repository's results/."""
+    dest.mkdir(parents=True)
+    for entry in WORKFLOW_ENTRIES:
+        src = REPO / entry
+        if src.is_dir():
+            shutil.copytree(src, dest / entry, ignore=shutil.ignore_patterns("__pycache__"))
+        elif src.is_file():
+            shutil.copy2(src, dest / entry)
+    return dest
+
+
+def assert_same_raster(a: Path, b: Path) -> None:
+    """Same grid, dtype, nodata and datum exactly; values equal up to float rounding (NaN where NaN)."""
+    from sat2lod.io.raster import read_raster
+
+    ra, rb = read_raster(a), read_raster(b)
+    assert ra.crs == rb.crs and ra.transform == rb.transform, a.name
+    assert ra.array.dtype == rb.array.dtype and ra.array.shape == rb.array.shape, a.name
+    assert (ra.nodata == rb.nodata) or (np.isnan(ra.nodata) and np.isnan(rb.nodata)), a.name
+    assert ra.tags.get("VERTICAL_DATUM") == rb.tags.get("VERTICAL_DATUM"), a.name
+    if np.issubdtype(ra.array.dtype, np.floating):
+        np.testing.assert_allclose(ra.array, rb.array, rtol=0, atol=1e-4, equal_nan=True, err_msg=str(a))
+    else:
+        np.testing.assert_array_equal(ra.array, rb.array, err_msg=str(a))
+
+
+@pytest.mark.slow
+def test_tiny_sat2lod_chain_through_slurm_matches_local(tmp_path: Path, slurm_partition: str) -> None:
+    if not TINY_CONFIG.is_file():
+        pytest.fail(f"{TINY_CONFIG} missing: the tiny synthetic configuration of the workflow tests")
+    local = workflow_copy(tmp_path / "local")
+    remote = workflow_copy(tmp_path / "slurm")
+    config = ["--configfile", str(TINY_CONFIG.relative_to(REPO))]
+    # the local reference run goes on while the SLURM run mostly waits on the scheduler
+    local_run = Background(["--cores", "2", *config], cwd=local, timeout_s=1500)
+    log = run_snakemake(["--profile", "profiles/slurm", *FAST_POLL, *config], cwd=remote, timeout_s=1500,
+                        env=slurm_env(slurm_partition))
+    local_run.wait()
+    # inside each SLURM job, sat2lod.workflow.setup() saw the rule's threads (numba/torch/GDAL caps)
+    tile_logs = list((remote / "logs" / "stereo_tile").rglob("*.log"))
+    assert tile_logs and all("threads=2" in p.read_text() for p in tile_logs)
+
+    # every job of the chain, except the local `all`, was an sbatch job that completed
+    jobs = submitted_jobs(log)
+    rules = {re.search(r"rule_(\w+)", str(p))[1] for _, _, p in jobs}
+    assert {"synth_city", "stereo_tile", "mosaic_dsm", "dtm", "lod2", "qualify"} <= rules, rules
+    info = squeue_jobs([j for _, j, _ in jobs])
+    assert {j for _, j, _ in jobs} == set(info)
+    assert all(row["state"] == "COMPLETED" for row in info.values()), info
+    for _, jid, slurm_log in jobs:
+        assert slurm_log.is_file() and slurm_log.name == f"{jid}.log"
+    stereo = [jid for _, jid, p in jobs if "rule_stereo_tile" in str(p)]
+    assert stereo and all(info[j]["cpus"] == "2" for j in stereo), "stereo_tile asks threads: 2"
+
+    # same products as the local run
+    res_l, res_s = local / "results", remote / "results"
+    rasters = sorted(p.relative_to(res_l) for p in res_l.rglob("*.tif") if not p.name.startswith("."))
+    assert any(str(r).startswith("mosaic/") for r in rasters), rasters
+    for rel in rasters:
+        assert (res_s / rel).is_file(), f"missing from the SLURM run: {rel}"
+        assert_same_raster(res_l / rel, res_s / rel)
+    for rel in [p.relative_to(res_l) for p in res_l.rglob("city.json")]:
+        a, b = (json.loads((r / rel).read_text()) for r in (res_l, res_s))
+        assert a["vertices"] == b["vertices"] and a["CityObjects"].keys() == b["CityObjects"].keys(), rel
+    acc_l = json.loads(next(res_l.glob("qualify/*/accuracy.json")).read_text())
+    acc_s = json.loads(next(res_s.glob("qualify/*/accuracy.json")).read_text())
+    assert acc_l == acc_s

@@ -11,7 +11,8 @@
 # - RealMemory a little below `slurmd -C`, or the node drains with "Low RealMemory";
 # - no slurmdbd: `sacct` then fails, so the snakemake slurm plugin must poll with
 #   `slurm-status-command: squeue` (profiles/slurm does), and finished jobs must stay visible to
-#   squeue long enough: MinJobAge=600 s.
+#   squeue long enough: MinJobAge=3600 s (>= 600 for the plugin; an hour so that the tests can still
+#   check, after a 15-minute run, every job it submitted).
 #
 # Environment:
 #   SLURM_PARTITION  partition name (default: debug)
@@ -124,8 +125,9 @@ AccountingStorageType=accounting_storage/none
 JobAcctGatherType=jobacct_gather/none
 JobCompType=jobcomp/filetxt
 JobCompLoc=/var/log/slurm/jobcomp.log
-# finished jobs stay visible to squeue for 10 min (the snakemake plugin polls them with squeue)
-MinJobAge=600
+# finished jobs stay visible to squeue for 1 h (the snakemake plugin polls them with squeue; the
+# tests list every job of a run after it ends)
+MinJobAge=3600
 InactiveLimit=0
 KillWait=30
 Waittime=0
