@@ -251,8 +251,17 @@ def regularize_block(parts: dict[int, Polygon], theta: float | None, resolution:
     for ia, ib in zip(*tree.query([parts[i] for i in ids], predicate="touches")):
         if ia >= ib:
             continue
-        for chain in _shared_chains(parts[ids[ia]], parts[ids[ib]]):
-            if LineString(chain).length < prm.min_edge_m:
+        chains = _shared_chains(parts[ids[ia]], parts[ids[ib]])
+        lengths = [LineString(ch).length for ch in chains]
+        if len(chains) > 1 and max(lengths) < 0.8 * sum(lengths):
+            # a noisy contact broken into pieces: one chain through all its points, in order along the wall
+            pts = np.vstack(chains)
+            centred = pts - pts.mean(axis=0)
+            axis = np.linalg.svd(centred, full_matrices=False)[2][0]
+            pts = pts[np.argsort(centred @ axis)]
+            chains = [pts[np.r_[True, np.any(np.diff(pts, axis=0) != 0, axis=1)]]]
+        for chain in chains:
+            if len(chain) < 2 or LineString(chain).length < prm.min_edge_m:
                 continue
             reg = regularize_chain(chain, theta, prm, step)
             cuts.append(LineString(_extend(reg, 2.0 * prm.min_edge_m + resolution)))
