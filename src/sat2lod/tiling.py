@@ -181,7 +181,7 @@ def make_tiles(
         raise ValueError(f"{scenes}: no tile of the AOI {sheet['aoi_bounds']} (EPSG:{epsg}) is seen by all "
                          f"{len(views)} views; check aoi.bbox_lonlat, the images and their RPCs.")
     fc = tiles_feature_collection(spec, cores, keep, epsg)
-    write_json(tiles, fc, indent=None)
+    write_json(tiles, fc)
     log.info("%s: %d of %d tiles kept (%d x %d grid, %d px tiles + %d px margin at %.3g m)", tiles, int(keep.sum()),
              len(cores), spec.n_rows, spec.n_cols, spec.tile_px, spec.margin_px, spec.resolution)
     return fc

@@ -1,45 +1,25 @@
 """File access of the acquisition and tiling stages (the only module of :mod:`sat2lod.acquire` that opens files).
 
-JSON documents (scene sheets, STAC catalogs, tile grids) are written atomically with
-:func:`sat2lod.io.raster.atomic_path`; images are probed with rasterio (size, RPC tags, a last-row read that
-catches a truncated file whose header is intact).
+JSON documents (scene sheets, STAC catalogs, tile grids) go through :mod:`sat2lod.io.jsonio` (atomic writes),
+re-exported here; images are probed with rasterio (size, RPC tags, a last-row read that catches a truncated
+file whose header is intact); downloads are hashed by chunks.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import rasterio
 from rasterio.errors import RasterioIOError
 from rasterio.windows import Window
 
-from sat2lod.io.raster import atomic_path
+from sat2lod.io.jsonio import read_json, write_json, write_text
 
-
-def read_json(path: str | os.PathLike[str]) -> Any:
-    """Read a JSON document; a missing or malformed file raises ``ValueError`` naming the file."""
-    path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"{path}: file not found. Rerun the step that makes it or fix the path in the config.")
-    try:
-        with open(path, encoding="utf-8") as fh:
-            return json.load(fh)
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{path}: not valid JSON ({exc}). Delete it and rerun the step that makes it.") from exc
-
-
-def write_json(path: str | os.PathLike[str], obj: Any, indent: int | None = 2) -> Path:
-    """Write ``obj`` as JSON atomically (temporary file renamed into place)."""
-    path = Path(path)
-    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as fh:
-        json.dump(obj, fh, indent=indent)
-        fh.write("\n")
-    return path
+__all__ = ["ImageProbe", "ImageProbeError", "probe_image", "read_json", "read_text", "sha256_file",
+           "write_json", "write_text"]
 
 
 def read_text(path: str | os.PathLike[str]) -> str:
@@ -48,14 +28,6 @@ def read_text(path: str | os.PathLike[str]) -> str:
     if not path.is_file():
         raise ValueError(f"{path}: file not found. Check the path in the config.")
     return path.read_text(encoding="utf-8")
-
-
-def write_text(path: str | os.PathLike[str], text: str) -> Path:
-    """Write a UTF-8 text file atomically."""
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        tmp.write_text(text, encoding="utf-8")
-    return path
 
 
 def sha256_file(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
