@@ -150,9 +150,30 @@ def test_render_kernel_matches_python_and_camera():
     zeros = np.zeros_like(dsm)
     cam = make_camera((10.0, -40.0, 40.0, -10.0), 99.0, 101.0, 8.0, 1.0, 185.0, 0.5)
     args = (dsm, alb, ones, zeros, zeros, 0.0, 0.0, res, cam.as_array(), cam.rows, cam.cols, 1, 99.0, 101.0, 0.0, 0.0)
-    img = _render(*args)
-    np.testing.assert_allclose(img, _render.py_func(*args), atol=1e-6)
+    img = _render(*args, dsm, 1)  # no empty-space skipping
+    np.testing.assert_allclose(img, _render.py_func(*args, dsm, 1), atol=1e-6)
     p, q = np.meshgrid(np.arange(cam.rows), np.arange(cam.cols), indexing="ij")
     x, y = cam.ground(p, q, 100.0)
     expected = alb[np.floor(-y / res).astype(int), np.floor(x / res).astype(int)]
     np.testing.assert_allclose(img, expected, atol=1e-6)
+
+
+def test_render_empty_space_skipping_is_exact():
+    # towers on a slope: skipping with a max-filtered DSM gives the same image as stepping every cell
+    from scipy import ndimage
+
+    res, n = 0.25, 240
+    yy, xx = np.mgrid[0:n, 0:n]
+    dsm = (100.0 + 0.02 * xx).astype(np.float32)
+    dsm[60:100, 50:90] = 130.0
+    dsm[150:170, 140:200] = 115.0
+    rng = np.random.default_rng(1)
+    alb = rng.uniform(0.1, 0.9, (n, n)).astype(np.float32)
+    irr = rng.uniform(0.3, 1.0, (n, n)).astype(np.float32)
+    wnx = np.ones_like(dsm)
+    wny = np.zeros_like(dsm)
+    cam = make_camera((10.0, -50.0, 50.0, -10.0), 100.0, 131.0, 11.0, 2.0, 190.0, 0.5)
+    args = (dsm, alb, irr, wnx, wny, 0.0, 0.0, res, cam.as_array(), cam.rows, cam.cols, 2, 99.0, 131.0, 0.5, -0.5)
+    plain = _render(*args, dsm, 1)
+    skip = _render(*args, ndimage.maximum_filter(dsm, size=2 * 16 + 1, mode="nearest"), 16)
+    np.testing.assert_allclose(skip, plain, atol=1e-6)

@@ -37,6 +37,9 @@ log = logging.getLogger(__name__)
 CENTER_LONLAT = (1.444, 43.604)
 EPSG = 32631
 
+#: empty-space skipping radius of the ray caster (fine-grid cells)
+SKIP_RADIUS = 16
+
 CLASS_NAMES = {0: "ground", 1: "building", 2: "vegetation", 3: "road", 4: "water"}
 
 
@@ -128,6 +131,7 @@ def generate_city(out_dir: str | os.PathLike[str], seed: int = 7, size_m: float 
     irr = irradiance_map(fine["dsm"], res_f, sun_az, sun_el)
     wnx, wny = wall_normals(fine["dsm"], res_f)
     sun_x, sun_y = math.cos(sun_el) * math.sin(sun_az), math.cos(sun_el) * math.cos(sun_az)
+    dsm_max = ndimage.maximum_filter(fine["dsm"], size=2 * SKIP_RADIUS + 1, mode="nearest")
     log.info("scene rasterized (%s fine cells) in %.1f s", shape_f, time.perf_counter() - t0)
 
     # ---- views
@@ -137,7 +141,7 @@ def generate_city(out_dir: str | os.PathLike[str], seed: int = 7, size_m: float 
         drift = (float(rng.uniform(-1e-8, 1e-8)), float(rng.uniform(-2e-12, 2e-12)))
         cam = make_camera(bounds, hmin, hmax, g["pitch"], g["roll"], g["track"], gsd_m, drift=drift)
         rad = _render(fine["dsm"], alb, irr, wnx, wny, t_f.c, t_f.f, res_f, cam.as_array(), cam.rows, cam.cols, 2,
-                      hmin - 1.0, hmax + 1.0, sun_x, sun_y)
+                      hmin - 1.0, hmax + 1.0, sun_x, sun_y, dsm_max, SKIP_RADIUS)
         rad = ndimage.gaussian_filter(rad, 0.6)  # optics + detector MTF
         gain = float(rng.uniform(1800, 3000))
         offset = float(rng.uniform(80, 140))

@@ -93,7 +93,7 @@ def shadow_mask_reference(dsm: np.ndarray, res: float, sun_az: float, sun_el: fl
 @numba.njit(cache=True, parallel=True)
 def _render(dsm: np.ndarray, albedo: np.ndarray, irr: np.ndarray, wall_nx: np.ndarray, wall_ny: np.ndarray,
             x0: float, y0: float, res: float, cam: np.ndarray, rows: int, cols: int, ns: int,
-            hmin: float, hmax: float, sun_x: float, sun_y: float) -> np.ndarray:
+            hmin: float, hmax: float, sun_x: float, sun_y: float, dsm_max: np.ndarray, radius: int) -> np.ndarray:
     """Render a pushbroom view of a height field by ray casting.
 
     Args:
@@ -101,6 +101,8 @@ def _render(dsm: np.ndarray, albedo: np.ndarray, irr: np.ndarray, wall_nx: np.nd
             surfaces incl. cast shadows [0, 1]); wall_nx, wall_ny: outward horizontal normal of walls.
         cam: camera vector (see :class:`sat2lod.synth.camera.PushbroomCamera.as_array`).
         rows, cols: image size; ns: ns x ns rays per pixel.
+        dsm_max: max of ``dsm`` over the (2 radius + 1)^2 cells around each cell (empty-space skipping:
+            a ray above it cannot hit anything within ``radius`` cells, so it advances several steps at once).
     Returns:
         (rows, cols) float32 radiance in [0, 1].
     """
@@ -133,7 +135,10 @@ def _render(dsm: np.ndarray, albedo: np.ndarray, irr: np.ndarray, wall_nx: np.nd
                         nsteps = int(math.ceil((htop - hmin + 1.0) / dh)) + 1
                     val = 0.0
                     hprev = htop + dh
-                    for s in range(nsteps):
+                    max_skip = max(int((radius - 1) * res / step), 1)
+                    s = -1
+                    while s < nsteps - 1:
+                        s += 1
                         hh = htop - s * dh
                         x = sx + (alt - hh) * gx
                         y = sy + (alt - hh) * gy
@@ -141,6 +146,14 @@ def _render(dsm: np.ndarray, albedo: np.ndarray, irr: np.ndarray, wall_nx: np.nd
                         i = int(math.floor((y0 - y) / res))
                         if i < 0 or j < 0 or i >= gh or j >= gw:
                             continue
+                        if dh > 0.0 and s < nsteps - 2:
+                            clear = int((hh - dsm_max[i, j]) / dh) - 1
+                            if clear > 1:
+                                nskip = min(clear, max_skip, nsteps - 2 - s)
+                                if nskip > 0:
+                                    hprev = htop - (s + nskip - 1) * dh
+                                    s += nskip - 1
+                                    continue
                         d = dsm[i, j]
                         if d >= hh or s == nsteps - 1:
                             if d >= hprev and s > 0:
