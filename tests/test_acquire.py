@@ -528,3 +528,16 @@ def test_select_stereo_prefers_a_full_pass_with_b_over_h_in_range() -> None:
     assert [views[i].key for i in sel.views] == ["b0", "b1"]  # 2 tan10 = 0.353
     with pytest.raises(SelectionError, match=r"(?s)no stereo pair among 7 candidate\(s\).*d0: .*covers AOI=False"):
         select_stereo(views, aoi, bh_min=0.8, bh_max=1.0)
+
+
+def test_candidates_without_view_angles(tmp_path: Path) -> None:
+    d = tmp_path / "pub"
+    d.mkdir()
+    scenes = _scenes(d, TIMES)
+    for s in scenes[1:]:
+        s.properties = {"platform": "sat2lod-synthetic"}  # no view:* angles
+    with StacServer() as srv:
+        srv.routes.update(publish_catalog(tmp_path / "cat", srv.url, "vhr", scenes))
+        with pytest.raises(AcquisitionError, match=r"3 scene\(s\) found in 'vhr' but 1 with view:incidence_angle"):
+            fetch_stereo_set(_gateway(tmp_path, srv.url), "vhr", box(2.3499, 48.8499, 2.3501, 48.8501),
+                             "2024-04-01", "2024-06-01", tmp_path / "dl", SELECTION)

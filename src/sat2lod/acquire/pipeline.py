@@ -112,15 +112,14 @@ def _pairs_in_range(angles: list[tuple[float, float]], bh_min: float, bh_max: fl
 
 
 # ---------------------------------------------------------------------------------------------- EODAG fetch
-def _view_info(c: Candidate, idx: int) -> ViewInfo:
+def _view_info(c: Candidate) -> ViewInfo | None:
+    """Selection view of a candidate; None when the catalog gives no viewing angles."""
     p = c.properties
     inc, az = p.get("view:incidence_angle"), p.get("view:azimuth")
     if inc is None or az is None:
-        raise AcquisitionError(
-            f"product {c.id!r}: no view:incidence_angle / view:azimuth in the catalog; stereo selection needs them. "
-            "Use a collection that publishes the STAC view extension, or download the images and use "
-            "source.kind: local."
-        )
+        log.warning("product %s: no view:incidence_angle / view:azimuth in the catalog; not a stereo candidate",
+                    c.id)
+        return None
     orbit = p.get("sat:relative_orbit", p.get("sat:absolute_orbit"))
     return ViewInfo(key=c.id, datetime=c.datetime, incidence_deg=float(inc), azimuth_deg=float(az),
                     footprint=c.footprint, platform=p.get("platform"), orbit=orbit)
@@ -144,8 +143,16 @@ def fetch_stereo_set(
     ``asset`` / ``rpc_asset``: file-name patterns of the image asset (None = the 'data' GeoTIFF) and of an
     external RPC file asset (None = RPC tags in the image), see :func:`pick_asset`.
     """
-    cands = search(gw, collection, tuple(aoi_lonlat.bounds), start, end, max_items=max_items)
-    infos = [_view_info(c, i) for i, c in enumerate(cands)]
+    found = search(gw, collection, tuple(aoi_lonlat.bounds), start, end, max_items=max_items)
+    with_angles = [(c, info) for c in found if (info := _view_info(c)) is not None]
+    if len(with_angles) < 2:
+        raise AcquisitionError(
+            f"{len(found)} scene(s) found in {collection!r} but {len(with_angles)} with view:incidence_angle and "
+            "view:azimuth (STAC view extension), which stereo selection needs. Use a collection that publishes "
+            "them, or download the images and use source.kind: local."
+        )
+    cands = [c for c, _ in with_angles]
+    infos = [info for _, info in with_angles]
     try:
         sel = select_stereo(infos, aoi_lonlat, **selection)
     except SelectionError as exc:
