@@ -29,12 +29,12 @@ import numpy as np
 from scipy import ndimage
 
 sys.path.insert(0, str(Path(__file__).parent))
-from lod_common import city_truth  # noqa: E402
+from lod_common import city_truth
 
-from sat2lod.io.raster import write_raster  # noqa: E402
-from sat2lod.io.vector import write_vector  # noqa: E402
-from sat2lod.lod.pipeline import run_lod0, run_lod1, run_lod2  # noqa: E402
-from sat2lod.qualify import qualify  # noqa: E402
+from sat2lod.io.raster import write_raster
+from sat2lod.io.vector import write_vector
+from sat2lod.lod.pipeline import run_lod0, run_lod1, run_lod2
+from sat2lod.qualify import qualify
 
 OUT = Path(__file__).parent / "results"
 
@@ -103,8 +103,8 @@ def main() -> None:
         results = {name: run_case(name, c, inp, work) for name, inp in cases.items()}
     md = [f"# LOD stages on the synthetic demo city (seed {args.seed}, 600 m, {len(c['buildings'])} buildings)", "",
           "Inputs derived from the exact truth (see the module docstring); metrics from sat2lod.qualify.", "",
-          "| case | matched | C-IoU | PoLiS (m) | N-ratio | Hausdorff (m) | CE90 (m) | walls kept | LOD1 height RMSE (m) | "
-          "roof-type acc. | ridge RMSE (m) | DSM class (NVA) | lod0/lod1/lod2 (s) |", "|" + "---|" * 13]
+          ("| case | matched | C-IoU | PoLiS (m) | N-ratio | Hausdorff (m) | CE90 (m) | walls kept | LOD1 height RMSE (m) | "
+          "roof-type acc. | ridge RMSE (m) | DSM class (NVA) | lod0/lod1/lod2 (s) |"), "|" + "---|" * 13]
     for name, r in results.items():
         b = r["buildings"]
         f = b["footprints"]

@@ -26,12 +26,12 @@ from scipy import ndimage
 from shapely.geometry import shape
 
 sys.path.insert(0, str(Path(__file__).parent))
-from lod_common import city_truth  # noqa: E402
+from lod_common import city_truth
 
-from sat2lod.lod.footprints import FootprintParams, extract_footprints, regularize_block  # noqa: E402
-from sat2lod.lod.metrics import footprint_scores, shared_wall_scores  # noqa: E402
-from sat2lod.lod.regularize import RegularizeParams, dominant_orientation  # noqa: E402
-from sat2lod.synth.scene import rasterize_layout  # noqa: E402
+from sat2lod.lod.footprints import FootprintParams, extract_footprints, regularize_block
+from sat2lod.lod.metrics import footprint_scores, shared_wall_scores
+from sat2lod.lod.regularize import RegularizeParams, dominant_orientation
+from sat2lod.synth.scene import rasterize_layout
 
 OUT = Path(__file__).parent / "results"
 
@@ -168,11 +168,11 @@ def main() -> None:
                             f"{f['hausdorff_mean_m']:.3f} | {s['pairs']} | {s['kept_shared']} | - | - | {r['seconds']:.2f} |")
     (OUT / "lod_regularize_compare.json").write_text(json.dumps(report, indent=2))
     md = ["# LOD0 regularization: sat2lod vs buildingregulariser 0.2.5", "",
-          "Same traced per-building polygons for every method (truth building ids, 0.5 m; noise = probability of "
+          ("Same traced per-building polygons for every method (truth building ids, 0.5 m; noise = probability of "
           "flipping a boundary pixel). Means over matched pairs (IoU >= 0.5). Shared walls: truth pairs with a "
-          "common wall > 1 m; kept = the two results still share > 50 % of it without overlap.", "",
-          "| run | method | matched | IoU | C-IoU | PoLiS (m) | N-ratio | Hausdorff (m) | wall pairs | kept shared | "
-          "gap (m²) | overlap (m²) | time (s) |", "|" + "---|" * 13] + rows
+          "common wall > 1 m; kept = the two results still share > 50 % of it without overlap."), "",
+          ("| run | method | matched | IoU | C-IoU | PoLiS (m) | N-ratio | Hausdorff (m) | wall pairs | kept shared | "
+          "gap (m²) | overlap (m²) | time (s) |"), "|" + "---|" * 13] + rows
     (OUT / "lod_regularize_compare.md").write_text("\n".join(md) + "\n")
     print("\n".join(md))
 

@@ -4,7 +4,7 @@ from sat2lod.workflow import setup
 
 setup(snakemake)  # noqa: F821  (injected by Snakemake)
 
-from sat2lod.figures import make_figures  # noqa: E402
+from sat2lod.figures import make_figures
 
 inp, out, prm = snakemake.input, snakemake.output, snakemake.params  # noqa: F821
 make_figures(

@@ -4,7 +4,7 @@ from sat2lod.workflow import setup
 
 setup(snakemake)  # noqa: F821  (injected by Snakemake)
 
-from sat2lod.lod.pipeline import run_lod1  # noqa: E402
+from sat2lod.lod.pipeline import run_lod1
 
 run_lod1(
     footprints=snakemake.input.footprints,  # noqa: F821

@@ -4,7 +4,7 @@ from sat2lod.workflow import setup
 
 setup(snakemake)  # noqa: F821  (injected by Snakemake)
 
-from sat2lod.lod.pipeline import run_lod2  # noqa: E402
+from sat2lod.lod.pipeline import run_lod2
 
 run_lod2(
     footprints=snakemake.input.footprints,  # noqa: F821

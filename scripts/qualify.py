@@ -4,7 +4,7 @@ from sat2lod.workflow import setup
 
 setup(snakemake)  # noqa: F821  (injected by Snakemake)
 
-from sat2lod.qualify import qualify  # noqa: E402
+from sat2lod.qualify import qualify
 
 inp = snakemake.input  # noqa: F821
 qualify(

@@ -9,8 +9,15 @@ import numpy as np
 import pytest
 from shapely.geometry import box
 
-from sat2lod.io.cityjson import (CityBuilding, city_model, read_cityjson, validate_cityjson, write_cityjson,
-                                 write_cityjsonseq, write_obj)
+from sat2lod.io.cityjson import (
+    CityBuilding,
+    city_model,
+    read_cityjson,
+    validate_cityjson,
+    write_cityjson,
+    write_cityjsonseq,
+    write_obj,
+)
 from sat2lod.lod.solid import Surface, build_solid, check_solid
 
 

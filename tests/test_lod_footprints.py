@@ -139,8 +139,8 @@ def test_real_footprints_spacenet_atlanta():
     """Real footprints (SpaceNet 4 Atlanta, hand-drawn, 0.5 m): rasterized, traced back and regularized."""
     import geopandas as gpd
 
-    from sat2lod.io.raster import read_raster
     from conftest import shared_file
+    from sat2lod.io.raster import read_raster
 
     img = read_raster(shared_file("spacenet4_atlanta_tile", "sample_geotiff.tif"))
     ref = gpd.read_file(shared_file("spacenet4_atlanta_tile", "geotiff_labels.geojson")).to_crs(img.crs)

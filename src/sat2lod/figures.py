@@ -16,12 +16,12 @@ from typing import Any
 import matplotlib
 
 matplotlib.use("Agg")  # headless: figures are files
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from matplotlib.backends.backend_pdf import PdfPages  # noqa: E402
-from mpl_toolkits.mplot3d.art3d import Poly3DCollection  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.backends.backend_pdf import PdfPages
+from mpl_toolkits.mplot3d.art3d import Poly3DCollection
 
-from sat2lod.io.raster import Raster, atomic_path, read_raster  # noqa: E402
+from sat2lod.io.raster import Raster, atomic_path, read_raster
 
 log = logging.getLogger(__name__)
 PathLike = str | os.PathLike[str]
@@ -282,10 +282,9 @@ def make_figures(dsm: PathLike, out_pngs: dict[str, PathLike], out_pdf: PathLike
         with atomic_path(p) as tmp:
             fig.savefig(tmp, dpi=dpi, bbox_inches="tight", format="png")
         written.append(p)
-    with atomic_path(out_pdf) as tmp:
-        with PdfPages(tmp) as pdf:
-            for fig in figs.values():
-                pdf.savefig(fig, bbox_inches="tight")
+    with atomic_path(out_pdf) as tmp, PdfPages(tmp) as pdf:
+        for fig in figs.values():
+            pdf.savefig(fig, bbox_inches="tight")
     written.append(Path(out_pdf))
     for fig in figs.values():
         plt.close(fig)

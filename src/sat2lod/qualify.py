@@ -15,6 +15,7 @@ truth). LE90 (90th percentile of |dz|) and CE90 (90th percentile of the radial o
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import math
@@ -131,7 +132,7 @@ def compare_heights(pred: np.ndarray, ref: np.ndarray, classes: np.ndarray | Non
                 out["by_class"][name] = s
     sl = slope_deg(slope_from if slope_from is not None else ref, res)
     out["by_slope"] = {}
-    for lo, hi in zip(slope_bins[:-1], slope_bins[1:]):
+    for lo, hi in itertools.pairwise(slope_bins):
         m = (sl >= lo) & (sl < hi)
         if (m & both).any():
             out["by_slope"][f"{lo:g}-{hi:g}deg"] = error_stats(err[both & m], thresholds)
@@ -301,16 +302,16 @@ def _f(v: Any, nd: int = 3) -> str:
 
 def accuracy_markdown(res: dict[str, Any]) -> str:
     """Readable accuracy tables (Markdown) of a qualification result."""
-    lines = ["# Accuracy report", "", f"Standard: {res['standard']}. Vertical datum: {res.get('vertical_datum')}. "
-             f"Outliers removed: {res['outliers_removed']} (all valid cells are used).", ""]
+    lines = ["# Accuracy report", "", (f"Standard: {res['standard']}. Vertical datum: {res.get('vertical_datum')}. "
+             f"Outliers removed: {res['outliers_removed']} (all valid cells are used)."), ""]
     for key, title in (("dsm", "DSM"), ("dtm", "DTM")):
         if key not in res:
             continue
         r = res[key]
         nva = r.get("nva", {})
         lines += [f"## {title} vs reference", "",
-                  f"ASPRS vertical accuracy class (NVA): **{nva.get('class')}** (RMSE_V = {_f(nva.get('rmse_v_cm'), 1)} cm, "
-                  f"LE90 = {_f(nva.get('le90_m'))} m, {nva.get('n_checkpoints')} checkpoints) {nva.get('note', '')}", ""]
+                  (f"ASPRS vertical accuracy class (NVA): **{nva.get('class')}** (RMSE_V = {_f(nva.get('rmse_v_cm'), 1)} cm, "
+                  f"LE90 = {_f(nva.get('le90_m'))} m, {nva.get('n_checkpoints')} checkpoints) {nva.get('note', '')}"), ""]
         if "vva" in r:
             lines += [f"VVA (vegetated, as found): RMSE_V = {_f(r['vva']['rmse_v_cm'], 1)} cm", ""]
         ths = [k for k in r["all"] if k.startswith("above_")]
@@ -329,26 +330,26 @@ def accuracy_markdown(res: dict[str, Any]) -> str:
         f = b["footprints"]
         hc = f["horizontal_class"]
         lines += ["## Building footprints (LOD0)", "",
-                  "| n pred | n ref | matched | precision | recall | IoU (global) | IoU | C-IoU | PoLiS (m) | N-ratio | "
-                  "Hausdorff (m) | CE90 (m) |", "|" + "---|" * 12,
-                  f"| {f['n_pred']} | {f['n_ref']} | {f['n_matched']} | {_f(f['precision'])} | {_f(f['recall'])} | "
+                  ("| n pred | n ref | matched | precision | recall | IoU (global) | IoU | C-IoU | PoLiS (m) | N-ratio | "
+                  "Hausdorff (m) | CE90 (m) |"), "|" + "---|" * 12,
+                  (f"| {f['n_pred']} | {f['n_ref']} | {f['n_matched']} | {_f(f['precision'])} | {_f(f['recall'])} | "
                   f"{_f(f['iou_global'])} | {_f(f['iou_mean'])} | {_f(f['ciou_mean'])} | {_f(f['polis_mean_m'])} | "
-                  f"{_f(f['n_ratio'])} | {_f(f['hausdorff_mean_m'])} | {_f(f['ce90_m'])} |", "",
-                  f"ASPRS horizontal accuracy class: **{hc['class']}** (RMSE_H = {_f(hc['rmse_h_cm'], 1)} cm) "
-                  f"{hc.get('note', '')}", ""]
+                  f"{_f(f['n_ratio'])} | {_f(f['hausdorff_mean_m'])} | {_f(f['ce90_m'])} |"), "",
+                  (f"ASPRS horizontal accuracy class: **{hc['class']}** (RMSE_H = {_f(hc['rmse_h_cm'], 1)} cm) "
+                  f"{hc.get('note', '')}"), ""]
         sw = b["shared_walls"]
-        lines += [f"Shared walls: {sw['pairs']} adjacent reference pairs, kept shared: {_f(sw['kept_shared'])}, "
-                  f"mean gap {_f(sw['gap_m2_mean'])} m², mean overlap {_f(sw['overlap_m2_mean'])} m².", ""]
+        lines += [(f"Shared walls: {sw['pairs']} adjacent reference pairs, kept shared: {_f(sw['kept_shared'])}, "
+                  f"mean gap {_f(sw['gap_m2_mean'])} m², mean overlap {_f(sw['overlap_m2_mean'])} m²."), ""]
         if "lod1" in b:
             h = b["lod1"]["height_error"]
-            lines += ["## LOD1", "", f"Height error over {b['lod1']['n']} matched buildings: RMSE {_f(h.get('rmse'))} m, "
-                      f"mean {_f(h.get('mean'))} m, LE90 {_f(h.get('le90'))} m.", ""]
+            lines += ["## LOD1", "", (f"Height error over {b['lod1']['n']} matched buildings: RMSE {_f(h.get('rmse'))} m, "
+                      f"mean {_f(h.get('mean'))} m, LE90 {_f(h.get('le90'))} m."), ""]
         if "lod2" in b:
             l2 = b["lod2"]
             rh, eh = l2["ridge_height_error"], l2["eave_height_error"]
-            lines += ["## LOD2", "", f"Roof-type accuracy: {_f(l2['roof_type_accuracy'])} over {l2['n']} matched buildings; "
+            lines += ["## LOD2", "", (f"Roof-type accuracy: {_f(l2['roof_type_accuracy'])} over {l2['n']} matched buildings; "
                       f"ridge height error RMSE {_f(rh.get('rmse'))} m (mean {_f(rh.get('mean'))} m); "
-                      f"eave height error RMSE {_f(eh.get('rmse'))} m.", ""]
+                      f"eave height error RMSE {_f(eh.get('rmse'))} m."), ""]
             types = list(l2["confusion_truth_to_predicted"])
             lines += ["| truth \\ predicted | " + " | ".join(types) + " |", "|" + "---|" * (len(types) + 1)]
             for t in types:

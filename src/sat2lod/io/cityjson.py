@@ -153,20 +153,21 @@ def write_cityjsonseq(path: str | os.PathLike[str], doc: dict[str, Any]) -> Path
         fh.write(json.dumps(first, separators=(",", ":")) + "\n")
         for oid, obj in doc["CityObjects"].items():
             local: dict[int, int] = {}
-
-            def remap(x: Any) -> Any:
-                if isinstance(x, list):
-                    return [remap(i) for i in x]
-                if x not in local:
-                    local[x] = len(local)
-                return local[x]
-
             o = dict(obj)
-            o["geometry"] = [dict(g, boundaries=remap(g["boundaries"])) for g in obj["geometry"]]
+            o["geometry"] = [dict(g, boundaries=_remap(g["boundaries"], local)) for g in obj["geometry"]]
             fv = [verts[i] for i in sorted(local, key=local.get)]  # type: ignore[arg-type]
             feat = {"type": "CityJSONFeature", "id": oid, "CityObjects": {oid: o}, "vertices": fv}
             fh.write(json.dumps(feat, separators=(",", ":")) + "\n")
     return path
+
+
+def _remap(x: Any, local: dict[int, int]) -> Any:
+    """Renumber nested vertex indices in order of first use (``local``: global -> feature index)."""
+    if isinstance(x, list):
+        return [_remap(i, local) for i in x]
+    if x not in local:
+        local[x] = len(local)
+    return local[x]
 
 
 def write_obj(path: str | os.PathLike[str], doc: dict[str, Any]) -> Path:

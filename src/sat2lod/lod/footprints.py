@@ -28,7 +28,12 @@ from scipy import ndimage
 from shapely.geometry import LineString, MultiLineString, Polygon, shape
 from shapely.ops import linemerge
 
-from sat2lod.lod.regularize import RegularizeParams, dominant_orientation, regularize_chain, regularize_polygon
+from sat2lod.lod.regularize import (
+    RegularizeParams,
+    dominant_orientation,
+    regularize_chain,
+    regularize_polygon,
+)
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +69,7 @@ def label_buildings(mask: np.ndarray, ndsm: np.ndarray | None, resolution: float
     # convex corners, which the opening (erosion + dilation, never adds) keeps
     majority = ndimage.uniform_filter(bld.astype(np.float32), size=3) > 0.5
     bld = majority | ndimage.binary_opening(bld, structure=np.ones((3, 3), bool))
-    min_px = max(1, int(round(prm.min_area_m2 / resolution ** 2)))
+    min_px = max(1, round(prm.min_area_m2 / resolution ** 2))
     holes = ndimage.binary_fill_holes(bld) & ~bld
     hl, nh = ndimage.label(holes)
     if nh:
@@ -137,7 +142,7 @@ def _close_walls(edge: np.ndarray, blocks: np.ndarray, nb: int, bld: np.ndarray,
     if nb == 0 or gap_px < 1:
         return edge
     theta = block_orientations(bld, blocks, nb)
-    half = max(1, int(round(gap_px / 2)))
+    half = max(1, round(gap_px / 2))
     out = edge.copy()
     for b, sl in enumerate(ndimage.find_objects(blocks), start=1):
         if sl is None:
@@ -225,7 +230,7 @@ def _extend(chain: np.ndarray, by: float) -> np.ndarray:
 
 
 def regularize_block(parts: dict[int, Polygon], theta: float | None, resolution: float,
-                     prm: RegularizeParams = RegularizeParams()) -> dict[int, Polygon]:
+                     prm: RegularizeParams | None = None) -> dict[int, Polygon]:
     """Regularize the buildings of one block together so that shared walls stay shared.
 
     Args:
@@ -236,6 +241,7 @@ def regularize_block(parts: dict[int, Polygon], theta: float | None, resolution:
     Returns:
         building id -> regularized polygon. The polygons do not overlap and touch along their shared walls.
     """
+    prm = prm or RegularizeParams()
     block = shapely.union_all(list(parts.values()))
     if block.geom_type != "Polygon":
         block = max(block.geoms, key=lambda g: g.area)

@@ -10,6 +10,7 @@ polygons in the rasters' projected CRS.
 from __future__ import annotations
 
 import logging
+
 import numpy as np
 import shapely
 from rasterio.transform import Affine, rowcol
@@ -82,9 +83,10 @@ def lod1_building(fid: str, poly: Polygon, dtm: np.ndarray, ndsm: np.ndarray, tr
 
 
 def lod2_building(fid: str, poly: Polygon, dsm: np.ndarray, dtm: np.ndarray, transform: Affine,
-                  prm: RoofParams = RoofParams(), ground_percentile: float = 50.0,
+                  prm: RoofParams | None = None, ground_percentile: float = 50.0,
                   ) -> tuple[CityBuilding, RoofFit] | None:
     """LoD2.2 building: fitted roof faces over the footprint, walls, ground; watertight solid."""
+    prm = prm or RoofParams()
     g = ground_height(poly, dtm, transform, ground_percentile)
     x, y, z = pixels_in(poly, dsm, transform, buffer_m=prm.edge_buffer_m)
     if not np.isfinite(g) or not np.isfinite(z).any():

@@ -19,6 +19,7 @@ Coordinates are map metres in a projected CRS; angles are radians, counter-clock
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass
 
@@ -224,7 +225,7 @@ def _regularize_points(pts: np.ndarray, theta: float, prm: RegularizeParams, clo
         rp_ext = rp
     keep = _dp_indices(rp_ext, prm.simplify_m)
     edges = []
-    for a, b in zip(keep[:-1], keep[1:]):
+    for a, b in itertools.pairwise(keep):
         idx = np.arange(a, b + 1)
         ang = _edge_angle(rp_ext[idx])
         edges.append(_Edge(idx, _classify(ang, tol), ang))

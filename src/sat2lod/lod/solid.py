@@ -41,7 +41,7 @@ class Surface:
 
 
 def _q(v: float) -> int:
-    return int(round(v * Q))
+    return round(v * Q)
 
 
 def _ring2(coords: np.ndarray) -> list[Pt2]:
@@ -166,7 +166,7 @@ def build_solid(faces: list[Polygon], planes: list[tuple[float, float, float]], 
         dq = _z(planes[fi], q) - _z(planes[fj], q)
         if dp * dq < 0 and abs(dp) > 1 and abs(dq) > 1:
             t = dp / (dp - dq)
-            c = (int(round(p[0] + t * (q[0] - p[0]))), int(round(p[1] + t * (q[1] - p[1]))))
+            c = (round(p[0] + t * (q[0] - p[0])), round(p[1] + t * (q[1] - p[1])))
             if c not in (p, q):
                 inserts[(fi, p, q)] = c
                 inserts[(fj, q, p)] = c
@@ -273,7 +273,7 @@ def check_solid(surfaces: list[Surface], planarity_tol_m: float = 0.01) -> dict[
         ext = np.array(s.rings[0], float) / Q
         pts = np.vstack([np.array(r, float) / Q for r in s.rings])
         c = pts.mean(axis=0)
-        _, sv, vt = np.linalg.svd(pts - c)
+        _, _sv, vt = np.linalg.svd(pts - c)
         worst = max(worst, float(np.max(np.abs((pts - c) @ vt[2]))))
         # signed volume contribution of a fan triangulation of each ring (holes subtract)
         for ring in s.rings:
