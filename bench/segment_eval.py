@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import platform
 import sys
 import tempfile
@@ -73,6 +74,7 @@ def main() -> None:
     ap.add_argument("--city-size", type=float, default=250.0)
     ap.add_argument("--heldout-seed", type=int, default=301)
     ap.add_argument("--heldout-size", type=float, default=400.0)
+    ap.add_argument("--heldout-dir", default=None, help="reuse this generated held-out city (else generate it)")
     ap.add_argument("--chain-ortho", default=None)
     ap.add_argument("--chain-ndsm", default=None)
     ap.add_argument("--chain-truth", default=None, help="truth/buildings.gpkg of the chain's AOI")
@@ -80,6 +82,7 @@ def main() -> None:
     ap.add_argument("--out", default=str(REPO / "bench" / "results" / "segment_eval"))
     ap.add_argument("--save-checkpoint", default=str(REPO / "results" / "models" / "segmenter_bench.pt"))
     args = ap.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     torch.set_num_threads(args.threads)
     report: dict = {"args": vars(args)}
     tmp = Path(tempfile.mkdtemp(prefix="segbench_"))
@@ -104,9 +107,12 @@ def main() -> None:
     # 2. held-out synthetic city
     from sat2lod.synth import generate_city
 
-    city = tmp / f"heldout_s{args.heldout_seed}"
-    generate_city(city, seed=args.heldout_seed, size_m=args.heldout_size, n_views=3, gsd_m=0.5)
+    city = Path(args.heldout_dir) if args.heldout_dir else tmp / f"heldout_s{args.heldout_seed}"
+    if not (city / "scene.json").exists():
+        generate_city(city, seed=args.heldout_seed, size_m=args.heldout_size, n_views=3, gsd_m=0.5)
     meta = read_json(city / "scene.json")
+    if meta.get("seed") not in (None, args.heldout_seed):
+        sys.exit(f"{city} is the city of seed {meta.get('seed')}, not --heldout-seed {args.heldout_seed}")
     sample = city_sample(city)
     dsm = read_raster(city / meta["truth"]["dsm"], bands=1, masked_to_nan=True)
     ids = truth_ids(read_vector(city / meta["truth"]["buildings"]), dsm.transform, dsm.shape, dsm.crs)
