@@ -1,0 +1,53 @@
+"""I/O: atomic writes (nothing half-written is left, permissions as usual), clear errors on bad files."""
+
+from __future__ import annotations
+
+import os
+import stat
+
+import numpy as np
+import pytest
+from rasterio.transform import from_origin
+
+from sat2lod.io.raster import RasterReadError, atomic_path, read_raster, write_raster
+
+
+def test_atomic_write_leaves_nothing_on_failure(tmp_path):
+    target = tmp_path / "out.txt"
+    with pytest.raises(RuntimeError):
+        with atomic_path(target) as tmp:
+            tmp.write_text("half")
+            raise RuntimeError("job killed")
+    assert not target.exists()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_atomic_write_permissions_follow_umask(tmp_path):
+    target = tmp_path / "out.txt"
+    with atomic_path(target) as tmp:
+        tmp.write_text("done")
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE(target.stat().st_mode) == 0o666 & ~umask
+
+
+def test_raster_round_trip_with_datum(tmp_path):
+    a = np.arange(300 * 280, dtype=np.float32).reshape(300, 280)
+    a[0, 0] = np.nan
+    t = from_origin(370000.0, 4830000.0, 0.5, 0.5)
+    for cog in (False, True):
+        p = write_raster(tmp_path / f"r{cog}.tif", a, t, 32631, nodata=float("nan"),
+                         tags={"VERTICAL_DATUM": "WGS84 ellipsoid"}, cog=cog)
+        r = read_raster(p)
+        assert r.crs.to_epsg() == 32631 and r.transform == t and np.isnan(r.nodata)
+        assert r.tags["VERTICAL_DATUM"] == "WGS84 ellipsoid"
+        np.testing.assert_array_equal(r.array, a)
+
+
+def test_corrupt_or_missing_raster_names_the_file(tmp_path):
+    bad = tmp_path / "truncated.tif"
+    bad.write_bytes(b"II*\x00" + b"\x00" * 20)
+    with pytest.raises(RasterReadError, match="truncated.tif.*corrupt"):
+        read_raster(bad)
+    with pytest.raises(RasterReadError, match="missing.tif: file not found"):
+        read_raster(tmp_path / "missing.tif")
