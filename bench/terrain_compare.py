@@ -68,6 +68,10 @@ def stereo_defects(dsm: np.ndarray, seed: int = 0) -> np.ndarray:
 def metrics(dtm: np.ndarray, ref: np.ndarray, dsm: np.ndarray) -> dict:
     ok = np.isfinite(ref) & np.isfinite(dtm)
     e = (dtm - ref)[ok]
+    if e.size == 0:  # the method returned no valid cell
+        nan = float("nan")
+        return {"rmse": nan, "nmad": nan, "mean": nan, "p95_abs": nan, "rmse_objects": nan, "rmse_ground": nan,
+                "coverage": 0.0, "object_fraction": nan}
     obj = ((dsm - ref) > 1.0)[ok] & np.isfinite(dsm)[ok]
     def rmse(v):
         return float(np.sqrt(np.mean(v ** 2))) if v.size else float("nan")
@@ -141,6 +145,8 @@ def main() -> None:
                 rows.append({**base, "method": label, "seconds": t_ours, **metrics(ours, ref, dsm)})
             for label, mo in (("bulldozer-dtm 1.3.1 (default 16 m)", 16.0), (f"bulldozer-dtm 1.3.1 ({max_obj:g} m)", max_obj)):
                 bd, t_bd, status = run_bulldozer(dsm, res, mo, tmp / f"bd_{name}_{mo:g}")
+                if bd is not None and not np.isfinite(bd).any():
+                    status = "ran, but no valid output cell (all nodata)"
                 row = {**base, "method": label, "seconds": t_bd, "status": status}
                 if bd is not None:
                     row.update(metrics(bd, ref, dsm))
@@ -160,7 +166,7 @@ def main() -> None:
              "|---|---|---|---|---|---|---|---|---|---|"]
     base_t = {r["case"]: r["seconds"] for r in rows if r["method"].startswith("sat2lod (default")}
     for r in rows:
-        if "rmse" not in r:
+        if "rmse" not in r or r.get("coverage") == 0.0:
             lines.append(f"| {r['case']} | {r['method']} | {r.get('status')} | | | | | | | |")
             continue
         ratio = r["seconds"] / base_t[r["case"]] if r["seconds"] and base_t[r["case"]] else math.nan
