@@ -99,3 +99,11 @@ def test_bad_parameters() -> None:
         sgm.aggregate(np.zeros((4, 4, 3), np.uint8), 8, 32, 16)
     with pytest.raises(ValueError, match="P2 too large"):
         sgm.aggregate(np.full((4, 4, 3), 40, np.uint8), 8, 9000, 8)
+
+
+@pytest.mark.parametrize("paths", [4, 8])
+def test_two_thread_aggregation_equals_one_thread(paths: int) -> None:
+    left, right, _ = _pair_with_disparity()
+    cost = sgm.cost_volume(left, right, -2, 13)
+    np.testing.assert_array_equal(sgm.aggregate(cost, 8, 96, paths, threads=2),
+                                  sgm.aggregate(cost, 8, 96, paths, threads=1))

@@ -11,7 +11,7 @@ Disparity: winner-take-all on ``S``, parabola sub-pixel refinement, left-right c
 is read from the same ``S`` along ``x + k = const``), optional 3x3 median filter.
 
 Memory (documented peak): the cost volume ``C`` is uint8 and the aggregated ``S`` uint16, i.e.
-**3 bytes x H x W x D** plus O(W x D) row buffers. :func:`sgm_disparity` splits the image into horizontal strips
+**3 bytes x H x W x D** plus O(W x D) row buffers (5 bytes when 2 threads run the two passes concurrently). :func:`sgm_disparity` splits the image into horizontal strips
 (with ``strip_overlap`` rows of overlap, discarded) when that exceeds ``max_mem_mb``; paths are then cut at the
 strip border, a small loss compared to the bound it buys. All path arithmetic is exact in float32 (integers
 < 2^24), so the numba kernels and the NumPy reference (``*_reference``) give identical results.
@@ -187,15 +187,17 @@ def _step(cf: np.ndarray, nd: int, buf: np.ndarray, bufi: np.ndarray, pp: int, c
 
 
 @numba.njit(cache=True, fastmath=True)
-def _aggregate(cost: np.ndarray, p1: float, p2: float, paths: int) -> np.ndarray:
+def _aggregate_pass(cost: np.ndarray, p1: float, p2: float, paths: int, d0: int, d1: int,
+                    total: np.ndarray) -> None:
+    """Raster passes ``d0 <= direction < d1`` (0 forward, 1 backward) of the SGM aggregation into ``total``
+    (the first pass of the range stores, the next adds)."""
     h, w, nd = cost.shape
     p1f = np.float32(p1)
     p2f = np.float32(p2)
     stride = nd + 2
-    total = np.zeros((h, w, nd), np.uint16)
     acc = np.zeros(nd, np.float32)
     cf = np.zeros(nd, np.float32)
-    for direction in range(2):  # 0: forward raster pass, 1: backward
+    for direction in range(d0, d1):
         # buf[parity, j]: path buffers; j = 0 vertical, 1 and 2 diagonals (a row of padded L vectors, pixel x at
         # offset (x + 1) * stride, virtual zero pixels at both ends); j = 3 horizontal (one padded vector).
         # The parity of the row (of the pixel for j = 3) tells the previous buffer from the current one.
@@ -234,17 +236,39 @@ def _aggregate(cost: np.ndarray, p1: float, p2: float, paths: int) -> np.ndarray
                     xb = xi + step  # diagonal from (y - step, x + step)
                     minsi[cp, 2, xi] = _step(cf, nd, buf, bufi, pp, cp, 2, xb * stride, xi * stride,
                                              mins[pp, 2, xb], p1f, p2f, acc, False)
-                if direction == 0:
+                if direction == d0:
                     for k in range(nd):
                         total[y, x, k] = np.uint16(acc[k])
                 else:
                     for k in range(nd):
                         total[y, x, k] = np.uint16(np.float32(total[y, x, k]) + acc[k])
+
+
+@numba.njit(cache=True)
+def _aggregate(cost: np.ndarray, p1: float, p2: float, paths: int) -> np.ndarray:
+    total = np.empty(cost.shape, np.uint16)
+    _aggregate_pass(cost, p1, p2, paths, 0, 2, total)
     return total
 
 
-def aggregate(cost: np.ndarray, p1: float, p2: float, paths: int = 8) -> np.ndarray:
+@numba.njit(cache=True, parallel=True)
+def _aggregate_2threads(cost: np.ndarray, p1: float, p2: float, paths: int) -> np.ndarray:
+    """Forward and backward passes on two threads (one extra uint16 volume), then summed."""
+    h, w, nd = cost.shape
+    both = np.empty((2, h, w, nd), np.uint16)
+    for d in numba.prange(2):
+        _aggregate_pass(cost, p1, p2, paths, d, d + 1, both[d])
+    for y in numba.prange(h):
+        for x in range(w):
+            for k in range(nd):
+                both[0, y, x, k] = both[0, y, x, k] + both[1, y, x, k]
+    return both[0]
+
+
+def aggregate(cost: np.ndarray, p1: float, p2: float, paths: int = 8, threads: int = 1) -> np.ndarray:
     """SGM aggregation of a (H, W, D) uint8 cost volume over 4 or 8 paths -> (H, W, D) uint16 sum ``S``.
+
+    With ``threads >= 2`` the forward and backward raster passes run concurrently (one more uint16 volume).
 
     P1 and P2 are rounded to integers (exact integer sums, identical to the reference)."""
     if paths not in (4, 8):
@@ -252,7 +276,10 @@ def aggregate(cost: np.ndarray, p1: float, p2: float, paths: int = 8) -> np.ndar
     p1, p2 = int(round(p1)), int(round(p2))
     if cost.shape[2] and (int(cost.max(initial=0)) + p2) * paths >= 65535:
         raise ValueError("P2 too large for the uint16 aggregation: lower stereo.p2")
-    return _aggregate(np.ascontiguousarray(cost), float(p1), float(p2), int(paths))
+    cost = np.ascontiguousarray(cost)
+    if threads >= 2:
+        return _aggregate_2threads(cost, float(p1), float(p2), int(paths))
+    return _aggregate(cost, float(p1), float(p2), int(paths))
 
 
 def aggregate_reference(cost: np.ndarray, p1: float, p2: float, paths: int = 8) -> np.ndarray:
@@ -436,7 +463,8 @@ def sgm_disparity(left: np.ndarray, right: np.ndarray, dmin: int, dmax: int, *,
     cl, vl = census_transform(left, census_window)
     cr, vr = census_transform(right, census_window)
     invalid = census_window[0] * census_window[1] - 1
-    row_bytes = 3.0 * w * nd
+    threads = numba.get_num_threads()
+    row_bytes = (5.0 if threads >= 2 else 3.0) * w * nd  # cost + S (+ the second pass's S on 2 threads)
     max_rows = max(int(max_mem_mb * 1e6 / row_bytes), 2 * strip_overlap + 16)
     disp = np.full((h, w), np.nan, np.float32)
     if max_rows >= h:
@@ -451,7 +479,7 @@ def sgm_disparity(left: np.ndarray, right: np.ndarray, dmin: int, dmax: int, *,
                  row_bytes * h / 1e6, max_mem_mb)
     for a, b, c0, c1 in strips:
         cost = _cost_volume(cl[a:b], vl[a:b], cr[a:b], vr[a:b], dmin, nd, invalid)
-        total = aggregate(cost, p1, p2, paths)
+        total = aggregate(cost, p1, p2, paths, threads=threads)
         del cost
         d = _select(total, dmin, float(lr_tol), right.shape[1])
         del total
