@@ -43,7 +43,7 @@ class StereoParams:
 
     census_window: tuple[int, int] = (5, 7)
     p1: float = 8.0
-    p2: float = 96.0
+    p2: float = 64.0
     paths: int = 8
     lr_tol: float = 1.0
     median: bool = True
@@ -53,7 +53,7 @@ class StereoParams:
     keypoint_range: bool = True
     range_margin_m: float = 10.0
     max_residual_px: float = 1.0
-    fuse_tol_m: float = 1.5
+    fuse_tol_m: float = 1.0
     fill_iterations: int = 0
     densify: int = 2
     height_margin_m: float = 20.0
