@@ -1,0 +1,76 @@
+"""Benchmark: the embedded demo end to end (snakemake --cores all on config/config.yaml).
+
+Usage:
+    python bench/demo_run.py                      # copy the workflow to a temp dir, run it, collect
+    python bench/demo_run.py --collect RUN_DIR    # only collect figures from an existing run directory
+Writes bench/results/demo_run.json and .md: wall time, peak RSS of the largest job, per-rule wall time
+and max RSS (Snakemake benchmark files), and the accuracy summary of rule qualify.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+ENTRIES = ["Snakefile", "rules", "scripts", "config", "envs", "profiles", "report"]
+
+
+def run(dest: Path) -> float:
+    for e in ENTRIES:
+        src = REPO / e
+        (shutil.copytree if src.is_dir() else shutil.copy2)(src, dest / e)
+    t0 = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "snakemake", "--cores", "all"], cwd=dest, check=True)
+    return time.perf_counter() - t0
+
+
+def collect(run_dir: Path, wall_s: float | None, peak_rss_mb: float | None) -> dict:
+    rules = {}
+    for tsv in sorted((run_dir / "benchmarks").rglob("*.tsv")):
+        with tsv.open() as fh:
+            row = next(csv.DictReader(fh, delimiter="\t"))
+        rule = tsv.relative_to(run_dir / "benchmarks").parts[0]
+        r = rules.setdefault(rule, {"jobs": 0, "wall_s": 0.0, "max_rss_mb": 0.0})
+        r["jobs"] += 1
+        r["wall_s"] += float(row["s"])
+        r["max_rss_mb"] = max(r["max_rss_mb"], float(row["max_rss"]))
+    acc = json.loads(next((run_dir / "results" / "qualify").glob("*/accuracy.json")).read_text())
+    return {"wall_s": wall_s, "peak_rss_mb_largest_job": peak_rss_mb or max(r["max_rss_mb"] for r in rules.values()),
+            "rules": rules, "accuracy": acc, "load_avg_1min": os.getloadavg()[0], "cpus": os.cpu_count()}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--collect", type=Path, default=None)
+    ap.add_argument("--wall-s", type=float, default=None, help="wall time of the collected run, if measured")
+    ap.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "demo_run.json")
+    args = ap.parse_args()
+    if args.collect:
+        res = collect(args.collect, args.wall_s, None)
+    else:
+        with tempfile.TemporaryDirectory() as tmp:
+            wall = run(Path(tmp))
+            rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+            res = collect(Path(tmp), wall, rss)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(res, indent=2, default=str) + "\n")
+    lines = ["# Demo run (config/config.yaml)", "", f"wall time: {res['wall_s']} s; largest job peak RSS: "
+             f"{res['peak_rss_mb_largest_job']:.0f} MB; {res['cpus']} CPUs", "", "| rule | jobs | wall s | max RSS MB |",
+             "|---|---|---|---|"]
+    lines += [f"| {k} | {v['jobs']} | {v['wall_s']:.1f} | {v['max_rss_mb']:.0f} |" for k, v in res["rules"].items()]
+    args.out.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
