@@ -52,3 +52,16 @@ def tile_ids(wildcards):
     grid = checkpoints.tiles.get(aoi=wildcards.aoi).output.tiles
     with open(grid) as fh:
         return [f["properties"]["tile"] for f in json.load(fh)["features"]]
+
+
+def scene_files(wildcards):
+    """The files the scene sheet points to (downloaded views, or the configured local images and RPC
+    files), declared as inputs of the rules that read them so that executors without a shared
+    filesystem (Kubernetes) ship them to the job."""
+    files = {"scene_downloads": f"results/acquire/{wildcards.aoi}/downloads"}
+    if config["source"]["kind"] == "local":
+        for i, im in enumerate(config["source"]["local"]["images"]):
+            files[f"scene_image_{i}"] = im["image"]
+            if im.get("rpc"):
+                files[f"scene_rpc_{i}"] = im["rpc"]
+    return files

@@ -3,6 +3,7 @@
 
 rule ortho:
     input:
+        unpack(scene_files),
         dsm="results/mosaic/{aoi}/dsm.tif",
         scenes="results/acquire/{aoi}/scenes.json",
     output:

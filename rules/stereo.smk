@@ -5,6 +5,7 @@
 
 rule stereo_tile:
     input:
+        unpack(scene_files),
         scenes="results/acquire/{aoi}/scenes.json",
         tiles="results/tiles/{aoi}/tiles.geojson",
     output:

@@ -5,6 +5,7 @@
 
 checkpoint tiles:
     input:
+        unpack(scene_files),
         scenes="results/acquire/{aoi}/scenes.json",
     output:
         tiles="results/tiles/{aoi}/tiles.geojson",

@@ -24,6 +24,7 @@ def _workflow(tmp: Path) -> Path:
     views = [{"id": f"v{i}", "image": str(shared_file(d, f"img_0{i + 1}.tif")), "rpc": None} for i in range(2)]
     sheet = {"aoi": "reunion", "epsg": 32740, "height_range": [2200.0, 2450.0], "views": views, "pairs": [[0, 1]]}
     (tmp / "results/acquire/reunion").mkdir(parents=True)
+    (tmp / "results/acquire/reunion/downloads").mkdir()  # the scene's files, as acquire declares them
     (tmp / "results/acquire/reunion/scenes.json").write_text(json.dumps(sheet))
     feats = []
     for i, core in enumerate(CORES):
