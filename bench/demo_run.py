@@ -14,21 +14,19 @@ import csv
 import json
 import os
 import resource
-import shutil
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+from sat2lod.io.workdir import copy_workflow
+
 REPO = Path(__file__).resolve().parents[1]
-ENTRIES = ["Snakefile", "rules", "scripts", "config", "envs", "profiles", "report"]
 
 
 def run(dest: Path) -> float:
-    for e in ENTRIES:
-        src = REPO / e
-        (shutil.copytree if src.is_dir() else shutil.copy2)(src, dest / e)
+    copy_workflow(dest, REPO, replace=True)
     t0 = time.perf_counter()
     subprocess.run([sys.executable, "-m", "snakemake", "--cores", "all"], cwd=dest, check=True)
     return time.perf_counter() - t0

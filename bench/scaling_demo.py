@@ -35,21 +35,13 @@ from pathlib import Path
 
 import yaml
 
+from sat2lod.io.workdir import copy_workflow
+
 REPO = Path(__file__).resolve().parents[1]
-WORKFLOW_ENTRIES = ["Snakefile", "rules", "scripts", "config", "envs", "profiles", "report"]
 
 
 def workflow_copy(dest: Path) -> Path:
-    if dest.exists():
-        shutil.rmtree(dest)
-    dest.mkdir(parents=True)
-    for entry in WORKFLOW_ENTRIES:
-        src = REPO / entry
-        if src.is_dir():
-            shutil.copytree(src, dest / entry, ignore=shutil.ignore_patterns("__pycache__"))
-        elif src.is_file():
-            shutil.copy2(src, dest / entry)
-    return dest
+    return copy_workflow(dest, REPO, replace=True)
 
 
 def write_config(workdir: Path, size_m: float, tile_m: float, n_views: int) -> Path:

@@ -22,6 +22,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from sat2lod.io.workdir import copy_workflow
+
 REPO = Path(__file__).resolve().parents[1]
 PROFILE = REPO / "profiles" / "slurm"
 TINY_SNAKEFILE = REPO / "tests" / "cluster" / "Snakefile"
@@ -154,20 +156,11 @@ def test_tiny_workflow_through_slurm_matches_local(tmp_path: Path, slurm_partiti
 
 # ------------------------------------------------------------------ the real chain, tiny synthetic scene
 TINY_CONFIG = REPO / "tests" / "data" / "config_tiny.yaml"
-# what a checkout needs to run the workflow (the package itself is installed: pip install -e .)
-WORKFLOW_ENTRIES = ["Snakefile", "rules", "scripts", "config", "envs", "profiles", "report", "tests/data"]
 
 
 def workflow_copy(dest: Path) -> Path:
-    """A copy of the workflow files, so that runs never touch the repository's results/."""
-    dest.mkdir(parents=True)
-    for entry in WORKFLOW_ENTRIES:
-        src = REPO / entry
-        if src.is_dir():
-            shutil.copytree(src, dest / entry, ignore=shutil.ignore_patterns("__pycache__"))
-        elif src.is_file():
-            shutil.copy2(src, dest / entry)
-    return dest
+    """A copy of the workflow files (and the tiny config), so that runs never touch the repository's results/."""
+    return copy_workflow(dest, REPO, extra=("tests/data",))
 
 
 def assert_same_raster(a: Path, b: Path) -> None:

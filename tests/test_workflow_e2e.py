@@ -4,7 +4,6 @@ workflow, then checks of the products against the synthetic truth, a resumed rer
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -14,9 +13,9 @@ import pytest
 
 from sat2lod.io.raster import read_raster
 from sat2lod.io.vector import read_vector
+from sat2lod.io.workdir import copy_workflow
 
 REPO = Path(__file__).resolve().parents[1]
-ENTRIES = ["Snakefile", "rules", "scripts", "config", "envs", "profiles", "report", "tests/data"]
 AOI = "tiny"
 
 
@@ -30,14 +29,7 @@ def _smk(args: list[str], cwd: Path, timeout: int = 900) -> subprocess.Completed
 
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory) -> Path:
-    work = tmp_path_factory.mktemp("tiny_workflow")
-    for entry in ENTRIES:
-        src = REPO / entry
-        if src.is_dir():
-            shutil.copytree(src, work / entry, ignore=shutil.ignore_patterns("__pycache__"))
-        elif src.is_file():
-            (work / entry).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(src, work / entry)
+    work = copy_workflow(tmp_path_factory.mktemp("tiny") / "workflow", REPO, extra=("tests/data",))
     _smk(["--cores", "2", "--configfile", "tests/data/config_tiny.yaml"], cwd=work)
     return work
 
