@@ -34,6 +34,7 @@ def test_outputs_and_metadata(city):
             assert ds.dtypes[0] == "uint16"
             assert ds.rpcs is not None
             assert ds.crs is None  # sensor geometry, as a raw Pléiades crop
+            assert ds.transform.is_identity  # no geotransform: located by its RPCs only
             img = ds.read(1)
         assert img.std() > 20  # textured, not blank
     for name in ("dsm", "dtm", "ndsm"):

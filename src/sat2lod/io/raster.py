@@ -143,7 +143,8 @@ def write_raster(
         nodata: nodata value stored in the file (use NaN for float height products).
         tags: dataset tags; heights must carry ``VERTICAL_DATUM``.
         cog: write a Cloud Optimized GeoTIFF (GDAL COG driver, with overviews).
-        rpcs: a ``rasterio.rpc.RPC`` to store as RPC tags (raw sensor images).
+        rpcs: a ``rasterio.rpc.RPC`` to store as RPC tags (raw sensor images; ``transform`` is then ignored
+            and no geotransform is written).
     """
     arr = array if array.ndim == 3 else array[np.newaxis]
     count, height, width = arr.shape
@@ -162,8 +163,9 @@ def write_raster(
         "nodata": nodata,
         "compress": compress,
     }
-    if rpcs is None:
-        profile["transform"] = transform
+    if rpcs is not None:
+        # a raw sensor image is located by its RPCs alone: no geotransform, no CRS
+        del profile["transform"]
     if height >= 256 and width >= 256:
         profile.update(tiled=True, blockxsize=256, blockysize=256)
     if arr.dtype in (np.float32, np.float64) and compress == "deflate":
