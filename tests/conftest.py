@@ -29,3 +29,14 @@ def shared_file(*parts: str) -> Path:
     if not p.exists():
         pytest.skip(f"real test data file missing: {p}")
     return p
+
+
+@pytest.fixture
+def one_torch_thread():
+    """One torch thread for the test: deterministic and fast on a 2-core machine (threads fight otherwise)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -30,13 +30,7 @@ from sat2lod.segment.train import (
 from sat2lod.segment.unet import UNet
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """One torch thread: deterministic and fast on a shared 2-core machine (threads fight otherwise)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def fake_scene(seed: int, n: int = 96):

@@ -7,7 +7,6 @@ import json
 import geopandas as gpd
 import numpy as np
 import pytest
-import torch
 from pyproj import Transformer
 from rasterio.transform import from_origin
 from shapely.geometry import box
@@ -23,12 +22,7 @@ from sat2lod.segment import train as train_mod
 EPSG, X0, Y0, RES, N = 32631, 374000.0, 4828000.0, 0.5, 128
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def write_tiny_city(out, seed: int, size_m: float = 64.0, n_views: int = 1, gsd_m: float = 0.5, **_) -> dict:
