@@ -338,7 +338,8 @@ def accuracy_markdown(res: dict[str, Any]) -> str:
                   (f"ASPRS horizontal accuracy class: **{hc['class']}** (RMSE_H = {_f(hc['rmse_h_cm'], 1)} cm) "
                   f"{hc.get('note', '')}"), ""]
         sw = b["shared_walls"]
-        lines += [(f"Shared walls: {sw['pairs']} adjacent reference pairs, kept shared: {_f(sw['kept_shared'])}, "
+        lines += [(f"Shared walls: {sw.get('ref_pairs', '–')} adjacent reference pairs, {sw['pairs']} with both "
+                  f"buildings matched; of these kept shared: {_f(sw['kept_shared'])}, "
                   f"mean gap {_f(sw['gap_m2_mean'])} m², mean overlap {_f(sw['overlap_m2_mean'])} m²."), ""]
         if "lod1" in b:
             h = b["lod1"]["height_error"]

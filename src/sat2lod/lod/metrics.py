@@ -127,17 +127,22 @@ def shared_wall_scores(polys: list[Polygon], ref: list[Polygon], tol: float = 0.
     the two predictions and whether they still share a wall (common boundary > 50 % of the reference's).
 
     Returns:
-        dict with ``pairs``, ``kept_shared`` (fraction), ``gap_m2_mean``, ``overlap_m2_mean``.
+        dict with ``ref_pairs`` (reference pairs sharing a wall), ``pairs`` (those whose two buildings are both
+        matched: the pairs measured), ``kept_shared`` (fraction of ``pairs``), ``gap_m2_mean``,
+        ``overlap_m2_mean``. ``pairs`` < ``ref_pairs`` when touching buildings were merged or missed.
     """
     m = {j: i for i, j, _ in match(polys, ref)}
     tree = shapely.STRtree(ref)
-    pairs = kept = 0
+    ref_pairs = pairs = kept = 0
     gaps, overlaps = [], []
     for a, b in zip(*tree.query(ref, predicate="touches")):
-        if a >= b or a not in m or b not in m:
+        if a >= b:
             continue
         wall = ref[a].boundary.intersection(ref[b].boundary).length
         if wall < 1.0:
+            continue
+        ref_pairs += 1
+        if a not in m or b not in m:
             continue
         pairs += 1
         pa, pb = polys[m[a]], polys[m[b]]
@@ -149,6 +154,7 @@ def shared_wall_scores(polys: list[Polygon], ref: list[Polygon], tol: float = 0.
         common = pa.boundary.intersection(pb.boundary).length
         kept += int(common > 0.5 * wall and overlaps[-1] < 1e-6)
     if not pairs:
-        return {"pairs": 0, "kept_shared": float("nan"), "gap_m2_mean": float("nan"), "overlap_m2_mean": float("nan")}
-    return {"pairs": pairs, "kept_shared": kept / pairs, "gap_m2_mean": float(np.mean(gaps)),
+        return {"ref_pairs": ref_pairs, "pairs": 0, "kept_shared": float("nan"), "gap_m2_mean": float("nan"),
+                "overlap_m2_mean": float("nan")}
+    return {"ref_pairs": ref_pairs, "pairs": pairs, "kept_shared": kept / pairs, "gap_m2_mean": float(np.mean(gaps)),
             "overlap_m2_mean": float(np.mean(overlaps))}
