@@ -5,6 +5,8 @@ rule lod0:
     input:
         mask="results/segment/{aoi}/building_mask.tif",
         ndsm="results/terrain/{aoi}/ndsm.tif",
+        # roof-image edges split touching buildings of one height (lod.split_contrast)
+        ortho="results/ortho/{aoi}/ortho.tif",
     output:
         gpkg="results/lod0/{aoi}/footprints.gpkg",
         fgb="results/lod0/{aoi}/footprints.fgb",
@@ -23,6 +25,8 @@ rule lod0:
         min_area_m2=config["lod"]["min_area_m2"],
         split_step_m=config["lod"]["split_step_m"],
         wall_gap_m=config["lod"]["wall_gap_m"],
+        split_contrast=config["lod"]["split_contrast"],
+        split_min_width_m=config["lod"]["split_min_width_m"],
         min_height_m=config["lod"]["min_height_m"],
         simplify_m=config["lod"]["simplify_m"],
         angle_tol_deg=config["lod"]["angle_tol_deg"],

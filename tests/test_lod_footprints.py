@@ -92,6 +92,55 @@ def test_row_houses_share_their_walls():
     assert u.geom_type == "Polygon" and abs(u.area - sum(h.area for h in houses)) / u.area < 0.03
 
 
+def _roof_image(polys, values, noise=0.03, seed=0):
+    """Ortho of flat-lit roofs: one brightness per polygon, ground 0.3, multiplicative noise."""
+    img = np.full(SHAPE, 0.3, np.float32)
+    for p, v in zip(polys, values):
+        img[features.rasterize([p], out_shape=SHAPE, transform=T).astype(bool)] = v
+    return (img * (1 + np.random.default_rng(seed).normal(0, noise, SHAPE))).astype(np.float32)
+
+
+@pytest.mark.parametrize("angle", [0.0, 17.0, 59.0])
+def test_row_houses_of_one_height_are_split_by_roof_colour(angle):
+    houses = [affinity.rotate(box(1040 + 8 * i, 2040, 1048 + 8 * i, 2052), angle, origin=(1060, 2050)) for i in range(4)]
+    mask, ndsm = _raster(houses, heights=[8.0] * 4)
+    ndsm = ndsm + np.random.default_rng(1).normal(0, 0.3, SHAPE).astype(np.float32) * (mask == 1)
+    prm = FootprintParams(min_height_m=2.0)
+    # without the ortho the row is one building (no height step)
+    assert len(extract_footprints(mask, ndsm, T, prm)) == 1
+    img = _roof_image(houses, [0.5, 0.3, 0.55, 0.35])
+    polys = [f.polygon for f in extract_footprints(mask, ndsm, T, prm, img)]
+    assert len(polys) == 4
+    sc = footprint_scores(polys, houses)
+    assert sc.n_matched == 4 and sc.iou_mean > 0.9
+    assert shared_wall_scores(polys, houses)["kept_shared"] == 1.0
+    # two neighbours of the same colour stay one building (nothing tells them apart)
+    img = _roof_image(houses, [0.5, 0.5, 0.3, 0.3])
+    assert len(extract_footprints(mask, ndsm, T, prm, img)) == 2
+
+
+def test_gable_ridge_is_not_a_wall():
+    """The two faces of a gable differ in brightness (sun), but the nDSM peaks on the line: one building."""
+    house = box(1040, 2040, 1052, 2050)  # ridge along x at y = 2045
+    mask, _ = _raster([house])
+    rows, cols = np.mgrid[0:SHAPE[0], 0:SHAPE[1]]
+    _, y = T @ (cols + 0.5, rows + 0.5)
+    roof = 6.0 + 0.6 * (5.0 - np.abs(y - 2045.0))
+    ndsm = np.where(mask == 1, roof, 0.0).astype(np.float32)
+    north, south = box(1040, 2045, 1052, 2050), box(1040, 2040, 1052, 2045)
+    img = _roof_image([north, south], [0.6, 0.3])
+    fps = extract_footprints(mask, ndsm, T, FootprintParams(min_height_m=2.0), img)
+    assert len(fps) == 1 and iou(fps[0].polygon, house) > 0.95
+
+
+def test_shared_wall_pairs_are_counted_even_when_merged():
+    houses = [box(8 * i, 0, 8 * i + 8, 12) for i in range(3)]
+    w = shared_wall_scores([shapely.union_all(houses)], houses)  # one blob: IoU 1/3 with each, no match
+    assert w["ref_pairs"] == 2 and w["pairs"] == 0
+    w = shared_wall_scores(houses, houses)
+    assert w["ref_pairs"] == 2 and w["pairs"] == 2 and w["kept_shared"] == 1.0
+
+
 def test_touching_buildings_of_equal_height_are_one_block_without_ndsm():
     houses = [box(1040 + 8 * i, 2040, 1048 + 8 * i, 2052) for i in range(3)]
     mask, _ = _raster(houses)

@@ -4,14 +4,17 @@ Pipeline (arrays in, polygons out; no file access):
 
 1. clean the mask (opening, small-hole filling) and label its connected components = *blocks*;
 2. split each block into buildings where the nDSM jumps by more than ``split_step_m`` (row houses of
-   different heights), merging back regions whose common boundary has no such jump;
+   different heights) and, when an ortho image is given, along straight roof-image edges that cross the
+   block along one of its two dominant directions (touching houses of one height with different roofs),
+   merging back regions whose common boundary has neither;
 3. per block: dominant orientation from the block outline, regularize the block outline, regularize each
    wall shared by two buildings as an open chain, extend it across the block and cut the regularized block
    with these walls. Every building is a union of pieces of ONE partition of the block, so neighbours share
    their wall exactly (no gap, no overlap) -- unlike per-polygon regularizers.
 
 Inputs: ``mask`` (H, W) uint8 (1 building, 0 other, 255 nodata), ``ndsm`` (H, W) float32 metres above
-ground (NaN nodata), ``transform`` the rasterio affine of both (projected CRS, metres).
+ground (NaN nodata), optional ``image`` (H, W) float ortho (any radiometric unit, NaN nodata),
+``transform`` the rasterio affine of all of them (projected CRS, metres).
 """
 
 from __future__ import annotations
@@ -47,6 +50,10 @@ class FootprintParams:
         split_step_m: an nDSM jump larger than this between neighbouring pixels separates two buildings.
         min_height_m: regions whose median nDSM is below this are dropped (not a building); 0 disables.
         wall_gap_m: gaps up to this length in a height-jump line (along the block's directions) are closed.
+        split_contrast: a straight line across a block (along one of its dominant directions) where the ortho
+            changes by at least this fraction of the block's median brightness, consistently along the line,
+            separates two buildings (unless the nDSM falls away on both sides: a ridge); 0 disables.
+        split_min_width_m: image-edge splits leave pieces at least this wide (m).
         regularize: regularization settings.
     """
 
@@ -54,12 +61,22 @@ class FootprintParams:
     split_step_m: float = 0.5
     min_height_m: float = 2.0
     wall_gap_m: float = 4.0
+    split_contrast: float = 0.12
+    split_min_width_m: float = 4.0
     regularize: RegularizeParams = field(default_factory=RegularizeParams)
 
 
 def label_buildings(mask: np.ndarray, ndsm: np.ndarray | None, resolution: float,
-                    prm: FootprintParams = FootprintParams()) -> tuple[np.ndarray, np.ndarray]:
+                    prm: FootprintParams = FootprintParams(), image: np.ndarray | None = None,
+                    transform: Affine | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Label blocks and buildings.
+
+    Args:
+        mask: (H, W) uint8 building mask (1 building).
+        ndsm: (H, W) float32 height above ground (m, NaN nodata) or None (blocks are not split).
+        resolution: pixel size (m).
+        image: (H, W) ortho on the same grid (NaN nodata) or None (no image-edge split).
+        transform: affine of the grid (north-up); needed with ``image`` (block orientations), else unused.
 
     Returns:
         (blocks, buildings): two (H, W) int32 label images (0 = background). Each building lies in one block.
@@ -86,17 +103,23 @@ def label_buildings(mask: np.ndarray, ndsm: np.ndarray | None, resolution: float
     z = np.where(bld, np.nan_to_num(ndsm, nan=0.0), 0.0).astype(np.float32)
     zs = ndimage.median_filter(z, size=3)
     zs = np.where(bld, zs, np.nan)
+    thr = _jump_thresholds(zs, blocks, nb, prm.split_step_m)[blocks]
     edge = np.zeros_like(bld)
     for axis in (0, 1):
         d = np.abs(np.diff(zs, axis=axis))
-        jump = np.nan_to_num(d, nan=0.0) > prm.split_step_m
+        t = np.maximum(thr[1:], thr[:-1]) if axis == 0 else np.maximum(thr[:, 1:], thr[:, :-1])
+        jump = np.nan_to_num(d, nan=0.0) > t
         if axis == 0:
             edge[1:] |= jump
             edge[:-1] |= jump
         else:
             edge[:, 1:] |= jump
             edge[:, :-1] |= jump
-    edge = _close_walls(edge, blocks, nb, bld, prm.wall_gap_m / resolution)
+    theta = _block_thetas(blocks, nb, transform if transform is not None else Affine.scale(resolution, -resolution),
+                          prm.regularize.simplify_m)
+    edge = _close_walls(edge, blocks, theta, prm.wall_gap_m / resolution)
+    cut = _line_cuts(blocks, theta, image if prm.split_contrast > 0 else None, zs, resolution, prm)
+    edge |= cut
     seeds, ns = ndimage.label(bld & ~edge)
     if ns:
         sizes = ndimage.sum(np.ones_like(seeds), seeds, index=np.arange(1, ns + 1))
@@ -110,22 +133,51 @@ def label_buildings(mask: np.ndarray, ndsm: np.ndarray | None, resolution: float
     orphan = bld & (lab == 0)
     if orphan.any():  # blocks without any seed keep their block id (offset past the seed ids)
         lab[orphan] = blocks[orphan] + int(seeds.max())
-    lab = _merge_flat_boundaries(lab, zs, prm.split_step_m)
+    lab = _merge_flat_boundaries(lab, zs, prm.split_step_m, ndimage.binary_dilation(cut) if cut.any() else None)
     lab, _, _ = _relabel(lab)
     return blocks.astype(np.int32), lab.astype(np.int32)
 
 
-def block_orientations(bld: np.ndarray, blocks: np.ndarray, nb: int) -> np.ndarray:
-    """(nb + 1,) dominant orientation (radians, modulo 90 degrees) of each labelled block from the mask
-    gradient: length-weighted circular mean of 4 * gradient angle."""
-    f = bld.astype(np.float32)
-    gx, gy = ndimage.sobel(f, axis=1), ndimage.sobel(f, axis=0)
-    mag = np.hypot(gx, gy)
-    phi = np.arctan2(gy, gx)
-    lab = ndimage.grey_dilation(blocks, size=3)  # gradient cells just outside a block belong to it
-    c = ndimage.sum(mag * np.cos(4 * phi), lab, index=np.arange(nb + 1))
-    s = ndimage.sum(mag * np.sin(4 * phi), lab, index=np.arange(nb + 1))
-    return (np.arctan2(s, c) / 4) % (np.pi / 2)
+def _jump_thresholds(zs: np.ndarray, blocks: np.ndarray, nb: int, step: float, k: float = 4.0) -> np.ndarray:
+    """(nb + 1,) per-block threshold (m) of a neighbour-to-neighbour nDSM jump: ``step``, raised to ``k``
+    times the block's noise (NMAD of its pixel-to-pixel height differences, estimated from second
+    differences so that sloped roof faces count as noise-free) where the nDSM is noisy. On a
+    stereo nDSM single-pixel differences above ``step`` are mostly noise, and closing them into walls would
+    cut blocks anywhere; there the walls come from :func:`_line_cuts`, which averages along the line."""
+    out = np.full(nb + 1, step, float)
+    if nb == 0:
+        return out
+    diffs, labs = [], []
+    # second differences: zero on any plane (sloped roof faces), sqrt(3) times the first-difference noise
+    for d, la, lb in ((np.diff(zs, n=2, axis=0) / math.sqrt(3), blocks[2:], blocks[:-2]),
+                      (np.diff(zs, n=2, axis=1) / math.sqrt(3), blocks[:, 2:], blocks[:, :-2])):
+        ok = np.isfinite(d) & (la == lb) & (la > 0)
+        diffs.append(d[ok])
+        labs.append(la[ok])
+    d, lab = np.concatenate(diffs), np.concatenate(labs)
+    order = np.argsort(lab, kind="stable")
+    d, lab = d[order], lab[order]
+    bounds = np.flatnonzero(np.diff(lab)) + 1
+    for seg_d, seg_l in zip(np.split(d, bounds), np.split(lab, bounds)):
+        if len(seg_d) >= 20:
+            nmad = 1.4826 * float(np.median(np.abs(seg_d - np.median(seg_d))))
+            out[int(seg_l[0])] = max(step, k * nmad)
+    return out
+
+
+def _block_thetas(blocks: np.ndarray, nb: int, transform: Affine, simplify_m: float) -> np.ndarray:
+    """(nb + 1,) dominant orientation (map radians counter-clockwise from east, modulo 90 degrees) of each
+    labelled block, from its traced outline (:func:`dominant_orientation`; the pixel-gradient angles of a
+    binary staircase are biased towards multiples of 45 degrees)."""
+    theta = np.zeros(nb + 1)
+    for b, sl in enumerate(ndimage.find_objects(blocks), start=1):
+        if sl is None:
+            continue
+        sub = (blocks[sl] == b).astype(np.uint8)
+        t = transform @ Affine.translation(sl[1].start, sl[0].start)
+        rings = [np.asarray(shape(g).exterior.coords) for g, _ in features.shapes(sub, mask=sub > 0, transform=t)]
+        theta[b] = dominant_orientation(rings, simplify_m)
+    return theta
 
 
 def _line_se(angle: float, half: int) -> np.ndarray:
@@ -136,12 +188,12 @@ def _line_se(angle: float, half: int) -> np.ndarray:
     return se
 
 
-def _close_walls(edge: np.ndarray, blocks: np.ndarray, nb: int, bld: np.ndarray, gap_px: float) -> np.ndarray:
-    """Close gaps (< gap_px) in height-jump lines along each block's two dominant directions, so that a
-    wall whose height difference fades over a short stretch still separates the two buildings."""
-    if nb == 0 or gap_px < 1:
+def _close_walls(edge: np.ndarray, blocks: np.ndarray, theta: np.ndarray, gap_px: float) -> np.ndarray:
+    """Close gaps (< gap_px) in height-jump lines along each block's two dominant directions ``theta`` (map
+    radians, see :func:`_block_thetas`), so that a wall whose height difference fades over a short stretch
+    still separates the two buildings."""
+    if len(theta) <= 1 or gap_px < 1:
         return edge
-    theta = block_orientations(bld, blocks, nb)
     half = max(1, round(gap_px / 2))
     out = edge.copy()
     for b, sl in enumerate(ndimage.find_objects(blocks), start=1):
@@ -158,6 +210,119 @@ def _close_walls(edge: np.ndarray, blocks: np.ndarray, nb: int, bld: np.ndarray,
     return out
 
 
+#: a line whose nDSM falls away on both sides by more than this slope (m/m, about 5.7 degrees) is a ridge
+RIDGE_SLOPE = 0.1
+
+
+def _line_cuts(blocks: np.ndarray, theta: np.ndarray, image: np.ndarray | None, z: np.ndarray, resolution: float,
+                prm: FootprintParams) -> np.ndarray:
+    """Straight roof-image edges across blocks: (H, W) bool, True on the pixels of each accepted cut line.
+
+    Each block is resampled on a grid rotated to its dominant direction (and again to the perpendicular one),
+    with columns u across the candidate lines and rows v along them. At column c, each row compares the mean
+    brightness of the window (c, c + w] with that of [c - w, c) (w = 1.5 m; these and the next windows out
+    inside the block eroded by 1 m, the points ``split_min_width_m`` away on either side within the block).
+    A line is a wall when the median relative difference reaches ``split_contrast`` (times the block's median
+    brightness) with at least 70 % of the rows agreeing in sign and half that magnitude, over at least
+    ``split_min_width_m`` of rows covering half of the block's depth there, and the line is no ridge (two roof
+    faces of one building differ in brightness too: there the nDSM falls away on both sides, each side
+    steeper than ``RIDGE_SLOPE`` between the inner and outer windows). Strongest lines first, at least
+    ``split_min_width_m`` apart. A cut runs across the whole block.
+
+    Height steps are not tested here: along a line, a stereo nDSM smears them over metres; they come from the
+    pixel jumps of :func:`label_buildings`.
+
+    Args:
+        blocks: (H, W) int32 block labels; theta: (nb + 1,) block orientations (map radians).
+        image: (H, W) ortho (NaN nodata) or None (no cut); z: (H, W) nDSM (m, NaN outside buildings / nodata).
+    """
+    out = np.zeros(blocks.shape, bool)
+    if image is None:
+        return out
+    img = image.astype(np.float64)
+    img_ok = np.isfinite(img)
+    img = ndimage.gaussian_filter(np.where(img_ok, img, np.nanmedian(img) if img_ok.any() else 0.0), 1.0)
+    z_ok = np.isfinite(z)
+    w = max(1, round(1.5 / resolution))
+    mw = max(2 * w + 1, round(prm.split_min_width_m / resolution))
+    erode = max(1, round(1.0 / resolution))
+    pad = mw + 2
+    for b, sl0 in enumerate(ndimage.find_objects(blocks), start=1):
+        if sl0 is None:
+            continue
+        sl = tuple(slice(max(s.start - pad, 0), min(s.stop + pad, n)) for s, n in zip(sl0, blocks.shape))
+        inb = blocks[sl] == b
+        if inb.sum() * resolution ** 2 < 2 * prm.split_min_width_m ** 2:
+            continue
+        inner = ndimage.binary_erosion(inb, iterations=erode) & img_ok[sl] & z_ok[sl]
+        if not inner.any():
+            continue
+        ref = float(np.median(img[sl][inner]))
+        if ref <= 0:
+            continue
+        rows, cols = np.nonzero(inb)
+        r0, c0 = rows.mean(), cols.mean()
+        for a in (float(theta[b]), float(theta[b]) + np.pi / 2):
+            # map direction a in pixel axes: (col, row) = (cos a, -sin a); u along a, v across
+            eu = np.array([-math.sin(a), math.cos(a)])  # (row, col)
+            ev = np.array([math.cos(a), math.sin(a)])
+            pu = (rows - r0) * eu[0] + (cols - c0) * eu[1]
+            pv = (rows - r0) * ev[0] + (cols - c0) * ev[1]
+            u = np.arange(math.floor(pu.min()) - pad, math.ceil(pu.max()) + pad + 1)
+            v = np.arange(math.floor(pv.min()) - 1, math.ceil(pv.max()) + 2)
+            vv, uu = np.meshgrid(v, u, indexing="ij")
+            rr, cc = r0 + uu * eu[0] + vv * ev[0], c0 + uu * eu[1] + vv * ev[1]
+            coords = np.array([rr, cc])
+            rot_in = ndimage.map_coordinates(inb.astype(np.uint8), coords, order=0, cval=0) > 0
+            rot_inner = ndimage.map_coordinates(inner.astype(np.uint8), coords, order=0, cval=0) > 0
+            rot_img = ndimage.map_coordinates(img[sl], coords, order=1, cval=np.nan)
+            rot_z = ndimage.map_coordinates(np.nan_to_num(z[sl], nan=-1e3), coords, order=1, cval=-1e3)
+            rot_z = np.where(rot_z > -100, rot_z, np.nan)
+            nu = len(u)
+            cands = []
+            for c in range(mw, nu - mw):
+                left, left2 = slice(c - w, c), slice(c - 2 * w, c - w)
+                right, right2 = slice(c + 1, c + 1 + w), slice(c + 1 + w, c + 1 + 2 * w)
+                ok = (rot_inner[:, left2].all(axis=1) & rot_inner[:, left].all(axis=1) & rot_inner[:, right].all(axis=1)
+                      & rot_inner[:, right2].all(axis=1) & rot_in[:, c - mw] & rot_in[:, c + mw])
+                depth = rot_in[:, c].sum()
+                if ok.sum() * resolution < prm.split_min_width_m or ok.sum() < 0.5 * depth:
+                    continue
+                d = (rot_img[ok, right].mean(axis=1) - rot_img[ok, left].mean(axis=1)) / ref
+                score = _agreeing_median(d, prm.split_contrast) / prm.split_contrast
+                if score < 1:
+                    continue
+                # both faces falling away from the line: a ridge, whose two faces differ in brightness
+                zl, zr = rot_z[ok, left].mean(axis=1), rot_z[ok, right].mean(axis=1)
+                rise_l = float(np.nanmedian(zl - rot_z[ok, left2].mean(axis=1))) / (w * resolution)
+                rise_r = float(np.nanmedian(zr - rot_z[ok, right2].mean(axis=1))) / (w * resolution)
+                if min(rise_l, rise_r) > RIDGE_SLOPE:
+                    continue
+                cands.append((score, c))
+            kept: list[int] = []
+            for score, c in sorted(cands, key=lambda t: -t[0]):
+                if any(abs(c - k) < mw for k in kept):
+                    continue
+                kept.append(c)
+                log.debug("block %d: image wall across direction %.1f deg at column %d (score %.2f)", b,
+                          math.degrees(a), c, score)
+                # the cut: block pixels whose u falls in column c (the line across the whole block)
+                col_of = np.round(pu - u[0]).astype(int)
+                on = col_of == c
+                out[sl][rows[on], cols[on]] = True
+    return out
+
+
+def _agreeing_median(d: np.ndarray, t: float) -> float:
+    """|median(d)| when at least 70 % of ``d`` share its sign with magnitude >= t / 2, else 0."""
+    d = d[np.isfinite(d)]
+    if len(d) == 0:
+        return 0.0
+    med = float(np.median(d))
+    agree = np.mean((np.sign(d) == np.sign(med)) & (np.abs(d) >= 0.5 * t))
+    return abs(med) if agree >= 0.7 else 0.0
+
+
 def _relabel(lab: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     u, inv = np.unique(lab, return_inverse=True)
     inv = inv.reshape(lab.shape)
@@ -166,13 +331,17 @@ def _relabel(lab: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return inv.astype(np.int32), u, inv
 
 
-def _merge_flat_boundaries(lab: np.ndarray, z: np.ndarray, step: float) -> np.ndarray:
-    """Merge adjacent regions whose median height difference across their common boundary is < step."""
+def _merge_flat_boundaries(lab: np.ndarray, z: np.ndarray, step: float, keep: np.ndarray | None = None) -> np.ndarray:
+    """Merge adjacent regions whose median height difference across their common boundary is < step, unless
+    most of that boundary lies on ``keep`` (image-edge cuts, (H, W) bool)."""
     pairs: dict[tuple[int, int], list[np.ndarray]] = {}
-    for a, b, za, zb in ((lab[:, :-1], lab[:, 1:], z[:, :-1], z[:, 1:]), (lab[:-1], lab[1:], z[:-1], z[1:])):
+    kp = keep if keep is not None else np.zeros(lab.shape, bool)
+    for a, b, za, zb, ka, kb in ((lab[:, :-1], lab[:, 1:], z[:, :-1], z[:, 1:], kp[:, :-1], kp[:, 1:]),
+                                 (lab[:-1], lab[1:], z[:-1], z[1:], kp[:-1], kp[1:])):
         sel = (a != b) & (a > 0) & (b > 0)
         la, lb = np.minimum(a[sel], b[sel]), np.maximum(a[sel], b[sel])
-        dz = np.abs(za[sel] - zb[sel])
+        # a boundary step on a kept cut counts as a height jump (+inf)
+        dz = np.where(ka[sel] | kb[sel], np.inf, np.abs(za[sel] - zb[sel]))
         key = la.astype(np.int64) * (1 << 31) + lb
         order = np.argsort(key, kind="stable")
         key, dz = key[order], dz[order]
@@ -325,7 +494,7 @@ class Footprint:
 
 
 def extract_footprints(mask: np.ndarray, ndsm: np.ndarray | None, transform: Affine,
-                       prm: FootprintParams = FootprintParams()) -> list[Footprint]:
+                       prm: FootprintParams = FootprintParams(), image: np.ndarray | None = None) -> list[Footprint]:
     """Building mask (+ nDSM) -> regularized footprints.
 
     Args:
@@ -333,6 +502,8 @@ def extract_footprints(mask: np.ndarray, ndsm: np.ndarray | None, transform: Aff
         ndsm: (H, W) float32 height above ground (m, NaN nodata) on the same grid, or None (no splitting
             of touching buildings, no height filter).
         transform: affine transform of the grid (projected CRS, metres, north-up).
+        image: (H, W) ortho on the same grid (NaN nodata) or None: with it, touching buildings are also split
+            along straight roof-image edges (needs ``ndsm``).
 
     Returns:
         Footprints sorted by id (1..N).
@@ -340,7 +511,7 @@ def extract_footprints(mask: np.ndarray, ndsm: np.ndarray | None, transform: Aff
     if transform.b != 0 or transform.d != 0:
         raise ValueError("extract_footprints needs a north-up grid (no rotation terms in the transform)")
     res = abs(transform.a)
-    blocks, lab = label_buildings(mask, ndsm, res, prm)
+    blocks, lab = label_buildings(mask, ndsm, res, prm, image, transform)
     if ndsm is not None and prm.min_height_m > 0 and lab.max() > 0:
         med = ndimage.median(np.nan_to_num(ndsm, nan=0.0), lab, index=np.arange(1, lab.max() + 1))
         low = 1 + np.flatnonzero(np.asarray(med) < prm.min_height_m)
