@@ -85,6 +85,8 @@ rule lod2:
         max_rmse_m=config["lod"]["roof_max_rmse_m"],
         min_rise_m=config["lod"]["roof_min_rise_m"],
         min_slope_deg=config["lod"]["roof_min_slope_deg"],
+        min_slope_z=config["lod"]["roof_min_slope_z"],
+        bic_margin=config["lod"]["roof_bic_margin"],
         plane_tol_m=config["lod"]["plane_tol_m"],
         max_planes=config["lod"]["max_planes"],
         edge_buffer_m=config["lod"]["edge_buffer_m"],

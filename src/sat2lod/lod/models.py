@@ -60,25 +60,42 @@ def ground_height(poly: Polygon, dtm: np.ndarray, transform: Affine, percentile:
     return float(np.percentile(vals, percentile)) if len(vals) else float("nan")
 
 
+#: inward buffer (m) of the footprint for the LOD1 block height: pixels on the outline mix roof and ground
+LOD1_EDGE_BUFFER_M = 0.5
+
+
+def block_height(poly: Polygon, ndsm: np.ndarray, transform: Affine, percentile: float = 90.0,
+                 buffer_m: float = LOD1_EDGE_BUFFER_M) -> float:
+    """LoD1.2 block height (m above ground): the ``percentile`` of the nDSM ``ndsm`` (H x W, m, NaN nodata;
+    grid ``transform``, the footprint's CRS) over the pixels whose centre lies in ``poly`` shrunk by
+    ``buffer_m`` (the whole footprint when the shrunk one holds no pixel centre). NaN when no valid pixel.
+
+    The same rule serves the product (rule lod1) and its reference in :mod:`sat2lod.qualify` (applied to the
+    reference nDSM inside the reference footprint), so that the LOD1 height error compares like with like.
+    """
+    _, _, h = pixels_in(poly, ndsm, transform, buffer_m=buffer_m)
+    h = h[np.isfinite(h)]
+    return float(np.percentile(h, percentile)) if len(h) else float("nan")
+
+
 def lod1_building(fid: str, poly: Polygon, dtm: np.ndarray, ndsm: np.ndarray, transform: Affine,
                   roof_percentile: float = 90.0, ground_percentile: float = 50.0) -> CityBuilding | None:
-    """LoD1.2 block: the footprint extruded from the ground to ground + ``roof_percentile`` of the nDSM.
+    """LoD1.2 block: the footprint extruded from the ground to ground + :func:`block_height` (the
+    ``roof_percentile`` of the nDSM inside the footprint shrunk by ``LOD1_EDGE_BUFFER_M``).
 
     Returns None (with a log line) when the footprint holds no valid height.
     """
     g = ground_height(poly, dtm, transform, ground_percentile)
-    _, _, h = pixels_in(poly, ndsm, transform, buffer_m=0.5)
-    h = h[np.isfinite(h)]
-    if not np.isfinite(g) or len(h) == 0:
+    height = block_height(poly, ndsm, transform, roof_percentile)
+    if not np.isfinite(g) or not np.isfinite(height):
         log.info("building %s: no valid DTM/nDSM cell, skipped in LOD1", fid)
         return None
-    height = float(np.percentile(h, roof_percentile))
     if height <= 0.1:
         log.info("building %s: nDSM percentile %.2f m <= 0.1 m, skipped in LOD1", fid, height)
         return None
     surfaces = build_solid([poly], [(g + height, 0.0, 0.0)], g)
     attrs = {"ground_height": round(g, 3), "roof_height": round(g + height, 3), "height": round(height, 3),
-             "roof_percentile": roof_percentile, "area_m2": round(poly.area, 2)}
+             "roof_percentile": roof_percentile, "edge_buffer_m": LOD1_EDGE_BUFFER_M, "area_m2": round(poly.area, 2)}
     return CityBuilding(fid, [(s.rings, s.semantic) for s in surfaces], "1.2", attrs)
 
 
@@ -98,7 +115,7 @@ def lod2_building(fid: str, poly: Polygon, dsm: np.ndarray, dtm: np.ndarray, tra
     low = min(float(np.min(p[0] + p[1] * ring[:, 0] + p[2] * ring[:, 1])) for p in fit.planes)
     if low <= g + 0.5:
         h = max(float(np.nanmedian(z)), g + 1.0)
-        fit = RoofFit("flat", [poly], [(h, 0.0, 0.0)], h, h, fit.rmse, fit.n_points, fit.scores)
+        fit = RoofFit("flat", [poly], [(h, 0.0, 0.0)], h, h, fit.rmse, fit.n_points, fit.scores, fit.noise_m, fit.n_eff)
     try:
         surfaces = build_solid(fit.faces, fit.planes, g)
         chk = check_solid(surfaces)
@@ -108,10 +125,12 @@ def lod2_building(fid: str, poly: Polygon, dsm: np.ndarray, dtm: np.ndarray, tra
     if problem:
         log.warning("building %s: %s roof: %s; using a flat roof instead", fid, fit.roof_type, problem)
         h = float(np.nanmedian(z))
-        fit = RoofFit("flat", [poly], [(h, 0.0, 0.0)], h, h, fit.rmse, fit.n_points, fit.scores)
+        fit = RoofFit("flat", [poly], [(h, 0.0, 0.0)], h, h, fit.rmse, fit.n_points, fit.scores, fit.noise_m, fit.n_eff)
         surfaces = build_solid(fit.faces, fit.planes, g)
     attrs = {"roof_type": fit.roof_type, "ground_height": round(g, 3),
              "eave_height": round(fit.eave - g, 3), "ridge_height": round(fit.ridge - g, 3),
-             "roof_rmse": round(fit.rmse, 3) if np.isfinite(fit.rmse) else None, "n_roof_faces": len(fit.faces),
+             "roof_rmse": round(fit.rmse, 3) if np.isfinite(fit.rmse) else None,
+             "roof_noise_m": round(fit.noise_m, 3) if np.isfinite(fit.noise_m) else None,
+             "n_roof_faces": len(fit.faces),
              "area_m2": round(poly.area, 2)}
     return CityBuilding(fid, [(s.rings, s.semantic) for s in surfaces], "2.2", attrs), fit

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+from dataclasses import replace
 from pathlib import Path
 
 import geopandas as gpd
@@ -17,7 +18,7 @@ from sat2lod.lod.footprints import FootprintParams, extract_footprints
 from sat2lod.lod.metrics import n_vertices
 from sat2lod.lod.models import lod1_building, lod2_building, pixels_in
 from sat2lod.lod.regularize import RegularizeParams
-from sat2lod.lod.roof import RoofParams
+from sat2lod.lod.roof import RoofParams, roof_noise_area
 
 log = logging.getLogger(__name__)
 PathLike = str | os.PathLike[str]
@@ -123,17 +124,30 @@ def run_lod1(footprints: PathLike, dtm: PathLike, ndsm: PathLike, city: PathLike
 
 def run_lod2(footprints: PathLike, dsm: PathLike, dtm: PathLike, city: PathLike, obj: PathLike | None = None, *,
              max_rmse_m: float = 1.0, min_rise_m: float = 0.7, plane_tol_m: float = 0.4, max_planes: int = 8,
-             edge_buffer_m: float = 0.6, min_slope_deg: float = 5.0, ground_percentile: float = 50.0,
-             title: str = "sat2lod LoD2.2",
+             edge_buffer_m: float = 0.6, min_slope_deg: float = 5.0, min_slope_z: float = 3.0,
+             bic_margin: float = 2.0, ground_percentile: float = 50.0, title: str = "sat2lod LoD2.2",
              cityjsonseq: PathLike | None = None) -> dict:
-    """Footprints + DSM + DTM -> LoD2.2 CityJSON 2.0 (+ CityJSONSeq, OBJ). Returns the CityJSON dict."""
+    """Footprints + DSM + DTM -> LoD2.2 CityJSON 2.0 (+ CityJSONSeq, OBJ). Returns the CityJSON dict.
+
+    Roof model selection (sat2lod.lod.roof.fit_roof) uses the DSM noise correlation area estimated once for
+    the scene (median over the roofs of :func:`sat2lod.lod.roof.roof_noise_area`).
+    """
     gdf = _footprints(footprints)
     s = read_raster(dsm, masked_to_nan=True)
     t = read_raster(dtm, masked_to_nan=True)
     _same_grid(s, t, dsm, dtm)
     epsg = _epsg(s, dsm)
     prm = RoofParams(max_rmse_m=max_rmse_m, min_rise_m=min_rise_m, plane_tol_m=plane_tol_m, max_planes=max_planes,
-                     edge_buffer_m=edge_buffer_m, min_slope_deg=min_slope_deg)
+                     edge_buffer_m=edge_buffer_m, min_slope_deg=min_slope_deg, min_slope_z=min_slope_z,
+                     bic_margin=bic_margin)
+    # the DSM noise correlation is a property of the DSM: one scene value (median over roofs), so that a roof
+    # no primitive fits (model misfit in its residuals) does not take its own large correlation area
+    areas = [roof_noise_area(geom, *pixels_in(geom, s.array, s.transform, prm.edge_buffer_m), s.transform, prm)
+             for geom in gdf.geometry]
+    areas = [a for a in areas if np.isfinite(a)]
+    if areas:
+        prm = replace(prm, corr_area_px=float(np.median(areas)))
+        log.info("lod2: DSM noise correlation area %.1f px (median over %d roofs)", prm.corr_area_px, len(areas))
     blds = []
     counts: dict[str, int] = {}
     for fid, geom in zip(gdf["id"], gdf.geometry):

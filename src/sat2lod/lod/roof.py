@@ -11,9 +11,12 @@ known shape function f, so fitting is a robust linear least squares in (e, k):
 - pyramid: f = min((hw - |t|) / hw, (hl - |s|) / hl) * hw
 - shed:    a free plane z = a + b x + c y.
 
-The model with the lowest BIC wins (residuals Huber-weighted); when even the best primitive leaves an RMS
-residual above ``max_rmse_m``, the roof is segmented into planes (sequential RANSAC + raster regions) and
-each plane gets the part of the footprint where it is the closest.
+Stereo DSM noise is spatially correlated, so the selection works with the roof's own noise level (NMAD of
+the residuals) and an effective sample count N_eff = N / correlation area: sloped primitives need a slope
+significant against that noise, and the model with the lowest effective-sample BIC wins, a more complex one
+only by a margin (see :func:`fit_roof`). When even the best primitive leaves a robust residual scale above
+``max_rmse_m``, the roof is segmented into planes (sequential RANSAC + raster regions), each plane getting
+the part of the footprint where it is the closest, and kept only if it wins by the same BIC.
 
 Heights are absolute (datum of the DSM), coordinates map metres (projected CRS).
 """
@@ -49,6 +52,8 @@ class RoofFit:
     rmse: float  # RMS residual of the DSM points (m)
     n_points: int
     scores: dict[str, float] = field(default_factory=dict)
+    noise_m: float = float("nan")  # robust DSM noise on the roof (NMAD of the best primitive's residuals, m)
+    n_eff: float = float("nan")  # effective number of independent DSM samples (noise correlation removed)
 
 
 @dataclass(frozen=True)
@@ -66,6 +71,13 @@ class RoofParams:
             degree yet rises by decimetres).
         square_tol: a pyramid is only tried on footprints whose rectangle sides differ by at most this
             fraction (a hip is not tried on exact squares, where it is a pyramid).
+        min_slope_z: a sloped primitive's slope must be at least this many standard errors, the standard
+            error taken from the roof's own residual noise and its effective (decorrelated) sample count.
+        bic_margin: a model with more parameters must lower the effective-sample BIC by at least this much
+            against a simpler admissible one (2: "positive evidence" on Kass & Raftery's scale).
+        corr_area_px: correlation area of the DSM noise (pixels per independent sample); None: estimated on
+            each roof from its residuals (:func:`roof_noise_area`). run_lod2 sets the median over the scene's
+            roofs, which model misfit on a few roofs does not bias.
     """
 
     max_rmse_m: float = 1.0
@@ -75,6 +87,9 @@ class RoofParams:
     edge_buffer_m: float = 0.6
     min_slope_deg: float = 5.0
     square_tol: float = 0.15
+    min_slope_z: float = 3.0
+    bic_margin: float = 2.0
+    corr_area_px: float | None = None
 
 
 def building_frame(footprint: Polygon) -> tuple[float, float, float, float, float]:
@@ -123,14 +138,6 @@ def _huber_lstsq(a: np.ndarray, z: np.ndarray, delta: float = 0.5, iters: int = 
         ar = np.abs(r)
         w = np.where(ar <= delta, 1.0, delta / np.maximum(ar, 1e-12))
     return coef, z - a @ coef
-
-
-def _bic(r: np.ndarray, k: int, delta: float = 0.5) -> float:
-    # Huber loss in place of squared residuals: a few outliers do not decide the model
-    ar = np.abs(r)
-    loss = np.where(ar <= delta, 0.5 * r * r, delta * (ar - 0.5 * delta))
-    n = len(r)
-    return float(n * math.log(max(2 * loss.mean(), 1e-6)) + k * math.log(n))
 
 
 def _plane_map(frame: tuple[float, float, float, float, float], e: float, ks: float, kt: float) -> tuple[float, float, float]:
@@ -191,17 +198,145 @@ def _plane_z(plane: tuple[float, float, float], x: np.ndarray, y: np.ndarray) ->
     return plane[0] + plane[1] * x + plane[2] * y
 
 
+def _grid_rc(x: np.ndarray, y: np.ndarray, transform: Affine | None) -> tuple[np.ndarray, np.ndarray]:
+    """Integer (row, col) of points on their pixel grid: from ``transform``, else from the point spacing."""
+    if transform is not None:
+        col, row = ~transform @ (x, y)
+        return np.floor(row).astype(int), np.floor(col).astype(int)
+    out = []
+    for v in (y, x):
+        u = np.unique(np.round(v, 6))
+        d = np.diff(u)
+        step = float(d[d > 1e-6].min()) if (d > 1e-6).any() else 1.0
+        out.append(np.round((v - v.min()) / step).astype(int))
+    return out[0], out[1]
+
+
+def noise_correlation_area(row: np.ndarray, col: np.ndarray, r: np.ndarray) -> tuple[float, float]:
+    """Lag-1 autocorrelation of residuals on their pixel grid and the implied correlation area (pixels).
+
+    Stereo DSM errors are spatially correlated (matching windows, SGM smoothing, resampling), so N roof pixels
+    carry far fewer than N independent samples. With a Gaussian-shaped correlation function rho(d) =
+    exp(-d^2 / (2 L^2)) (d in pixels), the lag-1 value gives L^2 = -1 / (2 ln rho1), and the correlation area
+    (the integral of rho over the plane, pixels per independent sample) is 2 pi L^2 = -pi / ln rho1.
+
+    Args:
+        row, col: (N,) integer pixel indices; r: (N,) residuals (m) of a roof fit.
+
+    Returns:
+        (rho1, area): rho1 in [0, 0.97]; area >= 1 pixel.
+    """
+    if len(r) < 4:
+        return 0.0, 1.0
+    r0, c0 = row.min(), col.min()
+    g = np.full((row.max() - r0 + 1, col.max() - c0 + 1), np.nan)
+    med = float(np.median(r))
+    scale = 1.4826 * float(np.median(np.abs(r - med))) + 1e-9
+    g[row - r0, col - c0] = np.clip(r - med, -3 * scale, 3 * scale)  # outliers do not set the correlation
+    num = den_a = den_b = 0.0
+    for a, b in ((g[:, :-1], g[:, 1:]), (g[:-1, :], g[1:, :])):
+        ok = np.isfinite(a) & np.isfinite(b)
+        num += float(np.sum(a[ok] * b[ok]))
+        den_a += float(np.sum(a[ok] ** 2))
+        den_b += float(np.sum(b[ok] ** 2))
+    if den_a <= 0 or den_b <= 0:
+        return 0.0, 1.0
+    rho = float(np.clip(num / math.sqrt(den_a * den_b), 0.0, 0.97))
+    area = -math.pi / math.log(rho) if rho > math.exp(-math.pi) else 1.0
+    return rho, max(1.0, area)
+
+
+def _nmad(r: np.ndarray) -> float:
+    return float(1.4826 * np.median(np.abs(r - np.median(r))))
+
+
+def _robust_var(r: np.ndarray, delta: float) -> float:
+    """2 x mean Huber loss: the residual variance for Gaussian residuals, outliers counted linearly."""
+    ar = np.abs(r)
+    loss = np.where(ar <= delta, 0.5 * r * r, delta * (ar - 0.5 * delta))
+    return float(2 * loss.mean())
+
+
+def _slope_z(a: np.ndarray, coef: np.ndarray, r: np.ndarray, idx: list[int], inflation: float) -> float:
+    """Significance (in standard errors) of the coefficients ``idx`` of a linear fit, jointly (Mahalanobis
+    norm); residual scale = NMAD, covariance inflated by ``inflation`` = N / N_eff for correlated noise."""
+    sigma = max(_nmad(r), 1e-3)
+    try:
+        cov = np.linalg.inv(a.T @ a)[np.ix_(idx, idx)] * sigma ** 2 * inflation
+        v = coef[idx]
+        return float(math.sqrt(max(float(v @ np.linalg.solve(cov, v)), 0.0)))
+    except np.linalg.LinAlgError:
+        return 0.0
+
+
+def _primitive_fits(footprint: Polygon, x: np.ndarray, y: np.ndarray, z: np.ndarray, prm: RoofParams,
+                    ) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
+    """Huber fits of every primitive to finite points: kind -> (design (N, k), coefficients (k,), residuals
+    (N,) m, shape function (N,)); ``shed`` is the free plane in x - mean(x), y - mean(y)."""
+    frame = building_frame(footprint)
+    _, _, _, hl, hw = frame
+    s, t = _local(x, y, frame)
+    n = len(z)
+    raw: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = {}
+    for kind in ("flat", "gable_s", "gable_t", "hip", "pyramid"):
+        if (kind == "hip" and hl - hw <= 0.03 * hw) or (kind == "pyramid" and hl - hw > prm.square_tol * hw):
+            continue  # on a square a hip roof is a pyramid; on a clear rectangle a pyramid is a hip
+        f = _shape_fn(kind, s, t, hl, hw)
+        a = np.column_stack([np.ones(n), f]) if kind != "flat" else np.ones((n, 1))
+        coef, r = _huber_lstsq(a, z)
+        raw[kind] = (a, coef, r, f)
+    a_sh = np.column_stack([np.ones(n), x - x.mean(), y - y.mean()])
+    coef_sh, r_sh = _huber_lstsq(a_sh, z)
+    raw["shed"] = (a_sh, coef_sh, r_sh, np.zeros(n))
+    return raw
+
+
+def roof_noise_area(footprint: Polygon, x: np.ndarray, y: np.ndarray, z: np.ndarray,
+                    transform: Affine | None = None, prm: RoofParams = RoofParams()) -> float:
+    """Correlation area (pixels) of the DSM noise on one roof: residuals of its best-fitting primitive.
+
+    ``x, y, z``: (N,) pixel centres (map metres) and DSM heights (m, NaN ignored). NaN when < 12 points.
+    A roof that no primitive fits leaves model misfit in its residuals (a large area): take the median over
+    many roofs for a scene-level value (what :func:`sat2lod.lod.pipeline.run_lod2` does).
+    """
+    ok = np.isfinite(z)
+    x, y, z = x[ok], y[ok], z[ok]
+    if len(z) < 12:
+        return float("nan")
+    raw = _primitive_fits(footprint, x, y, z, prm)
+    r = raw[min(raw, key=lambda kd: _nmad(raw[kd][2]))][2]
+    row, col = _grid_rc(x, y, transform)
+    return noise_correlation_area(row, col, r)[1]
+
+
 def fit_roof(footprint: Polygon, x: np.ndarray, y: np.ndarray, z: np.ndarray,
              prm: RoofParams = RoofParams(), transform: Affine | None = None) -> RoofFit:
     """Fit a roof to DSM points inside a footprint.
 
+    Model selection under correlated DSM noise:
+
+    1. every primitive is fitted (Huber IRLS); the noise level sigma is the NMAD of the residuals of the
+       best-fitting primitive and the residual correlation area A (pixels, :func:`noise_correlation_area`)
+       gives the effective number of independent samples N_eff = N / A;
+    2. a sloped primitive is kept only when it rises at least ``min_rise_m``, is at least ``min_slope_deg``
+       steep and its slope is significant: ``slope / SE(slope) >= min_slope_z`` with SE computed from the
+       NMAD and inflated by sqrt(N / N_eff) (correlated noise tilts a flat roof coherently);
+    3. the score is a BIC with N_eff samples, BIC = N_eff ln(sigma_k^2) + k ln(N_eff) (sigma_k^2 from Huber
+       losses with delta = 1.345 sigma), and a model with more parameters must beat a simpler one by
+       ``bic_margin`` (fits within the noise keep the simpler roof: flat < gable/hip/pyramid < shed);
+    4. when even the best primitive leaves a robust residual scale (NMAD) above ``max_rmse_m`` the roof is
+       segmented into planes, kept only if it wins by the same BIC (3 parameters per plane).
+
     Args:
         footprint: building polygon (map metres).
         x, y, z: (N,) DSM pixel centres and heights inside the footprint (edge pixels already removed).
-        transform: the DSM grid transform; needed only for the multi-plane fallback (raster regions).
+        transform: the DSM grid transform (pixel grid for the noise correlation, raster regions of the
+            multi-plane fallback); without it the grid is inferred from the point spacing and no multi-plane
+            fallback is tried.
 
     Returns:
-        The best model; ``scores`` holds the BIC of every candidate.
+        The selected model; ``scores`` holds the BIC of every admissible candidate, ``noise_m`` the NMAD
+        and ``n_eff`` the effective sample count.
     """
     ok = np.isfinite(z)
     x, y, z = x[ok], y[ok], z[ok]
@@ -211,45 +346,79 @@ def fit_roof(footprint: Polygon, x: np.ndarray, y: np.ndarray, z: np.ndarray,
         return RoofFit("flat", [footprint], [(h, 0.0, 0.0)], h, h, float("nan"), n)
     frame = building_frame(footprint)
     _, _, _, hl, hw = frame
-    s, t = _local(x, y, frame)
+    raw = _primitive_fits(footprint, x, y, z, prm)
+    xm, ym = float(x.mean()), float(y.mean())
+    # noise level and correlation from the best-fitting primitive (the least model misfit in its residuals)
+    best_raw = min(raw, key=lambda kd: _nmad(raw[kd][2]))
+    sigma = max(_nmad(raw[best_raw][2]), 1e-3)
+    if prm.corr_area_px is not None:
+        area = max(float(prm.corr_area_px), 1.0)
+    else:
+        row, col = _grid_rc(x, y, transform)
+        _, area = noise_correlation_area(row, col, raw[best_raw][2])
+    n_eff = max(n / area, 3.0)
+    delta = 1.345 * sigma
+    n_par = {"flat": 1, "gable_s": 2, "gable_t": 2, "hip": 2, "pyramid": 2, "shed": 3}
+
+    def bic(r: np.ndarray, k: int) -> float:
+        return float(n_eff * math.log(max(_robust_var(r, delta), 1e-8)) + k * math.log(n_eff))
+
     cands: dict[str, tuple[float, RoofFit]] = {}
-    for kind in ("flat", "gable_s", "gable_t", "hip", "pyramid"):
-        if (kind == "hip" and hl - hw <= 0.03 * hw) or (kind == "pyramid" and hl - hw > prm.square_tol * hw):
-            continue  # on a square a hip roof is a pyramid; on a clear rectangle a pyramid is a hip
-        f = _shape_fn(kind, s, t, hl, hw)
-        a = np.column_stack([np.ones(n), f]) if kind != "flat" else np.ones((n, 1))
-        coef, r = _huber_lstsq(a, z)
-        e = float(coef[0])
-        k = float(coef[1]) if kind != "flat" else 0.0
-        if kind == "flat":
-            faces, planes = [footprint], [(e, 0.0, 0.0)]
-            rise = 0.0
-        else:
-            rise = k * float(np.max(f))
-            slope = k if kind != "pyramid" else k * hw / min(hl, hw)  # m per m across the steepest face
-            if k <= 0 or rise < prm.min_rise_m or math.degrees(math.atan(slope)) < prm.min_slope_deg:
+    for kind, (a, coef, r, f) in raw.items():
+        if kind == "shed":
+            plane = (float(coef[0] - coef[1] * xm - coef[2] * ym), float(coef[1]), float(coef[2]))
+            ring = np.asarray(footprint.exterior.coords)
+            zr = _plane_z(plane, ring[:, 0], ring[:, 1])
+            rise = float(zr.max() - zr.min())
+            slope_deg = math.degrees(math.atan(math.hypot(plane[1], plane[2])))
+            if rise < prm.min_rise_m or slope_deg < prm.min_slope_deg:
                 continue
-            faces, planes = _partition(footprint, _regions(kind, frame, e, k))
-        name = "gable" if kind.startswith("gable") else kind
-        fit = RoofFit(name, faces, planes, e, e + rise, float(np.sqrt(np.mean(r ** 2))), n)
-        cands[kind] = (_bic(r, 1 if kind == "flat" else 2), fit)
-    coef, r = _huber_lstsq(np.column_stack([np.ones(n), x - x.mean(), y - y.mean()]), z)
-    a0 = float(coef[0] - coef[1] * x.mean() - coef[2] * y.mean())
-    plane = (a0, float(coef[1]), float(coef[2]))
-    ring = np.asarray(footprint.exterior.coords)
-    zr = _plane_z(plane, ring[:, 0], ring[:, 1])
-    slope_deg = math.degrees(math.atan(math.hypot(plane[1], plane[2])))
-    if float(zr.max() - zr.min()) >= prm.min_rise_m and slope_deg >= prm.min_slope_deg:
-        cands["shed"] = (_bic(r, 3), RoofFit("shed", [footprint], [plane], float(zr.min()), float(zr.max()),
-                                             float(np.sqrt(np.mean(r ** 2))), n))
-    best_kind = min(cands, key=lambda kd: cands[kd][0])
+            if _slope_z(a, coef, r, [1, 2], area) < prm.min_slope_z:
+                continue
+            fit = RoofFit("shed", [footprint], [plane], float(zr.min()), float(zr.max()),
+                          float(np.sqrt(np.mean(r ** 2))), n)
+        else:
+            e = float(coef[0])
+            k = float(coef[1]) if kind != "flat" else 0.0
+            if kind == "flat":
+                faces, planes = [footprint], [(e, 0.0, 0.0)]
+                rise = 0.0
+            else:
+                rise = k * float(np.max(f))
+                slope = k if kind != "pyramid" else k * hw / min(hl, hw)  # m per m across the steepest face
+                if k <= 0 or rise < prm.min_rise_m or math.degrees(math.atan(slope)) < prm.min_slope_deg:
+                    continue
+                if _slope_z(a, coef, r, [1], area) < prm.min_slope_z:
+                    continue
+                faces, planes = _partition(footprint, _regions(kind, frame, e, k))
+            name = "gable" if kind.startswith("gable") else kind
+            fit = RoofFit(name, faces, planes, e, e + rise, float(np.sqrt(np.mean(r ** 2))), n)
+        cands[kind] = (bic(r, n_par[kind]), fit)
+    # the lowest BIC wins, but a model with more parameters must beat every simpler one by bic_margin
+    order = sorted(cands, key=lambda kd: (n_par[kd], cands[kd][0]))
+    best_kind = order[0]
+    for kd in order[1:]:
+        margin = prm.bic_margin if n_par[kd] > n_par[best_kind] else 0.0
+        if cands[kd][0] < cands[best_kind][0] - margin:
+            best_kind = kd
     best = cands[best_kind][1]
     best.scores = {kd: round(v[0], 2) for kd, v in cands.items()}
-    if best.rmse > prm.max_rmse_m and transform is not None:
+    best.noise_m, best.n_eff = sigma, n_eff
+    best_r = raw[best_kind][2]
+    if _nmad(best_r) > prm.max_rmse_m and transform is not None:
         multi = fit_multiplane(footprint, x, y, z, transform, prm)
-        if multi is not None and multi.rmse < best.rmse:
-            multi.scores = best.scores
-            return multi
+        if multi is not None:
+            zfit = np.full(n, np.nan)
+            pts = shapely.points(x, y)
+            for fc, pl in zip(multi.faces, multi.planes):
+                inside = shapely.contains(fc, pts)
+                zfit[inside] = _plane_z(pl, x[inside], y[inside])
+            r_m = np.where(np.isfinite(zfit), z - zfit, best_r)
+            bic_m = bic(r_m, 3 * len({tuple(p) for p in multi.planes}))
+            multi.scores = best.scores | {"multiplane": round(bic_m, 2)}
+            multi.noise_m, multi.n_eff = sigma, n_eff
+            if bic_m < cands[best_kind][0] - prm.bic_margin:
+                return multi
     return best
 
 
