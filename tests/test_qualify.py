@@ -7,6 +7,7 @@ import json
 import geopandas as gpd
 import numpy as np
 import pytest
+import shapely
 from rasterio.transform import from_origin
 from shapely.geometry import box
 
@@ -105,3 +106,42 @@ def test_building_scores_through_qualify(tmp_path):
     assert b["lod2"]["roof_type_accuracy"] == pytest.approx(2 / 3)
     assert b["lod2"]["confusion_truth_to_predicted"]["hip"]["gable"] == 1
     assert out["targets"]["roof_type_accuracy"]["met"] is False
+
+
+def test_lod1_height_is_compared_like_for_like_on_a_gable(tmp_path):
+    # a gable house on exact rasters: the LOD1 block (90th percentile of the nDSM) is by construction below the
+    # ridge; against the same rule applied to the reference nDSM the error is exactly 0
+    from sat2lod.io.cityjson import city_model, write_cityjson
+    from sat2lod.lod.models import lod1_building
+    from sat2lod.synth.layout import Building
+
+    tr = from_origin(500000.0, 4800100.0, 0.5, 0.5)
+    xs, ys = np.meshgrid(500000.25 + 0.5 * np.arange(200), 4800099.75 - 0.5 * np.arange(200))
+    fp = box(500040, 4800040, 500054, 4800050)  # 14 m x 10 m, ridge along x at y = 4800045
+    b = Building(1, fp, "gable", 6.0, 10.0, 150.0, (500047.0, 4800045.0, 0.0, 7.0, 5.0), "detached")
+    dtm = np.full(xs.shape, 150.0, np.float32)
+    dsm = dtm.copy()
+    inside = shapely.contains_xy(fp, xs, ys)
+    dsm[inside] += b.roof_height(xs[inside], ys[inside]).astype(np.float32)
+    for name, a in (("dsm", dsm), ("dtm", dtm)):
+        write_raster(tmp_path / f"{name}.tif", a, tr, 32631, nodata=float("nan"))
+    write_vector(tmp_path / "ref.gpkg", gpd.GeoDataFrame({"id": [1], "height": [10.0]}, geometry=[fp], crs=32631),
+                 layer="buildings")
+    write_vector(tmp_path / "fp.gpkg", gpd.GeoDataFrame({"id": [1]}, geometry=[fp], crs=32631), layer="footprints")
+    blk = lod1_building("b1", fp, dtm, dsm - dtm, tr, roof_percentile=90.0)
+    write_cityjson(tmp_path / "c.json", city_model([blk], 32631, "x", "t"))
+    out = qualify(tmp_path / "dsm.tif", tmp_path / "dtm.tif", tmp_path / "fp.gpkg", lod1=tmp_path / "c.json",
+                  ref_dsm=tmp_path / "dsm.tif", ref_dtm=tmp_path / "dtm.tif", ref_buildings=tmp_path / "ref.gpkg",
+                  out_json=tmp_path / "a.json", out_md=tmp_path / "a.md")
+    l1 = out["buildings"]["lod1"]
+    h = blk.attributes["height"]
+    assert 8.5 < h < 10.0  # the 90th percentile of a 4 m rise gable: below the ridge
+    assert l1["height_error"]["rmse"] == pytest.approx(0.0, abs=1e-3)
+    assert l1["height_error_vs_ridge"]["mean"] == pytest.approx(h - 10.0, abs=1e-3)
+    # mean roof height of a gable on the shrunk footprint: eave + rise * mean(1 - |t| / hw), pixel rows |t| <= 4.25 m
+    ts = np.abs(np.arange(-4.25, 4.26, 0.5))
+    assert l1["height_error_vs_mean_roof"]["mean"] == pytest.approx(h - (6.0 + 4.0 * np.mean(1 - ts / 5.0)), abs=0.05)
+    assert out["targets"]["lod1_height_rmse_m"]["value"] == pytest.approx(0.0, abs=1e-3)
+    assert set(l1["definitions"]) == {"height_error", "height_error_vs_mean_roof", "height_error_vs_ridge"}
+    md = (tmp_path / "a.md").read_text()
+    assert "height_error_vs_ridge" in md and "like for like" in md

@@ -186,7 +186,9 @@ def _acc_rows(acc: dict[str, Any]) -> list[tuple[str, str]]:
                  ("N-ratio", f(fp.get("n_ratio"))),
                  ("CE90 (m), ASPRS horizontal class", f"{f(fp.get('ce90_m'))}, {fp.get('horizontal_class', {}).get('class')}")]
     if "lod1" in b:
-        rows.append(("LOD1 height RMSE (m)", f(b["lod1"]["height_error"].get("rmse"))))
+        rows.append(("LOD1 height RMSE, like for like (m)", f(b["lod1"]["height_error"].get("rmse"))))
+        if "height_error_vs_ridge" in b["lod1"]:
+            rows.append(("LOD1 height RMSE vs ridge (m)", f(b["lod1"]["height_error_vs_ridge"].get("rmse"))))
     if "lod2" in b:
         rows += [("LOD2 roof-type accuracy", f(b["lod2"].get("roof_type_accuracy"))),
                  ("LOD2 ridge height RMSE (m)", f(b["lod2"]["ridge_height_error"].get("rmse")))]
