@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import numba
 from scipy import ndimage
 
 from sat2lod.stereo import sgm
@@ -84,6 +85,35 @@ def test_strip_processing_bounds_memory_and_agrees() -> None:
     both = np.isfinite(full) & np.isfinite(strips)
     assert both.mean() > 0.8
     assert np.mean(np.abs(full[both] - strips[both]) > 0.5) < 0.02
+
+
+@pytest.mark.parametrize("paths", [4, 8])
+def test_fused_driver_equals_reference_chain(paths: int) -> None:
+    """The driver (forward pass stored, backward pass fused with the winner selection on one thread; both passes
+    stored on two) gives exactly the reference chain: cost -> aggregate -> WTA + left-right check."""
+    left, right, _ = _pair_with_disparity(40, 56, seed=3)
+    left[7, 30] = np.nan
+    ref = sgm.select_disparity_reference(
+        sgm.aggregate_reference(sgm.cost_volume_reference(left, right, -2, 13), 8, 40, paths), -2, 1.0,
+        right.shape[1])
+    ref[~sgm.census_transform_reference(left)[1]] = np.nan
+    before = numba.get_num_threads()
+    try:
+        for threads in sorted({1, min(2, numba.config.NUMBA_NUM_THREADS)}):
+            numba.set_num_threads(threads)
+            d = sgm.sgm_disparity(left, right, -2, 13, p1=8, p2=40, paths=paths, median=False)
+            np.testing.assert_array_equal(np.isnan(d), np.isnan(ref), err_msg=f"{threads} thread(s)")
+            np.testing.assert_allclose(d[np.isfinite(d)], ref[np.isfinite(ref)], atol=1e-5)
+    finally:
+        numba.set_num_threads(before)
+    assert np.isfinite(ref).mean() > 0.5  # the comparison is not between two empty maps
+
+
+def test_median_filter_equals_reference() -> None:
+    rng = np.random.default_rng(4)
+    d = rng.normal(size=(60, 70)).astype(np.float32)
+    d[rng.random(d.shape) < 0.15] = np.nan
+    np.testing.assert_array_equal(sgm.median_filter(d), sgm.median_filter_reference(d))
 
 
 def test_median_filter_keeps_invalid() -> None:
