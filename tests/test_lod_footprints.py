@@ -148,6 +148,15 @@ def test_touching_buildings_of_equal_height_are_one_block_without_ndsm():
     assert len(fps) == 1 and n_vertices(fps[0].polygon) == 4
 
 
+def test_self_intersecting_outline_does_not_break_regularization() -> None:
+    """A bow-tie outline (a traced ring or a regularized candidate can cross itself) gives a valid polygon, not a
+    GEOS topology error that would stop the lod0 job."""
+    bow = shapely.Polygon([(0, 0), (10, 10), (10, 0), (0, 10)])
+    assert not bow.is_valid
+    out = regularize_polygon(bow, 0.0)
+    assert out.is_valid and out.area > 0
+
+
 def test_metrics_known_answers():
     a = box(0, 0, 10, 10)
     b = box(1, 0, 11, 10)

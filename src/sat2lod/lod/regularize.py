@@ -355,17 +355,30 @@ def regularize_polygon(poly: Polygon, theta: float, prm: RegularizeParams = Regu
         if hp.area < max(prm.min_edge_m ** 2, 4.0):
             continue
         holes.append(regularize_ring(np.asarray(h.coords), theta, prm, step))
-    out = Polygon(ext, holes) if len(ext) >= 3 else Polygon()
-    if not out.is_valid:
-        out = shapely.make_valid(out)
-        if out.geom_type != "Polygon":
-            polys = [g for g in getattr(out, "geoms", []) if g.geom_type == "Polygon"]
-            out = max(polys, key=lambda g: g.area) if polys else Polygon()
+    out = _largest_valid(Polygon(ext, holes) if len(ext) >= 3 else Polygon())
     if out.is_empty or _iou(out, poly) < 0.8:
-        out = poly.simplify(prm.simplify_m)
+        out = _largest_valid(poly.simplify(prm.simplify_m))
     return shapely.orient_polygons(out) if hasattr(shapely, "orient_polygons") else shapely.geometry.polygon.orient(out)
 
 
+def _largest_valid(p: Polygon) -> Polygon:
+    """``p`` if valid, else the largest polygon of its valid version (empty if none)."""
+    if p.is_valid:
+        return p
+    v = shapely.make_valid(p)
+    if v.geom_type == "Polygon":
+        return v
+    polys = [g for g in getattr(v, "geoms", []) if g.geom_type == "Polygon"]
+    return max(polys, key=lambda g: g.area) if polys else Polygon()
+
+
 def _iou(a: Polygon, b: Polygon) -> float:
-    u = a.union(b).area
-    return a.intersection(b).area / u if u > 0 else 0.0
+    """Area IoU, robust to self-intersecting rings (a regularized candidate or a traced outline can be one):
+    invalid inputs are made valid first, and a GEOS topology failure counts as no overlap."""
+    try:
+        a = a if a.is_valid else shapely.make_valid(a)
+        b = b if b.is_valid else shapely.make_valid(b)
+        u = a.union(b).area
+        return a.intersection(b).area / u if u > 0 else 0.0
+    except shapely.errors.GEOSException:
+        return 0.0
