@@ -218,13 +218,16 @@ def cost_volume_reference(left: np.ndarray, right: np.ndarray, dmin: int, dmax: 
 @numba.njit(cache=True, fastmath=True, inline="always")
 def _update(buf: np.ndarray, po: np.uint64, out: np.ndarray, co: np.uint64, cost: np.ndarray, cofs: np.uint64,
             acc: np.ndarray, ao: np.uint64, init: np.ndarray, io: np.uint64, nd: np.uint64, pmin: np.int16,
-            p1: np.int16, p2: np.int16, mode: int) -> np.int16:
+            p1: np.int16, p2: np.int16, mode: int) -> tuple[np.int16, np.int32]:
     """One path step on int16 vectors. ``buf[po:po + nd + 2]`` is the previous L padded with BIG at both ends,
     ``cost[cofs:cofs + nd]`` the pixel's costs; the new L goes to ``out[co + 1:co + nd + 1]`` and into
-    ``acc[ao:ao + nd]``: stored (mode 0), stored plus ``init[io:io + nd]`` (mode 1) or added (mode 2).
-    Returns min_k of the new L."""
+    ``acc[ao:ao + nd]``: stored (mode 0), stored plus ``init[io:io + nd]`` (mode 1), added (mode 2), or added
+    for the pixel's last path, whose total is then complete (mode 3).
+    Returns min_k of the new L, and in mode 3 the winner key ``min_k (S_k << 16 | k)`` of the total, found in the
+    same branch-free loop (other modes: the unused key is dropped by the compiler, ``mode`` being a constant)."""
     base = np.int16(pmin + p2)
     mn = _BIG
+    key = np.int32(2147483647)
     for k in range(nd):
         m = buf[po + k + _U(1)]
         a = np.int16(buf[po + k] + p1)
@@ -239,32 +242,10 @@ def _update(buf: np.ndarray, po: np.uint64, out: np.ndarray, co: np.uint64, cost
         elif mode == 1:
             acc[ao + k] = np.int16(v + init[io + k])
         else:
-            acc[ao + k] = np.int16(acc[ao + k] + v)
-        mn = v if v < mn else mn
-    return mn
-
-
-@numba.njit(cache=True, fastmath=True, inline="always")
-def _update_last(buf: np.ndarray, po: np.uint64, out: np.ndarray, co: np.uint64, cost: np.ndarray,
-                 cofs: np.uint64, acc: np.ndarray, nd: np.uint64, pmin: np.int16, p1: np.int16,
-                 p2: np.int16) -> tuple[np.int16, np.int32]:
-    """:func:`_update` (mode 2) for the last path of a pixel whose total ``acc[:nd]`` is wanted: also returns the
-    winner key ``min_k (S_k << 16 | k)`` of the completed total (branch-free, in the same loop)."""
-    base = np.int16(pmin + p2)
-    mn = _BIG
-    key = np.int32(2147483647)
-    for k in range(nd):
-        m = buf[po + k + _U(1)]
-        a = np.int16(buf[po + k] + p1)
-        m = a if a < m else m
-        a = np.int16(buf[po + k + _U(2)] + p1)
-        m = a if a < m else m
-        m = base if base < m else m
-        v = np.int16(np.int16(cost[cofs + k]) + m - pmin)
-        out[co + k + _U(1)] = v
-        t = np.int16(acc[k] + v)
-        acc[k] = t
-        key = min(key, (np.int32(t) << 16) | np.int32(k))
+            t = np.int16(acc[ao + k] + v)
+            acc[ao + k] = t
+            if mode == 3:
+                key = min(key, (np.int32(t) << 16) | np.int32(k))
         mn = v if v < mn else mn
     return mn, key
 
@@ -284,7 +265,7 @@ def _wta(s: np.ndarray, o: np.uint64, nd: np.uint64, kidx: np.ndarray) -> tuple[
 
 @numba.njit(cache=True, inline="always")
 def _wta_key(s: np.ndarray, nd: np.uint64, key: np.int32) -> tuple[np.int64, np.int16, np.int16, np.int16]:
-    """:func:`_wta` from the key :func:`_update_last` found."""
+    """:func:`_wta` from the key :func:`_update` found (mode 3)."""
     best = np.int64(key & 0xFFFF)
     last = np.int64(nd) - 1
     return best, np.int16(key >> 16), s[_U(max(best - 1, 0))], s[_U(min(best + 1, last))]
@@ -423,19 +404,20 @@ def _sgm_pass(cost: np.ndarray, p1: int, p2: int, paths: int, backward: bool, s:
             key = np.int32(0)
             if select:  # total = other pass's sum + this pass's paths, in the row buffer
                 hmin = _update(hb, hp * su, hb, (_U(1) - hp) * su, costf, vox, tot, _U(0), sf, vox, ndu, hmin, P1,
-                               P2, 1)
+                               P2, 1)[0]
                 acc = tot
                 ao = _U(0)
             else:
                 hmin = _update(hb, hp * su, hb, (_U(1) - hp) * su, costf, vox, sf, vox, sf, vox, ndu, hmin, P1, P2,
-                               0)
+                               0)[0]
                 acc = sf
                 ao = vox
             # vertical: previous row's vector in this pixel's own slot -> new vector via tmp, then back
             if select and paths < 8:  # the vertical path is the pixel's last: its loop also finds the winner
-                vmin[xs], key = _update_last(vb, xs * su, tmp, _U(0), costf, vox, tot, ndu, vmin[xs], P1, P2)
+                vmin[xs], key = _update(vb, xs * su, tmp, _U(0), costf, vox, tot, _U(0), tot, _U(0), ndu, vmin[xs],
+                                        P1, P2, 3)
             else:
-                vmin[xs] = _update(vb, xs * su, tmp, _U(0), costf, vox, acc, ao, sf, vox, ndu, vmin[xs], P1, P2, 2)
+                vmin[xs] = _update(vb, xs * su, tmp, _U(0), costf, vox, acc, ao, sf, vox, ndu, vmin[xs], P1, P2, 2)[0]
             for k in range(_U(1), ndu + _U(1)):
                 vb[xs * su + k] = tmp[k]
             if paths >= 8:
@@ -443,7 +425,7 @@ def _sgm_pass(cost: np.ndarray, p1: int, p2: int, paths: int, backward: bool, s:
                 # the new vector of the pixel behind waits in tmp until now
                 xa = _U(x + 1 - step)
                 q = _U(1) + hp
-                m1 = _update(d1, xa * su, tmp, q * su, costf, vox, acc, ao, sf, vox, ndu, d1min[xa], P1, P2, 2)
+                m1 = _update(d1, xa * su, tmp, q * su, costf, vox, acc, ao, sf, vox, ndu, d1min[xa], P1, P2, 2)[0]
                 if pend > 0:
                     qo = (_U(2) - hp) * su  # the other of tmp's two d1 vectors
                     for k in range(_U(1), ndu + _U(1)):
@@ -455,10 +437,11 @@ def _sgm_pass(cost: np.ndarray, p1: int, p2: int, paths: int, backward: bool, s:
                 # by the pixel behind already, so the new vector goes straight in
                 xb = _U(x + 1 + step)
                 if select:  # the pixel's last path: its loop also finds the winner
-                    d2min[xs], key = _update_last(d2, xb * su, d2, xs * su, costf, vox, tot, ndu, d2min[xb], P1, P2)
+                    d2min[xs], key = _update(d2, xb * su, d2, xs * su, costf, vox, tot, _U(0), tot, _U(0), ndu,
+                                             d2min[xb], P1, P2, 3)
                 else:
                     d2min[xs] = _update(d2, xb * su, d2, xs * su, costf, vox, acc, ao, sf, vox, ndu, d2min[xb], P1,
-                                        P2, 2)
+                                        P2, 2)[0]
             if select:
                 lbest[x], lcost[x], lprev[x], lnext[x] = _wta_key(tot, ndu, key)
                 _right_step(rk, hp, tot, _U(0), ndu, kinv, x, dmin, wr, rbest)
