@@ -67,6 +67,8 @@ rule lod2:
         footprints="results/lod0/{aoi}/footprints.gpkg",
         dsm="results/mosaic/{aoi}/dsm.tif",
         dtm="results/terrain/{aoi}/dtm.tif",
+        # roof face brightness: a second cue for the roof type (lod.roof_ortho_min_gain)
+        ortho="results/ortho/{aoi}/ortho.tif",
     output:
         city="results/lod2/{aoi}/city.json",
         seq="results/lod2/{aoi}/city.jsonl",
@@ -87,6 +89,7 @@ rule lod2:
         min_slope_deg=config["lod"]["roof_min_slope_deg"],
         min_slope_z=config["lod"]["roof_min_slope_z"],
         bic_margin=config["lod"]["roof_bic_margin"],
+        ortho_min_gain=config["lod"]["roof_ortho_min_gain"],
         plane_tol_m=config["lod"]["plane_tol_m"],
         max_planes=config["lod"]["max_planes"],
         edge_buffer_m=config["lod"]["edge_buffer_m"],

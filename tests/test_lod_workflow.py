@@ -46,11 +46,21 @@ def _scene(root: Path) -> None:
         dsm[inside] = ground[inside] + b.roof_height(xs[inside], ys[inside])
         classes[inside] = 1
     noisy = dsm + np.random.default_rng(0).normal(0, 0.15, dsm.shape)
+    # true ortho stand-in: Lambert shading of the exact DSM (sun azimuth 145, elevation 60 degrees), one albedo
+    # per building (rule lod2 reads roof faces from it, rule lod0 splits touching roofs along its edges)
+    gy, gx = np.gradient(dsm, res)
+    az, el = np.radians(145.0), np.radians(60.0)
+    cosi = np.clip((-gx * np.cos(el) * np.sin(az) + gy * np.cos(el) * np.cos(az) + np.sin(el))
+                   / np.sqrt(gx * gx + gy * gy + 1), 0, 1)
+    albedo = np.full(dsm.shape, 0.3)
+    for b in blds:
+        albedo[shapely.contains_xy(b.footprint, xs, ys)] = 0.2 + 0.07 * b.id
+    ortho = albedo * (0.25 + 0.75 * cosi)
     tags = {"VERTICAL_DATUM": "WGS84 ellipsoid"}
     f32 = np.float32
     for path, arr in (("results/mosaic/demo/dsm.tif", noisy), ("results/terrain/demo/dtm.tif", ground),
                       ("results/terrain/demo/ndsm.tif", noisy - ground), ("results/synth/demo/truth/dsm.tif", dsm),
-                      ("results/synth/demo/truth/dtm.tif", ground), ("results/ortho/demo/ortho.tif", dsm)):
+                      ("results/synth/demo/truth/dtm.tif", ground), ("results/ortho/demo/ortho.tif", ortho)):
         write_raster(root / path, arr.astype(f32), tr, 32631, nodata=float("nan"), tags=tags)
     write_raster(root / "results/segment/demo/building_mask.tif", classes, tr, 32631, nodata=255)
     write_raster(root / "results/synth/demo/truth/classes.tif", classes, tr, 32631, nodata=255)

@@ -101,15 +101,20 @@ def lod1_building(fid: str, poly: Polygon, dtm: np.ndarray, ndsm: np.ndarray, tr
 
 def lod2_building(fid: str, poly: Polygon, dsm: np.ndarray, dtm: np.ndarray, transform: Affine,
                   prm: RoofParams | None = None, ground_percentile: float = 50.0,
-                  ) -> tuple[CityBuilding, RoofFit] | None:
-    """LoD2.2 building: fitted roof faces over the footprint, walls, ground; watertight solid."""
+                  image: np.ndarray | None = None) -> tuple[CityBuilding, RoofFit] | None:
+    """LoD2.2 building: fitted roof faces over the footprint, walls, ground; watertight solid.
+
+    ``image``: (H, W) ortho brightness on the DSM grid (NaN nodata) or None; with it the roof type also uses
+    the face brightness pattern (:func:`sat2lod.lod.roof.fit_roof`).
+    """
     prm = prm or RoofParams()
     g = ground_height(poly, dtm, transform, ground_percentile)
     x, y, z = pixels_in(poly, dsm, transform, buffer_m=prm.edge_buffer_m)
     if not np.isfinite(g) or not np.isfinite(z).any():
         log.info("building %s: no valid DSM/DTM cell, skipped in LOD2", fid)
         return None
-    fit = fit_roof(poly, x, y, z.astype(float), prm, transform)
+    v = None if image is None else pixels_in(poly, image, transform, buffer_m=prm.edge_buffer_m)[2].astype(float)
+    fit = fit_roof(poly, x, y, z.astype(float), prm, transform, v)
     # a roof plane running below the ground (bad fit, tiny building) is clamped to a flat roof
     ring = np.asarray(poly.exterior.coords)
     low = min(float(np.min(p[0] + p[1] * ring[:, 0] + p[2] * ring[:, 1])) for p in fit.planes)

@@ -123,6 +123,7 @@ def run_lod1(footprints: PathLike, dtm: PathLike, ndsm: PathLike, city: PathLike
 
 
 def run_lod2(footprints: PathLike, dsm: PathLike, dtm: PathLike, city: PathLike, obj: PathLike | None = None, *,
+             ortho: PathLike | None = None, ortho_min_gain: float = 6.0,
              max_rmse_m: float = 1.0, min_rise_m: float = 0.7, plane_tol_m: float = 0.4, max_planes: int = 8,
              edge_buffer_m: float = 0.6, min_slope_deg: float = 5.0, min_slope_z: float = 3.0,
              bic_margin: float = 2.0, ground_percentile: float = 50.0, title: str = "sat2lod LoD2.2",
@@ -130,7 +131,9 @@ def run_lod2(footprints: PathLike, dsm: PathLike, dtm: PathLike, city: PathLike,
     """Footprints + DSM + DTM -> LoD2.2 CityJSON 2.0 (+ CityJSONSeq, OBJ). Returns the CityJSON dict.
 
     Roof model selection (sat2lod.lod.roof.fit_roof) uses the DSM noise correlation area estimated once for
-    the scene (median over the roofs of :func:`sat2lod.lod.roof.roof_noise_area`).
+    the scene (median over the roofs of :func:`sat2lod.lod.roof.roof_noise_area`). With ``ortho`` (same grid as
+    the DSM; several bands are averaged) the brightness pattern of the roof faces is a second cue for the roof
+    type (``ortho_min_gain``, see :class:`sat2lod.lod.roof.RoofParams`).
     """
     gdf = _footprints(footprints)
     s = read_raster(dsm, masked_to_nan=True)
@@ -139,7 +142,14 @@ def run_lod2(footprints: PathLike, dsm: PathLike, dtm: PathLike, city: PathLike,
     epsg = _epsg(s, dsm)
     prm = RoofParams(max_rmse_m=max_rmse_m, min_rise_m=min_rise_m, plane_tol_m=plane_tol_m, max_planes=max_planes,
                      edge_buffer_m=edge_buffer_m, min_slope_deg=min_slope_deg, min_slope_z=min_slope_z,
-                     bic_margin=bic_margin)
+                     bic_margin=bic_margin, ortho_min_gain=ortho_min_gain)
+    img = None
+    if ortho is not None:
+        o = read_raster(ortho, masked_to_nan=True)
+        _same_grid(s, o, dsm, ortho)
+        img = o.array.astype(np.float32)
+        if img.ndim == 3:
+            img = np.nanmean(img, axis=0) if img.shape[0] > 1 else img[0]
     # the DSM noise correlation is a property of the DSM: one scene value (median over roofs), so that a roof
     # no primitive fits (model misfit in its residuals) does not take its own large correlation area
     areas = [roof_noise_area(geom, *pixels_in(geom, s.array, s.transform, prm.edge_buffer_m), s.transform, prm)
@@ -151,7 +161,7 @@ def run_lod2(footprints: PathLike, dsm: PathLike, dtm: PathLike, city: PathLike,
     blds = []
     counts: dict[str, int] = {}
     for fid, geom in zip(gdf["id"], gdf.geometry):
-        res = lod2_building(f"b{int(fid)}", geom, s.array, t.array, s.transform, prm, ground_percentile)
+        res = lod2_building(f"b{int(fid)}", geom, s.array, t.array, s.transform, prm, ground_percentile, img)
         if res is not None:
             blds.append(res[0])
             counts[res[1].roof_type] = counts.get(res[1].roof_type, 0) + 1

@@ -78,6 +78,11 @@ class RoofParams:
         corr_area_px: correlation area of the DSM noise (pixels per independent sample); None: estimated on
             each roof from its residuals (:func:`roof_noise_area`). run_lod2 sets the median over the scene's
             roofs, which model misfit on a few roofs does not bias.
+        ortho_min_gain: with an ortho and no gable/hip/pyramid admitted by the DSM alone, a ridged primitive
+            whose DSM slope is positive but not significant is still admitted when its face layout explains
+            the roof brightness better than one uniform face by at least this much (image BIC,
+            :func:`ortho_face_bic`; 6 is "strong" evidence on Kass & Raftery's scale); 0 disables that rescue
+            (the ortho BIC still enters the combined score).
     """
 
     max_rmse_m: float = 1.0
@@ -90,6 +95,7 @@ class RoofParams:
     min_slope_z: float = 3.0
     bic_margin: float = 2.0
     corr_area_px: float | None = None
+    ortho_min_gain: float = 6.0
 
 
 def building_frame(footprint: Polygon) -> tuple[float, float, float, float, float]:
@@ -309,8 +315,79 @@ def roof_noise_area(footprint: Polygon, x: np.ndarray, y: np.ndarray, z: np.ndar
     return noise_correlation_area(row, col, r)[1]
 
 
+def _face_labels(kind: str, s: np.ndarray, t: np.ndarray, hl: float, hw: float) -> np.ndarray:
+    """(N,) face index of each point for the face layout of a primitive in the building frame."""
+    if kind in ("flat", "shed"):
+        return np.zeros(len(s), int)
+    if kind == "gable_s":
+        return (t >= 0).astype(int)
+    if kind == "gable_t":
+        return (s >= 0).astype(int)
+    if kind == "hip":
+        side = (hw - np.abs(t)) <= (hl - np.abs(s))
+    elif kind == "pyramid":
+        side = (hw - np.abs(t)) / hw <= (hl - np.abs(s)) / hl
+    else:
+        raise ValueError(kind)
+    return np.where(side, (t >= 0).astype(int), 2 + (s >= 0).astype(int))
+
+
+def ortho_face_bic(footprint: Polygon, x: np.ndarray, y: np.ndarray, v: np.ndarray,
+                   transform: Affine | None = None, kinds: tuple[str, ...] = ("flat", "gable_s", "gable_t", "hip",
+                                                                                "pyramid"),
+                   ) -> dict[str, float]:
+    """Image evidence for each primitive's face layout: BIC of a piecewise-constant fit of the ortho brightness.
+
+    Roof faces of different orientations are lit differently (Lambert shading) while the faces of one roof
+    share their material, so the brightness inside a footprint is about constant per face: one region for a
+    flat or shed roof, two halves split along the ridge for a gable, two trapezoids and two triangles for a
+    hip, four triangles for a pyramid. Each layout is fitted with one level (median) per face; the score is
+    BIC = N_eff ln(var_k) + F_k ln(N_eff) with F_k faces, var_k a Huber variance (delta = 1.345 x the NMAD of
+    the most detailed layout's residuals) and N_eff = N / A, A the correlation area of those residuals
+    (:func:`noise_correlation_area`; roof texture is spatially correlated). Lower is better; the scale of the
+    brightness does not matter. A layout whose faces are lit alike gets no support (e.g. a gable whose two
+    faces are at the same angle to the sun): then only the DSM decides.
+
+    Args:
+        footprint: building polygon (map metres).
+        x, y: (N,) pixel centres (map metres); v: (N,) ortho brightness (any unit, NaN ignored).
+        transform: the pixel grid (for the correlation); None: inferred from the point spacing.
+        kinds: layouts to score (``flat``, ``gable_s``, ``gable_t``, ``hip``, ``pyramid``).
+
+    Returns:
+        kind -> BIC; empty when fewer than 12 finite values.
+    """
+    ok = np.isfinite(v)
+    x, y, v = x[ok], y[ok], np.asarray(v, float)[ok]
+    if len(v) < 12:
+        return {}
+    frame = building_frame(footprint)
+    _, _, _, hl, hw = frame
+    s, t = _local(x, y, frame)
+    res: dict[str, tuple[np.ndarray, int]] = {}
+    for kind in kinds:
+        lab = _face_labels(kind, s, t, hl, hw)
+        r = np.empty(len(v))
+        nf = 0
+        for f in np.unique(lab):
+            m = lab == f
+            r[m] = v[m] - np.median(v[m])
+            nf += 1
+        res[kind] = (r, nf)
+    detail = min(res, key=lambda kd: (-res[kd][1], _nmad(res[kd][0])))
+    r_ref = res[detail][0]
+    sigma = max(_nmad(r_ref), 1e-6 * (float(np.abs(v).max()) + 1e-12))
+    row, col = _grid_rc(x, y, transform)
+    _, area = noise_correlation_area(row, col, r_ref)
+    n_eff = max(len(v) / area, 3.0)
+    delta = 1.345 * sigma
+    return {kd: float(n_eff * math.log(max(_robust_var(r, delta), 1e-12)) + nf * math.log(n_eff))
+            for kd, (r, nf) in res.items()}
+
+
 def fit_roof(footprint: Polygon, x: np.ndarray, y: np.ndarray, z: np.ndarray,
-             prm: RoofParams = RoofParams(), transform: Affine | None = None) -> RoofFit:
+             prm: RoofParams = RoofParams(), transform: Affine | None = None,
+             image: np.ndarray | None = None) -> RoofFit:
     """Fit a roof to DSM points inside a footprint.
 
     Model selection under correlated DSM noise:
@@ -327,18 +404,31 @@ def fit_roof(footprint: Polygon, x: np.ndarray, y: np.ndarray, z: np.ndarray,
     4. when even the best primitive leaves a robust residual scale (NMAD) above ``max_rmse_m`` the roof is
        segmented into planes, kept only if it wins by the same BIC (3 parameters per plane).
 
+    With an ortho (``image``), the face layout of each primitive is also scored on the roof brightness
+    (:func:`ortho_face_bic`; a shed is one face like a flat roof) and that image BIC is added to the DSM BIC
+    (independent evidence). The stereo DSM flattens small roofs, so when the DSM admits no gable, hip or
+    pyramid on its own, a ridged primitive whose DSM slope is positive but too small or not significant
+    (``min_rise_m``, ``min_slope_deg``, ``min_slope_z``) is still admitted when its layout beats one uniform
+    face by at least ``ortho_min_gain`` in the image BIC; its heights (eave, slope) stay those of the DSM fit
+    with that layout (so its rise is the DSM's, flattened as it is).
+
     Args:
         footprint: building polygon (map metres).
         x, y, z: (N,) DSM pixel centres and heights inside the footprint (edge pixels already removed).
+        image: (N,) ortho brightness at the same pixels (any unit, NaN ignored) or None (DSM only).
         transform: the DSM grid transform (pixel grid for the noise correlation, raster regions of the
             multi-plane fallback); without it the grid is inferred from the point spacing and no multi-plane
             fallback is tried.
 
     Returns:
-        The selected model; ``scores`` holds the BIC of every admissible candidate, ``noise_m`` the NMAD
-        and ``n_eff`` the effective sample count.
+        The selected model; ``scores`` holds the BIC of every admissible candidate (DSM + ortho when an
+        ortho is given; ``multiplane``: DSM only, compared with the best primitive's DSM-only BIC),
+        ``noise_m`` the NMAD and ``n_eff`` the effective sample count.
     """
     ok = np.isfinite(z)
+    img_bic: dict[str, float] = {}
+    if image is not None:
+        img_bic = ortho_face_bic(footprint, x, y, np.asarray(image, float), transform)
     x, y, z = x[ok], y[ok], z[ok]
     n = len(z)
     if n < 6:
@@ -363,7 +453,15 @@ def fit_roof(footprint: Polygon, x: np.ndarray, y: np.ndarray, z: np.ndarray,
     def bic(r: np.ndarray, k: int) -> float:
         return float(n_eff * math.log(max(_robust_var(r, delta), 1e-8)) + k * math.log(n_eff))
 
+    def img(kind: str) -> float:
+        return img_bic.get("flat" if kind == "shed" else kind, 0.0)
+
+    def img_gain(kind: str) -> float:
+        return img("flat") - img(kind) if kind in img_bic and "flat" in img_bic else float("-inf")
+
     cands: dict[str, tuple[float, RoofFit]] = {}
+    dsm_bic: dict[str, float] = {}
+    by_image: set[str] = set()  # sloped primitives admitted on the ortho alone
     for kind, (a, coef, r, f) in raw.items():
         if kind == "shed":
             plane = (float(coef[0] - coef[1] * xm - coef[2] * ym), float(coef[1]), float(coef[2]))
@@ -386,14 +484,24 @@ def fit_roof(footprint: Polygon, x: np.ndarray, y: np.ndarray, z: np.ndarray,
             else:
                 rise = k * float(np.max(f))
                 slope = k if kind != "pyramid" else k * hw / min(hl, hw)  # m per m across the steepest face
-                if k <= 0 or rise < prm.min_rise_m or math.degrees(math.atan(slope)) < prm.min_slope_deg:
+                if k <= 0:
                     continue
-                if _slope_z(a, coef, r, [1], area) < prm.min_slope_z:
-                    continue
+                if rise < prm.min_rise_m or math.degrees(math.atan(slope)) < prm.min_slope_deg or _slope_z(
+                        a, coef, r, [1], area) < prm.min_slope_z:
+                    # the lit faces may show the layout although the (flattened) DSM slope is not significant
+                    if not (prm.ortho_min_gain > 0 and img_gain(kind) >= prm.ortho_min_gain):
+                        continue
+                    by_image.add(kind)
                 faces, planes = _partition(footprint, _regions(kind, frame, e, k))
             name = "gable" if kind.startswith("gable") else kind
             fit = RoofFit(name, faces, planes, e, e + rise, float(np.sqrt(np.mean(r ** 2))), n)
-        cands[kind] = (bic(r, n_par[kind]), fit)
+        dsm_bic[kind] = bic(r, n_par[kind])
+        cands[kind] = (dsm_bic[kind] + img(kind), fit)
+    if any(kd not in ("flat", "shed") and kd not in by_image for kd in cands):
+        # the DSM shows a significant ridged roof itself: the ortho only re-ranks the layouts the DSM admits
+        # (small end faces near the outline make the image alone a weak judge of gable vs hip)
+        for kd in by_image:
+            del cands[kd]
     # the lowest BIC wins, but a model with more parameters must beat every simpler one by bic_margin
     order = sorted(cands, key=lambda kd: (n_par[kd], cands[kd][0]))
     best_kind = order[0]
@@ -417,7 +525,7 @@ def fit_roof(footprint: Polygon, x: np.ndarray, y: np.ndarray, z: np.ndarray,
             bic_m = bic(r_m, 3 * len({tuple(p) for p in multi.planes}))
             multi.scores = best.scores | {"multiplane": round(bic_m, 2)}
             multi.noise_m, multi.n_eff = sigma, n_eff
-            if bic_m < cands[best_kind][0] - prm.bic_margin:
+            if bic_m < dsm_bic[best_kind] - prm.bic_margin:  # the ortho does not score free plane layouts
                 return multi
     return best
 
