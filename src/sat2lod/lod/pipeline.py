@@ -30,6 +30,16 @@ def _same_grid(a: Raster, b: Raster, name_a: PathLike, name_b: PathLike) -> None
                          "both must come from the same output grid (config 'output').")
 
 
+def _brightness(ortho: PathLike, ref: Raster, ref_path: PathLike) -> np.ndarray:
+    """(H, W) float32 brightness of the true ortho (mean of its bands, NaN = nodata) on ``ref``'s grid."""
+    o = read_raster(ortho, masked_to_nan=True)
+    _same_grid(ref, o, ref_path, ortho)
+    img = o.array.astype(np.float32)
+    if img.ndim == 3:
+        img = np.nanmean(img, axis=0) if img.shape[0] > 1 else img[0]
+    return img
+
+
 def _epsg(r: Raster, path: PathLike) -> int:
     epsg = r.crs.to_epsg() if r.crs is not None else None
     if epsg is None:
@@ -65,13 +75,7 @@ def run_lod0(mask: PathLike, ndsm: PathLike | None, gpkg: PathLike, fgb: PathLik
         r = read_raster(ndsm, masked_to_nan=True)
         _same_grid(m, r, mask, ndsm)
         nd = r.array.astype(np.float32)
-    img = None
-    if ortho is not None:
-        o = read_raster(ortho, masked_to_nan=True)
-        _same_grid(m, o, mask, ortho)
-        img = o.array.astype(np.float32)
-        if img.ndim == 3:
-            img = np.nanmean(img, axis=0) if img.shape[0] > 1 else img[0]
+    img = None if ortho is None else _brightness(ortho, m, mask)
     prm = FootprintParams(min_area_m2=min_area_m2, split_step_m=split_step_m, min_height_m=min_height_m, wall_gap_m=wall_gap_m,
                           split_contrast=split_contrast, split_min_width_m=split_min_width_m,
                           regularize=RegularizeParams(simplify_m=simplify_m, angle_tol_deg=angle_tol_deg,
@@ -143,13 +147,7 @@ def run_lod2(footprints: PathLike, dsm: PathLike, dtm: PathLike, city: PathLike,
     prm = RoofParams(max_rmse_m=max_rmse_m, min_rise_m=min_rise_m, plane_tol_m=plane_tol_m, max_planes=max_planes,
                      edge_buffer_m=edge_buffer_m, min_slope_deg=min_slope_deg, min_slope_z=min_slope_z,
                      bic_margin=bic_margin, ortho_min_gain=ortho_min_gain)
-    img = None
-    if ortho is not None:
-        o = read_raster(ortho, masked_to_nan=True)
-        _same_grid(s, o, dsm, ortho)
-        img = o.array.astype(np.float32)
-        if img.ndim == 3:
-            img = np.nanmean(img, axis=0) if img.shape[0] > 1 else img[0]
+    img = None if ortho is None else _brightness(ortho, s, dsm)
     # the DSM noise correlation is a property of the DSM: one scene value (median over roofs), so that a roof
     # no primitive fits (model misfit in its residuals) does not take its own large correlation area
     areas = [roof_noise_area(geom, *pixels_in(geom, s.array, s.transform, prm.edge_buffer_m), s.transform, prm)
