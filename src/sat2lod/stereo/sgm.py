@@ -318,6 +318,16 @@ def _right_end(rk: np.ndarray, q: np.uint64, nd: np.uint64, dmin: int, wr: int, 
 
 
 @numba.njit(cache=True, inline="always")
+def _winner_scratch(w: int, wr: int, nd: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray,
+                                                       np.ndarray, np.ndarray, np.ndarray]:
+    """Row scratch of the winner selection: per left pixel the winner k, its S and S at k -+ 1, the sub-pixel
+    offset (W each); the right-image winners (W2); the tracker keys (2 x (D + 1)) and ``0xFFFF - k`` (D)."""
+    return (np.zeros(w, np.int64), np.zeros(w, np.int16), np.zeros(w, np.int16), np.zeros(w, np.int16),
+            np.zeros(w, np.float32), np.zeros(max(wr, 1), np.int64), np.zeros(2 * (nd + 1), np.int32),
+            (0xFFFF - np.arange(nd)).astype(np.int32))
+
+
+@numba.njit(cache=True, inline="always")
 def _lr_row(y: int, w: int, nd: int, dmin: int, lr_tol: float, wr: int, lbest: np.ndarray, lcost: np.ndarray,
             lprev: np.ndarray, lnext: np.ndarray, lsub: np.ndarray, rbest: np.ndarray, disp: np.ndarray) -> None:
     """Sub-pixel offsets (parabola through the winner and its neighbours), left-right check of one row against
@@ -376,14 +386,7 @@ def _sgm_pass(cost: np.ndarray, p1: int, p2: int, paths: int, backward: bool, s:
     d1min = np.zeros(w + 2, np.int16)
     d2min = np.zeros(w + 2, np.int16)
     tot = np.zeros(nd, np.int16)
-    lbest = np.zeros(w, np.int64)
-    lcost = np.zeros(w, np.int16)
-    lprev = np.zeros(w, np.int16)
-    lnext = np.zeros(w, np.int16)
-    lsub = np.zeros(w, np.float32)
-    rbest = np.zeros(max(wr, 1), np.int64)
-    rk = np.zeros(2 * (nd + 1), np.int32)
-    kinv = (0xFFFF - np.arange(nd)).astype(np.int32)
+    lbest, lcost, lprev, lnext, lsub, rbest, rk, kinv = _winner_scratch(w, wr, nd)
     if select and not backward:
         raise ValueError("the winner selection runs in the backward pass (right-image winners need x downwards)")
     step = -1 if backward else 1
@@ -544,14 +547,7 @@ def _select(total: np.ndarray, dmin: int, lr_tol: float, wr: int) -> np.ndarray:
     for y in numba.prange(h):
         kidx = np.arange(nd).astype(np.int32)
         s = np.empty(nd, np.int16)
-        lbest = np.zeros(w, np.int64)
-        lcost = np.zeros(w, np.int16)
-        lprev = np.zeros(w, np.int16)
-        lnext = np.zeros(w, np.int16)
-        lsub = np.zeros(w, np.float32)
-        rbest = np.zeros(max(wr, 1), np.int64)
-        rk = np.zeros(2 * (nd + 1), np.int32)
-        kinv = (0xFFFF - np.arange(nd)).astype(np.int32)
+        lbest, lcost, lprev, lnext, lsub, rbest, rk, kinv = _winner_scratch(w, wr, nd)
         _right_start(rk, rbest)
         for xx in range(w):  # x downwards, as the right-image winner tracker needs
             x = w - 1 - xx
