@@ -46,6 +46,8 @@ def test_sgm_numba_equals_reference(paths: int) -> None:
     np.testing.assert_array_equal(cost, sgm.cost_volume_reference(left, right, -2, 13))
     total = sgm.aggregate(cost, 8, 32, paths)
     np.testing.assert_array_equal(total, sgm.aggregate_reference(cost, 8, 32, paths))
+    # int16 path vectors (C_max + 2 P2 > 255) give the reference too
+    np.testing.assert_array_equal(sgm.aggregate(cost, 8, 150, paths), sgm.aggregate_reference(cost, 8, 150, paths))
     d = sgm.select_disparity(total, -2, 1.0, right.shape[1])
     dr = sgm.select_disparity_reference(total, -2, 1.0, right.shape[1])
     np.testing.assert_array_equal(np.isnan(d), np.isnan(dr))
@@ -88,20 +90,31 @@ def test_strip_processing_bounds_memory_and_agrees() -> None:
 
 
 @pytest.mark.parametrize("paths", [4, 8])
-def test_fused_driver_equals_reference_chain(paths: int) -> None:
+@pytest.mark.parametrize(("dmin", "dmax", "p2", "volume"), [
+    (-2, 13, 40, True),  # 16 disparities, uint8 path vectors, byte forward sum (4 paths), cost volume kept
+    (-2, 13, 150, True),  # int16 path vectors (C_max + 2 P2 > 255)
+    (-9, 35, 40, True),  # 45 disparities: the vectorized loops and their remainders
+    (-9, 35, 40, False),  # memory bound below the cost volume: each pass computes its rows' costs
+])
+def test_fused_driver_equals_reference_chain(paths: int, dmin: int, dmax: int, p2: int, volume: bool) -> None:
     """The driver (forward pass stored, backward pass fused with the winner selection on one thread; both passes
     stored on two) gives exactly the reference chain: cost -> aggregate -> WTA + left-right check."""
     left, right, _ = _pair_with_disparity(40, 56, seed=3)
     left[7, 30] = np.nan
     ref = sgm.select_disparity_reference(
-        sgm.aggregate_reference(sgm.cost_volume_reference(left, right, -2, 13), 8, 40, paths), -2, 1.0,
+        sgm.aggregate_reference(sgm.cost_volume_reference(left, right, dmin, dmax), 8, p2, paths), dmin, 1.0,
         right.shape[1])
     ref[~sgm.census_transform_reference(left)[1]] = np.nan
+    nvox = left.size * (dmax - dmin + 1)
+    mem = 1e3 if volume else 2.5 * nvox / 1e6  # > the forward sum (<= 2 bytes/voxel), < it + the costs (3)
+    if not volume and paths == 4 and p2 == 40:
+        mem = 1.5 * nvox / 1e6  # byte forward sum
     before = numba.get_num_threads()
     try:
         for threads in sorted({1, min(2, numba.config.NUMBA_NUM_THREADS)}):
             numba.set_num_threads(threads)
-            d = sgm.sgm_disparity(left, right, -2, 13, p1=8, p2=40, paths=paths, median=False)
+            d = sgm.sgm_disparity(left, right, dmin, dmax, p1=8, p2=p2, paths=paths, median=False,
+                                  max_mem_mb=mem)
             np.testing.assert_array_equal(np.isnan(d), np.isnan(ref), err_msg=f"{threads} thread(s)")
             np.testing.assert_allclose(d[np.isfinite(d)], ref[np.isfinite(ref)], atol=1e-5)
     finally:

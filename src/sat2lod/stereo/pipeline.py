@@ -6,8 +6,9 @@ exactly once; writing them would make the job I/O bound and multiply the file co
 reuse. Every stage is still a separate, tested package function (:mod:`sat2lod.stereo.rectify`, ``sgm``,
 ``triangulate``, ``rasterize``), and the log reports each stage's time, pointing correction and valid ratio.
 
-Memory per tile job: the SGM volumes (3 bytes x rectified pixels x disparities, capped by ``max_mem_mb`` by
-strip processing) plus a few float32 images of the rectified size; the tests and benchmarks measure the peak.
+Memory per tile job: the SGM volumes (2-3 bytes x rectified pixels x disparities on one thread, capped by
+``max_mem_mb``; see :mod:`sat2lod.stereo.sgm`) plus a few float32 images of the rectified size; the tests and
+benchmarks measure the peak.
 """
 
 from __future__ import annotations

@@ -11,21 +11,26 @@ forward pass (left-to-right, top-to-bottom paths) stores its sum, the backward p
 thread, selects the disparity of each pixel as soon as its ``S`` is complete (``S`` is never stored whole twice).
 Disparity: winner-take-all on ``S``, parabola sub-pixel refinement, left-right consistency, optional 3x3 median.
 Left-right check: the right image's winners are read from the same ``S`` along ``x + k = const`` (every candidate,
-not only the left winners as OpenCV's SGBM does; a shifted running min, see :func:`_right_step`); a left pixel is
-kept when the winner of its right pixel is within ``lr_tol`` of its own disparity.
+not only the left winners as OpenCV's SGBM does; see :func:`_right_winners`); a left pixel is kept when the
+winner of its right pixel is within ``lr_tol`` of its own disparity.
 
-Speed: all path arithmetic is int16 (``L <= C_max + P2``), every inner loop runs over the disparities of one
-pixel with unsigned offsets into flat buffers, branch-free, so LLVM vectorizes it (16 lanes with AVX2); no
-array views are created per pixel; the census is built in two 32-bit halves; the path buffers hold one row of
-vectors per path (they stay in the L2 cache); the winner is found in the loop of the pixel's last path, as the
-min of int32 keys ``S << 16 | k``. ``bench/stereo_sgm_vs_opencv.py`` times it against OpenCV's SGBM.
+Speed: the path vectors are uint8 when every intermediate fits (``C_max + 2 P2 <= 255``, e.g. census 5x7 with
+P2 <= 110; else int16), every inner loop runs over the disparities of one pixel with unsigned offsets into flat
+buffers, branch-free, so LLVM vectorizes it (32 lanes with AVX2); no array views are created per pixel; the
+census is built in two 32-bit halves; the path buffers hold one row of vectors per path (they stay in the L2
+cache); the winner is found in the loop of the pixel's last path, as the min of int32 keys ``S << 16 | k``.
+``bench/stereo_sgm_vs_opencv.py`` times it against OpenCV's SGBM.
 
-Memory (documented peak): the cost volume ``C`` is uint8 and the forward sum int16, i.e. **3 bytes x H x W x D**
-plus O(W x D) row buffers (5 bytes when 2 threads run the two passes concurrently). :func:`sgm_disparity` splits
-the image into horizontal strips (with ``strip_overlap`` rows of overlap, discarded) when that exceeds
-``max_mem_mb``; paths are then cut at the strip border, a small loss compared to the bound it buys. Volumes can be
-kept between calls in an :class:`SGMWorkspace` (no page faults on reuse). The integer kernels and the NumPy
-references (``*_reference``, float32, exact on these integers) give identical results.
+Memory (documented peak, bytes per voxel H x W x D): on one thread the forward pass computes the costs row by row
+into a uint8 volume (1) that the backward pass reads back, and stores its path sum in uint8 when
+``paths / 2 x (C_max + P2) <= 255`` (4 paths with P2 <= 93 for census 5x7), else int16 (1 or 2): **2 bytes
+(4 paths) or 3 bytes (8 paths)**, plus O(W x D) row buffers. When that exceeds ``max_mem_mb`` the volume of costs
+is dropped (each pass computes its rows' costs again: 1-2 bytes, ~20 % slower), and beyond that
+:func:`sgm_disparity` splits the image into horizontal strips (with ``strip_overlap`` rows of overlap, discarded);
+paths are then cut at the strip border. On two threads both passes run concurrently, each computing its own
+costs, and store int16 sums (4 bytes). Volumes can be kept between calls in an :class:`SGMWorkspace` (no page
+faults on reuse). The integer kernels and the NumPy references (``*_reference``, float32, exact on these
+integers) give identical results.
 """
 
 from __future__ import annotations
@@ -217,32 +222,37 @@ def cost_volume_reference(left: np.ndarray, right: np.ndarray, dmin: int, dmax: 
 # ------------------------------------------------------------------------------------------------ SGM
 @numba.njit(cache=True, fastmath=True, inline="always")
 def _update(buf: np.ndarray, po: np.uint64, out: np.ndarray, co: np.uint64, cost: np.ndarray, cofs: np.uint64,
-            acc: np.ndarray, ao: np.uint64, init: np.ndarray, io: np.uint64, nd: np.uint64, pmin: np.int16,
-            p1: np.int16, p2: np.int16, mode: int) -> tuple[np.int16, np.int32]:
-    """One path step on int16 vectors. ``buf[po:po + nd + 2]`` is the previous L padded with BIG at both ends,
+            acc: np.ndarray, ao: np.uint64, init: np.ndarray, io: np.uint64, nd: np.uint64, pmin: int,
+            p1: int, p2: int, mode: int, pty: type, big: int) -> tuple[int, np.int32]:
+    """One path step on vectors of the path type ``pty`` (uint8 when ``C_max + 2 P2 <= 255``, else int16).
+    ``buf[po:po + nd + 2]`` is the previous L padded with ``big`` at both ends (``big + P1`` >= any min candidate
+    and representable in ``pty``),
     ``cost[cofs:cofs + nd]`` the pixel's costs; the new L goes to ``out[co + 1:co + nd + 1]`` and into
     ``acc[ao:ao + nd]``: stored (mode 0), stored plus ``init[io:io + nd]`` (mode 1), added (mode 2), or added
     for the pixel's last path, whose total is then complete (mode 3).
     Returns min_k of the new L, and in mode 3 the winner key ``min_k (S_k << 16 | k)`` of the total, found in the
-    same branch-free loop (other modes: the unused key is dropped by the compiler, ``mode`` being a constant)."""
-    base = np.int16(pmin + p2)
-    mn = _BIG
+    same branch-free loop (other modes: the unused key is dropped by the compiler, ``mode`` being a constant).
+    Every intermediate stays within ``pty`` (``m >= pmin``, ``L <= C_max + P2``), so LLVM keeps the lanes narrow."""
+    base = pty(pmin + p2)
+    pm = pty(pmin)
+    q1 = pty(p1)
+    mn = pty(big + p1)
     key = np.int32(2147483647)
     for k in range(nd):
         m = buf[po + k + _U(1)]
-        a = np.int16(buf[po + k] + p1)
+        a = pty(buf[po + k] + q1)
         m = a if a < m else m
-        a = np.int16(buf[po + k + _U(2)] + p1)
+        a = pty(buf[po + k + _U(2)] + q1)
         m = a if a < m else m
         m = base if base < m else m
-        v = np.int16(np.int16(cost[cofs + k]) + m - pmin)
+        v = pty(pty(cost[cofs + k]) + pty(m - pm))
         out[co + k + _U(1)] = v
         if mode == 0:
             acc[ao + k] = v
         elif mode == 1:
-            acc[ao + k] = np.int16(v + init[io + k])
+            acc[ao + k] = np.int16(np.int16(v) + np.int16(init[io + k]))
         else:
-            t = np.int16(acc[ao + k] + v)
+            t = np.int16(np.int16(acc[ao + k]) + np.int16(v))
             acc[ao + k] = t
             if mode == 3:
                 key = min(key, (np.int32(t) << 16) | np.int32(k))
@@ -264,163 +274,160 @@ def _wta(s: np.ndarray, o: np.uint64, nd: np.uint64, kidx: np.ndarray) -> tuple[
 
 
 @numba.njit(cache=True, inline="always")
-def _wta_key(s: np.ndarray, nd: np.uint64, key: np.int32) -> tuple[np.int64, np.int16, np.int16, np.int16]:
-    """:func:`_wta` from the key :func:`_update` found (mode 3)."""
+def _wta_key(s: np.ndarray, o: np.uint64, nd: np.uint64, key: np.int32) -> tuple[np.int64, np.int16, np.int16,
+                                                                                 np.int16]:
+    """:func:`_wta` of ``s[o:o + nd]`` from the key :func:`_update` found (mode 3)."""
     best = np.int64(key & 0xFFFF)
     last = np.int64(nd) - 1
-    return best, np.int16(key >> 16), s[_U(max(best - 1, 0))], s[_U(min(best + 1, last))]
-
-
-@numba.njit(cache=True, inline="always")
-def _right_start(rk: np.ndarray, rbest: np.ndarray) -> None:
-    """Reset the right-image winner tracker (see :func:`_right_step`) at the start of a row."""
-    for j in range(rk.size):
-        rk[j] = 2147483647
-    for j in range(rbest.size):
-        rbest[j] = -1
+    return best, np.int16(key >> 16), s[o + _U(max(best - 1, 0))], s[o + _U(min(best + 1, last))]
 
 
 @numba.njit(cache=True, inline="always")
 def _key_k(key: np.int32) -> int:
-    """The k of a tracker key (-1 for the empty key)."""
+    """The k of a right-winner key (-1 for the empty key)."""
     return -1 if key == 2147483647 else 0xFFFF - (key & 0xFFFF)
 
 
 @numba.njit(cache=True, fastmath=True, inline="always")
-def _right_step(rk: np.ndarray, q: np.uint64, s: np.ndarray, so: np.uint64, nd: np.uint64, kinv: np.ndarray,
-                x: int, dmin: int, wr: int, rbest: np.ndarray) -> None:
-    """Right-image winners, exactly (min over all left candidates ``x + dmin + k = xr``), scanning x downwards.
+def _right_winners(s: np.ndarray, so: np.uint64, w: int, nd: int, dmin: int, wr: int, rkey: np.ndarray,
+                   kinv: np.ndarray, rbest: np.ndarray) -> None:
+    """Right-image winners of one row, exactly: for each right pixel ``xr`` the k of the min over every left
+    candidate ``x + dmin + k = xr`` of ``S(x, k)`` (``s[so + x * nd + k]``, the row's totals), into ``rbest``
+    (W2; -1 = no candidate).
 
-    ``R[j]`` is the running min, for right pixel ``x + dmin + j``, of the keys ``S << 16 | (0xFFFF - k)`` (the min
-    key holds the min ``S`` and, of equal ones, the largest k = the smallest x, as a left-to-right scan keeps the
-    first). Going from pixel x + 1 to x the right pixel of index j - 1 becomes index j, so
-    ``R_x[j] = min(R_{x+1}[j-1], key_x[j])``: one shifted, branch-free vector step per pixel. The entry shifted
-    out (right pixel x + 1 + dmin + D - 1) gets no more candidates: its winner is final. Storage: two alternating
-    blocks of D + 1 int32 (index 0 = padding for j - 1 = -1) selected by ``q``; ``kinv[k] = 0xFFFF - k``."""
-    n1 = nd + _U(1)
-    po = (_U(1) - q) * n1
-    co = q * n1
-    xr = x + 1 + dmin + np.int64(nd) - 1
-    if 0 <= xr < wr:
-        rbest[xr] = _key_k(rk[po + nd])
-    for k in range(nd):
-        rk[co + k + _U(1)] = min(rk[po + k], (np.int32(s[so + k]) << 16) | kinv[k])
-
-
-@numba.njit(cache=True, inline="always")
-def _right_end(rk: np.ndarray, q: np.uint64, nd: np.uint64, dmin: int, wr: int, rbest: np.ndarray) -> None:
-    """After pixel 0 (tracker block ``q``): the remaining right pixels dmin + j are final."""
-    co = q * (nd + _U(1))
-    for j in range(nd):
-        xr = dmin + np.int64(j)
-        if 0 <= xr < wr:
-            rbest[xr] = _key_k(rk[co + j + _U(1)])
+    The min is taken over int32 keys ``S << 16 | (0xFFFF - k)``: the min key holds the min ``S`` and, of equal
+    ones, the largest k = the smallest x (as a left-to-right scan keeps the first); ``kinv[k] = 0xFFFF - k``.
+    ``rkey[x + k]`` (W + D) is the running min of right pixel ``x + k + dmin``; each left pixel updates D
+    consecutive entries with one vector loop. The pixels go in 8 phases of stride 8 (x = 0, 8, 16, ..., then
+    1, 9, ...), so a pixel's loads line up with the vectors its predecessor stored (8 int32 = one AVX2 register):
+    stored data is forwarded to the next load instead of stalling, as it does with a shift of one element."""
+    n = w + nd
+    for j in range(n):
+        rkey[j] = 2147483647
+    ndu = _U(nd)
+    for ph in range(min(8, w)):
+        for x in range(ph, w, 8):
+            s0 = so + _U(x) * ndu
+            r0 = _U(x)
+            for k in range(ndu):
+                rkey[r0 + k] = min(rkey[r0 + k], (np.int32(s[s0 + k]) << 16) | kinv[k])
+    for xr in range(wr):
+        i = xr - dmin
+        rbest[xr] = _key_k(rkey[i]) if 0 <= i < n else -1
 
 
 @numba.njit(cache=True, inline="always")
 def _winner_scratch(w: int, wr: int, nd: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray,
-                                                       np.ndarray, np.ndarray, np.ndarray]:
-    """Row scratch of the winner selection: per left pixel the winner k, its S and S at k -+ 1, the sub-pixel
-    offset (W each); the right-image winners (W2); the tracker keys (2 x (D + 1)) and ``0xFFFF - k`` (D)."""
+                                                       np.ndarray, np.ndarray]:
+    """Row scratch of the winner selection: per left pixel the winner k, its S and S at k -+ 1 (W each); the
+    right-image winners (W2), their keys (W + D) and ``0xFFFF - k`` (D)."""
     return (np.zeros(w, np.int64), np.zeros(w, np.int16), np.zeros(w, np.int16), np.zeros(w, np.int16),
-            np.zeros(w, np.float32), np.zeros(max(wr, 1), np.int64), np.zeros(2 * (nd + 1), np.int32),
+            np.zeros(max(wr, 1), np.int64), np.zeros(w + nd, np.int32),
             (0xFFFF - np.arange(nd)).astype(np.int32))
 
 
 @numba.njit(cache=True, inline="always")
 def _lr_row(y: int, w: int, nd: int, dmin: int, lr_tol: float, wr: int, lbest: np.ndarray, lcost: np.ndarray,
-            lprev: np.ndarray, lnext: np.ndarray, lsub: np.ndarray, rbest: np.ndarray, disp: np.ndarray) -> None:
+            lprev: np.ndarray, lnext: np.ndarray, rbest: np.ndarray, disp: np.ndarray) -> None:
     """Sub-pixel offsets (parabola through the winner and its neighbours), left-right check of one row against
     the right-image winners ``rbest`` (k, -1 = none), then the kept disparities written into ``disp[y]``."""
-    for x in range(w):  # branch-free over the row (vectorizes)
+    last = wr - 1
+    for x in range(w):  # one pass, no early exit (vectorizes; a branch per pixel mispredicts at edges)
         a = np.float32(lprev[x])
         c = np.float32(lnext[x])
         den = a - np.float32(2.0) * np.float32(lcost[x]) + c
-        lsub[x] = np.float32(0.5) * (a - c) / den if den > 0 else np.float32(0.0)
-    for x in range(w):
+        sub = np.float32(0.5) * (a - c) / den if den > 0 else np.float32(0.0)
         best = lbest[x]
-        if best <= 0 or best >= nd - 1:
-            continue  # on the border of the range: the true disparity may lie outside
+        ok = (best > 0) & (best < nd - 1)  # on the border of the range: the true disparity may lie outside
         if lr_tol >= 0:
             xr = x + dmin + best
-            if xr < 0 or xr >= wr or rbest[xr] < 0 or abs(rbest[xr] - best) > lr_tol:
-                continue
-        disp[y, x] = dmin + best + lsub[x]
+            rb = rbest[min(max(xr, 0), last)]
+            ok = ok & (xr >= 0) & (xr <= last) & (rb >= 0) & (np.float64(abs(rb - best)) <= lr_tol)
+        if ok:  # (disp is NaN elsewhere; no NaN literal under fastmath)
+            disp[y, x] = np.float32(dmin + best) + sub
 
 
 @numba.njit(cache=True, fastmath=True)
-def _sgm_pass(cost: np.ndarray, p1: int, p2: int, paths: int, backward: bool, s: np.ndarray, select: bool,
-              dmin: int, lr_tol: float, wr: int, disp: np.ndarray) -> None:
-    """One raster pass of the SGM aggregation over ``paths // 2`` directions.
+def _sgm_pass(cost: np.ndarray, codes: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int, int],
+              from_codes: bool, p1: int, p2: int, paths: int, backward: bool, s: np.ndarray, select: bool,
+              dmin: int, lr_tol: float, wr: int, disp: np.ndarray, pty: type, big: int) -> None:
+    """One raster pass of the SGM aggregation over ``paths // 2`` directions, path vectors of type ``pty`` padded
+    with ``big`` (see :func:`_path_type`).
 
+    Costs: with ``from_codes`` each row's costs are computed when the pass reaches it, from ``codes`` = (left
+    census, left validity, right census, right validity, dmin, invalid cost) (flat), into a W x D row buffer
+    that stays in the cache (no cost volume is written or read); else read from ``cost`` (H, W, D) uint8.
     Forward (``backward`` False): rows top to bottom, pixels left to right (paths from the left, above, above-left,
-    above-right); backward: the mirror. Without ``select`` the pass's path sum is stored in ``s`` (H, W, D) int16.
-    With ``select`` ``s`` holds the other pass's sum: each pixel's total is formed in a row buffer, the winner
-    taken at once, and the row's disparities (after the left-right check) written into ``disp`` (H, W) float32.
+    above-right); backward: the mirror. Without ``select`` the pass's path sum is stored in ``s`` (H, W, D; uint8
+    or int16, wide enough for it). With ``select`` ``s`` holds the other pass's sum: each pixel's total is formed
+    in an int16 row buffer, the winner taken at once, and the row's disparities (after the left-right check)
+    written into ``disp`` (H, W) float32.
     """
-    h, w, nd = cost.shape
+    h, w, nd = s.shape
     ndu = _U(nd)
     su = _U(nd + 2)  # stride of one padded path vector
     # pixel x in slot x + 1; slots 0 and w + 1 are virtual zero pixels (paths entering the image)
-    P1 = np.int16(p1)
-    P2 = np.int16(p2)
-    costf = cost.reshape(-1)
+    clf, vlf, crf, vrf, cdmin, inv = codes
+    keep = from_codes and cost.size > 0  # costs computed into the volume ``cost`` (for the other pass)
+    costf = np.empty(w * nd, np.uint8) if from_codes and not keep else cost.reshape(-1)
     sf = s.reshape(-1)
     # path buffers: one padded vector per slot of the previous row for the vertical path and the diagonals (a
     # slot is overwritten once no pixel of the row needs its previous-row value), two for the horizontal path
     # (parity of the pixel); the min of each buffered vector alongside. One row of vectors per path keeps the
     # buffers in the L2 cache (double rows did not for 8 paths).
-    vb = np.zeros((w + 2) * (nd + 2), np.int16)
-    d1 = np.zeros((w + 2) * (nd + 2), np.int16)
-    d2 = np.zeros((w + 2) * (nd + 2), np.int16)
-    hb = np.zeros(2 * (nd + 2), np.int16)
-    tmp = np.zeros(3 * (nd + 2), np.int16)  # new vertical L; new d1 L of the current and the previous pixel
+    vb = np.zeros((w + 2) * (nd + 2), pty)
+    d1 = np.zeros((w + 2) * (nd + 2), pty)
+    d2 = np.zeros((w + 2) * (nd + 2), pty)
+    hb = np.zeros(2 * (nd + 2), pty)
+    tmp = np.zeros(3 * (nd + 2), pty)  # new vertical L; new d1 L of the current and the previous pixel
     for q in range(w + 2):
         for b in (vb, d1, d2):
-            b[q * (nd + 2)] = _BIG
-            b[q * (nd + 2) + nd + 1] = _BIG
+            b[q * (nd + 2)] = big
+            b[q * (nd + 2) + nd + 1] = big
     for q in range(2):
-        hb[q * (nd + 2)] = _BIG
-        hb[q * (nd + 2) + nd + 1] = _BIG
+        hb[q * (nd + 2)] = big
+        hb[q * (nd + 2) + nd + 1] = big
     vmin = np.zeros(w + 2, np.int16)
     d1min = np.zeros(w + 2, np.int16)
     d2min = np.zeros(w + 2, np.int16)
-    tot = np.zeros(nd, np.int16)
-    lbest, lcost, lprev, lnext, lsub, rbest, rk, kinv = _winner_scratch(w, wr, nd)
+    tot = np.zeros(w * nd if select else 0, np.int16)  # the row's totals (pixel x at x * D)
+    lbest, lcost, lprev, lnext, rbest, rk, kinv = _winner_scratch(w, wr, nd)
     if select and not backward:
         raise ValueError("the winner selection runs in the backward pass (right-image winners need x downwards)")
     step = -1 if backward else 1
     for yy in range(h):
         y = h - 1 - yy if backward else yy
+        crow = _U(y) * _U(w) * ndu if keep or not from_codes else _U(0)
+        if from_codes:
+            _cost_row(clf, vlf, crf, vrf, y, w, wr, cdmin, nd, np.uint8(inv), costf, crow)
         for k in range(nd):
             hb[k + 1] = 0
         hmin = np.int16(0)
         pend = _U(0)  # slot waiting for its new d1 vector (0 = none)
         pend_min = np.int16(0)
-        if select:
-            _right_start(rk, rbest)
         for xx in range(w):
             x = w - 1 - xx if backward else xx
             xs = _U(x + 1)
             vox = (_U(y) * _U(w) + _U(x)) * ndu
+            tx = _U(x) * ndu  # the pixel's vector in the row buffers
+            cx = crow + tx
             hp = _U(xx & 1)
             key = np.int32(0)
+            # horizontal, then vertical: previous row's vector in this pixel's own slot -> new vector via tmp
             if select:  # total = other pass's sum + this pass's paths, in the row buffer
-                hmin = _update(hb, hp * su, hb, (_U(1) - hp) * su, costf, vox, tot, _U(0), sf, vox, ndu, hmin, P1,
-                               P2, 1)[0]
-                acc = tot
-                ao = _U(0)
+                hmin = _update(hb, hp * su, hb, (_U(1) - hp) * su, costf, cx, tot, tx, sf, vox, ndu, hmin, p1,
+                               p2, 1, pty, big)[0]
+                if paths < 8:  # the vertical path is the pixel's last: its loop also finds the winner
+                    vmin[xs], key = _update(vb, xs * su, tmp, _U(0), costf, cx, tot, tx, tot, _U(0), ndu,
+                                            vmin[xs], p1, p2, 3, pty, big)
+                else:
+                    vmin[xs] = _update(vb, xs * su, tmp, _U(0), costf, cx, tot, tx, tot, _U(0), ndu, vmin[xs],
+                                       p1, p2, 2, pty, big)[0]
             else:
-                hmin = _update(hb, hp * su, hb, (_U(1) - hp) * su, costf, vox, sf, vox, sf, vox, ndu, hmin, P1, P2,
-                               0)[0]
-                acc = sf
-                ao = vox
-            # vertical: previous row's vector in this pixel's own slot -> new vector via tmp, then back
-            if select and paths < 8:  # the vertical path is the pixel's last: its loop also finds the winner
-                vmin[xs], key = _update(vb, xs * su, tmp, _U(0), costf, vox, tot, _U(0), tot, _U(0), ndu, vmin[xs],
-                                        P1, P2, 3)
-            else:
-                vmin[xs] = _update(vb, xs * su, tmp, _U(0), costf, vox, acc, ao, sf, vox, ndu, vmin[xs], P1, P2, 2)[0]
+                hmin = _update(hb, hp * su, hb, (_U(1) - hp) * su, costf, cx, sf, vox, sf, vox, ndu, hmin, p1, p2,
+                               0, pty, big)[0]
+                vmin[xs] = _update(vb, xs * su, tmp, _U(0), costf, cx, sf, vox, sf, vox, ndu, vmin[xs], p1, p2, 2,
+                                   pty, big)[0]
             for k in range(_U(1), ndu + _U(1)):
                 vb[xs * su + k] = tmp[k]
             if paths >= 8:
@@ -428,7 +435,12 @@ def _sgm_pass(cost: np.ndarray, p1: int, p2: int, paths: int, backward: bool, s:
                 # the new vector of the pixel behind waits in tmp until now
                 xa = _U(x + 1 - step)
                 q = _U(1) + hp
-                m1 = _update(d1, xa * su, tmp, q * su, costf, vox, acc, ao, sf, vox, ndu, d1min[xa], P1, P2, 2)[0]
+                if select:
+                    m1 = _update(d1, xa * su, tmp, q * su, costf, cx, tot, tx, tot, _U(0), ndu, d1min[xa], p1,
+                                 p2, 2, pty, big)[0]
+                else:
+                    m1 = _update(d1, xa * su, tmp, q * su, costf, cx, sf, vox, sf, vox, ndu, d1min[xa], p1, p2, 2,
+                                 pty, big)[0]
                 if pend > 0:
                     qo = (_U(2) - hp) * su  # the other of tmp's two d1 vectors
                     for k in range(_U(1), ndu + _U(1)):
@@ -440,34 +452,35 @@ def _sgm_pass(cost: np.ndarray, p1: int, p2: int, paths: int, backward: bool, s:
                 # by the pixel behind already, so the new vector goes straight in
                 xb = _U(x + 1 + step)
                 if select:  # the pixel's last path: its loop also finds the winner
-                    d2min[xs], key = _update(d2, xb * su, d2, xs * su, costf, vox, tot, _U(0), tot, _U(0), ndu,
-                                             d2min[xb], P1, P2, 3)
+                    d2min[xs], key = _update(d2, xb * su, d2, xs * su, costf, cx, tot, tx, tot, _U(0), ndu,
+                                             d2min[xb], p1, p2, 3, pty, big)
                 else:
-                    d2min[xs] = _update(d2, xb * su, d2, xs * su, costf, vox, acc, ao, sf, vox, ndu, d2min[xb], P1,
-                                        P2, 2)[0]
+                    d2min[xs] = _update(d2, xb * su, d2, xs * su, costf, cx, sf, vox, sf, vox, ndu, d2min[xb], p1,
+                                        p2, 2, pty, big)[0]
             if select:
-                lbest[x], lcost[x], lprev[x], lnext[x] = _wta_key(tot, ndu, key)
-                _right_step(rk, hp, tot, _U(0), ndu, kinv, x, dmin, wr, rbest)
+                lbest[x], lcost[x], lprev[x], lnext[x] = _wta_key(tot, tx, ndu, key)
         if pend > 0:  # the last pixel's d1 vector
             qo = (_U(1) + _U((w - 1) & 1)) * su
             for k in range(_U(1), ndu + _U(1)):
                 d1[pend * su + k] = tmp[qo + k]
             d1min[pend] = pend_min
         if select:
-            _right_end(rk, _U((w - 1) & 1), ndu, dmin, wr, rbest)
-            _lr_row(y, w, nd, dmin, lr_tol, wr, lbest, lcost, lprev, lnext, lsub, rbest, disp)
+            _right_winners(tot, _U(0), w, nd, dmin, wr, rk, kinv, rbest)
+            _lr_row(y, w, nd, dmin, lr_tol, wr, lbest, lcost, lprev, lnext, rbest, disp)
 
 
 @numba.njit(cache=True, parallel=True)
-def _both_passes(cost: np.ndarray, p1: int, p2: int, paths: int, threads: int, both: np.ndarray) -> np.ndarray:
+def _both_passes(cost: np.ndarray, codes: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int, int],
+                 from_codes: bool, p1: int, p2: int, paths: int, threads: int, both: np.ndarray, pty: type,
+                 big: int, wr: int) -> np.ndarray:
     """Both raster passes stored into ``both`` (2, H, W, D) int16 (concurrently when ``threads >= 2``)."""
     dummy = np.empty((0, 0), np.float32)
     if threads >= 2:
         for d in numba.prange(2):
-            _sgm_pass(cost, p1, p2, paths, d == 1, both[d], False, 0, -1.0, 0, dummy)
+            _sgm_pass(cost, codes, from_codes, p1, p2, paths, d == 1, both[d], False, 0, -1.0, wr, dummy, pty, big)
     else:
         for d in range(2):
-            _sgm_pass(cost, p1, p2, paths, d == 1, both[d], False, 0, -1.0, 0, dummy)
+            _sgm_pass(cost, codes, from_codes, p1, p2, paths, d == 1, both[d], False, 0, -1.0, wr, dummy, pty, big)
     return both
 
 
@@ -484,6 +497,21 @@ def _check_penalties(cost: np.ndarray, p1: float, p2: float, paths: int) -> tupl
     return p1i, p2i
 
 
+def _path_type(cmax: int, p1: int, p2: int) -> tuple[type, int]:
+    """(type of the path vectors, their padding): uint8 when every intermediate fits (``L <= C_max + P2``, the
+    largest min candidate ``min L + P2 <= C_max + 2 P2 <= 255``; padding ``255 - P1``, so padding + P1 still
+    exceeds every candidate), twice the SIMD lanes of int16; else int16 padded with 16000."""
+    if cmax + 2 * p2 <= 255 and p1 <= 255:
+        return np.uint8, 255 - p1
+    return np.int16, int(_BIG)
+
+
+def _no_codes() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int, int]:
+    """The ``codes`` argument of :func:`_sgm_pass` when it reads a cost volume."""
+    e64, eb = np.zeros(0, np.uint64), np.zeros(0, np.bool_)
+    return e64, eb, e64, eb, 0, 0
+
+
 def aggregate(cost: np.ndarray, p1: float, p2: float, paths: int = 8, threads: int = 1) -> np.ndarray:
     """SGM aggregation of a (H, W, D) uint8 cost volume over 4 or 8 paths -> (H, W, D) uint16 sum ``S``.
 
@@ -491,8 +519,9 @@ def aggregate(cost: np.ndarray, p1: float, p2: float, paths: int = 8, threads: i
     integers (exact integer sums, identical to the reference)."""
     p1i, p2i = _check_penalties(cost, p1, p2, paths)
     cost = np.ascontiguousarray(cost)
-    both = _both_passes(np.ascontiguousarray(cost), p1i, p2i, int(paths), int(threads),
-                        np.empty((2, *cost.shape), np.int16))
+    pty, big = _path_type(int(cost.max(initial=0)), p1i, p2i)
+    both = _both_passes(cost, _no_codes(), False, p1i, p2i, int(paths), int(threads),
+                        np.empty((2, *cost.shape), np.int16), pty, big, cost.shape[1])
     return (both[0] + both[1]).astype(np.uint16)
 
 
@@ -547,16 +576,14 @@ def _select(total: np.ndarray, dmin: int, lr_tol: float, wr: int) -> np.ndarray:
     for y in numba.prange(h):
         kidx = np.arange(nd).astype(np.int32)
         s = np.empty(nd, np.int16)
-        lbest, lcost, lprev, lnext, lsub, rbest, rk, kinv = _winner_scratch(w, wr, nd)
-        _right_start(rk, rbest)
-        for xx in range(w):  # x downwards, as the right-image winner tracker needs
-            x = w - 1 - xx
+        lbest, lcost, lprev, lnext, rbest, rk, kinv = _winner_scratch(w, wr, nd)
+        row = total[y].reshape(-1)
+        for x in range(w):
             for k in range(ndu):
-                s[k] = np.int16(total[y, x, k])
+                s[k] = np.int16(row[_U(x) * ndu + k])
             lbest[x], lcost[x], lprev[x], lnext[x] = _wta(s, _U(0), ndu, kidx)
-            _right_step(rk, _U(xx & 1), s, _U(0), ndu, kinv, x, dmin, wr, rbest)
-        _right_end(rk, _U((w - 1) & 1), ndu, dmin, wr, rbest)
-        _lr_row(y, w, nd, dmin, lr_tol, wr, lbest, lcost, lprev, lnext, lsub, rbest, disp)
+        _right_winners(row, _U(0), w, nd, dmin, wr, rk, kinv, rbest)
+        _lr_row(y, w, nd, dmin, lr_tol, wr, lbest, lcost, lprev, lnext, rbest, disp)
     return disp
 
 
@@ -732,8 +759,9 @@ def sgm_disparity(left: np.ndarray, right: np.ndarray, dmin: int, dmax: int, *,
         left: (H, W) reference image; right: (H, W2) image, same rows.
         dmin, dmax: integer disparity range (right x = left x + d).
         census_window, p1, p2, paths, lr_tol, median: see the module docstring.
-        max_mem_mb: bound on the cost + aggregation volumes (3 bytes/voxel, 5 on >= 2 threads); above it the
-            image is processed in horizontal strips overlapping by ``strip_overlap`` rows.
+        max_mem_mb: bound on the cost + aggregation volumes (2-3 bytes/voxel on one thread, 4 on two; see the
+            module docstring); above it the costs are recomputed per pass, then the image is processed in
+            horizontal strips overlapping by ``strip_overlap`` rows.
         workspace: scratch volumes to reuse across calls (see :class:`SGMWorkspace`); None = allocated here and
             freed on return.
     Returns:
@@ -748,10 +776,19 @@ def sgm_disparity(left: np.ndarray, right: np.ndarray, dmin: int, dmax: int, *,
     cr, vr = census_transform(right, census_window)
     invalid = census_window[0] * census_window[1] - 1
     p1i, p2i = _check_penalties(np.array([invalid], np.uint8), p1, p2, paths)
+    pty, big = _path_type(invalid, p1i, p2i)
+    # one pass's sum (paths // 2 paths, each <= C_max + P2) in a byte when it fits
+    fwd_type = np.uint8 if pty is np.uint8 and paths // 2 * (invalid + p2i) <= 255 else np.int16
     threads = numba.get_num_threads()
     ws = workspace if workspace is not None else SGMWorkspace()
     disp = np.full((h, w), np.nan, np.float32)
-    row_bytes = (5.0 if threads >= 2 else 3.0) * w * nd  # cost + forward sum (+ the backward sum on 2 threads)
+    wr = right.shape[1]
+    # volumes (bytes per voxel): 1 thread: the forward sum, and the cost volume computed in the forward pass and
+    # read back in the backward pass, unless that exceeds max_mem_mb (then each pass computes its rows' costs,
+    # slower but no volume); 2 threads: both passes' int16 sums (each pass computes its rows' costs)
+    fsz = float(np.dtype(fwd_type).itemsize)
+    keep_cost = threads < 2 and (1.0 + fsz) * w * nd * h <= max_mem_mb * 1e6
+    row_bytes = (4.0 if threads >= 2 else fsz + (1.0 if keep_cost else 0.0)) * w * nd
     max_rows = max(int(max_mem_mb * 1e6 / row_bytes), 2 * strip_overlap + 16)
     if max_rows >= h:
         strips = [(0, h, 0, h)]
@@ -763,21 +800,24 @@ def sgm_disparity(left: np.ndarray, right: np.ndarray, dmin: int, dmax: int, *,
             strips.append((max(0, y0 - strip_overlap), min(h, y1 + strip_overlap), y0, y1))
         log.info("SGM in %d strips of <= %d rows (volume %.0f MB > %.0f MB)", len(strips), max_rows,
                  row_bytes * h / 1e6, max_mem_mb)
+    nocost = np.empty((0, 0, 0), np.uint8)
     for a, b, c0, c1 in strips:
-        cost = _cost_volume(cl[a:b], vl[a:b], cr[a:b], vr[a:b], dmin, nd, invalid,
-                            ws.array("cost", (b - a, w, nd), np.uint8))
+        codes = (cl[a:b].reshape(-1), vl[a:b].reshape(-1), cr[a:b].reshape(-1), vr[a:b].reshape(-1), dmin, invalid)
+        shape = (b - a, w, nd)
         if threads >= 2:  # both passes concurrently, then the winners
-            both = _both_passes(cost, p1i, p2i, int(paths), threads, ws.array("both", (2, *cost.shape), np.int16))
-            del cost
+            both = _both_passes(nocost, codes, True, p1i, p2i, int(paths), threads,
+                                ws.array("both", (2, *shape), np.int16), pty, big, wr)
             both[0] += both[1]
-            d = _select(both[0], dmin, float(lr_tol), right.shape[1])
+            d = _select(both[0], dmin, float(lr_tol), wr)
             del both
         else:  # forward pass stored, backward pass fused with the winner selection
-            fwd = ws.array("forward", cost.shape, np.int16)
+            fwd = ws.array("forward", shape, fwd_type)
+            cost = ws.array("cost", shape, np.uint8) if keep_cost else nocost
             d = np.full((b - a, w), np.nan, np.float32)
-            _sgm_pass(cost, p1i, p2i, int(paths), False, fwd, False, 0, -1.0, 0, d)
-            _sgm_pass(cost, p1i, p2i, int(paths), True, fwd, True, dmin, float(lr_tol), right.shape[1], d)
-            del cost, fwd
+            _sgm_pass(cost, codes, True, p1i, p2i, int(paths), False, fwd, False, 0, -1.0, wr, d, pty, big)
+            _sgm_pass(cost, codes, not keep_cost, p1i, p2i, int(paths), True, fwd, True, dmin, float(lr_tol), wr, d,
+                      pty, big)
+            del fwd, cost
         disp[c0:c1] = d[c0 - a:c1 - a]
     disp[~vl] = np.nan
     if median:
