@@ -63,7 +63,7 @@ def _ctpop(typingctx, x):  # type: ignore[no-untyped-def]
 
 # ------------------------------------------------------------------------------------------------ census
 @numba.njit(cache=True, parallel=True)
-def _census(img: np.ndarray, wh: int, ww: int) -> tuple[np.ndarray, np.ndarray]:
+def _census(img: np.ndarray, wh: int, ww: int, has_nan: bool) -> tuple[np.ndarray, np.ndarray]:
     h, w = img.shape
     ry, rx = wh // 2, ww // 2
     codes = np.zeros((h, w), np.uint64)
@@ -80,10 +80,11 @@ def _census(img: np.ndarray, wh: int, ww: int) -> tuple[np.ndarray, np.ndarray]:
     for y in numba.prange(ry, h - ry):
         lo = np.zeros(n, np.uint32)  # two 32-bit halves: twice the lanes of 64-bit codes
         hi = np.zeros(n, np.uint32)
-        ok = np.empty(n, np.bool_)
+        ok = np.ones(n, np.bool_)
         c0 = _U(y * w + rx)
-        for i in range(nu):
-            ok[i] = np.isfinite(flat[c0 + i])
+        if has_nan:  # (without NaN in the image every window is valid: the checks are skipped)
+            for i in range(nu):
+                ok[i] = np.isfinite(flat[c0 + i])
         j = 0
         for dy in range(-ry, ry + 1):  # bit order: row-major window, first neighbour = highest bit
             for dx in range(-rx, rx + 1):
@@ -91,15 +92,18 @@ def _census(img: np.ndarray, wh: int, ww: int) -> tuple[np.ndarray, np.ndarray]:
                     continue
                 o0 = _U((y + dy) * w + rx + dx)
                 word = hi if j < nhi else lo
-                for i in range(nu):  # whole row at once (vectorizes)
-                    v = flat[o0 + i]
-                    ok[i] = ok[i] & np.isfinite(v)
-                    word[i] = (word[i] << one) | np.uint32(v < flat[c0 + i])
+                if has_nan:
+                    for i in range(nu):  # whole row at once (vectorizes)
+                        v = flat[o0 + i]
+                        ok[i] = ok[i] & np.isfinite(v)
+                        word[i] = (word[i] << one) | np.uint32(v < flat[c0 + i])
+                else:
+                    for i in range(nu):
+                        word[i] = (word[i] << one) | np.uint32(flat[o0 + i] < flat[c0 + i])
                 j += 1
         for i in range(nu):
-            if ok[i]:
-                cf[c0 + i] = (_U(hi[i]) << _U(32)) | _U(lo[i])
-                vf[c0 + i] = True
+            cf[c0 + i] = (_U(hi[i]) << _U(32)) | _U(lo[i]) if ok[i] else _U(0)
+            vf[c0 + i] = ok[i]
     return codes, valid
 
 
@@ -116,7 +120,8 @@ def census_transform(img: np.ndarray, window: tuple[int, int] = (5, 7)) -> tuple
     wh, ww = window
     if wh % 2 == 0 or ww % 2 == 0 or wh * ww - 1 > 63:
         raise ValueError(f"census window {window}: sides must be odd with at most 63 comparisons")
-    return _census(np.ascontiguousarray(img, dtype=np.float32), wh, ww)
+    img = np.ascontiguousarray(img, dtype=np.float32)
+    return _census(img, wh, ww, not bool(np.isfinite(img).all()))
 
 
 def census_transform_reference(img: np.ndarray, window: tuple[int, int] = (5, 7)) -> tuple[np.ndarray, np.ndarray]:
@@ -232,7 +237,8 @@ def _update(buf: np.ndarray, po: np.uint64, out: np.ndarray, co: np.uint64, cost
     for the pixel's last path, whose total is then complete (mode 3).
     Returns min_k of the new L, and in mode 3 the winner key ``min_k (S_k << 16 | k)`` of the total, found in the
     same branch-free loop (other modes: the unused key is dropped by the compiler, ``mode`` being a constant).
-    Every intermediate stays within ``pty`` (``m >= pmin``, ``L <= C_max + P2``), so LLVM keeps the lanes narrow."""
+    Every intermediate stays within ``pty`` (``m >= pmin``, ``L <= C_max + P2``) and every key is cast back to int32
+    (numba widens int32 arithmetic to int64), so LLVM keeps the lanes narrow."""
     base = pty(pmin + p2)
     pm = pty(pmin)
     q1 = pty(p1)
@@ -255,7 +261,7 @@ def _update(buf: np.ndarray, po: np.uint64, out: np.ndarray, co: np.uint64, cost
             t = np.int16(np.int16(acc[ao + k]) + np.int16(v))
             acc[ao + k] = t
             if mode == 3:
-                key = min(key, (np.int32(t) << 16) | np.int32(k))
+                key = min(key, np.int32((np.int32(t) << 16) | np.int32(k)))
         mn = v if v < mn else mn
     return mn, key
 
@@ -267,7 +273,7 @@ def _wta(s: np.ndarray, o: np.uint64, nd: np.uint64, kidx: np.ndarray) -> tuple[
     the index before and after, clamped to the range). One branch-free min over int32 keys ``s << 16 | k``."""
     key = np.int32(2147483647)
     for k in range(nd):
-        key = min(key, (np.int32(s[o + k]) << 16) | kidx[k])
+        key = min(key, np.int32((np.int32(s[o + k]) << 16) | kidx[k]))
     best = np.int64(key & 0xFFFF)
     last = np.int64(nd) - 1
     return best, np.int16(key >> 16), s[o + _U(max(best - 1, 0))], s[o + _U(min(best + 1, last))]
@@ -310,7 +316,7 @@ def _right_winners(s: np.ndarray, so: np.uint64, w: int, nd: int, dmin: int, wr:
             s0 = so + _U(x) * ndu
             r0 = _U(x)
             for k in range(ndu):
-                rkey[r0 + k] = min(rkey[r0 + k], (np.int32(s[s0 + k]) << 16) | kinv[k])
+                rkey[r0 + k] = min(rkey[r0 + k], np.int32((np.int32(s[s0 + k]) << 16) | kinv[k]))
     for xr in range(wr):
         i = xr - dmin
         rbest[xr] = _key_k(rkey[i]) if 0 <= i < n else -1
