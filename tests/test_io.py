@@ -51,3 +51,22 @@ def test_corrupt_or_missing_raster_names_the_file(tmp_path):
         read_raster(bad)
     with pytest.raises(RasterReadError, match="missing.tif: file not found"):
         read_raster(tmp_path / "missing.tif")
+
+
+def test_codec_and_level_are_lossless_and_recorded(tmp_path):
+    """Intermediate tiles use ZSTD level 1 (fast); deflate with a level and the COG path take the level too."""
+    import rasterio
+
+    rng = np.random.default_rng(0)
+    a = (np.cumsum(rng.normal(size=(300, 280)), axis=1) + 2300).astype(np.float32)
+    a[rng.random(a.shape) < 0.1] = np.nan
+    t = from_origin(500000, 4000000, 0.5, 0.5)
+    for name, kw in [("z.tif", {"compress": "zstd", "level": 1}), ("d.tif", {"compress": "deflate", "level": 1}),
+                     ("c.tif", {"compress": "deflate", "level": 9, "cog": True})]:
+        p = write_raster(tmp_path / name, a, t, 32631, nodata=float("nan"), tags={"VERTICAL_DATUM": "x"}, **kw)
+        back = read_raster(p, masked_to_nan=True).array
+        np.testing.assert_array_equal(np.isnan(back), np.isnan(a))
+        np.testing.assert_array_equal(back[np.isfinite(back)], a[np.isfinite(a)])
+        with rasterio.open(p) as ds:
+            assert ds.profile["compress"].lower() == kw["compress"]
+            assert ds.tags(ns="IMAGE_STRUCTURE").get("PREDICTOR") == "3" or kw.get("cog")

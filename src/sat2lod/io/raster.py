@@ -135,6 +135,7 @@ def write_raster(
     cog: bool = False,
     rpcs: Any = None,
     compress: str = "deflate",
+    level: int | None = None,
 ) -> Path:
     """Write a (H, W) or (B, H, W) array atomically as a GeoTIFF (tiled) or a COG.
 
@@ -145,6 +146,9 @@ def write_raster(
         cog: write a Cloud Optimized GeoTIFF (GDAL COG driver, with overviews).
         rpcs: a ``rasterio.rpc.RPC`` to store as RPC tags (raw sensor images; ``transform`` is then ignored
             and no geotransform is written).
+        compress, level: GDAL codec ("deflate", "zstd", "lzw", ...) and its level (None: GDAL's default; floats
+            get the floating-point predictor). Intermediate products use ("zstd", 1): lossless, 4x faster to
+            write than deflate's default level at the same size on DSM tiles.
     """
     arr = array if array.ndim == 3 else array[np.newaxis]
     count, height, width = arr.shape
@@ -168,8 +172,10 @@ def write_raster(
         del profile["transform"]
     if height >= 256 and width >= 256:
         profile.update(tiled=True, blockxsize=256, blockysize=256)
-    if arr.dtype in (np.float32, np.float64) and compress == "deflate":
+    if arr.dtype in (np.float32, np.float64) and compress.lower() in ("deflate", "zstd", "lzw"):
         profile["predictor"] = 3
+    if level is not None:
+        profile["zstd_level" if compress.lower() == "zstd" else "zlevel"] = int(level)
     path = Path(path)
     with atomic_path(path) as tmp:
         if cog:
@@ -179,7 +185,8 @@ def write_raster(
                     _fill(ds, arr, tags, band_tags)
                 with mem.open() as src:
                     rasterio.shutil.copy(src, tmp, driver="COG", COMPRESS=compress.upper(), BLOCKSIZE=256,
-                                         OVERVIEW_RESAMPLING="AVERAGE" if arr.dtype.kind == "f" else "NEAREST")
+                                         OVERVIEW_RESAMPLING="AVERAGE" if arr.dtype.kind == "f" else "NEAREST",
+                                         **({"LEVEL": int(level)} if level is not None else {}))
         else:
             with rasterio.open(tmp, "w", **profile, **({"rpcs": rpcs} if rpcs is not None else {})) as ds:
                 _fill(ds, arr, tags, band_tags)

@@ -204,10 +204,12 @@ def stereo_tile(scenes: str | os.PathLike[str], tiles: str | os.PathLike[str], t
     filled, fill_mask = fill_small_holes(fused, params.fill_iterations)
     tags = {"VERTICAL_DATUM": sat2lod.ELLIPSOID_DATUM, "TILE": tile, "PRODUCT": "DSM",
             "PAIRS": str([p["pair"] for p in infos])}
-    write_raster(dsm, filled.astype(np.float32), transform, epsg, nodata=float("nan"), tags=tags)
+    # tile products are intermediate (the mosaic COG is the deliverable): the fastest lossless codec
+    write_raster(dsm, filled.astype(np.float32), transform, epsg, nodata=float("nan"), tags=tags, compress="zstd",
+                 level=1)
     flag = np.where(fill_mask == 255, np.nan, fill_mask).astype(np.float32)
     qual = np.stack([residual.astype(np.float32), count, agree.astype(np.float32), flag])
-    write_raster(quality, qual, transform, epsg, nodata=float("nan"),
+    write_raster(quality, qual, transform, epsg, nodata=float("nan"), compress="zstd", level=1,
                  tags={"TILE": tile, "VERTICAL_DATUM": sat2lod.ELLIPSOID_DATUM},
                  band_tags=[{"NAME": "intersection_residual_px"}, {"NAME": "point_count"},
                             {"NAME": "agreeing_pairs"}, {"NAME": "filled"}])
