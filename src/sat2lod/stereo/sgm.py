@@ -14,11 +14,12 @@ Left-right check: the right image's winners are read from the same ``S`` along `
 not only the left winners as OpenCV's SGBM does; see :func:`_right_winners`); a left pixel is kept when the
 winner of its right pixel is within ``lr_tol`` of its own disparity.
 
-Speed: the path vectors are uint8 when every intermediate fits (``C_max + 2 P2 <= 255``, e.g. census 5x7 with
-P2 <= 110; else int16), every inner loop runs over the disparities of one pixel with unsigned offsets into flat
-buffers, branch-free, so LLVM vectorizes it (32 lanes with AVX2); no array views are created per pixel; the
-census is built in two 32-bit halves; the path buffers hold one row of vectors per path (they stay in the L2
-cache); the winner is found in the loop of the pixel's last path, as the min of int32 keys ``S << 16 | k``.
+Speed: every inner loop runs over the disparities of one pixel with unsigned offsets into flat buffers,
+branch-free, so LLVM vectorizes it (16 lanes with AVX2, the width of the int16 sums); no array views are created
+per pixel; the path vectors are uint8 when every intermediate fits (``C_max + 2 P2 <= 255``, e.g. census 5x7
+with P2 <= 110; else int16), which halves the path buffers (one row of vectors per path, kept in the L2 cache);
+the census is built in two 32-bit halves; the winner is found in the loop of the pixel's last path, as the min
+of int32 keys ``S << 16 | k`` (kept int32: numba would widen them to int64, halving the lanes again).
 ``bench/stereo_sgm_vs_opencv.py`` times it against OpenCV's SGBM.
 
 Memory (documented peak, bytes per voxel H x W x D): on one thread the forward pass computes the costs row by row
@@ -361,8 +362,9 @@ def _sgm_pass(cost: np.ndarray, codes: tuple[np.ndarray, np.ndarray, np.ndarray,
     with ``big`` (see :func:`_path_type`).
 
     Costs: with ``from_codes`` each row's costs are computed when the pass reaches it, from ``codes`` = (left
-    census, left validity, right census, right validity, dmin, invalid cost) (flat), into a W x D row buffer
-    that stays in the cache (no cost volume is written or read); else read from ``cost`` (H, W, D) uint8.
+    census, left validity, right census, right validity, dmin, invalid cost) (flat), into the row's place in
+    ``cost`` (H, W, D) uint8 when that is not empty (kept for the other pass), else into a W x D row buffer that
+    stays in the cache (no volume at all); without ``from_codes`` they are read from ``cost``.
     Forward (``backward`` False): rows top to bottom, pixels left to right (paths from the left, above, above-left,
     above-right); backward: the mirror. Without ``select`` the pass's path sum is stored in ``s`` (H, W, D; uint8
     or int16, wide enough for it). With ``select`` ``s`` holds the other pass's sum: each pixel's total is formed
@@ -506,7 +508,7 @@ def _check_penalties(cost: np.ndarray, p1: float, p2: float, paths: int) -> tupl
 def _path_type(cmax: int, p1: int, p2: int) -> tuple[type, int]:
     """(type of the path vectors, their padding): uint8 when every intermediate fits (``L <= C_max + P2``, the
     largest min candidate ``min L + P2 <= C_max + 2 P2 <= 255``; padding ``255 - P1``, so padding + P1 still
-    exceeds every candidate), twice the SIMD lanes of int16; else int16 padded with 16000."""
+    exceeds every candidate), half the bytes of int16; else int16 padded with 16000."""
     if cmax + 2 * p2 <= 255 and p1 <= 255:
         return np.uint8, 255 - p1
     return np.int16, int(_BIG)
