@@ -583,13 +583,10 @@ def _select(total: np.ndarray, dmin: int, lr_tol: float, wr: int) -> np.ndarray:
     ndu = _U(nd)
     for y in numba.prange(h):
         kidx = np.arange(nd).astype(np.int32)
-        s = np.empty(nd, np.int16)
         lbest, lcost, lprev, lnext, rbest, rk, kinv = _winner_scratch(w, wr, nd)
-        row = total[y].reshape(-1)
+        row = total[y].reshape(-1)  # read in place by the left and the right winners alike
         for x in range(w):
-            for k in range(ndu):
-                s[k] = np.int16(row[_U(x) * ndu + k])
-            lbest[x], lcost[x], lprev[x], lnext[x] = _wta(s, _U(0), ndu, kidx)
+            lbest[x], lcost[x], lprev[x], lnext[x] = _wta(row, _U(x) * ndu, ndu, kidx)
         _right_winners(row, _U(0), w, nd, dmin, wr, rk, kinv, rbest)
         _lr_row(y, w, nd, dmin, lr_tol, wr, lbest, lcost, lprev, lnext, rbest, disp)
     return disp
@@ -786,7 +783,7 @@ def sgm_disparity(left: np.ndarray, right: np.ndarray, dmin: int, dmax: int, *,
     p1i, p2i = _check_penalties(np.array([invalid], np.uint8), p1, p2, paths)
     pty, big = _path_type(invalid, p1i, p2i)
     # one pass's sum (paths // 2 paths, each <= C_max + P2) in a byte when it fits
-    fwd_type = np.uint8 if pty is np.uint8 and paths // 2 * (invalid + p2i) <= 255 else np.int16
+    fwd_type = np.uint8 if paths // 2 * (invalid + p2i) <= 255 else np.int16
     threads = numba.get_num_threads()
     ws = workspace if workspace is not None else SGMWorkspace()
     disp = np.full((h, w), np.nan, np.float32)
