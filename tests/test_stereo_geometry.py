@@ -118,6 +118,12 @@ def test_grid_alignment_rasterization_fusion_and_holes() -> None:
     fused, agree = fuse_heights(stack, tol_m=1.0)
     assert fused[0, 0] == pytest.approx(10.2) and agree[0, 0] == 2
     assert fused[0, 1] == pytest.approx(10.5) and agree[0, 1] == 2
+    # inverse-variance weights: the outlier pair stays out, the agreeing pairs weigh 1 : 3
+    fused_w, agree_w = fuse_heights(stack, tol_m=1.0, weights=[1.0, 3.0, 5.0])
+    assert fused_w[0, 0] == pytest.approx(10.3) and agree_w[0, 0] == 2
+    assert fused_w[0, 1] == pytest.approx((10.0 + 5 * 11.0) / 6)
+    with pytest.raises(ValueError, match="weights"):
+        fuse_heights(stack, weights=[1.0, 0.0, 1.0])
     grid = np.full((5, 5), 7.0, np.float32)
     grid[2, 2] = np.nan
     grid[:, 4] = np.nan

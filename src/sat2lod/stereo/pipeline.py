@@ -129,6 +129,7 @@ def process_pair(img1: str, rpc1: RPCModel, img2: str, rpc2: RPCModel, bounds: t
         pr = rectify_pair(rpc1, rpc2, bounds, epsg, rng, shape1, shape2)
         left, right = _rectified_images(img1, img2, shape1, shape2, pr)
     info["height_range"] = rng
+    info["px_per_m"] = abs(float(pr.alpha))  # disparity pixels per metre of height: the pair's height precision
     info["rectified_shape"] = pr.shape1
     info["disparities"] = pr.dmax - pr.dmin + 1
     info["affine_fit_px"] = pr.fit_residual_px
@@ -191,7 +192,8 @@ def stereo_tile(scenes: str | os.PathLike[str], tiles: str | os.PathLike[str], t
         counts.append(res.count)
         infos.append({"pair": [i, j], **res.info})
     if heights:
-        fused, agree = fuse_heights(np.stack(heights), params.fuse_tol_m)
+        # inverse-variance weights: a pair's height noise is its disparity noise / (disparity px per metre)
+        fused, agree = fuse_heights(np.stack(heights), params.fuse_tol_m, [p["px_per_m"] ** 2 for p in infos])
         with warnings.catch_warnings():  # cells without any point: NaN residual, no warning
             warnings.simplefilter("ignore", RuntimeWarning)
             residual = np.nanmean(np.stack(residuals), axis=0) if len(residuals) > 1 else residuals[0]

@@ -63,13 +63,20 @@ def rasterize_points(x: np.ndarray, y: np.ndarray, z: np.ndarray, quality: np.nd
     return h, q, count
 
 
-def fuse_heights(stack: np.ndarray, tol_m: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
-    """Fuse (P, H, W) per-pair height maps: mean of the pairs within ``tol_m`` of the per-cell median.
+def fuse_heights(stack: np.ndarray, tol_m: float = 1.0, weights: np.ndarray | None = None,
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """Fuse (P, H, W) per-pair height maps: weighted mean of the pairs within ``tol_m`` of the per-cell median.
 
+    ``weights`` (P,): each pair's inverse height variance, e.g. its disparity pixels per metre squared (a pair's
+    height noise is its disparity noise times the metres per disparity pixel, so a base-to-height ratio twice
+    as large weighs four times as much); None: equal weights.
     Returns (fused (H, W) float32 NaN-empty, number of agreeing pairs (H, W) uint8).
     """
     if stack.shape[0] == 1:
         return stack[0].astype(np.float32), np.isfinite(stack[0]).astype(np.uint8)
+    w = np.ones(stack.shape[0]) if weights is None else np.asarray(weights, float)
+    if w.shape != (stack.shape[0],) or not np.all(np.isfinite(w) & (w > 0)):
+        raise ValueError(f"fusion weights must be {stack.shape[0]} positive numbers, got {weights}")
     valid = np.isfinite(stack)
     n = valid.sum(axis=0)
     med = np.full(stack.shape[1:], np.nan, np.float32)
@@ -77,9 +84,10 @@ def fuse_heights(stack: np.ndarray, tol_m: float = 1.0) -> tuple[np.ndarray, np.
     med[has] = np.nanmedian(stack[:, has], axis=0)
     agree = valid & (np.abs(stack - med) <= tol_m)
     cnt = agree.sum(axis=0)
+    wa = np.where(agree, w[:, None, None], 0.0)
     with np.errstate(invalid="ignore", divide="ignore"):
-        fused = np.where(cnt > 0, np.where(agree, stack, 0).sum(axis=0) / cnt, np.nan).astype(np.float32)
-    return fused, cnt.astype(np.uint8)
+        fused = np.where(cnt > 0, (wa * np.where(agree, stack, 0)).sum(axis=0) / wa.sum(axis=0), np.nan)
+    return fused.astype(np.float32), cnt.astype(np.uint8)
 
 
 @numba.njit(cache=True)
