@@ -39,6 +39,7 @@ rule train_segmenter:
         depth=SEG["train"]["depth"],
         seed=SEG["train"]["seed"],
         ndsm_dropout=SEG["train"]["ndsm_dropout"],
+        ndsm_fatten_px=SEG["train"]["ndsm_fatten_px"],
         device=SEG["device"],
     script:
         "../scripts/train_segmenter.py"

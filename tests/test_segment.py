@@ -23,6 +23,7 @@ from sat2lod.segment.train import (
     Sample,
     TrainParams,
     checkpoint_payload,
+    fatten,
     iou,
     model_from_checkpoint,
     train_model,
@@ -70,6 +71,17 @@ def test_tiny_unet_trains_and_loss_decreases():
     m2, _ = train_model(samples, short)
     for a, b in zip(m1.state_dict().values(), m2.state_dict().values()):
         torch.testing.assert_close(a, b)
+
+
+def test_fatten_spreads_raised_cells_one_way_only():
+    n = np.zeros((9, 9), np.float32)
+    n[3:6, 3:6] = 5.0
+    east = fatten(n, 2, 0.0)
+    assert (east[3:6, 3:8] == 5).all() and east.sum() == 5 * 15  # 2 columns more, on the +column side only
+    south = fatten(n, 1, np.pi / 2)
+    assert (south[3:7, 3:6] == 5).all() and south.sum() == 5 * 12
+    diag = fatten(n, 2, np.pi / 4)
+    assert diag[6, 6] == 5 and diag[7, 7] == 0 and diag[2, 2] == 0 and (diag >= n).all()  # 2 cells: (1, 1) diagonally
 
 
 def test_tiled_inference_equals_untiled_away_from_borders():
