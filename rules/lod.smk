@@ -90,6 +90,7 @@ rule lod2:
         min_slope_z=config["lod"]["roof_min_slope_z"],
         bic_margin=config["lod"]["roof_bic_margin"],
         ortho_min_gain=config["lod"]["roof_ortho_min_gain"],
+        edge_ramp=config["lod"]["roof_edge_ramp"],
         plane_tol_m=config["lod"]["plane_tol_m"],
         max_planes=config["lod"]["max_planes"],
         edge_buffer_m=config["lod"]["edge_buffer_m"],

@@ -12,7 +12,7 @@ from shapely import affinity
 from shapely.geometry import Polygon, box
 
 from sat2lod.lod.models import lod1_building, lod2_building
-from sat2lod.lod.roof import fit_roof
+from sat2lod.lod.roof import RoofParams, fit_roof
 from sat2lod.lod.solid import ROOF, Surface, build_solid, check_solid
 from sat2lod.synth.layout import Building
 
@@ -244,3 +244,54 @@ def test_without_ortho_the_fit_is_unchanged():
     base = fit_roof(fp, x, y, z, transform=T)
     nan = fit_roof(fp, x, y, z, transform=T, image=np.full(len(z), np.nan))
     assert (nan.roof_type, nan.ridge, nan.scores) == (base.roof_type, base.ridge, base.scores)
+
+
+def _blurred_city(sigma_px, seed=0):
+    """16 buildings (flat, gable, hip, shed; 12 x 8 m, rise 3.5 m) on flat ground at 100 m, DSM on the T grid:
+    exact heights, or blurred across the walls like a stereo DSM (Gaussian sigma_px) + 0.05 m noise."""
+    from scipy import ndimage
+
+    kinds = ["flat", "gable", "hip", "shed"]
+    dsm = np.full(XS.shape, 100.0)
+    blds = []
+    for k, (cx, cy) in enumerate((cx, cy) for cx in (15.0, 38.0, 62.0, 85.0) for cy in (15.0, 38.0, 62.0, 85.0)):
+        rt, ang = kinds[k % 4], 0.25 * (k // 4)
+        fp = affinity.rotate(box(cx - 6, cy - 4, cx + 6, cy + 4), ang, origin=(cx, cy), use_radians=True)
+        b = Building(k, fp, rt, 6.0, 9.5 if rt != "flat" else 6.0, 100.0, (cx, cy, ang, 6.0, 4.0), "detached")
+        inside = shapely.contains_xy(fp, XS, YS)
+        dsm[inside] = 100.0 + b.roof_height(XS[inside], YS[inside])
+        blds.append((fp, b))
+    if sigma_px > 0:
+        dsm = ndimage.gaussian_filter(dsm, sigma_px) + np.random.default_rng(seed).normal(0, 0.05, dsm.shape)
+    roofs = []
+    for fp, _ in blds:
+        inside = shapely.contains_xy(fp.buffer(-0.6), XS, YS)
+        roofs.append((fp, XS[inside], YS[inside], dsm[inside], 100.0, None))
+    return blds, roofs
+
+
+def test_edge_ramp_is_zero_on_an_exact_dsm():
+    from sat2lod.lod.roof import calibrate_edge_ramp
+
+    blds, roofs = _blurred_city(0.0)
+    ramp = calibrate_edge_ramp(roofs, transform=T)
+    assert len(ramp) == 12 and max(ramp) < 0.01, ramp
+    for (fp, b), r in zip(blds, roofs):
+        assert fit_roof(*r[:4], RoofParams(edge_ramp=ramp), T, ground=100.0).roof_type == b.roof_type
+
+
+def test_edge_ramp_models_a_dsm_blurred_across_the_walls():
+    from sat2lod.lod.roof import RAMP_STEP_M, calibrate_edge_ramp
+
+    blds, roofs = _blurred_city(2.0)
+    ramp = calibrate_edge_ramp(roofs, transform=T)
+    assert ramp[int(0.6 / RAMP_STEP_M)] > 0.1 and all(a >= b for a, b in zip(ramp, ramp[1:])), ramp
+    plain = [fit_roof(*r[:4], RoofParams(), T) for r in roofs]
+    assert sum(f.roof_type != b.roof_type for (_, b), f in zip(blds, plain)) >= 4  # blurred flat roofs look hipped
+    blurred = [fit_roof(*r[:4], RoofParams(edge_ramp=ramp), T, ground=100.0) for r in roofs]
+    for (fp, b), f in zip(blds, blurred):
+        assert f.roof_type == b.roof_type, (b.roof_type, f.scores)
+    # the modelled blur gives the roof's own heights back: eaves and ridges nearer the truth than without it
+    err = lambda fits, attr: np.mean([abs(getattr(f, attr) - 100 - getattr(b, attr)) for (_, b), f in zip(blds, fits)])
+    assert err(blurred, "eave") < 0.5 * err(plain, "eave")
+    assert err(blurred, "ridge") < err(plain, "ridge")

@@ -114,7 +114,7 @@ def lod2_building(fid: str, poly: Polygon, dsm: np.ndarray, dtm: np.ndarray, tra
         log.info("building %s: no valid DSM/DTM cell, skipped in LOD2", fid)
         return None
     v = None if image is None else pixels_in(poly, image, transform, buffer_m=prm.edge_buffer_m)[2].astype(float)
-    fit = fit_roof(poly, x, y, z.astype(float), prm, transform, v)
+    fit = fit_roof(poly, x, y, z.astype(float), prm, transform, v, ground=g)
     # a roof plane running below the ground (bad fit, tiny building) is clamped to a flat roof
     ring = np.asarray(poly.exterior.coords)
     low = min(float(np.min(p[0] + p[1] * ring[:, 0] + p[2] * ring[:, 1])) for p in fit.planes)

@@ -16,9 +16,9 @@ from sat2lod.io.raster import Raster, read_raster
 from sat2lod.io.vector import read_vector, write_vector
 from sat2lod.lod.footprints import FootprintParams, extract_footprints
 from sat2lod.lod.metrics import n_vertices
-from sat2lod.lod.models import lod1_building, lod2_building, pixels_in
+from sat2lod.lod.models import ground_height, lod1_building, lod2_building, pixels_in
 from sat2lod.lod.regularize import RegularizeParams
-from sat2lod.lod.roof import RoofParams, roof_noise_area
+from sat2lod.lod.roof import RAMP_STEP_M, RoofParams, calibrate_edge_ramp, roof_noise_area
 
 log = logging.getLogger(__name__)
 PathLike = str | os.PathLike[str]
@@ -130,14 +130,16 @@ def run_lod2(footprints: PathLike, dsm: PathLike, dtm: PathLike, city: PathLike,
              ortho: PathLike | None = None, ortho_min_gain: float = 6.0,
              max_rmse_m: float = 1.0, min_rise_m: float = 0.7, plane_tol_m: float = 0.4, max_planes: int = 8,
              edge_buffer_m: float = 0.6, min_slope_deg: float = 5.0, min_slope_z: float = 3.0,
-             bic_margin: float = 2.0, ground_percentile: float = 50.0, title: str = "sat2lod LoD2.2",
-             cityjsonseq: PathLike | None = None) -> dict:
+             bic_margin: float = 2.0, ground_percentile: float = 50.0, edge_ramp: bool = True,
+             title: str = "sat2lod LoD2.2", cityjsonseq: PathLike | None = None) -> dict:
     """Footprints + DSM + DTM -> LoD2.2 CityJSON 2.0 (+ CityJSONSeq, OBJ). Returns the CityJSON dict.
 
     Roof model selection (sat2lod.lod.roof.fit_roof) uses the DSM noise correlation area estimated once for
     the scene (median over the roofs of :func:`sat2lod.lod.roof.roof_noise_area`). With ``ortho`` (same grid as
     the DSM; several bands are averaged) the brightness pattern of the roof faces is a second cue for the roof
-    type (``ortho_min_gain``, see :class:`sat2lod.lod.roof.RoofParams`).
+    type (``ortho_min_gain``, see :class:`sat2lod.lod.roof.RoofParams`). With ``edge_ramp`` the DSM's blur
+    across the walls is calibrated on the scene's roofs (:func:`sat2lod.lod.roof.calibrate_edge_ramp`) and
+    every roof fit models it.
     """
     gdf = _footprints(footprints)
     s = read_raster(dsm, masked_to_nan=True)
@@ -150,12 +152,19 @@ def run_lod2(footprints: PathLike, dsm: PathLike, dtm: PathLike, city: PathLike,
     img = None if ortho is None else _brightness(ortho, s, dsm)
     # the DSM noise correlation is a property of the DSM: one scene value (median over roofs), so that a roof
     # no primitive fits (model misfit in its residuals) does not take its own large correlation area
-    areas = [roof_noise_area(geom, *pixels_in(geom, s.array, s.transform, prm.edge_buffer_m), s.transform, prm)
-             for geom in gdf.geometry]
+    pts = [pixels_in(geom, s.array, s.transform, prm.edge_buffer_m) for geom in gdf.geometry]
+    areas = [roof_noise_area(geom, x, y, z, s.transform, prm) for geom, (x, y, z) in zip(gdf.geometry, pts)]
     areas = [a for a in areas if np.isfinite(a)]
     if areas:
         prm = replace(prm, corr_area_px=float(np.median(areas)))
         log.info("lod2: DSM noise correlation area %.1f px (median over %d roofs)", prm.corr_area_px, len(areas))
+    if edge_ramp:
+        roofs = [(geom, x, y, z.astype(float), ground_height(geom, t.array, s.transform, ground_percentile),
+                  None if img is None else pixels_in(geom, img, s.transform, prm.edge_buffer_m)[2].astype(float))
+                 for geom, (x, y, z) in zip(gdf.geometry, pts)]
+        prm = replace(prm, edge_ramp=calibrate_edge_ramp(roofs, prm, s.transform))
+        log.info("lod2: DSM edge spread (fraction of the wall height, per %.2f m from the outline): %s", RAMP_STEP_M,
+                 [round(v, 3) for v in prm.edge_ramp])
     blds = []
     counts: dict[str, int] = {}
     for fid, geom in zip(gdf["id"], gdf.geometry):

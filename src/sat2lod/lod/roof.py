@@ -18,6 +18,12 @@ only by a margin (see :func:`fit_roof`). When even the best primitive leaves a r
 ``max_rmse_m``, the roof is segmented into planes (sequential RANSAC + raster regions), each plane getting
 the part of the footprint where it is the closest, and kept only if it wins by the same BIC.
 
+A stereo DSM is blurred across the walls: near the outline it runs below the roof by a fraction of the
+wall's height (a flat roof looks domed, a shed's high side sinks most). With ``RoofParams.edge_ramp`` (that
+fraction per distance from the outline, calibrated once per scene by :func:`calibrate_edge_ramp`) and the
+ground height, every primitive predicts that blur: z = roof - w(d) (roof_edge - ground), still linear in the
+primitive's parameters, which stay those of the unblurred roof.
+
 Heights are absolute (datum of the DSM), coordinates map metres (projected CRS).
 """
 
@@ -25,7 +31,7 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import shapely
@@ -38,6 +44,8 @@ from shapely.geometry import Polygon, shape
 log = logging.getLogger(__name__)
 
 PRIMITIVES = ("flat", "shed", "gable", "hip", "pyramid")
+#: width (m) of the distance-from-outline bins of RoofParams.edge_ramp
+RAMP_STEP_M = 0.25
 
 
 @dataclass
@@ -78,6 +86,9 @@ class RoofParams:
         corr_area_px: correlation area of the DSM noise (pixels per independent sample); None: estimated on
             each roof from its residuals (:func:`roof_noise_area`). run_lod2 sets the median over the scene's
             roofs, which model misfit on a few roofs does not bias.
+        edge_ramp: DSM edge spread: how far the DSM runs below the roof at distance ``i * RAMP_STEP_M`` to
+            ``(i + 1) * RAMP_STEP_M`` from the outline, as a fraction of the roof edge's height above the ground;
+            () = none (exact DSM). Used only when the fit is given the ground height.
         ortho_min_gain: with an ortho and no gable/hip/pyramid admitted by the DSM alone, a ridged primitive
             whose DSM slope is positive but not significant is still admitted when its face layout explains
             the roof brightness better than one uniform face by at least this much (image BIC,
@@ -96,6 +107,7 @@ class RoofParams:
     bic_margin: float = 2.0
     corr_area_px: float | None = None
     ortho_min_gain: float = 6.0
+    edge_ramp: tuple[float, ...] = ()
 
 
 def building_frame(footprint: Polygon) -> tuple[float, float, float, float, float]:
@@ -275,23 +287,52 @@ def _slope_z(a: np.ndarray, coef: np.ndarray, r: np.ndarray, idx: list[int], inf
         return 0.0
 
 
+def _ramp_terms(footprint: Polygon, x: np.ndarray, y: np.ndarray, prm: RoofParams,
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Edge-spread weight w (N,) of each point (``prm.edge_ramp`` at its distance d from the outline, holes
+    included), the nearest outline point (xe, ye) and d (m), each (N,)."""
+    pts = shapely.points(x, y)
+    outline = footprint.boundary
+    d = shapely.distance(pts, outline)
+    near = shapely.line_interpolate_point(outline, shapely.line_locate_point(outline, pts))
+    ramp = np.asarray(prm.edge_ramp, float)
+    i = np.floor(d / RAMP_STEP_M).astype(int)
+    w = np.where(i < len(ramp), ramp[np.clip(i, 0, len(ramp) - 1)], 0.0)
+    return w, shapely.get_x(near), shapely.get_y(near), d
+
+
 def _primitive_fits(footprint: Polygon, x: np.ndarray, y: np.ndarray, z: np.ndarray, prm: RoofParams,
+                    ground: float | None = None,
                     ) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
     """Huber fits of every primitive to finite points: kind -> (design (N, k), coefficients (k,), residuals
-    (N,) m, shape function (N,)); ``shed`` is the free plane in x - mean(x), y - mean(y)."""
+    (N,) m, shape function (N,)); ``shed`` is the free plane in x - mean(x), y - mean(y).
+
+    With ``prm.edge_ramp`` and a finite ``ground`` height, each primitive r(x, y) = a . c predicts the blurred
+    DSM r - w (r(edge) - ground) (w from :func:`_ramp_terms`): the design becomes a(x, y) - w a(edge) and
+    ``w * ground`` is subtracted from z; the coefficients keep their meaning (the unblurred roof).
+    """
     frame = building_frame(footprint)
     _, _, _, hl, hw = frame
     s, t = _local(x, y, frame)
     n = len(z)
+    blur = any(prm.edge_ramp) and ground is not None and math.isfinite(ground)
+    w, xe, ye, _ = _ramp_terms(footprint, x, y, prm) if blur else (np.zeros(n), x, y, None)
+    if blur:
+        z = z - w * ground
+        se, te = _local(xe, ye, frame)
     raw: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = {}
     for kind in ("flat", "gable_s", "gable_t", "hip", "pyramid"):
         if (kind == "hip" and hl - hw <= 0.03 * hw) or (kind == "pyramid" and hl - hw > prm.square_tol * hw):
             continue  # on a square a hip roof is a pyramid; on a clear rectangle a pyramid is a hip
         f = _shape_fn(kind, s, t, hl, hw)
-        a = np.column_stack([np.ones(n), f]) if kind != "flat" else np.ones((n, 1))
+        if kind == "flat":
+            a = (1.0 - w)[:, None]
+        else:
+            a = np.column_stack([1.0 - w, f - w * _shape_fn(kind, se, te, hl, hw) if blur else f])
         coef, r = _huber_lstsq(a, z)
         raw[kind] = (a, coef, r, f)
-    a_sh = np.column_stack([np.ones(n), x - x.mean(), y - y.mean()])
+    xm, ym = float(x.mean()), float(y.mean())
+    a_sh = np.column_stack([1.0 - w, (x - xm) - w * (xe - xm), (y - ym) - w * (ye - ym)])
     coef_sh, r_sh = _huber_lstsq(a_sh, z)
     raw["shed"] = (a_sh, coef_sh, r_sh, np.zeros(n))
     return raw
@@ -387,7 +428,7 @@ def ortho_face_bic(footprint: Polygon, x: np.ndarray, y: np.ndarray, v: np.ndarr
 
 def fit_roof(footprint: Polygon, x: np.ndarray, y: np.ndarray, z: np.ndarray,
              prm: RoofParams = RoofParams(), transform: Affine | None = None,
-             image: np.ndarray | None = None) -> RoofFit:
+             image: np.ndarray | None = None, ground: float | None = None) -> RoofFit:
     """Fit a roof to DSM points inside a footprint.
 
     Model selection under correlated DSM noise:
@@ -419,6 +460,8 @@ def fit_roof(footprint: Polygon, x: np.ndarray, y: np.ndarray, z: np.ndarray,
         transform: the DSM grid transform (pixel grid for the noise correlation, raster regions of the
             multi-plane fallback); without it the grid is inferred from the point spacing and no multi-plane
             fallback is tried.
+        ground: ground height at the building (m, same datum as z); with ``prm.edge_ramp`` the primitives
+            model the DSM's blur across the walls (see :func:`_primitive_fits`); None: no blur model.
 
     Returns:
         The selected model; ``scores`` holds the BIC of every admissible candidate (DSM + ortho when an
@@ -436,7 +479,7 @@ def fit_roof(footprint: Polygon, x: np.ndarray, y: np.ndarray, z: np.ndarray,
         return RoofFit("flat", [footprint], [(h, 0.0, 0.0)], h, h, float("nan"), n)
     frame = building_frame(footprint)
     _, _, _, hl, hw = frame
-    raw = _primitive_fits(footprint, x, y, z, prm)
+    raw = _primitive_fits(footprint, x, y, z, prm, ground)
     xm, ym = float(x.mean()), float(y.mean())
     # noise level and correlation from the best-fitting primitive (the least model misfit in its residuals)
     best_raw = min(raw, key=lambda kd: _nmad(raw[kd][2]))
@@ -528,6 +571,65 @@ def fit_roof(footprint: Polygon, x: np.ndarray, y: np.ndarray, z: np.ndarray,
             if bic_m < dsm_bic[best_kind] - prm.bic_margin:  # the ortho does not score free plane layouts
                 return multi
     return best
+
+
+def _roof_z(planes: list[tuple[float, float, float]], x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Height of a primitive roof (flat, shed, gable, hip, pyramid: the lowest of its face planes) at (x, y)."""
+    return np.min([_plane_z(p, x, y) for p in planes], axis=0)
+
+
+def calibrate_edge_ramp(roofs: list[tuple[Polygon, np.ndarray, np.ndarray, np.ndarray, float, np.ndarray | None]],
+                        prm: RoofParams = RoofParams(), transform: Affine | None = None, max_iterations: int = 10,
+                        tol: float = 0.005, max_dist_m: float = 3.0, min_roofs: int = 10,
+                        min_edge_height_m: float = 2.0) -> tuple[float, ...]:
+    """Scene-level DSM edge spread (``RoofParams.edge_ramp``) from the roofs of one DSM.
+
+    Each iteration fits every roof (:func:`fit_roof` with the current ramp), takes each point's misfit as a
+    fraction of the height of the nearest roof edge above the ground, (prediction - z) / (roof(edge) - ground),
+    its median per roof and per distance bin (``RAMP_STEP_M``), then the median over the roofs, and adds it to
+    the ramp (bins with fewer than ``min_roofs`` roofs add nothing); the ramp is kept in [0, 1] and
+    non-increasing with the distance (bins nearer the outline are raised to the farther ones), until no bin
+    moves by more than ``tol`` (at most ``max_iterations``: the fits absorb part of the blur, so each step
+    recovers only part of what remains). Multi-plane roofs and edges lower than ``min_edge_height_m`` are not
+    used. An exact DSM gives a ramp of about 0, so the fits are then unchanged.
+
+    Args:
+        roofs: per building (footprint, x, y, z, ground height, image or None): the arguments of
+            :func:`fit_roof` (points already off the outline by ``prm.edge_buffer_m``).
+        prm: fitting settings (its ``edge_ramp`` is the starting point, usually empty).
+        transform: DSM grid (see :func:`fit_roof`).
+    Returns:
+        The ramp: one fraction per bin of ``RAMP_STEP_M`` up to ``max_dist_m``.
+    """
+    nb = int(round(max_dist_m / RAMP_STEP_M))
+    ramp = np.zeros(nb)
+    start = np.asarray(prm.edge_ramp, float)[:nb]
+    ramp[:len(start)] = start
+    for _ in range(max_iterations):
+        cur = replace(prm, edge_ramp=tuple(float(v) for v in ramp))
+        per_bin: list[list[float]] = [[] for _ in range(nb)]
+        for footprint, x, y, z, ground, image in roofs:
+            ok = np.isfinite(z)
+            if ok.sum() < 12 or not math.isfinite(ground):
+                continue
+            fit = fit_roof(footprint, x, y, z, cur, transform, image, ground)
+            if fit.roof_type == "multiplane":
+                continue
+            xs, ys, zs = x[ok], y[ok], z[ok]
+            w, xe, ye, d = _ramp_terms(footprint, xs, ys, cur)
+            edge = _roof_z(fit.planes, xe, ye) - ground
+            q = (_roof_z(fit.planes, xs, ys) - w * edge - zs) / np.maximum(edge, 1e-6)
+            b = np.floor(d / RAMP_STEP_M).astype(int)
+            use = (edge > min_edge_height_m) & (b < nb)
+            for i in np.unique(b[use]):
+                per_bin[i].append(float(np.median(q[use & (b == i)])))
+        step = np.array([np.median(v) if len(v) >= min_roofs else 0.0 for v in per_bin])
+        new = np.maximum.accumulate(np.clip(ramp + step, 0.0, 1.0)[::-1])[::-1]
+        done = float(np.max(np.abs(new - ramp))) < tol
+        ramp = new
+        if done:
+            break
+    return tuple(float(v) for v in ramp)
 
 
 def fit_multiplane(footprint: Polygon, x: np.ndarray, y: np.ndarray, z: np.ndarray, transform: Affine,
