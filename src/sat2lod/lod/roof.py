@@ -601,7 +601,7 @@ def calibrate_edge_ramp(roofs: list[tuple[Polygon, np.ndarray, np.ndarray, np.nd
     Returns:
         The ramp: one fraction per bin of ``RAMP_STEP_M`` up to ``max_dist_m``.
     """
-    nb = int(round(max_dist_m / RAMP_STEP_M))
+    nb = round(max_dist_m / RAMP_STEP_M)
     ramp = np.zeros(nb)
     start = np.asarray(prm.edge_ramp, float)[:nb]
     ramp[:len(start)] = start

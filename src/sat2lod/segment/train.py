@@ -102,7 +102,7 @@ def fatten(n: np.ndarray, length_px: int, angle: float) -> np.ndarray:
     """
     fp = np.zeros((2 * length_px + 1, 2 * length_px + 1), bool)
     for k in np.linspace(0.0, length_px, 4 * length_px + 1):
-        fp[length_px + int(round(k * np.sin(angle))), length_px + int(round(k * np.cos(angle)))] = True
+        fp[length_px + int(np.rint(k * np.sin(angle))), length_px + int(np.rint(k * np.cos(angle)))] = True
     return ndimage.grey_dilation(n, footprint=fp, mode="nearest")
 
 
@@ -260,8 +260,9 @@ def model_from_checkpoint(payload: dict) -> UNet:
 def train_segmenter(model: str | os.PathLike[str], metrics: str | os.PathLike[str], seeds: list[int],
                     val_seeds: list[int], city_size_m: float = 250.0, n_views: int = 3, gsd_m: float = 0.5,
                     steps: int = 400, batch_size: int = 8, patch_px: int = 128, lr: float = 2e-3,
-                    base_channels: int = 16, depth: int = 3, seed: int = 0, ndsm_dropout: float = 0.15, ndsm_fatten_px: int = 3,
-                    device: str = "cpu", threads: int = 1, work_dir: str | os.PathLike[str] | None = None) -> dict:
+                    base_channels: int = 16, depth: int = 3, seed: int = 0, ndsm_dropout: float = 0.15,
+                    ndsm_fatten_px: int = 3, device: str = "cpu", threads: int = 1,
+                    work_dir: str | os.PathLike[str] | None = None) -> dict:
     """Rule ``train_segmenter``: generate labelled synthetic cities, train, save checkpoint + metrics JSON.
 
     Args:
