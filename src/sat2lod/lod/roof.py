@@ -581,7 +581,7 @@ def _roof_z(planes: list[tuple[float, float, float]], x: np.ndarray, y: np.ndarr
 def calibrate_edge_ramp(roofs: list[tuple[Polygon, np.ndarray, np.ndarray, np.ndarray, float, np.ndarray | None]],
                         prm: RoofParams = RoofParams(), transform: Affine | None = None, max_iterations: int = 10,
                         tol: float = 0.005, max_dist_m: float = 3.0, min_roofs: int = 10,
-                        min_edge_height_m: float = 2.0) -> tuple[float, ...]:
+                        min_edge_height_m: float = 2.0, max_roofs: int = 400) -> tuple[float, ...]:
     """Scene-level DSM edge spread (``RoofParams.edge_ramp``) from the roofs of one DSM.
 
     Each iteration fits every roof (:func:`fit_roof` with the current ramp), takes each point's misfit as a
@@ -591,7 +591,9 @@ def calibrate_edge_ramp(roofs: list[tuple[Polygon, np.ndarray, np.ndarray, np.nd
     non-increasing with the distance (bins nearer the outline are raised to the farther ones), until no bin
     moves by more than ``tol`` (at most ``max_iterations``: the fits absorb part of the blur, so each step
     recovers only part of what remains). Multi-plane roofs and edges lower than ``min_edge_height_m`` are not
-    used. An exact DSM gives a ramp of about 0, so the fits are then unchanged.
+    used. An exact DSM gives a ramp of about 0, so the fits are then unchanged. The ramp is a property of the
+    DSM, so a city of many buildings is calibrated on ``max_roofs`` of them drawn at random (fixed seed: the
+    same roofs on every run): its cost stays that of a few hundred roof fits per iteration.
 
     Args:
         roofs: per building (footprint, x, y, z, ground height, image or None): the arguments of
@@ -602,6 +604,9 @@ def calibrate_edge_ramp(roofs: list[tuple[Polygon, np.ndarray, np.ndarray, np.nd
         The ramp: one fraction per bin of ``RAMP_STEP_M`` up to ``max_dist_m``.
     """
     nb = round(max_dist_m / RAMP_STEP_M)
+    if len(roofs) > max_roofs:
+        keep = np.sort(np.random.default_rng(0).choice(len(roofs), max_roofs, replace=False))
+        roofs = [roofs[i] for i in keep]
     ramp = np.zeros(nb)
     start = np.asarray(prm.edge_ramp, float)[:nb]
     ramp[:len(start)] = start
