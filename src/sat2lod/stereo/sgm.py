@@ -401,7 +401,7 @@ def _sgm_pass(cost: np.ndarray, codes: tuple[np.ndarray, np.ndarray, np.ndarray,
     tot = np.zeros(w * nd if select else 0, np.int16)  # the row's totals (pixel x at x * D)
     lbest, lcost, lprev, lnext, rbest, rk, kinv = _winner_scratch(w, wr, nd)
     if select and not backward:
-        raise ValueError("the winner selection runs in the backward pass (right-image winners need x downwards)")
+        raise ValueError("the winner selection runs in the backward pass (it adds the stored forward pass's sum)")
     step = -1 if backward else 1
     for yy in range(h):
         y = h - 1 - yy if backward else yy
