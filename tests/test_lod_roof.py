@@ -300,3 +300,58 @@ def test_edge_ramp_models_a_dsm_blurred_across_the_walls():
     err = lambda fits, attr: np.mean([abs(getattr(f, attr) - 100 - getattr(b, attr)) for (_, b), f in zip(blds, fits)])
     assert err(blurred, "eave") < 0.5 * err(plain, "eave")
     assert err(blurred, "ridge") < err(plain, "ridge")
+
+
+def _row_city(seed=0):
+    """Two rows of touching houses (6-10 m wide, 11 m deep, eaves 6-11 m: flat roofs, then gables rising 3 m
+    to a ridge along the row) and four detached flat roofs, on flat ground at 100 m; DSM blurred across every
+    wall (Gaussian, 2 px) + 0.05 m noise."""
+    from scipy import ndimage
+
+    rng = np.random.default_rng(seed)
+    dsm = np.full(XS.shape, 100.0)
+    blds = []
+    for y0, rt in ((10.0, "flat"), (40.0, "gable")):
+        x = 8.0
+        while x < 80:
+            w, e = float(rng.uniform(6, 10)), float(rng.uniform(6, 11))
+            blds.append((box(x, y0, x + w, y0 + 11), Building(len(blds), box(x, y0, x + w, y0 + 11), rt, e,
+                                                               e + 3.0 if rt == "gable" else e, 100.0,
+                                                               (x + w / 2, y0 + 5.5, 0.0, w / 2, 5.5), "row")))
+            x += w
+    for cx in (15.0, 38.0, 62.0, 85.0):
+        fp = box(cx - 5, 70, cx + 5, 80)
+        blds.append((fp, Building(len(blds), fp, "flat", 8.0, 8.0, 100.0, (cx, 75.0, 0.0, 5.0, 5.0), "detached")))
+    for fp, b in blds:
+        inside = shapely.contains_xy(fp, XS, YS)
+        dsm[inside] = 100.0 + b.roof_height(XS[inside], YS[inside])
+    dsm = ndimage.gaussian_filter(dsm, 2.0) + rng.normal(0, 0.05, dsm.shape)
+    pts = []
+    for fp, _ in blds:
+        inside = shapely.contains_xy(fp.buffer(-0.6), XS, YS)
+        pts.append((XS[inside], YS[inside], dsm[inside]))
+    return blds, pts
+
+
+def test_edge_ramp_blurs_shared_walls_towards_the_neighbour():
+    """Beside a shared wall the DSM is blurred towards the neighbour's roof, not the ground: with the walls'
+    neighbour levels (wall_parts) the roofs of touching houses of different heights come out right."""
+    from sat2lod.lod.models import wall_parts
+    from sat2lod.lod.roof import calibrate_edge_ramp
+
+    blds, pts = _row_city()
+    polys = [fp for fp, _ in blds]
+    assert sum(len(p) > 1 for p in wall_parts(polys, [100.0] * len(polys), [np.nan] * len(polys), 0.5)) == 0
+    walls = wall_parts(polys, [100.0] * len(polys), [float(np.median(z)) for _, _, z in pts], 0.5)
+    middle = walls[1]  # a row house with a neighbour on both sides: 2 shared walls and its free front/back
+    assert len(middle) == 3 and middle[-1][1] == 100.0
+    assert sum(g.length for g, _ in middle) == pytest.approx(polys[1].length)
+    fits = {}
+    for name, wl in (("ground", [None] * len(polys)), ("neighbours", walls)):
+        roofs = [(fp, x, y, z, 100.0, None, w) for fp, (x, y, z), w in zip(polys, pts, wl)]
+        prm = RoofParams(edge_ramp=calibrate_edge_ramp(roofs, transform=T))
+        fits[name] = [fit_roof(fp, x, y, z, prm, T, ground=100.0, walls=w) for fp, (x, y, z), w in zip(polys, pts, wl)]
+    rmse = {k: math.sqrt(np.mean([(f.eave - 100 - b.eave) ** 2 for (_, b), f in zip(blds, v)])) for k, v in fits.items()}
+    assert all(f.roof_type == b.roof_type for (_, b), f in zip(blds, fits["neighbours"]))
+    # measured: eave RMSE 0.23 m with the ground beyond every wall, 0.09 m with the neighbours' levels
+    assert rmse["neighbours"] < 0.15 and rmse["neighbours"] < 0.5 * rmse["ground"], rmse

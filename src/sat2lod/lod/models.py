@@ -15,6 +15,7 @@ import numpy as np
 import shapely
 from rasterio.transform import Affine, rowcol
 from shapely.geometry import Polygon
+from shapely.geometry.base import BaseGeometry
 
 from sat2lod.io.cityjson import CityBuilding
 from sat2lod.lod.roof import RoofFit, RoofParams, fit_roof
@@ -49,6 +50,34 @@ def pixels_in(poly: Polygon, array: np.ndarray, transform: Affine, buffer_m: flo
         if inside.any():
             return xs[inside], ys[inside], array[rr[inside], cc[inside]]
     return np.zeros(0), np.zeros(0), np.zeros(0, array.dtype)
+
+
+def wall_parts(polys: list[Polygon], grounds: list[float], levels: list[float], tol_m: float,
+               ) -> list[list[tuple[BaseGeometry, float]]]:
+    """What lies beyond each footprint's walls: (N,) lists of (part of the outline, height beyond it).
+
+    The outline (holes included) is cut into the part within ``tol_m`` of each other footprint (a shared wall,
+    or a gap too narrow for the DSM to reach the ground), whose height beyond is that neighbour's roof level
+    ``levels[j]``, and the rest (free walls), whose height beyond is the building's ground ``grounds[i]``.
+    A neighbour with a NaN level counts as ground. Heights absolute (m), geometries lineal (map metres).
+    """
+    tree = shapely.STRtree(polys)
+    out: list[list[tuple[BaseGeometry, float]]] = []
+    for i, p in enumerate(polys):
+        rest = p.boundary
+        parts: list[tuple[BaseGeometry, float]] = []
+        for j in sorted(int(k) for k in tree.query(p, predicate="dwithin", distance=tol_m)):
+            if j == i or not np.isfinite(levels[j]):
+                continue
+            zone = polys[j].buffer(tol_m)
+            shared = rest.intersection(zone)
+            if shared.length > 0:
+                parts.append((shared, float(levels[j])))
+                rest = rest.difference(zone)
+        if rest.length > 0:
+            parts.append((rest, float(grounds[i])))
+        out.append(parts)
+    return out
 
 
 def ground_height(poly: Polygon, dtm: np.ndarray, transform: Affine, percentile: float = 50.0) -> float:
@@ -101,11 +130,13 @@ def lod1_building(fid: str, poly: Polygon, dtm: np.ndarray, ndsm: np.ndarray, tr
 
 def lod2_building(fid: str, poly: Polygon, dsm: np.ndarray, dtm: np.ndarray, transform: Affine,
                   prm: RoofParams | None = None, ground_percentile: float = 50.0,
-                  image: np.ndarray | None = None) -> tuple[CityBuilding, RoofFit] | None:
+                  image: np.ndarray | None = None, walls: list[tuple[BaseGeometry, float]] | None = None,
+                  ) -> tuple[CityBuilding, RoofFit] | None:
     """LoD2.2 building: fitted roof faces over the footprint, walls, ground; watertight solid.
 
     ``image``: (H, W) ortho brightness on the DSM grid (NaN nodata) or None; with it the roof type also uses
-    the face brightness pattern (:func:`sat2lod.lod.roof.fit_roof`).
+    the face brightness pattern (:func:`sat2lod.lod.roof.fit_roof`). ``walls``: what lies beyond the
+    footprint's walls (:func:`wall_parts`; None = the ground all around), towards which the DSM is blurred.
     """
     prm = prm or RoofParams()
     g = ground_height(poly, dtm, transform, ground_percentile)
@@ -114,7 +145,7 @@ def lod2_building(fid: str, poly: Polygon, dsm: np.ndarray, dtm: np.ndarray, tra
         log.info("building %s: no valid DSM/DTM cell, skipped in LOD2", fid)
         return None
     v = None if image is None else pixels_in(poly, image, transform, buffer_m=prm.edge_buffer_m)[2].astype(float)
-    fit = fit_roof(poly, x, y, z.astype(float), prm, transform, v, ground=g)
+    fit = fit_roof(poly, x, y, z.astype(float), prm, transform, v, ground=g, walls=walls)
     # a roof plane running below the ground (bad fit, tiny building) is clamped to a flat roof
     ring = np.asarray(poly.exterior.coords)
     low = min(float(np.min(p[0] + p[1] * ring[:, 0] + p[2] * ring[:, 1])) for p in fit.planes)

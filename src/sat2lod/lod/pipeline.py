@@ -16,7 +16,7 @@ from sat2lod.io.raster import Raster, read_raster
 from sat2lod.io.vector import read_vector, write_vector
 from sat2lod.lod.footprints import FootprintParams, extract_footprints
 from sat2lod.lod.metrics import n_vertices
-from sat2lod.lod.models import ground_height, lod1_building, lod2_building, pixels_in
+from sat2lod.lod.models import ground_height, lod1_building, lod2_building, pixels_in, wall_parts
 from sat2lod.lod.regularize import RegularizeParams
 from sat2lod.lod.roof import RAMP_STEP_M, RoofParams, calibrate_edge_ramp, roof_noise_area
 
@@ -138,8 +138,10 @@ def run_lod2(footprints: PathLike, dsm: PathLike, dtm: PathLike, city: PathLike,
     the scene (median over the roofs of :func:`sat2lod.lod.roof.roof_noise_area`). With ``ortho`` (same grid as
     the DSM; several bands are averaged) the brightness pattern of the roof faces is a second cue for the roof
     type (``ortho_min_gain``, see :class:`sat2lod.lod.roof.RoofParams`). With ``edge_ramp`` the DSM's blur
-    across the walls is calibrated on the scene's roofs (:func:`sat2lod.lod.roof.calibrate_edge_ramp`) and
-    every roof fit models it.
+    across the walls is calibrated on the scene's roofs (:func:`sat2lod.lod.roof.calibrate_edge_ramp`, on their
+    free walls) and every roof fit models it: towards the ground beyond a free wall, towards the neighbour's
+    roof level (median of its DSM) beyond a wall shared with another footprint
+    (:func:`sat2lod.lod.models.wall_parts`).
     """
     gdf = _footprints(footprints)
     s = read_raster(dsm, masked_to_nan=True)
@@ -158,17 +160,23 @@ def run_lod2(footprints: PathLike, dsm: PathLike, dtm: PathLike, city: PathLike,
     if areas:
         prm = replace(prm, corr_area_px=float(np.median(areas)))
         log.info("lod2: DSM noise correlation area %.1f px (median over %d roofs)", prm.corr_area_px, len(areas))
+    walls: list = [None] * len(gdf)
     if edge_ramp:
-        roofs = [(geom, x, y, z.astype(float), ground_height(geom, t.array, s.transform, ground_percentile),
-                  None if img is None else pixels_in(geom, img, s.transform, prm.edge_buffer_m)[2].astype(float))
-                 for geom, (x, y, z) in zip(gdf.geometry, pts)]
+        grounds = [ground_height(geom, t.array, s.transform, ground_percentile) for geom in gdf.geometry]
+        # beyond a wall shared with another footprint (or a gap under one DSM pixel) lies that roof, not the
+        # ground: the DSM is blurred towards the neighbour's roof level (median of its DSM)
+        levels = [float(np.nanmedian(z)) if np.isfinite(z).any() else float("nan") for _, _, z in pts]
+        walls = wall_parts(list(gdf.geometry), grounds, levels, abs(s.transform.a))
+        roofs = [(geom, x, y, z.astype(float), g,
+                  None if img is None else pixels_in(geom, img, s.transform, prm.edge_buffer_m)[2].astype(float), wl)
+                 for geom, (x, y, z), g, wl in zip(gdf.geometry, pts, grounds, walls)]
         prm = replace(prm, edge_ramp=calibrate_edge_ramp(roofs, prm, s.transform))
         log.info("lod2: DSM edge spread (fraction of the wall height, per %.2f m from the outline): %s", RAMP_STEP_M,
                  [round(v, 3) for v in prm.edge_ramp])
     blds = []
     counts: dict[str, int] = {}
-    for fid, geom in zip(gdf["id"], gdf.geometry):
-        res = lod2_building(f"b{int(fid)}", geom, s.array, t.array, s.transform, prm, ground_percentile, img)
+    for fid, geom, wl in zip(gdf["id"], gdf.geometry, walls):
+        res = lod2_building(f"b{int(fid)}", geom, s.array, t.array, s.transform, prm, ground_percentile, img, wl)
         if res is not None:
             blds.append(res[0])
             counts[res[1].roof_type] = counts.get(res[1].roof_type, 0) + 1

@@ -22,7 +22,9 @@ A stereo DSM is blurred across the walls: near the outline it runs below the roo
 wall's height (a flat roof looks domed, a shed's high side sinks most). With ``RoofParams.edge_ramp`` (that
 fraction per distance from the outline, calibrated once per scene by :func:`calibrate_edge_ramp`) and the
 ground height, every primitive predicts that blur: z = roof - w(d) (roof_edge - ground), still linear in the
-primitive's parameters, which stay those of the unblurred roof.
+primitive's parameters, which stay those of the unblurred roof. Beyond a wall shared with another building
+the DSM is blurred towards that roof instead (its level replaces the ground; the DSM rises towards a taller
+neighbour).
 
 Heights are absolute (datum of the DSM), coordinates map metres (projected CRS).
 """
@@ -40,6 +42,7 @@ from rasterio.transform import Affine
 from scipy import ndimage
 from shapely import affinity
 from shapely.geometry import Polygon, shape
+from shapely.geometry.base import BaseGeometry
 
 log = logging.getLogger(__name__)
 
@@ -288,37 +291,57 @@ def _slope_z(a: np.ndarray, coef: np.ndarray, r: np.ndarray, idx: list[int], inf
 
 
 def _ramp_terms(footprint: Polygon, x: np.ndarray, y: np.ndarray, prm: RoofParams,
-                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Edge-spread weight w (N,) of each point (``prm.edge_ramp`` at its distance d from the outline, holes
-    included), the nearest outline point (xe, ye) and d (m), each (N,)."""
+                walls: list[tuple[BaseGeometry, float]] | None = None, ground: float = float("nan"),
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Edge-spread weight w (N,) of each point (``prm.edge_ramp`` at its distance d from the nearest wall),
+    that wall's nearest point (xe, ye), d (m) and the height beyond that wall (m), each (N,).
+
+    ``walls``: parts of the outline with the height beyond each (absolute m: the ground for a free wall, the
+    neighbour's roof level for a shared one; see :func:`sat2lod.lod.models.wall_parts`); None = the whole
+    outline (holes included) with ``ground`` beyond it.
+    """
     pts = shapely.points(x, y)
-    outline = footprint.boundary
-    d = shapely.distance(pts, outline)
-    near = shapely.line_interpolate_point(outline, shapely.line_locate_point(outline, pts))
+    parts = [(footprint.boundary, ground)] if walls is None else [(g, h) for g, h in walls if not g.is_empty]
+    n = len(x)
+    if not parts:
+        return np.zeros(n), x, y, np.full(n, np.inf), np.full(n, np.nan)
+    dist = np.array([shapely.distance(pts, g) for g, _ in parts])
+    k = np.argmin(dist, axis=0)
+    d = dist[k, np.arange(n)]
+    xe, ye, hb = np.empty(n), np.empty(n), np.empty(n)
+    for j, (g, h) in enumerate(parts):
+        sel = k == j
+        near = shapely.line_interpolate_point(g, shapely.line_locate_point(g, pts[sel]))
+        xe[sel], ye[sel], hb[sel] = shapely.get_x(near), shapely.get_y(near), h
     ramp = np.asarray(prm.edge_ramp, float)
     i = np.floor(d / RAMP_STEP_M).astype(int)
     w = np.where(i < len(ramp), ramp[np.clip(i, 0, len(ramp) - 1)], 0.0)
-    return w, shapely.get_x(near), shapely.get_y(near), d
+    return w, xe, ye, d, hb
 
 
 def _primitive_fits(footprint: Polygon, x: np.ndarray, y: np.ndarray, z: np.ndarray, prm: RoofParams,
-                    ground: float | None = None,
+                    ground: float | None = None, walls: list[tuple[BaseGeometry, float]] | None = None,
                     ) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
     """Huber fits of every primitive to finite points: kind -> (design (N, k), coefficients (k,), residuals
     (N,) m, shape function (N,)); ``shed`` is the free plane in x - mean(x), y - mean(y).
 
-    With ``prm.edge_ramp`` and a finite ``ground`` height, each primitive r(x, y) = a . c predicts the blurred
-    DSM r - w (r(edge) - ground) (w from :func:`_ramp_terms`): the design becomes a(x, y) - w a(edge) and
-    ``w * ground`` is subtracted from z; the coefficients keep their meaning (the unblurred roof).
+    With ``prm.edge_ramp`` and a finite ``ground`` height (or ``walls``: parts of the outline with the height
+    beyond each, see :func:`_ramp_terms`), each primitive r(x, y) = a . c predicts the blurred DSM
+    r - w (r(edge) - h_beyond) (w from :func:`_ramp_terms`; h_beyond = ground, or a neighbour's roof level
+    beyond a shared wall): the design becomes a(x, y) - w a(edge) and ``w * h_beyond`` is subtracted from z;
+    the coefficients keep their meaning (the unblurred roof).
     """
     frame = building_frame(footprint)
     _, _, _, hl, hw = frame
     s, t = _local(x, y, frame)
     n = len(z)
-    blur = any(prm.edge_ramp) and ground is not None and math.isfinite(ground)
-    w, xe, ye, _ = _ramp_terms(footprint, x, y, prm) if blur else (np.zeros(n), x, y, None)
+    g = float("nan") if ground is None else float(ground)
+    blur = any(prm.edge_ramp) and (math.isfinite(g) if walls is None else bool(walls))
+    w, xe, ye = np.zeros(n), x, y
     if blur:
-        z = z - w * ground
+        w, xe, ye, _, hb = _ramp_terms(footprint, x, y, prm, walls, g)
+        w = np.where(np.isfinite(hb), w, 0.0)
+        z = z - w * np.nan_to_num(hb)
         se, te = _local(xe, ye, frame)
     raw: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = {}
     for kind in ("flat", "gable_s", "gable_t", "hip", "pyramid"):
@@ -428,7 +451,8 @@ def ortho_face_bic(footprint: Polygon, x: np.ndarray, y: np.ndarray, v: np.ndarr
 
 def fit_roof(footprint: Polygon, x: np.ndarray, y: np.ndarray, z: np.ndarray,
              prm: RoofParams = RoofParams(), transform: Affine | None = None,
-             image: np.ndarray | None = None, ground: float | None = None) -> RoofFit:
+             image: np.ndarray | None = None, ground: float | None = None,
+             walls: list[tuple[BaseGeometry, float]] | None = None) -> RoofFit:
     """Fit a roof to DSM points inside a footprint.
 
     Model selection under correlated DSM noise:
@@ -462,6 +486,9 @@ def fit_roof(footprint: Polygon, x: np.ndarray, y: np.ndarray, z: np.ndarray,
             fallback is tried.
         ground: ground height at the building (m, same datum as z); with ``prm.edge_ramp`` the primitives
             model the DSM's blur across the walls (see :func:`_primitive_fits`); None: no blur model.
+        walls: parts of the outline with the height beyond each (absolute m: the ground for a free wall, the
+            neighbour's roof level for a shared one; :func:`sat2lod.lod.models.wall_parts`), towards which the
+            DSM is blurred; None = the ground (``ground``) all around.
 
     Returns:
         The selected model; ``scores`` holds the BIC of every admissible candidate (DSM + ortho when an
@@ -479,7 +506,7 @@ def fit_roof(footprint: Polygon, x: np.ndarray, y: np.ndarray, z: np.ndarray,
         return RoofFit("flat", [footprint], [(h, 0.0, 0.0)], h, h, float("nan"), n)
     frame = building_frame(footprint)
     _, _, _, hl, hw = frame
-    raw = _primitive_fits(footprint, x, y, z, prm, ground)
+    raw = _primitive_fits(footprint, x, y, z, prm, ground, walls)
     xm, ym = float(x.mean()), float(y.mean())
     # noise level and correlation from the best-fitting primitive (the least model misfit in its residuals)
     best_raw = min(raw, key=lambda kd: _nmad(raw[kd][2]))
@@ -578,26 +605,28 @@ def _roof_z(planes: list[tuple[float, float, float]], x: np.ndarray, y: np.ndarr
     return np.min([_plane_z(p, x, y) for p in planes], axis=0)
 
 
-def calibrate_edge_ramp(roofs: list[tuple[Polygon, np.ndarray, np.ndarray, np.ndarray, float, np.ndarray | None]],
+def calibrate_edge_ramp(roofs: list[tuple[Polygon, np.ndarray, np.ndarray, np.ndarray, float, np.ndarray | None]
+                                   | tuple[Polygon, np.ndarray, np.ndarray, np.ndarray, float, np.ndarray | None,
+                                           list[tuple[BaseGeometry, float]] | None]],
                         prm: RoofParams = RoofParams(), transform: Affine | None = None, max_iterations: int = 10,
                         tol: float = 0.005, max_dist_m: float = 3.0, min_roofs: int = 10,
                         min_edge_height_m: float = 2.0, max_roofs: int = 400) -> tuple[float, ...]:
     """Scene-level DSM edge spread (``RoofParams.edge_ramp``) from the roofs of one DSM.
 
     Each iteration fits every roof (:func:`fit_roof` with the current ramp), takes each point's misfit as a
-    fraction of the height of the nearest roof edge above the ground, (prediction - z) / (roof(edge) - ground),
-    its median per roof and per distance bin (``RAMP_STEP_M``), then the median over the roofs, and adds it to
+    fraction of the height step at the nearest wall, (prediction - z) / (roof(edge) - height beyond the wall)
+    (the ground, or a neighbour's roof level beyond a shared wall), its median per roof and per distance bin (``RAMP_STEP_M``), then the median over the roofs, and adds it to
     the ramp (bins with fewer than ``min_roofs`` roofs add nothing); the ramp is kept in [0, 1] and
     non-increasing with the distance (bins nearer the outline are raised to the farther ones), until no bin
     moves by more than ``tol`` (at most ``max_iterations``: the fits absorb part of the blur, so each step
-    recovers only part of what remains). Multi-plane roofs and edges lower than ``min_edge_height_m`` are not
-    used. An exact DSM gives a ramp of about 0, so the fits are then unchanged. The ramp is a property of the
+    recovers only part of what remains). Multi-plane roofs and walls whose step is under ``min_edge_height_m``
+    are not used. An exact DSM gives a ramp of about 0, so the fits are then unchanged. The ramp is a property of the
     DSM, so a city of many buildings is calibrated on ``max_roofs`` of them drawn at random (fixed seed: the
     same roofs on every run): its cost stays that of a few hundred roof fits per iteration.
 
     Args:
-        roofs: per building (footprint, x, y, z, ground height, image or None): the arguments of
-            :func:`fit_roof` (points already off the outline by ``prm.edge_buffer_m``).
+        roofs: per building (footprint, x, y, z, ground height, image or None[, walls or None]): the
+            arguments of :func:`fit_roof` (points already off the outline by ``prm.edge_buffer_m``).
         prm: fitting settings (its ``edge_ramp`` is the starting point, usually empty).
         transform: DSM grid (see :func:`fit_roof`).
     Returns:
@@ -613,19 +642,23 @@ def calibrate_edge_ramp(roofs: list[tuple[Polygon, np.ndarray, np.ndarray, np.nd
     for _ in range(max_iterations):
         cur = replace(prm, edge_ramp=tuple(float(v) for v in ramp))
         per_bin: list[list[float]] = [[] for _ in range(nb)]
-        for footprint, x, y, z, ground, image in roofs:
+        for footprint, x, y, z, ground, image, *more in roofs:
+            walls = more[0] if more else None
             ok = np.isfinite(z)
             if ok.sum() < 12 or not math.isfinite(ground):
                 continue
-            fit = fit_roof(footprint, x, y, z, cur, transform, image, ground)
+            fit = fit_roof(footprint, x, y, z, cur, transform, image, ground, walls)
             if fit.roof_type == "multiplane":
                 continue
             xs, ys, zs = x[ok], y[ok], z[ok]
-            w, xe, ye, d = _ramp_terms(footprint, xs, ys, cur)
-            edge = _roof_z(fit.planes, xe, ye) - ground
-            q = (_roof_z(fit.planes, xs, ys) - w * edge - zs) / np.maximum(edge, 1e-6)
-            b = np.floor(d / RAMP_STEP_M).astype(int)
-            use = (edge > min_edge_height_m) & (b < nb)
+            w, xe, ye, d, hb = _ramp_terms(footprint, xs, ys, cur, walls, ground)
+            edge = _roof_z(fit.planes, xe, ye) - hb  # < 0 below a taller neighbour: the DSM rises there
+            # measured on free walls only: the ground beyond them is measured (DTM), a neighbour's level is
+            # itself a blurred DSM median; the ramp found there also serves the shared walls
+            use = (np.abs(np.nan_to_num(edge)) > min_edge_height_m) & (hb == ground)
+            q = (_roof_z(fit.planes, xs, ys) - w * edge - zs) / np.where(use, edge, 1.0)
+            b = np.floor(np.minimum(d, max_dist_m + RAMP_STEP_M) / RAMP_STEP_M).astype(int)
+            use &= b < nb
             for i in np.unique(b[use]):
                 per_bin[i].append(float(np.median(q[use & (b == i)])))
         step = np.array([np.median(v) if len(v) >= min_roofs else 0.0 for v in per_bin])
