@@ -208,3 +208,25 @@ def test_real_footprints_spacenet_atlanta():
     sc = footprint_scores([f.polygon for f in fps], truth)
     assert sc.recall >= 0.95 and sc.precision >= 0.95
     assert sc.ciou_mean >= 0.80 and sc.polis_mean_m <= 0.5 and 0.6 <= sc.n_ratio <= 1.2
+
+
+@pytest.mark.parametrize("angle", [0.0, 59.0])
+def test_pixels_beside_an_image_wall_stay_on_their_side(angle):
+    """A stereo nDSM smears a height step over metres on one side of the wall: a wide band of height-jump
+    pixels beside the image-edge cut. Those pixels belong to the building on their side of the cut, not to
+    the nearest seed across it (the wall would bend into the lower house)."""
+    houses = [affinity.rotate(box(1040 + 9 * i, 2040, 1049 + 9 * i, 2052), angle, origin=(1058, 2046)) for i in range(2)]
+    mask, _ = _raster(houses)
+    rows, cols = np.mgrid[0:SHAPE[0], 0:SHAPE[1]]
+    x, y = T @ (cols + 0.5, rows + 0.5)
+    a = math.radians(angle)
+    u = (x - 1058) * math.cos(a) + (y - 2046) * math.sin(a) + 9.0  # distance along the row from the wall
+    # 6 m roof, 9 m roof; the step ramps over the 3 m of the lower roof next to the wall
+    ndsm = np.where(u >= 0, 9.0, 6.0 + 3.0 * np.clip(1 + u / 3.0, 0, 1))
+    ndsm = (np.where(mask == 1, ndsm, 0.0) + np.random.default_rng(2).normal(0, 0.05, SHAPE)).astype(np.float32)
+    img = _roof_image(houses, [0.5, 0.3])
+    polys = [f.polygon for f in extract_footprints(mask, ndsm, T, FootprintParams(min_height_m=2.0), img)]
+    assert len(polys) == 2
+    for h in houses:
+        assert max(iou(p, h) for p in polys) > 0.93, [iou(p, h) for p in polys]
+    assert shared_wall_scores(polys, houses)["kept_shared"] == 1.0

@@ -124,12 +124,24 @@ def label_buildings(mask: np.ndarray, ndsm: np.ndarray | None, resolution: float
     if ns:
         sizes = ndimage.sum(np.ones_like(seeds), seeds, index=np.arange(1, ns + 1))
         seeds[np.isin(seeds, 1 + np.flatnonzero(sizes < max(1, min_px // 2)))] = 0
-    # every building pixel goes to its nearest seed of the same block
+    # every building pixel goes to its nearest seed of the same block, and on the same side of every
+    # image-edge cut: a wide band of height-jump pixels beside a cut must not go to the seed across it
     lab = np.zeros_like(blocks)
     if seeds.max() > 0:
         _, (iy, ix) = ndimage.distance_transform_edt(seeds == 0, return_indices=True)
         near = seeds[iy, ix]
         lab = np.where(bld & (blocks[iy, ix] == blocks), near, 0)
+        if cut.any():
+            sides, _ = ndimage.label(bld & ~cut)
+            for k, sl in enumerate(ndimage.find_objects(sides), start=1):
+                if sl is None:
+                    continue
+                sub = sides[sl] == k
+                sd = np.where(sub, seeds[sl], 0)
+                if not sd.any():
+                    continue
+                _, (jy, jx) = ndimage.distance_transform_edt(sd == 0, return_indices=True)
+                lab[sl][sub] = sd[jy, jx][sub]
     orphan = bld & (lab == 0)
     if orphan.any():  # blocks without any seed keep their block id (offset past the seed ids)
         lab[orphan] = blocks[orphan] + int(seeds.max())
