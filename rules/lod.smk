@@ -27,6 +27,7 @@ rule lod0:
         wall_gap_m=config["lod"]["wall_gap_m"],
         split_contrast=config["lod"]["split_contrast"],
         split_min_width_m=config["lod"]["split_min_width_m"],
+        split_line_step_m=config["lod"]["split_line_step_m"],
         min_height_m=config["lod"]["min_height_m"],
         simplify_m=config["lod"]["simplify_m"],
         angle_tol_deg=config["lod"]["angle_tol_deg"],

@@ -230,3 +230,56 @@ def test_pixels_beside_an_image_wall_stay_on_their_side(angle):
     for h in houses:
         assert max(iou(p, h) for p in polys) > 0.93, [iou(p, h) for p in polys]
     assert shared_wall_scores(polys, houses)["kept_shared"] == 1.0
+
+
+def _stereo_like(mask, ndsm, seed=3):
+    """A stereo nDSM: the exact one blurred across every wall (Gaussian, 2 px: a wall smeared over about
+    +-2 m) + 0.2 m noise."""
+    from scipy import ndimage
+
+    out = ndimage.gaussian_filter(ndsm.astype(np.float64), 2.0) + np.random.default_rng(seed).normal(0, 0.2, SHAPE)
+    return out.astype(np.float32)
+
+
+@pytest.mark.parametrize("angle", [0.0, 33.0])
+def test_row_houses_of_different_heights_are_split_on_a_smeared_ndsm(angle):
+    """A stereo nDSM smears each step between row houses over metres, under the pixel-to-pixel jump test; the
+    line-step test (split_line_step_m) finds the walls from the levels on either side, without the ortho."""
+    houses = [affinity.rotate(box(1030 + 8 * i, 2040, 1038 + 8 * i, 2052), angle, origin=(1046, 2046)) for i in range(4)]
+    mask, ndsm = _raster(houses, heights=[6.0, 9.5, 6.5, 10.0])
+    ndsm = _stereo_like(mask, ndsm)
+    prm = FootprintParams(min_height_m=2.0)
+    assert len(extract_footprints(mask, ndsm, T, FootprintParams(min_height_m=2.0, split_line_step_m=0.0))) < 4
+    polys = [f.polygon for f in extract_footprints(mask, ndsm, T, prm)]
+    assert len(polys) == 4
+    for h in houses:
+        assert max(iou(p, h) for p in polys) > 0.85, [round(iou(p, h), 3) for p in polys]
+    assert shared_wall_scores(polys, houses)["kept_shared"] == 1.0
+
+
+@pytest.mark.parametrize("kind", ["shed", "gable_across", "hip"])
+def test_sloped_roofs_are_not_split_by_the_line_step_test(kind):
+    """A roof face rises steadily (no level on either side of any line), so the line-step test leaves one
+    building: a shed rising 4 m across 14 m, a gable whose ridge runs across the long axis, a hip."""
+    house = box(1040, 2040, 1056, 2050)  # 16 x 10 m
+    mask, _ = _raster([house])
+    rows, cols = np.mgrid[0:SHAPE[0], 0:SHAPE[1]]
+    x, y = T @ (cols + 0.5, rows + 0.5)
+    s, t = x - 1048.0, y - 2045.0
+    roof = {"shed": 6.0 + 4.0 * (s + 8) / 16, "gable_across": 6.0 + 0.5 * (8 - np.abs(s)),
+            "hip": 6.0 + 0.6 * np.minimum(5 - np.abs(t), 8 - np.abs(s))}[kind]
+    ndsm = _stereo_like(mask, np.where(mask == 1, roof, 0.0))
+    fps = extract_footprints(mask, ndsm, T, FootprintParams(min_height_m=2.0))
+    assert len(fps) == 1 and iou(fps[0].polygon, house) > 0.9
+
+
+def test_buildings_touching_only_at_a_corner_are_all_kept():
+    """Parts of one block whose union falls apart (two groups meeting at a corner) are regularized group by
+    group; no building is dropped."""
+    from sat2lod.lod.footprints import regularize_block
+
+    parts = {1: box(0, 0, 8, 10), 2: box(8, 0, 16, 10), 3: box(16, 10, 24, 20), 4: box(24, 10, 32, 20)}
+    out = regularize_block(parts, 0.0, RES)
+    assert sorted(out) == [1, 2, 3, 4]
+    for i, p in parts.items():
+        assert iou(out[i], p) > 0.95

@@ -4,9 +4,10 @@ Pipeline (arrays in, polygons out; no file access):
 
 1. clean the mask (opening, small-hole filling) and label its connected components = *blocks*;
 2. split each block into buildings where the nDSM jumps by more than ``split_step_m`` (row houses of
-   different heights) and, when an ortho image is given, along straight roof-image edges that cross the
-   block along one of its two dominant directions (touching houses of one height with different roofs),
-   merging back regions whose common boundary has neither;
+   different heights), along straight lines (along one of the block's two dominant directions) where the
+   nDSM steps by ``split_line_step_m`` between levels on either side (the same walls, smeared over metres by
+   a stereo DSM) and, when an ortho image is given, along straight roof-image edges (touching houses of one
+   height with different roofs), merging back regions whose common boundary has none of these;
 3. per block: dominant orientation from the block outline, regularize the block outline, regularize each
    wall shared by two buildings as an open chain, extend it across the block and cut the regularized block
    with these walls. Every building is a union of pieces of ONE partition of the block, so neighbours share
@@ -53,7 +54,11 @@ class FootprintParams:
         split_contrast: a straight line across a block (along one of its dominant directions) where the ortho
             changes by at least this fraction of the block's median brightness, consistently along the line,
             separates two buildings (unless the nDSM falls away on both sides: a ridge); 0 disables.
-        split_min_width_m: image-edge splits leave pieces at least this wide (m).
+        split_min_width_m: image-edge and line-step splits leave pieces at least this wide (m).
+        split_line_step_m: a straight line across a block (along one of its dominant directions) where the
+            nDSM steps by at least this much (m), level on both sides beyond the smear of a stereo DSM and
+            consistently along the line, separates two buildings (row houses of different heights whose
+            step a stereo nDSM smears over metres, below the pixel-to-pixel ``split_step_m`` test); 0 disables.
         regularize: regularization settings.
     """
 
@@ -63,6 +68,7 @@ class FootprintParams:
     wall_gap_m: float = 4.0
     split_contrast: float = 0.12
     split_min_width_m: float = 4.0
+    split_line_step_m: float = 1.0
     regularize: RegularizeParams = field(default_factory=RegularizeParams)
 
 
@@ -118,14 +124,20 @@ def label_buildings(mask: np.ndarray, ndsm: np.ndarray | None, resolution: float
     theta = _block_thetas(blocks, nb, transform if transform is not None else Affine.scale(resolution, -resolution),
                           prm.regularize.simplify_m)
     edge = _close_walls(edge, blocks, theta, prm.wall_gap_m / resolution)
-    cut = _line_cuts(blocks, theta, image if prm.split_contrast > 0 else None, zs, resolution, prm)
+    toward = np.zeros((2, *bld.shape), np.int8)  # from each cut pixel to the side of its line it lies on
+    cut = _line_cuts(blocks, theta, image if prm.split_contrast > 0 else None, zs, resolution, prm, toward)
+    step_cut = np.zeros_like(cut)
+    if prm.split_line_step_m > 0:
+        step_cut = _step_cuts(blocks, theta, zs, resolution, prm, cut, toward)
+        cut |= step_cut
     edge |= cut
     seeds, ns = ndimage.label(bld & ~edge)
     if ns:
         sizes = ndimage.sum(np.ones_like(seeds), seeds, index=np.arange(1, ns + 1))
         seeds[np.isin(seeds, 1 + np.flatnonzero(sizes < max(1, min_px // 2)))] = 0
     # every building pixel goes to its nearest seed of the same block, and on the same side of every
-    # image-edge cut: a wide band of height-jump pixels beside a cut must not go to the seed across it
+    # cut line (image edge or height step): a wide band of height-jump pixels beside a cut must not go to
+    # the seed across it
     lab = np.zeros_like(blocks)
     if seeds.max() > 0:
         _, (iy, ix) = ndimage.distance_transform_edt(seeds == 0, return_indices=True)
@@ -133,18 +145,43 @@ def label_buildings(mask: np.ndarray, ndsm: np.ndarray | None, resolution: float
         lab = np.where(bld & (blocks[iy, ix] == blocks), near, 0)
         if cut.any():
             sides, _ = ndimage.label(bld & ~cut)
+            nxt = int(seeds.max()) + int(blocks.max()) + 1  # past the seed ids and the orphans' ids below
             for k, sl in enumerate(ndimage.find_objects(sides), start=1):
                 if sl is None:
                     continue
                 sub = sides[sl] == k
                 sd = np.where(sub, seeds[sl], 0)
                 if not sd.any():
+                    # no seed on this side (height-jump pixels throughout, the smear of a stereo nDSM): beside a
+                    # height-step cut and at least split_min_width_m wide, it is a building of its own;
+                    # otherwise (a sliver between two cuts of one wall, or beside an image-edge cut only: weaker
+                    # evidence, a ridge line the nDSM places off the brightness edge looks like one) the
+                    # cut is not taken there and the side goes to its nearest seed
+                    sl1 = tuple(slice(max(q.start - 1, 0), q.stop + 1) for q in sl)
+                    wide = 2 * float(ndimage.distance_transform_edt(np.pad(sub, 1)).max()) * resolution
+                    if wide >= prm.split_min_width_m and (
+                            ndimage.binary_dilation(sides[sl1] == k) & step_cut[sl1]).any():
+                        lab[sl][sub] = nxt
+                        nxt += 1
                     continue
                 _, (jy, jx) = ndimage.distance_transform_edt(sd == 0, return_indices=True)
                 lab[sl][sub] = sd[jy, jx][sub]
     orphan = bld & (lab == 0)
     if orphan.any():  # blocks without any seed keep their block id (offset past the seed ids)
         lab[orphan] = blocks[orphan] + int(seeds.max())
+    if cut.any():
+        # the pixels of a cut line go to the region on the side of the line their centre lies on (else to the
+        # nearest region of their block; their nearest seed may lie in another building when the sides are
+        # seedless regions of their own)
+        src = bld & ~cut
+        _, (jy, jx) = ndimage.distance_transform_edt(~src, return_indices=True)
+        oncut = bld & cut & (blocks[jy, jx] == blocks)
+        lab[oncut] = lab[jy[oncut], jx[oncut]]
+        cr, cc = np.nonzero(bld & cut)
+        nr = np.clip(cr + toward[0][cr, cc], 0, bld.shape[0] - 1)
+        nc = np.clip(cc + toward[1][cr, cc], 0, bld.shape[1] - 1)
+        ok = src[nr, nc] & (blocks[nr, nc] == blocks[cr, cc])
+        lab[cr[ok], cc[ok]] = lab[nr[ok], nc[ok]]
     lab = _merge_flat_boundaries(lab, zs, prm.split_step_m, ndimage.binary_dilation(cut) if cut.any() else None)
     lab, _, _ = _relabel(lab)
     return blocks.astype(np.int32), lab.astype(np.int32)
@@ -226,8 +263,43 @@ def _close_walls(edge: np.ndarray, blocks: np.ndarray, theta: np.ndarray, gap_px
 RIDGE_SLOPE = 0.1
 
 
+def _rotated_grid(inb: np.ndarray, a: float, pad: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Grid rotated to map direction ``a`` (radians) over a block crop ``inb`` ((h, w) bool): columns u along
+    ``a`` (across the candidate lines), rows v across it, ``pad`` pixels beyond the block along u.
+
+    Returns:
+        (rows, cols) (N,) of the block pixels, their u column index (N,) float, and the (2, V, U) crop
+        coordinates of the grid (for ``ndimage.map_coordinates``).
+    """
+    rows, cols = np.nonzero(inb)
+    r0, c0 = rows.mean(), cols.mean()
+    # map direction a in pixel axes: (col, row) = (cos a, -sin a)
+    eu = np.array([-math.sin(a), math.cos(a)])  # (row, col)
+    ev = np.array([math.cos(a), math.sin(a)])
+    pu = (rows - r0) * eu[0] + (cols - c0) * eu[1]
+    pv = (rows - r0) * ev[0] + (cols - c0) * ev[1]
+    u = np.arange(math.floor(pu.min()) - pad, math.ceil(pu.max()) + pad + 1)
+    v = np.arange(math.floor(pv.min()) - 1, math.ceil(pv.max()) + 2)
+    vv, uu = np.meshgrid(v, u, indexing="ij")
+    coords = np.array([r0 + uu * eu[0] + vv * ev[0], c0 + uu * eu[1] + vv * ev[1]])
+    return rows, cols, pu - u[0], coords
+
+
+def _draw_cut(out: np.ndarray, toward: np.ndarray | None, sl: tuple[slice, slice], rows: np.ndarray,
+              cols: np.ndarray, pu: np.ndarray, line_u: float, a: float) -> None:
+    """Mark the block pixels (``rows``, ``cols`` in the crop ``sl``; ``pu`` their u column) within half a pixel
+    of the line u = ``line_u`` (across map direction ``a``) in ``out``, and in ``toward`` ((2, H, W) int8 or
+    None) the (row, col) step from each to the neighbour on the side of the line its centre lies on."""
+    on = (pu - line_u >= -0.5) & (pu - line_u < 0.5)
+    out[sl][rows[on], cols[on]] = True
+    if toward is not None:
+        side = np.where(pu[on] >= line_u, 1.0, -1.0)
+        for k, e in enumerate((-math.sin(a), math.cos(a))):  # (row, col) of the map direction a
+            toward[k][sl][rows[on], cols[on]] = np.rint(side * e).astype(np.int8)
+
+
 def _line_cuts(blocks: np.ndarray, theta: np.ndarray, image: np.ndarray | None, z: np.ndarray, resolution: float,
-                prm: FootprintParams) -> np.ndarray:
+                prm: FootprintParams, toward: np.ndarray | None = None) -> np.ndarray:
     """Straight roof-image edges across blocks: (H, W) bool, True on the pixels of each accepted cut line.
 
     Each block is resampled on a grid rotated to its dominant direction (and again to the perpendicular one),
@@ -272,25 +344,14 @@ def _line_cuts(blocks: np.ndarray, theta: np.ndarray, image: np.ndarray | None, 
         ref = float(np.median(img[sl][inner]))
         if ref <= 0:
             continue
-        rows, cols = np.nonzero(inb)
-        r0, c0 = rows.mean(), cols.mean()
         for a in (float(theta[b]), float(theta[b]) + np.pi / 2):
-            # map direction a in pixel axes: (col, row) = (cos a, -sin a); u along a, v across
-            eu = np.array([-math.sin(a), math.cos(a)])  # (row, col)
-            ev = np.array([math.cos(a), math.sin(a)])
-            pu = (rows - r0) * eu[0] + (cols - c0) * eu[1]
-            pv = (rows - r0) * ev[0] + (cols - c0) * ev[1]
-            u = np.arange(math.floor(pu.min()) - pad, math.ceil(pu.max()) + pad + 1)
-            v = np.arange(math.floor(pv.min()) - 1, math.ceil(pv.max()) + 2)
-            vv, uu = np.meshgrid(v, u, indexing="ij")
-            rr, cc = r0 + uu * eu[0] + vv * ev[0], c0 + uu * eu[1] + vv * ev[1]
-            coords = np.array([rr, cc])
+            rows, cols, pu, coords = _rotated_grid(inb, a, pad)
             rot_in = ndimage.map_coordinates(inb.astype(np.uint8), coords, order=0, cval=0) > 0
             rot_inner = ndimage.map_coordinates(inner.astype(np.uint8), coords, order=0, cval=0) > 0
             rot_img = ndimage.map_coordinates(img[sl], coords, order=1, cval=np.nan)
             rot_z = ndimage.map_coordinates(np.nan_to_num(z[sl], nan=-1e3), coords, order=1, cval=-1e3)
             rot_z = np.where(rot_z > -100, rot_z, np.nan)
-            nu = len(u)
+            nu = coords.shape[2]
             cands = []
             for c in range(mw, nu - mw):
                 left, left2 = slice(c - w, c), slice(c - 2 * w, c - w)
@@ -319,9 +380,117 @@ def _line_cuts(blocks: np.ndarray, theta: np.ndarray, image: np.ndarray | None, 
                 log.debug("block %d: image wall across direction %.1f deg at column %d (score %.2f)", b,
                           math.degrees(a), c, score)
                 # the cut: block pixels whose u falls in column c (the line across the whole block)
-                col_of = np.round(pu - u[0]).astype(int)
-                on = col_of == c
-                out[sl][rows[on], cols[on]] = True
+                _draw_cut(out, toward, sl, rows, cols, pu, float(c), a)
+    return out
+
+
+#: line-step test windows: level (m along the candidate normal) from STEP_GAP_M to STEP_GAP_M + STEP_WIN_M on
+#: either side of the line, beyond the +-2.5 m over which a stereo DSM smears a wall
+STEP_GAP_M, STEP_WIN_M = 2.5, 2.0
+
+
+def _step_cuts(blocks: np.ndarray, theta: np.ndarray, z: np.ndarray, resolution: float,
+               prm: FootprintParams, walls: np.ndarray | None = None, toward: np.ndarray | None = None,
+               ) -> np.ndarray:
+    """Straight height steps across blocks: (H, W) bool, True on the pixels of each accepted cut line.
+
+    Each block is resampled on a grid rotated to its dominant direction (and again to the perpendicular one),
+    columns u across the candidate lines, rows v along them. At column c, over the rows where the block
+    (eroded by 1 m) spans both windows, the row-median nDSM profile is read in two windows, from
+    ``STEP_GAP_M`` to ``STEP_GAP_M + STEP_WIN_M`` on either side of the line (a stereo DSM smears a wall over
+    about +-2.5 m). The line is a wall when the two windows' levels differ by at least ``split_line_step_m``,
+    both windows are level (their own slope, over the gap, less than a quarter of the step: a sloped roof
+    face or a ridge changes the height steadily, a wall between them), the same step shows in each third of
+    the rows, and those rows cover at least ``split_min_width_m`` and half of the block's depth there.
+    Strongest steps first, at least ``split_min_width_m`` apart and from the block's ends. The cut runs
+    across the whole block where the row-median profile crosses the level halfway between the two windows
+    (nearest to the tested line; a stereo DSM smears a wall about symmetrically).
+
+    Args:
+        blocks: (H, W) int32 block labels; theta: (nb + 1,) block orientations (map radians).
+        z: (H, W) nDSM (m, NaN outside buildings / nodata).
+    """
+    out = np.zeros(blocks.shape, bool)
+    step = prm.split_line_step_m
+    g = max(1, round(STEP_GAP_M / resolution))
+    wz = max(2, round(STEP_WIN_M / resolution))
+    mw = max(g + wz, round(prm.split_min_width_m / resolution))
+    erode = max(1, round(1.0 / resolution))
+    pad = mw + 2
+    z_ok = np.isfinite(z)
+    xw = np.arange(wz) - (wz - 1) / 2  # window positions (px) about its centre
+
+    def level(p: np.ndarray) -> tuple[float, float]:
+        """Median and slope (m/px) of one window of the profile."""
+        ok = np.isfinite(p)
+        if ok.sum() < 2:
+            return float("nan"), float("nan")
+        return float(np.median(p[ok])), float(np.polyfit(xw[ok], p[ok], 1)[0])
+
+    def jump(prof: np.ndarray) -> tuple[float, float]:
+        """(step, largest window slope over the gap) of a profile over [c - g - wz, c + g + wz]."""
+        lv, ls = level(prof[:wz])
+        rv, rs = level(prof[-wz:])
+        return rv - lv, max(abs(ls), abs(rs)) * g
+
+    for b, sl0 in enumerate(ndimage.find_objects(blocks), start=1):
+        if sl0 is None:
+            continue
+        sl = tuple(slice(max(s.start - pad, 0), min(s.stop + pad, n)) for s, n in zip(sl0, blocks.shape))
+        inb = blocks[sl] == b
+        if inb.sum() * resolution ** 2 < 2 * prm.split_min_width_m ** 2:
+            continue
+        inner = ndimage.binary_erosion(inb, iterations=erode) & z_ok[sl]
+        if not inner.any():
+            continue
+        for a in (float(theta[b]), float(theta[b]) + np.pi / 2):
+            rows, cols, pu, coords = _rotated_grid(inb, a, pad)
+            rot_in = ndimage.map_coordinates(inb.astype(np.uint8), coords, order=0, cval=0) > 0
+            rot_inner = ndimage.map_coordinates(inner.astype(np.uint8), coords, order=0, cval=0) > 0
+            rot_z = ndimage.map_coordinates(np.nan_to_num(z[sl], nan=-1e3), coords, order=1, cval=-1e3)
+            rot_z = np.where(rot_inner & (rot_z > -100), rot_z, np.nan)
+            col = np.round(pu).astype(int)
+            on_wall = walls[sl][rows, cols] if walls is not None else np.zeros(len(rows), bool)
+            # columns holding an image-edge wall across this direction (a line piles into one column)
+            taken = np.bincount(col[on_wall], minlength=coords.shape[2])[:coords.shape[2]] >= 3
+            cands = []
+            for c in range(mw, coords.shape[2] - mw):
+                span = slice(c - g - wz, c + g + wz + 1)
+                ok = rot_inner[:, span].all(axis=1) & rot_in[:, c - mw] & rot_in[:, c + mw]
+                n_ok = int(ok.sum())
+                if n_ok < 3 or n_ok * resolution < prm.split_min_width_m or n_ok < 0.5 * rot_in[:, c].sum():
+                    continue
+                zz = rot_z[ok][:, span]
+                prof = np.median(zz, axis=0)
+                d, tilt = jump(prof)
+                if not abs(d) >= step or tilt > 0.25 * abs(d):
+                    continue
+                thirds = [jump(np.median(part, axis=0))[0] for part in np.array_split(zz, 3)]
+                if not all(np.sign(t) == np.sign(d) and abs(t) >= 0.5 * step for t in thirds):
+                    continue
+                # the wall: where the profile crosses the mid level between the windows (nearest to c)
+                mid = 0.5 * (np.median(prof[:wz]) + np.median(prof[-wz:]))
+                seg = np.sign(prof[wz - 1:len(prof) - wz + 1] - mid)  # from c - g - 1 to c + g + 1
+                xs = np.flatnonzero(seg[:-1] * seg[1:] <= 0)
+                if len(xs):
+                    k = xs[np.argmin(np.abs(xs - (g + 1)))]
+                    c_wall = c - g - 1 + k + 0.5
+                else:
+                    c_wall = float(c)
+                cands.append((abs(d) / step, c, c_wall))
+            kept: list[int] = []
+            for score, c, c_wall in sorted(cands, key=lambda t: -t[0]):
+                if any(abs(c - k) < mw for k in kept):
+                    continue
+                kept.append(c)
+                near = np.flatnonzero(taken[max(c - mw, 0):c + mw + 1]) + max(c - mw, 0)
+                log.debug("block %d: height step across direction %.1f deg at column %.1f (%.2f x the threshold%s)",
+                          b, math.degrees(a), c_wall, score, ", on an image-edge cut" if len(near) else "")
+                if len(near):  # an image edge places this wall more sharply: that line is the wall
+                    on = on_wall & (col == near[np.argmin(np.abs(near - c_wall))])
+                    out[sl][rows[on], cols[on]] = True
+                else:
+                    _draw_cut(out, toward, sl, rows, cols, pu, c_wall, a)
     return out
 
 
@@ -424,8 +593,16 @@ def regularize_block(parts: dict[int, Polygon], theta: float | None, resolution:
     """
     prm = prm or RegularizeParams()
     block = shapely.union_all(list(parts.values()))
-    if block.geom_type != "Polygon":
-        block = max(block.geoms, key=lambda g: g.area)
+    comps = list(shapely.get_parts(block))
+    if len(comps) > 1:  # the parts touch only at corners somewhere: each connected group on its own
+        groups: dict[int, dict[int, Polygon]] = {}
+        for i, p in parts.items():
+            k = max(range(len(comps)), key=lambda j: comps[j].intersection(p).area)
+            groups.setdefault(k, {})[i] = p
+        out_all: dict[int, Polygon] = {}
+        for grp in groups.values():
+            out_all.update(regularize_block(grp, theta, resolution, prm))
+        return out_all
     if theta is None:
         theta = dominant_orientation([np.asarray(block.exterior.coords)], prm.simplify_m)
     step = resolution / 2
@@ -476,6 +653,14 @@ def regularize_block(parts: dict[int, Polygon], theta: float | None, resolution:
         merged = shapely.union_all([out[best], g])
         if merged.geom_type == "Polygon":
             out[best] = merged
+    for i in ids:  # a building left without a piece (its walls did not close it off): never lose it
+        if i not in out:
+            taken = shapely.union_all(list(out.values()))
+            own = regularize_polygon(parts[i], theta, prm, step).difference(taken)
+            geoms = sorted((g for g in shapely.get_parts(own) if g.geom_type == "Polygon"), key=lambda g: -g.area)
+            if geoms:
+                log.info("building %d: no piece of the joint partition of its block; regularized on its own", i)
+                out[i] = geoms[0]
     return {i: _drop_collinear(p) for i, p in out.items()}
 
 

@@ -57,13 +57,15 @@ def _datum(*rasters: Raster) -> str:
 def run_lod0(mask: PathLike, ndsm: PathLike | None, gpkg: PathLike, fgb: PathLike | None = None, *,
              ortho: PathLike | None = None,
              min_area_m2: float = 20.0, split_step_m: float = 0.5, wall_gap_m: float = 4.0, min_height_m: float = 2.0,
-             split_contrast: float = 0.12, split_min_width_m: float = 4.0,
+             split_contrast: float = 0.12, split_min_width_m: float = 4.0, split_line_step_m: float = 1.0,
              simplify_m: float = 0.7, angle_tol_deg: float = 15.0, min_edge_m: float = 1.5,
              max_vertices: int = 40) -> gpd.GeoDataFrame:
     """Building mask (+ nDSM, + ortho) -> regularized footprints as GeoPackage (+ FlatGeobuf).
 
     ``ortho`` (same grid as the mask; several bands are averaged) lets touching buildings of one height be
-    split along roof-image edges (``split_contrast``, ``split_min_width_m``; see FootprintParams).
+    split along roof-image edges (``split_contrast``, ``split_min_width_m``; see FootprintParams); touching
+    buildings of different heights are split where the nDSM jumps (``split_step_m``) or, smeared as a stereo
+    nDSM smears it, steps along a straight line (``split_line_step_m``).
 
     Columns: id, block, area_m2, perimeter_m, n_vertices, orientation_deg, traced_area_m2, ndsm_median_m.
     """
@@ -78,6 +80,7 @@ def run_lod0(mask: PathLike, ndsm: PathLike | None, gpkg: PathLike, fgb: PathLik
     img = None if ortho is None else _brightness(ortho, m, mask)
     prm = FootprintParams(min_area_m2=min_area_m2, split_step_m=split_step_m, min_height_m=min_height_m, wall_gap_m=wall_gap_m,
                           split_contrast=split_contrast, split_min_width_m=split_min_width_m,
+                          split_line_step_m=split_line_step_m,
                           regularize=RegularizeParams(simplify_m=simplify_m, angle_tol_deg=angle_tol_deg,
                                                       min_edge_m=min_edge_m, max_vertices=max_vertices))
     fps = extract_footprints(m.array, nd, m.transform, prm, img)
