@@ -85,9 +85,10 @@ def test_building_scores_through_qualify(tmp_path):
     tr = from_origin(500000.0, 4800100.0, 1.0, 1.0)
     write_raster(tmp_path / "dsm.tif", np.full((100, 100), 150.0, np.float32), tr, 32631, nodata=float("nan"))
     polys = [box(500010 + 20 * i, 4800010, 500020 + 20 * i, 4800030) for i in range(3)]
-    ref = gpd.GeoDataFrame({"id": [1, 2, 3], "height": [8.0, 9.0, 10.0], "ridge_height": [8.0, 9.0, 10.0],
-                            "eave_height": [8.0, 6.0, 7.0], "roof_type": ["flat", "gable", "hip"]},
-                           geometry=polys, crs=32631)
+    # a 4th reference building that no footprint matches (missed): it counts in the roof-type recall only
+    ref = gpd.GeoDataFrame({"id": [1, 2, 3, 4], "height": [8.0, 9.0, 10.0, 7.0], "ridge_height": [8.0, 9.0, 10.0, 7.0],
+                            "eave_height": [8.0, 6.0, 7.0, 7.0], "roof_type": ["flat", "gable", "hip", "flat"]},
+                           geometry=[*polys, box(500010, 4800060, 500020, 4800070)], crs=32631)
     fp = gpd.GeoDataFrame({"id": [1, 2, 3]}, geometry=[p.buffer(0.2, join_style=2) for p in polys], crs=32631)
     write_vector(tmp_path / "ref.gpkg", ref, layer="buildings")
     write_vector(tmp_path / "fp.gpkg", fp, layer="footprints")
@@ -104,6 +105,7 @@ def test_building_scores_through_qualify(tmp_path):
     assert b["footprints"]["n_matched"] == 3 and b["footprints"]["polis_mean_m"] == pytest.approx((0.2 * np.sqrt(2) + 0.2) / 2, abs=1e-3)
     assert b["lod1"]["height_error"]["rmse"] == pytest.approx(np.sqrt((0.25 + 0 + 1) / 3))
     assert b["lod2"]["roof_type_accuracy"] == pytest.approx(2 / 3)
+    assert b["lod2"]["roof_type_recall"] == pytest.approx(2 / 4) and b["lod2"]["n_ref"] == 4
     assert b["lod2"]["confusion_truth_to_predicted"]["hip"]["gable"] == 1
     assert out["targets"]["roof_type_accuracy"]["met"] is False
 

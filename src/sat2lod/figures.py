@@ -190,7 +190,8 @@ def _acc_rows(acc: dict[str, Any]) -> list[tuple[str, str]]:
         if "height_error_vs_ridge" in b["lod1"]:
             rows.append(("LOD1 height RMSE vs ridge (m)", f(b["lod1"]["height_error_vs_ridge"].get("rmse"))))
     if "lod2" in b:
-        rows += [("LOD2 roof-type accuracy", f(b["lod2"].get("roof_type_accuracy"))),
+        rows += [("LOD2 roof-type accuracy (matched / all reference)",
+                  f"{f(b['lod2'].get('roof_type_accuracy'))} / {f(b['lod2'].get('roof_type_recall'))}"),
                  ("LOD2 ridge height RMSE (m)", f(b["lod2"]["ridge_height_error"].get("rmse")))]
     return rows
 
