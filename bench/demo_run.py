@@ -79,9 +79,9 @@ def main() -> None:
     b = res["accuracy"].get("buildings", {})
     if b:
         fp, l2 = b.get("footprints", {}), b.get("lod2", {})
-        lines += ["", f"buildings: {fp.get('n_matched')} of {fp.get('n_ref')} reference buildings matched "
-                  f"({fp.get('n_pred')} predicted); roof type right for {l2.get('roof_type_recall')} of all reference "
-                  "buildings (the targets above are over the matched ones)"]
+        lines += ["", (f"buildings: {fp.get('n_matched')} of {fp.get('n_ref')} reference buildings matched "
+                       f"({fp.get('n_pred')} predicted); roof type right for {l2.get('roof_type_recall')} of all "
+                       "reference buildings (the targets above are over the matched ones)")]
     args.out.with_suffix(".md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
