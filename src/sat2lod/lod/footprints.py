@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -285,6 +286,23 @@ def _rotated_grid(inb: np.ndarray, a: float, pad: int) -> tuple[np.ndarray, np.n
     return rows, cols, pu - u[0], coords
 
 
+def _block_crops(blocks: np.ndarray, pad: int, resolution: float, min_width_m: float, erode: int,
+                 valid: np.ndarray) -> Iterator[tuple[int, tuple[slice, ...], np.ndarray, np.ndarray]]:
+    """Blocks large enough to split (at least 2 ``min_width_m``^2): yields (block id, crop ``sl`` padded by
+    ``pad`` pixels, the block in the crop ``inb``, and ``inner``: the block eroded by ``erode`` pixels where
+    ``valid`` ((H, W) bool) holds), for blocks whose ``inner`` is not empty."""
+    for b, sl0 in enumerate(ndimage.find_objects(blocks), start=1):
+        if sl0 is None:
+            continue
+        sl = tuple(slice(max(s.start - pad, 0), min(s.stop + pad, n)) for s, n in zip(sl0, blocks.shape))
+        inb = blocks[sl] == b
+        if inb.sum() * resolution ** 2 < 2 * min_width_m ** 2:
+            continue
+        inner = ndimage.binary_erosion(inb, iterations=erode) & valid[sl]
+        if inner.any():
+            yield b, sl, inb, inner
+
+
 def _draw_cut(out: np.ndarray, toward: np.ndarray | None, sl: tuple[slice, slice], rows: np.ndarray,
               cols: np.ndarray, pu: np.ndarray, line_u: float, a: float) -> None:
     """Mark the block pixels (``rows``, ``cols`` in the crop ``sl``; ``pu`` their u column) within half a pixel
@@ -331,16 +349,7 @@ def _line_cuts(blocks: np.ndarray, theta: np.ndarray, image: np.ndarray | None, 
     mw = max(2 * w + 1, round(prm.split_min_width_m / resolution))
     erode = max(1, round(1.0 / resolution))
     pad = mw + 2
-    for b, sl0 in enumerate(ndimage.find_objects(blocks), start=1):
-        if sl0 is None:
-            continue
-        sl = tuple(slice(max(s.start - pad, 0), min(s.stop + pad, n)) for s, n in zip(sl0, blocks.shape))
-        inb = blocks[sl] == b
-        if inb.sum() * resolution ** 2 < 2 * prm.split_min_width_m ** 2:
-            continue
-        inner = ndimage.binary_erosion(inb, iterations=erode) & img_ok[sl] & z_ok[sl]
-        if not inner.any():
-            continue
+    for b, sl, inb, inner in _block_crops(blocks, pad, resolution, prm.split_min_width_m, erode, img_ok & z_ok):
         ref = float(np.median(img[sl][inner]))
         if ref <= 0:
             continue
@@ -433,16 +442,7 @@ def _step_cuts(blocks: np.ndarray, theta: np.ndarray, z: np.ndarray, resolution:
         rv, rs = level(prof[-wz:])
         return rv - lv, max(abs(ls), abs(rs)) * g
 
-    for b, sl0 in enumerate(ndimage.find_objects(blocks), start=1):
-        if sl0 is None:
-            continue
-        sl = tuple(slice(max(s.start - pad, 0), min(s.stop + pad, n)) for s, n in zip(sl0, blocks.shape))
-        inb = blocks[sl] == b
-        if inb.sum() * resolution ** 2 < 2 * prm.split_min_width_m ** 2:
-            continue
-        inner = ndimage.binary_erosion(inb, iterations=erode) & z_ok[sl]
-        if not inner.any():
-            continue
+    for b, sl, inb, inner in _block_crops(blocks, pad, resolution, prm.split_min_width_m, erode, z_ok):
         for a in (float(theta[b]), float(theta[b]) + np.pi / 2):
             rows, cols, pu, coords = _rotated_grid(inb, a, pad)
             rot_in = ndimage.map_coordinates(inb.astype(np.uint8), coords, order=0, cval=0) > 0
