@@ -470,11 +470,11 @@ def _step_cuts(blocks: np.ndarray, theta: np.ndarray, z: np.ndarray, resolution:
                     continue
                 # the wall: where the profile crosses the mid level between the windows (nearest to c)
                 mid = 0.5 * (np.median(prof[:wz]) + np.median(prof[-wz:]))
-                seg = np.sign(prof[wz - 1:len(prof) - wz + 1] - mid)  # from c - g - 1 to c + g + 1
-                xs = np.flatnonzero(seg[:-1] * seg[1:] <= 0)
+                dz = prof[wz - 1:len(prof) - wz + 1] - mid  # columns c - g - 1 to c + g + 1
+                xs = np.flatnonzero((np.sign(dz[:-1]) * np.sign(dz[1:]) <= 0) & (dz[:-1] != dz[1:]))
                 if len(xs):
                     k = xs[np.argmin(np.abs(xs - (g + 1)))]
-                    c_wall = c - g - 1 + k + 0.5
+                    c_wall = c - g - 1 + k + float(dz[k] / (dz[k] - dz[k + 1]))  # linear interpolation
                 else:
                     c_wall = float(c)
                 cands.append((abs(d) / step, c, c_wall))
