@@ -613,14 +613,16 @@ def calibrate_edge_ramp(roofs: list[tuple[Polygon, np.ndarray, np.ndarray, np.nd
                         min_edge_height_m: float = 2.0, max_roofs: int = 400) -> tuple[float, ...]:
     """Scene-level DSM edge spread (``RoofParams.edge_ramp``) from the roofs of one DSM.
 
-    Each iteration fits every roof (:func:`fit_roof` with the current ramp), takes each point's misfit as a
-    fraction of the height step at the nearest wall, (prediction - z) / (roof(edge) - height beyond the wall)
-    (the ground, or a neighbour's roof level beyond a shared wall), its median per roof and per distance bin (``RAMP_STEP_M``), then the median over the roofs, and adds it to
-    the ramp (bins with fewer than ``min_roofs`` roofs add nothing); the ramp is kept in [0, 1] and
-    non-increasing with the distance (bins nearer the outline are raised to the farther ones), until no bin
-    moves by more than ``tol`` (at most ``max_iterations``: the fits absorb part of the blur, so each step
-    recovers only part of what remains). Multi-plane roofs and walls whose step is under ``min_edge_height_m``
-    are not used. An exact DSM gives a ramp of about 0, so the fits are then unchanged. The ramp is a property of the
+    Each iteration fits every roof (:func:`fit_roof` with the current ramp, its walls included), takes the
+    misfit of each point nearest a free wall as a fraction of the wall's height above the ground,
+    (prediction - z) / (roof(edge) - ground) (only there is the height beyond measured: a neighbour's level
+    beyond a shared wall is itself a blurred DSM median), its median per roof and per distance bin
+    (``RAMP_STEP_M``), then the median over the roofs, and adds it to the ramp (bins with fewer than
+    ``min_roofs`` roofs add nothing); the ramp is kept in [0, 1] and non-increasing with the distance (bins
+    nearer the outline are raised to the farther ones), until no bin moves by more than ``tol`` (at most
+    ``max_iterations``: the fits absorb part of the blur, so each step recovers only part of what remains).
+    Multi-plane roofs and walls lower than ``min_edge_height_m`` are not used. An exact DSM gives a ramp of
+    about 0, so the fits are then unchanged. The ramp is a property of the
     DSM, so a city of many buildings is calibrated on ``max_roofs`` of them drawn at random (fixed seed: the
     same roofs on every run): its cost stays that of a few hundred roof fits per iteration.
 
@@ -652,10 +654,10 @@ def calibrate_edge_ramp(roofs: list[tuple[Polygon, np.ndarray, np.ndarray, np.nd
                 continue
             xs, ys, zs = x[ok], y[ok], z[ok]
             w, xe, ye, d, hb = _ramp_terms(footprint, xs, ys, cur, walls, ground)
-            edge = _roof_z(fit.planes, xe, ye) - hb  # < 0 below a taller neighbour: the DSM rises there
-            # measured on free walls only: the ground beyond them is measured (DTM), a neighbour's level is
-            # itself a blurred DSM median; the ramp found there also serves the shared walls
-            use = (np.abs(np.nan_to_num(edge)) > min_edge_height_m) & (hb == ground)
+            edge = _roof_z(fit.planes, xe, ye) - hb
+            # measured on free walls only (hb is the ground there): the ground beyond them is measured (DTM), a
+            # neighbour's level is itself a blurred DSM median; the ramp found there also serves the shared walls
+            use = (hb == ground) & (edge > min_edge_height_m)
             q = (_roof_z(fit.planes, xs, ys) - w * edge - zs) / np.where(use, edge, 1.0)
             b = np.floor(np.minimum(d, max_dist_m + RAMP_STEP_M) / RAMP_STEP_M).astype(int)
             use &= b < nb
