@@ -337,6 +337,7 @@ def _line_cuts(blocks: np.ndarray, theta: np.ndarray, image: np.ndarray | None, 
     Args:
         blocks: (H, W) int32 block labels; theta: (nb + 1,) block orientations (map radians).
         image: (H, W) ortho (NaN nodata) or None (no cut); z: (H, W) nDSM (m, NaN outside buildings / nodata).
+        toward: (2, H, W) int8 filled for the drawn pixels (see :func:`_draw_cut`), or None.
     """
     out = np.zeros(blocks.shape, bool)
     if image is None:
@@ -413,11 +414,15 @@ def _step_cuts(blocks: np.ndarray, theta: np.ndarray, z: np.ndarray, resolution:
     the rows, and those rows cover at least ``split_min_width_m`` and half of the block's depth there.
     Strongest steps first, at least ``split_min_width_m`` apart and from the block's ends. The cut runs
     across the whole block where the row-median profile crosses the level halfway between the two windows
-    (nearest to the tested line; a stereo DSM smears a wall about symmetrically).
+    (nearest to the tested line, interpolated; a stereo DSM smears a wall about symmetrically), or along an
+    image-edge cut of ``walls`` within ``split_min_width_m`` of it, which places the wall more sharply (that
+    line is then returned as a height-step wall too).
 
     Args:
         blocks: (H, W) int32 block labels; theta: (nb + 1,) block orientations (map radians).
         z: (H, W) nDSM (m, NaN outside buildings / nodata).
+        walls: (H, W) bool image-edge cuts (:func:`_line_cuts`) or None.
+        toward: (2, H, W) int8 filled for the drawn pixels (see :func:`_draw_cut`), or None.
     """
     out = np.zeros(blocks.shape, bool)
     step = prm.split_line_step_m
