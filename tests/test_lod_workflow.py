@@ -16,6 +16,7 @@ from rasterio.transform import from_origin
 from shapely import affinity
 from shapely.geometry import box
 
+from cityjson_schema import official_schemas, schema_errors
 from sat2lod.io.cityjson import validate_cityjson
 from sat2lod.io.raster import write_raster
 from sat2lod.io.vector import write_vector
@@ -90,10 +91,16 @@ def test_lod_qualify_figures_rules_and_report(tmp_path):
     assert r.returncode == 0, r.stderr[-3000:]
     fp = gpd.read_file(tmp_path / "results/lod0/demo/footprints.gpkg")
     assert len(fp) == 5 and (tmp_path / "results/lod0/demo/footprints.fgb").exists()
+    official = official_schemas()
     for lod in ("lod1", "lod2"):
         doc = json.loads((tmp_path / f"results/{lod}/demo/city.json").read_text())
         assert validate_cityjson(doc) == [] and len(doc["CityObjects"]) == 5
-        assert doc["metadata"]["verticalDatum"] == "WGS84 ellipsoid"
+        assert "WGS84 ellipsoid" in doc["metadata"]["title"]
+        assert all(o["attributes"]["height_reference"] == "WGS84 ellipsoid" for o in doc["CityObjects"].values())
+        assert schema_errors(official[0], doc) == []
+        seq = [json.loads(x) for x in (tmp_path / f"results/{lod}/demo/city.jsonl").read_text().splitlines()]
+        assert schema_errors(official[0], seq[0]) == [] and len(seq) == 6
+        assert not any(schema_errors(official[1], f) for f in seq[1:])
         assert (tmp_path / f"results/{lod}/demo/city.jsonl").exists()
     acc = json.loads((tmp_path / "results/qualify/demo/accuracy.json").read_text())
     assert acc["dsm"]["nva"]["class"] == "20-cm"  # noise 0.15 m: RMSE_V in (15, 20] cm

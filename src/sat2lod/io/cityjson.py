@@ -4,9 +4,10 @@ Buildings come in as :class:`CityBuilding` records whose surfaces are integer-mi
 :mod:`sat2lod.lod.solid`). Files are written atomically.
 
 The validator (:func:`validate_cityjson`) checks what the official CityJSON 2.0 schema requires for the
-subset of the format written here (no official schema is bundled: none is shipped by a PyPI package):
-root ``type``/``version``/``transform``/``CityObjects``/``vertices``; ``transform`` with 3 scale and 3
-translate numbers; ``metadata.referenceSystem`` matching ``^(http|https)://www.opengis.net/def/crs/`` and a
+subset of the format written here, without the schema (the tests also validate against the official
+2.0.0 schema, kept in ``tests/data/cityjson-2.0.0``): root ``type``/``version``/``transform``/
+``CityObjects``/``vertices``; ``transform`` with 3 scale and 3 translate numbers; ``metadata`` with only
+the 6 members of 2.0, ``referenceSystem`` matching ``^(http|https)://www.opengis.net/def/crs/`` and a
 6-number ``geographicalExtent``; each CityObject's ``type`` among the 1st/2nd-level types, ``geometry``
 items with ``type`` in the geometry types, ``lod`` a string of the form ``\\d(\\.\\d)?``, boundaries nested at
 the depth of their type with integer indices inside the vertex list; ``semantics.surfaces`` items with a
@@ -46,6 +47,7 @@ _SURFACES = {"RoofSurface", "GroundSurface", "WallSurface", "ClosureSurface", "O
              "TransportationMarking", "TransportationHole"}
 _CRS_RE = re.compile(r"^(http|https)://www.opengis.net/def/crs/")
 _LOD_RE = re.compile(r"^\d(\.\d)?$")
+_METADATA = {"identifier", "pointOfContact", "referenceDate", "title", "geographicalExtent", "referenceSystem"}
 
 
 @dataclass
@@ -100,20 +102,26 @@ def _extent(buildings: list[CityBuilding]) -> np.ndarray:
 
 def city_model(buildings: list[CityBuilding], epsg: int, vertical_datum: str, title: str,
                reference_date: str | None = None) -> dict[str, Any]:
-    """A CityJSON 2.0 document (dict) with all buildings, vertices shared, transform at 1 mm."""
+    """A CityJSON 2.0 document (dict) with all buildings, vertices shared, transform at 1 mm.
+
+    ``vertical_datum`` (e.g. "WGS84 ellipsoid") is stated in ``metadata.title`` and as the attribute
+    ``height_reference`` of every building.
+    """
     ext = _extent(buildings)
     translate = ext[:3].copy()
     index: dict[tuple[int, int, int], int] = {}
     objs = {}
     for b in buildings:
-        objs[b.id] = {"type": "Building", "attributes": b.attributes, "geometry": [_geometry(b, index, translate)]}
+        attrs = {**b.attributes, "height_reference": vertical_datum}
+        objs[b.id] = {"type": "Building", "attributes": attrs, "geometry": [_geometry(b, index, translate)]}
     verts = [list(k) for k in index]
+    # CityJSON 2.0 metadata takes only its 6 members and an EPSG URL names no vertical datum for ellipsoidal
+    # heights over a projected CRS: the datum goes in the title (read by people) and in every building's
+    # attributes (read by programs; attributes are free in the schema)
     meta: dict[str, Any] = {
         "referenceSystem": epsg_url(epsg),
         "geographicalExtent": [float(v) * SCALE for v in ext],
-        "title": title,
-        # metadata accepts further members; the heights' datum is not part of an EPSG URL for ellipsoidal heights
-        "verticalDatum": vertical_datum,
+        "title": f"{title} (heights in metres above the {vertical_datum})",
     }
     if reference_date:
         meta["referenceDate"] = reference_date
@@ -259,6 +267,9 @@ def validate_cityjson(doc: dict[str, Any]) -> list[str]:
     if set(tr) - {"scale", "translate"}:
         err.append("transform has unknown members")
     meta = doc.get("metadata", {})
+    extra = set(meta) - _METADATA
+    if extra:
+        err.append(f"metadata members {sorted(extra)} are not CityJSON 2.0 metadata ({sorted(_METADATA)})")
     if "referenceSystem" in meta and not _CRS_RE.match(str(meta["referenceSystem"])):
         err.append("metadata.referenceSystem must be an OGC CRS URL (http(s)://www.opengis.net/def/crs/...)")
     ge = meta.get("geographicalExtent")
