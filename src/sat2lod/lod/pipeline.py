@@ -18,7 +18,7 @@ from sat2lod.lod.footprints import FootprintParams, extract_footprints
 from sat2lod.lod.metrics import n_vertices
 from sat2lod.lod.models import ground_height, lod1_building, lod2_building, pixels_in, wall_parts
 from sat2lod.lod.regularize import RegularizeParams
-from sat2lod.lod.roof import RAMP_STEP_M, RoofParams, calibrate_edge_ramp, roof_noise_area
+from sat2lod.lod.roof import RAMP_STEP_M, RoofParams, calibrate_edge_ramp, roof_noise
 
 log = logging.getLogger(__name__)
 PathLike = str | os.PathLike[str]
@@ -138,7 +138,8 @@ def run_lod2(footprints: PathLike, dsm: PathLike, dtm: PathLike, city: PathLike,
     """Footprints + DSM + DTM -> LoD2.2 CityJSON 2.0 (+ CityJSONSeq, OBJ). Returns the CityJSON dict.
 
     Roof model selection (sat2lod.lod.roof.fit_roof) uses the DSM noise correlation area estimated once for
-    the scene (median over the roofs of :func:`sat2lod.lod.roof.roof_noise_area`). With ``ortho`` (same grid as
+    the scene (median over the roofs of :func:`sat2lod.lod.roof.roof_noise`), and the plane segmentation of
+    roofs no primitive fits the scene's DSM noise level (median NMAD, same roofs). With ``ortho`` (same grid as
     the DSM; several bands are averaged) the brightness pattern of the roof faces is a second cue for the roof
     type (``ortho_min_gain``, see :class:`sat2lod.lod.roof.RoofParams`). With ``edge_ramp`` the DSM's blur
     across the walls is calibrated on the scene's roofs (:func:`sat2lod.lod.roof.calibrate_edge_ramp`, on their
@@ -158,11 +159,12 @@ def run_lod2(footprints: PathLike, dsm: PathLike, dtm: PathLike, city: PathLike,
     # the DSM noise correlation is a property of the DSM: one scene value (median over roofs), so that a roof
     # no primitive fits (model misfit in its residuals) does not take its own large correlation area
     pts = [pixels_in(geom, s.array, s.transform, prm.edge_buffer_m) for geom in gdf.geometry]
-    areas = [roof_noise_area(geom, x, y, z, s.transform, prm) for geom, (x, y, z) in zip(gdf.geometry, pts)]
-    areas = [a for a in areas if np.isfinite(a)]
-    if areas:
-        prm = replace(prm, corr_area_px=float(np.median(areas)))
-        log.info("lod2: DSM noise correlation area %.1f px (median over %d roofs)", prm.corr_area_px, len(areas))
+    noise = np.array([roof_noise(geom, x, y, z, s.transform, prm) for geom, (x, y, z) in zip(gdf.geometry, pts)])
+    noise = noise[np.isfinite(noise).all(axis=1)] if len(noise) else noise
+    if len(noise):
+        prm = replace(prm, noise_m=float(np.median(noise[:, 0])), corr_area_px=float(np.median(noise[:, 1])))
+        log.info("lod2: DSM noise on roofs %.2f m (NMAD), correlation area %.1f px (medians over %d roofs)",
+                 prm.noise_m, prm.corr_area_px, len(noise))
     walls: list = [None] * len(gdf)
     if edge_ramp:
         grounds = [ground_height(geom, t.array, s.transform, ground_percentile) for geom in gdf.geometry]

@@ -74,7 +74,15 @@ class RoofParams:
     Attributes:
         max_rmse_m: above this RMS residual no primitive is accepted and the roof is segmented into planes.
         min_rise_m: a sloped primitive must rise at least this much above its eaves (else it is flat).
-        plane_tol_m: RANSAC inlier distance for plane segmentation (m).
+        plane_tol_m: least RANSAC inlier distance of the plane segmentation (m); widened to twice the DSM
+            noise ``noise_m`` where that is larger.
+        noise_m: DSM noise on roofs (NMAD, m) for the plane segmentation's inlier band; None: the roof's own
+            (NMAD of its best primitive's residuals, which model misfit inflates on the very roofs that are
+            segmented). run_lod2 sets the median over the scene's roofs (:func:`roof_noise`).
+        normal_tol_deg: a RANSAC inlier's local surface normal (plane fitted to the DSM within
+            ``normal_radius_px``) must be within this angle of the plane's normal; else a horizontal plane
+            through a pitched roof collects a contour band of every face and beats each face under noise.
+        normal_radius_px: half-size of the square DSM window of the local normals (pixels).
         max_planes: most planes in a segmented roof.
         edge_buffer_m: DSM pixels closer than this to the outline are not used (mixed with walls/ground).
         min_slope_deg: sloped primitives (shed, gable, hip, pyramid) must be at least this steep, else the roof
@@ -87,7 +95,7 @@ class RoofParams:
         bic_margin: a model with more parameters must lower the effective-sample BIC by at least this much
             against a simpler admissible one (2: "positive evidence" on Kass & Raftery's scale).
         corr_area_px: correlation area of the DSM noise (pixels per independent sample); None: estimated on
-            each roof from its residuals (:func:`roof_noise_area`). run_lod2 sets the median over the scene's
+            each roof from its residuals (:func:`roof_noise`). run_lod2 sets the median over the scene's
             roofs, which model misfit on a few roofs does not bias.
         edge_ramp: DSM edge spread: how far the DSM runs below the roof at distance ``i * RAMP_STEP_M`` to
             ``(i + 1) * RAMP_STEP_M`` from the outline, as a fraction of the roof edge's height above the ground;
@@ -102,6 +110,8 @@ class RoofParams:
     max_rmse_m: float = 1.0
     min_rise_m: float = 0.7
     plane_tol_m: float = 0.4
+    normal_tol_deg: float = 20.0
+    normal_radius_px: int = 3
     max_planes: int = 8
     edge_buffer_m: float = 0.6
     min_slope_deg: float = 5.0
@@ -109,6 +119,7 @@ class RoofParams:
     min_slope_z: float = 3.0
     bic_margin: float = 2.0
     corr_area_px: float | None = None
+    noise_m: float | None = None
     ortho_min_gain: float = 6.0
     edge_ramp: tuple[float, ...] = ()
 
@@ -361,22 +372,23 @@ def _primitive_fits(footprint: Polygon, x: np.ndarray, y: np.ndarray, z: np.ndar
     return raw
 
 
-def roof_noise_area(footprint: Polygon, x: np.ndarray, y: np.ndarray, z: np.ndarray,
-                    transform: Affine | None = None, prm: RoofParams = RoofParams()) -> float:
-    """Correlation area (pixels) of the DSM noise on one roof: residuals of its best-fitting primitive.
+def roof_noise(footprint: Polygon, x: np.ndarray, y: np.ndarray, z: np.ndarray,
+               transform: Affine | None = None, prm: RoofParams = RoofParams()) -> tuple[float, float]:
+    """DSM noise on one roof from the residuals of its best-fitting primitive: (NMAD in m, correlation area
+    in pixels).
 
-    ``x, y, z``: (N,) pixel centres (map metres) and DSM heights (m, NaN ignored). NaN when < 12 points.
-    A roof that no primitive fits leaves model misfit in its residuals (a large area): take the median over
+    ``x, y, z``: (N,) pixel centres (map metres) and DSM heights (m, NaN ignored). NaNs when < 12 points.
+    A roof that no primitive fits leaves model misfit in its residuals (both too large): take the median over
     many roofs for a scene-level value (what :func:`sat2lod.lod.pipeline.run_lod2` does).
     """
     ok = np.isfinite(z)
     x, y, z = x[ok], y[ok], z[ok]
     if len(z) < 12:
-        return float("nan")
+        return float("nan"), float("nan")
     raw = _primitive_fits(footprint, x, y, z, prm)
     r = raw[min(raw, key=lambda kd: _nmad(raw[kd][2]))][2]
     row, col = _grid_rc(x, y, transform)
-    return noise_correlation_area(row, col, r)[1]
+    return _nmad(r), noise_correlation_area(row, col, r)[1]
 
 
 def _face_labels(kind: str, s: np.ndarray, t: np.ndarray, hl: float, hw: float) -> np.ndarray:
@@ -584,7 +596,8 @@ def fit_roof(footprint: Polygon, x: np.ndarray, y: np.ndarray, z: np.ndarray,
     best.noise_m, best.n_eff = sigma, n_eff
     best_r = raw[best_kind][2]
     if _nmad(best_r) > prm.max_rmse_m and transform is not None:
-        multi = fit_multiplane(footprint, x, y, z, transform, prm)
+        multi = fit_multiplane(footprint, x, y, z, transform, prm,
+                               noise_m=sigma if prm.noise_m is None else prm.noise_m)
         if multi is not None:
             zfit = np.full(n, np.nan)
             pts = shapely.points(x, y)
@@ -672,9 +685,59 @@ def calibrate_edge_ramp(roofs: list[tuple[Polygon, np.ndarray, np.ndarray, np.nd
     return tuple(float(v) for v in ramp)
 
 
+def _local_slopes(row: np.ndarray, col: np.ndarray, z: np.ndarray, shape: tuple[int, int],
+                  transform: Affine, radius: int) -> tuple[np.ndarray, np.ndarray]:
+    """Local DSM slope (dz/dx, dz/dy, m/m in map axes) at each point: least-squares plane through the points
+    in the (2 radius + 1)^2 pixel window around it. ``row``, ``col``: (N,) cell indices in a grid of
+    ``shape``; NaN where the window holds fewer than 6 points or the grid is rotated."""
+    n = len(z)
+    if transform.b != 0 or transform.d != 0:
+        return np.full(n, np.nan), np.full(n, np.nan)
+    m = np.zeros(shape)
+    m[row, col] = 1.0
+    zg = np.zeros(shape)
+    zg[row, col] = z
+    rr, cc = np.mgrid[0:shape[0], 0:shape[1]].astype(float)
+    size = 2 * radius + 1
+
+    def box_sum(a: np.ndarray) -> np.ndarray:
+        return ndimage.uniform_filter(a, size, mode="constant") * size * size
+
+    # moments in coordinates relative to each window's centre cell: sum m (c - c0)^p (r - r0)^q ...
+    s = {k: box_sum(v) for k, v in {"1": m, "c": m * cc, "r": m * rr, "cc": m * cc * cc, "rr": m * rr * rr,
+                                    "cr": m * cc * rr, "z": zg, "cz": zg * cc, "rz": zg * rr}.items()}
+    c0, r0 = cc, rr
+    s_c, s_r = s["c"] - c0 * s["1"], s["r"] - r0 * s["1"]
+    s_cc = s["cc"] - 2 * c0 * s["c"] + c0 * c0 * s["1"]
+    s_rr = s["rr"] - 2 * r0 * s["r"] + r0 * r0 * s["1"]
+    s_cr = s["cr"] - c0 * s["r"] - r0 * s["c"] + c0 * r0 * s["1"]
+    s_cz, s_rz = s["cz"] - c0 * s["z"], s["rz"] - r0 * s["z"]
+    a = np.stack([np.stack([s["1"], s_c, s_r], -1), np.stack([s_c, s_cc, s_cr], -1),
+                  np.stack([s_r, s_cr, s_rr], -1)], -2)[row, col]
+    b = np.stack([s["z"], s_cz, s_rz], -1)[row, col]
+    ok = (s["1"][row, col] >= 6) & (np.abs(np.linalg.det(a)) > 1e-6)
+    sol = np.full((n, 3), np.nan)
+    if ok.any():
+        sol[ok] = np.linalg.solve(a[ok], b[ok][..., None])[..., 0]
+    return sol[:, 1] / transform.a, sol[:, 2] / transform.e
+
+
+def _normal_angle_deg(gx: np.ndarray, gy: np.ndarray, px: float, py: float) -> np.ndarray:
+    """Angle (degrees) between the normals of slopes (gx, gy) (arrays) and of a plane of slope (px, py)."""
+    dot = gx * px + gy * py + 1.0
+    norm = np.sqrt(gx * gx + gy * gy + 1.0) * math.sqrt(px * px + py * py + 1.0)
+    return np.degrees(np.arccos(np.clip(dot / norm, -1.0, 1.0)))
+
+
 def fit_multiplane(footprint: Polygon, x: np.ndarray, y: np.ndarray, z: np.ndarray, transform: Affine,
-                   prm: RoofParams = RoofParams(), seed: int = 0) -> RoofFit | None:
-    """Segment the roof into planes (sequential RANSAC, largest raster-connected inlier region per plane)."""
+                   prm: RoofParams = RoofParams(), seed: int = 0, noise_m: float = 0.0) -> RoofFit | None:
+    """Segment the roof into planes (sequential RANSAC, largest raster-connected inlier region per plane).
+
+    An inlier lies within tol = max(``prm.plane_tol_m``, 2 ``noise_m``) of the plane (``noise_m``: the DSM
+    noise on the roof, m; a fixed band keeps too few points of each face of a noisy DSM) and its local DSM
+    normal is within ``prm.normal_tol_deg`` of the plane's (points without a local normal pass on distance
+    alone); the normal test keeps a wide band from joining adjacent faces.
+    """
     rng = np.random.default_rng(seed)
     inv = ~transform
     col, row = inv @ (x, y)
@@ -683,6 +746,9 @@ def fit_multiplane(footprint: Polygon, x: np.ndarray, y: np.ndarray, z: np.ndarr
     c0, r0 = col.min() - 3, row.min() - 3
     h, w = row.max() - r0 + 4, col.max() - c0 + 4
     lab = np.zeros((h, w), np.int32)
+    gx, gy = _local_slopes(row - r0, col - c0, z, (h, w), transform, prm.normal_radius_px)
+    no_normal = ~np.isfinite(gx)
+    tol = max(prm.plane_tol_m, 2.0 * noise_m)
     remaining = np.ones(len(z), bool)
     planes: list[tuple[float, float, float]] = []
     min_pts = max(12, int(0.05 * len(z)))
@@ -698,7 +764,10 @@ def fit_multiplane(footprint: Polygon, x: np.ndarray, y: np.ndarray, z: np.ndarr
             except np.linalg.LinAlgError:
                 continue
             res = np.abs(z[idx] - (coef[0] + coef[1] * (x[idx] - xm) + coef[2] * (y[idx] - ym)))
-            inl = idx[res < prm.plane_tol_m]
+            near = res < tol
+            cand = idx[near]
+            ang = _normal_angle_deg(gx[cand], gy[cand], float(coef[1]), float(coef[2]))
+            inl = cand[(ang <= prm.normal_tol_deg) | no_normal[cand]]
             if best_in is None or len(inl) > len(best_in):
                 best_in = inl
         if best_in is None or len(best_in) < min_pts:
@@ -744,7 +813,14 @@ def fit_multiplane(footprint: Polygon, x: np.ndarray, y: np.ndarray, z: np.ndarr
         zfit[inside] = _plane_z(p, x[inside], y[inside])
     ok = np.isfinite(zfit)
     rmse = float(np.sqrt(np.mean((z[ok] - zfit[ok]) ** 2))) if ok.any() else float("nan")
-    ring = np.asarray(footprint.exterior.coords)
-    edge_z = [float(_plane_z(p, ring[:, 0], ring[:, 1]).min()) for p in fplanes]
-    top = [float(_plane_z(p, *np.asarray(f.exterior.coords).T).max()) for f, p in zip(faces, fplanes)]
+    # eave: each face's plane on its own share of the outline (a plane extended over the whole footprint
+    # runs below the roof, e.g. the two faces of a butterfly roof); ridge: highest face corner
+    outline = footprint.boundary
+    edge_z, top = [], []
+    for f, p in zip(faces, fplanes):
+        xy = np.asarray(f.exterior.coords)
+        zf = _plane_z(p, xy[:, 0], xy[:, 1])
+        on = shapely.distance(shapely.points(xy), outline) < 0.01
+        edge_z.append(float(zf[on].min() if on.any() else zf.min()))
+        top.append(float(zf.max()))
     return RoofFit("multiplane", faces, fplanes, min(edge_z), max(top), rmse, len(z))
