@@ -400,7 +400,7 @@ def test_butterfly_roof_is_two_planes(seed):
 
 
 def test_local_slopes_of_a_plane_with_holes():
-    from sat2lod.lod.roof import _local_slopes, _normal_angle_deg
+    from sat2lod.lod.roof import _local_slopes, _unit_normals
 
     rr, cc = np.mgrid[0:40, 0:30]
     keep = np.random.default_rng(0).random(rr.shape) > 0.3  # 30 % holes
@@ -409,6 +409,7 @@ def test_local_slopes_of_a_plane_with_holes():
     gx, gy = _local_slopes(row, col, 3.0 + 0.3 * x - 0.5 * y, rr.shape, T, 3)
     assert np.isfinite(gx).all()
     assert np.allclose(gx, 0.3) and np.allclose(gy, -0.5)
-    assert _normal_angle_deg(np.array([0.0]), np.array([0.0]), 1.0, 0.0)[0] == pytest.approx(45.0)
+    n = _unit_normals(np.array([0.0, 1.0]), np.array([0.0, 0.0]))  # flat and 45 degrees towards -x
+    assert np.allclose(n, [[0, 0, 1], [-(0.5 ** 0.5), 0, 0.5 ** 0.5]]) and n[0] @ n[1] == pytest.approx(0.5 ** 0.5)
     lone_row, lone_col = np.array([0, 20]), np.array([0, 20])  # too few points in the window: no slope
     assert np.isnan(_local_slopes(lone_row, lone_col, np.zeros(2), rr.shape, T, 3)[0]).all()

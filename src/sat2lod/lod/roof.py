@@ -722,11 +722,10 @@ def _local_slopes(row: np.ndarray, col: np.ndarray, z: np.ndarray, shape: tuple[
     return sol[:, 1] / transform.a, sol[:, 2] / transform.e
 
 
-def _normal_angle_deg(gx: np.ndarray, gy: np.ndarray, px: float, py: float) -> np.ndarray:
-    """Angle (degrees) between the normals of slopes (gx, gy) (arrays) and of a plane of slope (px, py)."""
-    dot = gx * px + gy * py + 1.0
-    norm = np.sqrt(gx * gx + gy * gy + 1.0) * math.sqrt(px * px + py * py + 1.0)
-    return np.degrees(np.arccos(np.clip(dot / norm, -1.0, 1.0)))
+def _unit_normals(gx: np.ndarray, gy: np.ndarray) -> np.ndarray:
+    """Upward unit normals (N, 3) of surfaces of slope (gx, gy) (m/m; NaN slopes give NaN normals)."""
+    n = np.column_stack([-gx, -gy, np.ones_like(gx)])
+    return n / np.linalg.norm(n, axis=1, keepdims=True)
 
 
 def fit_multiplane(footprint: Polygon, x: np.ndarray, y: np.ndarray, z: np.ndarray, transform: Affine,
@@ -747,7 +746,9 @@ def fit_multiplane(footprint: Polygon, x: np.ndarray, y: np.ndarray, z: np.ndarr
     h, w = row.max() - r0 + 4, col.max() - c0 + 4
     lab = np.zeros((h, w), np.int32)
     gx, gy = _local_slopes(row - r0, col - c0, z, (h, w), transform, prm.normal_radius_px)
+    normals = _unit_normals(gx, gy)
     no_normal = ~np.isfinite(gx)
+    cos_tol = math.cos(math.radians(prm.normal_tol_deg))
     tol = max(prm.plane_tol_m, 2.0 * noise_m)
     remaining = np.ones(len(z), bool)
     planes: list[tuple[float, float, float]] = []
@@ -764,10 +765,9 @@ def fit_multiplane(footprint: Polygon, x: np.ndarray, y: np.ndarray, z: np.ndarr
             except np.linalg.LinAlgError:
                 continue
             res = np.abs(z[idx] - (coef[0] + coef[1] * (x[idx] - xm) + coef[2] * (y[idx] - ym)))
-            near = res < tol
-            cand = idx[near]
-            ang = _normal_angle_deg(gx[cand], gy[cand], float(coef[1]), float(coef[2]))
-            inl = cand[(ang <= prm.normal_tol_deg) | no_normal[cand]]
+            cand = idx[res < tol]
+            agree = normals[cand] @ _unit_normals(coef[1:2], coef[2:3])[0] >= cos_tol
+            inl = cand[agree | no_normal[cand]]
             if best_in is None or len(inl) > len(best_in):
                 best_in = inl
         if best_in is None or len(best_in) < min_pts:
