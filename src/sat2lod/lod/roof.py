@@ -697,24 +697,14 @@ def _local_slopes(row: np.ndarray, col: np.ndarray, z: np.ndarray, shape: tuple[
     m[row, col] = 1.0
     zg = np.zeros(shape)
     zg[row, col] = z
-    rr, cc = np.mgrid[0:shape[0], 0:shape[1]].astype(float)
-    size = 2 * radius + 1
-
-    def box_sum(a: np.ndarray) -> np.ndarray:
-        return ndimage.uniform_filter(a, size, mode="constant") * size * size
-
-    # moments in coordinates relative to each window's centre cell: sum m (c - c0)^p (r - r0)^q ...
-    s = {k: box_sum(v) for k, v in {"1": m, "c": m * cc, "r": m * rr, "cc": m * cc * cc, "rr": m * rr * rr,
-                                    "cr": m * cc * rr, "z": zg, "cz": zg * cc, "rz": zg * rr}.items()}
-    c0, r0 = cc, rr
-    s_c, s_r = s["c"] - c0 * s["1"], s["r"] - r0 * s["1"]
-    s_cc = s["cc"] - 2 * c0 * s["c"] + c0 * c0 * s["1"]
-    s_rr = s["rr"] - 2 * r0 * s["r"] + r0 * r0 * s["1"]
-    s_cr = s["cr"] - c0 * s["r"] - r0 * s["c"] + c0 * r0 * s["1"]
-    s_cz, s_rz = s["cz"] - c0 * s["z"], s["rz"] - r0 * s["z"]
-    a = np.stack([np.stack([s["1"], s_c, s_r], -1), np.stack([s_c, s_cc, s_cr], -1),
-                  np.stack([s_r, s_cr, s_rr], -1)], -2)[row, col]
-    b = np.stack([s["z"], s_cz, s_rz], -1)[row, col]
+    # window sums of the points' offsets from the window's centre cell (dc, dr): correlations with kernels
+    dr, dc = np.mgrid[-radius:radius + 1, -radius:radius + 1].astype(float)
+    s = {k: ndimage.correlate(g, kern, mode="constant") for k, g, kern in
+         (("1", m, np.ones_like(dc)), ("c", m, dc), ("r", m, dr), ("cc", m, dc * dc), ("rr", m, dr * dr),
+          ("cr", m, dc * dr), ("z", zg, np.ones_like(dc)), ("cz", zg, dc), ("rz", zg, dr))}
+    a = np.stack([np.stack([s["1"], s["c"], s["r"]], -1), np.stack([s["c"], s["cc"], s["cr"]], -1),
+                  np.stack([s["r"], s["cr"], s["rr"]], -1)], -2)[row, col]
+    b = np.stack([s["z"], s["cz"], s["rz"]], -1)[row, col]
     ok = (s["1"][row, col] >= 6) & (np.abs(np.linalg.det(a)) > 1e-6)
     sol = np.full((n, 3), np.nan)
     if ok.any():
