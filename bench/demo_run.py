@@ -49,8 +49,14 @@ def collect(run_dir: Path, wall_s: float | None, peak_rss_mb: float | None) -> d
         r["wall_s"] += float(row["s"])
         r["max_rss_mb"] = max(r["max_rss_mb"], float(row["max_rss"]))
     acc = json.loads(next((run_dir / "results" / "qualify").glob("*/accuracy.json")).read_text())
-    return {"wall_s": wall_s, "peak_rss_mb_largest_job": peak_rss_mb or max(r["max_rss_mb"] for r in rules.values()),
-            "rules": rules, "accuracy": acc, "load_avg_1min": os.getloadavg()[0], "cpus": os.cpu_count()}
+    return {
+        "wall_s": wall_s,
+        "peak_rss_mb_largest_job": peak_rss_mb or max(r["max_rss_mb"] for r in rules.values()),
+        "rules": rules,
+        "accuracy": acc,
+        "load_avg_1min": os.getloadavg()[0],
+        "cpus": os.cpu_count(),
+    }
 
 
 def main() -> None:
@@ -70,18 +76,35 @@ def main() -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(res, indent=2, default=str) + "\n")
     title = "config/config.yaml" + (f" + {args.configfile}" if args.configfile else "")
-    lines = [f"# Demo run ({title})", "", f"wall time: {res['wall_s']} s; largest job peak RSS: "
-             f"{res['peak_rss_mb_largest_job']:.0f} MB; {res['cpus']} CPUs", "", "| rule | jobs | wall s | max RSS MB |",
-             "|---|---|---|---|"]
-    lines += [f"| {k} | {v['jobs']} | {v['wall_s']:.1f} | {v['max_rss_mb']:.0f} |" for k, v in res["rules"].items()]
+    lines = [
+        f"# Demo run ({title})",
+        "",
+        (
+            f"wall time: {res['wall_s']} s; largest job peak RSS: "
+            f"{res['peak_rss_mb_largest_job']:.0f} MB; {res['cpus']} CPUs"
+        ),
+        "",
+        "| rule | jobs | wall s | max RSS MB |",
+        "|---|---|---|---|",
+    ]
+    lines += [
+        f"| {k} | {v['jobs']} | {v['wall_s']:.1f} | {v['max_rss_mb']:.0f} |" for k, v in res["rules"].items()
+    ]
     lines += ["", "| target (rule qualify) | value | target | met |", "|---|---|---|---|"]
-    lines += [f"| {k} | {v['value']} | {v['target']} | {v['met']} |" for k, v in res["accuracy"]["targets"].items()]
+    lines += [
+        f"| {k} | {v['value']} | {v['target']} | {v['met']} |" for k, v in res["accuracy"]["targets"].items()
+    ]
     b = res["accuracy"].get("buildings", {})
     if b:
         fp, l2 = b.get("footprints", {}), b.get("lod2", {})
-        lines += ["", (f"buildings: {fp.get('n_matched')} of {fp.get('n_ref')} reference buildings matched "
-                       f"({fp.get('n_pred')} predicted); roof type right for {l2.get('roof_type_recall')} of all "
-                       "reference buildings (the targets above are over the matched ones)")]
+        lines += [
+            "",
+            (
+                f"buildings: {fp.get('n_matched')} of {fp.get('n_ref')} reference buildings matched "
+                f"({fp.get('n_pred')} predicted); roof type right for {l2.get('roof_type_recall')} of all "
+                "reference buildings (the targets above are over the matched ones)"
+            ),
+        ]
     args.out.with_suffix(".md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

@@ -48,9 +48,14 @@ from sat2lod.lod.pipeline import run_lod0, run_lod1, run_lod2
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 DATASETS = {
-    "montpellier": (sorted((DATA / "ign_lidarhd_montpellier_tiles").glob("test_data_*_LA93_IGN69.laz")), None),
-    "eastern_france": ([DATA / "ign_lidarhd_bdtopo_buildings" / "870000_6618000.subset.postValidation.laz"],
-                       DATA / "ign_lidarhd_bdtopo_buildings" / "870000_6618000.subset.bdtopo_buildings.shp"),
+    "montpellier": (
+        sorted((DATA / "ign_lidarhd_montpellier_tiles").glob("test_data_*_LA93_IGN69.laz")),
+        None,
+    ),
+    "eastern_france": (
+        [DATA / "ign_lidarhd_bdtopo_buildings" / "870000_6618000.subset.postValidation.laz"],
+        DATA / "ign_lidarhd_bdtopo_buildings" / "870000_6618000.subset.bdtopo_buildings.shp",
+    ),
 }
 OUT = Path(__file__).parent / "results"
 RES = 0.5
@@ -80,8 +85,13 @@ def rasters(pts: dict[str, np.ndarray]) -> dict:
     b = c == 6
     mask[row[b], col[b]] = True
     mask = ndimage.binary_closing(mask, iterations=1) & ~empty | mask
-    return {"transform": tr, "dsm": dsm.astype(np.float32), "dtm": dtm.astype(np.float32),
-            "ndsm": np.maximum(dsm - dtm, 0).astype(np.float32), "mask": mask.astype(np.uint8)}
+    return {
+        "transform": tr,
+        "dsm": dsm.astype(np.float32),
+        "dtm": dtm.astype(np.float32),
+        "ndsm": np.maximum(dsm - dtm, 0).astype(np.float32),
+        "mask": mask.astype(np.uint8),
+    }
 
 
 def roof_surfaces(doc: dict) -> dict[str, list[tuple[shapely.Polygon, np.ndarray]]]:
@@ -133,9 +143,16 @@ def residuals(doc_lod2: dict, doc_lod1: dict, fp: gpd.GeoDataFrame, pts: dict) -
         ok = np.isfinite(zm)
         attrs1 = doc_lod1["CityObjects"][oid]["attributes"]
         top1 = attrs1["ground_height"] + attrs1["height"]
-        rows.append({"id": oid, "roof_type": doc_lod2["CityObjects"][oid]["attributes"]["roof_type"],
-                     "area_m2": round(geom.area, 1), "n": int(ok.sum()),
-                     "r2": (pz[ok] - zm[ok]).tolist(), "r1": (pz - top1).tolist()})
+        rows.append(
+            {
+                "id": oid,
+                "roof_type": doc_lod2["CityObjects"][oid]["attributes"]["roof_type"],
+                "area_m2": round(geom.area, 1),
+                "n": int(ok.sum()),
+                "r2": (pz[ok] - zm[ok]).tolist(),
+                "r1": (pz - top1).tolist(),
+            }
+        )
     return rows
 
 
@@ -143,9 +160,11 @@ def stats(r: np.ndarray) -> dict:
     r = np.asarray(r, float)
     if len(r) == 0:
         return {"rmse": float("nan"), "nmad": float("nan"), "within_0.5m": float("nan")}
-    return {"rmse": round(float(np.sqrt(np.mean(r ** 2))), 3),
-            "nmad": round(float(1.4826 * np.median(np.abs(r - np.median(r)))), 3),
-            "within_0.5m": round(float(np.mean(np.abs(r) <= 0.5)), 3)}
+    return {
+        "rmse": round(float(np.sqrt(np.mean(r**2))), 3),
+        "nmad": round(float(1.4826 * np.median(np.abs(r - np.median(r)))), 3),
+        "within_0.5m": round(float(np.mean(np.abs(r) <= 0.5)), 3),
+    }
 
 
 def read_points(files: list[Path]) -> dict[str, np.ndarray]:
@@ -179,18 +198,28 @@ def run_dataset(name: str, files: list[Path], ref_path: Path | None) -> tuple[di
         lod2 = run_lod2(d / "fp.gpkg", d / "dsm.tif", d / "dtm.tif", d / "lod2.json")
         times["lod2"] = time.perf_counter() - t0
     rows = residuals(lod2, lod1, fp, pts)
-    res = {"files": [f.name for f in files], "returns": len(pts["z"]), "grid": [int(v) for v in r["dsm"].shape],
-           "footprints": len(fp), "seconds": {k: round(v, 2) for k, v in times.items()}}
+    res = {
+        "files": [f.name for f in files],
+        "returns": len(pts["z"]),
+        "grid": [int(v) for v in r["dsm"].shape],
+        "footprints": len(fp),
+        "seconds": {k: round(v, 2) for k, v in times.items()},
+    }
     ref_txt = ""
     if ref_path is not None:
         ref = gpd.read_file(ref_path).to_crs(EPSG)
         ext = shapely.box(pts["x"].min(), pts["y"].min(), pts["x"].max(), pts["y"].max())
         ref = ref[ref.geometry.within(ext)]
         pairs = match(list(fp.geometry), [shapely.force_2d(g) for g in ref.geometry])
-        res |= {"bdtopo_within_extent": len(ref), "bdtopo_matched": len(pairs),
-                "bdtopo_iou_mean": round(float(np.mean([p[2] for p in pairs])), 3) if pairs else None}
-        ref_txt = (f"; {len(pairs)} of the {len(ref)} BD TOPO polygons inside the LiDAR extent matched (IoU >= 0.5), "
-                   f"mean IoU {res['bdtopo_iou_mean']} (BD TOPO is an approximate reference)")
+        res |= {
+            "bdtopo_within_extent": len(ref),
+            "bdtopo_matched": len(pairs),
+            "bdtopo_iou_mean": round(float(np.mean([p[2] for p in pairs])), 3) if pairs else None,
+        }
+        ref_txt = (
+            f"; {len(pairs)} of the {len(ref)} BD TOPO polygons inside the LiDAR extent matched (IoU >= 0.5), "
+            f"mean IoU {res['bdtopo_iou_mean']} (BD TOPO is an approximate reference)"
+        )
     types = sorted({row["roof_type"] for row in rows})
     table = []
     for t in types + ["all"]:
@@ -198,34 +227,68 @@ def run_dataset(name: str, files: list[Path], ref_path: Path | None) -> tuple[di
         r2 = np.concatenate([row["r2"] for row in sel]) if sel else np.array([])
         r1 = np.concatenate([row["r1"] for row in sel]) if sel else np.array([])
         per = [stats(row["r2"])["rmse"] for row in sel]
-        table.append({"roof_type": t, "buildings": len(sel), "returns": len(r2), "lod2": stats(r2),
-                      "lod1": stats(r1), "median_building_rmse_lod2": round(float(np.median(per)), 3) if per else None})
-    res |= {"table": table,
-            "buildings": [{k: v for k, v in row.items() if k not in ("r2", "r1")} | {"rmse_lod2": stats(row["r2"])["rmse"]}
-                          for row in rows]}
-    md = [f"## {name}", "",
-          (f"{len(files)} LAZ file(s), {res['returns']} returns, grid {res['grid'][0]} x {res['grid'][1]} at {RES} m. "
-          f"run_lod0 on the class-6 mask: {res['footprints']} footprints{ref_txt}. Times: lod0 {res['seconds']['lod0']} s, "
-          f"lod1 {res['seconds']['lod1']} s, lod2 {res['seconds']['lod2']} s."), "",
-          ("| roof type | buildings | returns | LOD2 RMSE (m) | LOD2 NMAD (m) | LOD2 within 0.5 m | median building RMSE (m) "
-          "| LOD1 RMSE (m) | LOD1 NMAD (m) | LOD1 within 0.5 m |"), "|" + "---|" * 10]
+        table.append(
+            {
+                "roof_type": t,
+                "buildings": len(sel),
+                "returns": len(r2),
+                "lod2": stats(r2),
+                "lod1": stats(r1),
+                "median_building_rmse_lod2": round(float(np.median(per)), 3) if per else None,
+            }
+        )
+    res |= {
+        "table": table,
+        "buildings": [
+            {k: v for k, v in row.items() if k not in ("r2", "r1")} | {"rmse_lod2": stats(row["r2"])["rmse"]}
+            for row in rows
+        ],
+    }
+    md = [
+        f"## {name}",
+        "",
+        (
+            f"{len(files)} LAZ file(s), {res['returns']} returns, grid {res['grid'][0]} x {res['grid'][1]} at {RES} m. "
+            f"run_lod0 on the class-6 mask: {res['footprints']} footprints{ref_txt}. Times: lod0 {res['seconds']['lod0']} s, "
+            f"lod1 {res['seconds']['lod1']} s, lod2 {res['seconds']['lod2']} s."
+        ),
+        "",
+        (
+            "| roof type | buildings | returns | LOD2 RMSE (m) | LOD2 NMAD (m) | LOD2 within 0.5 m | median building RMSE (m) "
+            "| LOD1 RMSE (m) | LOD1 NMAD (m) | LOD1 within 0.5 m |"
+        ),
+        "|" + "---|" * 10,
+    ]
     for row in table:
         a, b = row["lod2"], row["lod1"]
-        md.append(f"| {row['roof_type']} | {row['buildings']} | {row['returns']} | {a['rmse']} | {a['nmad']} | "
-                  f"{a['within_0.5m']} | {row['median_building_rmse_lod2']} | {b['rmse']} | {b['nmad']} | "
-                  f"{b['within_0.5m']} |")
+        md.append(
+            f"| {row['roof_type']} | {row['buildings']} | {row['returns']} | {a['rmse']} | {a['nmad']} | "
+            f"{a['within_0.5m']} | {row['median_building_rmse_lod2']} | {b['rmse']} | {b['nmad']} | "
+            f"{b['within_0.5m']} |"
+        )
     return res, md + [""]
 
 
 def main() -> None:
     OUT.mkdir(exist_ok=True)
-    results, md = {}, ["# LOD0 + LOD2 on real roofs: IGN LiDAR HD as the DSM", "",
-                       ("Lambert-93, IGN69 heights. Residuals = LiDAR roof returns (highest return of each 0.5 m cell, "
-                       "class 6) inside each footprint shrunk by 0.5 m minus the model surface above them; the LOD1 block (one height per building) "
-                       "is the peer."), ""]
+    results, md = (
+        {},
+        [
+            "# LOD0 + LOD2 on real roofs: IGN LiDAR HD as the DSM",
+            "",
+            (
+                "Lambert-93, IGN69 heights. Residuals = LiDAR roof returns (highest return of each 0.5 m cell, "
+                "class 6) inside each footprint shrunk by 0.5 m minus the model surface above them; the LOD1 block (one height per building) "
+                "is the peer."
+            ),
+            "",
+        ],
+    )
     for name, (files, ref) in DATASETS.items():
         if not files or not all(f.exists() for f in files):
-            print(f"{name}: skipped, LAZ files not found under {DATA} (../shared/data is not beside the repository)")
+            print(
+                f"{name}: skipped, LAZ files not found under {DATA} (../shared/data is not beside the repository)"
+            )
             continue
         results[name], lines = run_dataset(name, files, ref)
         md += lines

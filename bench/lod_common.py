@@ -8,8 +8,14 @@ from sat2lod.synth.layout import make_layout
 from sat2lod.synth.scene import grid, rasterize_layout
 
 
-def city_truth(seed: int = 7, size_m: float = 600.0, res: float = 0.5, n_buildings: int = 100,
-               x0: float = 374000.0, y0: float = 4828000.0) -> dict:
+def city_truth(
+    seed: int = 7,
+    size_m: float = 600.0,
+    res: float = 0.5,
+    n_buildings: int = 100,
+    x0: float = 374000.0,
+    y0: float = 4828000.0,
+) -> dict:
     """Layout + truth rasters: dsm, dtm, ndsm, classes, mask (uint8), transform, buildings (layout list)."""
     rng = np.random.default_rng(seed)
     bounds = (x0, y0, x0 + size_m, y0 + size_m)
@@ -17,5 +23,13 @@ def city_truth(seed: int = 7, size_m: float = 600.0, res: float = 0.5, n_buildin
     tr, shape = grid(bounds, res)
     t = rasterize_layout(layout, tr, shape)
     mask = (t["classes"] == 1).astype(np.uint8)
-    return {"dsm": t["dsm"], "dtm": t["dtm"], "ndsm": (t["dsm"] - t["dtm"]).astype(np.float32),
-            "classes": t["classes"], "mask": mask, "transform": tr, "buildings": layout.buildings, "layout": layout}
+    return {
+        "dsm": t["dsm"],
+        "dtm": t["dtm"],
+        "ndsm": (t["dsm"] - t["dtm"]).astype(np.float32),
+        "classes": t["classes"],
+        "mask": mask,
+        "transform": tr,
+        "buildings": layout.buildings,
+        "layout": layout,
+    }

@@ -69,12 +69,29 @@ def run_case(name: str, c: dict, inputs: dict, work: Path) -> dict:
     run_lod1(d / "fp.gpkg", d / "dtm.tif", d / "ndsm.tif", d / "lod1.json", cityjsonseq=d / "lod1.jsonl")
     times["lod1"] = time.perf_counter() - t
     t = time.perf_counter()
-    run_lod2(d / "fp.gpkg", d / "dsm.tif", d / "dtm.tif", d / "lod2.json", d / "lod2.obj", cityjsonseq=d / "lod2.jsonl")
+    run_lod2(
+        d / "fp.gpkg",
+        d / "dsm.tif",
+        d / "dtm.tif",
+        d / "lod2.json",
+        d / "lod2.obj",
+        cityjsonseq=d / "lod2.jsonl",
+    )
     times["lod2"] = time.perf_counter() - t
     t = time.perf_counter()
-    res = qualify(d / "dsm.tif", d / "dtm.tif", d / "fp.gpkg", d / "lod1.json", d / "lod2.json",
-                  ref_dsm=work / "ref_dsm.tif", ref_dtm=work / "ref_dtm.tif", ref_classes=work / "classes.tif",
-                  ref_buildings=work / "buildings.gpkg", out_json=d / "accuracy.json", out_md=d / "accuracy.md")
+    res = qualify(
+        d / "dsm.tif",
+        d / "dtm.tif",
+        d / "fp.gpkg",
+        d / "lod1.json",
+        d / "lod2.json",
+        ref_dsm=work / "ref_dsm.tif",
+        ref_dtm=work / "ref_dtm.tif",
+        ref_classes=work / "classes.tif",
+        ref_buildings=work / "buildings.gpkg",
+        out_json=d / "accuracy.json",
+        out_md=d / "accuracy.md",
+    )
     times["qualify"] = time.perf_counter() - t
     out = json.loads((d / "accuracy.json").read_text())
     out["seconds"] = {k: round(v, 2) for k, v in times.items()}
@@ -95,38 +112,73 @@ def main() -> None:
         write_raster(work / "ref_dsm.tif", c["dsm"], tr, 32631, nodata=float("nan"))
         write_raster(work / "ref_dtm.tif", c["dtm"], tr, 32631, nodata=float("nan"))
         write_raster(work / "classes.tif", c["classes"], tr, 32631, nodata=255)
-        rows = [{"id": b.id, "height": b.ridge, "eave_height": b.eave, "ridge_height": b.ridge,
-                 "roof_type": b.roof_type, "ground_height": b.ground, "kind": b.kind, "geometry": b.footprint}
-                for b in c["buildings"]]
+        rows = [
+            {
+                "id": b.id,
+                "height": b.ridge,
+                "eave_height": b.eave,
+                "ridge_height": b.ridge,
+                "roof_type": b.roof_type,
+                "ground_height": b.ground,
+                "kind": b.kind,
+                "geometry": b.footprint,
+            }
+            for b in c["buildings"]
+        ]
         write_vector(work / "buildings.gpkg", gpd.GeoDataFrame(rows, crs=32631), layer="buildings")
-        cases = {"exact": {"dsm": c["dsm"], "dtm": c["dtm"], "mask": c["mask"]},
-                 "stereo-like": degrade(c, args.seed)}
+        cases = {
+            "exact": {"dsm": c["dsm"], "dtm": c["dtm"], "mask": c["mask"]},
+            "stereo-like": degrade(c, args.seed),
+        }
         results = {name: run_case(name, c, inp, work) for name, inp in cases.items()}
-    md = [f"# LOD stages on the synthetic demo city (seed {args.seed}, 600 m, {len(c['buildings'])} buildings)", "",
-          "Inputs derived from the exact truth (see the module docstring); metrics from sat2lod.qualify.", "",
-          ("| case | matched | C-IoU | PoLiS (m) | N-ratio | Hausdorff (m) | CE90 (m) | walls kept | LOD1 height RMSE (m): "
-          "like for like / vs mean roof / vs ridge | roof-type acc. | ridge RMSE (m) | DSM class (NVA) | lod0/lod1/lod2 (s) |"),
-          "|" + "---|" * 13]
+    md = [
+        f"# LOD stages on the synthetic demo city (seed {args.seed}, 600 m, {len(c['buildings'])} buildings)",
+        "",
+        "Inputs derived from the exact truth (see the module docstring); metrics from sat2lod.qualify.",
+        "",
+        (
+            "| case | matched | C-IoU | PoLiS (m) | N-ratio | Hausdorff (m) | CE90 (m) | walls kept | LOD1 height RMSE (m): "
+            "like for like / vs mean roof / vs ridge | roof-type acc. | ridge RMSE (m) | DSM class (NVA) | lod0/lod1/lod2 (s) |"
+        ),
+        "|" + "---|" * 13,
+    ]
     for name, r in results.items():
         b = r["buildings"]
         f = b["footprints"]
         s = r["seconds"]
-        md.append(f"| {name} | {f['n_matched']}/{f['n_ref']} | {f['ciou_mean']:.3f} | {f['polis_mean_m']:.3f} | "
-                  f"{f['n_ratio']:.3f} | {f['hausdorff_mean_m']:.3f} | {f['ce90_m']:.3f} | "
-                  f"{b['shared_walls']['kept_shared']} ({b['shared_walls']['pairs']} pairs) | "
-                  f"{b['lod1']['height_error']['rmse']:.3f} / {b['lod1']['height_error_vs_mean_roof']['rmse']:.3f} / "
-                  f"{b['lod1']['height_error_vs_ridge']['rmse']:.3f} | {b['lod2']['roof_type_accuracy']:.3f} | "
-                  f"{b['lod2']['ridge_height_error']['rmse']:.3f} | {r['dsm']['nva']['class']} | "
-                  f"{s['lod0']}/{s['lod1']}/{s['lod2']} |")
-    md += ["", ("LOD1 reference heights: like for like = the block's own rule (90th percentile of the nDSM over the "
-                 "footprint shrunk by 0.5 m) applied to the truth nDSM inside the truth footprint (the target is "
-                 "checked on it); vs mean roof = mean truth nDSM there; vs ridge = the truth's ridge height."),
-           "", "Targets per case:", ""]
+        md.append(
+            f"| {name} | {f['n_matched']}/{f['n_ref']} | {f['ciou_mean']:.3f} | {f['polis_mean_m']:.3f} | "
+            f"{f['n_ratio']:.3f} | {f['hausdorff_mean_m']:.3f} | {f['ce90_m']:.3f} | "
+            f"{b['shared_walls']['kept_shared']} ({b['shared_walls']['pairs']} pairs) | "
+            f"{b['lod1']['height_error']['rmse']:.3f} / {b['lod1']['height_error_vs_mean_roof']['rmse']:.3f} / "
+            f"{b['lod1']['height_error_vs_ridge']['rmse']:.3f} | {b['lod2']['roof_type_accuracy']:.3f} | "
+            f"{b['lod2']['ridge_height_error']['rmse']:.3f} | {r['dsm']['nva']['class']} | "
+            f"{s['lod0']}/{s['lod1']}/{s['lod2']} |"
+        )
+    md += [
+        "",
+        (
+            "LOD1 reference heights: like for like = the block's own rule (90th percentile of the nDSM over the "
+            "footprint shrunk by 0.5 m) applied to the truth nDSM inside the truth footprint (the target is "
+            "checked on it); vs mean roof = mean truth nDSM there; vs ridge = the truth's ridge height."
+        ),
+        "",
+        "Targets per case:",
+        "",
+    ]
     for name, r in results.items():
-        md.append(f"- {name}: " + ", ".join(f"{k} {v['value']} ({v['target']}: {'met' if v['met'] else 'NOT met'})"
-                                            for k, v in r["targets"].items()))
-    (OUT / "lod_metrics.json").write_text(json.dumps({k: {kk: vv for kk, vv in v.items() if kk != "accuracy_md"}
-                                                      for k, v in results.items()}, indent=2))
+        md.append(
+            f"- {name}: "
+            + ", ".join(
+                f"{k} {v['value']} ({v['target']}: {'met' if v['met'] else 'NOT met'})"
+                for k, v in r["targets"].items()
+            )
+        )
+    (OUT / "lod_metrics.json").write_text(
+        json.dumps(
+            {k: {kk: vv for kk, vv in v.items() if kk != "accuracy_md"} for k, v in results.items()}, indent=2
+        )
+    )
     (OUT / "lod_metrics.md").write_text("\n".join(md) + "\n")
     print("\n".join(md))
 

@@ -78,7 +78,9 @@ def ours(traced: dict[int, shapely.Polygon], res: float) -> dict[int, shapely.Po
     return out
 
 
-def theirs(traced: dict[int, shapely.Polygon], crs: int, neighbor_alignment: bool) -> dict[int, shapely.Polygon]:
+def theirs(
+    traced: dict[int, shapely.Polygon], crs: int, neighbor_alignment: bool
+) -> dict[int, shapely.Polygon]:
     from buildingregulariser import regularize_geodataframe
 
     ids = list(traced)
@@ -95,7 +97,10 @@ def score(result: dict[int, shapely.Polygon], truth: list[shapely.Polygon]) -> d
     polys = list(result.values())
     fs = footprint_scores(polys, truth).as_dict()
     sw = shared_wall_scores(polys, truth)
-    return {"footprints": fs, "shared_walls": {k: (round(v, 6) if isinstance(v, float) else v) for k, v in sw.items()}}
+    return {
+        "footprints": fs,
+        "shared_walls": {k: (round(v, 6) if isinstance(v, float) else v) for k, v in sw.items()},
+    }
 
 
 def main() -> None:
@@ -119,25 +124,31 @@ def main() -> None:
             t0 = time.perf_counter()
             r_brn = theirs(traced, 32631, True)
             t_brn = time.perf_counter() - t0
-            run = {"n_truth": len(truth), "n_traced": len(traced),
-                   "traced (no regularization)": score(traced, truth) | {"seconds": 0.0},
-                   "sat2lod": score(r_ours, truth) | {"seconds": round(t_ours, 3)},
-                   "buildingregulariser": score(r_br, truth) | {"seconds": round(t_br, 3)},
-                   "buildingregulariser+neighbor_alignment": score(r_brn, truth) | {"seconds": round(t_brn, 3)}}
+            run = {
+                "n_truth": len(truth),
+                "n_traced": len(traced),
+                "traced (no regularization)": score(traced, truth) | {"seconds": 0.0},
+                "sat2lod": score(r_ours, truth) | {"seconds": round(t_ours, 3)},
+                "buildingregulariser": score(r_br, truth) | {"seconds": round(t_br, 3)},
+                "buildingregulariser+neighbor_alignment": score(r_brn, truth) | {"seconds": round(t_brn, 3)},
+            }
             if noise == 0.0:
                 t0 = time.perf_counter()
                 fps = extract_footprints(c["mask"], c["ndsm"], c["transform"], FootprintParams())
                 run["sat2lod full LOD0 (mask + nDSM)"] = score({f.id: f.polygon for f in fps}, truth) | {
-                    "seconds": round(time.perf_counter() - t0, 3)}
+                    "seconds": round(time.perf_counter() - t0, 3)
+                }
             report["runs"][key] = run
             for name, r in run.items():
                 if not isinstance(r, dict):
                     continue
                 f, s = r["footprints"], r["shared_walls"]
-                rows.append(f"| {key} | {name} | {f['n_matched']}/{run['n_truth']} | {f['iou_mean']:.3f} | {f['ciou_mean']:.3f} | "
-                            f"{f['polis_mean_m']:.3f} | {f['n_ratio']:.3f} | {f['hausdorff_mean_m']:.3f} | "
-                            f"{s['pairs']} | {s['kept_shared']:.2f} | {s['gap_m2_mean']:.3f} | {s['overlap_m2_mean']:.3f} | "
-                            f"{r['seconds']:.2f} |")
+                rows.append(
+                    f"| {key} | {name} | {f['n_matched']}/{run['n_truth']} | {f['iou_mean']:.3f} | {f['ciou_mean']:.3f} | "
+                    f"{f['polis_mean_m']:.3f} | {f['n_ratio']:.3f} | {f['hausdorff_mean_m']:.3f} | "
+                    f"{s['pairs']} | {s['kept_shared']:.2f} | {s['gap_m2_mean']:.3f} | {s['overlap_m2_mean']:.3f} | "
+                    f"{r['seconds']:.2f} |"
+                )
             print(rows[-4:] if noise else rows[-5:], flush=True)
     # real footprints: SpaceNet 4 Atlanta (hand-drawn polygons, 0.5 m WorldView-2 grid), traced per building
     sn = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "spacenet4_atlanta_tile"
@@ -146,8 +157,12 @@ def main() -> None:
 
         img = read_raster(sn / "sample_geotiff.tif")
         ref = gpd.read_file(sn / "geotiff_labels.geojson").to_crs(img.crs)
-        ids = features.rasterize([(p, i + 1) for i, p in enumerate(ref.geometry)], out_shape=img.shape,
-                                 transform=img.transform, dtype="int32")
+        ids = features.rasterize(
+            [(p, i + 1) for i, p in enumerate(ref.geometry)],
+            out_shape=img.shape,
+            transform=img.transform,
+            dtype="int32",
+        )
         truth = [p for p in ref.geometry if p.area >= 20.0]
         traced = {k: v for k, v in traced_polygons(ids, img.transform, 0.0, 0).items() if v.area >= 20.0}
         t0 = time.perf_counter()
@@ -156,23 +171,37 @@ def main() -> None:
         t0 = time.perf_counter()
         r_br = theirs(traced, img.crs.to_epsg(), False)
         t_br = time.perf_counter() - t0
-        run = {"n_truth": len(truth), "traced (no regularization)": score(traced, truth) | {"seconds": 0.0},
-               "sat2lod": score(r_ours, truth) | {"seconds": round(t_ours, 3)},
-               "buildingregulariser": score(r_br, truth) | {"seconds": round(t_br, 3)}}
+        run = {
+            "n_truth": len(truth),
+            "traced (no regularization)": score(traced, truth) | {"seconds": 0.0},
+            "sat2lod": score(r_ours, truth) | {"seconds": round(t_ours, 3)},
+            "buildingregulariser": score(r_br, truth) | {"seconds": round(t_br, 3)},
+        }
         report["runs"]["spacenet4_atlanta"] = run
         for name, r in run.items():
             if isinstance(r, dict):
                 f, s = r["footprints"], r["shared_walls"]
-                rows.append(f"| spacenet4_atlanta (real) | {name} | {f['n_matched']}/{run['n_truth']} | {f['iou_mean']:.3f} | "
-                            f"{f['ciou_mean']:.3f} | {f['polis_mean_m']:.3f} | {f['n_ratio']:.3f} | "
-                            f"{f['hausdorff_mean_m']:.3f} | {s['pairs']} | {s['kept_shared']} | - | - | {r['seconds']:.2f} |")
+                rows.append(
+                    f"| spacenet4_atlanta (real) | {name} | {f['n_matched']}/{run['n_truth']} | {f['iou_mean']:.3f} | "
+                    f"{f['ciou_mean']:.3f} | {f['polis_mean_m']:.3f} | {f['n_ratio']:.3f} | "
+                    f"{f['hausdorff_mean_m']:.3f} | {s['pairs']} | {s['kept_shared']} | - | - | {r['seconds']:.2f} |"
+                )
     (OUT / "lod_regularize_compare.json").write_text(json.dumps(report, indent=2))
-    md = ["# LOD0 regularization: sat2lod vs buildingregulariser 0.2.5", "",
-          ("Same traced per-building polygons for every method (truth building ids, 0.5 m; noise = probability of "
-          "flipping a boundary pixel). Means over matched pairs (IoU >= 0.5). Shared walls: truth pairs with a "
-          "common wall > 1 m; kept = the two results still share > 50 % of it without overlap."), "",
-          ("| run | method | matched | IoU | C-IoU | PoLiS (m) | N-ratio | Hausdorff (m) | wall pairs | kept shared | "
-          "gap (m²) | overlap (m²) | time (s) |"), "|" + "---|" * 13] + rows
+    md = [
+        "# LOD0 regularization: sat2lod vs buildingregulariser 0.2.5",
+        "",
+        (
+            "Same traced per-building polygons for every method (truth building ids, 0.5 m; noise = probability of "
+            "flipping a boundary pixel). Means over matched pairs (IoU >= 0.5). Shared walls: truth pairs with a "
+            "common wall > 1 m; kept = the two results still share > 50 % of it without overlap."
+        ),
+        "",
+        (
+            "| run | method | matched | IoU | C-IoU | PoLiS (m) | N-ratio | Hausdorff (m) | wall pairs | kept shared | "
+            "gap (m²) | overlap (m²) | time (s) |"
+        ),
+        "|" + "---|" * 13,
+    ] + rows
     (OUT / "lod_regularize_compare.md").write_text("\n".join(md) + "\n")
     print("\n".join(md))
 

@@ -69,7 +69,9 @@ def snakemake(workdir: Path, args: list[str], timeout_s: int = 3600) -> tuple[fl
     wall = time.perf_counter() - t0
     ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
     if proc.returncode != 0:
-        raise SystemExit(f"snakemake failed in {workdir}: {' '.join(cmd)}\n{(proc.stdout + proc.stderr)[-4000:]}")
+        raise SystemExit(
+            f"snakemake failed in {workdir}: {' '.join(cmd)}\n{(proc.stdout + proc.stderr)[-4000:]}"
+        )
     return wall, (ru1.ru_utime - ru0.ru_utime) + (ru1.ru_stime - ru0.ru_stime)
 
 
@@ -78,7 +80,9 @@ def tile_benchmarks(workdir: Path) -> list[dict[str, float]]:
     for tsv in sorted((workdir / "benchmarks" / "stereo_tile").rglob("*.tsv")):
         with open(tsv) as fh:
             row = next(csv.DictReader(fh, delimiter="\t"))
-        rows.append({"s": float(row["s"]), "cpu_time": float(row["cpu_time"]), "max_rss": float(row["max_rss"])})
+        rows.append(
+            {"s": float(row["s"]), "cpu_time": float(row["cpu_time"]), "max_rss": float(row["max_rss"])}
+        )
     return rows
 
 
@@ -93,17 +97,33 @@ def timed_stage(workdir: Path, config: Path, cores: int, extra: list[str]) -> di
         shutil.rmtree(workdir / d, ignore_errors=True)
     load = os.getloadavg()[0]
     # target first: --configfile, --forcerun and --set-threads take several values
-    wall, cpu = snakemake(workdir, ["results/mosaic/scaling/dsm.tif", "--cores", str(cores),
-                               "--configfile", str(config.relative_to(workdir)), "--forcerun", "stereo_tile", *extra])
+    wall, cpu = snakemake(
+        workdir,
+        [
+            "results/mosaic/scaling/dsm.tif",
+            "--cores",
+            str(cores),
+            "--configfile",
+            str(config.relative_to(workdir)),
+            "--forcerun",
+            "stereo_tile",
+            *extra,
+        ],
+    )
     tiles = tile_benchmarks(workdir)
     return {
-        "cores": cores, "extra": " ".join(extra), "wall_s": round(wall, 2), "load1_before": round(load, 2),
+        "cores": cores,
+        "extra": " ".join(extra),
+        "wall_s": round(wall, 2),
+        "load1_before": round(load, 2),
         "stage_cpu_s": round(cpu, 2),
         "tile_jobs": len(tiles),
         "tile_s_sum": round(sum(t["s"] for t in tiles), 2),
         "tile_cpu_s_sum": round(sum(t["cpu_time"] for t in tiles), 2),
         # > 1 means the job used more than one core (numba/GDAL threads)
-        "tile_cpu_per_wall": round(sum(t["cpu_time"] for t in tiles) / max(sum(t["s"] for t in tiles), 1e-9), 2),
+        "tile_cpu_per_wall": round(
+            sum(t["cpu_time"] for t in tiles) / max(sum(t["s"] for t in tiles), 1e-9), 2
+        ),
         "tile_max_rss_mb": round(max((t["max_rss"] for t in tiles), default=0.0), 1),
     }
 
@@ -121,15 +141,20 @@ def main() -> None:
 
     result: dict = {
         "host": {"cpus": os.cpu_count(), "python": platform.python_version(), "machine": platform.machine()},
-        "tile_size_m": args.tile_size, "n_views": args.n_views, "tiles": [], "cores": [],
+        "tile_size_m": args.tile_size,
+        "n_views": args.n_views,
+        "tiles": [],
+        "cores": [],
         "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     for k in sorted(set(args.sizes) | {args.cores_scene}):
         size = k * args.tile_size
         wd = workflow_copy(args.workdir / f"side{k}")
         cfg = write_config(wd, size, args.tile_size, args.n_views)
-        build_s, _ = snakemake(wd, ["results/tiles/scaling/tiles.geojson", "--cores", "2",
-                                    "--configfile", str(cfg.relative_to(wd))])
+        build_s, _ = snakemake(
+            wd,
+            ["results/tiles/scaling/tiles.geojson", "--cores", "2", "--configfile", str(cfg.relative_to(wd))],
+        )
         area_km2 = (size / 1000.0) ** 2
         runs = []
         if k in args.sizes:
@@ -138,16 +163,24 @@ def main() -> None:
                 runs.append(r)
             runs_cores2 = runs
             best = min(runs, key=lambda r: r["wall_s"])
-            result["tiles"].append({
-                "side_tiles": k, "scene_m": size, "area_km2": area_km2, "n_tiles": n_tiles(wd),
-                "scene_build_s": round(build_s, 1), **best,
-                "wall_core_s_per_km2": round(best["wall_s"] * 2 / area_km2, 1),
-                "stage_cpu_s_per_km2": round(best["stage_cpu_s"] / area_km2, 1),
-                "tile_cpu_s_per_km2": round(best["tile_cpu_s_sum"] / area_km2, 1),
-                # per km2 of tile cores actually processed (the grid may straddle the scene edges)
-                "tile_cpu_s_per_core_km2": round(best["tile_cpu_s_sum"] / (n_tiles(wd) * (args.tile_size / 1000) ** 2), 1),
-                "all_runs_wall_s": [r["wall_s"] for r in runs],
-            })
+            result["tiles"].append(
+                {
+                    "side_tiles": k,
+                    "scene_m": size,
+                    "area_km2": area_km2,
+                    "n_tiles": n_tiles(wd),
+                    "scene_build_s": round(build_s, 1),
+                    **best,
+                    "wall_core_s_per_km2": round(best["wall_s"] * 2 / area_km2, 1),
+                    "stage_cpu_s_per_km2": round(best["stage_cpu_s"] / area_km2, 1),
+                    "tile_cpu_s_per_km2": round(best["tile_cpu_s_sum"] / area_km2, 1),
+                    # per km2 of tile cores actually processed (the grid may straddle the scene edges)
+                    "tile_cpu_s_per_core_km2": round(
+                        best["tile_cpu_s_sum"] / (n_tiles(wd) * (args.tile_size / 1000) ** 2), 1
+                    ),
+                    "all_runs_wall_s": [r["wall_s"] for r in runs],
+                }
+            )
             print(json.dumps(result["tiles"][-1]), flush=True)
         if k == args.cores_scene:
             for cores, extra in [(1, []), (2, []), (2, ["--set-threads", "stereo_tile=1"])]:
@@ -156,14 +189,22 @@ def main() -> None:
                 else:
                     runs = [timed_stage(wd, cfg, cores, extra) for _ in range(args.repeat)]
                 best = min(runs, key=lambda r: r["wall_s"])
-                result["cores"].append({"side_tiles": k, "n_tiles": n_tiles(wd), **best,
-                                        "all_runs_wall_s": [r["wall_s"] for r in runs]})
+                result["cores"].append(
+                    {
+                        "side_tiles": k,
+                        "n_tiles": n_tiles(wd),
+                        **best,
+                        "all_runs_wall_s": [r["wall_s"] for r in runs],
+                    }
+                )
                 print(json.dumps(result["cores"][-1]), flush=True)
 
     c = {(r["cores"], r["extra"]): r["wall_s"] for r in result["cores"]}
     if (1, "") in c:
         result["speedup_cores2_vs_cores1"] = round(c[(1, "")] / c[(2, "")], 2)
-        result["speedup_cores2_threads1_vs_cores1"] = round(c[(1, "")] / c[(2, "--set-threads stereo_tile=1")], 2)
+        result["speedup_cores2_threads1_vs_cores1"] = round(
+            c[(1, "")] / c[(2, "--set-threads stereo_tile=1")], 2
+        )
     t = result["tiles"]
     if len(t) > 1:
         base = t[0]["tile_cpu_s_per_km2"]
@@ -173,30 +214,54 @@ def main() -> None:
         base = t[0]["stage_cpu_s_per_km2"]
         result["stage_cpu_per_km2_ratio_vs_1_tile"] = [round(r["stage_cpu_s_per_km2"] / base, 2) for r in t]
         base = t[0]["tile_cpu_s_per_core_km2"]
-        result["tile_cpu_per_core_km2_ratio_vs_1_tile"] = [round(r["tile_cpu_s_per_core_km2"] / base, 2) for r in t]
+        result["tile_cpu_per_core_km2_ratio_vs_1_tile"] = [
+            round(r["tile_cpu_s_per_core_km2"] / base, 2) for r in t
+        ]
 
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
-    md = [f"# Scaling of the tile stage (stereo_tile x N + mosaic_dsm), {result['date']}", "",
-          (f"Host: {result['host']['cpus']} CPUs (shared machine: see load1_before). Demo config, "
-           f"{args.n_views} views, tile {args.tile_size:g} m + margin."),
-          "Command: `python bench/scaling_demo.py " + " ".join(sys.argv[1:]) + "`", "",
-          "## Tiles (--cores 2)", "",
-          ("| tiles | scene (m) | km2 | stage wall (s) | wall core-s / km2 | stage CPU-s | stage CPU-s / km2 "
-           "| tile-job CPU-s / km2 | CPU/wall per tile job | max RSS (MB) | load1 |"),
-          "|---|---|---|---|---|---|---|---|---|---|---|"]
+    md = [
+        f"# Scaling of the tile stage (stereo_tile x N + mosaic_dsm), {result['date']}",
+        "",
+        (
+            f"Host: {result['host']['cpus']} CPUs (shared machine: see load1_before). Demo config, "
+            f"{args.n_views} views, tile {args.tile_size:g} m + margin."
+        ),
+        "Command: `python bench/scaling_demo.py " + " ".join(sys.argv[1:]) + "`",
+        "",
+        "## Tiles (--cores 2)",
+        "",
+        (
+            "| tiles | scene (m) | km2 | stage wall (s) | wall core-s / km2 | stage CPU-s | stage CPU-s / km2 "
+            "| tile-job CPU-s / km2 | CPU/wall per tile job | max RSS (MB) | load1 |"
+        ),
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in t:
-        md.append(f"| {r['n_tiles']} | {r['scene_m']:g} | {r['area_km2']:.4f} | {r['wall_s']} | {r['wall_core_s_per_km2']} "
-                  f"| {r['stage_cpu_s']} | {r['stage_cpu_s_per_km2']} | {r['tile_cpu_s_per_km2']} | {r['tile_cpu_per_wall']} | {r['tile_max_rss_mb']} | {r['load1_before']} |")
-    md += ["", f"## Cores ({result['cores'][0]['n_tiles'] if result['cores'] else '?'} tiles)", "",
-           "| run | stage wall (s) | stage CPU-s | tile-job CPU-s | CPU/wall per tile job | load1 |",
-           "|---|---|---|---|---|---|"]
+        md.append(
+            f"| {r['n_tiles']} | {r['scene_m']:g} | {r['area_km2']:.4f} | {r['wall_s']} | {r['wall_core_s_per_km2']} "
+            f"| {r['stage_cpu_s']} | {r['stage_cpu_s_per_km2']} | {r['tile_cpu_s_per_km2']} | {r['tile_cpu_per_wall']} | {r['tile_max_rss_mb']} | {r['load1_before']} |"
+        )
+    md += [
+        "",
+        f"## Cores ({result['cores'][0]['n_tiles'] if result['cores'] else '?'} tiles)",
+        "",
+        "| run | stage wall (s) | stage CPU-s | tile-job CPU-s | CPU/wall per tile job | load1 |",
+        "|---|---|---|---|---|---|",
+    ]
     for r in result["cores"]:
-        md.append(f"| --cores {r['cores']} {r['extra']} | {r['wall_s']} | {r['stage_cpu_s']} | {r['tile_cpu_s_sum']} "
-                  f"| {r['tile_cpu_per_wall']} | {r['load1_before']} |")
-    for key in ("speedup_cores2_vs_cores1", "speedup_cores2_threads1_vs_cores1", "stage_cpu_per_km2_ratio_vs_1_tile",
-                "tile_cpu_per_km2_ratio_vs_1_tile",
-                "wall_core_per_km2_ratio_vs_1_tile", "tile_cpu_per_core_km2_ratio_vs_1_tile"):
+        md.append(
+            f"| --cores {r['cores']} {r['extra']} | {r['wall_s']} | {r['stage_cpu_s']} | {r['tile_cpu_s_sum']} "
+            f"| {r['tile_cpu_per_wall']} | {r['load1_before']} |"
+        )
+    for key in (
+        "speedup_cores2_vs_cores1",
+        "speedup_cores2_threads1_vs_cores1",
+        "stage_cpu_per_km2_ratio_vs_1_tile",
+        "tile_cpu_per_km2_ratio_vs_1_tile",
+        "wall_core_per_km2_ratio_vs_1_tile",
+        "tile_cpu_per_core_km2_ratio_vs_1_tile",
+    ):
         if key in result:
             md.append(f"\n{key}: {result[key]}")
     args.out.with_suffix(".md").write_text("\n".join(md) + "\n")

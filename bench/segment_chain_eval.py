@@ -27,8 +27,12 @@ from segment_eval import evaluate, truth_ids
 
 def stats(a: np.ndarray, b: np.ndarray) -> dict:
     e = (a - b)[np.isfinite(a) & np.isfinite(b)]
-    return {"rmse": float(np.sqrt(np.mean(e ** 2))), "nmad": float(1.4826 * np.median(np.abs(e - np.median(e)))),
-            "bias": float(e.mean()), "n": int(e.size)}
+    return {
+        "rmse": float(np.sqrt(np.mean(e**2))),
+        "nmad": float(1.4826 * np.median(np.abs(e - np.median(e)))),
+        "bias": float(e.mean()),
+        "n": int(e.size),
+    }
 
 
 def main() -> None:
@@ -45,35 +49,65 @@ def main() -> None:
 
     def rd(p: str):
         return read_raster(w / p, bands=1, masked_to_nan=True)
-    dsm, dtm, ndsm = rd(f"results/mosaic/{a}/dsm.tif"), rd(f"results/terrain/{a}/dtm.tif"), rd(f"results/terrain/{a}/ndsm.tif")
+
+    dsm, dtm, ndsm = (
+        rd(f"results/mosaic/{a}/dsm.tif"),
+        rd(f"results/terrain/{a}/dtm.tif"),
+        rd(f"results/terrain/{a}/ndsm.tif"),
+    )
     t_dsm, t_dtm = rd(f"results/synth/{a}/truth/dsm.tif"), rd(f"results/synth/{a}/truth/dtm.tif")
     mask = read_raster(w / f"results/segment/{a}/building_mask.tif", bands=1)
     res = abs(dsm.transform.a)
-    ids = truth_ids(read_vector(w / f"results/synth/{a}/truth/buildings.gpkg"), dsm.transform, dsm.shape, dsm.crs)
+    ids = truth_ids(
+        read_vector(w / f"results/synth/{a}/truth/buildings.gpkg"), dsm.transform, dsm.shape, dsm.crs
+    )
     valid = mask.array != 255
     prob_unet = np.where(mask.array == 1, 1.0, 0.0).astype(np.float32)
     report = {
-        "workdir": str(w), "aoi": a, "shape": list(dsm.shape), "tags_segment": mask.tags,
-        "dsm_vs_truth": stats(dsm.array, t_dsm.array), "dtm_vs_truth": stats(dtm.array, t_dtm.array),
+        "workdir": str(w),
+        "aoi": a,
+        "shape": list(dsm.shape),
+        "tags_segment": mask.tags,
+        "dsm_vs_truth": stats(dsm.array, t_dsm.array),
+        "dtm_vs_truth": stats(dtm.array, t_dtm.array),
         "segment_rule_mask": evaluate(prob_unet, ids, valid, res, 0.5, 0.0),
-        "ndsm_threshold_on_chain_ndsm": evaluate(ndsm_threshold_probability(ndsm.array, res), ids, valid, res),
+        "ndsm_threshold_on_chain_ndsm": evaluate(
+            ndsm_threshold_probability(ndsm.array, res), ids, valid, res
+        ),
         "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     out = Path(args.out)
     out.with_suffix(".json").write_text(json.dumps(report, indent=2, default=float) + "\n")
     r1, r2 = report["segment_rule_mask"], report["ndsm_threshold_on_chain_ndsm"]
-    lines = ["# Chain products vs synthetic truth", "",
-             (f"`python bench/segment_chain_eval.py --workdir {args.workdir} --aoi {a}` ({report['date_utc']}); "
-             f"grid {dsm.shape[1]} x {dsm.shape[0]} at {res} m; method tag {mask.tags.get('SAT2LOD_METHOD')}."), "",
-             "| product | RMSE (m) | NMAD (m) | bias (m) |", "|---|---|---|---|"]
+    lines = [
+        "# Chain products vs synthetic truth",
+        "",
+        (
+            f"`python bench/segment_chain_eval.py --workdir {args.workdir} --aoi {a}` ({report['date_utc']}); "
+            f"grid {dsm.shape[1]} x {dsm.shape[0]} at {res} m; method tag {mask.tags.get('SAT2LOD_METHOD')}."
+        ),
+        "",
+        "| product | RMSE (m) | NMAD (m) | bias (m) |",
+        "|---|---|---|---|",
+    ]
     for k in ("dsm_vs_truth", "dtm_vs_truth"):
         s = report[k]
-        lines.append(f"| {k.split('_')[0].upper()} (chain) | {s['rmse']:.3f} | {s['nmad']:.3f} | {s['bias']:+.3f} |")
-    lines += ["", "| building mask | pixel IoU | footprint F1 | precision | recall |", "|---|---|---|---|---|",
-              (f"| rule segment ({mask.tags.get('SAT2LOD_METHOD')}) | {r1['iou']:.3f} | {r1['footprint_f1']:.3f} | "
-              f"{r1['footprint_precision']:.3f} | {r1['footprint_recall']:.3f} |"),
-              (f"| ndsm_threshold on the chain nDSM | {r2['iou']:.3f} | {r2['footprint_f1']:.3f} | "
-              f"{r2['footprint_precision']:.3f} | {r2['footprint_recall']:.3f} |")]
+        lines.append(
+            f"| {k.split('_')[0].upper()} (chain) | {s['rmse']:.3f} | {s['nmad']:.3f} | {s['bias']:+.3f} |"
+        )
+    lines += [
+        "",
+        "| building mask | pixel IoU | footprint F1 | precision | recall |",
+        "|---|---|---|---|---|",
+        (
+            f"| rule segment ({mask.tags.get('SAT2LOD_METHOD')}) | {r1['iou']:.3f} | {r1['footprint_f1']:.3f} | "
+            f"{r1['footprint_precision']:.3f} | {r1['footprint_recall']:.3f} |"
+        ),
+        (
+            f"| ndsm_threshold on the chain nDSM | {r2['iou']:.3f} | {r2['footprint_f1']:.3f} | "
+            f"{r2['footprint_precision']:.3f} | {r2['footprint_recall']:.3f} |"
+        ),
+    ]
     out.with_suffix(".md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

@@ -35,8 +35,14 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "data"
 
 
-def evaluate(prob: np.ndarray, truth_ids: np.ndarray, valid: np.ndarray, res: float, threshold: float = 0.5,
-             min_area_m2: float = 10.0) -> dict:
+def evaluate(
+    prob: np.ndarray,
+    truth_ids: np.ndarray,
+    valid: np.ndarray,
+    res: float,
+    threshold: float = 0.5,
+    min_area_m2: float = 10.0,
+) -> dict:
     from sat2lod.segment.infer import probability_to_mask
     from sat2lod.segment.metrics import instance_f1
     from sat2lod.segment.train import iou
@@ -44,9 +50,13 @@ def evaluate(prob: np.ndarray, truth_ids: np.ndarray, valid: np.ndarray, res: fl
     mask = probability_to_mask(prob, threshold, res, min_area_m2, valid)
     truth = (truth_ids > 0).astype(np.uint8)
     truth[~valid] = 255
-    f1 = instance_f1(np.where(valid, mask, 0), np.where(valid, truth_ids, 0), 0.5, int(min_area_m2 / res ** 2))
-    return {"iou": iou(mask, truth), **{f"footprint_{k}": v for k, v in f1.items()},
-            "predicted_fraction": float((mask == 1)[valid].mean()), "truth_fraction": float((truth == 1)[valid].mean())}
+    f1 = instance_f1(np.where(valid, mask, 0), np.where(valid, truth_ids, 0), 0.5, int(min_area_m2 / res**2))
+    return {
+        "iou": iou(mask, truth),
+        **{f"footprint_{k}": v for k, v in f1.items()},
+        "predicted_fraction": float((mask == 1)[valid].mean()),
+        "truth_fraction": float((truth == 1)[valid].mean()),
+    }
 
 
 def truth_ids(gdf, transform, shape, crs) -> np.ndarray:
@@ -74,7 +84,9 @@ def main() -> None:
     ap.add_argument("--city-size", type=float, default=250.0)
     ap.add_argument("--heldout-seed", type=int, default=301)
     ap.add_argument("--heldout-size", type=float, default=400.0)
-    ap.add_argument("--heldout-dir", default=None, help="reuse this generated held-out city (else generate it)")
+    ap.add_argument(
+        "--heldout-dir", default=None, help="reuse this generated held-out city (else generate it)"
+    )
     ap.add_argument("--chain-ortho", default=None)
     ap.add_argument("--chain-ndsm", default=None)
     ap.add_argument("--chain-truth", default=None, help="truth/buildings.gpkg of the chain's AOI")
@@ -93,14 +105,28 @@ def main() -> None:
         ckpt = Path(args.checkpoint)
     else:
         ckpt = Path(args.save_checkpoint)
-        met = train_segmenter(ckpt, tmp / "metrics.json", seeds=args.seeds, val_seeds=args.val_seeds,
-                              city_size_m=args.city_size, steps=args.steps, threads=args.threads, work_dir=tmp / "cities")
-        report["training"] = {k: met[k] for k in ("train_seconds", "data_seconds", "val_iou_mean", "n_parameters")}
+        met = train_segmenter(
+            ckpt,
+            tmp / "metrics.json",
+            seeds=args.seeds,
+            val_seeds=args.val_seeds,
+            city_size_m=args.city_size,
+            steps=args.steps,
+            threads=args.threads,
+            work_dir=tmp / "cities",
+        )
+        report["training"] = {
+            k: met[k] for k in ("train_seconds", "data_seconds", "val_iou_mean", "n_parameters")
+        }
         report["training"]["loss_first_last"] = [met["history"][0]["loss"], met["history"][-1]["loss"]]
     payload = load_checkpoint(ckpt, CHECKPOINT_FORMAT)
     model = model_from_checkpoint(payload)
-    report["checkpoint"] = {"path": str(ckpt), "train": payload["train"], "data": payload["data"],
-                            "val_iou_mean": payload["metrics"].get("val_iou_mean")}
+    report["checkpoint"] = {
+        "path": str(ckpt),
+        "train": payload["train"],
+        "data": payload["data"],
+        "val_iou_mean": payload["metrics"].get("val_iou_mean"),
+    }
     train_seeds = set(payload["data"].get("seeds", [])) | set(payload["data"].get("val_seeds", []))
     if args.heldout_seed in train_seeds:
         sys.exit(f"--heldout-seed {args.heldout_seed} was used in training ({sorted(train_seeds)})")
@@ -121,22 +147,30 @@ def main() -> None:
     ndsm = read_raster(city / meta["truth"]["ndsm"], bands=1, masked_to_nan=True).array
     res = abs(dsm.transform.a)
     prob = predict_tiled(model, sample.x, 1000, 192, 2)
-    report["heldout_truth_inputs"] = {"unet": evaluate(prob, ids, valid, res),
-                                      "ndsm_threshold": evaluate(ndsm_threshold_probability(ndsm, res), ids, valid, res)}
+    report["heldout_truth_inputs"] = {
+        "unet": evaluate(prob, ids, valid, res),
+        "ndsm_threshold": evaluate(ndsm_threshold_probability(ndsm, res), ids, valid, res),
+    }
     # image-only on the held-out city (nDSM withheld): what the image channel alone gives
     ortho_only = sample.x.copy()
     ortho_only[1:] = 0.0
-    report["heldout_truth_inputs"]["unet_image_only"] = evaluate(predict_tiled(model, ortho_only, 1000, 192, 2), ids,
-                                                                 valid, res)
+    report["heldout_truth_inputs"]["unet_image_only"] = evaluate(
+        predict_tiled(model, ortho_only, 1000, 192, 2), ids, valid, res
+    )
     if args.chain_ortho and args.chain_ndsm and args.chain_truth:
         o = read_raster(args.chain_ortho, bands=1, masked_to_nan=True)
         n = read_raster(args.chain_ndsm, bands=1, masked_to_nan=True).array
         cid = truth_ids(read_vector(args.chain_truth), o.transform, o.shape, o.crs)
         cvalid = np.isfinite(o.array) & np.isfinite(n)
         report["chain_inputs"] = {
-            "unet": evaluate(predict_tiled(model, make_input(o.array, n), 1000, 192, 2), cid, cvalid, abs(o.transform.a)),
-            "ndsm_threshold": evaluate(ndsm_threshold_probability(n, abs(o.transform.a)), cid, cvalid, abs(o.transform.a)),
-            "files": [args.chain_ortho, args.chain_ndsm, args.chain_truth]}
+            "unet": evaluate(
+                predict_tiled(model, make_input(o.array, n), 1000, 192, 2), cid, cvalid, abs(o.transform.a)
+            ),
+            "ndsm_threshold": evaluate(
+                ndsm_threshold_probability(n, abs(o.transform.a)), cid, cvalid, abs(o.transform.a)
+            ),
+            "files": [args.chain_ortho, args.chain_ndsm, args.chain_truth],
+        }
 
     # 3. SpaceNet (image only)
     sn = SHARED / "spacenet4_atlanta_tile"
@@ -147,7 +181,10 @@ def main() -> None:
         svalid = np.isfinite(img.array)
         sprob = predict_tiled(model, make_input(img.array.astype(np.float32), None), 1000, 192, 2)
         report["spacenet_image_only"] = evaluate(sprob, sid, svalid, abs(img.transform.a))
-        report["spacenet_image_only"]["prob_p50_p99"] = [float(np.percentile(sprob, 50)), float(np.percentile(sprob, 99))]
+        report["spacenet_image_only"]["prob_p50_p99"] = [
+            float(np.percentile(sprob, 50)),
+            float(np.percentile(sprob, 99)),
+        ]
     else:
         report["spacenet_image_only"] = f"skipped: {sn} not found"
 
@@ -167,40 +204,76 @@ def main() -> None:
         ndsm_threshold_probability(nd, 0.5)
         t_thr = time.perf_counter() - t
         report[f"throughput_4MP_threads{args.threads}"] = {
-            "unet_tiled_mp_per_s": 4.0 / t_tiled, "unet_untiled_mp_per_s": 4.0 / t_full,
-            "tiled_over_untiled_time": t_tiled / t_full, "ndsm_threshold_mp_per_s": 4.0 / t_thr}
-    report["env"] = {"python": sys.version.split()[0], "torch": torch.__version__, "platform": platform.platform(),
-                     "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+            "unet_tiled_mp_per_s": 4.0 / t_tiled,
+            "unet_untiled_mp_per_s": 4.0 / t_full,
+            "tiled_over_untiled_time": t_tiled / t_full,
+            "ndsm_threshold_mp_per_s": 4.0 / t_thr,
+        }
+    report["env"] = {
+        "python": sys.version.split()[0],
+        "torch": torch.__version__,
+        "platform": platform.platform(),
+        "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
 
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".json").write_text(json.dumps(report, indent=2, default=float) + "\n")
-    lines = ["# Building segmentation evaluation", "", "`python bench/segment_eval.py " +
-             " ".join(a for a in sys.argv[1:]) + f"` ({report['env']['date_utc']}, {report['env']['platform']}, "
-             f"torch {torch.__version__}, {args.threads} threads)", ""]
+    lines = [
+        "# Building segmentation evaluation",
+        "",
+        "`python bench/segment_eval.py "
+        + " ".join(a for a in sys.argv[1:])
+        + f"` ({report['env']['date_utc']}, {report['env']['platform']}, "
+        f"torch {torch.__version__}, {args.threads} threads)",
+        "",
+    ]
     if "training" in report:
         tr = report["training"]
-        lines += [(f"Training: {tr['train_seconds']:.0f} s optimisation + {tr['data_seconds']:.0f} s data "
-                  f"(cities {args.seeds}, {args.city_size:g} m), {tr['n_parameters']} parameters, loss "
-                  f"{tr['loss_first_last'][0]:.3f} -> {tr['loss_first_last'][1]:.3f}, validation IoU (seeds "
-                  f"{args.val_seeds}) {tr['val_iou_mean']:.3f}."), ""]
-    lines += ["| scene | inputs | method | pixel IoU | footprint F1 (IoU>=0.5) | precision | recall |", "|---|---|---|---|---|---|---|"]
-    for key, label in (("heldout_truth_inputs", f"held-out city s{args.heldout_seed} ({args.heldout_size:g} m)"),
-                       ("chain_inputs", "chain products")):
+        lines += [
+            (
+                f"Training: {tr['train_seconds']:.0f} s optimisation + {tr['data_seconds']:.0f} s data "
+                f"(cities {args.seeds}, {args.city_size:g} m), {tr['n_parameters']} parameters, loss "
+                f"{tr['loss_first_last'][0]:.3f} -> {tr['loss_first_last'][1]:.3f}, validation IoU (seeds "
+                f"{args.val_seeds}) {tr['val_iou_mean']:.3f}."
+            ),
+            "",
+        ]
+    lines += [
+        "| scene | inputs | method | pixel IoU | footprint F1 (IoU>=0.5) | precision | recall |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for key, label in (
+        ("heldout_truth_inputs", f"held-out city s{args.heldout_seed} ({args.heldout_size:g} m)"),
+        ("chain_inputs", "chain products"),
+    ):
         for meth, r in report.get(key, {}).items():
             if isinstance(r, dict) and "iou" in r:
-                inputs = "ortho only" if meth == "unet_image_only" else ("ortho + nDSM" if meth == "unet" else "nDSM")
-                lines.append(f"| {label} | {inputs} | {meth} | {r['iou']:.3f} | {r['footprint_f1']:.3f} | "
-                             f"{r['footprint_precision']:.3f} | {r['footprint_recall']:.3f} |")
+                inputs = (
+                    "ortho only"
+                    if meth == "unet_image_only"
+                    else ("ortho + nDSM" if meth == "unet" else "nDSM")
+                )
+                lines.append(
+                    f"| {label} | {inputs} | {meth} | {r['iou']:.3f} | {r['footprint_f1']:.3f} | "
+                    f"{r['footprint_precision']:.3f} | {r['footprint_recall']:.3f} |"
+                )
     s = report["spacenet_image_only"]
     if isinstance(s, dict):
-        lines.append(f"| SpaceNet 4 Atlanta tile (real WV-2 PAN) | image only | unet | {s['iou']:.3f} | "
-                     f"{s['footprint_f1']:.3f} | {s['footprint_precision']:.3f} | {s['footprint_recall']:.3f} |")
+        lines.append(
+            f"| SpaceNet 4 Atlanta tile (real WV-2 PAN) | image only | unet | {s['iou']:.3f} | "
+            f"{s['footprint_f1']:.3f} | {s['footprint_precision']:.3f} | {s['footprint_recall']:.3f} |"
+        )
     th = report.get(f"throughput_4MP_threads{args.threads}")
     if th:
-        lines += ["", (f"Throughput on a 4 MP input, {args.threads} threads: U-Net tiled {th['unet_tiled_mp_per_s']:.3f} MP/s, "
-                  f"untiled {th['unet_untiled_mp_per_s']:.3f} MP/s (tiled/untiled time {th['tiled_over_untiled_time']:.2f}), "
-                  f"ndsm_threshold {th['ndsm_threshold_mp_per_s']:.1f} MP/s.")]
+        lines += [
+            "",
+            (
+                f"Throughput on a 4 MP input, {args.threads} threads: U-Net tiled {th['unet_tiled_mp_per_s']:.3f} MP/s, "
+                f"untiled {th['unet_untiled_mp_per_s']:.3f} MP/s (tiled/untiled time {th['tiled_over_untiled_time']:.2f}), "
+                f"ndsm_threshold {th['ndsm_threshold_mp_per_s']:.1f} MP/s."
+            ),
+        ]
     out.with_suffix(".md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

@@ -36,9 +36,9 @@ def fake_scene(seed: int, n: int = 256):
     for _ in range(12):
         r, c = rng.integers(0, n - 40, 2)
         h, w = rng.integers(10, 40, 2)
-        ortho[r:r + h, c:c + w] = rng.uniform(800, 1000)
-        ndsm[r:r + h, c:c + w] = rng.uniform(3, 12)
-        y[r:r + h, c:c + w] = 1
+        ortho[r : r + h, c : c + w] = rng.uniform(800, 1000)
+        ndsm[r : r + h, c : c + w] = rng.uniform(3, 12)
+        y[r : r + h, c : c + w] = 1
     return Sample(make_input(ortho, ndsm), y, f"fake{seed}")
 
 
@@ -76,23 +76,45 @@ def infer_mp_s(model: UNet, x: np.ndarray, device: str, batch: int) -> float:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default="bench/results/segment_gpu_check.json")
-    ap.add_argument("--cpu-threads", type=int, default=None,
-                    help="torch CPU threads for the CPU measurements (2 = the CI / demo budget); default: all")
+    ap.add_argument(
+        "--cpu-threads",
+        type=int,
+        default=None,
+        help="torch CPU threads for the CPU measurements (2 = the CI / demo budget); default: all",
+    )
     args = ap.parse_args()
     if args.cpu_threads:
         torch.set_num_threads(args.cpu_threads)
     cuda = torch.cuda.is_available()
     dev = "cuda" if cuda else "cpu"
-    report: dict = {"cuda": cuda, "device_name": torch.cuda.get_device_name(0) if cuda else None,
-                    "cpu_threads": torch.get_num_threads(), "torch": torch.__version__, "platform": platform.platform(),
-                    "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "checks": {}}
+    report: dict = {
+        "cuda": cuda,
+        "device_name": torch.cuda.get_device_name(0) if cuda else None,
+        "cpu_threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "platform": platform.platform(),
+        "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "checks": {},
+    }
     samples = [fake_scene(k) for k in range(3)]
-    params = TrainParams(steps=60, batch_size=8, patch_px=128, lr=5e-3, base_channels=16, depth=3, seed=3,
-                         ndsm_dropout=0.0, device=dev)
+    params = TrainParams(
+        steps=60,
+        batch_size=8,
+        patch_px=128,
+        lr=5e-3,
+        base_channels=16,
+        depth=3,
+        seed=3,
+        ndsm_dropout=0.0,
+        device=dev,
+    )
     model, met = train_model(samples, params)
     losses = [h["loss"] for h in met["history"]]
-    report["checks"][f"train_on_{dev}_loss_decreases"] = {"first": losses[0], "last": losses[-1],
-                                                           "ok": losses[-1] < 0.7 * losses[0]}
+    report["checks"][f"train_on_{dev}_loss_decreases"] = {
+        "first": losses[0],
+        "last": losses[-1],
+        "ok": losses[-1] < 0.7 * losses[0],
+    }
     x = samples[0].x
     big = np.tile(x, (1, 8, 8))[:, :2000, :2000].copy()  # 4 MP
     p_cpu = predict_tiled(model, big[:, :1200, :1200], 1000, 192, 2, "cpu")
@@ -101,8 +123,10 @@ def main() -> int:
         model.cpu()
         diff = float(np.abs(p_gpu - p_cpu).max())
         report["checks"]["tiled_cuda_equals_cpu"] = {"max_abs_diff": diff, "ok": diff < 1e-3}
-    speed = {"train_steps_per_s_cpu": steps_per_s("cpu", samples),
-             "infer_mp_per_s_cpu_batch2": infer_mp_s(model, big, "cpu", 2)}
+    speed = {
+        "train_steps_per_s_cpu": steps_per_s("cpu", samples),
+        "infer_mp_per_s_cpu_batch2": infer_mp_s(model, big, "cpu", 2),
+    }
     # the demo's default training: 400 steps of 8 x 128² px
     speed["train_400_steps_cpu_s"] = 400 / speed["train_steps_per_s_cpu"]
     if cuda:
@@ -111,7 +135,9 @@ def main() -> int:
         speed["infer_mp_per_s_cuda_batch2"] = infer_mp_s(gm, big, "cuda", 2)
         speed["infer_mp_per_s_cuda_batch8"] = infer_mp_s(gm, big, "cuda", 8)
         speed["train_speedup_cuda_vs_cpu"] = speed["train_steps_per_s_cuda"] / speed["train_steps_per_s_cpu"]
-        speed["infer_speedup_cuda_vs_cpu_batch2"] = speed["infer_mp_per_s_cuda_batch2"] / speed["infer_mp_per_s_cpu_batch2"]
+        speed["infer_speedup_cuda_vs_cpu_batch2"] = (
+            speed["infer_mp_per_s_cuda_batch2"] / speed["infer_mp_per_s_cpu_batch2"]
+        )
     report["speed"] = speed
     ok = all(c["ok"] for c in report["checks"].values())
     report["all_ok"] = ok

@@ -29,8 +29,11 @@ def export(args: argparse.Namespace) -> None:
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    for role, seeds, size in (("train", args.seeds, args.city_size), ("val", args.val_seeds, args.city_size),
-                              ("heldout", [args.heldout], args.heldout_size)):
+    for role, seeds, size in (
+        ("train", args.seeds, args.city_size),
+        ("val", args.val_seeds, args.city_size),
+        ("heldout", [args.heldout], args.heldout_size),
+    ):
         for s in seeds:
             city = out / f"city_s{s}"
             if not (city / "scene.json").exists():
@@ -48,7 +51,9 @@ def train(args: argparse.Namespace) -> None:
     d = Path(args.samples)
 
     def load(role: str) -> list[Sample]:
-        return [Sample(z["x"], z["y"], p.stem) for p in sorted(d.glob(f"{role}_s*.npz")) for z in [np.load(p)]]
+        return [
+            Sample(z["x"], z["y"], p.stem) for p in sorted(d.glob(f"{role}_s*.npz")) for z in [np.load(p)]
+        ]
 
     tr, val, held = load("train"), load("val"), load("heldout")
     params = TrainParams(steps=args.steps, device=args.device, seed=args.seed, ndsm_dropout=args.ndsm_dropout)
@@ -62,16 +67,34 @@ def train(args: argparse.Namespace) -> None:
             res[f"{s.name}_{name}"] = iou((prob > 0.5).astype(np.uint8), s.y)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    data = {"source": "synthetic", "seeds": [int(s.name.split("_s")[1]) for s in tr],
-            "val_seeds": [int(s.name.split("_s")[1]) for s in val], "exported_samples": True}
-    torch.save(checkpoint_payload(model, params, met, data), out / f"segmenter_{args.device}{args.threads}{args.tag}.pt")
-    report = {"device": args.device, "threads": args.threads, "steps": args.steps, "ndsm_dropout": args.ndsm_dropout,
-              "wall_s": wall,
-              "train_seconds": met["train_seconds"], "loss_first": met["history"][0]["loss"],
-              "loss_last": met["history"][-1]["loss"], "val_iou_mean": met.get("val_iou_mean"),
-              "heldout_iou_at_0.5": res, "torch": torch.__version__, "platform": platform.platform(),
-              "cuda_device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
-    (out / f"segment_train_{args.device}{args.threads}{args.tag}.json").write_text(json.dumps(report, indent=2) + "\n")
+    data = {
+        "source": "synthetic",
+        "seeds": [int(s.name.split("_s")[1]) for s in tr],
+        "val_seeds": [int(s.name.split("_s")[1]) for s in val],
+        "exported_samples": True,
+    }
+    torch.save(
+        checkpoint_payload(model, params, met, data),
+        out / f"segmenter_{args.device}{args.threads}{args.tag}.pt",
+    )
+    report = {
+        "device": args.device,
+        "threads": args.threads,
+        "steps": args.steps,
+        "ndsm_dropout": args.ndsm_dropout,
+        "wall_s": wall,
+        "train_seconds": met["train_seconds"],
+        "loss_first": met["history"][0]["loss"],
+        "loss_last": met["history"][-1]["loss"],
+        "val_iou_mean": met.get("val_iou_mean"),
+        "heldout_iou_at_0.5": res,
+        "torch": torch.__version__,
+        "platform": platform.platform(),
+        "cuda_device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+    }
+    (out / f"segment_train_{args.device}{args.threads}{args.tag}.json").write_text(
+        json.dumps(report, indent=2) + "\n"
+    )
     print(json.dumps(report, indent=2))
 
 

@@ -29,12 +29,21 @@ DATA = REPO.parent / "shared" / "data" / "s2p_pleiades_pair_reunion"
 S2P_BOUNDS = [359746.0, 7651553.5, 360106.5, 7651923.0]  # 721 x 739 px at 0.5 m
 
 
-def _write_inputs(tmp: Path, views: list[dict], epsg: int, heights: list[float], bounds: list[float],
-                  pairs: list[list[int]]) -> tuple[Path, Path]:
+def _write_inputs(
+    tmp: Path, views: list[dict], epsg: int, heights: list[float], bounds: list[float], pairs: list[list[int]]
+) -> tuple[Path, Path]:
     sheet = {"aoi": "bench", "epsg": epsg, "height_range": heights, "views": views, "pairs": pairs}
-    grid = {"type": "FeatureCollection", "crs": {"type": "name", "properties": {"name": f"urn:ogc:def:crs:EPSG::{epsg}"}},
-            "features": [{"type": "Feature", "geometry": None,
-                          "properties": {"tile": "t0000_0000", "row": 0, "col": 0, "core": bounds, "bounds": bounds}}]}
+    grid = {
+        "type": "FeatureCollection",
+        "crs": {"type": "name", "properties": {"name": f"urn:ogc:def:crs:EPSG::{epsg}"}},
+        "features": [
+            {
+                "type": "Feature",
+                "geometry": None,
+                "properties": {"tile": "t0000_0000", "row": 0, "col": 0, "core": bounds, "bounds": bounds},
+            }
+        ],
+    }
     (tmp / "scenes.json").write_text(json.dumps(sheet))
     (tmp / "tiles.geojson").write_text(json.dumps(grid))
     return tmp / "scenes.json", tmp / "tiles.geojson"
@@ -44,9 +53,14 @@ def stats(ours: np.ndarray, ref: np.ndarray) -> dict[str, float]:
     both = np.isfinite(ours) & np.isfinite(ref)
     d = ours[both] - ref[both]
     ad = np.abs(d)
-    return {"median_abs_dh": float(np.median(ad)), "p90_abs_dh": float(np.percentile(ad, 90)),
-            "mean_dh": float(d.mean()), "rmse": float(np.sqrt(np.mean(d * d))),
-            "nmad": float(1.4826 * np.median(np.abs(d - np.median(d)))), "compared_pixels": int(both.sum())}
+    return {
+        "median_abs_dh": float(np.median(ad)),
+        "p90_abs_dh": float(np.percentile(ad, 90)),
+        "mean_dh": float(d.mean()),
+        "rmse": float(np.sqrt(np.mean(d * d))),
+        "nmad": float(1.4826 * np.median(np.abs(d - np.median(d)))),
+        "compared_pixels": int(both.sum()),
+    }
 
 
 def reunion(paths: int, tmp: Path) -> dict:
@@ -63,16 +77,26 @@ def reunion(paths: int, tmp: Path) -> dict:
         ref = ds.read(1)
     measured = np.where(filled == 0, ours, np.nan)
     out = stats(ours, ref)
-    out.update(valid_ours=int(np.isfinite(ours).sum()), valid_ours_without_filling=int(np.isfinite(measured).sum()),
-               valid_s2p=int(np.isfinite(ref).sum()), measured_only=stats(measured, ref))
+    out.update(
+        valid_ours=int(np.isfinite(ours).sum()),
+        valid_ours_without_filling=int(np.isfinite(measured).sum()),
+        valid_s2p=int(np.isfinite(ref).sum()),
+        measured_only=stats(measured, ref),
+    )
     return out
 
 
-def synthetic(tmp: Path, size_m: float, paths: int = 8, out_dir: Path | None = None, tile_m: float = 300.0,
-              margin_m: float = 20.0) -> dict:
+def synthetic(
+    tmp: Path,
+    size_m: float,
+    paths: int = 8,
+    out_dir: Path | None = None,
+    tile_m: float = 300.0,
+    margin_m: float = 20.0,
+) -> dict:
     """Synthetic city (3 views; pairs (0,1), (1,2), (0,2) fused) as the demo runs it: tiles of ``tile_m`` with
     ``margin_m`` margins, one ``stereo_tile`` each, then ``mosaic_dsm``; compared with the exact truth DSM."""
-    import sat2lod.synth as synth
+    from sat2lod import synth
     from sat2lod.mosaic import mosaic_dsm_files
 
     out_dir = out_dir or tmp / "synth"
@@ -80,7 +104,10 @@ def synthetic(tmp: Path, size_m: float, paths: int = 8, out_dir: Path | None = N
         synth.generate_city(out_dir, seed=7, size_m=size_m, n_views=3, gsd_m=0.5)
     scene = json.loads((out_dir / "scene.json").read_text())
     n = len(scene["views"])
-    views = [{"id": f"view_{i}", "image": str(out_dir / v["file"]), "rpc": None} for i, v in enumerate(scene["views"])]
+    views = [
+        {"id": f"view_{i}", "image": str(out_dir / v["file"]), "rpc": None}
+        for i, v in enumerate(scene["views"])
+    ]
     pairs = [[0, 1], [1, 2], [0, 2]] if n == 3 else [[0, 1]]
     epsg = int(scene["epsg"])
     bx0, by0, bx1, by1 = (float(v) for v in scene["bounds"])
@@ -88,13 +115,32 @@ def synthetic(tmp: Path, size_m: float, paths: int = 8, out_dir: Path | None = N
     nr, nc = int(np.ceil((by1 - by0) / tile_m - 1e-9)), int(np.ceil((bx1 - bx0) / tile_m - 1e-9))
     for r in range(nr):
         for c in range(nc):
-            core = [bx0 + c * tile_m, max(by0, by1 - (r + 1) * tile_m), min(bx1, bx0 + (c + 1) * tile_m), by1 - r * tile_m]
+            core = [
+                bx0 + c * tile_m,
+                max(by0, by1 - (r + 1) * tile_m),
+                min(bx1, bx0 + (c + 1) * tile_m),
+                by1 - r * tile_m,
+            ]
             bounds = [core[0] - margin_m, core[1] - margin_m, core[2] + margin_m, core[3] + margin_m]
-            feats.append({"type": "Feature", "geometry": None, "properties": {
-                "tile": f"t{r:04d}_{c:04d}", "row": r, "col": c, "core": core, "bounds": bounds}})
+            feats.append(
+                {
+                    "type": "Feature",
+                    "geometry": None,
+                    "properties": {
+                        "tile": f"t{r:04d}_{c:04d}",
+                        "row": r,
+                        "col": c,
+                        "core": core,
+                        "bounds": bounds,
+                    },
+                }
+            )
     scenes, tiles = _write_inputs(tmp, views, epsg, list(scene["height_range"]), [bx0, by0, bx1, by1], pairs)
-    grid = {"type": "FeatureCollection", "crs": {"type": "name", "properties": {"name": f"urn:ogc:def:crs:EPSG::{epsg}"}},
-            "features": feats}
+    grid = {
+        "type": "FeatureCollection",
+        "crs": {"type": "name", "properties": {"name": f"urn:ogc:def:crs:EPSG::{epsg}"}},
+        "features": feats,
+    }
     tiles.write_text(json.dumps(grid))
     infos, dsms = [], []
     t0 = time.perf_counter()
@@ -123,9 +169,18 @@ def synthetic(tmp: Path, size_m: float, paths: int = 8, out_dir: Path | None = N
             r[f"{name}_rmse"] = stats(np.where(m, ours, np.nan), truth)["rmse"]
     r["tiles"] = len(feats)
     r["seconds_all_tiles_and_mosaic"] = seconds
-    r["pairs"] = [{"tile": i["tile"], **{k: p[k] for k in ("pair", "pointing_dy_px", "valid_disparity", "disparities",
-                                                           "affine_fit_px") if k in p}}
-                  for i in infos for p in i["pairs"]]
+    r["pairs"] = [
+        {
+            "tile": i["tile"],
+            **{
+                k: p[k]
+                for k in ("pair", "pointing_dy_px", "valid_disparity", "disparities", "affine_fit_px")
+                if k in p
+            },
+        }
+        for i in infos
+        for p in i["pairs"]
+    ]
     return r
 
 
@@ -143,7 +198,9 @@ def main() -> None:
             result["reunion_vs_s2p"][f"{paths}_paths"] = r
             print("reunion", paths, json.dumps(r))
         if args.synthetic:
-            r = synthetic(Path(tmp), args.size_m, out_dir=Path(args.synthetic_dir) if args.synthetic_dir else None)
+            r = synthetic(
+                Path(tmp), args.size_m, out_dir=Path(args.synthetic_dir) if args.synthetic_dir else None
+            )
             result["synthetic_city"] = {"size_m": args.size_m, "seed": 7, **r}
             print("synthetic", json.dumps(r))
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")

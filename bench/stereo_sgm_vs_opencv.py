@@ -21,11 +21,10 @@ from pathlib import Path
 
 os.environ.setdefault("NUMBA_NUM_THREADS", "1")
 
-import numpy as np  # noqa: E402
-import rasterio  # noqa: E402
-from scipy import ndimage  # noqa: E402
+import numpy as np
+import rasterio
 
-from sat2lod.stereo import sgm  # noqa: E402
+from sat2lod.stereo import sgm
 
 REPO = Path(__file__).resolve().parents[1]
 IMG = REPO.parent / "shared" / "data" / "s2p_pleiades_pair_reunion" / "img_01.tif"
@@ -45,7 +44,7 @@ def make_pair(size: int, ndisp: int, seed: int = 0) -> tuple[np.ndarray, np.ndar
     for _ in range(40):  # buildings: flat roofs with sharp edges
         y0, x0 = rng.integers(0, h - 60), rng.integers(0, w - 60)
         bh, bw = rng.integers(15, 60), rng.integers(15, 60)
-        d[y0:y0 + bh, x0:x0 + bw] += rng.uniform(4, 0.35 * ndisp)
+        d[y0 : y0 + bh, x0 : x0 + bw] += rng.uniform(4, 0.35 * ndisp)
     d = np.clip(d, 4, ndisp - 4)
     # right(y, u) = left(y, u + d_r(y, u)): invert x -> x - d(x) per row by interpolation (d is single-valued
     # along x wherever the mapping is monotone; occluded samples get the nearest visible value)
@@ -73,22 +72,34 @@ def errors(disp: np.ndarray, truth: np.ndarray) -> dict[str, float]:
     m = np.isfinite(truth)
     ok = m & np.isfinite(disp)
     bad = np.abs(disp[ok] - truth[ok]) > 1.0
-    return {"valid_share": float(ok.sum() / m.sum()), "error_rate_valid": float(bad.mean()),
-            "error_rate_all": float((bad.sum() + (m.sum() - ok.sum())) / m.sum()),
-            "mean_abs_error_valid": float(np.mean(np.abs(disp[ok] - truth[ok])))}
+    return {
+        "valid_share": float(ok.sum() / m.sum()),
+        "error_rate_valid": float(bad.mean()),
+        "error_rate_all": float((bad.sum() + (m.sum() - ok.sum())) / m.sum()),
+        "mean_abs_error_valid": float(np.mean(np.abs(disp[ok] - truth[ok]))),
+    }
 
 
-def opencv_matcher(ndisp: int):  # noqa: ANN201 - cv2 type
+def opencv_matcher(ndisp: int):
     import cv2
 
     cv2.setNumThreads(1)
     bs = 5
-    return cv2.StereoSGBM_create(minDisparity=0, numDisparities=ndisp, blockSize=bs, P1=8 * bs * bs,
-                                 P2=32 * bs * bs, disp12MaxDiff=1, uniquenessRatio=5, speckleWindowSize=0,
-                                 speckleRange=0, mode=cv2.STEREO_SGBM_MODE_SGBM_3WAY)
+    return cv2.StereoSGBM_create(
+        minDisparity=0,
+        numDisparities=ndisp,
+        blockSize=bs,
+        P1=8 * bs * bs,
+        P2=32 * bs * bs,
+        disp12MaxDiff=1,
+        uniquenessRatio=5,
+        speckleWindowSize=0,
+        speckleRange=0,
+        mode=cv2.STEREO_SGBM_MODE_SGBM_3WAY,
+    )
 
 
-def timed(fn) -> tuple[float, object]:  # noqa: ANN001
+def timed(fn) -> tuple[float, object]:
     t = time.perf_counter()
     out = fn()
     return time.perf_counter() - t, out
@@ -112,8 +123,9 @@ def main() -> None:
 
         # our convention: right x = left x + d  ->  d_ours = -d_opencv, range [-(nd - 1), 0]
         def ours(paths: int, reuse: bool, lf=lf, rf=rf, nd=nd, ws=ws) -> np.ndarray:
-            return sgm.sgm_disparity(lf, rf, -(nd - 1), 0, paths=paths, max_mem_mb=4000,
-                                     workspace=ws[paths] if reuse else None)
+            return sgm.sgm_disparity(
+                lf, rf, -(nd - 1), 0, paths=paths, max_mem_mb=4000, workspace=ws[paths] if reuse else None
+            )
 
         methods = {"opencv": lambda cv=cv, left=left, right=right: cv.compute(left, right)}
         for paths in (4, 8):
@@ -128,29 +140,45 @@ def main() -> None:
         d_cv = raw.astype(np.float32) / 16.0
         d_cv[raw < 0] = np.nan
         t_cv = min(times["opencv"])
-        row = {"size": list(left.shape), "ndisp": nd,
-               "opencv": {"seconds": t_cv, "seconds_median": float(np.median(times["opencv"])),
-                          "mp_per_s": left.size / 1e6 / t_cv, **errors(d_cv, truth)}}
+        row = {
+            "size": list(left.shape),
+            "ndisp": nd,
+            "opencv": {
+                "seconds": t_cv,
+                "seconds_median": float(np.median(times["opencv"])),
+                "mp_per_s": left.size / 1e6 / t_cv,
+                **errors(d_cv, truth),
+            },
+        }
         for paths in (4, 8):
             t = min(times[f"sat2lod_{paths}paths"])
             t_fresh = min(times[f"sat2lod_{paths}paths_fresh"])
             ratios = np.array(times[f"sat2lod_{paths}paths"]) / np.array(times["opencv"])
             row[f"sat2lod_{paths}paths"] = {
-                "seconds": t, "mp_per_s": left.size / 1e6 / t, "time_ratio_vs_opencv": t / t_cv,
+                "seconds": t,
+                "mp_per_s": left.size / 1e6 / t,
+                "time_ratio_vs_opencv": t / t_cv,
                 "time_ratio_median_of_rounds": float(np.median(ratios)),
-                "seconds_fresh_buffers": t_fresh, "time_ratio_fresh_buffers": t_fresh / t_cv,
-                **errors(-outputs[f"sat2lod_{paths}paths"], truth)}
+                "seconds_fresh_buffers": t_fresh,
+                "time_ratio_fresh_buffers": t_fresh / t_cv,
+                **errors(-outputs[f"sat2lod_{paths}paths"], truth),
+            }
         rows.append(row)
         print(json.dumps(row, indent=1))
     load = os.getloadavg()
-    result = {"benchmark": "SGM kernel, 1 thread each, same pair / disparity range; best of interleaved rounds",
-              "repeats": args.repeats, "opencv_version": cv2.__version__,
-              "opencv_mode": "MODE_SGBM_3WAY (5 paths, BT cost + 5x5 SAD), P1=8*25, P2=32*25, disp12MaxDiff=1",
-              "sat2lod": "census 5x7, P1=8, P2=32, LR check 1 px, 3x3 median, 4 or 8 paths",
-              "buffers": "both reuse their scratch buffers across the timed calls (OpenCV's matcher object, "
-                         "sat2lod's SGMWorkspace); seconds_fresh_buffers = sat2lod allocating afresh each call",
-              "machine": platform.processor() or platform.machine(), "cpu_count": os.cpu_count(),
-              "loadavg_at_end": load, "rows": rows}
+    result = {
+        "benchmark": "SGM kernel, 1 thread each, same pair / disparity range; best of interleaved rounds",
+        "repeats": args.repeats,
+        "opencv_version": cv2.__version__,
+        "opencv_mode": "MODE_SGBM_3WAY (5 paths, BT cost + 5x5 SAD), P1=8*25, P2=32*25, disp12MaxDiff=1",
+        "sat2lod": "census 5x7, P1=8, P2=32, LR check 1 px, 3x3 median, 4 or 8 paths",
+        "buffers": "both reuse their scratch buffers across the timed calls (OpenCV's matcher object, "
+        "sat2lod's SGMWorkspace); seconds_fresh_buffers = sat2lod allocating afresh each call",
+        "machine": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "loadavg_at_end": load,
+        "rows": rows,
+    }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
     print("wrote", args.out)

@@ -32,13 +32,18 @@ def main() -> None:
             meta = generate_city(tmp, seed=args.seed, size_m=args.size_m, n_views=args.n_views)
             runs.append(time.perf_counter() - t0)
     res = {
-        "size_m": args.size_m, "n_views": args.n_views, "seed": args.seed,
+        "size_m": args.size_m,
+        "n_views": args.n_views,
+        "seed": args.seed,
         "view_px": [[v["rows"], v["cols"]] for v in meta["views"]],
         "n_buildings": meta["n_buildings"],
         "rpc_residual_max_px": max(v["rpc_residual_max_px"] for v in meta["views"]),
-        "wall_s_first_run": runs[0], "wall_s_warm": runs[1],
+        "wall_s_first_run": runs[0],
+        "wall_s_warm": runs[1],
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-        "cpus": os.cpu_count(), "load_avg_1min_at_end": os.getloadavg()[0], "machine": platform.machine(),
+        "cpus": os.cpu_count(),
+        "load_avg_1min_at_end": os.getloadavg()[0],
+        "machine": platform.machine(),
         "target": "generation < 60 s on 2 cores",
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)

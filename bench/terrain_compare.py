@@ -70,15 +70,30 @@ def metrics(dtm: np.ndarray, ref: np.ndarray, dsm: np.ndarray) -> dict:
     e = (dtm - ref)[ok]
     if e.size == 0:  # the method returned no valid cell
         nan = float("nan")
-        return {"rmse": nan, "nmad": nan, "mean": nan, "p95_abs": nan, "rmse_objects": nan, "rmse_ground": nan,
-                "coverage": 0.0, "object_fraction": nan}
+        return {
+            "rmse": nan,
+            "nmad": nan,
+            "mean": nan,
+            "p95_abs": nan,
+            "rmse_objects": nan,
+            "rmse_ground": nan,
+            "coverage": 0.0,
+            "object_fraction": nan,
+        }
     obj = ((dsm - ref) > 1.0)[ok] & np.isfinite(dsm)[ok]
+
     def rmse(v):
-        return float(np.sqrt(np.mean(v ** 2))) if v.size else float("nan")
+        return float(np.sqrt(np.mean(v**2))) if v.size else float("nan")
+
     return {
-        "rmse": rmse(e), "nmad": float(1.4826 * np.median(np.abs(e - np.median(e)))), "mean": float(e.mean()),
-        "p95_abs": float(np.percentile(np.abs(e), 95)), "rmse_objects": rmse(e[obj]), "rmse_ground": rmse(e[~obj]),
-        "coverage": float(ok.mean()), "object_fraction": float(obj.mean()),
+        "rmse": rmse(e),
+        "nmad": float(1.4826 * np.median(np.abs(e - np.median(e)))),
+        "mean": float(e.mean()),
+        "p95_abs": float(np.percentile(np.abs(e), 95)),
+        "rmse_objects": rmse(e[obj]),
+        "rmse_ground": rmse(e[~obj]),
+        "coverage": float(ok.mean()),
+        "object_fraction": float(obj.mean()),
     }
 
 
@@ -89,15 +104,18 @@ def run_ours(dsm: np.ndarray, res: float, max_obj: float, **kw) -> tuple[np.ndar
     return out, time.perf_counter() - t
 
 
-def run_bulldozer(dsm: np.ndarray, res: float, max_obj: float, work: Path) -> tuple[np.ndarray | None, float, str]:
+def run_bulldozer(
+    dsm: np.ndarray, res: float, max_obj: float, work: Path
+) -> tuple[np.ndarray | None, float, str]:
     try:
         from bulldozer.pipeline.bulldozer_pipeline import dsm_to_dtm
     except ImportError as exc:
         return None, float("nan"), f"bulldozer-dtm not importable ({exc})"
     work.mkdir(parents=True, exist_ok=True)
     src = work / "dsm.tif"
-    write_raster(src, np.nan_to_num(dsm, nan=-32768.0), from_origin(500000, 4800000, res, res), 32631,
-                 nodata=-32768.0)
+    write_raster(
+        src, np.nan_to_num(dsm, nan=-32768.0), from_origin(500000, 4800000, res, res), 32631, nodata=-32768.0
+    )
     t = time.perf_counter()
     dsm_to_dtm(dsm_path=str(src), output_dir=str(work / "out"), max_object_size=max_obj, nb_max_workers=1)
     dt = time.perf_counter() - t
@@ -110,8 +128,12 @@ def cases(city_seeds: list[int], city_size: float, tmp: Path):
     yield "hill_boxes", dsm, dtm, res, 40.0
     ign = SHARED / "ign_lidarhd_montpellier_tiles"
     if ign.is_dir():
-        d = read_raster(ign / "ref_DSM_test_data_77055_627760_LA93_IGN69_50CM.tif", bands=1, masked_to_nan=True)
-        t = read_raster(ign / "ref_DTM_test_data_77055_627760_LA93_IGN69_50CM.tif", bands=1, masked_to_nan=True)
+        d = read_raster(
+            ign / "ref_DSM_test_data_77055_627760_LA93_IGN69_50CM.tif", bands=1, masked_to_nan=True
+        )
+        t = read_raster(
+            ign / "ref_DTM_test_data_77055_627760_LA93_IGN69_50CM.tif", bands=1, masked_to_nan=True
+        )
         yield "ign_montpellier", d.array.astype(np.float32), t.array.astype(np.float32), 0.5, 40.0
     for s in city_seeds:
         try:
@@ -139,11 +161,16 @@ def main() -> None:
         for name, dsm, ref, res, max_obj in cases(args.cities, args.city_size, tmp):
             base = {"case": name, "shape": list(dsm.shape), "case_max_object_m": max_obj}
             # each tool at its own default max object size, and both at the case's size
-            for label, mo in ((f"sat2lod (default {DTMParams().max_object_size_m:g} m)", DTMParams().max_object_size_m),
-                              (f"sat2lod ({max_obj:g} m)", max_obj)):
+            for label, mo in (
+                (f"sat2lod (default {DTMParams().max_object_size_m:g} m)", DTMParams().max_object_size_m),
+                (f"sat2lod ({max_obj:g} m)", max_obj),
+            ):
                 ours, t_ours = run_ours(dsm, res, mo)
                 rows.append({**base, "method": label, "seconds": t_ours, **metrics(ours, ref, dsm)})
-            for label, mo in (("bulldozer-dtm 1.3.1 (default 16 m)", 16.0), (f"bulldozer-dtm 1.3.1 ({max_obj:g} m)", max_obj)):
+            for label, mo in (
+                ("bulldozer-dtm 1.3.1 (default 16 m)", 16.0),
+                (f"bulldozer-dtm 1.3.1 ({max_obj:g} m)", max_obj),
+            ):
                 bd, t_bd, status = run_bulldozer(dsm, res, mo, tmp / f"bd_{name}_{mo:g}")
                 if bd is not None and not np.isfinite(bd).any():
                     status = "ran, but no valid output cell (all nodata)"
@@ -151,28 +178,45 @@ def main() -> None:
                 if bd is not None:
                     row.update(metrics(bd, ref, dsm))
                 rows.append(row)
-            rows.append({**base, "method": "DSM as DTM (no filtering)", "seconds": 0.0, **metrics(dsm, ref, dsm)})
+            rows.append(
+                {**base, "method": "DSM as DTM (no filtering)", "seconds": 0.0, **metrics(dsm, ref, dsm)}
+            )
             print(json.dumps(rows[-5:], default=float), flush=True)
-    env = {"python": sys.version.split()[0], "platform": platform.platform(), "numpy": np.__version__,
-           "sat2lod": sat2lod.__version__, "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    env = {
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "numpy": np.__version__,
+        "sat2lod": sat2lod.__version__,
+        "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(json.dumps({"env": env, "rows": rows}, indent=2, default=float) + "\n")
-    lines = ["# DTM extraction: sat2lod.terrain vs bulldozer-dtm 1.3.1", "",
-             (f"`python bench/terrain_compare.py --cities {' '.join(map(str, args.cities))} --city-size {args.city_size}`"
-             f" ({env['date_utc']}, {env['platform']}). Errors in metres vs the reference DTM; time = wall seconds "
-             "of the DTM call (1 worker each, shared 2-core machine)."), "",
-             "| case | method | RMSE | NMAD | bias | p95 abs | RMSE under objects | RMSE ground | s | time / sat2lod default |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+    out.with_suffix(".json").write_text(
+        json.dumps({"env": env, "rows": rows}, indent=2, default=float) + "\n"
+    )
+    lines = [
+        "# DTM extraction: sat2lod.terrain vs bulldozer-dtm 1.3.1",
+        "",
+        (
+            f"`python bench/terrain_compare.py --cities {' '.join(map(str, args.cities))} --city-size {args.city_size}`"
+            f" ({env['date_utc']}, {env['platform']}). Errors in metres vs the reference DTM; time = wall seconds "
+            "of the DTM call (1 worker each, shared 2-core machine)."
+        ),
+        "",
+        "| case | method | RMSE | NMAD | bias | p95 abs | RMSE under objects | RMSE ground | s | time / sat2lod default |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
     base_t = {r["case"]: r["seconds"] for r in rows if r["method"].startswith("sat2lod (default")}
     for r in rows:
         if "rmse" not in r or r.get("coverage") == 0.0:
             lines.append(f"| {r['case']} | {r['method']} | {r.get('status')} | | | | | | | |")
             continue
         ratio = r["seconds"] / base_t[r["case"]] if r["seconds"] and base_t[r["case"]] else math.nan
-        lines.append(f"| {r['case']} | {r['method']} | {r['rmse']:.3f} | {r['nmad']:.3f} | {r['mean']:+.3f} | "
-                     f"{r['p95_abs']:.3f} | {r['rmse_objects']:.3f} | {r['rmse_ground']:.3f} | {r['seconds']:.2f} | "
-                     f"{ratio:.2f} |")
+        lines.append(
+            f"| {r['case']} | {r['method']} | {r['rmse']:.3f} | {r['nmad']:.3f} | {r['mean']:+.3f} | "
+            f"{r['p95_abs']:.3f} | {r['rmse_objects']:.3f} | {r['rmse_ground']:.3f} | {r['seconds']:.2f} | "
+            f"{ratio:.2f} |"
+        )
     out.with_suffix(".md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

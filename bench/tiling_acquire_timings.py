@@ -26,9 +26,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
-from sat2lod.acquire.pipeline import acquire  # noqa: E402
-from sat2lod.synth import generate_city  # noqa: E402
-from sat2lod.tiling import make_tiles  # noqa: E402
+from sat2lod.acquire.pipeline import acquire
+from sat2lod.synth import generate_city
+from sat2lod.tiling import make_tiles
 
 SELECTION = {"max_views": 3, "bh_min": 0.05, "bh_max": 1.0}
 
@@ -61,34 +61,66 @@ def main() -> None:
 
         def synthetic() -> dict:
             d = work / f"acq{next(run)}"
-            return acquire(kind="synthetic", aoi="demo", sheet=d / "scenes.json", downloads=d / "downloads",
-                           catalog_dir=d / "catalog", synthetic_scene=work / "synth" / "scene.json",
-                           providers_file=REPO / "config/eodag_providers.yaml", selection=SELECTION)
+            return acquire(
+                kind="synthetic",
+                aoi="demo",
+                sheet=d / "scenes.json",
+                downloads=d / "downloads",
+                catalog_dir=d / "catalog",
+                synthetic_scene=work / "synth" / "scene.json",
+                providers_file=REPO / "config/eodag_providers.yaml",
+                selection=SELECTION,
+            )
 
         def local() -> dict:
             d = work / f"acq{next(run)}"
-            return acquire(kind="local", aoi="demo", sheet=d / "scenes.json", downloads=d / "downloads",
-                           catalog_dir=d / "catalog", local_images=[{"image": str(p)} for p in views],
-                           selection=SELECTION, height_range=meta["height_range"],
-                           bbox_lonlat=meta["lonlat_bounds"])
+            return acquire(
+                kind="local",
+                aoi="demo",
+                sheet=d / "scenes.json",
+                downloads=d / "downloads",
+                catalog_dir=d / "catalog",
+                local_images=[{"image": str(p)} for p in views],
+                selection=SELECTION,
+                height_range=meta["height_range"],
+                bbox_lonlat=meta["lonlat_bounds"],
+            )
 
         t_syn, all_syn, sheet = timed(synthetic, a.repeat)
         t_loc, all_loc, _ = timed(local, a.repeat)
         sheet_path = work / "acq0" / "scenes.json"
         tiles = {}
         for tile_m in (300.0, 50.0):
-            med, all_t, fc = timed(functools.partial(make_tiles, scenes=sheet_path,
-                                                     tiles=work / f"tiles_{tile_m:g}.geojson", tile_size_m=tile_m,
-                                                     margin_m=20.0, resolution_m=0.5), a.repeat)
+            med, all_t, fc = timed(
+                functools.partial(
+                    make_tiles,
+                    scenes=sheet_path,
+                    tiles=work / f"tiles_{tile_m:g}.geojson",
+                    tile_size_m=tile_m,
+                    margin_m=20.0,
+                    resolution_m=0.5,
+                ),
+                a.repeat,
+            )
             tiles[f"{tile_m:g}m"] = {"median_s": med, "all_s": all_t, "n_tiles": len(fc["features"])}
     result = {
         "what": "acquire (synthetic via 127.0.0.1 STAC + EODAG) vs acquire (local, same files), and make_tiles",
         "command": f"python bench/tiling_acquire_timings.py --repeat {a.repeat} --size-m {a.size_m:g}",
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "load_avg_1min_start": load_start,
-                    "load_avg_1min_end": os.getloadavg()[0]},
-        "scene": {"size_m": a.size_m, "views": len(views), "views_total_mb": round(size_mb, 2),
-                  "view_px": [[v["rows"], v["cols"]] for v in meta["views"]], "generate_city_s": t_synth,
-                  "pairs": sheet["pairs"], "base_to_height": sheet["base_to_height"]},
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "load_avg_1min_start": load_start,
+            "load_avg_1min_end": os.getloadavg()[0],
+        },
+        "scene": {
+            "size_m": a.size_m,
+            "views": len(views),
+            "views_total_mb": round(size_mb, 2),
+            "view_px": [[v["rows"], v["cols"]] for v in meta["views"]],
+            "generate_city_s": t_synth,
+            "pairs": sheet["pairs"],
+            "base_to_height": sheet["base_to_height"],
+        },
         "acquire_synthetic_eodag": {"median_s": t_syn, "all_s": all_syn},
         "acquire_local_peer": {"median_s": t_loc, "all_s": all_loc},
         "ratio_eodag_over_local": t_syn / t_loc,

@@ -31,7 +31,7 @@ import shapely
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
-from sat2lod.tiling import grid_spec, select_tiles, tile_cores, tiles_feature_collection  # noqa: E402
+from sat2lod.tiling import grid_spec, select_tiles, tile_cores, tiles_feature_collection
 
 SNAKEFILE_HEAD = """
 from snakemake.utils import validate
@@ -110,7 +110,9 @@ def write_inputs(work: Path, n_tiles: int) -> dict:
     t_grid = time.perf_counter() - t
     (work / "results/acquire/demo").mkdir(parents=True)
     (work / "results/tiles/demo").mkdir(parents=True)
-    (work / "results/acquire/demo/scenes.json").write_text(json.dumps({"aoi": "demo", "epsg": 32631, "aoi_bounds": aoi}))
+    (work / "results/acquire/demo/scenes.json").write_text(
+        json.dumps({"aoi": "demo", "epsg": 32631, "aoi_bounds": aoi})
+    )
     (work / "results/tiles/demo/tiles.geojson").write_text(json.dumps(fc))
     now = time.time()
     os.utime(work / "results/acquire/demo/scenes.json", (now - 60, now - 60))  # checkpoint output is newer
@@ -122,10 +124,21 @@ def dry_run(n_tiles: int, variant: str) -> dict:
         work = Path(tmp)
         for d in ("rules", "scripts", "config", "envs"):
             (work / d).symlink_to(REPO / d)
-        (work / "Snakefile").write_text(SNAKEFILE_HEAD + (STEREO_INPUT if variant == "input" else STEREO_PARAMS))
+        (work / "Snakefile").write_text(
+            SNAKEFILE_HEAD + (STEREO_INPUT if variant == "input" else STEREO_PARAMS)
+        )
         res = write_inputs(work, n_tiles)
-        cmd = [sys.executable, "-m", "snakemake", "results/mosaic/demo/dsm.tif", "-n", "--cores", "1",
-               "--rerun-triggers", "mtime"]
+        cmd = [
+            sys.executable,
+            "-m",
+            "snakemake",
+            "results/mosaic/demo/dsm.tif",
+            "-n",
+            "--cores",
+            "1",
+            "--rerun-triggers",
+            "mtime",
+        ]
         ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
         t = time.perf_counter()
         proc = subprocess.run(cmd, cwd=work, capture_output=True, text=True, check=False)
@@ -140,7 +153,7 @@ def dry_run(n_tiles: int, variant: str) -> dict:
         lines = out.splitlines()
         start = next(i for i, ln in enumerate(lines) if ln.startswith("Job stats:"))
         counts = {}
-        for ln in lines[start + 3:]:
+        for ln in lines[start + 3 :]:
             parts = ln.split()
             if len(parts) != 2 or not parts[1].isdigit():
                 break
@@ -164,19 +177,29 @@ def main() -> None:
     for variant in ("input", "params"):
         peer = dry_run(a.peer, variant)
         big = dry_run(a.tiles, variant)
-        runs[variant] = {"peer": peer, "big": big, "ratio_dry_run_time": big["dry_run_s"] / peer["dry_run_s"],
-                         "ratio_dry_run_cpu": big["dry_run_cpu_s"] / peer["dry_run_cpu_s"],
-                         "under_one_minute_wall": big["dry_run_s"] < 60.0,
-                         "under_one_minute_cpu": big["dry_run_cpu_s"] < 60.0}
+        runs[variant] = {
+            "peer": peer,
+            "big": big,
+            "ratio_dry_run_time": big["dry_run_s"] / peer["dry_run_s"],
+            "ratio_dry_run_cpu": big["dry_run_cpu_s"] / peer["dry_run_cpu_s"],
+            "under_one_minute_wall": big["dry_run_s"] < 60.0,
+            "under_one_minute_cpu": big["dry_run_cpu_s"] < 60.0,
+        }
 
     result = {
         "what": "snakemake -n of acquire -> tiles (checkpoint) -> N x stereo_tile -> mosaic_dsm",
         "command": f"python bench/tiling_dryrun.py --tiles {a.tiles} --peer {a.peer}",
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "load_avg_1min_start": load_start,
-                    "load_avg_1min_end": os.getloadavg()[0],
-                    "snakemake": snakemake.__version__},
-        "variants": {"input": "per-tile rule takes tiles.geojson (checkpoint output) as input",
-                     "params": "per-tile rule gets its bounds as params read once from tiles.geojson"},
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "load_avg_1min_start": load_start,
+            "load_avg_1min_end": os.getloadavg()[0],
+            "snakemake": snakemake.__version__,
+        },
+        "variants": {
+            "input": "per-tile rule takes tiles.geojson (checkpoint output) as input",
+            "params": "per-tile rule gets its bounds as params read once from tiles.geojson",
+        },
         "runs": runs,
         "ratio_tiles": a.tiles / a.peer,
     }

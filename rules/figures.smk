@@ -19,7 +19,10 @@ rule figures:
                 k: v
                 for k, v in (
                     truth_files()
-                    or {k: config["qualify"][f"reference_{k[4:]}"] for k in ("ref_dsm", "ref_dtm", "ref_buildings")}
+                    or {
+                        k: config["qualify"][f"reference_{k[4:]}"]
+                        for k in ("ref_dsm", "ref_dtm", "ref_buildings")
+                    }
                 ).items()
                 if v and k != "ref_classes"
             }

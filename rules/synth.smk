@@ -3,20 +3,16 @@
 
 rule synth_city:
     output:
-        views=expand("results/synth/{{aoi}}/view_{i}.tif", i=range(config["source"]["synthetic"]["n_views"])),
+        views=expand(
+            "results/synth/{{aoi}}/view_{i}.tif",
+            i=range(config["source"]["synthetic"]["n_views"]),
+        ),
         dsm="results/synth/{aoi}/truth/dsm.tif",
         dtm="results/synth/{aoi}/truth/dtm.tif",
         ndsm="results/synth/{aoi}/truth/ndsm.tif",
         classes="results/synth/{aoi}/truth/classes.tif",
         buildings="results/synth/{aoi}/truth/buildings.gpkg",
         scene="results/synth/{aoi}/scene.json",
-    params:
-        seed=config["source"]["synthetic"]["seed"],
-        size_m=config["source"]["synthetic"]["size_m"],
-        n_views=config["source"]["synthetic"]["n_views"],
-        gsd_m=config["source"]["synthetic"]["gsd_m"],
-        n_buildings=config["source"]["synthetic"]["n_buildings"],
-        truth_res_m=config["output"]["resolution_m"],
     log:
         "logs/synth_city/{aoi}.log",
     benchmark:
@@ -27,5 +23,12 @@ rule synth_city:
     resources:
         mem_mb=lambda wc, attempt: 3000 * attempt,
         runtime=20,
+    params:
+        seed=config["source"]["synthetic"]["seed"],
+        size_m=config["source"]["synthetic"]["size_m"],
+        n_views=config["source"]["synthetic"]["n_views"],
+        gsd_m=config["source"]["synthetic"]["gsd_m"],
+        n_buildings=config["source"]["synthetic"]["n_buildings"],
+        truth_res_m=config["output"]["resolution_m"],
     script:
         "../scripts/synth_city.py"

@@ -4,7 +4,7 @@ from sat2lod.workflow import setup
 
 setup(snakemake)  # noqa: F821  (injected by Snakemake)
 
-from sat2lod.acquire.pipeline import acquire  # noqa: E402
+from sat2lod.acquire.pipeline import acquire
 
 inp = snakemake.input  # noqa: F821
 truth_keys = ("dsm", "dtm", "ndsm", "classes", "buildings")

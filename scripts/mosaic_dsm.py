@@ -4,7 +4,7 @@ from sat2lod.workflow import setup
 
 setup(snakemake)  # noqa: F821  (injected by Snakemake)
 
-from sat2lod.mosaic import mosaic_dsm_files  # noqa: E402
+from sat2lod.mosaic import mosaic_dsm_files
 
 mosaic_dsm_files(
     dsms=list(snakemake.input.dsms),  # noqa: F821

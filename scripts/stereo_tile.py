@@ -4,7 +4,7 @@ from sat2lod.workflow import setup
 
 setup(snakemake)  # noqa: F821  (injected by Snakemake)
 
-from sat2lod.stereo.pipeline import stereo_tile  # noqa: E402
+from sat2lod.stereo.pipeline import stereo_tile
 
 stereo_tile(
     scenes=snakemake.input.scenes,  # noqa: F821

@@ -6,7 +6,7 @@ from sat2lod.workflow import setup
 
 setup(snakemake)  # noqa: F821 (injected by Snakemake)
 
-from sat2lod.synth import generate_city  # noqa: E402
+from sat2lod.synth import generate_city
 
 p = snakemake.params  # noqa: F821
 generate_city(

@@ -4,7 +4,7 @@ from sat2lod.workflow import setup
 
 setup(snakemake)  # noqa: F821  (injected by Snakemake)
 
-from sat2lod.tiling import make_tiles  # noqa: E402
+from sat2lod.tiling import make_tiles
 
 make_tiles(
     scenes=snakemake.input.scenes,  # noqa: F821

@@ -20,9 +20,16 @@ from sat2lod.rpc import RPCModel, fit_rpc
 R_EARTH = 6_378_137.0
 
 
-def affine_camera_rpc(lon0: float, lat0: float, size_px: int, gsd: float, incidence_deg: float,
-                      azimuth_deg: float, hrange: tuple[float, float] = (0.0, 100.0),
-                      shift_px: tuple[float, float] = (0.0, 0.0)) -> RPCModel:
+def affine_camera_rpc(
+    lon0: float,
+    lat0: float,
+    size_px: int,
+    gsd: float,
+    incidence_deg: float,
+    azimuth_deg: float,
+    hrange: tuple[float, float] = (0.0, 100.0),
+    shift_px: tuple[float, float] = (0.0, 0.0),
+) -> RPCModel:
     """RPC of an affine camera whose image centre sees (lon0, lat0) at height 0 (plus ``shift_px`` = (drow, dcol))."""
     t = math.tan(math.radians(incidence_deg))
     pe, pn = t * math.sin(math.radians(azimuth_deg)), t * math.cos(math.radians(azimuth_deg))
@@ -45,8 +52,14 @@ def write_fake_view(path: Path, rpc: RPCModel, size_px: int, seed: int = 0, tags
     return write_raster(path, img, Affine.identity(), None, rpcs=rpc.to_rasterio() if tags else None)
 
 
-def fake_triplet(out_dir: Path, lon0: float = 2.35, lat0: float = 48.85, size_px: int = 200, gsd: float = 0.5,
-                 hrange: tuple[float, float] = (0.0, 100.0)) -> list[dict]:
+def fake_triplet(
+    out_dir: Path,
+    lon0: float = 2.35,
+    lat0: float = 48.85,
+    size_px: int = 200,
+    gsd: float = 0.5,
+    hrange: tuple[float, float] = (0.0, 100.0),
+) -> list[dict]:
     """Three views of one pass (fore, nadir-ish, aft), B/H ~ 0.2-0.4; returns [{file, incidence_deg, azimuth_deg}]."""
     specs = [(12.0, 0.0), (3.0, 180.0), (10.0, 180.0)]
     views = []
@@ -59,9 +72,21 @@ def fake_triplet(out_dir: Path, lon0: float = 2.35, lat0: float = 48.85, size_px
 
 def write_rpc_txt(path: Path, rpc: RPCModel) -> Path:
     """Write ``rpc`` as an ``_RPC.TXT`` key-value file (``LINE_OFF: ...``, ``LINE_NUM_COEFF_1..20``)."""
-    lines = [f"{k.upper()}: {getattr(rpc, k)!r}" for k in
-             ("line_off", "samp_off", "lat_off", "long_off", "height_off",
-              "line_scale", "samp_scale", "lat_scale", "long_scale", "height_scale")]
+    lines = [
+        f"{k.upper()}: {getattr(rpc, k)!r}"
+        for k in (
+            "line_off",
+            "samp_off",
+            "lat_off",
+            "long_off",
+            "height_off",
+            "line_scale",
+            "samp_scale",
+            "lat_scale",
+            "long_scale",
+            "height_scale",
+        )
+    ]
     for k in ("line_num_coeff", "line_den_coeff", "samp_num_coeff", "samp_den_coeff"):
         lines += [f"{k.upper()}_{i + 1}: {float(c)!r}" for i, c in enumerate(getattr(rpc, k))]
     path.write_text("\n".join(lines) + "\n")

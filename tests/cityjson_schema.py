@@ -15,7 +15,9 @@ def official_schemas():
     tests/data/cityjson-2.0.0 holds the official 2.0.0 schemas (see its SOURCE.md); a newer 2.0.x can be
     used by pointing SAT2LOD_CITYJSON_SCHEMA_DIR at a folder with the same two files.
     """
-    d = Path(os.environ.get("SAT2LOD_CITYJSON_SCHEMA_DIR") or Path(__file__).parent / "data" / "cityjson-2.0.0")
+    d = Path(
+        os.environ.get("SAT2LOD_CITYJSON_SCHEMA_DIR") or Path(__file__).parent / "data" / "cityjson-2.0.0"
+    )
     out = []
     for name in ("cityjson.min.schema.json", "cityjsonfeature.min.schema.json"):
         sch = json.loads((d / name).read_text())
@@ -27,5 +29,7 @@ def official_schemas():
 
 
 def schema_errors(validator, doc):
-    return [f"{'/'.join(map(str, e.absolute_path))}: {e.message[:200]}"
-            for e in validator.iter_errors(json.loads(json.dumps(doc)))]
+    return [
+        f"{'/'.join(map(str, e.absolute_path))}: {e.message[:200]}"
+        for e in validator.iter_errors(json.loads(json.dumps(doc)))
+    ]

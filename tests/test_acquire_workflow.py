@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 import yaml
-from acquire_fakes import fake_triplet
 from pyproj import Transformer
 
+from acquire_fakes import fake_triplet
 from sat2lod.acquire.geometry import utm_epsg
 
 REPO = Path(__file__).resolve().parents[1]
@@ -52,9 +52,23 @@ rule gather:
 def _smk(root: Path, config: dict, *targets: str) -> subprocess.CompletedProcess:
     (root / "Snakefile").write_text(SNAKEFILE)
     (root / "over.yaml").write_text(yaml.safe_dump(config))
-    cmd = [sys.executable, "-m", "snakemake", *targets, "--snakefile", str(root / "Snakefile"), "--directory",
-           str(root), "--cores", "1", "--workflow-profile", "none", "--configfile",
-           str(REPO / "config/config.yaml"), str(root / "over.yaml")]
+    cmd = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        *targets,
+        "--snakefile",
+        str(root / "Snakefile"),
+        "--directory",
+        str(root),
+        "--cores",
+        "1",
+        "--workflow-profile",
+        "none",
+        "--configfile",
+        str(REPO / "config/config.yaml"),
+        str(root / "over.yaml"),
+    ]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=600, check=False)
 
 
@@ -68,8 +82,14 @@ def _fake_synth(root: Path) -> None:
     x, y, h = round(x), round(y), 60.0
     to_ll = Transformer.from_crs(epsg, 4326, always_xy=True)
     lo, hi = to_ll.transform(x - h, y - h), to_ll.transform(x + h, y + h)
-    scene = {"epsg": epsg, "bounds": [x - h, y - h, x + h, y + h], "lonlat_bounds": [*lo, *hi],
-             "height_range": [0.0, 100.0], "seed": 7, "views": [dict(v, datetime=t) for v, t in zip(views, TIMES)]}
+    scene = {
+        "epsg": epsg,
+        "bounds": [x - h, y - h, x + h, y + h],
+        "lonlat_bounds": [*lo, *hi],
+        "height_range": [0.0, 100.0],
+        "seed": 7,
+        "views": [dict(v, datetime=t) for v, t in zip(views, TIMES)],
+    }
     (d / "scene.json").write_text(json.dumps(scene))
     for name in ("dsm.tif", "dtm.tif", "ndsm.tif", "classes.tif", "buildings.gpkg"):
         (d / "truth" / name).write_text("placeholder")
@@ -78,8 +98,10 @@ def _fake_synth(root: Path) -> None:
 @pytest.mark.slow
 def test_synthetic_source_acquire_and_tiles_through_snakemake(tmp_path: Path) -> None:
     _fake_synth(tmp_path)
-    cfg = {"source": {"kind": "synthetic", "providers_file": str(REPO / "config/eodag_providers.yaml")},
-           "tiling": {"tile_size_m": 50.0, "margin_m": 5.0}}
+    cfg = {
+        "source": {"kind": "synthetic", "providers_file": str(REPO / "config/eodag_providers.yaml")},
+        "tiling": {"tile_size_m": 50.0, "margin_m": 5.0},
+    }
     r = _smk(tmp_path, cfg, "results/mosaic/demo/tiles.txt")
     assert r.returncode == 0, r.stderr[-4000:]
     sheet = json.loads((tmp_path / "results/acquire/demo/scenes.json").read_text())
@@ -94,16 +116,23 @@ def test_synthetic_source_acquire_and_tiles_through_snakemake(tmp_path: Path) ->
     assert (tmp_path / "results/mosaic/demo/tiles.txt").read_text().split() == ids
     log = (tmp_path / "logs/acquire/demo.log").read_text()
     assert "STAC server started at http://127.0.0.1:" in log and "stopped" in log
-    assert (tmp_path / "benchmarks/acquire/demo.tsv").is_file() and (tmp_path / "benchmarks/tiles/demo.tsv").is_file()
+    assert (tmp_path / "benchmarks/acquire/demo.tsv").is_file() and (
+        tmp_path / "benchmarks/tiles/demo.tsv"
+    ).is_file()
 
 
 @pytest.mark.slow
 def test_local_source_through_snakemake_and_clear_failure(tmp_path: Path) -> None:
     views = fake_triplet(tmp_path, LON0, LAT0)
-    images = [{"image": str(tmp_path / v["file"]), "rpc": None, "datetime": t, "id": f"img{i}"}
-              for i, (v, t) in enumerate(zip(views, TIMES))]
-    cfg = {"aoi": {"name": "paris"}, "source": {"kind": "local", "local": {"images": images}},
-           "tiling": {"tile_size_m": 40.0, "margin_m": 5.0}}
+    images = [
+        {"image": str(tmp_path / v["file"]), "rpc": None, "datetime": t, "id": f"img{i}"}
+        for i, (v, t) in enumerate(zip(views, TIMES))
+    ]
+    cfg = {
+        "aoi": {"name": "paris"},
+        "source": {"kind": "local", "local": {"images": images}},
+        "tiling": {"tile_size_m": 40.0, "margin_m": 5.0},
+    }
     r = _smk(tmp_path, cfg, "results/tiles/paris/tiles.geojson")
     assert r.returncode == 0, r.stderr[-4000:]
     sheet = json.loads((tmp_path / "results/acquire/paris/scenes.json").read_text())

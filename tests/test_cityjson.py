@@ -23,10 +23,14 @@ from sat2lod.lod.solid import Surface, build_solid, check_solid
 
 
 def _buildings():
-    gable = build_solid([box(0, 0, 10, 2.5), box(0, 2.5, 10, 5)], [(105.0, 0.0, 1.0), (110.0, 0.0, -1.0)], 100.0)
+    gable = build_solid(
+        [box(0, 0, 10, 2.5), box(0, 2.5, 10, 5)], [(105.0, 0.0, 1.0), (110.0, 0.0, -1.0)], 100.0
+    )
     block = build_solid([box(10, 0, 20, 5)], [(108.0, 0.0, 0.0)], 100.0)  # shares a wall with the gable
-    return [CityBuilding("b1", [(s.rings, s.semantic) for s in gable], "2.2", {"roof_type": "gable"}),
-            CityBuilding("b2", [(s.rings, s.semantic) for s in block], "2.2", {"roof_type": "flat"})]
+    return [
+        CityBuilding("b1", [(s.rings, s.semantic) for s in gable], "2.2", {"roof_type": "gable"}),
+        CityBuilding("b2", [(s.rings, s.semantic) for s in block], "2.2", {"roof_type": "flat"}),
+    ]
 
 
 def _solids_from_doc(doc):
@@ -36,8 +40,10 @@ def _solids_from_doc(doc):
     for oid, o in doc["CityObjects"].items():
         g = o["geometry"][0]
         sems = g["semantics"]["surfaces"]
-        out[oid] = [Surface([[tuple(v[i]) for i in ring] for ring in surf], sems[val]["type"])
-                    for surf, val in zip(g["boundaries"][0], g["semantics"]["values"][0])]
+        out[oid] = [
+            Surface([[tuple(v[i]) for i in ring] for ring in surf], sems[val]["type"])
+            for surf, val in zip(g["boundaries"][0], g["semantics"]["values"][0])
+        ]
     return out
 
 
@@ -59,19 +65,25 @@ def test_city_model_is_valid_and_solids_closed(tmp_path):
     assert z.min() == pytest.approx(100.0) and z.max() == pytest.approx(108.0)
 
 
-@pytest.mark.parametrize("mutate,expected", [
-    (lambda d: d.update(version="1.1"), "version"),
-    (lambda d: d["metadata"].update(referenceSystem="EPSG:32631"), "referenceSystem"),
-    (lambda d: d["metadata"].update(verticalDatum="WGS84 ellipsoid"), "metadata members"),
-    (lambda d: d["vertices"].append([0.5, 1, 2]), "vertices"),
-    (lambda d: d["CityObjects"]["b1"].update(type="House"), "CityObject type"),
-    (lambda d: d["CityObjects"]["b1"]["geometry"][0].update(lod=2), "lod"),
-    (lambda d: d["CityObjects"]["b1"]["geometry"][0]["boundaries"][0][0][0].append(10 ** 6), "indices"),
-    (lambda d: d["CityObjects"]["b1"]["geometry"][0]["semantics"]["surfaces"].append({"type": "Roof"}), "semantic"),
-    (lambda d: d["CityObjects"]["b1"]["geometry"][0]["semantics"]["values"][0].pop(), "shape"),
-    (lambda d: d["CityObjects"]["b1"]["geometry"][0].update(boundaries=[[1, 2, 3]]), "depth"),
-    (lambda d: d["CityObjects"]["b1"].update(children=["nope"]), "child"),
-])
+@pytest.mark.parametrize(
+    "mutate,expected",
+    [
+        (lambda d: d.update(version="1.1"), "version"),
+        (lambda d: d["metadata"].update(referenceSystem="EPSG:32631"), "referenceSystem"),
+        (lambda d: d["metadata"].update(verticalDatum="WGS84 ellipsoid"), "metadata members"),
+        (lambda d: d["vertices"].append([0.5, 1, 2]), "vertices"),
+        (lambda d: d["CityObjects"]["b1"].update(type="House"), "CityObject type"),
+        (lambda d: d["CityObjects"]["b1"]["geometry"][0].update(lod=2), "lod"),
+        (lambda d: d["CityObjects"]["b1"]["geometry"][0]["boundaries"][0][0][0].append(10**6), "indices"),
+        (
+            lambda d: d["CityObjects"]["b1"]["geometry"][0]["semantics"]["surfaces"].append({"type": "Roof"}),
+            "semantic",
+        ),
+        (lambda d: d["CityObjects"]["b1"]["geometry"][0]["semantics"]["values"][0].pop(), "shape"),
+        (lambda d: d["CityObjects"]["b1"]["geometry"][0].update(boundaries=[[1, 2, 3]]), "depth"),
+        (lambda d: d["CityObjects"]["b1"].update(children=["nope"]), "child"),
+    ],
+)
 def test_validator_catches_each_error(mutate, expected):
     doc = copy.deepcopy(city_model(_buildings(), 32631, "WGS84 ellipsoid", "test"))
     mutate(doc)
@@ -106,14 +118,19 @@ def test_city_model_against_official_schema(tmp_path):
     assert [schema_errors(feature, f) for f in lines[1:]] == [[], []]
 
 
-@pytest.mark.parametrize("mutate", [
-    lambda d: d["metadata"].update(verticalDatum="WGS84 ellipsoid"),  # what the writer did before 2.0.0 was checked
-    lambda d: d["metadata"].update(referenceSystem="EPSG:32631"),
-    lambda d: d["CityObjects"]["b1"].update(type="House"),
-    lambda d: d["CityObjects"]["b1"]["geometry"][0].update(lod=2),
-    lambda d: d["CityObjects"]["b1"]["geometry"][0]["semantics"]["surfaces"].append({"type": "Roof"}),
-    lambda d: d["transform"].pop("scale"),
-])
+@pytest.mark.parametrize(
+    "mutate",
+    [
+        lambda d: d["metadata"].update(
+            verticalDatum="WGS84 ellipsoid"
+        ),  # what the writer did before 2.0.0 was checked
+        lambda d: d["metadata"].update(referenceSystem="EPSG:32631"),
+        lambda d: d["CityObjects"]["b1"].update(type="House"),
+        lambda d: d["CityObjects"]["b1"]["geometry"][0].update(lod=2),
+        lambda d: d["CityObjects"]["b1"]["geometry"][0]["semantics"]["surfaces"].append({"type": "Roof"}),
+        lambda d: d["transform"].pop("scale"),
+    ],
+)
 def test_official_schema_and_own_validator_reject_the_same_errors(mutate):
     """Each broken document is refused by the official schema and by validate_cityjson alike (the
     writer refuses to write what validate_cityjson rejects, so it must catch what the schema catches)."""

@@ -11,8 +11,11 @@ import yaml
 from sat2lod.config import ConfigError, load_config, load_schema, validate_config
 
 REPO = Path(__file__).resolve().parents[1]
-CONFIGS = sorted(p for p in [*REPO.glob("config/*.yaml"), *REPO.glob("tests/data/*.yaml")]
-                 if p.name != "schema.yaml" and "eodag" not in p.name)
+CONFIGS = sorted(
+    p
+    for p in [*REPO.glob("config/*.yaml"), *REPO.glob("tests/data/*.yaml")]
+    if p.name != "schema.yaml" and "eodag" not in p.name
+)
 
 
 def _walk(schema: dict, path: str = ""):
@@ -65,8 +68,25 @@ def test_snakemake_rejects_a_bad_key(tmp_path):
 
     bad = tmp_path / "bad.yaml"
     bad.write_text("stereo:\n  censsus_window: [5, 7]\n")
-    proc = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--cores", "1", "--configfile", str(bad),
-                           "--directory", str(tmp_path), "-s", str(REPO / "Snakefile")],
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "snakemake",
+            "-n",
+            "--cores",
+            "1",
+            "--configfile",
+            str(bad),
+            "--directory",
+            str(tmp_path),
+            "-s",
+            str(REPO / "Snakefile"),
+        ],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode != 0
     assert "censsus_window" in proc.stdout + proc.stderr

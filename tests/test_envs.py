@@ -63,7 +63,9 @@ def load_env(name: str) -> dict:
     path = ENVS / f"{name}.yaml"
     assert path.is_file(), f"missing conda env {path} (one per step, see docs/ARCHITECTURE.md)"
     env = yaml.safe_load(path.read_text())
-    assert isinstance(env, dict) and isinstance(env.get("dependencies"), list), f"{path}: not a conda env file"
+    assert isinstance(env, dict) and isinstance(env.get("dependencies"), list), (
+        f"{path}: not a conda env file"
+    )
     return env
 
 
@@ -103,7 +105,9 @@ def test_env_is_conda_forge_and_pinned_like_pyproject(step: str) -> None:
         # the version pip installs: pyproject's exact pin, else (pyproject range) the installed version
         want = pyproject_pins().get(name) or installed_version(name)
         assert version == want, f"envs/{step}.yaml pins {name}={version}, pip installs {want} ({reqs[name]})"
-        assert reqs[name].specifier.contains(version), f"envs/{step}.yaml: {name}={version} violates {reqs[name]}"
+        assert reqs[name].specifier.contains(version), (
+            f"envs/{step}.yaml: {name}={version} violates {reqs[name]}"
+        )
     for core in ("numpy", "rasterio"):
         assert core in specs, f"envs/{step}.yaml lacks {core}"
 
@@ -121,18 +125,28 @@ def test_post_deploy_script_installs_this_checkout(tmp_path: Path) -> None:
     with the system packages, pip and setuptools standing in for the env's pinned ones): the package is importable from
     this checkout afterwards; run from elsewhere, it stops with a message naming SAT2LOD_SRC."""
     venv = tmp_path / "env"
-    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", "--without-pip", str(venv)], check=True)
+    subprocess.run(
+        [sys.executable, "-m", "venv", "--system-site-packages", "--without-pip", str(venv)], check=True
+    )
     env = {**os.environ, "PATH": f"{venv / 'bin'}:{os.environ['PATH']}", "VIRTUAL_ENV": str(venv)}
     env.pop("SAT2LOD_SRC", None)
     script = ENVS / "lod.post-deploy.sh"
-    wrong = subprocess.run(["bash", str(script)], cwd=tmp_path, env=env, capture_output=True, text=True,
-                           check=False)
+    wrong = subprocess.run(
+        ["bash", str(script)], cwd=tmp_path, env=env, capture_output=True, text=True, check=False
+    )
     assert wrong.returncode != 0 and "SAT2LOD_SRC" in wrong.stderr
-    ok = subprocess.run(["bash", str(script)], cwd=REPO, env=env, capture_output=True, text=True, timeout=300,
-                        check=False)
+    ok = subprocess.run(
+        ["bash", str(script)], cwd=REPO, env=env, capture_output=True, text=True, timeout=300, check=False
+    )
     assert ok.returncode == 0, ok.stderr
-    where = subprocess.run([str(venv / "bin" / "python"), "-c", "import sat2lod; print(sat2lod.__file__)"],
-                           cwd=tmp_path, env=env, capture_output=True, text=True, check=True).stdout.strip()
+    where = subprocess.run(
+        [str(venv / "bin" / "python"), "-c", "import sat2lod; print(sat2lod.__file__)"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
     assert Path(where).resolve() == (REPO / "src" / "sat2lod" / "__init__.py").resolve()
     # installed into the env itself, not into the system site-packages
     assert list((venv / "lib").glob("python3*/site-packages/*sat2lod*"))

@@ -20,14 +20,23 @@ def test_make_figures_writes_every_figure(tmp_path):
     tr = from_origin(500000.0, 4800100.0, 1.0, 1.0)
     dsm = np.full((60, 60), 150.0, np.float32)
     dsm[10:30, 10:40] = 160.0
-    write_raster(tmp_path / "dsm.tif", dsm, tr, 32631, nodata=float("nan"), tags={"VERTICAL_DATUM": "ellipsoid"})
+    write_raster(
+        tmp_path / "dsm.tif", dsm, tr, 32631, nodata=float("nan"), tags={"VERTICAL_DATUM": "ellipsoid"}
+    )
     write_raster(tmp_path / "ref.tif", dsm + 0.5, tr, 32631, nodata=float("nan"))
     bench = tmp_path / "benchmarks" / "dtm"
     bench.mkdir(parents=True)
     (bench / "demo.tsv").write_text("s\th:m:s\tmax_rss\n12.5\t0:00:12\t100\n")
     pngs = {n: tmp_path / "fig" / f"{n}.png" for n in FIGURES}
-    written = make_figures(tmp_path / "dsm.tif", pngs, tmp_path / "fig" / "figures.pdf", tmp_path / "fig" / "done.txt",
-                           ref_dsm=tmp_path / "ref.tif", benchmarks=tmp_path / "benchmarks", dpi=60)
+    written = make_figures(
+        tmp_path / "dsm.tif",
+        pngs,
+        tmp_path / "fig" / "figures.pdf",
+        tmp_path / "fig" / "done.txt",
+        ref_dsm=tmp_path / "ref.tif",
+        benchmarks=tmp_path / "benchmarks",
+        dpi=60,
+    )
     assert len(written) == len(FIGURES) + 1
     for p in written:
         assert p.exists() and p.stat().st_size > 1000

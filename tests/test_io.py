@@ -14,10 +14,9 @@ from sat2lod.io.raster import RasterReadError, atomic_path, read_raster, write_r
 
 def test_atomic_write_leaves_nothing_on_failure(tmp_path):
     target = tmp_path / "out.txt"
-    with pytest.raises(RuntimeError):
-        with atomic_path(target) as tmp:
-            tmp.write_text("half")
-            raise RuntimeError("job killed")
+    with pytest.raises(RuntimeError), atomic_path(target) as tmp:
+        tmp.write_text("half")
+        raise RuntimeError("job killed")
     assert not target.exists()
     assert list(tmp_path.iterdir()) == []
 
@@ -36,8 +35,15 @@ def test_raster_round_trip_with_datum(tmp_path):
     a[0, 0] = np.nan
     t = from_origin(370000.0, 4830000.0, 0.5, 0.5)
     for cog in (False, True):
-        p = write_raster(tmp_path / f"r{cog}.tif", a, t, 32631, nodata=float("nan"),
-                         tags={"VERTICAL_DATUM": "WGS84 ellipsoid"}, cog=cog)
+        p = write_raster(
+            tmp_path / f"r{cog}.tif",
+            a,
+            t,
+            32631,
+            nodata=float("nan"),
+            tags={"VERTICAL_DATUM": "WGS84 ellipsoid"},
+            cog=cog,
+        )
         r = read_raster(p)
         assert r.crs.to_epsg() == 32631 and r.transform == t and np.isnan(r.nodata)
         assert r.tags["VERTICAL_DATUM"] == "WGS84 ellipsoid"
@@ -61,9 +67,14 @@ def test_codec_and_level_are_lossless_and_recorded(tmp_path):
     a = (np.cumsum(rng.normal(size=(300, 280)), axis=1) + 2300).astype(np.float32)
     a[rng.random(a.shape) < 0.1] = np.nan
     t = from_origin(500000, 4000000, 0.5, 0.5)
-    for name, kw in [("z.tif", {"compress": "zstd", "level": 1}), ("d.tif", {"compress": "deflate", "level": 1}),
-                     ("c.tif", {"compress": "deflate", "level": 9, "cog": True})]:
-        p = write_raster(tmp_path / name, a, t, 32631, nodata=float("nan"), tags={"VERTICAL_DATUM": "x"}, **kw)
+    for name, kw in [
+        ("z.tif", {"compress": "zstd", "level": 1}),
+        ("d.tif", {"compress": "deflate", "level": 1}),
+        ("c.tif", {"compress": "deflate", "level": 9, "cog": True}),
+    ]:
+        p = write_raster(
+            tmp_path / name, a, t, 32631, nodata=float("nan"), tags={"VERTICAL_DATUM": "x"}, **kw
+        )
         back = read_raster(p, masked_to_nan=True).array
         np.testing.assert_array_equal(np.isnan(back), np.isnan(a))
         np.testing.assert_array_equal(back[np.isfinite(back)], a[np.isfinite(a)])

@@ -55,27 +55,39 @@ def s3_endpoint() -> str:
     server.start()
     host, port = server.get_host_and_port()
     url = f"http://{host}:{port}"
-    boto3.client("s3", endpoint_url=url, region_name="us-east-1", aws_access_key_id=KEY_ID,
-                 aws_secret_access_key=SECRET).create_bucket(Bucket=BUCKET)
+    boto3.client(
+        "s3",
+        endpoint_url=url,
+        region_name="us-east-1",
+        aws_access_key_id=KEY_ID,
+        aws_secret_access_key=SECRET,
+    ).create_bucket(Bucket=BUCKET)
     yield url
     server.stop()
 
 
 def s3_client(endpoint: str):
-    return boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id=KEY_ID,
-                        aws_secret_access_key=SECRET)
+    return boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        region_name="us-east-1",
+        aws_access_key_id=KEY_ID,
+        aws_secret_access_key=SECRET,
+    )
 
 
 def profile_env(endpoint: str, prefix: str) -> dict[str, str]:
     """Site variables of profiles/kubernetes + the S3 plugin's credentials, for a subprocess."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "SNAKEMAKE_STORAGE_S3_"))}
-    env.update({
-        "SAT2LOD_IMAGE": IMAGE,
-        "SAT2LOD_S3_PREFIX": f"s3://{BUCKET}/{prefix}",
-        "SNAKEMAKE_STORAGE_S3_ENDPOINT_URL": endpoint,
-        "SNAKEMAKE_STORAGE_S3_ACCESS_KEY": KEY_ID,
-        "SNAKEMAKE_STORAGE_S3_SECRET_KEY": SECRET,
-    })
+    env.update(
+        {
+            "SAT2LOD_IMAGE": IMAGE,
+            "SAT2LOD_S3_PREFIX": f"s3://{BUCKET}/{prefix}",
+            "SNAKEMAKE_STORAGE_S3_ENDPOINT_URL": endpoint,
+            "SNAKEMAKE_STORAGE_S3_ACCESS_KEY": KEY_ID,
+            "SNAKEMAKE_STORAGE_S3_SECRET_KEY": SECRET,
+        }
+    )
     return env
 
 
@@ -184,7 +196,9 @@ class FakeKubernetes:
                     return self._reply(200, {**job, "status": status})
                 if re.fullmatch(r"/api/v1/namespaces/([^/]+)/pods", url.path):
                     # no pod objects: the plugin then decides from the Job status alone
-                    return self._reply(200, {"kind": "PodList", "apiVersion": "v1", "metadata": {}, "items": []})
+                    return self._reply(
+                        200, {"kind": "PodList", "apiVersion": "v1", "metadata": {}, "items": []}
+                    )
                 self._reply(404, {"kind": "Status", "code": 404, "message": f"fake API: no GET {url.path}"})
 
             def do_DELETE(self) -> None:
@@ -212,20 +226,36 @@ class FakeKubernetes:
     def _run(self, name: str, body: dict[str, Any]) -> None:
         container = body["spec"]["template"]["spec"]["containers"][0]
         workdir = Path(tempfile.mkdtemp(prefix=f"{name}-", dir=self.log_dir))  # the pod's emptyDir
-        env = {"PATH": os.environ["PATH"], "HOME": str(workdir), "LANG": "C.UTF-8",
-               **self.image_env, **self._secret_env(container)}
+        env = {
+            "PATH": os.environ["PATH"],
+            "HOME": str(workdir),
+            "LANG": "C.UTF-8",
+            **self.image_env,
+            **self._secret_env(container),
+        }
         with open(self.log_dir / f"{name}.log", "w") as log:
-            rc = subprocess.run(container["command"] + container["args"], cwd=workdir, env=env,
-                                stdout=log, stderr=subprocess.STDOUT, timeout=600, check=False).returncode
+            rc = subprocess.run(
+                container["command"] + container["args"],
+                cwd=workdir,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                timeout=600,
+                check=False,
+            ).returncode
         with self.lock:
             self.status[name] = {"succeeded": 1} if rc == 0 else {"failed": 1}
 
     def kubeconfig(self, path: Path) -> Path:
         cfg = {
-            "apiVersion": "v1", "kind": "Config", "current-context": "fake",
+            "apiVersion": "v1",
+            "kind": "Config",
+            "current-context": "fake",
             "clusters": [{"name": "fake", "cluster": {"server": self.url}}],
             "users": [{"name": "ci", "user": {"token": "fake-token"}}],
-            "contexts": [{"name": "fake", "context": {"cluster": "fake", "user": "ci", "namespace": "default"}}],
+            "contexts": [
+                {"name": "fake", "context": {"cluster": "fake", "user": "ci", "namespace": "default"}}
+            ],
         }
         path.write_text(yaml.safe_dump(cfg))
         return path
@@ -243,7 +273,9 @@ class FakeKubernetes:
 def test_dry_run_against_local_s3(tmp_path: Path, s3_endpoint: str) -> None:
     out = run_snakemake(
         ["-s", str(TINY_SNAKEFILE), "--workflow-profile", "none", "--profile", str(PROFILE), "-n"],
-        cwd=tmp_path, env=profile_env(s3_endpoint, "dryrun"), timeout_s=120,
+        cwd=tmp_path,
+        env=profile_env(s3_endpoint, "dryrun"),
+        timeout_s=120,
     )
     assert re.search(r"part\s+3", out) and re.search(r"gather\s+1", out), out[-3000:]
     # every path resolved to the S3 default storage
@@ -255,8 +287,12 @@ def test_job_specs_and_run_through_kubernetes_api(tmp_path: Path, s3_endpoint: s
     prefix = "k8srun"
     local = tmp_path / "local"
     local.mkdir()
-    run_snakemake(["-s", str(TINY_SNAKEFILE), "--workflow-profile", "none", "--cores", "2"],
-                  cwd=local, env=dict(os.environ), timeout_s=120)
+    run_snakemake(
+        ["-s", str(TINY_SNAKEFILE), "--workflow-profile", "none", "--cores", "2"],
+        cwd=local,
+        env=dict(os.environ),
+        timeout_s=120,
+    )
 
     launch = tmp_path / "launch"
     launch.mkdir()
@@ -271,14 +307,28 @@ def test_job_specs_and_run_through_kubernetes_api(tmp_path: Path, s3_endpoint: s
         # a copy of the tiny workflow as the "repository" (sources are shipped to the pods through S3)
         shutil.copy(TINY_SNAKEFILE, launch / "Snakefile")
         # gather asks for a GPU as the segmentation rules do with segmentation.device: cuda
-        log = run_snakemake(["--workflow-profile", "none", "--profile", str(PROFILE),
-                             "--seconds-between-status-checks", "1", "--set-resources", "gather:gpu=1"],
-                            cwd=launch, env=env, timeout_s=400)
+        log = run_snakemake(
+            [
+                "--workflow-profile",
+                "none",
+                "--profile",
+                str(PROFILE),
+                "--seconds-between-status-checks",
+                "1",
+                "--set-resources",
+                "gather:gpu=1",
+            ],
+            cwd=launch,
+            env=env,
+            timeout_s=400,
+        )
         jobs = dict(k8s.jobs)
         secrets = dict(k8s.secrets)
 
     pod_logs = "\n".join(p.read_text()[-2000:] for p in pods.glob("*.log"))
-    assert len(jobs) == 4, f"expected 3 x part + gather as Kubernetes Jobs, got {list(jobs)}\n{log[-3000:]}\n{pod_logs}"
+    assert len(jobs) == 4, (
+        f"expected 3 x part + gather as Kubernetes Jobs, got {list(jobs)}\n{log[-3000:]}\n{pod_logs}"
+    )
     # ---- the Job spec the plugin submits
     by_rule: dict[str, list[dict[str, Any]]] = {}
     for job in jobs.values():
@@ -293,7 +343,10 @@ def test_job_specs_and_run_through_kubernetes_api(tmp_path: Path, s3_endpoint: s
         assert c["command"] == ["/bin/sh"] and c["args"][0] == "-c"
         assert c["workingDir"] == "/workdir"
         cmd = c["args"][1]
-        assert "--default-storage-provider 's3'" in cmd and f"--default-storage-prefix 's3://{BUCKET}/{prefix}'" in cmd, cmd
+        assert (
+            "--default-storage-provider 's3'" in cmd
+            and f"--default-storage-prefix 's3://{BUCKET}/{prefix}'" in cmd
+        ), cmd
         assert "--deploy-sources s3://" in cmd, "the workflow sources reach the pod through S3"
         rule = re.search(r"--target-jobs '?(\w+):", cmd)[1]
         by_rule.setdefault(rule, []).append(c)

@@ -53,7 +53,9 @@ def test_rotated_rectangle_becomes_four_corners(angle):
 
 @pytest.mark.parametrize("angle", [0.0, 25.0])
 def test_l_shape_keeps_six_right_angles(angle):
-    truth = affinity.rotate(box(1030, 2030, 1070, 2040).union(box(1030, 2030, 1040, 2070)), angle, origin=(1050, 2050))
+    truth = affinity.rotate(
+        box(1030, 2030, 1070, 2040).union(box(1030, 2030, 1040, 2070)), angle, origin=(1050, 2050)
+    )
     traced = _traced(truth)
     reg = regularize_polygon(traced, dominant_orientation([np.asarray(traced.exterior.coords)]))
     assert n_vertices(reg) == 6
@@ -75,7 +77,10 @@ def test_circle_stays_round():
 
 def test_row_houses_share_their_walls():
     angle = 17.0
-    houses = [affinity.rotate(box(1040 + 8 * i, 2040, 1048 + 8 * i, 2052), angle, origin=(1060, 2050)) for i in range(4)]
+    houses = [
+        affinity.rotate(box(1040 + 8 * i, 2040, 1048 + 8 * i, 2052), angle, origin=(1060, 2050))
+        for i in range(4)
+    ]
     mask, ndsm = _raster(houses, heights=[6.0, 9.5, 5.0, 11.0])
     fps = extract_footprints(mask, ndsm, T, FootprintParams(min_height_m=2.0))
     polys = [f.polygon for f in fps]
@@ -102,7 +107,10 @@ def _roof_image(polys, values, noise=0.03, seed=0):
 
 @pytest.mark.parametrize("angle", [0.0, 17.0, 59.0])
 def test_row_houses_of_one_height_are_split_by_roof_colour(angle):
-    houses = [affinity.rotate(box(1040 + 8 * i, 2040, 1048 + 8 * i, 2052), angle, origin=(1060, 2050)) for i in range(4)]
+    houses = [
+        affinity.rotate(box(1040 + 8 * i, 2040, 1048 + 8 * i, 2052), angle, origin=(1060, 2050))
+        for i in range(4)
+    ]
     mask, ndsm = _raster(houses, heights=[8.0] * 4)
     ndsm = ndsm + np.random.default_rng(1).normal(0, 0.3, SHAPE).astype(np.float32) * (mask == 1)
     prm = FootprintParams(min_height_m=2.0)
@@ -123,7 +131,7 @@ def test_gable_ridge_is_not_a_wall():
     """The two faces of a gable differ in brightness (sun), but the nDSM peaks on the line: one building."""
     house = box(1040, 2040, 1052, 2050)  # ridge along x at y = 2045
     mask, _ = _raster([house])
-    rows, cols = np.mgrid[0:SHAPE[0], 0:SHAPE[1]]
+    rows, cols = np.mgrid[0 : SHAPE[0], 0 : SHAPE[1]]
     _, y = T @ (cols + 0.5, rows + 0.5)
     roof = 6.0 + 0.6 * (5.0 - np.abs(y - 2045.0))
     ndsm = np.where(mask == 1, roof, 0.0).astype(np.float32)
@@ -215,15 +223,20 @@ def test_pixels_beside_an_image_wall_stay_on_their_side(angle):
     """A stereo nDSM smears a height step over metres on one side of the wall: a wide band of height-jump
     pixels beside the image-edge cut. Those pixels belong to the building on their side of the cut, not to
     the nearest seed across it (the wall would bend into the lower house)."""
-    houses = [affinity.rotate(box(1040 + 9 * i, 2040, 1049 + 9 * i, 2052), angle, origin=(1058, 2046)) for i in range(2)]
+    houses = [
+        affinity.rotate(box(1040 + 9 * i, 2040, 1049 + 9 * i, 2052), angle, origin=(1058, 2046))
+        for i in range(2)
+    ]
     mask, _ = _raster(houses)
-    rows, cols = np.mgrid[0:SHAPE[0], 0:SHAPE[1]]
+    rows, cols = np.mgrid[0 : SHAPE[0], 0 : SHAPE[1]]
     x, y = T @ (cols + 0.5, rows + 0.5)
     a = math.radians(angle)
     u = (x - 1058) * math.cos(a) + (y - 2046) * math.sin(a) + 9.0  # distance along the row from the wall
     # 6 m roof, 9 m roof; the step ramps over the 3 m of the lower roof next to the wall
     ndsm = np.where(u >= 0, 9.0, 6.0 + 3.0 * np.clip(1 + u / 3.0, 0, 1))
-    ndsm = (np.where(mask == 1, ndsm, 0.0) + np.random.default_rng(2).normal(0, 0.05, SHAPE)).astype(np.float32)
+    ndsm = (np.where(mask == 1, ndsm, 0.0) + np.random.default_rng(2).normal(0, 0.05, SHAPE)).astype(
+        np.float32
+    )
     img = _roof_image(houses, [0.5, 0.3])
     polys = [f.polygon for f in extract_footprints(mask, ndsm, T, FootprintParams(min_height_m=2.0), img)]
     assert len(polys) == 2
@@ -237,7 +250,9 @@ def _stereo_like(mask, ndsm, seed=3):
     +-2 m) + 0.2 m noise."""
     from scipy import ndimage
 
-    out = ndimage.gaussian_filter(ndsm.astype(np.float64), 2.0) + np.random.default_rng(seed).normal(0, 0.2, SHAPE)
+    out = ndimage.gaussian_filter(ndsm.astype(np.float64), 2.0) + np.random.default_rng(seed).normal(
+        0, 0.2, SHAPE
+    )
     return out.astype(np.float32)
 
 
@@ -245,11 +260,16 @@ def _stereo_like(mask, ndsm, seed=3):
 def test_row_houses_of_different_heights_are_split_on_a_smeared_ndsm(angle):
     """A stereo nDSM smears each step between row houses over metres, under the pixel-to-pixel jump test; the
     line-step test (split_line_step_m) finds the walls from the levels on either side, without the ortho."""
-    houses = [affinity.rotate(box(1030 + 8 * i, 2040, 1038 + 8 * i, 2052), angle, origin=(1046, 2046)) for i in range(4)]
+    houses = [
+        affinity.rotate(box(1030 + 8 * i, 2040, 1038 + 8 * i, 2052), angle, origin=(1046, 2046))
+        for i in range(4)
+    ]
     mask, ndsm = _raster(houses, heights=[6.0, 9.5, 6.5, 10.0])
     ndsm = _stereo_like(mask, ndsm)
     prm = FootprintParams(min_height_m=2.0)
-    assert len(extract_footprints(mask, ndsm, T, FootprintParams(min_height_m=2.0, split_line_step_m=0.0))) < 4
+    assert (
+        len(extract_footprints(mask, ndsm, T, FootprintParams(min_height_m=2.0, split_line_step_m=0.0))) < 4
+    )
     polys = [f.polygon for f in extract_footprints(mask, ndsm, T, prm)]
     assert len(polys) == 4
     for h in houses:
@@ -263,11 +283,14 @@ def test_sloped_roofs_are_not_split_by_the_line_step_test(kind):
     building: a shed rising 4 m across 14 m, a gable whose ridge runs across the long axis, a hip."""
     house = box(1040, 2040, 1056, 2050)  # 16 x 10 m
     mask, _ = _raster([house])
-    rows, cols = np.mgrid[0:SHAPE[0], 0:SHAPE[1]]
+    rows, cols = np.mgrid[0 : SHAPE[0], 0 : SHAPE[1]]
     x, y = T @ (cols + 0.5, rows + 0.5)
     s, t = x - 1048.0, y - 2045.0
-    roof = {"shed": 6.0 + 4.0 * (s + 8) / 16, "gable_across": 6.0 + 0.5 * (8 - np.abs(s)),
-            "hip": 6.0 + 0.6 * np.minimum(5 - np.abs(t), 8 - np.abs(s))}[kind]
+    roof = {
+        "shed": 6.0 + 4.0 * (s + 8) / 16,
+        "gable_across": 6.0 + 0.5 * (8 - np.abs(s)),
+        "hip": 6.0 + 0.6 * np.minimum(5 - np.abs(t), 8 - np.abs(s)),
+    }[kind]
     ndsm = _stereo_like(mask, np.where(mask == 1, roof, 0.0))
     fps = extract_footprints(mask, ndsm, T, FootprintParams(min_height_m=2.0))
     assert len(fps) == 1 and iou(fps[0].polygon, house) > 0.9
@@ -289,7 +312,10 @@ def test_buildings_touching_only_at_a_corner_are_all_kept():
 def test_line_steps_keep_exact_walls_exact(angle):
     """On an exact nDSM the line-step walls sit where the profile crosses the mid level (interpolated), so
     they are as sharp as the pixel-jump walls (a wall half a pixel off costs ~0.05 IoU on an 8 m house)."""
-    houses = [affinity.rotate(box(1030 + 8 * i, 2040, 1038 + 8 * i, 2052), angle, origin=(1046, 2046)) for i in range(4)]
+    houses = [
+        affinity.rotate(box(1030 + 8 * i, 2040, 1038 + 8 * i, 2052), angle, origin=(1046, 2046))
+        for i in range(4)
+    ]
     mask, ndsm = _raster(houses, heights=[6.0, 9.5, 6.5, 10.0])
     polys = [f.polygon for f in extract_footprints(mask, ndsm, T, FootprintParams(min_height_m=2.0))]
     assert len(polys) == 4

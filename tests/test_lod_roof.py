@@ -31,8 +31,14 @@ def _roof_points(rt, hl, hw, ang, eave=6.0, ridge=9.5, noise=0.3, seed=0):
     return fp, b, x, y, z
 
 
-CASES = [("flat", 6, 4, 0.3), ("shed", 6, 4, 0.5), ("gable", 7, 4, 0.2), ("gable", 4.5, 6.5, 1.1),
-         ("hip", 7, 4, 1.0), ("pyramid", 6, 6, 0.4)]
+CASES = [
+    ("flat", 6, 4, 0.3),
+    ("shed", 6, 4, 0.5),
+    ("gable", 7, 4, 0.2),
+    ("gable", 4.5, 6.5, 1.1),
+    ("hip", 7, 4, 1.0),
+    ("pyramid", 6, 6, 0.4),
+]
 
 
 @pytest.mark.parametrize("rt,hl,hw,ang", CASES)
@@ -62,7 +68,9 @@ def test_step_walls_and_courtyard_stay_closed():
     chk = check_solid(build_solid([a, b], [(10.0, 0, 0), (14.0, 0, 0)], 1.0))
     assert chk["closed"] and chk["volume_m3"] == pytest.approx(150 * 9 + 150 * 13)
     # crossing planes along the common edge are split where they cross
-    chk = check_solid(build_solid([box(0, 0, 5, 5), box(5, 0, 10, 5)], [(10.0, 0, 0.5), (12.5, 0, -0.5)], 0.0))
+    chk = check_solid(
+        build_solid([box(0, 0, 5, 5), box(5, 0, 10, 5)], [(10.0, 0, 0.5), (12.5, 0, -0.5)], 0.0)
+    )
     assert chk["closed"] and chk["planar"]
 
 
@@ -119,7 +127,13 @@ def _noisy_roof(rt, hl, hw, ang, seed, rms=0.3, sigma_px=1.5):
     fp, b, x, y, _ = _roof_points(rt, hl, hw, ang, noise=0.0)
     noise = _correlated_noise(rms, seed, sigma_px)
     col, row = (~T) @ (x, y)
-    return fp, b, x, y, 100.0 + b.roof_height(x, y) + noise[np.floor(row).astype(int), np.floor(col).astype(int)]
+    return (
+        fp,
+        b,
+        x,
+        y,
+        100.0 + b.roof_height(x, y) + noise[np.floor(row).astype(int), np.floor(col).astype(int)],
+    )
 
 
 def test_noise_correlation_area_known_answers():
@@ -131,8 +145,8 @@ def test_noise_correlation_area_known_answers():
     # Gaussian-smoothed white noise (sigma s px) has a Gaussian correlation of sigma s*sqrt(2): area 4 pi s^2
     corr = _correlated_noise(1.0, 3, sigma_px=1.5)
     rho, area = noise_correlation_area(rr.ravel(), cc.ravel(), corr.ravel())
-    assert rho == pytest.approx(np.exp(-1 / (4 * 1.5 ** 2)), abs=0.03)
-    assert area == pytest.approx(4 * np.pi * 1.5 ** 2, rel=0.3)
+    assert rho == pytest.approx(np.exp(-1 / (4 * 1.5**2)), abs=0.03)
+    assert area == pytest.approx(4 * np.pi * 1.5**2, rel=0.3)
 
 
 @pytest.mark.parametrize("seed", range(10))
@@ -147,8 +161,16 @@ def test_flat_roof_with_correlated_noise_stays_flat(seed):
 
 
 @pytest.mark.parametrize("seed", range(6))
-@pytest.mark.parametrize("rt,hl,hw,ang", [("gable", 6.0, 4.0, 0.3), ("gable", 4.5, 6.0, 1.1), ("shed", 6.0, 4.0, 0.5),
-                                          ("hip", 7.0, 4.5, 1.0), ("pyramid", 6.0, 6.0, 0.4)])
+@pytest.mark.parametrize(
+    "rt,hl,hw,ang",
+    [
+        ("gable", 6.0, 4.0, 0.3),
+        ("gable", 4.5, 6.0, 1.1),
+        ("shed", 6.0, 4.0, 0.5),
+        ("hip", 7.0, 4.5, 1.0),
+        ("pyramid", 6.0, 6.0, 0.4),
+    ],
+)
 def test_pitched_roofs_with_correlated_noise_keep_their_type(rt, hl, hw, ang, seed):
     # 3.5 m rise under correlated 0.5 m noise: the significance test must not flatten it
     fp, b, x, y, z = _noisy_roof(rt, hl, hw, ang, seed, rms=0.5)
@@ -190,10 +212,18 @@ def _flattened_roof(rt, hl, hw, ang, seed, factor=0.5, rms=0.6):
     noise = _correlated_noise(rms, seed, 2.0)
     col, row = (~T) @ (x, y)
     h = b.roof_height(x, y)
-    return fp, b, x, y, 100.0 + b.eave + factor * (h - b.eave) + noise[np.floor(row).astype(int), np.floor(col).astype(int)]
+    return (
+        fp,
+        b,
+        x,
+        y,
+        100.0 + b.eave + factor * (h - b.eave) + noise[np.floor(row).astype(int), np.floor(col).astype(int)],
+    )
 
 
-@pytest.mark.parametrize("rt,hl,hw,ang", [("gable", 5.0, 3.5, 0.0), ("gable", 5.0, 3.5, 1.57), ("hip", 6.0, 4.0, 0.2)])
+@pytest.mark.parametrize(
+    "rt,hl,hw,ang", [("gable", 5.0, 3.5, 0.0), ("gable", 5.0, 3.5, 1.57), ("hip", 6.0, 4.0, 0.2)]
+)
 def test_ortho_face_brightness_types_a_flattened_pitched_roof(rt, hl, hw, ang):
     # the DSM alone calls these flattened roofs flat on most seeds; the lit faces give their layout
     dsm_only = typed = 0
@@ -255,7 +285,9 @@ def _blurred_city(sigma_px, seed=0):
     kinds = ["flat", "gable", "hip", "shed"]
     dsm = np.full(XS.shape, 100.0)
     blds = []
-    for k, (cx, cy) in enumerate((cx, cy) for cx in (15.0, 38.0, 62.0, 85.0) for cy in (15.0, 38.0, 62.0, 85.0)):
+    for k, (cx, cy) in enumerate(
+        (cx, cy) for cx in (15.0, 38.0, 62.0, 85.0) for cy in (15.0, 38.0, 62.0, 85.0)
+    ):
         rt, ang = kinds[k % 4], 0.25 * (k // 4)
         fp = affinity.rotate(box(cx - 6, cy - 4, cx + 6, cy + 4), ang, origin=(cx, cy), use_radians=True)
         b = Building(k, fp, rt, 6.0, 9.5 if rt != "flat" else 6.0, 100.0, (cx, cy, ang, 6.0, 4.0), "detached")
@@ -292,12 +324,16 @@ def test_edge_ramp_models_a_dsm_blurred_across_the_walls():
     sub = calibrate_edge_ramp(roofs, transform=T, max_roofs=8, min_roofs=4)
     assert np.abs(np.subtract(sub, ramp)).max() < 0.05, (sub, ramp)
     plain = [fit_roof(*r[:4], RoofParams(), T) for r in roofs]
-    assert sum(f.roof_type != b.roof_type for (_, b), f in zip(blds, plain)) >= 4  # blurred flat roofs look hipped
+    assert (
+        sum(f.roof_type != b.roof_type for (_, b), f in zip(blds, plain)) >= 4
+    )  # blurred flat roofs look hipped
     blurred = [fit_roof(*r[:4], RoofParams(edge_ramp=ramp), T, ground=100.0) for r in roofs]
     for (fp, b), f in zip(blds, blurred):
         assert f.roof_type == b.roof_type, (b.roof_type, f.scores)
     # the modelled blur gives the roof's own heights back: eaves and ridges nearer the truth than without it
-    err = lambda fits, attr: np.mean([abs(getattr(f, attr) - 100 - getattr(b, attr)) for (_, b), f in zip(blds, fits)])
+    err = lambda fits, attr: np.mean(
+        [abs(getattr(f, attr) - 100 - getattr(b, attr)) for (_, b), f in zip(blds, fits)]
+    )
     assert err(blurred, "eave") < 0.5 * err(plain, "eave")
     assert err(blurred, "ridge") < err(plain, "ridge")
 
@@ -315,13 +351,27 @@ def _row_city(seed=0):
         x = 8.0
         while x < 80:
             w, e = float(rng.uniform(6, 10)), float(rng.uniform(6, 11))
-            blds.append((box(x, y0, x + w, y0 + 11), Building(len(blds), box(x, y0, x + w, y0 + 11), rt, e,
-                                                               e + 3.0 if rt == "gable" else e, 100.0,
-                                                               (x + w / 2, y0 + 5.5, 0.0, w / 2, 5.5), "row")))
+            blds.append(
+                (
+                    box(x, y0, x + w, y0 + 11),
+                    Building(
+                        len(blds),
+                        box(x, y0, x + w, y0 + 11),
+                        rt,
+                        e,
+                        e + 3.0 if rt == "gable" else e,
+                        100.0,
+                        (x + w / 2, y0 + 5.5, 0.0, w / 2, 5.5),
+                        "row",
+                    ),
+                )
+            )
             x += w
     for cx in (15.0, 38.0, 62.0, 85.0):
         fp = box(cx - 5, 70, cx + 5, 80)
-        blds.append((fp, Building(len(blds), fp, "flat", 8.0, 8.0, 100.0, (cx, 75.0, 0.0, 5.0, 5.0), "detached")))
+        blds.append(
+            (fp, Building(len(blds), fp, "flat", 8.0, 8.0, 100.0, (cx, 75.0, 0.0, 5.0, 5.0), "detached"))
+        )
     for fp, b in blds:
         inside = shapely.contains_xy(fp, XS, YS)
         dsm[inside] = 100.0 + b.roof_height(XS[inside], YS[inside])
@@ -350,8 +400,13 @@ def test_edge_ramp_blurs_shared_walls_towards_the_neighbour():
     for name, wl in (("ground", [None] * len(polys)), ("neighbours", walls)):
         roofs = [(fp, x, y, z, 100.0, None, w) for fp, (x, y, z), w in zip(polys, pts, wl)]
         prm = RoofParams(edge_ramp=calibrate_edge_ramp(roofs, transform=T))
-        fits[name] = [fit_roof(fp, x, y, z, prm, T, ground=100.0, walls=w) for fp, (x, y, z), w in zip(polys, pts, wl)]
-    rmse = {k: math.sqrt(np.mean([(f.eave - 100 - b.eave) ** 2 for (_, b), f in zip(blds, v)])) for k, v in fits.items()}
+        fits[name] = [
+            fit_roof(fp, x, y, z, prm, T, ground=100.0, walls=w) for fp, (x, y, z), w in zip(polys, pts, wl)
+        ]
+    rmse = {
+        k: math.sqrt(np.mean([(f.eave - 100 - b.eave) ** 2 for (_, b), f in zip(blds, v)]))
+        for k, v in fits.items()
+    }
     assert all(f.roof_type == b.roof_type for (_, b), f in zip(blds, fits["neighbours"]))
     # measured: eave RMSE 0.23 m with the ground beyond every wall, 0.09 m with the neighbours' levels
     assert rmse["neighbours"] < 0.15 and rmse["neighbours"] < 0.5 * rmse["ground"], rmse
@@ -393,7 +448,11 @@ def test_butterfly_roof_is_two_planes(seed):
     inside = shapely.contains_xy(fp.buffer(-0.6), XS, YS)
     x, y = XS[inside], YS[inside]
     col, row = (~T) @ (x, y)
-    z = 106 + 0.7 * np.abs(y - 50) + _correlated_noise(0.3, seed, 1.0)[np.floor(row).astype(int), np.floor(col).astype(int)]
+    z = (
+        106
+        + 0.7 * np.abs(y - 50)
+        + _correlated_noise(0.3, seed, 1.0)[np.floor(row).astype(int), np.floor(col).astype(int)]
+    )
     fit = fit_roof(fp, x, y, z, RoofParams(corr_area_px=4 * np.pi, noise_m=0.3), transform=T)
     assert fit.roof_type == "multiplane" and fit.rmse < 0.5, fit.scores
     assert abs(fit.eave - 106.0) < 0.75 and abs(fit.ridge - 109.5) < 0.75  # 2.5 x the noise
@@ -410,6 +469,6 @@ def test_local_slopes_of_a_plane_with_holes():
     assert np.isfinite(gx).all()
     assert np.allclose(gx, 0.3) and np.allclose(gy, -0.5)
     n = _unit_normals(np.array([0.0, 1.0]), np.array([0.0, 0.0]))  # flat and 45 degrees towards -x
-    assert np.allclose(n, [[0, 0, 1], [-(0.5 ** 0.5), 0, 0.5 ** 0.5]]) and n[0] @ n[1] == pytest.approx(0.5 ** 0.5)
+    assert np.allclose(n, [[0, 0, 1], [-(0.5**0.5), 0, 0.5**0.5]]) and n[0] @ n[1] == pytest.approx(0.5**0.5)
     lone_row, lone_col = np.array([0, 20]), np.array([0, 20])  # too few points in the window: no slope
     assert np.isnan(_local_slopes(lone_row, lone_col, np.zeros(2), rr.shape, T, 3)[0]).all()

@@ -34,12 +34,16 @@ def _scene(root: Path) -> None:
     blds = []
     for i, (e, r) in enumerate([(6.0, 9.0), (9.0, 12.5), (5.0, 8.0)]):
         fp = box(x0 + 10 + 8 * i, y0 + 60, x0 + 18 + 8 * i, y0 + 72)
-        blds.append(Building(i + 1, fp, "gable", e, r, 150.0, (fp.centroid.x, fp.centroid.y, 0.0, 4.0, 6.0), "row"))
+        blds.append(
+            Building(i + 1, fp, "gable", e, r, 150.0, (fp.centroid.x, fp.centroid.y, 0.0, 4.0, 6.0), "row")
+        )
     hip = affinity.rotate(box(x0 + 55, y0 + 60, x0 + 69, y0 + 68), 20, origin="centroid")
     c = hip.centroid
     blds.append(Building(4, hip, "hip", 5.0, 8.5, 150.0, (c.x, c.y, np.radians(20), 7.0, 4.0), "detached"))
     ell = box(x0 + 20, y0 + 15, x0 + 60, y0 + 25).union(box(x0 + 20, y0 + 15, x0 + 30, y0 + 45))
-    blds.append(Building(5, ell, "flat", 12.0, 12.0, 150.0, (ell.centroid.x, ell.centroid.y, 0.0, 20, 15), "complex"))
+    blds.append(
+        Building(5, ell, "flat", 12.0, 12.0, 150.0, (ell.centroid.x, ell.centroid.y, 0.0, 20, 15), "complex")
+    )
     dsm = ground.copy()
     classes = np.zeros(dsm.shape, np.uint8)
     for b in blds:
@@ -51,36 +55,66 @@ def _scene(root: Path) -> None:
     # per building (rule lod2 reads roof faces from it, rule lod0 splits touching roofs along its edges)
     gy, gx = np.gradient(dsm, res)
     az, el = np.radians(145.0), np.radians(60.0)
-    cosi = np.clip((-gx * np.cos(el) * np.sin(az) + gy * np.cos(el) * np.cos(az) + np.sin(el))
-                   / np.sqrt(gx * gx + gy * gy + 1), 0, 1)
+    cosi = np.clip(
+        (-gx * np.cos(el) * np.sin(az) + gy * np.cos(el) * np.cos(az) + np.sin(el))
+        / np.sqrt(gx * gx + gy * gy + 1),
+        0,
+        1,
+    )
     albedo = np.full(dsm.shape, 0.3)
     for b in blds:
         albedo[shapely.contains_xy(b.footprint, xs, ys)] = 0.2 + 0.07 * b.id
     ortho = albedo * (0.25 + 0.75 * cosi)
     tags = {"VERTICAL_DATUM": "WGS84 ellipsoid"}
     f32 = np.float32
-    for path, arr in (("results/mosaic/demo/dsm.tif", noisy), ("results/terrain/demo/dtm.tif", ground),
-                      ("results/terrain/demo/ndsm.tif", noisy - ground), ("results/synth/demo/truth/dsm.tif", dsm),
-                      ("results/synth/demo/truth/dtm.tif", ground), ("results/ortho/demo/ortho.tif", ortho)):
+    for path, arr in (
+        ("results/mosaic/demo/dsm.tif", noisy),
+        ("results/terrain/demo/dtm.tif", ground),
+        ("results/terrain/demo/ndsm.tif", noisy - ground),
+        ("results/synth/demo/truth/dsm.tif", dsm),
+        ("results/synth/demo/truth/dtm.tif", ground),
+        ("results/ortho/demo/ortho.tif", ortho),
+    ):
         write_raster(root / path, arr.astype(f32), tr, 32631, nodata=float("nan"), tags=tags)
     write_raster(root / "results/segment/demo/building_mask.tif", classes, tr, 32631, nodata=255)
     write_raster(root / "results/synth/demo/truth/classes.tif", classes, tr, 32631, nodata=255)
-    gdf = gpd.GeoDataFrame({"id": [b.id for b in blds], "height": [b.ridge for b in blds],
-                            "eave_height": [b.eave for b in blds], "ridge_height": [b.ridge for b in blds],
-                            "roof_type": [b.roof_type for b in blds], "ground_height": [b.ground for b in blds]},
-                           geometry=[b.footprint for b in blds], crs=32631)
+    gdf = gpd.GeoDataFrame(
+        {
+            "id": [b.id for b in blds],
+            "height": [b.ridge for b in blds],
+            "eave_height": [b.eave for b in blds],
+            "ridge_height": [b.ridge for b in blds],
+            "roof_type": [b.roof_type for b in blds],
+            "ground_height": [b.ground for b in blds],
+        },
+        geometry=[b.footprint for b in blds],
+        crs=32631,
+    )
     write_vector(root / "results/synth/demo/truth/buildings.gpkg", gdf, layer="buildings")
     (root / "benchmarks/dtm").mkdir(parents=True)
     (root / "benchmarks/dtm/demo.tsv").write_text("s\th:m:s\n3.0\t0:00:03\n")
     (root / "Snakefile").write_text(
         f'configfile: "{REPO}/config/config.yaml"\n\n\n'
         f'include: "{REPO}/rules/common.smk"\ninclude: "{REPO}/rules/lod.smk"\n'
-        f'include: "{REPO}/rules/qualify.smk"\ninclude: "{REPO}/rules/figures.smk"\n')
+        f'include: "{REPO}/rules/qualify.smk"\ninclude: "{REPO}/rules/figures.smk"\n'
+    )
 
 
 def _smk(root: Path, *args: str) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(root / "Snakefile"), "--directory", str(root),
-           "--cores", "1", "--workflow-profile", "none", *args]
+    cmd = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "--snakefile",
+        str(root / "Snakefile"),
+        "--directory",
+        str(root),
+        "--cores",
+        "1",
+        "--workflow-profile",
+        "none",
+        *args,
+    ]
     return subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=600)
 
 
@@ -96,7 +130,9 @@ def test_lod_qualify_figures_rules_and_report(tmp_path):
         doc = json.loads((tmp_path / f"results/{lod}/demo/city.json").read_text())
         assert validate_cityjson(doc) == [] and len(doc["CityObjects"]) == 5
         assert "WGS84 ellipsoid" in doc["metadata"]["title"]
-        assert all(o["attributes"]["height_reference"] == "WGS84 ellipsoid" for o in doc["CityObjects"].values())
+        assert all(
+            o["attributes"]["height_reference"] == "WGS84 ellipsoid" for o in doc["CityObjects"].values()
+        )
         assert schema_errors(official[0], doc) == []
         seq = [json.loads(x) for x in (tmp_path / f"results/{lod}/demo/city.jsonl").read_text().splitlines()]
         assert schema_errors(official[0], seq[0]) == [] and len(seq) == 6

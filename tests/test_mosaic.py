@@ -17,7 +17,9 @@ from sat2lod.mosaic import blend_tiles, feather_weights, mosaic_dsm_files
 RES = 0.5
 
 
-def _tile(core: list[float], margin: float, value: float) -> tuple[np.ndarray, Affine, list[float], list[float]]:
+def _tile(
+    core: list[float], margin: float, value: float
+) -> tuple[np.ndarray, Affine, list[float], list[float]]:
     bounds = [core[0] - margin, core[1] - margin, core[2] + margin, core[3] + margin]
     cols = int(round((bounds[2] - bounds[0]) / RES))
     rows = int(round((bounds[3] - bounds[1]) / RES))
@@ -54,18 +56,27 @@ def test_blend_is_continuous_and_covers_cores() -> None:
 
 
 def test_mosaic_rule_function_writes_cog_with_datum(tmp_path: Path) -> None:
-    tiles = {"type": "FeatureCollection",
-             "crs": {"type": "name", "properties": {"name": "urn:ogc:def:crs:EPSG::32631"}}, "features": []}
+    tiles = {
+        "type": "FeatureCollection",
+        "crs": {"type": "name", "properties": {"name": "urn:ogc:def:crs:EPSG::32631"}},
+        "features": [],
+    }
     paths = []
-    for i, (core, v) in enumerate([([600000, 5000000, 600150, 5000150], 100.0),
-                                   ([600150, 5000000, 600300, 5000150], 101.0)]):
+    for i, (core, v) in enumerate(
+        [([600000, 5000000, 600150, 5000150], 100.0), ([600150, 5000000, 600300, 5000150], 101.0)]
+    ):
         dsm, t, core, bounds = _tile([float(c) for c in core], 10.0, v)
         tid = f"t0000_{i:04d}"
         p = tmp_path / tid / "dsm.tif"
         write_raster(p, dsm, t, 32631, nodata=float("nan"), tags={"VERTICAL_DATUM": sat2lod.ELLIPSOID_DATUM})
         paths.append(p)
-        tiles["features"].append({"type": "Feature", "geometry": None,
-                                  "properties": {"tile": tid, "row": 0, "col": i, "core": core, "bounds": bounds}})
+        tiles["features"].append(
+            {
+                "type": "Feature",
+                "geometry": None,
+                "properties": {"tile": tid, "row": 0, "col": i, "core": core, "bounds": bounds},
+            }
+        )
     (tmp_path / "tiles.geojson").write_text(json.dumps(tiles))
     out = tmp_path / "mosaic" / "dsm.tif"
     mosaic_dsm_files(paths, tmp_path / "tiles.geojson", out, RES)

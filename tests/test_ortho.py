@@ -38,14 +38,22 @@ def affine_camera(shift_x_per_m: float, shift_y_per_m: float, gain: float = 1.0)
     Returns the fitted RPC and the exact camera function (x, y, h) -> (row, col).
     """
     to_ll = Transformer.from_crs(EPSG, 4326, always_xy=True)
-    x, y, h = np.meshgrid(np.linspace(X0 - 20, X0 + 120, 15), np.linspace(Y0 - 120, Y0 + 20, 15),
-                          np.linspace(0.0, 60.0, 7), indexing="ij")
+    x, y, h = np.meshgrid(
+        np.linspace(X0 - 20, X0 + 120, 15),
+        np.linspace(Y0 - 120, Y0 + 20, 15),
+        np.linspace(0.0, 60.0, 7),
+        indexing="ij",
+    )
     x, y, h = x.ravel(), y.ravel(), h.ravel()
     col = (x - X0 - shift_x_per_m * h) / GSD - 0.5
     row = (Y0 - y + shift_y_per_m * h) / GSD - 0.5
     lon, lat = to_ll.transform(x, y)
-    return fit_rpc(lon, lat, h, row, col), (lambda xx, yy, hh: ((Y0 - yy + shift_y_per_m * hh) / GSD - 0.5,
-                                                             (xx - X0 - shift_x_per_m * hh) / GSD - 0.5))
+    return fit_rpc(lon, lat, h, row, col), (
+        lambda xx, yy, hh: (
+            (Y0 - yy + shift_y_per_m * hh) / GSD - 0.5,
+            (xx - X0 - shift_x_per_m * hh) / GSD - 0.5,
+        )
+    )
 
 
 def lowpass(a: np.ndarray) -> np.ndarray:
@@ -88,25 +96,29 @@ def test_occlusion_kernel_matches_reference_and_geometry():
     occ = _occlusion(dsm.astype(np.float64), drow, dcol, 20.0, 0.5)
     ref = occlusion_reference(dsm.astype(np.float64), drow, dcol, 20.0, 0.5)
     np.testing.assert_array_equal(occ, ref)
-    assert occ[60, 70:84].all()             # 7 m of the 8 m shadow (ray marching in half pixels)
+    assert occ[60, 70:84].all()  # 7 m of the 8 m shadow (ray marching in half pixels)
     assert not occ[60, 88:].any() and not occ[60, :50].any()
-    assert not occ[40:80, 50:70].any()      # the roof itself is seen
+    assert not occ[40:80, 50:70].any()  # the roof itself is seen
     assert not occ[5, 5]
     rng = np.random.default_rng(1)
     rough = ndimage.gaussian_filter(rng.normal(0, 8, (60, 70)), 1.5).astype(np.float64)
-    np.testing.assert_array_equal(_occlusion(rough, 0.7, 1.3, float(rough.max()), 0.3),
-                                  occlusion_reference(rough, 0.7, 1.3, float(rough.max()), 0.3))
+    np.testing.assert_array_equal(
+        _occlusion(rough, 0.7, 1.3, float(rough.max()), 0.3),
+        occlusion_reference(rough, 0.7, 1.3, float(rough.max()), 0.3),
+    )
 
 
 def test_hidden_cells_take_the_other_view():
     dsm = box_scene()
     tr = from_origin(X0, Y0, RES, RES)
-    west, _ = affine_camera(-0.4, 0.0)   # line of sight climbs towards -x: hides cells east of the box
-    east, _ = affine_camera(0.5, 0.0)    # hides cells west of the box; more oblique -> lower priority
+    west, _ = affine_camera(-0.4, 0.0)  # line of sight climbs towards -x: hides cells east of the box
+    east, _ = affine_camera(0.5, 0.0)  # hides cells west of the box; more oblique -> lower priority
     img_w, img_e = texture((300, 300), 1), texture((300, 300), 2) * 2.0 + 10.0  # another gain
-    ortho, source, info = true_ortho(dsm, tr, EPSG, [OrthoView(img_e, east, "east"), OrthoView(img_w, west, "west")])
-    assert (source[60, 72:82] == 0).all()          # east of the box: hidden from 'west', taken from 'east'
-    assert (source[60, 20:40] == 1).all()          # elsewhere: the more nadir view
+    ortho, source, info = true_ortho(
+        dsm, tr, EPSG, [OrthoView(img_e, east, "east"), OrthoView(img_w, west, "west")]
+    )
+    assert (source[60, 72:82] == 0).all()  # east of the box: hidden from 'west', taken from 'east'
+    assert (source[60, 20:40] == 1).all()  # elsewhere: the more nadir view
     assert info["views"][1]["occluded_fraction"] > 0.005
     # radiometric matching put 'east' on the scale of 'west': no jump at the seam
     seam = np.abs(np.diff(ortho[60, 80:86])).max()
@@ -124,8 +136,11 @@ def test_pansharpen_keeps_low_pass_and_registers():
     assert shift == pytest.approx((-2.0, 3.0), abs=0.1)
     inner = (slice(8, -8), slice(8, -8))
     # high frequencies come from PAN, the band means stay
-    np.testing.assert_allclose(sharp[(slice(None),) + inner].mean(axis=(1, 2)),
-                               (ms[(slice(None),) + inner]).mean(axis=(1, 2)), rtol=0.02)
+    np.testing.assert_allclose(
+        sharp[(slice(None),) + inner].mean(axis=(1, 2)),
+        (ms[(slice(None),) + inner]).mean(axis=(1, 2)),
+        rtol=0.02,
+    )
     hp = (sharp[1] - lowpass(sharp[1]))[inner]
     assert np.corrcoef(hp.ravel(), (pan - low)[inner].ravel())[0, 1] > 0.9
 
@@ -168,16 +183,25 @@ def test_ortho_rule_entry(tmp_path):
     write_raster(tmp_path / "view_0.tif", img, from_origin(0, 0, 1, 1), None, rpcs=rpc.to_rasterio())
     dsm = box_scene()
     dsm[0:3, 0:3] = np.nan
-    write_raster(tmp_path / "dsm.tif", dsm, from_origin(X0 + 5.0, Y0 - 5.0, RES, RES), EPSG, nodata=float("nan"),
-                 tags={"VERTICAL_DATUM": sat2lod.ELLIPSOID_DATUM})
-    write_json(tmp_path / "scenes.json", {"views": [{"id": "v0", "image": str(tmp_path / "view_0.tif"), "rpc": None}]})
+    write_raster(
+        tmp_path / "dsm.tif",
+        dsm,
+        from_origin(X0 + 5.0, Y0 - 5.0, RES, RES),
+        EPSG,
+        nodata=float("nan"),
+        tags={"VERTICAL_DATUM": sat2lod.ELLIPSOID_DATUM},
+    )
+    write_json(
+        tmp_path / "scenes.json",
+        {"views": [{"id": "v0", "image": str(tmp_path / "view_0.tif"), "rpc": None}]},
+    )
     info = ortho_from_files(tmp_path / "dsm.tif", tmp_path / "scenes.json", tmp_path / "ortho.tif")
     with rasterio.open(tmp_path / "ortho.tif") as ds:
         assert ds.crs.to_epsg() == EPSG and ds.dtypes[0] == "float32" and np.isnan(ds.nodata)
         assert ds.tags()["SAT2LOD_PRODUCT"] == "ortho"
         a = ds.read(1)
     assert np.isfinite(a[0:3, 0:3]).all()  # DSM holes filled for the projection
-    assert info["masked_fraction"] > 0     # the box hides some ground from the single view
+    assert info["masked_fraction"] > 0  # the box hides some ground from the single view
     write_json(tmp_path / "bad.json", {"views": []})
     with pytest.raises(ValueError, match="no views"):
         ortho_from_files(tmp_path / "dsm.tif", tmp_path / "bad.json", tmp_path / "o2.tif")

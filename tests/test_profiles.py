@@ -58,7 +58,10 @@ def test_slurm_profile_site_values_are_placeholders() -> None:
     # without slurmdbd, sacct auto-detection loses jobs: the status command must be explicit
     assert cfg["slurm-status-command"] == "squeue"
     res = cfg["default-resources"]
-    assert res["slurm_partition"] == "$SAT2LOD_SLURM_PARTITION" and res["slurm_account"] == "$SAT2LOD_SLURM_ACCOUNT"
+    assert (
+        res["slurm_partition"] == "$SAT2LOD_SLURM_PARTITION"
+        and res["slurm_account"] == "$SAT2LOD_SLURM_ACCOUNT"
+    )
     assert {"mem_mb", "runtime"} <= set(res)
     text = "\n".join(lines)
     assert "SAT2LOD_SLURM_PARTITION" in text.split("executor:")[0], "document the site variables at the top"
@@ -67,5 +70,7 @@ def test_slurm_profile_site_values_are_placeholders() -> None:
 def test_kubernetes_profile_uses_s3_and_an_image() -> None:
     _, cfg = profile("kubernetes")
     assert cfg["executor"] == "kubernetes" and cfg["default-storage-provider"] == "s3"
-    assert cfg["container-image"] == "$SAT2LOD_IMAGE" and cfg["default-storage-prefix"] == "$SAT2LOD_S3_PREFIX"
+    assert (
+        cfg["container-image"] == "$SAT2LOD_IMAGE" and cfg["default-storage-prefix"] == "$SAT2LOD_S3_PREFIX"
+    )
     assert {"mem_mb", "disk_mb", "runtime"} <= set(cfg["default-resources"])

@@ -71,7 +71,9 @@ def test_reader_and_projection_match_gdal(name: str) -> None:
     assert np.all(np.abs(lon - m.long_off) <= 1.2 * abs(m.long_scale))
 
 
-@pytest.mark.parametrize("name", ["shareloc_wv3_20.NTF", "shareloc_PHR1B_P_201709281038393_SEN_PRG_FC_178609-001.tif"])
+@pytest.mark.parametrize(
+    "name", ["shareloc_wv3_20.NTF", "shareloc_PHR1B_P_201709281038393_SEN_PRG_FC_178609-001.tif"]
+)
 def test_embedded_rpc_tags(name: str) -> None:
     m = read_rpc(shared_file("rpc_samples", name))
     lon, lat, h = _ground_samples(m, seed=3)
@@ -100,10 +102,13 @@ def test_ventoux_dimap_is_one_based() -> None:
     assert xml.samp_off == pytest.approx(geom.samp_off) and xml.line_off == pytest.approx(geom.line_off)
 
 
-@pytest.mark.parametrize("pair,images", [
-    ("cnes_pleiades_ventoux_pair", ("left_image", "right_image")),
-    ("cnes_pleiades_gizeh_pair", ("img1", "img2")),
-])
+@pytest.mark.parametrize(
+    "pair,images",
+    [
+        ("cnes_pleiades_ventoux_pair", ("left_image", "right_image")),
+        ("cnes_pleiades_gizeh_pair", ("img1", "img2")),
+    ],
+)
 def test_cnes_crop_convention_and_localize_match_gdal(pair: str, images: tuple[str, str]) -> None:
     for stem in images:
         image = shared_file(pair, f"{stem}.tif")
@@ -154,7 +159,7 @@ def test_shapes_are_broadcast() -> None:
     m = read_rpc_file(shared_file("rpc_samples", "rpcm_rpc_IKONOS.txt"))
     r, c = m.project(np.full((3, 4), m.long_off), np.full((3, 4), m.lat_off), 0.0)
     assert r.shape == (3, 4) and c.shape == (3, 4)
-    lon, lat = m.localize(r, c, np.zeros((3, 4)))
+    lon, _lat = m.localize(r, c, np.zeros((3, 4)))
     assert lon.shape == (3, 4)
 
 

@@ -30,7 +30,6 @@ from sat2lod.segment.train import (
 )
 from sat2lod.segment.unet import UNet
 
-
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
@@ -43,9 +42,9 @@ def fake_scene(seed: int, n: int = 96):
     for _ in range(4):
         r, c = rng.integers(0, n - 24, 2)
         h, w = rng.integers(8, 24, 2)
-        ortho[r:r + h, c:c + w] = rng.uniform(800, 1000)
-        ndsm[r:r + h, c:c + w] = rng.uniform(3, 12)
-        y[r:r + h, c:c + w] = 1
+        ortho[r : r + h, c : c + w] = rng.uniform(800, 1000)
+        ndsm[r : r + h, c : c + w] = rng.uniform(3, 12)
+        y[r : r + h, c : c + w] = 1
     for _ in range(3):
         r, c = rng.integers(5, n - 5, 2)
         rr, cc = np.ogrid[:n, :n]
@@ -56,9 +55,12 @@ def fake_scene(seed: int, n: int = 96):
 
 
 def test_tiny_unet_trains_and_loss_decreases():
-    samples = [Sample(make_input(o, n), y, f"s{k}") for k, (o, n, y) in enumerate(fake_scene(k) for k in range(3))]
-    params = TrainParams(steps=60, batch_size=4, patch_px=64, lr=1e-2, base_channels=8, depth=2, seed=1,
-                         ndsm_dropout=0.0)
+    samples = [
+        Sample(make_input(o, n), y, f"s{k}") for k, (o, n, y) in enumerate(fake_scene(k) for k in range(3))
+    ]
+    params = TrainParams(
+        steps=60, batch_size=4, patch_px=64, lr=1e-2, base_channels=8, depth=2, seed=1, ndsm_dropout=0.0
+    )
     model, metrics = train_model(samples, params, val=[samples[0]])
     losses = [h["loss"] for h in metrics["history"]]
     assert len(losses) == 6 and losses[-1] < 0.7 * losses[0], losses
@@ -81,7 +83,9 @@ def test_fatten_spreads_raised_cells_one_way_only():
     south = fatten(n, 1, np.pi / 2)
     assert (south[3:7, 3:6] == 5).all() and south.sum() == 5 * 12
     diag = fatten(n, 2, np.pi / 4)
-    assert diag[6, 6] == 5 and diag[7, 7] == 0 and diag[2, 2] == 0 and (diag >= n).all()  # 2 cells: (1, 1) diagonally
+    assert (
+        diag[6, 6] == 5 and diag[7, 7] == 0 and diag[2, 2] == 0 and (diag >= n).all()
+    )  # 2 cells: (1, 1) diagonally
 
 
 def test_tiled_inference_equals_untiled_away_from_borders():
@@ -102,8 +106,11 @@ def test_tiled_inference_equals_untiled_away_from_borders():
 
 def test_label_rasterizer_reprojects_footprints(tmp_path):
     tr = from_origin(500000.0, 4800000.0, 0.5, 0.5)
-    gdf = gpd.GeoDataFrame({"id": [1, 2]}, geometry=[box(500010, 4799980, 500020, 4799990),
-                                                     box(500030, 4799960, 500034, 4799965)], crs=32631)
+    gdf = gpd.GeoDataFrame(
+        {"id": [1, 2]},
+        geometry=[box(500010, 4799980, 500020, 4799990), box(500030, 4799960, 500034, 4799965)],
+        crs=32631,
+    )
     m = rasterize_footprints(gdf, tr, (100, 100), 32631)
     assert m.dtype == np.uint8 and m.sum() == 20 * 20 + 8 * 10
     # the same footprints in WGS84 (GeoJSON) land on the same cells (up to edge cells)
@@ -118,13 +125,13 @@ def test_label_rasterizer_reprojects_footprints(tmp_path):
 
 def test_ndsm_threshold_separates_roofs_from_trees():
     n = np.zeros((80, 80), np.float32)
-    n[10:40, 10:40] = 8.0                                   # flat roof
+    n[10:40, 10:40] = 8.0  # flat roof
     rng = np.random.default_rng(0)
     rr, cc = np.mgrid[0:80, 0:80]
     # isolated tree crowns (domes 2-3 m in radius; a closed canopy would look like a roof to this method)
     for r, c in [(52, 52), (52, 64), (64, 52), (64, 66), (74, 58), (74, 72)]:
         rad = rng.uniform(4, 6)
-        dome = rng.uniform(5, 9) * np.sqrt(np.clip(1 - ((rr - r) ** 2 + (cc - c) ** 2) / rad ** 2, 0, 1))
+        dome = rng.uniform(5, 9) * np.sqrt(np.clip(1 - ((rr - r) ** 2 + (cc - c) ** 2) / rad**2, 0, 1))
         n = np.maximum(n, dome.astype(np.float32))
     p = ndsm_threshold_probability(n, 0.5)
     m = probability_to_mask(p, 0.5, 0.5, 10.0)
@@ -137,9 +144,9 @@ def test_instance_f1():
     truth[20:30, 20:30] = 2
     truth[40:45, 40:45] = 3
     pred = np.zeros((50, 50), np.uint8)
-    pred[5:15, 6:15] = 1       # IoU 0.9 with 1
-    pred[20:30, 26:30] = 1     # IoU 0.4 with 2: not a match
-    pred[0:3, 40:43] = 1       # false positive
+    pred[5:15, 6:15] = 1  # IoU 0.9 with 1
+    pred[20:30, 26:30] = 1  # IoU 0.4 with 2: not a match
+    pred[0:3, 40:43] = 1  # false positive
     r = instance_f1(pred, truth)
     assert (r["tp"], r["n_pred"], r["n_truth"]) == (1, 3, 3)
     assert r["f1"] == pytest.approx(2 / 6)
@@ -153,17 +160,29 @@ def test_segment_rule_entry_unet_and_fallback(tmp_path):
     n[:4, :4] = np.nan
     write_raster(tmp_path / "ortho.tif", o, tr, 32631, nodata=float("nan"))
     write_raster(tmp_path / "ndsm.tif", n, tr, 32631, nodata=float("nan"))
-    params = TrainParams(steps=60, batch_size=4, patch_px=64, lr=1e-2, base_channels=8, depth=2, seed=0,
-                         ndsm_dropout=0.0)
+    params = TrainParams(
+        steps=60, batch_size=4, patch_px=64, lr=1e-2, base_channels=8, depth=2, seed=0, ndsm_dropout=0.0
+    )
     samples = [Sample(make_input(*fake_scene(k)[:2]), fake_scene(k)[2]) for k in range(2)]
     model, met = train_model(samples, params)
     save_checkpoint(tmp_path / "m.pt", checkpoint_payload(model, params, met, {"source": "fake"}))
     payload = load_checkpoint(tmp_path / "m.pt", CHECKPOINT_FORMAT)
-    torch.testing.assert_close(model_from_checkpoint(payload).state_dict()["head.weight"], model.state_dict()["head.weight"])
+    torch.testing.assert_close(
+        model_from_checkpoint(payload).state_dict()["head.weight"], model.state_dict()["head.weight"]
+    )
     for method in ("unet", "ndsm_threshold"):
-        s = segment_from_files(tmp_path / "ortho.tif", tmp_path / "ndsm.tif", tmp_path / f"p_{method}.tif",
-                               tmp_path / f"m_{method}.tif", method=method, checkpoint=tmp_path / "m.pt",
-                               tile_px=64, overlap_px=16, min_area_m2=2.0, threshold=0.3)
+        s = segment_from_files(
+            tmp_path / "ortho.tif",
+            tmp_path / "ndsm.tif",
+            tmp_path / f"p_{method}.tif",
+            tmp_path / f"m_{method}.tif",
+            method=method,
+            checkpoint=tmp_path / "m.pt",
+            tile_px=64,
+            overlap_px=16,
+            min_area_m2=2.0,
+            threshold=0.3,
+        )
         with rasterio.open(tmp_path / f"m_{method}.tif") as ds:
             m = ds.read(1)
             assert ds.nodata == 255 and ds.dtypes[0] == "uint8" and ds.transform == tr
@@ -173,8 +192,18 @@ def test_segment_rule_entry_unet_and_fallback(tmp_path):
         assert iou(m, y) > 0.5, method
         assert s["mp_per_s"] > 0
     with pytest.raises(CheckpointReadError, match="train_segmenter"):
-        segment_from_files(tmp_path / "ortho.tif", tmp_path / "ndsm.tif", tmp_path / "p.tif", tmp_path / "m.tif",
-                           checkpoint=tmp_path / "missing.pt")
+        segment_from_files(
+            tmp_path / "ortho.tif",
+            tmp_path / "ndsm.tif",
+            tmp_path / "p.tif",
+            tmp_path / "m.tif",
+            checkpoint=tmp_path / "missing.pt",
+        )
     with pytest.raises(ValueError, match="method"):
-        segment_from_files(tmp_path / "ortho.tif", tmp_path / "ndsm.tif", tmp_path / "p.tif", tmp_path / "m.tif",
-                           method="magic")
+        segment_from_files(
+            tmp_path / "ortho.tif",
+            tmp_path / "ndsm.tif",
+            tmp_path / "p.tif",
+            tmp_path / "m.tif",
+            method="magic",
+        )

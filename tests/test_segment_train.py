@@ -37,23 +37,31 @@ def write_tiny_city(out, seed: int, size_m: float = 64.0, n_views: int = 1, gsd_
     for _ in range(5):
         r, c = rng.integers(0, n - 30, 2)
         h, w = rng.integers(10, 30, 2)
-        dsm[r:r + h, c:c + w] = 150.0 + rng.uniform(4, 15)
-        img[r:r + h, c:c + w] = rng.uniform(700, 900)
+        dsm[r : r + h, c : c + w] = 150.0 + rng.uniform(4, 15)
+        img[r : r + h, c : c + w] = rng.uniform(700, 900)
         polys.append(box(X0 + c * RES, Y0 - (r + h) * RES, X0 + (c + w) * RES, Y0 - r * RES))
     (out / "truth").mkdir(parents=True, exist_ok=True)
     tags = {"VERTICAL_DATUM": sat2lod.ELLIPSOID_DATUM}
     write_raster(out / "truth" / "dsm.tif", dsm, tr, EPSG, nodata=float("nan"), tags=tags)
     write_raster(out / "truth" / "ndsm.tif", dsm - dtm, tr, EPSG, nodata=float("nan"), tags=tags)
-    write_vector(out / "truth" / "buildings.gpkg", gpd.GeoDataFrame({"id": range(len(polys))}, geometry=polys, crs=EPSG))
+    write_vector(
+        out / "truth" / "buildings.gpkg",
+        gpd.GeoDataFrame({"id": range(len(polys))}, geometry=polys, crs=EPSG),
+    )
     # vertical camera: pixel (row, col) = grid cell, any height
     to_ll = Transformer.from_crs(EPSG, 4326, always_xy=True)
-    x, y, h = np.meshgrid(np.linspace(X0, X0 + size_m, 9), np.linspace(Y0 - size_m, Y0, 9),
-                          np.linspace(100.0, 200.0, 5))  # >= 4 heights: a cubic RPC in z is determined
+    x, y, h = np.meshgrid(
+        np.linspace(X0, X0 + size_m, 9), np.linspace(Y0 - size_m, Y0, 9), np.linspace(100.0, 200.0, 5)
+    )  # >= 4 heights: a cubic RPC in z is determined
     lon, lat = to_ll.transform(x.ravel(), y.ravel())
     rpc = fit_rpc(lon, lat, h.ravel(), (Y0 - y.ravel()) / RES - 0.5, (x.ravel() - X0) / RES - 0.5)
-    write_raster(out / "view_0.tif", img.astype(np.uint16), from_origin(0, 0, 1, 1), None, rpcs=rpc.to_rasterio())
-    meta = {"views": [{"file": "view_0.tif"}],
-            "truth": {"dsm": "truth/dsm.tif", "ndsm": "truth/ndsm.tif", "buildings": "truth/buildings.gpkg"}}
+    write_raster(
+        out / "view_0.tif", img.astype(np.uint16), from_origin(0, 0, 1, 1), None, rpcs=rpc.to_rasterio()
+    )
+    meta = {
+        "views": [{"file": "view_0.tif"}],
+        "truth": {"dsm": "truth/dsm.tif", "ndsm": "truth/ndsm.tif", "buildings": "truth/buildings.gpkg"},
+    }
     write_json(out / "scene.json", meta)
     return meta
 
@@ -62,9 +70,22 @@ def test_train_segmenter_writes_checkpoint_and_metrics(tmp_path, monkeypatch):
     import sat2lod.synth
 
     monkeypatch.setattr(sat2lod.synth, "generate_city", write_tiny_city)
-    met = train_mod.train_segmenter(tmp_path / "m.pt", tmp_path / "m.json", seeds=[1, 2], val_seeds=[3],
-                                    city_size_m=64.0, steps=30, batch_size=4, patch_px=64, lr=1e-2,
-                                    base_channels=8, depth=2, seed=0, ndsm_dropout=0.0, work_dir=tmp_path / "c")
+    met = train_mod.train_segmenter(
+        tmp_path / "m.pt",
+        tmp_path / "m.json",
+        seeds=[1, 2],
+        val_seeds=[3],
+        city_size_m=64.0,
+        steps=30,
+        batch_size=4,
+        patch_px=64,
+        lr=1e-2,
+        base_channels=8,
+        depth=2,
+        seed=0,
+        ndsm_dropout=0.0,
+        work_dir=tmp_path / "c",
+    )
     payload = load_checkpoint(tmp_path / "m.pt", train_mod.CHECKPOINT_FORMAT)
     assert payload["data"]["seeds"] == [1, 2] and payload["train"]["steps"] == 30
     assert payload["model"] == {"in_channels": 3, "base": 8, "depth": 2}
@@ -75,6 +96,6 @@ def test_train_segmenter_writes_checkpoint_and_metrics(tmp_path, monkeypatch):
     # the label raster of a city matches its footprints and the ortho comes through the RPC
     s = train_mod.city_sample(tmp_path / "c" / "city_s1")
     assert s.x.shape == (3, 128, 128) and set(np.unique(s.y)) <= {0, 1, 255}
-    assert s.x[0][s.y == 1].mean() > s.x[0][s.y == 0].mean() + 0.5   # roofs are bright in the ortho
+    assert s.x[0][s.y == 1].mean() > s.x[0][s.y == 0].mean() + 0.5  # roofs are bright in the ortho
     with pytest.raises(ValueError, match="overlap"):
         train_mod.train_segmenter(tmp_path / "x.pt", tmp_path / "x.json", seeds=[1], val_seeds=[1])

@@ -38,8 +38,9 @@ def _slurm_partition() -> str | None:
     if shutil.which("sinfo") is None or shutil.which("sbatch") is None:
         return None
     try:
-        out = subprocess.run(["sinfo", "-h", "-o", "%P|%a|%t"], capture_output=True, text=True, timeout=20,
-                             check=False)
+        out = subprocess.run(
+            ["sinfo", "-h", "-o", "%P|%a|%t"], capture_output=True, text=True, timeout=20, check=False
+        )
     except subprocess.TimeoutExpired:
         return None
     if out.returncode != 0:
@@ -65,8 +66,9 @@ def slurm_partition() -> str:
 def run_snakemake(args: list[str], cwd: Path, timeout_s: int, env: dict[str, str] | None = None) -> str:
     """Run snakemake in ``cwd`` bounded by ``timeout -s INT``; return its combined output, fail with it."""
     cmd = ["timeout", "-s", "INT", "-k", "60", str(timeout_s), sys.executable, "-m", "snakemake", *args]
-    proc = subprocess.run(cmd, cwd=cwd, env={**os.environ, **(env or {})}, capture_output=True, text=True,
-                          check=False)
+    proc = subprocess.run(
+        cmd, cwd=cwd, env={**os.environ, **(env or {})}, capture_output=True, text=True, check=False
+    )
     out = proc.stdout + proc.stderr
     if proc.returncode != 0:
         pytest.fail(f"snakemake exited {proc.returncode} ({' '.join(cmd)}):\n{out[-6000:]}")
@@ -77,7 +79,18 @@ class Background:
     """A snakemake run in the background, bounded like run_snakemake; output in ``cwd/snakemake.out``."""
 
     def __init__(self, args: list[str], cwd: Path, timeout_s: int) -> None:
-        self.cmd = ["timeout", "-s", "INT", "-k", "60", str(timeout_s), sys.executable, "-m", "snakemake", *args]
+        self.cmd = [
+            "timeout",
+            "-s",
+            "INT",
+            "-k",
+            "60",
+            str(timeout_s),
+            sys.executable,
+            "-m",
+            "snakemake",
+            *args,
+        ]
         self.out_path = cwd / "snakemake.out"
         with open(self.out_path, "w") as out:
             self.proc = subprocess.Popen(self.cmd, cwd=cwd, stdout=out, stderr=subprocess.STDOUT)
@@ -103,7 +116,10 @@ def squeue_jobs(job_ids: list[str]) -> dict[str, dict[str, str]]:
     """State, name, CPUs, memory and time limit of finished jobs (MinJobAge keeps them in squeue)."""
     out = subprocess.run(
         ["squeue", "-h", "-t", "all", "-j", ",".join(job_ids), "-o", "%i|%j|%T|%C|%m|%l"],
-        capture_output=True, text=True, check=True, timeout=30,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=30,
     ).stdout
     rows = {}
     for line in out.splitlines():
@@ -124,7 +140,9 @@ def test_tiny_workflow_through_slurm_matches_local(tmp_path: Path, slurm_partiti
     common = ["-s", str(TINY_SNAKEFILE), "--workflow-profile", "none"]
     run_snakemake([*common, "--cores", "2"], cwd=local, timeout_s=120)
     log = run_snakemake(
-        [*common, "--profile", str(PROFILE), *FAST_POLL], cwd=remote, timeout_s=300,
+        [*common, "--profile", str(PROFILE), *FAST_POLL],
+        cwd=remote,
+        timeout_s=300,
         env=slurm_env(slurm_partition),
     )
 
@@ -144,7 +162,10 @@ def test_tiny_workflow_through_slurm_matches_local(tmp_path: Path, slurm_partiti
     part_jobs = [jid for _, jid, p in jobs if "rule_part" in str(p)]
     assert len(part_jobs) == 3 and all(info[j]["cpus"] == "2" for j in part_jobs)  # threads: 2
     # each rule's shell ran inside its own allocation
-    seen = {re.search(r"SLURM_JOB_ID=(\S+)", (remote / "logs" / "part" / f"{i}.log").read_text())[1] for i in range(3)}
+    seen = {
+        re.search(r"SLURM_JOB_ID=(\S+)", (remote / "logs" / "part" / f"{i}.log").read_text())[1]
+        for i in range(3)
+    }
     assert seen == set(part_jobs)
     assert "SLURM_CPUS_PER_TASK=2" in (remote / "logs" / "part" / "0.log").read_text()
     # and without SLURM nothing of the kind
@@ -187,8 +208,12 @@ def test_tiny_sat2lod_chain_through_slurm_matches_local(tmp_path: Path, slurm_pa
     config = ["--configfile", str(TINY_CONFIG.relative_to(REPO))]
     # the local reference run goes on while the SLURM run mostly waits on the scheduler
     local_run = Background(["--cores", "2", *config], cwd=local, timeout_s=1500)
-    log = run_snakemake(["--profile", "profiles/slurm", *FAST_POLL, *config], cwd=remote, timeout_s=1500,
-                        env=slurm_env(slurm_partition))
+    log = run_snakemake(
+        ["--profile", "profiles/slurm", *FAST_POLL, *config],
+        cwd=remote,
+        timeout_s=1500,
+        env=slurm_env(slurm_partition),
+    )
     local_run.wait()
     # inside each SLURM job, sat2lod.workflow.setup() saw the rule's threads (numba/torch/GDAL caps)
     tile_logs = list((remote / "logs" / "stereo_tile").rglob("*.log"))

@@ -48,7 +48,7 @@ def test_warp_is_a_rotation_of_the_image() -> None:
     pr = rectify_pair(rpc1, rpc2, REUNION_TILE, 32740, REUNION_HEIGHTS, image_shape(img1), image_shape(img2))
     full = read_window(img1)
     rect = warp_affine(full, pr.rect1, pr.shape1)
-    ys, xs = np.mgrid[10:pr.shape1[0] - 10:37, 10:pr.shape1[1] - 10:41]
+    ys, xs = np.mgrid[10 : pr.shape1[0] - 10 : 37, 10 : pr.shape1[1] - 10 : 41]
     c, r = pr.rect_to_image(1, xs.ravel().astype(float), ys.ravel().astype(float))
     ok = (r > 2) & (c > 2) & (r < full.shape[0] - 3) & (c < full.shape[1] - 3)
     ri, ci = np.round(r[ok]).astype(int), np.round(c[ok]).astype(int)
@@ -60,11 +60,20 @@ def test_warp_is_a_rotation_of_the_image() -> None:
     assert np.isfinite(rect).mean() > 0.9
 
 
-@pytest.mark.parametrize("pair,stems,tile,epsg,heights,expected", [
-    ("cnes_pleiades_ventoux_pair", ("left_image", "right_image"), (675300.0, 4897130.0, 675450.0, 4897280.0),
-     32631, (480.0, 600.0), -4.9),
-    ("s2p_pleiades_pair_reunion", ("img_01", "img_02"), REUNION_TILE, 32740, REUNION_HEIGHTS, -0.7),
-])
+@pytest.mark.parametrize(
+    "pair,stems,tile,epsg,heights,expected",
+    [
+        (
+            "cnes_pleiades_ventoux_pair",
+            ("left_image", "right_image"),
+            (675300.0, 4897130.0, 675450.0, 4897280.0),
+            32631,
+            (480.0, 600.0),
+            -4.9,
+        ),
+        ("s2p_pleiades_pair_reunion", ("img_01", "img_02"), REUNION_TILE, 32740, REUNION_HEIGHTS, -0.7),
+    ],
+)
 def test_pointing_correction_from_keypoints(pair, stems, tile, epsg, heights, expected) -> None:
     paths = [shared_file(pair, f"{s}.tif") for s in stems]
     geoms = [paths[i].with_suffix(".geom") for i in range(2)]
@@ -80,8 +89,9 @@ def test_pointing_correction_from_keypoints(pair, stems, tile, epsg, heights, ex
     # after correcting rpc2 by that shift, keypoints fall on the same rows
     u2 = pr.rect2[1, :2]
     t = dy * u2 / float(u2 @ u2)
-    pr2 = rectify_pair(rpcs[0], rpcs[1].crop(-t[1], -t[0]), tile, epsg, heights, image_shape(paths[0]),
-                       image_shape(paths[1]))
+    pr2 = rectify_pair(
+        rpcs[0], rpcs[1].crop(-t[1], -t[0]), tile, epsg, heights, image_shape(paths[0]), image_shape(paths[1])
+    )
     right2 = warp_affine(read_window(paths[1]), pr2.rect2, pr2.shape2)
     left2 = warp_affine(read_window(paths[0]), pr2.rect1, pr2.shape1)
     dy2, _ = across_track_offset(match_keypoints(left2, right2, pr2.dmin, pr2.dmax, max_dy=12))
@@ -101,7 +111,9 @@ def test_triangulation_recovers_ground_points_and_flags_bad_rays() -> None:
     assert np.max(res) < 1e-4
     # a ray pair that misses by 2 px across the epipolar direction has a ~1 px residual (2 px / 2 images)
     u2 = pr.rect2[1, :2] / np.linalg.norm(pr.rect2[1, :2])
-    _, _, _, res_bad = triangulate(rpc1, rpc2, c1, r1, c2 + 2 * u2[0], r2 + 2 * u2[1], pr.cam1, pr.cam2, pr.frame)
+    _, _, _, res_bad = triangulate(
+        rpc1, rpc2, c1, r1, c2 + 2 * u2[0], r2 + 2 * u2[1], pr.cam1, pr.cam2, pr.frame
+    )
     assert np.all((res_bad > 0.8) & (res_bad < 1.2))
 
 
@@ -111,7 +123,7 @@ def test_grid_alignment_rasterization_fusion_and_holes() -> None:
     x = np.array([100.1, 100.4, 100.6, 111.0])
     y = np.array([59.9, 59.8, 59.9, 55.0])
     z = np.array([10.0, 12.0, 20.0, 5.0])
-    h, q, n = rasterize_points(x, y, z, np.ones(4), t, shape)
+    h, _q, n = rasterize_points(x, y, z, np.ones(4), t, shape)
     assert h[0, 0] == 11.0 and n[0, 0] == 2 and h[0, 1] == 20.0 and np.isnan(h[1, 0])
     assert n.sum() == 3  # the point outside the grid is dropped
     stack = np.array([[[10.0, 10.0]], [[10.4, np.nan]], [[30.0, 11.0]]], np.float32)

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import numba
 import numpy as np
 import pytest
-import numba
 from scipy import ndimage
 
 from sat2lod.stereo import sgm
@@ -15,7 +15,9 @@ def _textured(shape: tuple[int, int], seed: int = 0) -> np.ndarray:
     return ndimage.gaussian_filter(rng.normal(size=shape), 1.0).astype(np.float32) * 100 + 500
 
 
-def _pair_with_disparity(h: int = 48, w: int = 64, seed: int = 1) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _pair_with_disparity(
+    h: int = 48, w: int = 64, seed: int = 1
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Right image = texture; left(y, x) = right(y, x + d(y, x)) with d = 3 on the background, 9 on a block."""
     right = _textured((h, w + 20), seed)
     d = np.full((h, w), 3, int)
@@ -47,7 +49,9 @@ def test_sgm_numba_equals_reference(paths: int) -> None:
     total = sgm.aggregate(cost, 8, 32, paths)
     np.testing.assert_array_equal(total, sgm.aggregate_reference(cost, 8, 32, paths))
     # int16 path vectors (C_max + 2 P2 > 255) give the reference too
-    np.testing.assert_array_equal(sgm.aggregate(cost, 8, 150, paths), sgm.aggregate_reference(cost, 8, 150, paths))
+    np.testing.assert_array_equal(
+        sgm.aggregate(cost, 8, 150, paths), sgm.aggregate_reference(cost, 8, 150, paths)
+    )
     d = sgm.select_disparity(total, -2, 1.0, right.shape[1])
     dr = sgm.select_disparity_reference(total, -2, 1.0, right.shape[1])
     np.testing.assert_array_equal(np.isnan(d), np.isnan(dr))
@@ -81,7 +85,7 @@ def test_left_right_check_rejects_occlusions() -> None:
 
 
 def test_strip_processing_bounds_memory_and_agrees() -> None:
-    left, right, truth = _pair_with_disparity(160, 96)
+    left, right, _truth = _pair_with_disparity(160, 96)
     full = sgm.sgm_disparity(left, right, 0, 14)
     strips = sgm.sgm_disparity(left, right, 0, 14, max_mem_mb=3 * 96 * 15 * 70 / 1e6, strip_overlap=16)
     both = np.isfinite(full) & np.isfinite(strips)
@@ -90,20 +94,31 @@ def test_strip_processing_bounds_memory_and_agrees() -> None:
 
 
 @pytest.mark.parametrize("paths", [4, 8])
-@pytest.mark.parametrize(("dmin", "dmax", "p2", "volume"), [
-    (-2, 13, 40, True),  # 16 disparities, uint8 path vectors, byte forward sum (4 paths), cost volume kept
-    (-2, 13, 150, True),  # int16 path vectors (C_max + 2 P2 > 255)
-    (-9, 35, 40, True),  # 45 disparities: the vectorized loops and their remainders
-    (-9, 35, 40, False),  # memory bound below the cost volume: each pass computes its rows' costs
-])
+@pytest.mark.parametrize(
+    ("dmin", "dmax", "p2", "volume"),
+    [
+        (
+            -2,
+            13,
+            40,
+            True,
+        ),  # 16 disparities, uint8 path vectors, byte forward sum (4 paths), cost volume kept
+        (-2, 13, 150, True),  # int16 path vectors (C_max + 2 P2 > 255)
+        (-9, 35, 40, True),  # 45 disparities: the vectorized loops and their remainders
+        (-9, 35, 40, False),  # memory bound below the cost volume: each pass computes its rows' costs
+    ],
+)
 def test_fused_driver_equals_reference_chain(paths: int, dmin: int, dmax: int, p2: int, volume: bool) -> None:
     """The driver (forward pass stored, backward pass fused with the winner selection on one thread; both passes
     stored on two) gives exactly the reference chain: cost -> aggregate -> WTA + left-right check."""
     left, right, _ = _pair_with_disparity(40, 56, seed=3)
     left[7, 30] = np.nan
     ref = sgm.select_disparity_reference(
-        sgm.aggregate_reference(sgm.cost_volume_reference(left, right, dmin, dmax), 8, p2, paths), dmin, 1.0,
-        right.shape[1])
+        sgm.aggregate_reference(sgm.cost_volume_reference(left, right, dmin, dmax), 8, p2, paths),
+        dmin,
+        1.0,
+        right.shape[1],
+    )
     ref[~sgm.census_transform_reference(left)[1]] = np.nan
     nvox = left.size * (dmax - dmin + 1)
     mem = 1e3 if volume else 2.5 * nvox / 1e6  # > the forward sum (<= 2 bytes/voxel), < it + the costs (3)
@@ -113,8 +128,9 @@ def test_fused_driver_equals_reference_chain(paths: int, dmin: int, dmax: int, p
     try:
         for threads in sorted({1, min(2, numba.config.NUMBA_NUM_THREADS)}):
             numba.set_num_threads(threads)
-            d = sgm.sgm_disparity(left, right, dmin, dmax, p1=8, p2=p2, paths=paths, median=False,
-                                  max_mem_mb=mem)
+            d = sgm.sgm_disparity(
+                left, right, dmin, dmax, p1=8, p2=p2, paths=paths, median=False, max_mem_mb=mem
+            )
             np.testing.assert_array_equal(np.isnan(d), np.isnan(ref), err_msg=f"{threads} thread(s)")
             np.testing.assert_allclose(d[np.isfinite(d)], ref[np.isfinite(ref)], atol=1e-5)
     finally:
@@ -148,5 +164,6 @@ def test_bad_parameters() -> None:
 def test_two_thread_aggregation_equals_one_thread(paths: int) -> None:
     left, right, _ = _pair_with_disparity()
     cost = sgm.cost_volume(left, right, -2, 13)
-    np.testing.assert_array_equal(sgm.aggregate(cost, 8, 96, paths, threads=2),
-                                  sgm.aggregate(cost, 8, 96, paths, threads=1))
+    np.testing.assert_array_equal(
+        sgm.aggregate(cost, 8, 96, paths, threads=2), sgm.aggregate(cost, 8, 96, paths, threads=1)
+    )

@@ -24,18 +24,39 @@ def city(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.mark.slow
 def test_tristereo_dsm_against_exact_truth(city: Path, tmp_path: Path) -> None:
     scene = json.loads((city / "scene.json").read_text())
-    views = [{"id": f"v{i}", "image": str(city / v["file"]), "rpc": None} for i, v in enumerate(scene["views"])]
+    views = [
+        {"id": f"v{i}", "image": str(city / v["file"]), "rpc": None} for i, v in enumerate(scene["views"])
+    ]
     epsg = int(scene["epsg"])
     bounds = [float(b) for b in scene["bounds"]]
-    sheet = {"aoi": "t", "epsg": epsg, "height_range": scene["height_range"], "views": views,
-             "pairs": [[0, 1], [1, 2], [0, 2]]}
+    sheet = {
+        "aoi": "t",
+        "epsg": epsg,
+        "height_range": scene["height_range"],
+        "views": views,
+        "pairs": [[0, 1], [1, 2], [0, 2]],
+    }
     (tmp_path / "scenes.json").write_text(json.dumps(sheet))
-    grid = {"type": "FeatureCollection", "crs": {"type": "name", "properties": {"name": f"urn:ogc:def:crs:EPSG::{epsg}"}},
-            "features": [{"type": "Feature", "geometry": None, "properties": {
-                "tile": "t0000_0000", "row": 0, "col": 0, "core": bounds, "bounds": bounds}}]}
+    grid = {
+        "type": "FeatureCollection",
+        "crs": {"type": "name", "properties": {"name": f"urn:ogc:def:crs:EPSG::{epsg}"}},
+        "features": [
+            {
+                "type": "Feature",
+                "geometry": None,
+                "properties": {"tile": "t0000_0000", "row": 0, "col": 0, "core": bounds, "bounds": bounds},
+            }
+        ],
+    }
     (tmp_path / "tiles.geojson").write_text(json.dumps(grid))
-    info = stereo_tile(tmp_path / "scenes.json", tmp_path / "tiles.geojson", "t0000_0000", tmp_path / "dsm.tif",
-                       tmp_path / "q.tif", 0.5)
+    info = stereo_tile(
+        tmp_path / "scenes.json",
+        tmp_path / "tiles.geojson",
+        "t0000_0000",
+        tmp_path / "dsm.tif",
+        tmp_path / "q.tif",
+        0.5,
+    )
     assert len(info["pairs"]) == 3
     # the synthetic RPCs are exact: no relative pointing error to correct
     assert all(abs(p["pointing_dy_px"]) < 0.2 for p in info["pairs"])
@@ -50,7 +71,9 @@ def test_tristereo_dsm_against_exact_truth(city: Path, tmp_path: Path) -> None:
     ok = land & np.isfinite(ours)
     d = ours[ok] - truth[ok]
     assert ok.sum() / land.sum() > 0.95  # completeness outside water
-    assert np.sqrt(np.mean(d ** 2)) < 1.3
+    assert np.sqrt(np.mean(d**2)) < 1.3
     assert 1.4826 * np.median(np.abs(d - np.median(d))) < 0.5
-    print(f"completeness {ok.sum() / land.sum():.4f} rmse {np.sqrt(np.mean(d ** 2)):.3f} median {np.median(d):.3f}")
+    print(
+        f"completeness {ok.sum() / land.sum():.4f} rmse {np.sqrt(np.mean(d**2)):.3f} median {np.median(d):.3f}"
+    )
     assert abs(np.median(d)) < 0.2  # no height bias: the ellipsoidal heights of the RPCs come through

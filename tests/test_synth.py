@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import rasterio
 from rasterio import features
+from shapely.geometry import box
 
 from sat2lod.io.raster import read_raster
 from sat2lod.io.rpc_files import read_rpc
@@ -16,7 +17,6 @@ from sat2lod.synth import generate_city
 from sat2lod.synth._kernels import _render, _shadow_mask, shadow_mask_reference
 from sat2lod.synth.camera import make_camera
 from sat2lod.synth.layout import Building, make_layout
-from shapely.geometry import box
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +48,7 @@ def test_outputs_and_metadata(city):
 def test_views_differ_in_gain_and_geometry(city):
     _, meta = city
     gains = [v["gain"] for v in meta["views"]]
-    assert len(set(round(g) for g in gains)) == 3
+    assert len({round(g) for g in gains}) == 3
     pitches = sorted(v["pitch_deg"] for v in meta["views"])
     # tri-stereo base-to-height between the extreme views within 0.2-0.4 (ratio = tan(a) - tan(b))
     bh = math.tan(math.radians(pitches[-1])) - math.tan(math.radians(pitches[0]))
@@ -81,7 +81,9 @@ def test_truth_consistency(city):
     assert set(gdf.columns) >= {"id", "height", "eave_height", "ridge_height", "roof_type", "ground_height"}
     assert (gdf["ridge_height"] >= gdf["eave_height"]).all()
     # building pixels are exactly the rasterized polygons
-    mask = features.rasterize([(g, 1) for g in gdf.geometry], out_shape=cls.shape, transform=cls.transform, fill=0)
+    mask = features.rasterize(
+        [(g, 1) for g in gdf.geometry], out_shape=cls.shape, transform=cls.transform, fill=0
+    )
     np.testing.assert_array_equal(mask == 1, cls.array == 1)
     # heights inside each footprint: ground + something between eave and ridge
     for _, b in gdf.iterrows():
@@ -108,15 +110,23 @@ def test_layout_has_orientations_and_roof_types():
     assert lay.water is not None and len(lay.trees) > 0
     # row houses share walls: some pairs of footprints touch along a segment without overlapping
     rows = [b.footprint for b in lay.buildings if b.kind == "row"]
-    shared = sum(1 for i, a in enumerate(rows) for b in rows[i + 1:] if a.intersection(b).length > 5.0)
+    shared = sum(1 for i, a in enumerate(rows) for b in rows[i + 1 :] if a.intersection(b).length > 5.0)
     assert shared >= 3
-    assert all(a.intersection(b).area < 1e-6 for i, a in enumerate(rows) for b in rows[i + 1:])
+    assert all(a.intersection(b).area < 1e-6 for i, a in enumerate(rows) for b in rows[i + 1 :])
 
 
 @pytest.mark.parametrize("roof", ["flat", "shed", "gable", "hip", "pyramid"])
 def test_roof_shapes(roof):
-    b = Building(1, box(-5, -4, 5, 4), roof, eave=6.0, ridge=9.0, ground=100.0, frame=(0.0, 0.0, 0.0, 5.0, 4.0),
-                 kind="detached")
+    b = Building(
+        1,
+        box(-5, -4, 5, 4),
+        roof,
+        eave=6.0,
+        ridge=9.0,
+        ground=100.0,
+        frame=(0.0, 0.0, 0.0, 5.0, 4.0),
+        kind="detached",
+    )
     x, y = np.array([0.0, 0.0, 4.9]), np.array([0.0, 3.9, 0.0])
     h = b.roof_height(x, y)
     assert h.max() <= 9.0 + 1e-9 and h.min() >= 6.0 - 1e-9
@@ -137,8 +147,11 @@ def test_shadow_sweep_matches_ray_march_reference(az):
     assert (fast == ref).mean() > 0.97
     assert abs(int(fast.sum()) - int(ref.sum())) < 0.1 * ref.sum()
     # the shadow falls away from the sun
-    ys, xs = np.nonzero(fast)
-    assert np.sign(xs.mean() - 40) == -np.sign(round(math.sin(math.radians(az)), 6)) or abs(math.sin(math.radians(az))) < 0.5
+    _ys, xs = np.nonzero(fast)
+    assert (
+        np.sign(xs.mean() - 40) == -np.sign(round(math.sin(math.radians(az)), 6))
+        or abs(math.sin(math.radians(az))) < 0.5
+    )
 
 
 def test_render_kernel_matches_python_and_camera():
@@ -150,7 +163,24 @@ def test_render_kernel_matches_python_and_camera():
     ones = np.ones_like(dsm)
     zeros = np.zeros_like(dsm)
     cam = make_camera((10.0, -40.0, 40.0, -10.0), 99.0, 101.0, 8.0, 1.0, 185.0, 0.5)
-    args = (dsm, alb, ones, zeros, zeros, 0.0, 0.0, res, cam.as_array(), cam.rows, cam.cols, 1, 99.0, 101.0, 0.0, 0.0)
+    args = (
+        dsm,
+        alb,
+        ones,
+        zeros,
+        zeros,
+        0.0,
+        0.0,
+        res,
+        cam.as_array(),
+        cam.rows,
+        cam.cols,
+        1,
+        99.0,
+        101.0,
+        0.0,
+        0.0,
+    )
     img = _render(*args, dsm, 1)  # no empty-space skipping
     np.testing.assert_allclose(img, _render.py_func(*args, dsm, 1), atol=1e-6)
     p, q = np.meshgrid(np.arange(cam.rows), np.arange(cam.cols), indexing="ij")
@@ -164,7 +194,7 @@ def test_render_empty_space_skipping_is_exact():
     from scipy import ndimage
 
     res, n = 0.25, 240
-    yy, xx = np.mgrid[0:n, 0:n]
+    _yy, xx = np.mgrid[0:n, 0:n]
     dsm = (100.0 + 0.02 * xx).astype(np.float32)
     dsm[60:100, 50:90] = 130.0
     dsm[150:170, 140:200] = 115.0
@@ -174,7 +204,24 @@ def test_render_empty_space_skipping_is_exact():
     wnx = np.ones_like(dsm)
     wny = np.zeros_like(dsm)
     cam = make_camera((10.0, -50.0, 50.0, -10.0), 100.0, 131.0, 11.0, 2.0, 190.0, 0.5)
-    args = (dsm, alb, irr, wnx, wny, 0.0, 0.0, res, cam.as_array(), cam.rows, cam.cols, 2, 99.0, 131.0, 0.5, -0.5)
+    args = (
+        dsm,
+        alb,
+        irr,
+        wnx,
+        wny,
+        0.0,
+        0.0,
+        res,
+        cam.as_array(),
+        cam.rows,
+        cam.cols,
+        2,
+        99.0,
+        131.0,
+        0.5,
+        -0.5,
+    )
     plain = _render(*args, dsm, 1)
     skip = _render(*args, ndimage.maximum_filter(dsm, size=2 * 16 + 1, mode="nearest"), 16)
     np.testing.assert_allclose(skip, plain, atol=1e-6)

@@ -48,7 +48,7 @@ def test_dtm_recovers_hill_under_boxes():
     dtm = extract_dtm(dsm, 0.5, DTMParams(max_object_size_m=40.0, max_slope=0.35))
     err = dtm - truth
     assert np.isfinite(dtm).all()
-    rmse = float(np.sqrt(np.mean(err ** 2)))
+    rmse = float(np.sqrt(np.mean(err**2)))
     assert rmse < 0.5, rmse
     # Under the boxes (4-20 m above ground) the terrain is interpolated, not the roofs.
     assert np.percentile(np.abs(err[boxes]), 95) < 1.5
@@ -61,8 +61,8 @@ def test_dtm_recovers_hill_under_boxes():
 
 def test_ndsm_and_nodata():
     dsm, _, boxes = hill_with_boxes(n=160, noise=0.0)
-    dsm[40:50, 40:50] = np.nan          # a small hole: terrain interpolated there
-    dsm[:, 150:] = np.nan               # a wide nodata band, 5 m wide: still near data
+    dsm[40:50, 40:50] = np.nan  # a small hole: terrain interpolated there
+    dsm[:, 150:] = np.nan  # a wide nodata band, 5 m wide: still near data
     dtm = extract_dtm(dsm, 0.5, DTMParams(max_object_size_m=30.0))
     assert np.isfinite(dtm[40:50, 40:50]).all()
     ndsm = normalized_dsm(dsm, dtm)
@@ -97,8 +97,14 @@ def test_dtm_file_contract(tmp_path):
     dsm, _, _ = hill_with_boxes(n=120)
     dsm[:5, :5] = np.nan
     tr = from_origin(500000.0, 4800000.0, 0.5, 0.5)
-    src = write_raster(tmp_path / "dsm.tif", dsm, tr, 32631, nodata=float("nan"),
-                       tags={"VERTICAL_DATUM": sat2lod.ELLIPSOID_DATUM})
+    src = write_raster(
+        tmp_path / "dsm.tif",
+        dsm,
+        tr,
+        32631,
+        nodata=float("nan"),
+        tags={"VERTICAL_DATUM": sat2lod.ELLIPSOID_DATUM},
+    )
     summary = dtm_from_dsm_file(src, tmp_path / "dtm.tif", tmp_path / "ndsm.tif", max_object_size_m=32.0)
     assert summary["dtm_valid_fraction"] == 1.0
     for name in ("dtm.tif", "ndsm.tif"):
@@ -114,8 +120,13 @@ def test_dtm_file_contract(tmp_path):
 
 
 def test_dtm_rejects_geographic_dsm(tmp_path):
-    src = write_raster(tmp_path / "dsm.tif", np.zeros((20, 20), np.float32), from_origin(3.0, 44.0, 1e-5, 1e-5),
-                       4326, nodata=float("nan"))
+    src = write_raster(
+        tmp_path / "dsm.tif",
+        np.zeros((20, 20), np.float32),
+        from_origin(3.0, 44.0, 1e-5, 1e-5),
+        4326,
+        nodata=float("nan"),
+    )
     with pytest.raises(ValueError, match="projected"):
         dtm_from_dsm_file(src, tmp_path / "dtm.tif", tmp_path / "ndsm.tif")
 
@@ -124,13 +135,19 @@ def test_dtm_on_ign_lidar_reference():
     """Real data: IGN LiDAR HD reference DSM -> DTM, against IGN's DTM (ground points TIN)."""
     from sat2lod.io.raster import read_raster
 
-    dsm = read_raster(shared_file("ign_lidarhd_montpellier_tiles", "ref_DSM_test_data_77055_627760_LA93_IGN69_50CM.tif"),
-                      bands=1, masked_to_nan=True).array
-    ref = read_raster(shared_file("ign_lidarhd_montpellier_tiles", "ref_DTM_test_data_77055_627760_LA93_IGN69_50CM.tif"),
-                      bands=1, masked_to_nan=True).array
+    dsm = read_raster(
+        shared_file("ign_lidarhd_montpellier_tiles", "ref_DSM_test_data_77055_627760_LA93_IGN69_50CM.tif"),
+        bands=1,
+        masked_to_nan=True,
+    ).array
+    ref = read_raster(
+        shared_file("ign_lidarhd_montpellier_tiles", "ref_DTM_test_data_77055_627760_LA93_IGN69_50CM.tif"),
+        bands=1,
+        masked_to_nan=True,
+    ).array
     dtm = extract_dtm(dsm, 0.5, DTMParams(max_object_size_m=40.0, smooth_sigma_px=0.0))
     ok = np.isfinite(ref) & np.isfinite(dtm) & np.isfinite(dsm)
     err = dtm[ok] - ref[ok]
     # Buildings rise up to 18 m here; the DSM itself is 4.9 m RMSE from the DTM.
     assert np.sqrt(np.mean((dsm[ok] - ref[ok]) ** 2)) > 3.0
-    assert np.sqrt(np.mean(err ** 2)) < 0.25  # measured 0.12 m (bench/terrain_compare.py)
+    assert np.sqrt(np.mean(err**2)) < 0.25  # measured 0.12 m (bench/terrain_compare.py)

@@ -85,8 +85,15 @@ def _sheet(tmp_path: Path, shift_px: tuple[float, float] = (0.0, 0.0)) -> tuple[
         views.append({"id": f"view{i}", "image": str(p), "rpc": None, "width": 200, "height": 200})
     x, y = Transformer.from_crs(4326, epsg, always_xy=True).transform(LON0, LAT0)
     x, y = round(x / 0.5) * 0.5, round(y / 0.5) * 0.5
-    sheet = {"aoi": "t", "epsg": epsg, "aoi_bounds": [x - 60, y - 60, x + 60, y + 60], "height_range": [0.0, 50.0],
-             "views": views, "pairs": [[0, 1]], "truth": None}
+    sheet = {
+        "aoi": "t",
+        "epsg": epsg,
+        "aoi_bounds": [x - 60, y - 60, x + 60, y + 60],
+        "height_range": [0.0, 50.0],
+        "views": views,
+        "pairs": [[0, 1]],
+        "truth": None,
+    }
     (tmp_path / "scenes.json").write_text(json.dumps(sheet))
     return tmp_path / "scenes.json", x, y
 
@@ -102,11 +109,20 @@ def test_make_tiles_keeps_tiles_seen_by_all_views(tmp_path: Path) -> None:
     assert kept == [(r, c) for r in range(6) for c in range(2, 6)]
     # with a coverage threshold: column 2 (25 % seen) goes, column 5 (50 %) stays. Rows 0 and 5: at h = 0 both
     # views see northings [y - 50, y + 50] (half of these rows), at every height only [y - 41.2, y + 41.2] (6 %)
-    fc = make_tiles(scenes=scenes, tiles=out, tile_size_m=20.0, margin_m=2.0, resolution_m=0.5, min_coverage=0.3)
+    fc = make_tiles(
+        scenes=scenes, tiles=out, tile_size_m=20.0, margin_m=2.0, resolution_m=0.5, min_coverage=0.3
+    )
     kept = sorted((f["properties"]["row"], f["properties"]["col"]) for f in fc["features"])
-    assert kept == [(r, c) for r in range(0, 6) for c in range(3, 6) if (r, c) not in {(0, 5), (5, 5)}]  # 25 %
-    fc = make_tiles(scenes=scenes, tiles=out, tile_size_m=20.0, margin_m=2.0, resolution_m=0.5, min_coverage=0.3,
-                    visibility="all_heights")
+    assert kept == [(r, c) for r in range(6) for c in range(3, 6) if (r, c) not in {(0, 5), (5, 5)}]  # 25 %
+    fc = make_tiles(
+        scenes=scenes,
+        tiles=out,
+        tile_size_m=20.0,
+        margin_m=2.0,
+        resolution_m=0.5,
+        min_coverage=0.3,
+        visibility="all_heights",
+    )
     kept = sorted((f["properties"]["row"], f["properties"]["col"]) for f in fc["features"])
     assert kept == [(r, c) for r in range(1, 5) for c in range(3, 6)]
     f = fc["features"][0]["properties"]
@@ -123,7 +139,9 @@ def test_make_tiles_keeps_tiles_seen_by_all_views(tmp_path: Path) -> None:
 
 def test_make_tiles_without_common_view_is_an_error(tmp_path: Path) -> None:
     scenes, _, _ = _sheet(tmp_path)
-    fc = make_tiles(scenes=scenes, tiles=tmp_path / "a.geojson", tile_size_m=40.0, margin_m=5.0, resolution_m=0.5)
+    fc = make_tiles(
+        scenes=scenes, tiles=tmp_path / "a.geojson", tile_size_m=40.0, margin_m=5.0, resolution_m=0.5
+    )
     assert len(fc["features"]) == 9
     far = tmp_path / "far"
     far.mkdir()

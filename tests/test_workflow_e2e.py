@@ -20,10 +20,18 @@ AOI = "tiny"
 
 
 def _smk(args: list[str], cwd: Path, timeout: int = 900) -> subprocess.CompletedProcess:
-    proc = subprocess.run([sys.executable, "-m", "snakemake", *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=timeout)
+    proc = subprocess.run(
+        [sys.executable, "-m", "snakemake", *args],
+        check=False,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
     if proc.returncode != 0:
-        raise AssertionError(f"snakemake {' '.join(args)} failed:\n{proc.stdout[-6000:]}\n{proc.stderr[-6000:]}")
+        raise AssertionError(
+            f"snakemake {' '.join(args)} failed:\n{proc.stdout[-6000:]}\n{proc.stderr[-6000:]}"
+        )
     return proc
 
 
@@ -40,7 +48,12 @@ def test_products_exist_with_datum(tiny_run):
     dsm = read_raster(res / "mosaic" / AOI / "dsm.tif")
     assert dsm.crs.to_epsg() == 32631 and abs(dsm.transform.a - 0.5) < 1e-9
     assert "ellipsoid" in dsm.tags["VERTICAL_DATUM"].lower()
-    for p in ["terrain/tiny/dtm.tif", "terrain/tiny/ndsm.tif", "ortho/tiny/ortho.tif", "segment/tiny/building_mask.tif"]:
+    for p in [
+        "terrain/tiny/dtm.tif",
+        "terrain/tiny/ndsm.tif",
+        "ortho/tiny/ortho.tif",
+        "segment/tiny/building_mask.tif",
+    ]:
         assert (res / p).is_file(), p
     gdf = read_vector(res / "lod0" / AOI / "footprints.gpkg")
     assert len(gdf) >= 1 and gdf.crs.to_epsg() == 32631
@@ -70,12 +83,20 @@ def test_accuracy_against_truth(tiny_run):
 
 @pytest.mark.slow
 def test_rerun_resumes_without_work(tiny_run):
-    proc = _smk(["-n", "--cores", "2", "--configfile", "tests/data/config_tiny.yaml"], cwd=tiny_run, timeout=300)
+    proc = _smk(
+        ["-n", "--cores", "2", "--configfile", "tests/data/config_tiny.yaml"], cwd=tiny_run, timeout=300
+    )
     assert "Nothing to be done" in proc.stdout + proc.stderr
 
 
 def test_lint_is_clean():
-    proc = subprocess.run([sys.executable, "-m", "snakemake", "--lint", "--cores", "1"], cwd=REPO,
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-m", "snakemake", "--lint", "--cores", "1"],
+        check=False,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0 and "Lints for" not in out, out[-5000:]

@@ -13,8 +13,14 @@ from sat2lod.workflow import cap_threads, setup_logging
 def _synth(args: argparse.Namespace) -> int:
     from sat2lod.synth import generate_city
 
-    meta = generate_city(args.out, seed=args.seed, size_m=args.size_m, n_views=args.n_views, gsd_m=args.gsd_m,
-                         n_buildings=args.n_buildings)
+    meta = generate_city(
+        args.out,
+        seed=args.seed,
+        size_m=args.size_m,
+        n_views=args.n_views,
+        gsd_m=args.gsd_m,
+        n_buildings=args.n_buildings,
+    )
     print(f"{meta['n_buildings']} buildings, {len(meta['views'])} views -> {args.out}")
     return 0
 

@@ -47,8 +47,10 @@ def validate_config(config: dict, schema: dict | None = None, source: str = "con
         for e in errors:
             where = ".".join(str(p) for p in e.absolute_path) or "(top level)"
             if e.validator == "additionalProperties":
-                msgs.append(f"{source}: unknown key under '{where}': {e.message}. Check the spelling against "
-                            "config/schema.yaml.")
+                msgs.append(
+                    f"{source}: unknown key under '{where}': {e.message}. Check the spelling against "
+                    "config/schema.yaml."
+                )
             else:
                 msgs.append(f"{source}: invalid value at '{where}': {e.message}")
         raise ConfigError("\n".join(msgs))

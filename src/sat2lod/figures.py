@@ -38,7 +38,9 @@ FIGURES = {
 }
 
 
-def hillshade(z: np.ndarray, res: float, azimuth_deg: float = 315.0, altitude_deg: float = 45.0) -> np.ndarray:
+def hillshade(
+    z: np.ndarray, res: float, azimuth_deg: float = 315.0, altitude_deg: float = 45.0
+) -> np.ndarray:
     """Hillshade in [0, 1] of a height grid (m) with cell size ``res`` (m); NaN stays NaN."""
     gy, gx = np.gradient(np.where(np.isfinite(z), z, np.nanmedian(z)), res)
     slope = np.arctan(np.hypot(gx, gy))
@@ -69,7 +71,9 @@ def fig_hillshade(dsm: Raster, max_px: int = 1500) -> plt.Figure:
     fig, ax = plt.subplots(figsize=(7, 6))
     ax.imshow(hillshade(z, abs(dsm.transform.a) * step), cmap="gray", extent=ext, vmin=0, vmax=1)
     im = ax.imshow(z, cmap="terrain", alpha=0.45, extent=ext)
-    fig.colorbar(im, ax=ax, label=f"height (m, {dsm.tags.get('VERTICAL_DATUM', 'datum unknown')})", shrink=0.8)
+    fig.colorbar(
+        im, ax=ax, label=f"height (m, {dsm.tags.get('VERTICAL_DATUM', 'datum unknown')})", shrink=0.8
+    )
     ax.set_title(FIGURES["dsm_hillshade"])
     ax.set_xlabel("x (m)")
     ax.set_ylabel("y (m)")
@@ -78,7 +82,9 @@ def fig_hillshade(dsm: Raster, max_px: int = 1500) -> plt.Figure:
 
 def fig_error_map(err: np.ndarray | None, ext: list[float], vmax: float) -> plt.Figure:
     if err is None:
-        return _no_data_figure(FIGURES["error_map"], "no reference DSM configured (config qualify.reference_dsm)")
+        return _no_data_figure(
+            FIGURES["error_map"], "no reference DSM configured (config qualify.reference_dsm)"
+        )
     fig, ax = plt.subplots(figsize=(7, 6))
     im = ax.imshow(err, cmap="RdBu_r", vmin=-vmax, vmax=vmax, extent=ext)
     fig.colorbar(im, ax=ax, label="DSM - reference (m)", shrink=0.8)
@@ -99,10 +105,16 @@ def fig_error_hist(errors: dict[str, np.ndarray], vmax: float) -> plt.Figure:
             continue
         med = np.median(e)
         nmad = 1.4826 * np.median(np.abs(e - med))
-        rmse = float(np.sqrt(np.mean(e ** 2)))
+        rmse = float(np.sqrt(np.mean(e**2)))
         out = float(np.mean(np.abs(e) > vmax))
-        ax.hist(np.clip(e, -vmax, vmax), bins=bins, histtype="step", density=True, lw=1.5,
-                label=f"{name}: RMSE {rmse:.2f} m, NMAD {nmad:.2f} m, |e| > {vmax:g} m: {100 * out:.1f} %")
+        ax.hist(
+            np.clip(e, -vmax, vmax),
+            bins=bins,
+            histtype="step",
+            density=True,
+            lw=1.5,
+            label=f"{name}: RMSE {rmse:.2f} m, NMAD {nmad:.2f} m, |e| > {vmax:g} m: {100 * out:.1f} %",
+        )
     ax.set_xlabel("error (m), clipped to the axis")
     ax.set_ylabel("density")
     ax.set_title(FIGURES["error_histogram"])
@@ -110,7 +122,9 @@ def fig_error_hist(errors: dict[str, np.ndarray], vmax: float) -> plt.Figure:
     return fig
 
 
-def fig_ortho_footprints(ortho: Raster | None, footprints: Any, reference: Any, max_px: int = 1500) -> plt.Figure:
+def fig_ortho_footprints(
+    ortho: Raster | None, footprints: Any, reference: Any, max_px: int = 1500
+) -> plt.Figure:
     fig, ax = plt.subplots(figsize=(7, 6))
     if ortho is not None:
         a, ext, _ = _decimate(ortho, max_px)
@@ -174,25 +188,42 @@ def _acc_rows(acc: dict[str, Any]) -> list[tuple[str, str]]:
         if key in acc:
             a = acc[key]["all"]
             nva = acc[key].get("nva", {})
-            rows += [(f"{key.upper()} RMSE / NMAD / LE90 (m)", f"{f(a.get('rmse'))} / {f(a.get('nmad'))} / {f(a.get('le90'))}"),
-                     (f"{key.upper()} completeness", f(acc[key].get("completeness"))),
-                     (f"{key.upper()} ASPRS Ed.2 vertical class (NVA)", f"{nva.get('class')} (RMSE_V {f(nva.get('rmse_v_cm'), 1)} cm)")]
+            rows += [
+                (
+                    f"{key.upper()} RMSE / NMAD / LE90 (m)",
+                    f"{f(a.get('rmse'))} / {f(a.get('nmad'))} / {f(a.get('le90'))}",
+                ),
+                (f"{key.upper()} completeness", f(acc[key].get("completeness"))),
+                (
+                    f"{key.upper()} ASPRS Ed.2 vertical class (NVA)",
+                    f"{nva.get('class')} (RMSE_V {f(nva.get('rmse_v_cm'), 1)} cm)",
+                ),
+            ]
     b = acc.get("buildings", {})
     if "footprints" in b:
         fp = b["footprints"]
-        rows += [("Footprints matched / ref", f"{fp['n_matched']} / {fp['n_ref']}"),
-                 ("IoU / C-IoU", f"{f(fp.get('iou_mean'))} / {f(fp.get('ciou_mean'))}"),
-                 ("PoLiS / Hausdorff (m)", f"{f(fp.get('polis_mean_m'))} / {f(fp.get('hausdorff_mean_m'))}"),
-                 ("N-ratio", f(fp.get("n_ratio"))),
-                 ("CE90 (m), ASPRS horizontal class", f"{f(fp.get('ce90_m'))}, {fp.get('horizontal_class', {}).get('class')}")]
+        rows += [
+            ("Footprints matched / ref", f"{fp['n_matched']} / {fp['n_ref']}"),
+            ("IoU / C-IoU", f"{f(fp.get('iou_mean'))} / {f(fp.get('ciou_mean'))}"),
+            ("PoLiS / Hausdorff (m)", f"{f(fp.get('polis_mean_m'))} / {f(fp.get('hausdorff_mean_m'))}"),
+            ("N-ratio", f(fp.get("n_ratio"))),
+            (
+                "CE90 (m), ASPRS horizontal class",
+                f"{f(fp.get('ce90_m'))}, {fp.get('horizontal_class', {}).get('class')}",
+            ),
+        ]
     if "lod1" in b:
         rows.append(("LOD1 height RMSE, like for like (m)", f(b["lod1"]["height_error"].get("rmse"))))
         if "height_error_vs_ridge" in b["lod1"]:
             rows.append(("LOD1 height RMSE vs ridge (m)", f(b["lod1"]["height_error_vs_ridge"].get("rmse"))))
     if "lod2" in b:
-        rows += [("LOD2 roof-type accuracy (matched / all reference)",
-                  f"{f(b['lod2'].get('roof_type_accuracy'))} / {f(b['lod2'].get('roof_type_recall'))}"),
-                 ("LOD2 ridge height RMSE (m)", f(b["lod2"]["ridge_height_error"].get("rmse")))]
+        rows += [
+            (
+                "LOD2 roof-type accuracy (matched / all reference)",
+                f"{f(b['lod2'].get('roof_type_accuracy'))} / {f(b['lod2'].get('roof_type_recall'))}",
+            ),
+            ("LOD2 ridge height RMSE (m)", f(b["lod2"]["ridge_height_error"].get("rmse"))),
+        ]
     return rows
 
 
@@ -202,8 +233,13 @@ def fig_accuracy_table(acc: dict[str, Any]) -> plt.Figure:
         return _no_data_figure(FIGURES["accuracy_table"], "no reference: nothing was qualified")
     fig, ax = plt.subplots(figsize=(8, 0.35 * len(rows) + 1))
     ax.set_axis_off()
-    tab = ax.table(cellText=[[k, v] for k, v in rows], colLabels=["metric", "value"], loc="center", cellLoc="left",
-                   colWidths=[0.55, 0.45])
+    tab = ax.table(
+        cellText=[[k, v] for k, v in rows],
+        colLabels=["metric", "value"],
+        loc="center",
+        cellLoc="left",
+        colWidths=[0.55, 0.45],
+    )
     tab.auto_set_font_size(False)
     tab.set_fontsize(9)
     tab.scale(1, 1.3)
@@ -242,11 +278,24 @@ def fig_throughput(times: dict[str, float], area_km2: float | None) -> plt.Figur
     return fig
 
 
-def make_figures(dsm: PathLike, out_pngs: dict[str, PathLike], out_pdf: PathLike, done: PathLike, *,
-                 dtm: PathLike | None = None, ortho: PathLike | None = None, footprints: PathLike | None = None,
-                 lod2: PathLike | None = None, accuracy: PathLike | None = None, ref_dsm: PathLike | None = None,
-                 ref_dtm: PathLike | None = None, ref_buildings: PathLike | None = None,
-                 benchmarks: PathLike = "benchmarks", dpi: int = 150, error_range_m: float = 5.0) -> list[Path]:
+def make_figures(
+    dsm: PathLike,
+    out_pngs: dict[str, PathLike],
+    out_pdf: PathLike,
+    done: PathLike,
+    *,
+    dtm: PathLike | None = None,
+    ortho: PathLike | None = None,
+    footprints: PathLike | None = None,
+    lod2: PathLike | None = None,
+    accuracy: PathLike | None = None,
+    ref_dsm: PathLike | None = None,
+    ref_dtm: PathLike | None = None,
+    ref_buildings: PathLike | None = None,
+    benchmarks: PathLike = "benchmarks",
+    dpi: int = 150,
+    error_range_m: float = 5.0,
+) -> list[Path]:
     """Render every figure of :data:`FIGURES` to ``out_pngs[name]``, all of them into ``out_pdf``, and write
     the ``done`` marker listing the files. Missing optional inputs give a figure that says what is missing."""
     from sat2lod.io.cityjson import read_cityjson
@@ -271,11 +320,14 @@ def make_figures(dsm: PathLike, out_pngs: dict[str, PathLike], out_pdf: PathLike
         errors["DTM"] = on_grid(read_raster(dtm, masked_to_nan=True), r) - r.array
     figs["error_map"] = fig_error_map(err_map, ext or [0, 1, 0, 1], error_range_m)
     figs["error_histogram"] = fig_error_hist(errors, error_range_m)
-    figs["ortho_footprints"] = fig_ortho_footprints(read_raster(ortho) if ortho else None,
-                                                    read_vector(footprints) if footprints else None,
-                                                    read_vector(ref_buildings) if ref_buildings else None)
-    figs["lod2_rendering"] = (fig_lod2(read_cityjson(lod2)) if lod2 else
-                              _no_data_figure(FIGURES["lod2_rendering"], "no LOD2 model"))
+    figs["ortho_footprints"] = fig_ortho_footprints(
+        read_raster(ortho) if ortho else None,
+        read_vector(footprints) if footprints else None,
+        read_vector(ref_buildings) if ref_buildings else None,
+    )
+    figs["lod2_rendering"] = (
+        fig_lod2(read_cityjson(lod2)) if lod2 else _no_data_figure(FIGURES["lod2_rendering"], "no LOD2 model")
+    )
     figs["accuracy_table"] = fig_accuracy_table(read_accuracy(accuracy) if accuracy else {})
     left, bottom, right, top = d.bounds
     figs["throughput"] = fig_throughput(read_benchmarks(benchmarks), (right - left) * (top - bottom) / 1e6)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 from rasterio.transform import Affine
@@ -22,7 +22,9 @@ from sat2lod.io.raster import read_raster, write_raster
 log = logging.getLogger(__name__)
 
 
-def feather_weights(shape: tuple[int, int], transform: Affine, bounds: Sequence[float], margin_m: float) -> np.ndarray:
+def feather_weights(
+    shape: tuple[int, int], transform: Affine, bounds: Sequence[float], margin_m: float
+) -> np.ndarray:
     """(rows, cols) float32 weights: distance of each cell centre to the nearest edge of ``bounds``, / 2 margin,
     clipped to [0, 1] (all ones when ``margin_m`` is 0)."""
     rows, cols = shape
@@ -37,8 +39,9 @@ def feather_weights(shape: tuple[int, int], transform: Affine, bounds: Sequence[
     return np.clip(d / (2.0 * margin_m), 1e-4, 1.0).astype(np.float32)
 
 
-def blend_tiles(tiles: Sequence[tuple[np.ndarray, Affine, Sequence[float], Sequence[float]]],
-                resolution: float) -> tuple[np.ndarray, Affine]:
+def blend_tiles(
+    tiles: Sequence[tuple[np.ndarray, Affine, Sequence[float], Sequence[float]]], resolution: float
+) -> tuple[np.ndarray, Affine]:
     """Blend tile DSMs.
 
     Args:
@@ -68,8 +71,8 @@ def blend_tiles(tiles: Sequence[tuple[np.ndarray, Affine, Sequence[float], Seque
         rb, cb = min(rows, r0 + dsm.shape[0]), min(cols, c0 + dsm.shape[1])
         if rb <= ra or cb <= ca:
             continue
-        sub = dsm[ra - r0:rb - r0, ca - c0:cb - c0]
-        ww = np.where(np.isfinite(sub), w[ra - r0:rb - r0, ca - c0:cb - c0], 0.0)
+        sub = dsm[ra - r0 : rb - r0, ca - c0 : cb - c0]
+        ww = np.where(np.isfinite(sub), w[ra - r0 : rb - r0, ca - c0 : cb - c0], 0.0)
         acc[ra:rb, ca:cb] += ww * np.nan_to_num(sub)
         wsum[ra:rb, ca:cb] += ww
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -77,8 +80,12 @@ def blend_tiles(tiles: Sequence[tuple[np.ndarray, Affine, Sequence[float], Seque
     return mosaic, out_t
 
 
-def mosaic_dsm(dsms: Sequence[str | os.PathLike[str]], tiles_meta: Sequence[dict], out: str | os.PathLike[str],
-               resolution_m: float) -> str:
+def mosaic_dsm(
+    dsms: Sequence[str | os.PathLike[str]],
+    tiles_meta: Sequence[dict],
+    out: str | os.PathLike[str],
+    resolution_m: float,
+) -> str:
     """Mosaic tile DSM files into the COG ``out``.
 
     Args:
@@ -87,7 +94,9 @@ def mosaic_dsm(dsms: Sequence[str | os.PathLike[str]], tiles_meta: Sequence[dict
         resolution_m: output resolution (m), that of the tiles.
     """
     if not dsms:
-        raise ValueError("no tile DSM to mosaic: the tile grid is empty (check the AOI and the views' overlap)")
+        raise ValueError(
+            "no tile DSM to mosaic: the tile grid is empty (check the AOI and the views' overlap)"
+        )
     tiles = []
     crs = None
     datum = sat2lod.ELLIPSOID_DATUM
@@ -100,15 +109,31 @@ def mosaic_dsm(dsms: Sequence[str | os.PathLike[str]], tiles_meta: Sequence[dict
         datum = r.tags.get("VERTICAL_DATUM", datum)
         tiles.append((r.array.astype(np.float32), r.transform, meta["core"], meta["bounds"]))
     mosaic, transform = blend_tiles(tiles, resolution_m)
-    log.info("mosaic of %d tiles: %d x %d, %.1f %% valid", len(tiles), mosaic.shape[1], mosaic.shape[0],
-             100 * np.isfinite(mosaic).mean())
-    write_raster(out, mosaic, transform, crs, nodata=float("nan"), cog=True,
-                 tags={"VERTICAL_DATUM": datum, "PRODUCT": "DSM", "TILES": len(tiles)})
+    log.info(
+        "mosaic of %d tiles: %d x %d, %.1f %% valid",
+        len(tiles),
+        mosaic.shape[1],
+        mosaic.shape[0],
+        100 * np.isfinite(mosaic).mean(),
+    )
+    write_raster(
+        out,
+        mosaic,
+        transform,
+        crs,
+        nodata=float("nan"),
+        cog=True,
+        tags={"VERTICAL_DATUM": datum, "PRODUCT": "DSM", "TILES": len(tiles)},
+    )
     return str(out)
 
 
-def mosaic_dsm_files(dsms: Sequence[str | os.PathLike[str]], tiles: str | os.PathLike[str],
-                     out: str | os.PathLike[str], resolution_m: float) -> str:
+def mosaic_dsm_files(
+    dsms: Sequence[str | os.PathLike[str]],
+    tiles: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    resolution_m: float,
+) -> str:
     """Rule ``mosaic_dsm``: tile DSMs named ``.../{tile}/dsm.tif`` + the tile grid -> mosaic COG."""
     from pathlib import Path
 
@@ -119,6 +144,8 @@ def mosaic_dsm_files(dsms: Sequence[str | os.PathLike[str]], tiles: str | os.Pat
     for p in dsms:
         tile = Path(p).parent.name
         if tile not in grid:
-            raise SensorImageError(f"{p}: tile {tile!r} is not in {tiles}; the tile grid changed, rerun the workflow.")
+            raise SensorImageError(
+                f"{p}: tile {tile!r} is not in {tiles}; the tile grid changed, rerun the workflow."
+            )
         metas.append(grid[tile])
     return mosaic_dsm(dsms, metas, out, resolution_m)

@@ -56,14 +56,15 @@ class OrthoView:
 # --------------------------------------------------------------------------------------------- geometry
 def cell_centres(transform: Affine, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
     """Map coordinates (x, y) of the centres of an (H, W) grid, each (H, W) float64."""
-    rows, cols = np.mgrid[0:shape[0], 0:shape[1]].astype(np.float64) + 0.5
+    rows, cols = np.mgrid[0 : shape[0], 0 : shape[1]].astype(np.float64) + 0.5
     x = transform.c + cols * transform.a + rows * transform.b
     y = transform.f + cols * transform.d + rows * transform.e
     return x, y
 
 
-def line_of_sight(rpc: RPCModel, to_lonlat: Transformer, to_map: Transformer, x: float, y: float, h: float,
-                  dh: float = 50.0) -> tuple[float, float]:
+def line_of_sight(
+    rpc: RPCModel, to_lonlat: Transformer, to_map: Transformer, x: float, y: float, h: float, dh: float = 50.0
+) -> tuple[float, float]:
     """Horizontal displacement (map metres per metre of height, (dx, dy)) of the ray towards the satellite.
 
     The point (x, y, h) is projected into the view, then localized back at ``h + dh``; the ray climbs towards
@@ -143,21 +144,29 @@ def _sample(image: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray
     img = image if image.ndim == 3 else image[np.newaxis]
     out = np.empty((img.shape[0],) + rows.shape, np.float32)
     for b in range(img.shape[0]):
-        out[b] = ndimage.map_coordinates(img[b].astype(np.float32), [rows, cols], order=1, mode="constant",
-                                         cval=np.nan, prefilter=False)
+        out[b] = ndimage.map_coordinates(
+            img[b].astype(np.float32), [rows, cols], order=1, mode="constant", cval=np.nan, prefilter=False
+        )
     return out if image.ndim == 3 else out[0]
 
 
-def project_grid(rpc: RPCModel, dsm: np.ndarray, transform: Affine, to_lonlat: Transformer,
-                 block_rows: int = 256) -> tuple[np.ndarray, np.ndarray]:
+def project_grid(
+    rpc: RPCModel, dsm: np.ndarray, transform: Affine, to_lonlat: Transformer, block_rows: int = 256
+) -> tuple[np.ndarray, np.ndarray]:
     """Image (row, col) of every DSM cell centre at its DSM height, each (H, W) float64 (NaN where DSM is NaN)."""
     h, w = dsm.shape
     rows = np.full((h, w), np.nan)
     cols = np.full((h, w), np.nan)
     for r0 in range(0, h, block_rows):
         r1 = min(h, r0 + block_rows)
-        sub = Affine(transform.a, transform.b, transform.c + r0 * transform.b,
-                     transform.d, transform.e, transform.f + r0 * transform.e)
+        sub = Affine(
+            transform.a,
+            transform.b,
+            transform.c + r0 * transform.b,
+            transform.d,
+            transform.e,
+            transform.f + r0 * transform.e,
+        )
         x, y = cell_centres(sub, (r1 - r0, w))
         lon, lat = to_lonlat.transform(x, y)
         z = dsm[r0:r1]
@@ -181,8 +190,15 @@ def _linear_match(src: np.ndarray, ref: np.ndarray) -> tuple[float, float]:
 
 
 # --------------------------------------------------------------------------------------------- ortho
-def true_ortho(dsm: np.ndarray, transform: Affine, crs: Any, views: list[OrthoView], occlusion_tol_m: float = 0.5,
-               radiometric_match: bool = True, detect_occlusions: bool = True) -> tuple[np.ndarray, np.ndarray, dict]:
+def true_ortho(
+    dsm: np.ndarray,
+    transform: Affine,
+    crs: Any,
+    views: list[OrthoView],
+    occlusion_tol_m: float = 0.5,
+    radiometric_match: bool = True,
+    detect_occlusions: bool = True,
+) -> tuple[np.ndarray, np.ndarray, dict]:
     """Orthorectify ``views`` on the DSM grid with occlusion handling.
 
     Args:
@@ -233,8 +249,13 @@ def true_ortho(dsm: np.ndarray, transform: Affine, crs: Any, views: list[OrthoVi
         for k in order[1:]:
             a, b = _linear_match(np.where(occluded[k], np.nan, samples[k]), ref_vis)
             samples[k] = (a * samples[k] + b).astype(np.float32)
-            log.info("view %s: radiometry mapped onto %s with gain %.4f, offset %.2f", views[k].name, views[ref].name,
-                     a, b)
+            log.info(
+                "view %s: radiometry mapped onto %s with gain %.4f, offset %.2f",
+                views[k].name,
+                views[ref].name,
+                a,
+                b,
+            )
 
     ortho = np.full(shape, np.nan, np.float32)
     source = np.full(shape, -1, np.int8)
@@ -243,16 +264,25 @@ def true_ortho(dsm: np.ndarray, transform: Affine, crs: Any, views: list[OrthoVi
         ortho[take] = samples[k][take]
         source[take] = k
     info = {
-        "views": [{"name": v.name, "tan_incidence": tan_inc[k], "incidence_deg": float(np.degrees(np.arctan(tan_inc[k]))),
-                   "occluded_fraction": float(occluded[k][valid].mean()),
-                   "used_fraction": float((source == k)[valid].mean())} for k, v in enumerate(views)],
+        "views": [
+            {
+                "name": v.name,
+                "tan_incidence": tan_inc[k],
+                "incidence_deg": float(np.degrees(np.arctan(tan_inc[k]))),
+                "occluded_fraction": float(occluded[k][valid].mean()),
+                "used_fraction": float((source == k)[valid].mean()),
+            }
+            for k, v in enumerate(views)
+        ],
         "masked_fraction": float((source < 0)[valid].mean()),
         "resolution_m": res,
     }
     return ortho, source, info
 
 
-def orthorectify_bands(image: np.ndarray, rpc: RPCModel, dsm: np.ndarray, transform: Affine, crs: Any) -> np.ndarray:
+def orthorectify_bands(
+    image: np.ndarray, rpc: RPCModel, dsm: np.ndarray, transform: Affine, crs: Any
+) -> np.ndarray:
     """Plain orthorectification (no occlusion test) of a (B, rows, cols) image: -> (B, H, W) float32, NaN nodata."""
     to_lonlat = Transformer.from_crs(CRS.from_user_input(crs), "EPSG:4326", always_xy=True)
     rows, cols = project_grid(rpc, dsm, transform, to_lonlat)
@@ -264,11 +294,13 @@ def estimate_shift(ref: np.ndarray, mov: np.ndarray, max_shift_px: float = 16.0)
     """(drow, dcol) to apply to ``mov`` (``ndimage.shift``) so that it best matches ``ref``: phase correlation with
     a parabolic sub-pixel peak. Both (H, W), NaN = nodata (filled with the mean); (0, 0) when the peak is beyond
     ``max_shift_px`` (no reliable registration)."""
+
     def prep(a: np.ndarray) -> np.ndarray:
         a = np.where(np.isfinite(a), a, np.nanmean(a)).astype(np.float64)
         a = a - a.mean()
         win = np.hanning(a.shape[0])[:, None] * np.hanning(a.shape[1])[None, :]
         return a * win
+
     fa, fb = np.fft.fft2(prep(ref)), np.fft.fft2(prep(mov))
     cross = fa * np.conj(fb)
     corr = np.real(np.fft.ifft2(cross / np.maximum(np.abs(cross), 1e-12)))
@@ -278,6 +310,7 @@ def estimate_shift(ref: np.ndarray, mov: np.ndarray, max_shift_px: float = 16.0)
     def sub(c_m: float, c_0: float, c_p: float) -> float:
         d = c_m - 2 * c_0 + c_p
         return 0.0 if d == 0 else 0.5 * (c_m - c_p) / d
+
     di = sub(corr[(i - 1) % h, j], corr[i, j], corr[(i + 1) % h, j])
     dj = sub(corr[i, (j - 1) % w], corr[i, j], corr[i, (j + 1) % w])
     dr = (i + h // 2) % h - h // 2 + di
@@ -287,7 +320,9 @@ def estimate_shift(ref: np.ndarray, mov: np.ndarray, max_shift_px: float = 16.0)
     return float(dr), float(dc)
 
 
-def pansharpen(pan: np.ndarray, ms: np.ndarray, register: bool = True, ms_pixel_ratio: int = 4) -> tuple[np.ndarray, tuple[float, float]]:
+def pansharpen(
+    pan: np.ndarray, ms: np.ndarray, register: bool = True, ms_pixel_ratio: int = 4
+) -> tuple[np.ndarray, tuple[float, float]]:
     """Generalized IHS pansharpening.
 
     Args:
@@ -314,9 +349,16 @@ def pansharpen(pan: np.ndarray, ms: np.ndarray, register: bool = True, ms_pixel_
 
 
 # --------------------------------------------------------------------------------------------- workflow entry
-def ortho_from_files(dsm: str | os.PathLike[str], scenes: str | os.PathLike[str], ortho: str | os.PathLike[str],
-                     occlusion_tol_m: float = 0.5, radiometric_match: bool = True, detect_occlusions: bool = True,
-                     fill_dsm_holes: bool = True, pansharpen_ms: bool = True) -> dict:
+def ortho_from_files(
+    dsm: str | os.PathLike[str],
+    scenes: str | os.PathLike[str],
+    ortho: str | os.PathLike[str],
+    occlusion_tol_m: float = 0.5,
+    radiometric_match: bool = True,
+    detect_occlusions: bool = True,
+    fill_dsm_holes: bool = True,
+    pansharpen_ms: bool = True,
+) -> dict:
     """Rule ``ortho``: DSM mosaic + scene sheet -> true ortho COG.
 
     Output: float32 COG on the DSM grid, NaN nodata; band 1 = PAN true ortho, bands 2.. = pansharpened MS bands
@@ -333,7 +375,9 @@ def ortho_from_files(dsm: str | os.PathLike[str], scenes: str | os.PathLike[str]
         raise ValueError(f"{dsm}: the DSM must be on a projected grid (got CRS {src.crs})")
     datum = src.tags.get("VERTICAL_DATUM", sat2lod.ELLIPSOID_DATUM)
     if datum != sat2lod.ELLIPSOID_DATUM:
-        log.warning("%s: VERTICAL_DATUM is %r, RPCs expect ellipsoidal heights: the ortho may be shifted", dsm, datum)
+        log.warning(
+            "%s: VERTICAL_DATUM is %r, RPCs expect ellipsoidal heights: the ortho may be shifted", dsm, datum
+        )
     heights = src.array.astype(np.float32)
     valid = np.isfinite(heights)
     if fill_dsm_holes and not valid.all() and valid.any():
@@ -358,8 +402,9 @@ def ortho_from_files(dsm: str | os.PathLike[str], scenes: str | os.PathLike[str]
             ms = (i, ms_path, v.get("ms_rpc"))
     if not views:
         raise ValueError(f"{scenes}: no views in the scene sheet; rerun rule acquire")
-    ortho_arr, _source, info = true_ortho(heights, src.transform, src.crs, views, occlusion_tol_m,
-                                         radiometric_match, detect_occlusions)
+    ortho_arr, _source, info = true_ortho(
+        heights, src.transform, src.crs, views, occlusion_tol_m, radiometric_match, detect_occlusions
+    )
     bands = [ortho_arr]
     band_tags = [{"NAME": "pan"}]
     if ms is not None:
@@ -372,8 +417,16 @@ def ortho_from_files(dsm: str | os.PathLike[str], scenes: str | os.PathLike[str]
         band_tags += [{"NAME": f"ms{b + 1}_pansharpened"} for b in range(sharp.shape[0])]
         info["pansharpened_bands"] = int(sharp.shape[0])
     tags = {"SAT2LOD_PRODUCT": "ortho", "SAT2LOD_ORTHO_INFO": str(info), "HEIGHTS_USED": datum}
-    write_raster(ortho, np.stack(bands), src.transform, src.crs, nodata=float("nan"), tags=tags,
-                 band_tags=band_tags, cog=True)
+    write_raster(
+        ortho,
+        np.stack(bands),
+        src.transform,
+        src.crs,
+        nodata=float("nan"),
+        tags=tags,
+        band_tags=band_tags,
+        cog=True,
+    )
     info["seconds"] = time.perf_counter() - t0
     log.info("true ortho %s written: %s", ortho, info)
     return info

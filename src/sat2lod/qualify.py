@@ -43,16 +43,42 @@ PathLike = str | os.PathLike[str]
 #: class ladder (cm) used to name the class: the smallest value >= RMSE (ASPRS allows any X; these are the
 #: values of the Edition 2 example tables)
 VERTICAL_CLASSES_CM = (1.0, 2.5, 5.0, 10.0, 15.0, 20.0, 33.3, 66.7, 100.0, 333.3, 1000.0)
-HORIZONTAL_CLASSES_CM = (1.25, 2.5, 5.0, 7.5, 10.0, 12.5, 15.0, 17.5, 20.0, 25.0, 30.0, 50.0, 100.0, 150.0, 200.0,
-                         250.0, 300.0, 500.0, 1000.0)
+HORIZONTAL_CLASSES_CM = (
+    1.25,
+    2.5,
+    5.0,
+    7.5,
+    10.0,
+    12.5,
+    15.0,
+    17.5,
+    20.0,
+    25.0,
+    30.0,
+    50.0,
+    100.0,
+    150.0,
+    200.0,
+    250.0,
+    300.0,
+    500.0,
+    1000.0,
+)
 MIN_CHECKPOINTS = 30
 CLASS_NAMES = {0: "ground", 1: "building", 2: "vegetation", 3: "road", 4: "water"}
 #: issue-6 targets; lod1_height_rmse_m is checked on the like-for-like LOD1 error (see LOD1_REFERENCES)
-TARGETS = {"ciou_mean": (">=", 0.80), "polis_mean_m": ("<=", 1.0), "n_ratio": ("<=", 1.2),
-           "lod1_height_rmse_m": ("<=", 1.0), "roof_type_accuracy": (">=", 0.90)}
+TARGETS = {
+    "ciou_mean": (">=", 0.80),
+    "polis_mean_m": ("<=", 1.0),
+    "n_ratio": ("<=", 1.2),
+    "lod1_height_rmse_m": ("<=", 1.0),
+    "roof_type_accuracy": (">=", 0.90),
+}
 
 
-def error_stats(err: np.ndarray, thresholds: list[float] | tuple[float, ...] = (0.5, 1.0, 3.0)) -> dict[str, Any]:
+def error_stats(
+    err: np.ndarray, thresholds: list[float] | tuple[float, ...] = (0.5, 1.0, 3.0)
+) -> dict[str, Any]:
     """Statistics of height errors (m). ``err``: any shape; NaN cells are ignored.
 
     Returns:
@@ -66,9 +92,16 @@ def error_stats(err: np.ndarray, thresholds: list[float] | tuple[float, ...] = (
         return out | {k: None for k in ("mean", "median", "std", "rmse", "nmad", "le90", "p95", "max_abs")}
     a = np.abs(e)
     med = float(np.median(e))
-    out.update(mean=float(e.mean()), median=med, std=float(e.std()), rmse=float(math.sqrt(np.mean(e * e))),
-               nmad=float(1.4826 * np.median(np.abs(e - med))), le90=float(np.percentile(a, 90)),
-               p95=float(np.percentile(a, 95)), max_abs=float(a.max()))
+    out.update(
+        mean=float(e.mean()),
+        median=med,
+        std=float(e.std()),
+        rmse=float(math.sqrt(np.mean(e * e))),
+        nmad=float(1.4826 * np.median(np.abs(e - med))),
+        le90=float(np.percentile(a, 90)),
+        p95=float(np.percentile(a, 95)),
+        max_abs=float(a.max()),
+    )
     for t in thresholds:
         out[f"above_{t:g}m"] = float(np.mean(a > t))
     return out
@@ -85,19 +118,28 @@ def asprs_vertical_class(rmse_m: float | None, n: int, reference_rmse_m: float =
     """ASPRS Ed. 2 vertical accuracy class from the NVA RMSE_V (m) of ``n`` checkpoints."""
     if rmse_m is None or n == 0:
         return {"class": None, "rmse_v_cm": None, "n_checkpoints": n, "note": "no checkpoint"}
-    r = math.sqrt(rmse_m ** 2 + reference_rmse_m ** 2) * 100
-    return {"class": _class_of(r, VERTICAL_CLASSES_CM), "rmse_v_cm": round(r, 2), "n_checkpoints": n,
-            "note": "" if n >= MIN_CHECKPOINTS else f"fewer than {MIN_CHECKPOINTS} checkpoints: not conformant"}
+    r = math.sqrt(rmse_m**2 + reference_rmse_m**2) * 100
+    return {
+        "class": _class_of(r, VERTICAL_CLASSES_CM),
+        "rmse_v_cm": round(r, 2),
+        "n_checkpoints": n,
+        "note": "" if n >= MIN_CHECKPOINTS else f"fewer than {MIN_CHECKPOINTS} checkpoints: not conformant",
+    }
 
 
-def asprs_horizontal_class(rmse_x_m: float | None, rmse_y_m: float | None, n: int,
-                           reference_rmse_m: float = 0.0) -> dict[str, Any]:
+def asprs_horizontal_class(
+    rmse_x_m: float | None, rmse_y_m: float | None, n: int, reference_rmse_m: float = 0.0
+) -> dict[str, Any]:
     """ASPRS Ed. 2 horizontal accuracy class from RMSE_H = sqrt(RMSE_x^2 + RMSE_y^2) (m) of ``n`` checkpoints."""
     if rmse_x_m is None or rmse_y_m is None or n == 0 or not np.isfinite([rmse_x_m, rmse_y_m]).all():
         return {"class": None, "rmse_h_cm": None, "n_checkpoints": n, "note": "no checkpoint"}
-    r = math.sqrt(rmse_x_m ** 2 + rmse_y_m ** 2 + reference_rmse_m ** 2) * 100
-    return {"class": _class_of(r, HORIZONTAL_CLASSES_CM), "rmse_h_cm": round(r, 2), "n_checkpoints": n,
-            "note": "" if n >= MIN_CHECKPOINTS else f"fewer than {MIN_CHECKPOINTS} checkpoints: not conformant"}
+    r = math.sqrt(rmse_x_m**2 + rmse_y_m**2 + reference_rmse_m**2) * 100
+    return {
+        "class": _class_of(r, HORIZONTAL_CLASSES_CM),
+        "rmse_h_cm": round(r, 2),
+        "n_checkpoints": n,
+        "note": "" if n >= MIN_CHECKPOINTS else f"fewer than {MIN_CHECKPOINTS} checkpoints: not conformant",
+    }
 
 
 def on_grid(src: Raster, ref: Raster) -> np.ndarray:
@@ -106,11 +148,24 @@ def on_grid(src: Raster, ref: Raster) -> np.ndarray:
     a = src.array.astype(np.float32)
     if src.nodata is not None and not (isinstance(src.nodata, float) and np.isnan(src.nodata)):
         a = np.where(src.array == src.nodata, np.nan, a)
-    if src.shape == ref.shape and src.crs == ref.crs and np.allclose(tuple(src.transform)[:6], tuple(ref.transform)[:6]):
+    if (
+        src.shape == ref.shape
+        and src.crs == ref.crs
+        and np.allclose(tuple(src.transform)[:6], tuple(ref.transform)[:6])
+    ):
         return a
     out = np.full(ref.shape, np.nan, np.float32)
-    reproject(a, out, src_transform=src.transform, src_crs=src.crs, dst_transform=ref.transform, dst_crs=ref.crs,
-              src_nodata=np.nan, dst_nodata=np.nan, resampling=Resampling.bilinear)
+    reproject(
+        a,
+        out,
+        src_transform=src.transform,
+        src_crs=src.crs,
+        dst_transform=ref.transform,
+        dst_crs=ref.crs,
+        src_nodata=np.nan,
+        dst_nodata=np.nan,
+        resampling=Resampling.bilinear,
+    )
     return out
 
 
@@ -120,9 +175,15 @@ def slope_deg(z: np.ndarray, res: float) -> np.ndarray:
     return np.degrees(np.arctan(np.hypot(gx, gy)))
 
 
-def compare_heights(pred: np.ndarray, ref: np.ndarray, classes: np.ndarray | None, res: float,
-                    thresholds: list[float], slope_bins: list[float], slope_from: np.ndarray | None = None,
-                    ) -> dict[str, Any]:
+def compare_heights(
+    pred: np.ndarray,
+    ref: np.ndarray,
+    classes: np.ndarray | None,
+    res: float,
+    thresholds: list[float],
+    slope_bins: list[float],
+    slope_from: np.ndarray | None = None,
+) -> dict[str, Any]:
     """Error statistics of ``pred - ref`` on one grid: all cells, by class, by slope of ``slope_from``
     (default: the reference), completeness = share of valid reference cells where the product is valid."""
     err = pred - ref
@@ -130,8 +191,10 @@ def compare_heights(pred: np.ndarray, ref: np.ndarray, classes: np.ndarray | Non
     if classes is not None:
         ref_ok &= classes != 255
     both = ref_ok & np.isfinite(pred)
-    out: dict[str, Any] = {"all": error_stats(err[both], thresholds),
-                           "completeness": float(both.sum() / max(ref_ok.sum(), 1))}
+    out: dict[str, Any] = {
+        "all": error_stats(err[both], thresholds),
+        "completeness": float(both.sum() / max(ref_ok.sum(), 1)),
+    }
     if classes is not None:
         out["by_class"] = {}
         for code, name in CLASS_NAMES.items():
@@ -165,19 +228,29 @@ def _lod_attrs(doc: dict[str, Any]) -> dict[int, dict[str, Any]]:
 
 #: definitions of the LOD1 reference heights (stated in accuracy.json / accuracy.md)
 LOD1_REFERENCES = {
-    "height_error": ("like for like: the block's own rule applied to the reference, i.e. the roof_percentile "
-                     "(attribute of each LOD1 block) of the reference nDSM (reference DSM - reference DTM) over the "
-                     "reference footprint shrunk by the block's edge_buffer_m; this is the error of the product, "
-                     "and the one the LOD1 target is checked on"),
+    "height_error": (
+        "like for like: the block's own rule applied to the reference, i.e. the roof_percentile "
+        "(attribute of each LOD1 block) of the reference nDSM (reference DSM - reference DTM) over the "
+        "reference footprint shrunk by the block's edge_buffer_m; this is the error of the product, "
+        "and the one the LOD1 target is checked on"
+    ),
     "height_error_vs_mean_roof": "the mean of the reference nDSM over the same shrunk reference footprint",
-    "height_error_vs_ridge": ("the 'height' column of the reference buildings (the synthetic truth's ridge, the "
-                              "highest roof point): a LoD1.2 block at a percentile sits below it by construction "
-                              "on pitched roofs"),
+    "height_error_vs_ridge": (
+        "the 'height' column of the reference buildings (the synthetic truth's ridge, the "
+        "highest roof point): a LoD1.2 block at a percentile sits below it by construction "
+        "on pitched roofs"
+    ),
 }
 
 
-def lod1_height_scores(attrs: dict[int, dict[str, Any]], ids: list[Any], pairs: list[tuple[int, int, float]],
-                       ref: Any, ref_ndsm: np.ndarray | None = None, ref_transform: Any = None) -> dict[str, Any]:
+def lod1_height_scores(
+    attrs: dict[int, dict[str, Any]],
+    ids: list[Any],
+    pairs: list[tuple[int, int, float]],
+    ref: Any,
+    ref_ndsm: np.ndarray | None = None,
+    ref_transform: Any = None,
+) -> dict[str, Any]:
     """LOD1 block height errors (m, product - reference) of the matched buildings, against three reference
     heights (:data:`LOD1_REFERENCES`).
 
@@ -206,7 +279,9 @@ def lod1_height_scores(attrs: dict[int, dict[str, Any]], ids: list[Any], pairs: 
         if ref_ndsm is not None:
             poly = ref.geometry.iloc[j]
             buf = float(a.get("edge_buffer_m", LOD1_EDGE_BUFFER_M))
-            like.append(h - block_height(poly, ref_ndsm, ref_transform, float(a.get("roof_percentile", 90.0)), buf))
+            like.append(
+                h - block_height(poly, ref_ndsm, ref_transform, float(a.get("roof_percentile", 90.0)), buf)
+            )
             v = pixels_in(poly, ref_ndsm, ref_transform, buffer_m=buf)[2]
             v = v[np.isfinite(v)]
             mean_roof.append(h - float(v.mean()) if len(v) else float("nan"))
@@ -227,8 +302,14 @@ def lod1_height_scores(attrs: dict[int, dict[str, Any]], ids: list[Any], pairs: 
     return out
 
 
-def building_scores(footprints: Any, ref: Any, lod1: dict[str, Any] | None, lod2: dict[str, Any] | None,
-                    ref_ndsm: np.ndarray | None = None, ref_transform: Any = None) -> dict[str, Any]:
+def building_scores(
+    footprints: Any,
+    ref: Any,
+    lod1: dict[str, Any] | None,
+    lod2: dict[str, Any] | None,
+    ref_ndsm: np.ndarray | None = None,
+    ref_transform: Any = None,
+) -> dict[str, Any]:
     """Footprint metrics and LOD1/LOD2 height and roof-type scores against reference buildings.
 
     Args:
@@ -263,35 +344,55 @@ def building_scores(footprints: Any, ref: Any, lod1: dict[str, Any] | None, lod2
         eave = [a["eave_height"] - float(r["eave_height"]) for a, r in got if "eave_height" in r]
         # accuracy over the matched buildings, and over all reference buildings (an unmatched one -- merged
         # with a neighbour, missed -- has no right model): a chain that drops hard buildings cannot gain
-        out["lod2"] = {"n": len(got), "roof_type_accuracy": ok / len(got) if got else None,
-                       "n_ref": len(refp), "roof_type_recall": ok / len(refp) if len(refp) else None,
-                       "confusion_truth_to_predicted": conf,
-                       "ridge_height_error": error_stats(np.array(ridge), (0.5, 1.0, 3.0)),
-                       "eave_height_error": error_stats(np.array(eave), (0.5, 1.0, 3.0))}
+        out["lod2"] = {
+            "n": len(got),
+            "roof_type_accuracy": ok / len(got) if got else None,
+            "n_ref": len(refp),
+            "roof_type_recall": ok / len(refp) if len(refp) else None,
+            "confusion_truth_to_predicted": conf,
+            "ridge_height_error": error_stats(np.array(ridge), (0.5, 1.0, 3.0)),
+            "eave_height_error": error_stats(np.array(eave), (0.5, 1.0, 3.0)),
+        }
     return out
 
 
 def _targets(res: dict[str, Any]) -> dict[str, Any]:
     b = res.get("buildings", {})
-    vals = {"ciou_mean": b.get("footprints", {}).get("ciou_mean"),
-            "polis_mean_m": b.get("footprints", {}).get("polis_mean_m"),
-            "n_ratio": b.get("footprints", {}).get("n_ratio"),
-            "lod1_height_rmse_m": b.get("lod1", {}).get("height_error", {}).get("rmse"),
-            "roof_type_accuracy": b.get("lod2", {}).get("roof_type_accuracy")}
+    vals = {
+        "ciou_mean": b.get("footprints", {}).get("ciou_mean"),
+        "polis_mean_m": b.get("footprints", {}).get("polis_mean_m"),
+        "n_ratio": b.get("footprints", {}).get("n_ratio"),
+        "lod1_height_rmse_m": b.get("lod1", {}).get("height_error", {}).get("rmse"),
+        "roof_type_accuracy": b.get("lod2", {}).get("roof_type_accuracy"),
+    }
     out = {}
     for k, (op, t) in TARGETS.items():
         v = vals[k]
-        ok = None if v is None or (isinstance(v, float) and math.isnan(v)) else (v >= t if op == ">=" else v <= t)
+        ok = (
+            None
+            if v is None or (isinstance(v, float) and math.isnan(v))
+            else (v >= t if op == ">=" else v <= t)
+        )
         out[k] = {"value": v, "target": f"{op} {t:g}", "met": ok}
     return out
 
 
-def qualify(dsm: PathLike, dtm: PathLike | None = None, footprints: PathLike | None = None,
-            lod1: PathLike | None = None, lod2: PathLike | None = None, *, ref_dsm: PathLike | None = None,
-            ref_dtm: PathLike | None = None, ref_classes: PathLike | None = None,
-            ref_buildings: PathLike | None = None, thresholds_m: list[float] = (0.5, 1.0, 3.0),
-            slope_bins_deg: list[float] = (0, 10, 30, 90), out_json: PathLike, out_md: PathLike,
-            ) -> dict[str, Any]:
+def qualify(
+    dsm: PathLike,
+    dtm: PathLike | None = None,
+    footprints: PathLike | None = None,
+    lod1: PathLike | None = None,
+    lod2: PathLike | None = None,
+    *,
+    ref_dsm: PathLike | None = None,
+    ref_dtm: PathLike | None = None,
+    ref_classes: PathLike | None = None,
+    ref_buildings: PathLike | None = None,
+    thresholds_m: list[float] = (0.5, 1.0, 3.0),
+    slope_bins_deg: list[float] = (0, 10, 30, 90),
+    out_json: PathLike,
+    out_md: PathLike,
+) -> dict[str, Any]:
     """Qualify the products against whatever reference is given; write ``accuracy.json`` and ``accuracy.md``.
 
     Raises:
@@ -301,15 +402,21 @@ def qualify(dsm: PathLike, dtm: PathLike | None = None, footprints: PathLike | N
     from sat2lod.io.vector import read_vector
 
     thresholds_m, slope_bins_deg = list(thresholds_m), list(slope_bins_deg)
-    res: dict[str, Any] = {"reference": {"dsm": str(ref_dsm) if ref_dsm else None,
-                                         "dtm": str(ref_dtm) if ref_dtm else None,
-                                         "classes": str(ref_classes) if ref_classes else None,
-                                         "buildings": str(ref_buildings) if ref_buildings else None},
-                           "standard": "ASPRS Positional Accuracy Standards, Edition 2 (2023); classes by RMSE",
-                           "outliers_removed": 0}
+    res: dict[str, Any] = {
+        "reference": {
+            "dsm": str(ref_dsm) if ref_dsm else None,
+            "dtm": str(ref_dtm) if ref_dtm else None,
+            "classes": str(ref_classes) if ref_classes else None,
+            "buildings": str(ref_buildings) if ref_buildings else None,
+        },
+        "standard": "ASPRS Positional Accuracy Standards, Edition 2 (2023); classes by RMSE",
+        "outliers_removed": 0,
+    }
     if not any((ref_dsm, ref_dtm, ref_buildings)):
-        log.warning("no reference given: only product summaries are reported (set qualify.reference_dsm, "
-                    "qualify.reference_dtm or qualify.reference_buildings for real data)")
+        log.warning(
+            "no reference given: only product summaries are reported (set qualify.reference_dsm, "
+            "qualify.reference_dtm or qualify.reference_buildings for real data)"
+        )
     d = read_raster(dsm, masked_to_nan=True)
     res["vertical_datum"] = d.tags.get("VERTICAL_DATUM", "unknown")
     res["dsm_valid_fraction"] = float(np.isfinite(d.array).mean())
@@ -324,37 +431,56 @@ def qualify(dsm: PathLike, dtm: PathLike | None = None, footprints: PathLike | N
             c = read_raster(ref_classes)
             classes = c.array if c.shape == r.shape else None
         pred = on_grid(d, r)
-        res["dsm"] = compare_heights(pred, r.array.astype(np.float32), classes, abs(r.transform.a), thresholds_m,
-                                     slope_bins_deg)
+        res["dsm"] = compare_heights(
+            pred, r.array.astype(np.float32), classes, abs(r.transform.a), thresholds_m, slope_bins_deg
+        )
         nonveg = _nonveg(classes, r.shape, (0, 1, 3)) & np.isfinite(r.array) & np.isfinite(pred)
         e = (pred - r.array)[nonveg]
-        res["dsm"]["nva"] = asprs_vertical_class(float(np.sqrt(np.mean(e ** 2))) if e.size else None, int(e.size))
+        res["dsm"]["nva"] = asprs_vertical_class(
+            float(np.sqrt(np.mean(e**2))) if e.size else None, int(e.size)
+        )
         res["dsm"]["nva"]["le90_m"] = float(np.percentile(np.abs(e), 90)) if e.size else None
         if classes is not None:
             v = (pred - r.array)[(classes == 2) & np.isfinite(pred) & np.isfinite(r.array)]
-            res["dsm"]["vva"] = {"rmse_v_cm": round(float(np.sqrt(np.mean(v ** 2))) * 100, 2) if v.size else None,
-                                 "n": int(v.size), "note": "as found (no pass/fail in ASPRS Ed. 2)"}
+            res["dsm"]["vva"] = {
+                "rmse_v_cm": round(float(np.sqrt(np.mean(v**2))) * 100, 2) if v.size else None,
+                "n": int(v.size),
+                "note": "as found (no pass/fail in ASPRS Ed. 2)",
+            }
     if ref_dtm and dtm:
         r = read_raster(ref_dtm, masked_to_nan=True)
         t = read_raster(dtm, masked_to_nan=True)
         pred = on_grid(t, r)
         cls = classes if classes is not None and classes.shape == r.shape else None
-        res["dtm"] = compare_heights(pred, r.array.astype(np.float32), cls, abs(r.transform.a), thresholds_m,
-                                     slope_bins_deg)
+        res["dtm"] = compare_heights(
+            pred, r.array.astype(np.float32), cls, abs(r.transform.a), thresholds_m, slope_bins_deg
+        )
         # DTM NVA on open ground (ground + road): where the terrain is seen, not interpolated under objects
         ground = _nonveg(cls, r.shape, (0, 3)) & np.isfinite(r.array) & np.isfinite(pred)
         e = (pred - r.array)[ground]
-        res["dtm"]["nva"] = asprs_vertical_class(float(np.sqrt(np.mean(e ** 2))) if e.size else None, int(e.size))
+        res["dtm"]["nva"] = asprs_vertical_class(
+            float(np.sqrt(np.mean(e**2))) if e.size else None, int(e.size)
+        )
         res["dtm"]["nva"]["le90_m"] = float(np.percentile(np.abs(e), 90)) if e.size else None
     if footprints and ref_buildings:
         fp = read_vector(footprints)
         rb = read_vector(ref_buildings)
         if ref_ndsm is not None and fp.crs is not None and ref_crs is not None and fp.crs != ref_crs:
-            log.warning("reference DSM CRS differs from the footprints' CRS: LOD1 heights are compared with the "
-                        "reference 'height' column only")
-            ref_ndsm = None  # the reference buildings are compared in the footprints' CRS, the nDSM grid is not
-        res["buildings"] = building_scores(fp, rb, read_cityjson(lod1) if lod1 else None,
-                                           read_cityjson(lod2) if lod2 else None, ref_ndsm, ref_transform)
+            log.warning(
+                "reference DSM CRS differs from the footprints' CRS: LOD1 heights are compared with the "
+                "reference 'height' column only"
+            )
+            ref_ndsm = (
+                None  # the reference buildings are compared in the footprints' CRS, the nDSM grid is not
+            )
+        res["buildings"] = building_scores(
+            fp,
+            rb,
+            read_cityjson(lod1) if lod1 else None,
+            read_cityjson(lod2) if lod2 else None,
+            ref_ndsm,
+            ref_transform,
+        )
     res["targets"] = _targets(res)
     with atomic_path(out_json) as tmp:
         tmp.write_text(json.dumps(_clean(res), indent=2))
@@ -387,67 +513,123 @@ def _f(v: Any, nd: int = 3) -> str:
 
 def accuracy_markdown(res: dict[str, Any]) -> str:
     """Readable accuracy tables (Markdown) of a qualification result."""
-    lines = ["# Accuracy report", "", (f"Standard: {res['standard']}. Vertical datum: {res.get('vertical_datum')}. "
-             f"Outliers removed: {res['outliers_removed']} (all valid cells are used)."), ""]
+    lines = [
+        "# Accuracy report",
+        "",
+        (
+            f"Standard: {res['standard']}. Vertical datum: {res.get('vertical_datum')}. "
+            f"Outliers removed: {res['outliers_removed']} (all valid cells are used)."
+        ),
+        "",
+    ]
     for key, title in (("dsm", "DSM"), ("dtm", "DTM")):
         if key not in res:
             continue
         r = res[key]
         nva = r.get("nva", {})
-        lines += [f"## {title} vs reference", "",
-                  (f"ASPRS vertical accuracy class (NVA): **{nva.get('class')}** (RMSE_V = {_f(nva.get('rmse_v_cm'), 1)} cm, "
-                  f"LE90 = {_f(nva.get('le90_m'))} m, {nva.get('n_checkpoints')} checkpoints) {nva.get('note', '')}"), ""]
+        lines += [
+            f"## {title} vs reference",
+            "",
+            (
+                f"ASPRS vertical accuracy class (NVA): **{nva.get('class')}** (RMSE_V = {_f(nva.get('rmse_v_cm'), 1)} cm, "
+                f"LE90 = {_f(nva.get('le90_m'))} m, {nva.get('n_checkpoints')} checkpoints) {nva.get('note', '')}"
+            ),
+            "",
+        ]
         if "vva" in r:
             lines += [f"VVA (vegetated, as found): RMSE_V = {_f(r['vva']['rmse_v_cm'], 1)} cm", ""]
         ths = [k for k in r["all"] if k.startswith("above_")]
-        lines += ["| subset | n | mean | median | RMSE | NMAD | LE90 | p95 | " + " | ".join(f"> {t[6:]}" for t in ths)
-                  + " | completeness |", "|" + "---|" * (9 + len(ths))]
+        lines += [
+            "| subset | n | mean | median | RMSE | NMAD | LE90 | p95 | "
+            + " | ".join(f"> {t[6:]}" for t in ths)
+            + " | completeness |",
+            "|" + "---|" * (9 + len(ths)),
+        ]
         rows = [("all", r["all"] | {"completeness": r["completeness"]})]
         rows += [(f"class {k}", v) for k, v in r.get("by_class", {}).items()]
         rows += [(f"slope {k}", v) for k, v in r.get("by_slope", {}).items()]
         for name, s in rows:
-            lines.append(f"| {name} | {s['n']} | {_f(s.get('mean'))} | {_f(s.get('median'))} | {_f(s.get('rmse'))} | "
-                         f"{_f(s.get('nmad'))} | {_f(s.get('le90'))} | {_f(s.get('p95'))} | "
-                         + " | ".join(_f(s.get(t)) for t in ths) + f" | {_f(s.get('completeness'))} |")
+            lines.append(
+                f"| {name} | {s['n']} | {_f(s.get('mean'))} | {_f(s.get('median'))} | {_f(s.get('rmse'))} | "
+                f"{_f(s.get('nmad'))} | {_f(s.get('le90'))} | {_f(s.get('p95'))} | "
+                + " | ".join(_f(s.get(t)) for t in ths)
+                + f" | {_f(s.get('completeness'))} |"
+            )
         lines.append("")
     b = res.get("buildings")
     if b:
         f = b["footprints"]
         hc = f["horizontal_class"]
-        lines += ["## Building footprints (LOD0)", "",
-                  ("| n pred | n ref | matched | precision | recall | IoU (global) | IoU | C-IoU | PoLiS (m) | N-ratio | "
-                  "Hausdorff (m) | CE90 (m) |"), "|" + "---|" * 12,
-                  (f"| {f['n_pred']} | {f['n_ref']} | {f['n_matched']} | {_f(f['precision'])} | {_f(f['recall'])} | "
-                  f"{_f(f['iou_global'])} | {_f(f['iou_mean'])} | {_f(f['ciou_mean'])} | {_f(f['polis_mean_m'])} | "
-                  f"{_f(f['n_ratio'])} | {_f(f['hausdorff_mean_m'])} | {_f(f['ce90_m'])} |"), "",
-                  (f"ASPRS horizontal accuracy class: **{hc['class']}** (RMSE_H = {_f(hc['rmse_h_cm'], 1)} cm) "
-                  f"{hc.get('note', '')}"), ""]
+        lines += [
+            "## Building footprints (LOD0)",
+            "",
+            (
+                "| n pred | n ref | matched | precision | recall | IoU (global) | IoU | C-IoU | PoLiS (m) | N-ratio | "
+                "Hausdorff (m) | CE90 (m) |"
+            ),
+            "|" + "---|" * 12,
+            (
+                f"| {f['n_pred']} | {f['n_ref']} | {f['n_matched']} | {_f(f['precision'])} | {_f(f['recall'])} | "
+                f"{_f(f['iou_global'])} | {_f(f['iou_mean'])} | {_f(f['ciou_mean'])} | {_f(f['polis_mean_m'])} | "
+                f"{_f(f['n_ratio'])} | {_f(f['hausdorff_mean_m'])} | {_f(f['ce90_m'])} |"
+            ),
+            "",
+            (
+                f"ASPRS horizontal accuracy class: **{hc['class']}** (RMSE_H = {_f(hc['rmse_h_cm'], 1)} cm) "
+                f"{hc.get('note', '')}"
+            ),
+            "",
+        ]
         sw = b["shared_walls"]
-        lines += [(f"Shared walls: {sw.get('ref_pairs', '–')} adjacent reference pairs, {sw['pairs']} with both "
-                  f"buildings matched; of these kept shared: {_f(sw['kept_shared'])}, "
-                  f"mean gap {_f(sw['gap_m2_mean'])} m², mean overlap {_f(sw['overlap_m2_mean'])} m²."), ""]
+        lines += [
+            (
+                f"Shared walls: {sw.get('ref_pairs', '–')} adjacent reference pairs, {sw['pairs']} with both "
+                f"buildings matched; of these kept shared: {_f(sw['kept_shared'])}, "
+                f"mean gap {_f(sw['gap_m2_mean'])} m², mean overlap {_f(sw['overlap_m2_mean'])} m²."
+            ),
+            "",
+        ]
         if "lod1" in b:
             l1 = b["lod1"]
-            lines += ["## LOD1", "", f"Block height error (product - reference) over {l1['n']} matched buildings:", "",
-                      "| reference height | n | mean | RMSE | NMAD | LE90 |", "|---|---|---|---|---|---|"]
+            lines += [
+                "## LOD1",
+                "",
+                f"Block height error (product - reference) over {l1['n']} matched buildings:",
+                "",
+                "| reference height | n | mean | RMSE | NMAD | LE90 |",
+                "|---|---|---|---|---|---|",
+            ]
             for key in ("height_error", "height_error_vs_mean_roof", "height_error_vs_ridge"):
                 if key in l1:
                     h = l1[key]
-                    lines.append(f"| {key} | {h.get('n')} | {_f(h.get('mean'))} | {_f(h.get('rmse'))} | "
-                                 f"{_f(h.get('nmad'))} | {_f(h.get('le90'))} |")
+                    lines.append(
+                        f"| {key} | {h.get('n')} | {_f(h.get('mean'))} | {_f(h.get('rmse'))} | "
+                        f"{_f(h.get('nmad'))} | {_f(h.get('le90'))} |"
+                    )
             lines += [""] + [f"- {k}: {v}." for k, v in l1.get("definitions", {}).items()] + [""]
         if "lod2" in b:
             l2 = b["lod2"]
             rh, eh = l2["ridge_height_error"], l2["eave_height_error"]
-            lines += ["## LOD2", "", (f"Roof-type accuracy: {_f(l2['roof_type_accuracy'])} over {l2['n']} matched buildings "
-                      f"({_f(l2.get('roof_type_recall'))} of all {l2.get('n_ref')} reference buildings modelled with "
-                      "their roof type); "
-                      f"ridge height error RMSE {_f(rh.get('rmse'))} m (mean {_f(rh.get('mean'))} m); "
-                      f"eave height error RMSE {_f(eh.get('rmse'))} m."), ""]
+            lines += [
+                "## LOD2",
+                "",
+                (
+                    f"Roof-type accuracy: {_f(l2['roof_type_accuracy'])} over {l2['n']} matched buildings "
+                    f"({_f(l2.get('roof_type_recall'))} of all {l2.get('n_ref')} reference buildings modelled with "
+                    "their roof type); "
+                    f"ridge height error RMSE {_f(rh.get('rmse'))} m (mean {_f(rh.get('mean'))} m); "
+                    f"eave height error RMSE {_f(eh.get('rmse'))} m."
+                ),
+                "",
+            ]
             types = list(l2["confusion_truth_to_predicted"])
             lines += ["| truth \\ predicted | " + " | ".join(types) + " |", "|" + "---|" * (len(types) + 1)]
             for t in types:
-                lines.append(f"| {t} | " + " | ".join(str(l2['confusion_truth_to_predicted'][t][u]) for u in types) + " |")
+                lines.append(
+                    f"| {t} | "
+                    + " | ".join(str(l2["confusion_truth_to_predicted"][t][u]) for u in types)
+                    + " |"
+                )
             lines.append("")
     lines += ["## Targets", "", "| metric | value | target | met |", "|---|---|---|---|"]
     for k, v in res["targets"].items():

@@ -23,8 +23,28 @@ def monomials(x: np.ndarray, y: np.ndarray, z: np.ndarray) -> np.ndarray:
     x, y, z = (np.asarray(a, dtype=np.float64).ravel() for a in (x, y, z))
     one = np.ones_like(x)
     return np.stack(
-        [one, x, y, z, x * y, x * z, y * z, x * x, y * y, z * z,
-         x * y * z, x ** 3, x * y * y, x * z * z, x * x * y, y ** 3, y * z * z, x * x * z, y * y * z, z ** 3],
+        [
+            one,
+            x,
+            y,
+            z,
+            x * y,
+            x * z,
+            y * z,
+            x * x,
+            y * y,
+            z * z,
+            x * y * z,
+            x**3,
+            x * y * y,
+            x * z * z,
+            x * x * y,
+            y**3,
+            y * z * z,
+            x * x * z,
+            y * y * z,
+            z**3,
+        ],
         axis=1,
     )
 
@@ -50,15 +70,23 @@ class RPCModel:
 
     # ------------------------------------------------------------------ conversions
     @classmethod
-    def from_rasterio(cls, rpc: Any) -> "RPCModel":
+    def from_rasterio(cls, rpc: Any) -> RPCModel:
         """Build from a :class:`rasterio.rpc.RPC` (as read from GeoTIFF RPC tags)."""
         return cls(
-            line_off=float(rpc.line_off), samp_off=float(rpc.samp_off), lat_off=float(rpc.lat_off),
-            long_off=float(rpc.long_off), height_off=float(rpc.height_off), line_scale=float(rpc.line_scale),
-            samp_scale=float(rpc.samp_scale), lat_scale=float(rpc.lat_scale), long_scale=float(rpc.long_scale),
+            line_off=float(rpc.line_off),
+            samp_off=float(rpc.samp_off),
+            lat_off=float(rpc.lat_off),
+            long_off=float(rpc.long_off),
+            height_off=float(rpc.height_off),
+            line_scale=float(rpc.line_scale),
+            samp_scale=float(rpc.samp_scale),
+            lat_scale=float(rpc.lat_scale),
+            long_scale=float(rpc.long_scale),
             height_scale=float(rpc.height_scale),
-            line_num_coeff=np.asarray(rpc.line_num_coeff, float), line_den_coeff=np.asarray(rpc.line_den_coeff, float),
-            samp_num_coeff=np.asarray(rpc.samp_num_coeff, float), samp_den_coeff=np.asarray(rpc.samp_den_coeff, float),
+            line_num_coeff=np.asarray(rpc.line_num_coeff, float),
+            line_den_coeff=np.asarray(rpc.line_den_coeff, float),
+            samp_num_coeff=np.asarray(rpc.samp_num_coeff, float),
+            samp_den_coeff=np.asarray(rpc.samp_den_coeff, float),
         )
 
     def to_rasterio(self) -> Any:
@@ -66,15 +94,25 @@ class RPCModel:
         from rasterio.rpc import RPC
 
         return RPC(
-            height_off=self.height_off, height_scale=self.height_scale, lat_off=self.lat_off,
-            lat_scale=self.lat_scale, line_den_coeff=list(map(float, self.line_den_coeff)),
-            line_num_coeff=list(map(float, self.line_num_coeff)), line_off=self.line_off,
-            line_scale=self.line_scale, long_off=self.long_off, long_scale=self.long_scale,
-            samp_den_coeff=list(map(float, self.samp_den_coeff)), samp_num_coeff=list(map(float, self.samp_num_coeff)),
-            samp_off=self.samp_off, samp_scale=self.samp_scale, err_bias=-1.0, err_rand=-1.0,
+            height_off=self.height_off,
+            height_scale=self.height_scale,
+            lat_off=self.lat_off,
+            lat_scale=self.lat_scale,
+            line_den_coeff=list(map(float, self.line_den_coeff)),
+            line_num_coeff=list(map(float, self.line_num_coeff)),
+            line_off=self.line_off,
+            line_scale=self.line_scale,
+            long_off=self.long_off,
+            long_scale=self.long_scale,
+            samp_den_coeff=list(map(float, self.samp_den_coeff)),
+            samp_num_coeff=list(map(float, self.samp_num_coeff)),
+            samp_off=self.samp_off,
+            samp_scale=self.samp_scale,
+            err_bias=-1.0,
+            err_rand=-1.0,
         )
 
-    def crop(self, row0: float, col0: float) -> "RPCModel":
+    def crop(self, row0: float, col0: float) -> RPCModel:
         """Model of a crop whose pixel (0, 0) is pixel (row0, col0) of this model's image."""
         out = RPCModel(**{k: getattr(self, k) for k in self.__dataclass_fields__})
         out.line_off = self.line_off - row0
@@ -83,24 +121,48 @@ class RPCModel:
 
     def _packed(self) -> tuple[np.ndarray, np.ndarray]:
         """(offsets/scales (10,), coefficients (4, 20): line num, line den, samp num, samp den) for the kernels."""
-        norm = np.array([self.long_off, self.long_scale, self.lat_off, self.lat_scale, self.height_off,
-                         self.height_scale, self.line_off, self.line_scale, self.samp_off, self.samp_scale], float)
-        coef = np.ascontiguousarray(np.stack([self.line_num_coeff, self.line_den_coeff,
-                                              self.samp_num_coeff, self.samp_den_coeff]).astype(np.float64))
+        norm = np.array(
+            [
+                self.long_off,
+                self.long_scale,
+                self.lat_off,
+                self.lat_scale,
+                self.height_off,
+                self.height_scale,
+                self.line_off,
+                self.line_scale,
+                self.samp_off,
+                self.samp_scale,
+            ],
+            float,
+        )
+        coef = np.ascontiguousarray(
+            np.stack(
+                [self.line_num_coeff, self.line_den_coeff, self.samp_num_coeff, self.samp_den_coeff]
+            ).astype(np.float64)
+        )
         return norm, coef
 
     # ------------------------------------------------------------------ geometry
     def project(self, lon: np.ndarray, lat: np.ndarray, h: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Ground -> image (numba kernel). lon, lat (deg), h (m, ellipsoidal), broadcastable -> (row, col) px."""
-        lon, lat, h = np.broadcast_arrays(np.asarray(lon, float), np.asarray(lat, float), np.asarray(h, float))
+        lon, lat, h = np.broadcast_arrays(
+            np.asarray(lon, float), np.asarray(lat, float), np.asarray(h, float)
+        )
         shape = lon.shape
         norm, coef = self._packed()
-        row, col = _project_kernel(np.ascontiguousarray(lon).ravel(), np.ascontiguousarray(lat).ravel(),
-                                   np.ascontiguousarray(h).ravel(), norm, coef)
+        row, col = _project_kernel(
+            np.ascontiguousarray(lon).ravel(),
+            np.ascontiguousarray(lat).ravel(),
+            np.ascontiguousarray(h).ravel(),
+            norm,
+            coef,
+        )
         return row.reshape(shape), col.reshape(shape)
 
-    def localize(self, row: np.ndarray, col: np.ndarray, h: np.ndarray, iters: int = 30,
-                 tol_px: float = 1e-8) -> tuple[np.ndarray, np.ndarray]:
+    def localize(
+        self, row: np.ndarray, col: np.ndarray, h: np.ndarray, iters: int = 30, tol_px: float = 1e-8
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Image + height -> ground (numba kernel): Newton iterations with analytic Jacobians.
 
         Args:
@@ -110,25 +172,42 @@ class RPCModel:
         Returns:
             (lon, lat) in degrees, same shape as the broadcast inputs (NaN where Newton did not converge).
         """
-        row, col, h = np.broadcast_arrays(np.asarray(row, float), np.asarray(col, float), np.asarray(h, float))
+        row, col, h = np.broadcast_arrays(
+            np.asarray(row, float), np.asarray(col, float), np.asarray(h, float)
+        )
         shape = row.shape
         norm, coef = self._packed()
-        lon, lat = _localize_kernel(np.ascontiguousarray(row).ravel(), np.ascontiguousarray(col).ravel(),
-                                    np.ascontiguousarray(h).ravel(), norm, coef, iters, tol_px)
+        lon, lat = _localize_kernel(
+            np.ascontiguousarray(row).ravel(),
+            np.ascontiguousarray(col).ravel(),
+            np.ascontiguousarray(h).ravel(),
+            norm,
+            coef,
+            iters,
+            tol_px,
+        )
         return lon.reshape(shape), lat.reshape(shape)
 
-    def project_reference(self, lon: np.ndarray, lat: np.ndarray, h: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def project_reference(
+        self, lon: np.ndarray, lat: np.ndarray, h: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
         """NumPy reference of :meth:`project` (used by the tests of the numba kernel)."""
-        lon, lat, h = np.broadcast_arrays(np.asarray(lon, float), np.asarray(lat, float), np.asarray(h, float))
+        lon, lat, h = np.broadcast_arrays(
+            np.asarray(lon, float), np.asarray(lat, float), np.asarray(h, float)
+        )
         shape = lon.shape
-        m = monomials((lon - self.long_off) / self.long_scale, (lat - self.lat_off) / self.lat_scale,
-                      (h - self.height_off) / self.height_scale)
+        m = monomials(
+            (lon - self.long_off) / self.long_scale,
+            (lat - self.lat_off) / self.lat_scale,
+            (h - self.height_off) / self.height_scale,
+        )
         row = self.line_off + self.line_scale * (m @ self.line_num_coeff) / (m @ self.line_den_coeff)
         col = self.samp_off + self.samp_scale * (m @ self.samp_num_coeff) / (m @ self.samp_den_coeff)
         return row.reshape(shape), col.reshape(shape)
 
-    def localize_reference(self, row: np.ndarray, col: np.ndarray, h: np.ndarray, iters: int = 20,
-                           tol_px: float = 1e-6) -> tuple[np.ndarray, np.ndarray]:
+    def localize_reference(
+        self, row: np.ndarray, col: np.ndarray, h: np.ndarray, iters: int = 20, tol_px: float = 1e-6
+    ) -> tuple[np.ndarray, np.ndarray]:
         """NumPy reference of :meth:`localize`: Newton iterations with finite-difference Jacobians.
 
         Args:
@@ -137,7 +216,9 @@ class RPCModel:
         Returns:
             (lon, lat) in degrees, same shape as the broadcast inputs.
         """
-        row, col, h = np.broadcast_arrays(np.asarray(row, float), np.asarray(col, float), np.asarray(h, float))
+        row, col, h = np.broadcast_arrays(
+            np.asarray(row, float), np.asarray(col, float), np.asarray(h, float)
+        )
         shape = row.shape
         row, col, h = row.ravel(), col.ravel(), h.ravel()
         lon = np.full(row.shape, self.long_off)
@@ -165,27 +246,76 @@ class RPCModel:
 @numba.njit(cache=True, inline="always")
 def _poly_grad(c: np.ndarray, x: float, y: float, z: float) -> tuple[float, float, float]:
     """RPC00B cubic c (20,) at normalized (x, y, z): (value, d/dx, d/dy)."""
-    v = (c[0] + c[1] * x + c[2] * y + c[3] * z + c[4] * x * y + c[5] * x * z + c[6] * y * z + c[7] * x * x
-         + c[8] * y * y + c[9] * z * z + c[10] * x * y * z + c[11] * x * x * x + c[12] * x * y * y
-         + c[13] * x * z * z + c[14] * x * x * y + c[15] * y * y * y + c[16] * y * z * z + c[17] * x * x * z
-         + c[18] * y * y * z + c[19] * z * z * z)
-    dx = (c[1] + c[4] * y + c[5] * z + 2.0 * c[7] * x + c[10] * y * z + 3.0 * c[11] * x * x + c[12] * y * y
-          + c[13] * z * z + 2.0 * c[14] * x * y + 2.0 * c[17] * x * z)
-    dy = (c[2] + c[4] * x + c[6] * z + 2.0 * c[8] * y + c[10] * x * z + c[12] * 2.0 * x * y + c[14] * x * x
-          + 3.0 * c[15] * y * y + c[16] * z * z + 2.0 * c[18] * y * z)
+    v = (
+        c[0]
+        + c[1] * x
+        + c[2] * y
+        + c[3] * z
+        + c[4] * x * y
+        + c[5] * x * z
+        + c[6] * y * z
+        + c[7] * x * x
+        + c[8] * y * y
+        + c[9] * z * z
+        + c[10] * x * y * z
+        + c[11] * x * x * x
+        + c[12] * x * y * y
+        + c[13] * x * z * z
+        + c[14] * x * x * y
+        + c[15] * y * y * y
+        + c[16] * y * z * z
+        + c[17] * x * x * z
+        + c[18] * y * y * z
+        + c[19] * z * z * z
+    )
+    dx = (
+        c[1]
+        + c[4] * y
+        + c[5] * z
+        + 2.0 * c[7] * x
+        + c[10] * y * z
+        + 3.0 * c[11] * x * x
+        + c[12] * y * y
+        + c[13] * z * z
+        + 2.0 * c[14] * x * y
+        + 2.0 * c[17] * x * z
+    )
+    dy = (
+        c[2]
+        + c[4] * x
+        + c[6] * z
+        + 2.0 * c[8] * y
+        + c[10] * x * z
+        + c[12] * 2.0 * x * y
+        + c[14] * x * x
+        + 3.0 * c[15] * y * y
+        + c[16] * z * z
+        + 2.0 * c[18] * y * z
+    )
     return v, dx, dy
 
 
 @numba.njit(cache=True, inline="always")
 def _poly_dz(c: np.ndarray, x: float, y: float, z: float) -> float:
     """d/dz of the RPC00B cubic c (20,) at normalized (x, y, z)."""
-    return (c[3] + c[5] * x + c[6] * y + 2.0 * c[9] * z + c[10] * x * y + 2.0 * c[13] * x * z
-            + 2.0 * c[16] * y * z + c[17] * x * x + c[18] * y * y + 3.0 * c[19] * z * z)
+    return (
+        c[3]
+        + c[5] * x
+        + c[6] * y
+        + 2.0 * c[9] * z
+        + c[10] * x * y
+        + 2.0 * c[13] * x * z
+        + 2.0 * c[16] * y * z
+        + c[17] * x * x
+        + c[18] * y * y
+        + 3.0 * c[19] * z * z
+    )
 
 
 @numba.njit(cache=True)
-def _project_jacobian(norm: np.ndarray, coef: np.ndarray, lon: float, lat: float,
-                      h: float) -> tuple[float, float, float, float, float, float, float, float]:
+def _project_jacobian(
+    norm: np.ndarray, coef: np.ndarray, lon: float, lat: float, h: float
+) -> tuple[float, float, float, float, float, float, float, float]:
     """Project one point: (row, col, drow/dlon, drow/dlat, drow/dh, dcol/dlon, dcol/dlat, dcol/dh)."""
     x = (lon - norm[0]) / norm[1]
     y = (lat - norm[2]) / norm[3]
@@ -200,15 +330,22 @@ def _project_jacobian(norm: np.ndarray, coef: np.ndarray, lon: float, lat: float
     sdz = _poly_dz(coef[3], x, y, z)
     kr = norm[7] / (ld * ld)
     kc = norm[9] / (sd * sd)
-    return (norm[6] + norm[7] * ln / ld, norm[8] + norm[9] * sn / sd,
-            kr * (lnx * ld - ln * ldx) / norm[1], kr * (lny * ld - ln * ldy) / norm[3],
-            kr * (lnz * ld - ln * ldz) / norm[5], kc * (snx * sd - sn * sdx) / norm[1],
-            kc * (sny * sd - sn * sdy) / norm[3], kc * (snz * sd - sn * sdz) / norm[5])
+    return (
+        norm[6] + norm[7] * ln / ld,
+        norm[8] + norm[9] * sn / sd,
+        kr * (lnx * ld - ln * ldx) / norm[1],
+        kr * (lny * ld - ln * ldy) / norm[3],
+        kr * (lnz * ld - ln * ldz) / norm[5],
+        kc * (snx * sd - sn * sdx) / norm[1],
+        kc * (sny * sd - sn * sdy) / norm[3],
+        kc * (snz * sd - sn * sdz) / norm[5],
+    )
 
 
 @numba.njit(cache=True, parallel=True)
-def _project_kernel(lon: np.ndarray, lat: np.ndarray, h: np.ndarray, norm: np.ndarray,
-                    coef: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _project_kernel(
+    lon: np.ndarray, lat: np.ndarray, h: np.ndarray, norm: np.ndarray, coef: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     n = lon.shape[0]
     row = np.empty(n)
     col = np.empty(n)
@@ -226,8 +363,15 @@ def _project_kernel(lon: np.ndarray, lat: np.ndarray, h: np.ndarray, norm: np.nd
 
 
 @numba.njit(cache=True, parallel=True)
-def _localize_kernel(row: np.ndarray, col: np.ndarray, h: np.ndarray, norm: np.ndarray, coef: np.ndarray,
-                     iters: int, tol_px: float) -> tuple[np.ndarray, np.ndarray]:
+def _localize_kernel(
+    row: np.ndarray,
+    col: np.ndarray,
+    h: np.ndarray,
+    norm: np.ndarray,
+    coef: np.ndarray,
+    iters: int,
+    tol_px: float,
+) -> tuple[np.ndarray, np.ndarray]:
     n = row.shape[0]
     lon = np.empty(n)
     lat = np.empty(n)
@@ -273,7 +417,9 @@ def _localize_kernel(row: np.ndarray, col: np.ndarray, h: np.ndarray, norm: np.n
     return lon, lat
 
 
-def _fit_ratio(m: np.ndarray, target: np.ndarray, reg: float, iters: int = 10) -> tuple[np.ndarray, np.ndarray]:
+def _fit_ratio(
+    m: np.ndarray, target: np.ndarray, reg: float, iters: int = 10
+) -> tuple[np.ndarray, np.ndarray]:
     """Fit target ~= (m @ num) / (m @ den), den[0] = 1, by iteratively reweighted linear least squares."""
     n = m.shape[0]
     weights = np.ones(n)
@@ -292,8 +438,9 @@ def _fit_ratio(m: np.ndarray, target: np.ndarray, reg: float, iters: int = 10) -
     return num, den
 
 
-def fit_rpc(lon: np.ndarray, lat: np.ndarray, h: np.ndarray, row: np.ndarray, col: np.ndarray,
-            reg: float = 1e-10) -> RPCModel:
+def fit_rpc(
+    lon: np.ndarray, lat: np.ndarray, h: np.ndarray, row: np.ndarray, col: np.ndarray, reg: float = 1e-10
+) -> RPCModel:
     """Fit an RPC to ground <-> image correspondences (a 3-D grid covering the image and its height range).
 
     Args:
@@ -313,6 +460,19 @@ def fit_rpc(lon: np.ndarray, lat: np.ndarray, h: np.ndarray, row: np.ndarray, co
     m = monomials((lon - lon_o) / lon_s, (lat - lat_o) / lat_s, (h - h_o) / h_s)
     ln, ld = _fit_ratio(m, (row - r_o) / r_s, reg)
     sn, sd = _fit_ratio(m, (col - c_o) / c_s, reg)
-    return RPCModel(line_off=r_o, samp_off=c_o, lat_off=lat_o, long_off=lon_o, height_off=h_o,
-                    line_scale=r_s, samp_scale=c_s, lat_scale=lat_s, long_scale=lon_s, height_scale=h_s,
-                    line_num_coeff=ln, line_den_coeff=ld, samp_num_coeff=sn, samp_den_coeff=sd)
+    return RPCModel(
+        line_off=r_o,
+        samp_off=c_o,
+        lat_off=lat_o,
+        long_off=lon_o,
+        height_off=h_o,
+        line_scale=r_s,
+        samp_scale=c_s,
+        lat_scale=lat_s,
+        long_scale=lon_s,
+        height_scale=h_s,
+        line_num_coeff=ln,
+        line_den_coeff=ld,
+        samp_num_coeff=sn,
+        samp_den_coeff=sd,
+    )

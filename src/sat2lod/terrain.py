@@ -140,7 +140,11 @@ def harmonic_fill_reference(z: np.ndarray, known: np.ndarray, tol: float = 1e-6)
     zf = z.ravel().astype(np.float64)
     for k, p in enumerate(unk):
         i, j = divmod(int(p), w)
-        nb = [(i + di, j + dj) for di, dj in ((-1, 0), (1, 0), (0, -1), (0, 1)) if 0 <= i + di < h and 0 <= j + dj < w]
+        nb = [
+            (i + di, j + dj)
+            for di, dj in ((-1, 0), (1, 0), (0, -1), (0, 1))
+            if 0 <= i + di < h and 0 <= j + dj < w
+        ]
         rows.append(k), cols.append(k), vals.append(float(len(nb)))
         for a, b in nb:
             q = a * w + b
@@ -231,13 +235,17 @@ def extract_dtm(dsm: np.ndarray, resolution_m: float, params: DTMParams | None =
         objects = ndimage.binary_dilation(objects, iterations=buffer_px)
     ground = valid & ~objects
     if ground.sum() < 10:
-        raise ValueError("no ground cell found in the DSM: increase terrain.max_slope or "
-                         "terrain.max_object_size_m, or check the DSM (all cells flagged as objects)")
+        raise ValueError(
+            "no ground cell found in the DSM: increase terrain.max_slope or "
+            "terrain.max_object_size_m, or check the DSM (all cells flagged as objects)"
+        )
     dtm = _harmonic_fill_multiscale(np.where(ground, z, 0.0), ground)
     if p.refine:
         # Second pass: ground = close to the first surface, with a tolerance growing with the local slope.
         slope = np.hypot(*np.gradient(dtm, resolution_m))
-        ground2 = valid & (np.abs(z - dtm) <= p.ground_tolerance_m + p.slope_tolerance_scale * slope * resolution_m)
+        ground2 = valid & (
+            np.abs(z - dtm) <= p.ground_tolerance_m + p.slope_tolerance_scale * slope * resolution_m
+        )
         if buffer_px:
             ground2 &= ~ndimage.binary_dilation(~ground2, iterations=buffer_px)
         if ground2.sum() >= 10:
@@ -257,8 +265,9 @@ def normalized_dsm(dsm: np.ndarray, dtm: np.ndarray) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------------------------- workflow entry
-def dtm_from_dsm_file(dsm: str | os.PathLike[str], dtm: str | os.PathLike[str], ndsm: str | os.PathLike[str],
-                      **params: Any) -> dict[str, float]:
+def dtm_from_dsm_file(
+    dsm: str | os.PathLike[str], dtm: str | os.PathLike[str], ndsm: str | os.PathLike[str], **params: Any
+) -> dict[str, float]:
     """Read a DSM GeoTIFF, write its DTM and nDSM as COGs (float32, NaN nodata, ``VERTICAL_DATUM`` kept).
 
     Args:
@@ -271,8 +280,10 @@ def dtm_from_dsm_file(dsm: str | os.PathLike[str], dtm: str | os.PathLike[str], 
     t0 = time.perf_counter()
     src = read_raster(dsm, bands=1, masked_to_nan=True)
     if src.crs is None or not src.crs.is_projected:
-        raise ValueError(f"{dsm}: the DSM must be on a projected grid in metres (got CRS {src.crs}); "
-                         "rerun the mosaic step with output.epsg set to a projected CRS")
+        raise ValueError(
+            f"{dsm}: the DSM must be on a projected grid in metres (got CRS {src.crs}); "
+            "rerun the mosaic step with output.epsg set to a projected CRS"
+        )
     res_x, res_y = abs(src.transform.a), abs(src.transform.e)
     if not math.isclose(res_x, res_y, rel_tol=1e-3):
         raise ValueError(f"{dsm}: pixels must be square (got {res_x} x {res_y} m); resample the DSM first")
@@ -283,10 +294,21 @@ def dtm_from_dsm_file(dsm: str | os.PathLike[str], dtm: str | os.PathLike[str], 
         log.warning("%s has no VERTICAL_DATUM tag; assuming %s", dsm, datum)
     dtm_arr = extract_dtm(arr, res_x, DTMParams(**params))
     ndsm_arr = normalized_dsm(arr, dtm_arr)
-    tags = {"VERTICAL_DATUM": datum, "SAT2LOD_PRODUCT": "dtm", "SAT2LOD_METHOD": "progressive_morphology+harmonic"}
+    tags = {
+        "VERTICAL_DATUM": datum,
+        "SAT2LOD_PRODUCT": "dtm",
+        "SAT2LOD_METHOD": "progressive_morphology+harmonic",
+    }
     write_raster(dtm, dtm_arr, src.transform, src.crs, nodata=float("nan"), tags=tags, cog=True)
-    write_raster(ndsm, ndsm_arr, src.transform, src.crs, nodata=float("nan"),
-                 tags={**tags, "SAT2LOD_PRODUCT": "ndsm", "HEIGHT_REFERENCE": "DTM"}, cog=True)
+    write_raster(
+        ndsm,
+        ndsm_arr,
+        src.transform,
+        src.crs,
+        nodata=float("nan"),
+        tags={**tags, "SAT2LOD_PRODUCT": "ndsm", "HEIGHT_REFERENCE": "DTM"},
+        cog=True,
+    )
     summary = {
         "seconds": time.perf_counter() - t0,
         "dsm_valid_fraction": float(np.isfinite(arr).mean()),

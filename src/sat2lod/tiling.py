@@ -54,7 +54,9 @@ class GridSpec:
     height_px: int
 
 
-def grid_spec(aoi_bounds: Sequence[float], tile_size_m: float, margin_m: float, resolution_m: float) -> GridSpec:
+def grid_spec(
+    aoi_bounds: Sequence[float], tile_size_m: float, margin_m: float, resolution_m: float
+) -> GridSpec:
     """Snap the AOI to the output pixel grid and size the tiles.
 
     Args:
@@ -77,10 +79,20 @@ def grid_spec(aoi_bounds: Sequence[float], tile_size_m: float, margin_m: float, 
     w, h = ix1 - ix0, iy1 - iy0
     n_cols, n_rows = -(-w // tile_px), -(-h // tile_px)
     if n_cols > MAX_TILES_PER_AXIS or n_rows > MAX_TILES_PER_AXIS:
-        raise ValueError(f"{n_rows} x {n_cols} tiles: more than {MAX_TILES_PER_AXIS} per axis; increase "
-                         "tiling.tile_size_m")
-    return GridSpec(x0=ix0 * r, y0=iy1 * r, resolution=r, tile_px=tile_px, margin_px=margin_px,
-                    n_rows=n_rows, n_cols=n_cols, width_px=w, height_px=h)
+        raise ValueError(
+            f"{n_rows} x {n_cols} tiles: more than {MAX_TILES_PER_AXIS} per axis; increase tiling.tile_size_m"
+        )
+    return GridSpec(
+        x0=ix0 * r,
+        y0=iy1 * r,
+        resolution=r,
+        tile_px=tile_px,
+        margin_px=margin_px,
+        n_rows=n_rows,
+        n_cols=n_cols,
+        width_px=w,
+        height_px=h,
+    )
 
 
 def tile_cores(spec: GridSpec) -> np.ndarray:
@@ -103,7 +115,9 @@ def tile_id(row: int, col: int) -> str:
     return f"t{row:04d}_{col:04d}"
 
 
-def select_tiles(cores: np.ndarray, visible: shapely.Geometry | None, min_coverage: float = 0.0) -> np.ndarray:
+def select_tiles(
+    cores: np.ndarray, visible: shapely.Geometry | None, min_coverage: float = 0.0
+) -> np.ndarray:
     """Boolean mask of the tiles whose core is seen: covered fraction > ``min_coverage`` of its area.
 
     Args:
@@ -118,7 +132,9 @@ def select_tiles(cores: np.ndarray, visible: shapely.Geometry | None, min_covera
     return inter > min_coverage * shapely.area(boxes)
 
 
-def tiles_feature_collection(spec: GridSpec, cores: np.ndarray, keep: np.ndarray, epsg: int) -> dict[str, Any]:
+def tiles_feature_collection(
+    spec: GridSpec, cores: np.ndarray, keep: np.ndarray, epsg: int
+) -> dict[str, Any]:
     """GeoJSON FeatureCollection of the kept tiles (format in docs/ARCHITECTURE.md), in EPSG ``epsg``."""
     m = spec.margin_px * spec.resolution
     feats = []
@@ -127,15 +143,26 @@ def tiles_feature_collection(spec: GridSpec, cores: np.ndarray, keep: np.ndarray
         core = [float(v) for v in cores[k]]
         b = [core[0] - m, core[1] - m, core[2] + m, core[3] + m]
         ring = [[b[0], b[1]], [b[2], b[1]], [b[2], b[3]], [b[0], b[3]], [b[0], b[1]]]
-        feats.append({"type": "Feature", "geometry": {"type": "Polygon", "coordinates": [ring]},
-                      "properties": {"tile": tile_id(row, col), "row": row, "col": col, "core": core, "bounds": b}})
+        feats.append(
+            {
+                "type": "Feature",
+                "geometry": {"type": "Polygon", "coordinates": [ring]},
+                "properties": {"tile": tile_id(row, col), "row": row, "col": col, "core": core, "bounds": b},
+            }
+        )
     return {
         "type": "FeatureCollection",
         "crs": {"type": "name", "properties": {"name": f"urn:ogc:def:crs:EPSG::{int(epsg)}"}},
         "epsg": int(epsg),
         "resolution_m": spec.resolution,
-        "grid": {"x0": spec.x0, "y0": spec.y0, "tile_px": spec.tile_px, "margin_px": spec.margin_px,
-                 "n_rows": spec.n_rows, "n_cols": spec.n_cols},
+        "grid": {
+            "x0": spec.x0,
+            "y0": spec.y0,
+            "tile_px": spec.tile_px,
+            "margin_px": spec.margin_px,
+            "n_rows": spec.n_rows,
+            "n_cols": spec.n_cols,
+        },
         "features": feats,
     }
 
@@ -178,11 +205,21 @@ def make_tiles(
     visible = common_footprint(cams, tuple(sheet["height_range"]), epsg=epsg, mode=visibility)
     keep = select_tiles(cores, visible, min_coverage)
     if not keep.any():
-        raise ValueError(f"{scenes}: no tile of the AOI {sheet['aoi_bounds']} (EPSG:{epsg}) is seen by all "
-                         f"{len(views)} views; check aoi.bbox_lonlat, the images and their RPCs.")
+        raise ValueError(
+            f"{scenes}: no tile of the AOI {sheet['aoi_bounds']} (EPSG:{epsg}) is seen by all "
+            f"{len(views)} views; check aoi.bbox_lonlat, the images and their RPCs."
+        )
     fc = tiles_feature_collection(spec, cores, keep, epsg)
     write_json(tiles, fc)
-    log.info("%s: %d of %d tiles kept (%d x %d grid, %d px tiles + %d px margin at %.3g m)", tiles, int(keep.sum()),
-             len(cores), spec.n_rows, spec.n_cols, spec.tile_px, spec.margin_px, spec.resolution)
+    log.info(
+        "%s: %d of %d tiles kept (%d x %d grid, %d px tiles + %d px margin at %.3g m)",
+        tiles,
+        int(keep.sum()),
+        len(cores),
+        spec.n_rows,
+        spec.n_cols,
+        spec.tile_px,
+        spec.margin_px,
+        spec.resolution,
+    )
     return fc
-

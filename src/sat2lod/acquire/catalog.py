@@ -67,7 +67,9 @@ class SceneToPublish:
 
 def _check_id(value: str, what: str) -> str:
     if not _SAFE_ID.match(value) or ".." in value:
-        raise ValueError(f"{what} {value!r}: use letters, digits, '.', '_' and '-' only (it becomes a URL and a path)")
+        raise ValueError(
+            f"{what} {value!r}: use letters, digits, '.', '_' and '-' only (it becomes a URL and a path)"
+        )
     return value
 
 
@@ -89,7 +91,11 @@ def stac_item(scene: SceneToPublish, collection: str, base_url: str) -> dict[str
         "properties": props,
         "links": [
             {"rel": "root", "href": f"{base_url}/catalog.json", "type": "application/json"},
-            {"rel": "collection", "href": f"{base_url}/{collection}/collection.json", "type": "application/json"},
+            {
+                "rel": "collection",
+                "href": f"{base_url}/{collection}/collection.json",
+                "type": "application/json",
+            },
             {"rel": "parent", "href": f"{base_url}/{collection}/collection.json", "type": "application/json"},
         ],
         "assets": {
@@ -105,8 +111,11 @@ def stac_item(scene: SceneToPublish, collection: str, base_url: str) -> dict[str
     }
     if scene.rpc is not None:
         item["assets"]["rpc"] = {
-            "href": f"{base_url}/{collection}/{scene.item_id}/{scene.rpc.name}", "type": "text/plain",
-            "roles": ["metadata"], "title": scene.rpc.name, "file:size": scene.rpc.stat().st_size,
+            "href": f"{base_url}/{collection}/{scene.item_id}/{scene.rpc.name}",
+            "type": "text/plain",
+            "roles": ["metadata"],
+            "title": scene.rpc.name,
+            "file:size": scene.rpc.stat().st_size,
             "file:checksum": sha256_multihash(sha256_file(scene.rpc)),
         }
     return item
@@ -146,12 +155,22 @@ def publish_catalog(
         "id": collection,
         "description": description,
         "license": "proprietary",
-        "extent": {"spatial": {"bbox": [[min(lons), min(lats), max(lons), max(lats)]]},
-                   "temporal": {"interval": [[times[0], times[-1]]]}},
-        "links": [{"rel": "root", "href": f"{base_url}/catalog.json", "type": "application/json"},
-                  {"rel": "parent", "href": f"{base_url}/catalog.json", "type": "application/json"}]
-        + [{"rel": "item", "href": f"{base_url}/{collection}/{s.item_id}/{s.item_id}.json",
-            "type": "application/geo+json"} for s in scenes],
+        "extent": {
+            "spatial": {"bbox": [[min(lons), min(lats), max(lons), max(lats)]]},
+            "temporal": {"interval": [[times[0], times[-1]]]},
+        },
+        "links": [
+            {"rel": "root", "href": f"{base_url}/catalog.json", "type": "application/json"},
+            {"rel": "parent", "href": f"{base_url}/catalog.json", "type": "application/json"},
+        ]
+        + [
+            {
+                "rel": "item",
+                "href": f"{base_url}/{collection}/{s.item_id}/{s.item_id}.json",
+                "type": "application/geo+json",
+            }
+            for s in scenes
+        ],
     }
     routes[f"/{collection}/collection.json"] = write_json(catalog_dir / collection / "collection.json", coll)
     root = {
@@ -159,21 +178,25 @@ def publish_catalog(
         "stac_version": STAC_VERSION,
         "id": "sat2lod",
         "description": description,
-        "links": [{"rel": "root", "href": f"{base_url}/catalog.json", "type": "application/json"},
-                  {"rel": "child", "href": f"{base_url}/{collection}/collection.json", "type": "application/json"}],
+        "links": [
+            {"rel": "root", "href": f"{base_url}/catalog.json", "type": "application/json"},
+            {"rel": "child", "href": f"{base_url}/{collection}/collection.json", "type": "application/json"},
+        ],
     }
     routes["/catalog.json"] = write_json(catalog_dir / "catalog.json", root)
-    log.info("published STAC catalog of %d item(s) in collection %s at %s", len(items), collection, catalog_dir)
+    log.info(
+        "published STAC catalog of %d item(s) in collection %s at %s", len(items), collection, catalog_dir
+    )
     return routes
 
 
 class _Handler(BaseHTTPRequestHandler):
     server: _Server
 
-    def do_GET(self) -> None:  # noqa: N802 (http.server API)
+    def do_GET(self) -> None:
         self._answer(body=True)
 
-    def do_HEAD(self) -> None:  # noqa: N802
+    def do_HEAD(self) -> None:
         self._answer(body=False)
 
     def _answer(self, body: bool) -> None:
@@ -192,7 +215,7 @@ class _Handler(BaseHTTPRequestHandler):
             with open(target, "rb") as fh:
                 shutil.copyfileobj(fh, self.wfile)
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (http.server API)
+    def log_message(self, format: str, *args: Any) -> None:
         log.debug("stac server: " + format, *args)
 
 
@@ -215,7 +238,9 @@ class StacServer:
     def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
         self._server = _Server((host, port), _Handler)
         self._server.routes = {}
-        self._thread = threading.Thread(target=self._server.serve_forever, name="sat2lod-stac-server", daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, name="sat2lod-stac-server", daemon=True
+        )
 
     @property
     def url(self) -> str:
@@ -240,8 +265,9 @@ class StacServer:
         log.info("STAC server started at %s", self.url)
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self._server.shutdown()
         self._server.server_close()
         self._thread.join(timeout=10)

@@ -143,7 +143,7 @@ def make_gateway(
 
 
 def _parse_time(value: str) -> datetime:
-    t = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    t = datetime.fromisoformat(value)
     return t if t.tzinfo else t.replace(tzinfo=UTC)
 
 
@@ -187,8 +187,15 @@ def search(
 
     where = f"provider {gw.provider!r} ({gw.endpoint.replace('{_collection}', collection)})"
     try:
-        res = gw.dag.search(collection=collection, geom=list(bbox_lonlat), start=start, end=end,
-                            provider=gw.provider, raise_errors=True, limit=max_items)
+        res = gw.dag.search(
+            collection=collection,
+            geom=list(bbox_lonlat),
+            start=start,
+            end=end,
+            provider=gw.provider,
+            raise_errors=True,
+            limit=max_items,
+        )
     except (EodagError, OSError) as exc:
         raise AcquisitionError(
             f"search failed on {where}: {type(exc).__name__}: {exc}. Check that the provider is reachable, the "
@@ -208,9 +215,17 @@ def search(
         if not (t0 <= t <= t1) or not geom.intersects(aoi):
             log.info("%s: product %s outside the date range or the bbox; dropped", where, props.get("id"))
             continue
-        out.append(Candidate(id=str(props.get("id")), title=str(props.get("title") or props.get("id")), datetime=t,
-                             footprint=geom, properties=props, assets={k: dict(v) for k, v in p.assets.items()},
-                             product=p))
+        out.append(
+            Candidate(
+                id=str(props.get("id")),
+                title=str(props.get("title") or props.get("id")),
+                datetime=t,
+                footprint=geom,
+                properties=props,
+                assets={k: dict(v) for k, v in p.assets.items()},
+                product=p,
+            )
+        )
     if not out:
         raise AcquisitionError(
             f"no scene found in collection {collection!r} over bbox {list(bbox_lonlat)} between {start} and {end} "
@@ -259,8 +274,10 @@ def pick_asset(c: Candidate, pattern: str | None = None, what: str = "image") ->
         rx = re.compile(pattern)
         hits = [k for k, n in names.items() if rx.search(n)]
         if len(hits) != 1:
-            raise AcquisitionError(f"product {c.id!r}: {len(hits)} asset(s) match the {what} pattern {pattern!r} "
-                                   f"(asset files: {sorted(names.values())}); fix source.stac.")
+            raise AcquisitionError(
+                f"product {c.id!r}: {len(hits)} asset(s) match the {what} pattern {pattern!r} "
+                f"(asset files: {sorted(names.values())}); fix source.stac."
+            )
         return hits[0], c.assets[hits[0]]
     for key, a in c.assets.items():
         if "data" in (a.get("roles") or []) and "tiff" in str(a.get("type", "")).lower():
@@ -297,24 +314,35 @@ def download_assets(
     c.product.properties["title"] = safe_name(c.title)
     pattern = "^(" + "|".join(re.escape(k) for k in asset_keys) + ")$"
     try:
-        fs_path = c.product.download(output_dir=str(out_dir), asset=pattern, extract=False,
-                                     progress_callback=ProgressCallback(disable=True),
-                                     wait=min(0.05, timeout_min), timeout=timeout_min)
+        fs_path = c.product.download(
+            output_dir=str(out_dir),
+            asset=pattern,
+            extract=False,
+            progress_callback=ProgressCallback(disable=True),
+            wait=min(0.05, timeout_min),
+            timeout=timeout_min,
+        )
     except (EodagError, OSError) as exc:
-        raise AcquisitionError(f"download of {' + '.join(hrefs)} failed: {type(exc).__name__}: {exc}. Rerun later "
-                               "or check the provider and credentials.") from exc
+        raise AcquisitionError(
+            f"download of {' + '.join(hrefs)} failed: {type(exc).__name__}: {exc}. Rerun later "
+            "or check the provider and credentials."
+        ) from exc
     root = Path(fs_path).resolve()
     try:
         root.relative_to(out_dir)
     except ValueError as exc:
-        raise AcquisitionError(f"product {c.id!r}: EODAG wrote to {root}, outside {out_dir}; refused.") from exc
+        raise AcquisitionError(
+            f"product {c.id!r}: EODAG wrote to {root}, outside {out_dir}; refused."
+        ) from exc
     files = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file())
     out = []
     for key, href in zip(asset_keys, hrefs):
         name = _file_name(c.assets[key])
         found = [p for p in files if p.name == name] or (files if len(asset_keys) == 1 else [])
         if len(found) != 1:
-            raise AcquisitionError(f"download of {href}: expected one file {name!r} under {root}, found "
-                                   f"{[str(p) for p in found]}.")
+            raise AcquisitionError(
+                f"download of {href}: expected one file {name!r} under {root}, found "
+                f"{[str(p) for p in found]}."
+            )
         out.append(found[0])
     return out

@@ -18,8 +18,16 @@ from rasterio.windows import Window
 
 from sat2lod.io.jsonio import read_json, write_json, write_text
 
-__all__ = ["ImageProbe", "ImageProbeError", "probe_image", "read_json", "read_text", "sha256_file",
-           "write_json", "write_text"]
+__all__ = [
+    "ImageProbe",
+    "ImageProbeError",
+    "probe_image",
+    "read_json",
+    "read_text",
+    "sha256_file",
+    "write_json",
+    "write_text",
+]
 
 
 def read_text(path: str | os.PathLike[str]) -> str:

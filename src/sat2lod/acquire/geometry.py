@@ -86,7 +86,9 @@ def common_footprint(
         for rpc, width, height in views:
             poly = footprint_lonlat(rpc, width, height, h, n_per_edge)
             if to_xy is not None:
-                poly = shapely.transform(poly, lambda xy: np.column_stack(to_xy.transform(xy[:, 0], xy[:, 1])))
+                poly = shapely.transform(
+                    poly, lambda xy: np.column_stack(to_xy.transform(xy[:, 0], xy[:, 1]))
+                )
             seen = poly if seen is None else shapely.intersection(seen, poly)
         per_height.append(seen)
     if mode == "all_heights":
@@ -127,4 +129,8 @@ def base_to_height(incidence_a: float, azimuth_a: float, incidence_b: float, azi
     B/H = |tan(i_a) u(az_a) - tan(i_b) u(az_b)|: the ground parallax (m) per metre of height between the two
     lines of sight. Only the difference matters, so any consistent azimuth convention gives the same ratio.
     """
-    return float(np.hypot(*(parallax_from_angles(incidence_a, azimuth_a) - parallax_from_angles(incidence_b, azimuth_b))))
+    return float(
+        np.hypot(
+            *(parallax_from_angles(incidence_a, azimuth_a) - parallax_from_angles(incidence_b, azimuth_b))
+        )
+    )

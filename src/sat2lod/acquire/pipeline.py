@@ -75,7 +75,7 @@ def _iso(t: datetime) -> str:
 
 
 def _parse_time(value: str) -> datetime:
-    t = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    t = datetime.fromisoformat(str(value))
     return t if t.tzinfo else t.replace(tzinfo=UTC)
 
 
@@ -98,8 +98,9 @@ def aoi_grid_frame(aoi_lonlat: shapely.Geometry, epsg: int | None) -> tuple[int,
     return epsg, [float(v) for v in xy.bounds]
 
 
-def _pairs_in_range(angles: list[tuple[float, float]], bh_min: float, bh_max: float
-                    ) -> tuple[list[list[int]], dict[str, float]]:
+def _pairs_in_range(
+    angles: list[tuple[float, float]], bh_min: float, bh_max: float
+) -> tuple[list[list[int]], dict[str, float]]:
     ratios: dict[str, float] = {}
     pairs: list[list[int]] = []
     for a in range(len(angles)):
@@ -117,12 +118,20 @@ def _view_info(c: Candidate) -> ViewInfo | None:
     p = c.properties
     inc, az = p.get("view:incidence_angle"), p.get("view:azimuth")
     if inc is None or az is None:
-        log.warning("product %s: no view:incidence_angle / view:azimuth in the catalog; not a stereo candidate",
-                    c.id)
+        log.warning(
+            "product %s: no view:incidence_angle / view:azimuth in the catalog; not a stereo candidate", c.id
+        )
         return None
     orbit = p.get("sat:relative_orbit", p.get("sat:absolute_orbit"))
-    return ViewInfo(key=c.id, datetime=c.datetime, incidence_deg=float(inc), azimuth_deg=float(az),
-                    footprint=c.footprint, platform=p.get("platform"), orbit=orbit)
+    return ViewInfo(
+        key=c.id,
+        datetime=c.datetime,
+        incidence_deg=float(inc),
+        azimuth_deg=float(az),
+        footprint=c.footprint,
+        platform=p.get("platform"),
+        orbit=orbit,
+    )
 
 
 def fetch_stereo_set(
@@ -167,24 +176,46 @@ def fetch_stereo_set(
             if rpc_asset is not None:
                 rkey, r_asset = pick_asset(c, rpc_asset, "RPC file")
                 path, rpc_path = download_assets(c, [key, rkey], downloads, timeout_min=download_timeout_min)
-                verify_file(rpc_path, url=r_asset.get("href"), expected_size=r_asset.get("file:size"),
-                            expected_checksum=r_asset.get("file:checksum"), delete_root=downloads)
+                verify_file(
+                    rpc_path,
+                    url=r_asset.get("href"),
+                    expected_size=r_asset.get("file:size"),
+                    expected_checksum=r_asset.get("file:checksum"),
+                    delete_root=downloads,
+                )
             else:
                 (path,) = download_assets(c, [key], downloads, timeout_min=download_timeout_min)
-            v = verify_image(path, url=img_asset.get("href"), expected_size=img_asset.get("file:size"),
-                             expected_checksum=img_asset.get("file:checksum"), rpc_file=rpc_path,
-                             delete_root=downloads)
+            v = verify_image(
+                path,
+                url=img_asset.get("href"),
+                expected_size=img_asset.get("file:size"),
+                expected_checksum=img_asset.get("file:checksum"),
+                rpc_file=rpc_path,
+                delete_root=downloads,
+            )
         except VerificationError as exc:
             bad.append(str(exc))
             continue
         if img_asset.get("file:checksum") is None:
-            log.warning("%s: the catalog gives no file:checksum; only size, readability and RPCs were checked",
-                        img_asset.get("href"))
-        views.append({"id": f"view{n}", "image": _shown(v.path), "rpc": _shown(rpc_path) if rpc_path else None,
-                      "datetime": _iso(c.datetime),
-                      "incidence_deg": infos[i].incidence_deg, "azimuth_deg": infos[i].azimuth_deg,
-                      "width": v.width, "height": v.height, "sha256": v.sha256, "product_id": c.id,
-                      "url": img_asset.get("href")})
+            log.warning(
+                "%s: the catalog gives no file:checksum; only size, readability and RPCs were checked",
+                img_asset.get("href"),
+            )
+        views.append(
+            {
+                "id": f"view{n}",
+                "image": _shown(v.path),
+                "rpc": _shown(rpc_path) if rpc_path else None,
+                "datetime": _iso(c.datetime),
+                "incidence_deg": infos[i].incidence_deg,
+                "azimuth_deg": infos[i].azimuth_deg,
+                "width": v.width,
+                "height": v.height,
+                "sha256": v.sha256,
+                "product_id": c.id,
+                "url": img_asset.get("href"),
+            }
+        )
     if bad:
         raise AcquisitionError(f"{len(bad)} downloaded file(s) failed verification:\n" + "\n".join(bad))
     pairs = [list(p) for p in sel.pairs]
@@ -193,13 +224,22 @@ def fetch_stereo_set(
 
 
 # ---------------------------------------------------------------------------------------------- sources
-def _synthetic(scene_json: Path, aoi: str, downloads: Path, catalog_dir: Path, providers_file: Path,
-               selection: dict[str, Any], bbox_lonlat: list[float] | None, download_timeout_min: float
-               ) -> dict[str, Any]:
+def _synthetic(
+    scene_json: Path,
+    aoi: str,
+    downloads: Path,
+    catalog_dir: Path,
+    providers_file: Path,
+    selection: dict[str, Any],
+    bbox_lonlat: list[float] | None,
+    download_timeout_min: float,
+) -> dict[str, Any]:
     scene = read_json(scene_json)
     for k in ("epsg", "bounds", "lonlat_bounds", "height_range", "views"):
         if k not in scene:
-            raise AcquisitionError(f"{scene_json}: key {k!r} missing; regenerate the synthetic city (rule synth_city).")
+            raise AcquisitionError(
+                f"{scene_json}: key {k!r} missing; regenerate the synthetic city (rule synth_city)."
+            )
     hmin, hmax = map(float, scene["height_range"])
     to_publish: list[SceneToPublish] = []
     for i, v in enumerate(scene["views"]):
@@ -209,28 +249,69 @@ def _synthetic(scene_json: Path, aoi: str, downloads: Path, catalog_dir: Path, p
         probe = probe_image(img)
         rpc = read_rpc(img)
         fp = footprint_lonlat(rpc, probe.width, probe.height, 0.5 * (hmin + hmax))
-        to_publish.append(SceneToPublish(
-            item_id=f"{aoi}-view{i}", image=img, footprint=fp, datetime=_iso(_parse_time(v["datetime"])),
-            properties={"view:incidence_angle": float(v["incidence_deg"]), "view:azimuth": float(v["azimuth_deg"]),
-                        "platform": "sat2lod-synthetic", "sat:relative_orbit": 1, "constellation": "sat2lod"}))
+        to_publish.append(
+            SceneToPublish(
+                item_id=f"{aoi}-view{i}",
+                image=img,
+                footprint=fp,
+                datetime=_iso(_parse_time(v["datetime"])),
+                properties={
+                    "view:incidence_angle": float(v["incidence_deg"]),
+                    "view:azimuth": float(v["azimuth_deg"]),
+                    "platform": "sat2lod-synthetic",
+                    "sat:relative_orbit": 1,
+                    "constellation": "sat2lod",
+                },
+            )
+        )
     times = sorted(_parse_time(v["datetime"]) for v in scene["views"])
     aoi_ll = box(*bbox_lonlat) if bbox_lonlat else box(*scene["lonlat_bounds"])
     provider_conf = load_provider_config(read_text(providers_file), LOCAL_PROVIDER, str(providers_file))
     with StacServer() as server:
-        server.routes.update(publish_catalog(catalog_dir, server.url, SYNTHETIC_COLLECTION, to_publish,
-                                             description=f"sat2lod synthetic scenes of AOI {aoi}"))
-        gw = make_gateway(LOCAL_PROVIDER, catalog_dir / "_eodag", provider_conf=provider_conf,
-                          endpoint=f"{server.url}/{{_collection}}/collection.json", isolated=True)
+        server.routes.update(
+            publish_catalog(
+                catalog_dir,
+                server.url,
+                SYNTHETIC_COLLECTION,
+                to_publish,
+                description=f"sat2lod synthetic scenes of AOI {aoi}",
+            )
+        )
+        gw = make_gateway(
+            LOCAL_PROVIDER,
+            catalog_dir / "_eodag",
+            provider_conf=provider_conf,
+            endpoint=f"{server.url}/{{_collection}}/collection.json",
+            isolated=True,
+        )
         views, pairs, ratios = fetch_stereo_set(
-            gw, SYNTHETIC_COLLECTION, aoi_ll, _iso(times[0] - timedelta(days=1)), _iso(times[-1] + timedelta(days=1)),
-            downloads, selection, download_timeout_min=download_timeout_min)
-    return {"views": views, "pairs": pairs, "base_to_height": ratios, "aoi_lonlat_geom": aoi_ll,
-            "height_range": [hmin, hmax], "scene": scene, "provider": LOCAL_PROVIDER,
-            "collection": SYNTHETIC_COLLECTION}
+            gw,
+            SYNTHETIC_COLLECTION,
+            aoi_ll,
+            _iso(times[0] - timedelta(days=1)),
+            _iso(times[-1] + timedelta(days=1)),
+            downloads,
+            selection,
+            download_timeout_min=download_timeout_min,
+        )
+    return {
+        "views": views,
+        "pairs": pairs,
+        "base_to_height": ratios,
+        "aoi_lonlat_geom": aoi_ll,
+        "height_range": [hmin, hmax],
+        "scene": scene,
+        "provider": LOCAL_PROVIDER,
+        "collection": SYNTHETIC_COLLECTION,
+    }
 
 
-def _local(images: list[dict[str, Any]], selection: dict[str, Any], bbox_lonlat: list[float] | None,
-           height_range: list[float] | None) -> dict[str, Any]:
+def _local(
+    images: list[dict[str, Any]],
+    selection: dict[str, Any],
+    bbox_lonlat: list[float] | None,
+    height_range: list[float] | None,
+) -> dict[str, Any]:
     if len(images) < 2:
         raise AcquisitionError(f"source.local.images lists {len(images)} image(s); stereo needs at least 2.")
     verified, rpcs = [], []
@@ -250,30 +331,57 @@ def _local(images: list[dict[str, Any]], selection: dict[str, Any], bbox_lonlat:
         # crops overlap only near their true ground height, unknown within a wide RPC range: any height counts
         fp = common_footprint([(r, v.width, v.height) for r, v in zip(rpcs, verified)], hr, mode="any_height")
         if fp.is_empty:
-            raise AcquisitionError(f"source.local.images: the images see no common ground at any height in {list(hr)} "
-                                   "m; check that they are a stereo set of one area and that their RPC files match "
-                                   "them, or set source.height_range.")
+            raise AcquisitionError(
+                f"source.local.images: the images see no common ground at any height in {list(hr)} "
+                "m; check that they are a stereo set of one area and that their RPC files match "
+                "them, or set source.height_range."
+            )
         aoi_ll = box(*fp.bounds)
     views, angles = [], []
     for i, (entry, v, rpc) in enumerate(zip(images, verified, rpcs)):
         inc, az = angles_from_parallax(parallax_vector(rpc, (v.height - 1) / 2.0, (v.width - 1) / 2.0, hmid))
         angles.append((inc, az))
-        views.append({"id": str(entry.get("id") or f"view{i}"), "image": _shown(v.path),
-                      "rpc": _shown(v.rpc) if v.rpc else None, "datetime": entry.get("datetime"),
-                      "incidence_deg": round(inc, 4), "azimuth_deg": round(az, 4), "width": v.width,
-                      "height": v.height, "sha256": v.sha256})
+        views.append(
+            {
+                "id": str(entry.get("id") or f"view{i}"),
+                "image": _shown(v.path),
+                "rpc": _shown(v.rpc) if v.rpc else None,
+                "datetime": entry.get("datetime"),
+                "incidence_deg": round(inc, 4),
+                "azimuth_deg": round(az, 4),
+                "width": v.width,
+                "height": v.height,
+                "sha256": v.sha256,
+            }
+        )
     pairs, ratios = _pairs_in_range(angles, selection.get("bh_min", 0.0), selection.get("bh_max", 10.0))
     if not pairs:
-        raise AcquisitionError(f"source.local.images: no pair has a base-to-height ratio in "
-                               f"[{selection.get('bh_min')}, {selection.get('bh_max')}] (B/H: {ratios}); "
-                               "adjust source.selection.bh_min/bh_max or the images.")
-    return {"views": views, "pairs": pairs, "base_to_height": ratios, "aoi_lonlat_geom": aoi_ll,
-            "height_range": [float(hr[0]), float(hr[1])], "provider": None, "collection": None}
+        raise AcquisitionError(
+            f"source.local.images: no pair has a base-to-height ratio in "
+            f"[{selection.get('bh_min')}, {selection.get('bh_max')}] (B/H: {ratios}); "
+            "adjust source.selection.bh_min/bh_max or the images."
+        )
+    return {
+        "views": views,
+        "pairs": pairs,
+        "base_to_height": ratios,
+        "aoi_lonlat_geom": aoi_ll,
+        "height_range": [float(hr[0]), float(hr[1])],
+        "provider": None,
+        "collection": None,
+    }
 
 
-def _stac(stac: dict[str, Any], downloads: Path, workdir: Path, providers_file: Path | None,
-          selection: dict[str, Any], bbox_lonlat: list[float] | None, height_range: list[float] | None,
-          download_timeout_min: float) -> dict[str, Any]:
+def _stac(
+    stac: dict[str, Any],
+    downloads: Path,
+    workdir: Path,
+    providers_file: Path | None,
+    selection: dict[str, Any],
+    bbox_lonlat: list[float] | None,
+    height_range: list[float] | None,
+    download_timeout_min: float,
+) -> dict[str, Any]:
     for k in ("provider", "collection", "start", "end"):
         if not stac.get(k):
             raise AcquisitionError(f"source.stac.{k} must be set for source.kind: stac.")
@@ -289,15 +397,30 @@ def _stac(stac: dict[str, Any], downloads: Path, workdir: Path, providers_file: 
             provider_conf = load_provider_config(read_text(providers_file), provider, str(providers_file))
     gw = make_gateway(provider, workdir, provider_conf=provider_conf, isolated=False)
     aoi_ll = box(*bbox_lonlat)
-    views, pairs, ratios = fetch_stereo_set(gw, str(stac["collection"]), aoi_ll, str(stac["start"]), str(stac["end"]),
-                                            downloads, selection, asset=stac.get("asset"),
-                                            rpc_asset=stac.get("rpc_asset"),
-                                            max_items=int(stac.get("max_items", 200)),
-                                            download_timeout_min=download_timeout_min)
+    views, pairs, ratios = fetch_stereo_set(
+        gw,
+        str(stac["collection"]),
+        aoi_ll,
+        str(stac["start"]),
+        str(stac["end"]),
+        downloads,
+        selection,
+        asset=stac.get("asset"),
+        rpc_asset=stac.get("rpc_asset"),
+        max_items=int(stac.get("max_items", 200)),
+        download_timeout_min=download_timeout_min,
+    )
     rpcs = [read_rpc(v["image"], v["rpc"]) for v in views]
     hr = tuple(map(float, height_range)) if height_range else rpc_height_range(rpcs)
-    return {"views": views, "pairs": pairs, "base_to_height": ratios, "aoi_lonlat_geom": aoi_ll,
-            "height_range": [float(hr[0]), float(hr[1])], "provider": provider, "collection": stac["collection"]}
+    return {
+        "views": views,
+        "pairs": pairs,
+        "base_to_height": ratios,
+        "aoi_lonlat_geom": aoi_ll,
+        "height_range": [float(hr[0]), float(hr[1])],
+        "provider": provider,
+        "collection": stac["collection"],
+    }
 
 
 # ---------------------------------------------------------------------------------------------- entry point
@@ -348,17 +471,35 @@ def acquire(
     selection = dict(selection or {})
     if kind == "synthetic":
         if synthetic_scene is None or providers_file is None:
-            raise AcquisitionError("source.kind synthetic needs the synthetic scene.json and the providers file")
-        res = _synthetic(Path(synthetic_scene), aoi, downloads, catalog_dir, Path(providers_file), selection,
-                         bbox_lonlat, download_timeout_min)
+            raise AcquisitionError(
+                "source.kind synthetic needs the synthetic scene.json and the providers file"
+            )
+        res = _synthetic(
+            Path(synthetic_scene),
+            aoi,
+            downloads,
+            catalog_dir,
+            Path(providers_file),
+            selection,
+            bbox_lonlat,
+            download_timeout_min,
+        )
         if height_range:
             res["height_range"] = [float(height_range[0]), float(height_range[1])]
     elif kind == "local":
         local_sel = {k: selection[k] for k in ("bh_min", "bh_max") if k in selection}
         res = _local(list(local_images or []), local_sel, bbox_lonlat, height_range)
     elif kind == "stac":
-        res = _stac(dict(stac or {}), downloads, catalog_dir / "_eodag", Path(providers_file) if providers_file else None,
-                    selection, bbox_lonlat, height_range, download_timeout_min)
+        res = _stac(
+            dict(stac or {}),
+            downloads,
+            catalog_dir / "_eodag",
+            Path(providers_file) if providers_file else None,
+            selection,
+            bbox_lonlat,
+            height_range,
+            download_timeout_min,
+        )
     else:
         raise AcquisitionError(f"source.kind {kind!r}: expected synthetic, local or stac.")
 
@@ -387,6 +528,12 @@ def acquire(
         "source": {"kind": kind, "provider": res.get("provider"), "collection": res.get("collection")},
     }
     write_json(sheet, out)
-    log.info("scene sheet %s: %d view(s), pairs %s, EPSG:%d, AOI %s", sheet, len(out["views"]), out["pairs"],
-             out_epsg, [round(b, 2) for b in bounds])
+    log.info(
+        "scene sheet %s: %d view(s), pairs %s, EPSG:%d, AOI %s",
+        sheet,
+        len(out["views"]),
+        out["pairs"],
+        out_epsg,
+        [round(b, 2) for b in bounds],
+    )
     return out

@@ -5,8 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 
-def acquire_rule_inputs(source: dict[str, Any], aoi: str, synthetic_views: list[str],
-                        truth: dict[str, str]) -> dict[str, Any]:
+def acquire_rule_inputs(
+    source: dict[str, Any], aoi: str, synthetic_views: list[str], truth: dict[str, str]
+) -> dict[str, Any]:
     """Named inputs of rule ``acquire``.
 
     Args:
@@ -19,9 +20,17 @@ def acquire_rule_inputs(source: dict[str, Any], aoi: str, synthetic_views: list[
     """
     kind = source["kind"]
     if kind == "synthetic":
-        return {"views": synthetic_views, "scene": f"results/synth/{aoi}/scene.json",
-                "providers": source["providers_file"], "ref_ndsm": f"results/synth/{aoi}/truth/ndsm.tif", **truth}
+        return {
+            "views": synthetic_views,
+            "scene": f"results/synth/{aoi}/scene.json",
+            "providers": source["providers_file"],
+            "ref_ndsm": f"results/synth/{aoi}/truth/ndsm.tif",
+            **truth,
+        }
     if kind == "local":
         images = source["local"]["images"]
-        return {"images": [im["image"] for im in images], "rpcs": [im["rpc"] for im in images if im.get("rpc")]}
+        return {
+            "images": [im["image"] for im in images],
+            "rpcs": [im["rpc"] for im in images if im.get("rpc")],
+        }
     return {"providers": source["providers_file"]}

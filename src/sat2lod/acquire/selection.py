@@ -55,7 +55,9 @@ class Selection:
 
 def group_passes(views: Sequence[ViewInfo], max_gap_s: float) -> list[list[int]]:
     """Indices of ``views`` grouped by pass: same platform and orbit, consecutive times <= ``max_gap_s`` apart."""
-    order = sorted(range(len(views)), key=lambda i: (str(views[i].platform), str(views[i].orbit), views[i].datetime))
+    order = sorted(
+        range(len(views)), key=lambda i: (str(views[i].platform), str(views[i].orbit), views[i].datetime)
+    )
     groups: list[list[int]] = []
     for i in order:
         g = groups[-1] if groups else None
@@ -97,35 +99,54 @@ def select_stereo(
     if max_views < 2:
         raise ValueError("max_views must be >= 2 for stereo")
     area = aoi_lonlat.area
-    covering = [i for i, v in enumerate(views)
-                if area == 0 or v.footprint.intersection(aoi_lonlat).area >= min_aoi_coverage * area]
+    covering = [
+        i
+        for i, v in enumerate(views)
+        if area == 0 or v.footprint.intersection(aoi_lonlat).area >= min_aoi_coverage * area
+    ]
     best: tuple[tuple[float, ...], Selection] | None = None
     for group in group_passes(views, max_gap_s):
         members = [i for i in group if i in covering]
         for n in range(min(max_views, len(members)), 1, -1):
             for combo in itertools.combinations(members, n):
                 combo = tuple(sorted(combo, key=lambda i: views[i].datetime))
-                bh = {(a, b): base_to_height(views[combo[a]].incidence_deg, views[combo[a]].azimuth_deg,
-                                             views[combo[b]].incidence_deg, views[combo[b]].azimuth_deg)
-                      for a, b in itertools.combinations(range(n), 2)}
+                bh = {
+                    (a, b): base_to_height(
+                        views[combo[a]].incidence_deg,
+                        views[combo[a]].azimuth_deg,
+                        views[combo[b]].incidence_deg,
+                        views[combo[b]].azimuth_deg,
+                    )
+                    for a, b in itertools.combinations(range(n), 2)
+                }
                 pairs = [p for p, r in bh.items() if bh_min <= r <= bh_max]
                 if not pairs or {k for p in pairs for k in p} != set(range(n)):
                     continue
                 ratios = sorted(bh[p] for p in pairs)
-                score = (n, -abs(ratios[len(ratios) // 2] - bh_target),
-                         -sum(views[i].incidence_deg for i in combo) / n)
+                score = (
+                    n,
+                    -abs(ratios[len(ratios) // 2] - bh_target),
+                    -sum(views[i].incidence_deg for i in combo) / n,
+                )
                 if best is None or score > best[0]:
                     best = (score, Selection(list(combo), pairs, bh))
     if best is None:
-        lines = [f"  {v.key}: {v.datetime.isoformat()} platform={v.platform} orbit={v.orbit} "
-                 f"incidence={v.incidence_deg:.1f} azimuth={v.azimuth_deg:.1f} covers AOI={i in covering}"
-                 for i, v in enumerate(views)]
+        lines = [
+            f"  {v.key}: {v.datetime.isoformat()} platform={v.platform} orbit={v.orbit} "
+            f"incidence={v.incidence_deg:.1f} azimuth={v.azimuth_deg:.1f} covers AOI={i in covering}"
+            for i, v in enumerate(views)
+        ]
         raise SelectionError(
             f"no stereo pair among {len(views)} candidate(s): need two views of one pass (<= {max_gap_s} s apart) "
             f"covering >= {min_aoi_coverage:.0%} of the AOI with B/H in [{bh_min}, {bh_max}]. Candidates:\n"
-            + "\n".join(lines) + "\nAdjust source.selection or the search dates/area."
+            + "\n".join(lines)
+            + "\nAdjust source.selection or the search dates/area."
         )
     sel = best[1]
-    log.info("selected views %s, pairs %s, B/H %s", [views[i].key for i in sel.views], sel.pairs,
-             {f"{a}-{b}": round(r, 3) for (a, b), r in sel.base_to_height.items()})
+    log.info(
+        "selected views %s, pairs %s, B/H %s",
+        [views[i].key for i in sel.views],
+        sel.pairs,
+        {f"{a}-{b}": round(r, 3) for (a, b), r in sel.base_to_height.items()},
+    )
     return sel

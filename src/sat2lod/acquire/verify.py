@@ -37,7 +37,11 @@ def parse_multihash(checksum: str) -> tuple[str, str]:
         VerificationError: unsupported or malformed multihash.
     """
     c = checksum.strip().lower()
-    if c.startswith(SHA256_MULTIHASH_PREFIX) and len(c) == 4 + 64 and all(ch in "0123456789abcdef" for ch in c):
+    if (
+        c.startswith(SHA256_MULTIHASH_PREFIX)
+        and len(c) == 4 + 64
+        and all(ch in "0123456789abcdef" for ch in c)
+    ):
         return "sha256", c[4:]
     raise VerificationError(
         f"unsupported file:checksum {checksum!r}: expected a sha2-256 multihash ('1220' + 64 hex digits)"
@@ -63,8 +67,9 @@ def _inside(path: Path, root: Path) -> bool:
         return False
 
 
-def _fail(path: Path, url: str | None, reason: str, fix: str, delete_root: str | os.PathLike[str] | None
-          ) -> VerificationError:
+def _fail(
+    path: Path, url: str | None, reason: str, fix: str, delete_root: str | os.PathLike[str] | None
+) -> VerificationError:
     """Build the error (deleting ``path`` first when it lies inside ``delete_root``)."""
     where = f" (downloaded from {url})" if url else ""
     deleted = ""
@@ -94,18 +99,34 @@ def verify_file(
     """
     path = Path(path)
     if not path.is_file():
-        raise _fail(path, url, "file not found", "Check the path in source.local.images or rerun the acquisition.",
-                    delete_root)
+        raise _fail(
+            path,
+            url,
+            "file not found",
+            "Check the path in source.local.images or rerun the acquisition.",
+            delete_root,
+        )
     size = path.stat().st_size
     if expected_size is not None and size != int(expected_size):
-        raise _fail(path, url, f"size {size} bytes differs from the catalog's file:size {int(expected_size)} "
-                    "(truncated or corrupt download)", _redo(url), delete_root)
+        raise _fail(
+            path,
+            url,
+            f"size {size} bytes differs from the catalog's file:size {int(expected_size)} "
+            "(truncated or corrupt download)",
+            _redo(url),
+            delete_root,
+        )
     digest = sha256_file(path)
     if expected_checksum is not None:
         _, want = parse_multihash(expected_checksum)
         if digest != want:
-            raise _fail(path, url, f"sha256 {digest} differs from the catalog's file:checksum {want}", _redo(url),
-                        delete_root)
+            raise _fail(
+                path,
+                url,
+                f"sha256 {digest} differs from the catalog's file:checksum {want}",
+                _redo(url),
+                delete_root,
+            )
     return digest
 
 
@@ -139,13 +160,20 @@ def verify_image(
     try:
         probe = probe_image(path)
     except ImageProbeError as exc:
-        raise _fail(path, url, f"not a readable image ({exc.__cause__ or exc})", _redo(url), delete_root) from exc
+        raise _fail(
+            path, url, f"not a readable image ({exc.__cause__ or exc})", _redo(url), delete_root
+        ) from exc
     try:
         read_rpc(path, rpc_file)
     except (RPCReadError, OSError, ValueError) as exc:
-        raise _fail(path, url, f"no usable RPC model ({exc})", "Give the RPC file of the image "
-                    "(source.local.images[].rpc, source.stac.rpc_asset) or use a product with RPC tags.",
-                    delete_root) from exc
+        raise _fail(
+            path,
+            url,
+            f"no usable RPC model ({exc})",
+            "Give the RPC file of the image "
+            "(source.local.images[].rpc, source.stac.rpc_asset) or use a product with RPC tags.",
+            delete_root,
+        ) from exc
     where = f" (downloaded from {url})" if url else ""
     log.info("verified %s%s: %dx%d px, sha256 %s", path, where, probe.width, probe.height, digest[:12])
     return VerifiedImage(path, probe.width, probe.height, digest, Path(rpc_file) if rpc_file else None)

@@ -32,13 +32,21 @@ def load_checkpoint(path: str | os.PathLike[str], expected_format: str | None = 
 
     path = Path(path)
     if not path.exists():
-        raise CheckpointReadError(f"{path}: checkpoint not found. Run rule train_segmenter, or set "
-                                  "segmentation.checkpoint to an existing file, or use segmentation.method: ndsm_threshold.")
+        raise CheckpointReadError(
+            f"{path}: checkpoint not found. Run rule train_segmenter, or set "
+            "segmentation.checkpoint to an existing file, or use segmentation.method: ndsm_threshold."
+        )
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises several types for corrupt / foreign files
-        raise CheckpointReadError(f"{path}: not a readable sat2lod checkpoint ({exc}); delete it and retrain.") from exc
-    if expected_format is not None and (not isinstance(payload, dict) or payload.get("format") != expected_format):
-        raise CheckpointReadError(f"{path}: not a {expected_format} checkpoint (format "
-                                  f"{payload.get('format') if isinstance(payload, dict) else type(payload)}); retrain it.")
+        raise CheckpointReadError(
+            f"{path}: not a readable sat2lod checkpoint ({exc}); delete it and retrain."
+        ) from exc
+    if expected_format is not None and (
+        not isinstance(payload, dict) or payload.get("format") != expected_format
+    ):
+        raise CheckpointReadError(
+            f"{path}: not a {expected_format} checkpoint (format "
+            f"{payload.get('format') if isinstance(payload, dict) else type(payload)}); retrain it."
+        )
     return payload

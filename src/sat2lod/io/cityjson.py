@@ -31,23 +31,83 @@ from sat2lod.io.raster import atomic_path
 VERSION = "2.0"
 SCALE = 0.001  # vertices are integer millimetres
 
-_FIRST_LEVEL = {"Bridge", "Building", "CityFurniture", "CityObjectGroup", "GenericCityObject", "LandUse",
-                "OtherConstruction", "PlantCover", "SolitaryVegetationObject", "TINRelief", "TransportSquare",
-                "Railway", "Road", "Tunnel", "WaterBody", "Waterway"}
-_SECOND_LEVEL = {"BridgePart", "BridgeInstallation", "BridgeConstructiveElement", "BridgeRoom",
-                 "BridgeFurniture", "BuildingPart", "BuildingInstallation", "BuildingConstructiveElement",
-                 "BuildingFurniture", "BuildingStorey", "BuildingRoom", "BuildingUnit", "TunnelPart",
-                 "TunnelInstallation", "TunnelConstructiveElement", "TunnelHollowSpace", "TunnelFurniture"}
-_DEPTH = {"MultiPoint": 1, "MultiLineString": 2, "MultiSurface": 3, "CompositeSurface": 3, "Solid": 4,
-          "MultiSolid": 5, "CompositeSolid": 5}
+_FIRST_LEVEL = {
+    "Bridge",
+    "Building",
+    "CityFurniture",
+    "CityObjectGroup",
+    "GenericCityObject",
+    "LandUse",
+    "OtherConstruction",
+    "PlantCover",
+    "SolitaryVegetationObject",
+    "TINRelief",
+    "TransportSquare",
+    "Railway",
+    "Road",
+    "Tunnel",
+    "WaterBody",
+    "Waterway",
+}
+_SECOND_LEVEL = {
+    "BridgePart",
+    "BridgeInstallation",
+    "BridgeConstructiveElement",
+    "BridgeRoom",
+    "BridgeFurniture",
+    "BuildingPart",
+    "BuildingInstallation",
+    "BuildingConstructiveElement",
+    "BuildingFurniture",
+    "BuildingStorey",
+    "BuildingRoom",
+    "BuildingUnit",
+    "TunnelPart",
+    "TunnelInstallation",
+    "TunnelConstructiveElement",
+    "TunnelHollowSpace",
+    "TunnelFurniture",
+}
+_DEPTH = {
+    "MultiPoint": 1,
+    "MultiLineString": 2,
+    "MultiSurface": 3,
+    "CompositeSurface": 3,
+    "Solid": 4,
+    "MultiSolid": 5,
+    "CompositeSolid": 5,
+}
 _SEM_DEPTH = {"MultiSurface": 1, "CompositeSurface": 1, "Solid": 2, "MultiSolid": 3, "CompositeSolid": 3}
-_SURFACES = {"RoofSurface", "GroundSurface", "WallSurface", "ClosureSurface", "OuterCeilingSurface",
-             "OuterFloorSurface", "Window", "Door", "InteriorWallSurface", "CeilingSurface", "FloorSurface",
-             "WaterSurface", "WaterGroundSurface", "WaterClosureSurface", "TrafficArea", "AuxiliaryTrafficArea",
-             "TransportationMarking", "TransportationHole"}
+_SURFACES = {
+    "RoofSurface",
+    "GroundSurface",
+    "WallSurface",
+    "ClosureSurface",
+    "OuterCeilingSurface",
+    "OuterFloorSurface",
+    "Window",
+    "Door",
+    "InteriorWallSurface",
+    "CeilingSurface",
+    "FloorSurface",
+    "WaterSurface",
+    "WaterGroundSurface",
+    "WaterClosureSurface",
+    "TrafficArea",
+    "AuxiliaryTrafficArea",
+    "TransportationMarking",
+    "TransportationHole",
+}
 _CRS_RE = re.compile(r"^(http|https)://www.opengis.net/def/crs/")
 _LOD_RE = re.compile(r"^\d(\.\d)?$")
-_METADATA = {"identifier", "pointOfContact", "referenceDate", "title", "geographicalExtent", "referenceSystem"}
+_METADATA = {
+    "identifier",
+    "pointOfContact",
+    "referenceDate",
+    "title",
+    "geographicalExtent",
+    "referenceSystem",
+}
 
 
 @dataclass
@@ -71,7 +131,9 @@ def epsg_url(epsg: int) -> str:
     return f"https://www.opengis.net/def/crs/EPSG/0/{int(epsg)}"
 
 
-def _geometry(b: CityBuilding, index: dict[tuple[int, int, int], int], translate: np.ndarray) -> dict[str, Any]:
+def _geometry(
+    b: CityBuilding, index: dict[tuple[int, int, int], int], translate: np.ndarray
+) -> dict[str, Any]:
     sem_types: list[str] = []
     values: list[int] = []
     shell = []
@@ -89,19 +151,30 @@ def _geometry(b: CityBuilding, index: dict[tuple[int, int, int], int], translate
         if sem not in sem_types:
             sem_types.append(sem)
         values.append(sem_types.index(sem))
-    return {"type": "Solid", "lod": b.lod, "boundaries": [shell],
-            "semantics": {"surfaces": [{"type": t} for t in sem_types], "values": [values]}}
+    return {
+        "type": "Solid",
+        "lod": b.lod,
+        "boundaries": [shell],
+        "semantics": {"surfaces": [{"type": t} for t in sem_types], "values": [values]},
+    }
 
 
 def _extent(buildings: list[CityBuilding]) -> np.ndarray:
-    pts = np.array([v for b in buildings for rings, _ in b.surfaces for r in rings for v in r], dtype=np.int64)
+    pts = np.array(
+        [v for b in buildings for rings, _ in b.surfaces for r in rings for v in r], dtype=np.int64
+    )
     if len(pts) == 0:
         return np.zeros(6, np.int64)
     return np.concatenate([pts.min(axis=0), pts.max(axis=0)])
 
 
-def city_model(buildings: list[CityBuilding], epsg: int, vertical_datum: str, title: str,
-               reference_date: str | None = None) -> dict[str, Any]:
+def city_model(
+    buildings: list[CityBuilding],
+    epsg: int,
+    vertical_datum: str,
+    title: str,
+    reference_date: str | None = None,
+) -> dict[str, Any]:
     """A CityJSON 2.0 document (dict) with all buildings, vertices shared, transform at 1 mm.
 
     ``vertical_datum`` (e.g. "WGS84 ellipsoid") is stated in ``metadata.title`` and as the attribute
@@ -125,9 +198,14 @@ def city_model(buildings: list[CityBuilding], epsg: int, vertical_datum: str, ti
     }
     if reference_date:
         meta["referenceDate"] = reference_date
-    return {"type": "CityJSON", "version": VERSION,
-            "transform": {"scale": [SCALE] * 3, "translate": [float(v) * SCALE for v in translate]},
-            "metadata": meta, "CityObjects": objs, "vertices": verts}
+    return {
+        "type": "CityJSON",
+        "version": VERSION,
+        "transform": {"scale": [SCALE] * 3, "translate": [float(v) * SCALE for v in translate]},
+        "metadata": meta,
+        "CityObjects": objs,
+        "vertices": verts,
+    }
 
 
 def write_cityjson(path: str | os.PathLike[str], doc: dict[str, Any]) -> Path:
@@ -188,7 +266,9 @@ def write_obj(path: str | os.PathLike[str], doc: dict[str, Any]) -> Path:
     path = Path(path)
     scale = np.array(doc["transform"]["scale"])
     verts = np.array(doc["vertices"], float) * scale
-    lines = [f"# sat2lod OBJ export, origin = {doc['transform']['translate']} in {doc['metadata']['referenceSystem']}"]
+    lines = [
+        f"# sat2lod OBJ export, origin = {doc['transform']['translate']} in {doc['metadata']['referenceSystem']}"
+    ]
     lines += [f"v {x:.3f} {y:.3f} {z:.3f}" for x, y, z in verts]
     extra: list[str] = []
     nv = len(verts)
@@ -223,7 +303,7 @@ def write_obj(path: str | os.PathLike[str], doc: dict[str, Any]) -> Path:
                                 ids.append(nv)
                         lines.append("f " + " ".join(map(str, ids)))
     with atomic_path(path) as tmp:
-        tmp.write_text("\n".join(lines[: len(verts) + 1] + extra + lines[len(verts) + 1:]) + "\n")
+        tmp.write_text("\n".join(lines[: len(verts) + 1] + extra + lines[len(verts) + 1 :]) + "\n")
     return path
 
 
@@ -273,7 +353,9 @@ def validate_cityjson(doc: dict[str, Any]) -> list[str]:
     if "referenceSystem" in meta and not _CRS_RE.match(str(meta["referenceSystem"])):
         err.append("metadata.referenceSystem must be an OGC CRS URL (http(s)://www.opengis.net/def/crs/...)")
     ge = meta.get("geographicalExtent")
-    if ge is not None and not (isinstance(ge, list) and len(ge) == 6 and all(isinstance(i, (int, float)) for i in ge)):
+    if ge is not None and not (
+        isinstance(ge, list) and len(ge) == 6 and all(isinstance(i, (int, float)) for i in ge)
+    ):
         err.append("metadata.geographicalExtent must be 6 numbers")
     verts = doc.get("vertices", [])
     if not all(isinstance(v, list) and len(v) == 3 and all(isinstance(i, int) for i in v) for v in verts):
@@ -322,6 +404,8 @@ def validate_cityjson(doc: dict[str, Any]) -> list[str]:
                     shape_b = [len(shell) for shell in b] if gt == "Solid" else None
                     if shape_b is not None and [len(v) for v in vals] != shape_b:
                         err.append(f"{where}: semantics.values shape differs from the boundaries")
-                    if not all(v is None or (isinstance(v, int) and 0 <= v < len(surfs)) for v in _flat_ints(vals)):
+                    if not all(
+                        v is None or (isinstance(v, int) and 0 <= v < len(surfs)) for v in _flat_ints(vals)
+                    ):
                         err.append(f"{where}: semantics.values must index semantics.surfaces")
     return err

@@ -32,7 +32,9 @@ def read_json(path: str | os.PathLike[str]) -> Any:
     except FileNotFoundError as exc:
         raise FileNotFoundError(f"{path}: file not found; rerun the step that makes it.") from exc
     except json.JSONDecodeError as exc:
-        raise ValueError(f"{path}: invalid JSON ({exc}); delete it and rerun the step that makes it.") from exc
+        raise ValueError(
+            f"{path}: invalid JSON ({exc}); delete it and rerun the step that makes it."
+        ) from exc
 
 
 def _default(o: Any) -> Any:

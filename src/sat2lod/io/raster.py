@@ -10,9 +10,10 @@ import contextlib
 import logging
 import os
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import rasterio
@@ -87,7 +88,9 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
             tmp_path.unlink()
 
 
-def read_raster(path: str | os.PathLike[str], bands: list[int] | int | None = None, masked_to_nan: bool = False) -> Raster:
+def read_raster(
+    path: str | os.PathLike[str], bands: list[int] | int | None = None, masked_to_nan: bool = False
+) -> Raster:
     """Read a raster file.
 
     Args:
@@ -100,7 +103,9 @@ def read_raster(path: str | os.PathLike[str], bands: list[int] | int | None = No
     """
     path = Path(path)
     if not path.exists():
-        raise RasterReadError(f"{path}: file not found. Check the path in your config or rerun the step that makes it.")
+        raise RasterReadError(
+            f"{path}: file not found. Check the path in your config or rerun the step that makes it."
+        )
     try:
         with rasterio.open(path) as ds:
             if bands is None:
@@ -184,16 +189,24 @@ def write_raster(
                 with mem.open(**profile) as ds:
                     _fill(ds, arr, tags, band_tags)
                 with mem.open() as src:
-                    rasterio.shutil.copy(src, tmp, driver="COG", COMPRESS=compress.upper(), BLOCKSIZE=256,
-                                         OVERVIEW_RESAMPLING="AVERAGE" if arr.dtype.kind == "f" else "NEAREST",
-                                         **({"LEVEL": int(level)} if level is not None else {}))
+                    rasterio.shutil.copy(
+                        src,
+                        tmp,
+                        driver="COG",
+                        COMPRESS=compress.upper(),
+                        BLOCKSIZE=256,
+                        OVERVIEW_RESAMPLING="AVERAGE" if arr.dtype.kind == "f" else "NEAREST",
+                        **({"LEVEL": int(level)} if level is not None else {}),
+                    )
         else:
             with rasterio.open(tmp, "w", **profile, **({"rpcs": rpcs} if rpcs is not None else {})) as ds:
                 _fill(ds, arr, tags, band_tags)
     return path
 
 
-def _fill(ds: Any, arr: np.ndarray, tags: dict[str, Any] | None, band_tags: list[dict[str, Any]] | None) -> None:
+def _fill(
+    ds: Any, arr: np.ndarray, tags: dict[str, Any] | None, band_tags: list[dict[str, Any]] | None
+) -> None:
     ds.write(arr)
     if tags:
         ds.update_tags(**{k: str(v) for k, v in tags.items()})
@@ -201,4 +214,4 @@ def _fill(ds: Any, arr: np.ndarray, tags: dict[str, Any] | None, band_tags: list
         ds.update_tags(i, **{k: str(v) for k, v in bt.items()})
 
 
-import rasterio.shutil  # noqa: E402  (submodule import, kept explicit for the COG copy)
+import rasterio.shutil

@@ -25,16 +25,26 @@ import json
 import os
 import re
 import xml.etree.ElementTree as ET
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import rasterio
 
 from sat2lod.rpc import RPCModel
 
-_FIELDS = ("line_off", "samp_off", "lat_off", "long_off", "height_off",
-           "line_scale", "samp_scale", "lat_scale", "long_scale", "height_scale")
+_FIELDS = (
+    "line_off",
+    "samp_off",
+    "lat_off",
+    "long_off",
+    "height_off",
+    "line_scale",
+    "samp_scale",
+    "lat_scale",
+    "long_scale",
+    "height_scale",
+)
 
 
 class RPCReadError(RuntimeError):
@@ -44,13 +54,20 @@ class RPCReadError(RuntimeError):
 # ------------------------------------------------------------------------------------------- helpers
 def _model(path: Path, values: dict[str, float], coeffs: dict[str, list[float]]) -> RPCModel:
     missing = [k for k in _FIELDS if k not in values]
-    missing += [k for k in ("line_num_coeff", "line_den_coeff", "samp_num_coeff", "samp_den_coeff")
-                if len(coeffs.get(k, [])) != 20]
+    missing += [
+        k
+        for k in ("line_num_coeff", "line_den_coeff", "samp_num_coeff", "samp_den_coeff")
+        if len(coeffs.get(k, [])) != 20
+    ]
     if missing:
-        raise RPCReadError(f"{path}: incomplete RPC model, missing or malformed: {', '.join(missing)}. "
-                           "Check that the file is a complete RPC00B model (20 coefficients per polynomial).")
-    return RPCModel(**{k: float(values[k]) for k in _FIELDS},
-                    **{k: np.asarray(coeffs[k], dtype=np.float64) for k in coeffs})
+        raise RPCReadError(
+            f"{path}: incomplete RPC model, missing or malformed: {', '.join(missing)}. "
+            "Check that the file is a complete RPC00B model (20 coefficients per polynomial)."
+        )
+    return RPCModel(
+        **{k: float(values[k]) for k in _FIELDS},
+        **{k: np.asarray(coeffs[k], dtype=np.float64) for k in coeffs},
+    )
 
 
 def _num(text: str) -> float:
@@ -68,10 +85,14 @@ def read_geom(path: Path) -> RPCModel:
             kv[k.strip().lower()] = v.strip()
     fmt = kv.get("polynomial_format", "B").upper()
     if fmt != "B":
-        raise RPCReadError(f"{path}: polynomial_format {fmt} is not supported; convert the model to RPC00B (format B).")
+        raise RPCReadError(
+            f"{path}: polynomial_format {fmt} is not supported; convert the model to RPC00B (format B)."
+        )
     values = {k: _num(kv[k]) for k in _FIELDS if k in kv}
-    coeffs = {k: [_num(kv[f"{k}_{i:02d}"]) for i in range(20) if f"{k}_{i:02d}" in kv]
-              for k in ("line_num_coeff", "line_den_coeff", "samp_num_coeff", "samp_den_coeff")}
+    coeffs = {
+        k: [_num(kv[f"{k}_{i:02d}"]) for i in range(20) if f"{k}_{i:02d}" in kv]
+        for k in ("line_num_coeff", "line_den_coeff", "samp_num_coeff", "samp_den_coeff")
+    }
     return _model(path, values, coeffs)
 
 
@@ -83,8 +104,10 @@ def read_rpc_txt(path: Path) -> RPCModel:
             k, v = line.split(":", 1)
             kv[k.strip().upper()] = v.strip()
     values = {k: _num(kv[k.upper()]) for k in _FIELDS if k.upper() in kv}
-    coeffs = {k: [_num(kv[f"{k.upper()}_{i}"]) for i in range(1, 21) if f"{k.upper()}_{i}" in kv]
-              for k in ("line_num_coeff", "line_den_coeff", "samp_num_coeff", "samp_den_coeff")}
+    coeffs = {
+        k: [_num(kv[f"{k.upper()}_{i}"]) for i in range(1, 21) if f"{k.upper()}_{i}" in kv]
+        for k in ("line_num_coeff", "line_den_coeff", "samp_num_coeff", "samp_den_coeff")
+    }
     return _model(path, values, coeffs)
 
 
@@ -100,13 +123,23 @@ def read_xml(path: Path) -> RPCModel:
     try:
         root = _strip_ns(ET.parse(path).getroot())
     except ET.ParseError as exc:
-        raise RPCReadError(f"{path}: not a valid XML file ({exc}); re-download the product metadata.") from exc
+        raise RPCReadError(
+            f"{path}: not a valid XML file ({exc}); re-download the product metadata."
+        ) from exc
     rpb = root.find(".//RPB/IMAGE")
     if rpb is not None:  # DigitalGlobe / Maxar
-        tags = {"line_off": "LINEOFFSET", "samp_off": "SAMPOFFSET", "lat_off": "LATOFFSET",
-                "long_off": "LONGOFFSET", "height_off": "HEIGHTOFFSET", "line_scale": "LINESCALE",
-                "samp_scale": "SAMPSCALE", "lat_scale": "LATSCALE", "long_scale": "LONGSCALE",
-                "height_scale": "HEIGHTSCALE"}
+        tags = {
+            "line_off": "LINEOFFSET",
+            "samp_off": "SAMPOFFSET",
+            "lat_off": "LATOFFSET",
+            "long_off": "LONGOFFSET",
+            "height_off": "HEIGHTOFFSET",
+            "line_scale": "LINESCALE",
+            "samp_scale": "SAMPSCALE",
+            "lat_scale": "LATSCALE",
+            "long_scale": "LONGSCALE",
+            "height_scale": "HEIGHTSCALE",
+        }
         values = {k: _num(rpb.findtext(t)) for k, t in tags.items() if rpb.findtext(t) is not None}
         coeffs = {}
         for k in ("line_num_coeff", "line_den_coeff", "samp_num_coeff", "samp_den_coeff"):
@@ -117,32 +150,56 @@ def read_xml(path: Path) -> RPCModel:
 
     rfm = root.find(".//Global_RFM")
     if rfm is None:
-        raise RPCReadError(f"{path}: no RPC model found (neither DIMAP Global_RFM nor DigitalGlobe RPB). "
-                           "Give the RPC_*.XML (Pléiades/SPOT) or the .XML of a Maxar product.")
+        raise RPCReadError(
+            f"{path}: no RPC model found (neither DIMAP Global_RFM nor DigitalGlobe RPB). "
+            "Give the RPC_*.XML (Pléiades/SPOT) or the .XML of a Maxar product."
+        )
     inv = rfm.find("Inverse_Model")
     validity = rfm.find("RFM_Validity")
     if inv is None or validity is None:
-        raise RPCReadError(f"{path}: DIMAP Global_RFM without Inverse_Model / RFM_Validity; the ground-to-image "
-                           "model is needed. Use the RPC_*.XML file of the product.")
+        raise RPCReadError(
+            f"{path}: DIMAP Global_RFM without Inverse_Model / RFM_Validity; the ground-to-image "
+            "model is needed. Use the RPC_*.XML file of the product."
+        )
     if inv.find("F_COL") is not None:  # older PHRDIMAP: 40 values (20 num + 20 den), A = scale, B = offset
         fcol = [float(t) for t in (inv.findtext("F_COL") or "").split()]
         frow = [float(t) for t in (inv.findtext("F_ROW") or "").split()]
-        coeffs = {"line_num_coeff": frow[:20], "line_den_coeff": frow[20:], "samp_num_coeff": fcol[:20],
-                  "samp_den_coeff": fcol[20:]}
-        ab = {name: (validity.findtext(f"{name}/A"), validity.findtext(f"{name}/B"))
-              for name in ("Lon", "Lat", "Alt", "Col", "Row")}
+        coeffs = {
+            "line_num_coeff": frow[:20],
+            "line_den_coeff": frow[20:],
+            "samp_num_coeff": fcol[:20],
+            "samp_den_coeff": fcol[20:],
+        }
+        ab = {
+            name: (validity.findtext(f"{name}/A"), validity.findtext(f"{name}/B"))
+            for name in ("Lon", "Lat", "Alt", "Col", "Row")
+        }
         if any(a is None or b is None for a, b in ab.values()):
             raise RPCReadError(f"{path}: RFM_Validity lacks Lon/Lat/Alt/Col/Row A,B normalisation values.")
-        values = {"long_scale": _num(ab["Lon"][0]), "long_off": _num(ab["Lon"][1]),
-                  "lat_scale": _num(ab["Lat"][0]), "lat_off": _num(ab["Lat"][1]),
-                  "height_scale": _num(ab["Alt"][0]), "height_off": _num(ab["Alt"][1]),
-                  "samp_scale": _num(ab["Col"][0]), "samp_off": _num(ab["Col"][1]),
-                  "line_scale": _num(ab["Row"][0]), "line_off": _num(ab["Row"][1])}
+        values = {
+            "long_scale": _num(ab["Lon"][0]),
+            "long_off": _num(ab["Lon"][1]),
+            "lat_scale": _num(ab["Lat"][0]),
+            "lat_off": _num(ab["Lat"][1]),
+            "height_scale": _num(ab["Alt"][0]),
+            "height_off": _num(ab["Alt"][1]),
+            "samp_scale": _num(ab["Col"][0]),
+            "samp_off": _num(ab["Col"][1]),
+            "line_scale": _num(ab["Row"][0]),
+            "line_off": _num(ab["Row"][1]),
+        }
     else:  # DIMAP v2 RPC file: SAMP_NUM_COEFF_1..20 etc.
-        coeffs = {k: [_num(inv.findtext(f"{k.upper()}_{i}") or "nan") for i in range(1, 21)
-                      if inv.findtext(f"{k.upper()}_{i}") is not None]
-                  for k in ("line_num_coeff", "line_den_coeff", "samp_num_coeff", "samp_den_coeff")}
-        values = {k: _num(validity.findtext(k.upper())) for k in _FIELDS if validity.findtext(k.upper()) is not None}
+        coeffs = {
+            k: [
+                _num(inv.findtext(f"{k.upper()}_{i}") or "nan")
+                for i in range(1, 21)
+                if inv.findtext(f"{k.upper()}_{i}") is not None
+            ]
+            for k in ("line_num_coeff", "line_den_coeff", "samp_num_coeff", "samp_den_coeff")
+        }
+        values = {
+            k: _num(validity.findtext(k.upper())) for k in _FIELDS if validity.findtext(k.upper()) is not None
+        }
     # DIMAP pixel (1, 1) is the centre of the first pixel: convert to 0-based centres.
     if "line_off" in values:
         values["line_off"] -= 1.0
@@ -158,18 +215,34 @@ def read_rpc_json(path: Path) -> RPCModel:
     except json.JSONDecodeError as exc:
         raise RPCReadError(f"{path}: not valid JSON ({exc}).") from exc
     d = data.get("rpc", data) if isinstance(data, dict) else {}
-    names = {"line_off": "row_offset", "samp_off": "col_offset", "lat_off": "lat_offset",
-             "long_off": "lon_offset", "height_off": "alt_offset", "line_scale": "row_scale",
-             "samp_scale": "col_scale", "lat_scale": "lat_scale", "long_scale": "lon_scale",
-             "height_scale": "alt_scale"}
+    names = {
+        "line_off": "row_offset",
+        "samp_off": "col_offset",
+        "lat_off": "lat_offset",
+        "long_off": "lon_offset",
+        "height_off": "alt_offset",
+        "line_scale": "row_scale",
+        "samp_scale": "col_scale",
+        "lat_scale": "lat_scale",
+        "long_scale": "lon_scale",
+        "height_scale": "alt_scale",
+    }
     values = {k: float(d[v]) for k, v in names.items() if v in d}
-    coeffs = {"line_num_coeff": d.get("row_num", []), "line_den_coeff": d.get("row_den", []),
-              "samp_num_coeff": d.get("col_num", []), "samp_den_coeff": d.get("col_den", [])}
+    coeffs = {
+        "line_num_coeff": d.get("row_num", []),
+        "line_den_coeff": d.get("row_den", []),
+        "samp_num_coeff": d.get("col_num", []),
+        "samp_den_coeff": d.get("col_den", []),
+    }
     return _model(path, values, coeffs)
 
 
 _READERS: dict[str, Callable[[Path], RPCModel]] = {
-    ".geom": read_geom, ".xml": read_xml, ".txt": read_rpc_txt, ".rpb": read_rpc_txt, ".json": read_rpc_json,
+    ".geom": read_geom,
+    ".xml": read_xml,
+    ".txt": read_rpc_txt,
+    ".rpb": read_rpc_txt,
+    ".json": read_rpc_json,
 }
 
 
@@ -177,15 +250,21 @@ def read_rpc_file(path: str | os.PathLike[str]) -> RPCModel:
     """Read an external RPC file; the format follows the suffix (.geom, .xml, .txt/_RPC.TXT, .json)."""
     path = Path(path)
     if not path.exists():
-        raise RPCReadError(f"{path}: RPC file not found. Fix the 'rpc' path of the view in the config / scene sheet.")
+        raise RPCReadError(
+            f"{path}: RPC file not found. Fix the 'rpc' path of the view in the config / scene sheet."
+        )
     reader = _READERS.get(path.suffix.lower())
     if reader is None:
-        raise RPCReadError(f"{path}: unknown RPC file type {path.suffix!r}; supported: "
-                           f"{', '.join(sorted(_READERS))} (or RPC tags in the GeoTIFF).")
+        raise RPCReadError(
+            f"{path}: unknown RPC file type {path.suffix!r}; supported: "
+            f"{', '.join(sorted(_READERS))} (or RPC tags in the GeoTIFF)."
+        )
     try:
         return reader(path)
     except (ValueError, IndexError) as exc:
-        raise RPCReadError(f"{path}: malformed RPC value ({exc}); the file is corrupt or not an RPC model.") from exc
+        raise RPCReadError(
+            f"{path}: malformed RPC value ({exc}); the file is corrupt or not an RPC model."
+        ) from exc
 
 
 def crop_origin(image: str | os.PathLike[str]) -> tuple[float, float]:
@@ -229,7 +308,7 @@ def read_rpc(image: str | os.PathLike[str], rpc_file: str | os.PathLike[str] | N
 def find_rpc_file(image: str | os.PathLike[str]) -> Path | None:
     """Guess the RPC file beside ``image``: ``<stem>.geom``, ``<stem>_RPC.TXT``, ``RPC_<stem>.XML``, ``<stem>.RPB``."""
     image = Path(image)
-    stem = re.sub(r"\.(tif|tiff|jp2|ntf)$", "", image.name, flags=re.I)
+    stem = re.sub(r"\.(tif|tiff|jp2|ntf)$", "", image.name, flags=re.IGNORECASE)
     for name in (f"{stem}.geom", f"{stem}_RPC.TXT", f"{stem}_rpc.txt", f"RPC_{stem}.XML", f"{stem}.RPB"):
         p = image.with_name(name)
         if p.exists():

@@ -17,11 +17,15 @@ class SensorImageError(RuntimeError):
 
 def _open(path: Path):  # type: ignore[no-untyped-def]
     if not path.exists():
-        raise SensorImageError(f"{path}: image not found. Fix the view's 'image' path in the scene sheet / config.")
+        raise SensorImageError(
+            f"{path}: image not found. Fix the view's 'image' path in the scene sheet / config."
+        )
     try:
         return rasterio.open(path)
     except RasterioIOError as exc:
-        raise SensorImageError(f"{path}: not a readable image ({exc}); re-download or regenerate it.") from exc
+        raise SensorImageError(
+            f"{path}: not a readable image ({exc}); re-download or regenerate it."
+        ) from exc
 
 
 def image_shape(path: str | os.PathLike[str]) -> tuple[int, int]:
@@ -30,8 +34,14 @@ def image_shape(path: str | os.PathLike[str]) -> tuple[int, int]:
         return ds.height, ds.width
 
 
-def read_window(path: str | os.PathLike[str], row0: int = 0, col0: int = 0, rows: int | None = None,
-                cols: int | None = None, band: int = 1) -> np.ndarray:
+def read_window(
+    path: str | os.PathLike[str],
+    row0: int = 0,
+    col0: int = 0,
+    rows: int | None = None,
+    cols: int | None = None,
+    band: int = 1,
+) -> np.ndarray:
     """Read band ``band`` of ``path`` over [row0, row0 + rows) x [col0, col0 + cols) as float32, NaN = nodata.
 
     The window is clipped to the image; cells outside it are NaN (the returned array has the asked shape).
@@ -49,9 +59,11 @@ def read_window(path: str | os.PathLike[str], row0: int = 0, col0: int = 0, rows
             data = ds.read(band, window=Window(c0, r0, c1 - c0, r1 - r0), masked=True)
         except RasterioIOError as exc:
             raise SensorImageError(f"{path}: read error ({exc}); the file is truncated or corrupt.") from exc
-        block = np.asarray(data.filled(np.nan) if data.dtype.kind == "f" else data.astype(np.float32).filled(np.nan),
-                           np.float32)
-        out[r0 - row0:r1 - row0, c0 - col0:c1 - col0] = block
+        block = np.asarray(
+            data.filled(np.nan) if data.dtype.kind == "f" else data.astype(np.float32).filled(np.nan),
+            np.float32,
+        )
+        out[r0 - row0 : r1 - row0, c0 - col0 : c1 - col0] = block
         return out
 
 
@@ -65,12 +77,18 @@ def read_scene_sheet(path: str | os.PathLike[str]) -> dict:
     except FileNotFoundError as exc:
         raise SensorImageError(f"{path}: scene sheet not found; run the acquire step first.") from exc
     except json.JSONDecodeError as exc:
-        raise SensorImageError(f"{path}: invalid JSON ({exc}); delete it and rerun the acquire step.") from exc
+        raise SensorImageError(
+            f"{path}: invalid JSON ({exc}); delete it and rerun the acquire step."
+        ) from exc
     missing = [k for k in ("views", "epsg", "height_range") if k not in sheet]
     if missing:
-        raise SensorImageError(f"{path}: scene sheet lacks {', '.join(missing)}; regenerate it with the acquire step.")
+        raise SensorImageError(
+            f"{path}: scene sheet lacks {', '.join(missing)}; regenerate it with the acquire step."
+        )
     if len(sheet["views"]) < 2:
-        raise SensorImageError(f"{path}: stereo needs at least 2 views, the sheet lists {len(sheet['views'])}.")
+        raise SensorImageError(
+            f"{path}: stereo needs at least 2 views, the sheet lists {len(sheet['views'])}."
+        )
     return sheet
 
 
@@ -102,5 +120,7 @@ def read_tile(path: str | os.PathLike[str], tile: str) -> dict:
     """Properties (``tile``, ``row``, ``col``, ``core``, ``bounds``) and CRS EPSG of one tile of ``tiles.geojson``."""
     tiles = read_tiles(path)
     if tile not in tiles:
-        raise SensorImageError(f"{path}: tile {tile!r} not in the grid; the tile grid changed, rerun the workflow.")
+        raise SensorImageError(
+            f"{path}: tile {tile!r} not in the grid; the tile grid changed, rerun the workflow."
+        )
     return tiles[tile]

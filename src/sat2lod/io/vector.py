@@ -22,7 +22,9 @@ def read_vector(path: str | os.PathLike[str], layer: str | None = None) -> gpd.G
     try:
         return gpd.read_file(path, layer=layer)
     except Exception as exc:  # pyogrio raises several types for corrupt files
-        raise VectorReadError(f"{path}: not a readable vector file ({exc}). Regenerate or replace it.") from exc
+        raise VectorReadError(
+            f"{path}: not a readable vector file ({exc}). Regenerate or replace it."
+        ) from exc
 
 
 _DRIVERS = {".gpkg": "GPKG", ".geojson": "GeoJSON", ".json": "GeoJSON", ".fgb": "FlatGeobuf"}

@@ -10,7 +10,9 @@ from pathlib import Path
 WORKFLOW_ENTRIES = ("Snakefile", "rules", "scripts", "config", "envs", "profiles", "report")
 
 
-def copy_workflow(dest: str | Path, repo: str | Path, extra: tuple[str, ...] = (), replace: bool = False) -> Path:
+def copy_workflow(
+    dest: str | Path, repo: str | Path, extra: tuple[str, ...] = (), replace: bool = False
+) -> Path:
     """Copy the workflow files of ``repo`` (plus ``extra`` entries, e.g. ``"tests/data"``) into ``dest``.
 
     Args:

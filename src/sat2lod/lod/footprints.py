@@ -73,9 +73,14 @@ class FootprintParams:
     regularize: RegularizeParams = field(default_factory=RegularizeParams)
 
 
-def label_buildings(mask: np.ndarray, ndsm: np.ndarray | None, resolution: float,
-                    prm: FootprintParams = FootprintParams(), image: np.ndarray | None = None,
-                    transform: Affine | None = None) -> tuple[np.ndarray, np.ndarray]:
+def label_buildings(
+    mask: np.ndarray,
+    ndsm: np.ndarray | None,
+    resolution: float,
+    prm: FootprintParams = FootprintParams(),
+    image: np.ndarray | None = None,
+    transform: Affine | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
     """Label blocks and buildings.
 
     Args:
@@ -93,7 +98,7 @@ def label_buildings(mask: np.ndarray, ndsm: np.ndarray | None, resolution: float
     # convex corners, which the opening (erosion + dilation, never adds) keeps
     majority = ndimage.uniform_filter(bld.astype(np.float32), size=3) > 0.5
     bld = majority | ndimage.binary_opening(bld, structure=np.ones((3, 3), bool))
-    min_px = max(1, round(prm.min_area_m2 / resolution ** 2))
+    min_px = max(1, round(prm.min_area_m2 / resolution**2))
     holes = ndimage.binary_fill_holes(bld) & ~bld
     hl, nh = ndimage.label(holes)
     if nh:
@@ -122,8 +127,12 @@ def label_buildings(mask: np.ndarray, ndsm: np.ndarray | None, resolution: float
         else:
             edge[:, 1:] |= jump
             edge[:, :-1] |= jump
-    theta = _block_thetas(blocks, nb, transform if transform is not None else Affine.scale(resolution, -resolution),
-                          prm.regularize.simplify_m)
+    theta = _block_thetas(
+        blocks,
+        nb,
+        transform if transform is not None else Affine.scale(resolution, -resolution),
+        prm.regularize.simplify_m,
+    )
     edge = _close_walls(edge, blocks, theta, prm.wall_gap_m / resolution)
     toward = np.zeros((2, *bld.shape), np.int8)  # from each cut pixel to the side of its line it lies on
     cut = _line_cuts(blocks, theta, image if prm.split_contrast > 0 else None, zs, resolution, prm, toward)
@@ -160,8 +169,10 @@ def label_buildings(mask: np.ndarray, ndsm: np.ndarray | None, resolution: float
                     # cut is not taken there and the side goes to its nearest seed
                     sl1 = tuple(slice(max(q.start - 1, 0), q.stop + 1) for q in sl)
                     wide = 2 * float(ndimage.distance_transform_edt(np.pad(sub, 1)).max()) * resolution
-                    if wide >= prm.split_min_width_m and (
-                            ndimage.binary_dilation(sides[sl1] == k) & step_cut[sl1]).any():
+                    if (
+                        wide >= prm.split_min_width_m
+                        and (ndimage.binary_dilation(sides[sl1] == k) & step_cut[sl1]).any()
+                    ):
                         lab[sl][sub] = nxt
                         nxt += 1
                     continue
@@ -183,7 +194,9 @@ def label_buildings(mask: np.ndarray, ndsm: np.ndarray | None, resolution: float
         nc = np.clip(cc + toward[1][cr, cc], 0, bld.shape[1] - 1)
         ok = src[nr, nc] & (blocks[nr, nc] == blocks[cr, cc])
         lab[cr[ok], cc[ok]] = lab[nr[ok], nc[ok]]
-    lab = _merge_flat_boundaries(lab, zs, prm.split_step_m, ndimage.binary_dilation(cut) if cut.any() else None)
+    lab = _merge_flat_boundaries(
+        lab, zs, prm.split_step_m, ndimage.binary_dilation(cut) if cut.any() else None
+    )
     lab, _, _ = _relabel(lab)
     return blocks.astype(np.int32), lab.astype(np.int32)
 
@@ -199,8 +212,10 @@ def _jump_thresholds(zs: np.ndarray, blocks: np.ndarray, nb: int, step: float, k
         return out
     diffs, labs = [], []
     # second differences: zero on any plane (sloped roof faces), sqrt(3) times the first-difference noise
-    for d, la, lb in ((np.diff(zs, n=2, axis=0) / math.sqrt(3), blocks[2:], blocks[:-2]),
-                      (np.diff(zs, n=2, axis=1) / math.sqrt(3), blocks[:, 2:], blocks[:, :-2])):
+    for d, la, lb in (
+        (np.diff(zs, n=2, axis=0) / math.sqrt(3), blocks[2:], blocks[:-2]),
+        (np.diff(zs, n=2, axis=1) / math.sqrt(3), blocks[:, 2:], blocks[:, :-2]),
+    ):
         ok = np.isfinite(d) & (la == lb) & (la > 0)
         diffs.append(d[ok])
         labs.append(la[ok])
@@ -225,7 +240,9 @@ def _block_thetas(blocks: np.ndarray, nb: int, transform: Affine, simplify_m: fl
             continue
         sub = (blocks[sl] == b).astype(np.uint8)
         t = transform @ Affine.translation(sl[1].start, sl[0].start)
-        rings = [np.asarray(shape(g).exterior.coords) for g, _ in features.shapes(sub, mask=sub > 0, transform=t)]
+        rings = [
+            np.asarray(shape(g).exterior.coords) for g, _ in features.shapes(sub, mask=sub > 0, transform=t)
+        ]
         theta[b] = dominant_orientation(rings, simplify_m)
     return theta
 
@@ -264,7 +281,9 @@ def _close_walls(edge: np.ndarray, blocks: np.ndarray, theta: np.ndarray, gap_px
 RIDGE_SLOPE = 0.1
 
 
-def _rotated_grid(inb: np.ndarray, a: float, pad: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def _rotated_grid(
+    inb: np.ndarray, a: float, pad: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Grid rotated to map direction ``a`` (radians) over a block crop ``inb`` ((h, w) bool): columns u along
     ``a`` (across the candidate lines), rows v across it, ``pad`` pixels beyond the block along u.
 
@@ -286,8 +305,9 @@ def _rotated_grid(inb: np.ndarray, a: float, pad: int) -> tuple[np.ndarray, np.n
     return rows, cols, pu - u[0], coords
 
 
-def _block_crops(blocks: np.ndarray, pad: int, resolution: float, min_width_m: float, erode: int,
-                 valid: np.ndarray) -> Iterator[tuple[int, tuple[slice, ...], np.ndarray, np.ndarray]]:
+def _block_crops(
+    blocks: np.ndarray, pad: int, resolution: float, min_width_m: float, erode: int, valid: np.ndarray
+) -> Iterator[tuple[int, tuple[slice, ...], np.ndarray, np.ndarray]]:
     """Blocks large enough to split (at least 2 ``min_width_m``^2): yields (block id, crop ``sl`` padded by
     ``pad`` pixels, the block in the crop ``inb``, and ``inner``: the block eroded by ``erode`` pixels where
     ``valid`` ((H, W) bool) holds), for blocks whose ``inner`` is not empty."""
@@ -296,15 +316,23 @@ def _block_crops(blocks: np.ndarray, pad: int, resolution: float, min_width_m: f
             continue
         sl = tuple(slice(max(s.start - pad, 0), min(s.stop + pad, n)) for s, n in zip(sl0, blocks.shape))
         inb = blocks[sl] == b
-        if inb.sum() * resolution ** 2 < 2 * min_width_m ** 2:
+        if inb.sum() * resolution**2 < 2 * min_width_m**2:
             continue
         inner = ndimage.binary_erosion(inb, iterations=erode) & valid[sl]
         if inner.any():
             yield b, sl, inb, inner
 
 
-def _draw_cut(out: np.ndarray, toward: np.ndarray | None, sl: tuple[slice, slice], rows: np.ndarray,
-              cols: np.ndarray, pu: np.ndarray, line_u: float, a: float) -> None:
+def _draw_cut(
+    out: np.ndarray,
+    toward: np.ndarray | None,
+    sl: tuple[slice, slice],
+    rows: np.ndarray,
+    cols: np.ndarray,
+    pu: np.ndarray,
+    line_u: float,
+    a: float,
+) -> None:
     """Mark the block pixels (``rows``, ``cols`` in the crop ``sl``; ``pu`` their u column) within half a pixel
     of the line u = ``line_u`` (across map direction ``a``) in ``out``, and in ``toward`` ((2, H, W) int8 or
     None) the (row, col) step from each to the neighbour on the side of the line its centre lies on."""
@@ -316,8 +344,15 @@ def _draw_cut(out: np.ndarray, toward: np.ndarray | None, sl: tuple[slice, slice
             toward[k][sl][rows[on], cols[on]] = np.rint(side * e).astype(np.int8)
 
 
-def _line_cuts(blocks: np.ndarray, theta: np.ndarray, image: np.ndarray | None, z: np.ndarray, resolution: float,
-                prm: FootprintParams, toward: np.ndarray | None = None) -> np.ndarray:
+def _line_cuts(
+    blocks: np.ndarray,
+    theta: np.ndarray,
+    image: np.ndarray | None,
+    z: np.ndarray,
+    resolution: float,
+    prm: FootprintParams,
+    toward: np.ndarray | None = None,
+) -> np.ndarray:
     """Straight roof-image edges across blocks: (H, W) bool, True on the pixels of each accepted cut line.
 
     Each block is resampled on a grid rotated to its dominant direction (and again to the perpendicular one),
@@ -350,7 +385,9 @@ def _line_cuts(blocks: np.ndarray, theta: np.ndarray, image: np.ndarray | None, 
     mw = max(2 * w + 1, round(prm.split_min_width_m / resolution))
     erode = max(1, round(1.0 / resolution))
     pad = mw + 2
-    for b, sl, inb, inner in _block_crops(blocks, pad, resolution, prm.split_min_width_m, erode, img_ok & z_ok):
+    for b, sl, inb, inner in _block_crops(
+        blocks, pad, resolution, prm.split_min_width_m, erode, img_ok & z_ok
+    ):
         ref = float(np.median(img[sl][inner]))
         if ref <= 0:
             continue
@@ -366,8 +403,14 @@ def _line_cuts(blocks: np.ndarray, theta: np.ndarray, image: np.ndarray | None, 
             for c in range(mw, nu - mw):
                 left, left2 = slice(c - w, c), slice(c - 2 * w, c - w)
                 right, right2 = slice(c + 1, c + 1 + w), slice(c + 1 + w, c + 1 + 2 * w)
-                ok = (rot_inner[:, left2].all(axis=1) & rot_inner[:, left].all(axis=1) & rot_inner[:, right].all(axis=1)
-                      & rot_inner[:, right2].all(axis=1) & rot_in[:, c - mw] & rot_in[:, c + mw])
+                ok = (
+                    rot_inner[:, left2].all(axis=1)
+                    & rot_inner[:, left].all(axis=1)
+                    & rot_inner[:, right].all(axis=1)
+                    & rot_inner[:, right2].all(axis=1)
+                    & rot_in[:, c - mw]
+                    & rot_in[:, c + mw]
+                )
                 depth = rot_in[:, c].sum()
                 if ok.sum() * resolution < prm.split_min_width_m or ok.sum() < 0.5 * depth:
                     continue
@@ -387,8 +430,13 @@ def _line_cuts(blocks: np.ndarray, theta: np.ndarray, image: np.ndarray | None, 
                 if any(abs(c - k) < mw for k in kept):
                     continue
                 kept.append(c)
-                log.debug("block %d: image wall across direction %.1f deg at column %d (score %.2f)", b,
-                          math.degrees(a), c, score)
+                log.debug(
+                    "block %d: image wall across direction %.1f deg at column %d (score %.2f)",
+                    b,
+                    math.degrees(a),
+                    c,
+                    score,
+                )
                 # the cut: block pixels whose u falls in column c (the line across the whole block)
                 _draw_cut(out, toward, sl, rows, cols, pu, float(c), a)
     return out
@@ -399,9 +447,15 @@ def _line_cuts(blocks: np.ndarray, theta: np.ndarray, image: np.ndarray | None, 
 STEP_GAP_M, STEP_WIN_M = 2.5, 2.0
 
 
-def _step_cuts(blocks: np.ndarray, theta: np.ndarray, z: np.ndarray, resolution: float,
-               prm: FootprintParams, walls: np.ndarray | None = None, toward: np.ndarray | None = None,
-               ) -> np.ndarray:
+def _step_cuts(
+    blocks: np.ndarray,
+    theta: np.ndarray,
+    z: np.ndarray,
+    resolution: float,
+    prm: FootprintParams,
+    walls: np.ndarray | None = None,
+    toward: np.ndarray | None = None,
+) -> np.ndarray:
     """Straight height steps across blocks: (H, W) bool, True on the pixels of each accepted cut line.
 
     Each block is resampled on a grid rotated to its dominant direction (and again to the perpendicular one),
@@ -457,7 +511,7 @@ def _step_cuts(blocks: np.ndarray, theta: np.ndarray, z: np.ndarray, resolution:
             col = np.round(pu).astype(int)
             on_wall = walls[sl][rows, cols] if walls is not None else np.zeros(len(rows), bool)
             # columns holding an image-edge wall across this direction (a line piles into one column)
-            taken = np.bincount(col[on_wall], minlength=coords.shape[2])[:coords.shape[2]] >= 3
+            taken = np.bincount(col[on_wall], minlength=coords.shape[2])[: coords.shape[2]] >= 3
             cands = []
             for c in range(mw, coords.shape[2] - mw):
                 span = slice(c - g - wz, c + g + wz + 1)
@@ -475,7 +529,7 @@ def _step_cuts(blocks: np.ndarray, theta: np.ndarray, z: np.ndarray, resolution:
                     continue
                 # the wall: where the profile crosses the mid level between the windows (nearest to c)
                 mid = 0.5 * (np.median(prof[:wz]) + np.median(prof[-wz:]))
-                dz = prof[wz - 1:len(prof) - wz + 1] - mid  # columns c - g - 1 to c + g + 1
+                dz = prof[wz - 1 : len(prof) - wz + 1] - mid  # columns c - g - 1 to c + g + 1
                 xs = np.flatnonzero((np.sign(dz[:-1]) * np.sign(dz[1:]) <= 0) & (dz[:-1] != dz[1:]))
                 if len(xs):
                     k = xs[np.argmin(np.abs(xs - (g + 1)))]
@@ -488,9 +542,15 @@ def _step_cuts(blocks: np.ndarray, theta: np.ndarray, z: np.ndarray, resolution:
                 if any(abs(c - k) < mw for k in kept):
                     continue
                 kept.append(c)
-                near = np.flatnonzero(taken[max(c - mw, 0):c + mw + 1]) + max(c - mw, 0)
-                log.debug("block %d: height step across direction %.1f deg at column %.1f (%.2f x the threshold%s)",
-                          b, math.degrees(a), c_wall, score, ", on an image-edge cut" if len(near) else "")
+                near = np.flatnonzero(taken[max(c - mw, 0) : c + mw + 1]) + max(c - mw, 0)
+                log.debug(
+                    "block %d: height step across direction %.1f deg at column %.1f (%.2f x the threshold%s)",
+                    b,
+                    math.degrees(a),
+                    c_wall,
+                    score,
+                    ", on an image-edge cut" if len(near) else "",
+                )
                 if len(near):  # an image edge places this wall more sharply: that line is the wall
                     on = on_wall & (col == near[np.argmin(np.abs(near - c_wall))])
                     out[sl][rows[on], cols[on]] = True
@@ -517,13 +577,17 @@ def _relabel(lab: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return inv.astype(np.int32), u, inv
 
 
-def _merge_flat_boundaries(lab: np.ndarray, z: np.ndarray, step: float, keep: np.ndarray | None = None) -> np.ndarray:
+def _merge_flat_boundaries(
+    lab: np.ndarray, z: np.ndarray, step: float, keep: np.ndarray | None = None
+) -> np.ndarray:
     """Merge adjacent regions whose median height difference across their common boundary is < step, unless
     most of that boundary lies on ``keep`` (image-edge cuts, (H, W) bool)."""
     pairs: dict[tuple[int, int], list[np.ndarray]] = {}
     kp = keep if keep is not None else np.zeros(lab.shape, bool)
-    for a, b, za, zb, ka, kb in ((lab[:, :-1], lab[:, 1:], z[:, :-1], z[:, 1:], kp[:, :-1], kp[:, 1:]),
-                                 (lab[:-1], lab[1:], z[:-1], z[1:], kp[:-1], kp[1:])):
+    for a, b, za, zb, ka, kb in (
+        (lab[:, :-1], lab[:, 1:], z[:, :-1], z[:, 1:], kp[:, :-1], kp[:, 1:]),
+        (lab[:-1], lab[1:], z[:-1], z[1:], kp[:-1], kp[1:]),
+    ):
         sel = (a != b) & (a > 0) & (b > 0)
         la, lb = np.minimum(a[sel], b[sel]), np.maximum(a[sel], b[sel])
         # a boundary step on a kept cut counts as a height jump (+inf)
@@ -556,7 +620,9 @@ def _merge_flat_boundaries(lab: np.ndarray, z: np.ndarray, step: float, keep: np
 def _polygons_of(labels: np.ndarray, transform: Affine) -> dict[int, Polygon]:
     """Largest polygon of each label (pixel-corner outline, map coordinates)."""
     out: dict[int, Polygon] = {}
-    for geom, val in features.shapes(labels.astype(np.int32), mask=labels > 0, transform=transform, connectivity=4):
+    for geom, val in features.shapes(
+        labels.astype(np.int32), mask=labels > 0, transform=transform, connectivity=4
+    ):
         p = shape(geom)
         v = int(val)
         if v not in out or p.area > out[v].area:
@@ -584,8 +650,9 @@ def _extend(chain: np.ndarray, by: float) -> np.ndarray:
     return c
 
 
-def regularize_block(parts: dict[int, Polygon], theta: float | None, resolution: float,
-                     prm: RegularizeParams | None = None) -> dict[int, Polygon]:
+def regularize_block(
+    parts: dict[int, Polygon], theta: float | None, resolution: float, prm: RegularizeParams | None = None
+) -> dict[int, Polygon]:
     """Regularize the buildings of one block together so that shared walls stay shared.
 
     Args:
@@ -638,8 +705,11 @@ def regularize_block(parts: dict[int, Polygon], theta: float | None, resolution:
         # touching only at corners: regularize separately
         return {i: regularize_polygon(parts[i], theta, prm, step) for i in ids}
     noded = shapely.node(shapely.union_all([reg_block.boundary] + cuts))
-    pieces = [p for p in shapely.get_parts(shapely.polygonize(shapely.get_parts(noded)))
-              if reg_block.contains(p.representative_point())]
+    pieces = [
+        p
+        for p in shapely.get_parts(shapely.polygonize(shapely.get_parts(noded)))
+        if reg_block.contains(p.representative_point())
+    ]
     owner: dict[int, list[Polygon]] = {i: [] for i in ids}
     for p in pieces:
         ov = [parts[i].intersection(p).area for i in ids]
@@ -662,9 +732,13 @@ def regularize_block(parts: dict[int, Polygon], theta: float | None, resolution:
         if i not in out:
             taken = shapely.union_all(list(out.values()))
             own = regularize_polygon(parts[i], theta, prm, step).difference(taken)
-            geoms = sorted((g for g in shapely.get_parts(own) if g.geom_type == "Polygon"), key=lambda g: -g.area)
+            geoms = sorted(
+                (g for g in shapely.get_parts(own) if g.geom_type == "Polygon"), key=lambda g: -g.area
+            )
             if geoms:
-                log.info("building %d: no piece of the joint partition of its block; regularized on its own", i)
+                log.info(
+                    "building %d: no piece of the joint partition of its block; regularized on its own", i
+                )
                 out[i] = geoms[0]
     return {i: _drop_collinear(p) for i, p in out.items()}
 
@@ -695,8 +769,13 @@ class Footprint:
     traced_area_m2: float
 
 
-def extract_footprints(mask: np.ndarray, ndsm: np.ndarray | None, transform: Affine,
-                       prm: FootprintParams = FootprintParams(), image: np.ndarray | None = None) -> list[Footprint]:
+def extract_footprints(
+    mask: np.ndarray,
+    ndsm: np.ndarray | None,
+    transform: Affine,
+    prm: FootprintParams = FootprintParams(),
+    image: np.ndarray | None = None,
+) -> list[Footprint]:
     """Building mask (+ nDSM) -> regularized footprints.
 
     Args:
@@ -735,7 +814,9 @@ def extract_footprints(mask: np.ndarray, ndsm: np.ndarray | None, transform: Aff
         try:
             reg = regularize_block(parts, theta, res, prm.regularize)
         except Exception as exc:  # noqa: BLE001 - a geometric corner case must not lose a whole block
-            log.warning("block %d: joint regularization failed (%s); regularizing its buildings one by one", b, exc)
+            log.warning(
+                "block %d: joint regularization failed (%s); regularizing its buildings one by one", b, exc
+            )
             reg = {i: regularize_polygon(p, theta, prm.regularize, res / 2) for i, p in parts.items()}
         for i, p in reg.items():
             if p.is_empty or p.area < prm.min_area_m2:

@@ -101,8 +101,23 @@ def footprint_scores(pred: list[Polygon], ref: list[Polygon], min_iou: float = 0
     uu = up.union(ur).area
     nan = float("nan")
     if not m:
-        return FootprintScores(len(pred), len(ref), 0, 0.0, 0.0, float(up.intersection(ur).area / uu) if uu else nan,
-                               nan, nan, nan, nan, nan, nan, nan, nan, nan)
+        return FootprintScores(
+            len(pred),
+            len(ref),
+            0,
+            0.0,
+            0.0,
+            float(up.intersection(ur).area / uu) if uu else nan,
+            nan,
+            nan,
+            nan,
+            nan,
+            nan,
+            nan,
+            nan,
+            nan,
+            nan,
+        )
     ious = [v for _, _, v in m]
     cious = [ciou(pred[i], ref[j]) for i, j, _ in m]
     pol = [polis(pred[i], ref[j]) for i, j, _ in m]
@@ -111,13 +126,21 @@ def footprint_scores(pred: list[Polygon], ref: list[Polygon], min_iou: float = 0
     dx = np.array([pred[i].centroid.x - ref[j].centroid.x for i, j, _ in m])
     dy = np.array([pred[i].centroid.y - ref[j].centroid.y for i, j, _ in m])
     return FootprintScores(
-        n_pred=len(pred), n_ref=len(ref), n_matched=len(m),
-        precision=len(m) / len(pred), recall=len(m) / len(ref),
+        n_pred=len(pred),
+        n_ref=len(ref),
+        n_matched=len(m),
+        precision=len(m) / len(pred),
+        recall=len(m) / len(ref),
         iou_global=float(up.intersection(ur).area / uu),
-        iou_mean=float(np.mean(ious)), ciou_mean=float(np.mean(cious)), polis_mean_m=float(np.mean(pol)),
-        n_ratio=float(nr), hausdorff_mean_m=float(np.mean(hd)), hausdorff_p90_m=float(np.percentile(hd, 90)),
+        iou_mean=float(np.mean(ious)),
+        ciou_mean=float(np.mean(cious)),
+        polis_mean_m=float(np.mean(pol)),
+        n_ratio=float(nr),
+        hausdorff_mean_m=float(np.mean(hd)),
+        hausdorff_p90_m=float(np.percentile(hd, 90)),
         ce90_m=float(np.percentile(np.hypot(dx, dy), 90)),
-        rmse_x_m=float(math.sqrt(np.mean(dx ** 2))), rmse_y_m=float(math.sqrt(np.mean(dy ** 2))),
+        rmse_x_m=float(math.sqrt(np.mean(dx**2))),
+        rmse_y_m=float(math.sqrt(np.mean(dy**2))),
     )
 
 
@@ -149,12 +172,25 @@ def shared_wall_scores(polys: list[Polygon], ref: list[Polygon], tol: float = 0.
         overlaps.append(pa.intersection(pb).area)
         # gap: the area between the two predictions inside the union of the two reference buildings
         zone = ref[a].union(ref[b]).buffer(-tol)
-        gaps.append(zone.difference(pa.union(pb)).intersection(
-            ref[a].boundary.intersection(ref[b].boundary).buffer(1.0)).area)
+        gaps.append(
+            zone.difference(pa.union(pb))
+            .intersection(ref[a].boundary.intersection(ref[b].boundary).buffer(1.0))
+            .area
+        )
         common = pa.boundary.intersection(pb.boundary).length
         kept += int(common > 0.5 * wall and overlaps[-1] < 1e-6)
     if not pairs:
-        return {"ref_pairs": ref_pairs, "pairs": 0, "kept_shared": float("nan"), "gap_m2_mean": float("nan"),
-                "overlap_m2_mean": float("nan")}
-    return {"ref_pairs": ref_pairs, "pairs": pairs, "kept_shared": kept / pairs, "gap_m2_mean": float(np.mean(gaps)),
-            "overlap_m2_mean": float(np.mean(overlaps))}
+        return {
+            "ref_pairs": ref_pairs,
+            "pairs": 0,
+            "kept_shared": float("nan"),
+            "gap_m2_mean": float("nan"),
+            "overlap_m2_mean": float("nan"),
+        }
+    return {
+        "ref_pairs": ref_pairs,
+        "pairs": pairs,
+        "kept_shared": kept / pairs,
+        "gap_m2_mean": float(np.mean(gaps)),
+        "overlap_m2_mean": float(np.mean(overlaps)),
+    }

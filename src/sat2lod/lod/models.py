@@ -24,8 +24,12 @@ from sat2lod.lod.solid import build_solid, check_solid
 log = logging.getLogger(__name__)
 
 
-def pixels_in(poly: Polygon, array: np.ndarray, transform: Affine, buffer_m: float = 0.0,
-              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def pixels_in(
+    poly: Polygon,
+    array: np.ndarray,
+    transform: Affine,
+    buffer_m: float = 0.0,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Centres (x, y) and values of the pixels of ``array`` whose centre lies in ``poly`` (shrunk by
     ``buffer_m`` when > 0; the unshrunk polygon is used if the shrunk one holds no pixel centre).
 
@@ -33,7 +37,7 @@ def pixels_in(poly: Polygon, array: np.ndarray, transform: Affine, buffer_m: flo
         x, y, v: (N,) arrays (map metres, array values; NaN kept).
     """
     h, w = array.shape
-    for b in ((buffer_m, 0.0) if buffer_m > 0 else (0.0,)):
+    for b in (buffer_m, 0.0) if buffer_m > 0 else (0.0,):
         p = poly.buffer(-b) if b > 0 else poly
         if p.is_empty:
             continue
@@ -44,7 +48,7 @@ def pixels_in(poly: Polygon, array: np.ndarray, transform: Affine, buffer_m: flo
         r1, c1 = min(int(r1) + 1, h - 1), min(int(c1) + 1, w - 1)
         if r1 < r0 or c1 < c0:
             continue
-        rr, cc = np.mgrid[r0:r1 + 1, c0:c1 + 1]
+        rr, cc = np.mgrid[r0 : r1 + 1, c0 : c1 + 1]
         xs, ys = transform @ (cc + 0.5, rr + 0.5)
         inside = shapely.contains_xy(p, xs, ys)
         if inside.any():
@@ -52,8 +56,12 @@ def pixels_in(poly: Polygon, array: np.ndarray, transform: Affine, buffer_m: flo
     return np.zeros(0), np.zeros(0), np.zeros(0, array.dtype)
 
 
-def wall_parts(polys: list[Polygon], grounds: list[float], levels: list[float], tol_m: float,
-               ) -> list[list[tuple[BaseGeometry, float]]]:
+def wall_parts(
+    polys: list[Polygon],
+    grounds: list[float],
+    levels: list[float],
+    tol_m: float,
+) -> list[list[tuple[BaseGeometry, float]]]:
     """What lies beyond each footprint's walls: (N,) lists of (part of the outline, height beyond it).
 
     The outline (holes included) is cut into the part within ``tol_m`` of each other footprint (a shared wall,
@@ -93,8 +101,13 @@ def ground_height(poly: Polygon, dtm: np.ndarray, transform: Affine, percentile:
 LOD1_EDGE_BUFFER_M = 0.5
 
 
-def block_height(poly: Polygon, ndsm: np.ndarray, transform: Affine, percentile: float = 90.0,
-                 buffer_m: float = LOD1_EDGE_BUFFER_M) -> float:
+def block_height(
+    poly: Polygon,
+    ndsm: np.ndarray,
+    transform: Affine,
+    percentile: float = 90.0,
+    buffer_m: float = LOD1_EDGE_BUFFER_M,
+) -> float:
     """LoD1.2 block height (m above ground): the ``percentile`` of the nDSM ``ndsm`` (H x W, m, NaN nodata;
     grid ``transform``, the footprint's CRS) over the pixels whose centre lies in ``poly`` shrunk by
     ``buffer_m`` (the whole footprint when the shrunk one holds no pixel centre). NaN when no valid pixel.
@@ -107,8 +120,15 @@ def block_height(poly: Polygon, ndsm: np.ndarray, transform: Affine, percentile:
     return float(np.percentile(h, percentile)) if len(h) else float("nan")
 
 
-def lod1_building(fid: str, poly: Polygon, dtm: np.ndarray, ndsm: np.ndarray, transform: Affine,
-                  roof_percentile: float = 90.0, ground_percentile: float = 50.0) -> CityBuilding | None:
+def lod1_building(
+    fid: str,
+    poly: Polygon,
+    dtm: np.ndarray,
+    ndsm: np.ndarray,
+    transform: Affine,
+    roof_percentile: float = 90.0,
+    ground_percentile: float = 50.0,
+) -> CityBuilding | None:
     """LoD1.2 block: the footprint extruded from the ground to ground + :func:`block_height` (the
     ``roof_percentile`` of the nDSM inside the footprint shrunk by ``LOD1_EDGE_BUFFER_M``).
 
@@ -123,15 +143,28 @@ def lod1_building(fid: str, poly: Polygon, dtm: np.ndarray, ndsm: np.ndarray, tr
         log.info("building %s: nDSM percentile %.2f m <= 0.1 m, skipped in LOD1", fid, height)
         return None
     surfaces = build_solid([poly], [(g + height, 0.0, 0.0)], g)
-    attrs = {"ground_height": round(g, 3), "roof_height": round(g + height, 3), "height": round(height, 3),
-             "roof_percentile": roof_percentile, "edge_buffer_m": LOD1_EDGE_BUFFER_M, "area_m2": round(poly.area, 2)}
+    attrs = {
+        "ground_height": round(g, 3),
+        "roof_height": round(g + height, 3),
+        "height": round(height, 3),
+        "roof_percentile": roof_percentile,
+        "edge_buffer_m": LOD1_EDGE_BUFFER_M,
+        "area_m2": round(poly.area, 2),
+    }
     return CityBuilding(fid, [(s.rings, s.semantic) for s in surfaces], "1.2", attrs)
 
 
-def lod2_building(fid: str, poly: Polygon, dsm: np.ndarray, dtm: np.ndarray, transform: Affine,
-                  prm: RoofParams | None = None, ground_percentile: float = 50.0,
-                  image: np.ndarray | None = None, walls: list[tuple[BaseGeometry, float]] | None = None,
-                  ) -> tuple[CityBuilding, RoofFit] | None:
+def lod2_building(
+    fid: str,
+    poly: Polygon,
+    dsm: np.ndarray,
+    dtm: np.ndarray,
+    transform: Affine,
+    prm: RoofParams | None = None,
+    ground_percentile: float = 50.0,
+    image: np.ndarray | None = None,
+    walls: list[tuple[BaseGeometry, float]] | None = None,
+) -> tuple[CityBuilding, RoofFit] | None:
     """LoD2.2 building: fitted roof faces over the footprint, walls, ground; watertight solid.
 
     ``image``: (H, W) ortho brightness on the DSM grid (NaN nodata) or None; with it the roof type also uses
@@ -144,14 +177,20 @@ def lod2_building(fid: str, poly: Polygon, dsm: np.ndarray, dtm: np.ndarray, tra
     if not np.isfinite(g) or not np.isfinite(z).any():
         log.info("building %s: no valid DSM/DTM cell, skipped in LOD2", fid)
         return None
-    v = None if image is None else pixels_in(poly, image, transform, buffer_m=prm.edge_buffer_m)[2].astype(float)
+    v = (
+        None
+        if image is None
+        else pixels_in(poly, image, transform, buffer_m=prm.edge_buffer_m)[2].astype(float)
+    )
     fit = fit_roof(poly, x, y, z.astype(float), prm, transform, v, ground=g, walls=walls)
     # a roof plane running below the ground (bad fit, tiny building) is clamped to a flat roof
     ring = np.asarray(poly.exterior.coords)
     low = min(float(np.min(p[0] + p[1] * ring[:, 0] + p[2] * ring[:, 1])) for p in fit.planes)
     if low <= g + 0.5:
         h = max(float(np.nanmedian(z)), g + 1.0)
-        fit = RoofFit("flat", [poly], [(h, 0.0, 0.0)], h, h, fit.rmse, fit.n_points, fit.scores, fit.noise_m, fit.n_eff)
+        fit = RoofFit(
+            "flat", [poly], [(h, 0.0, 0.0)], h, h, fit.rmse, fit.n_points, fit.scores, fit.noise_m, fit.n_eff
+        )
     try:
         surfaces = build_solid(fit.faces, fit.planes, g)
         chk = check_solid(surfaces)
@@ -161,12 +200,18 @@ def lod2_building(fid: str, poly: Polygon, dsm: np.ndarray, dtm: np.ndarray, tra
     if problem:
         log.warning("building %s: %s roof: %s; using a flat roof instead", fid, fit.roof_type, problem)
         h = float(np.nanmedian(z))
-        fit = RoofFit("flat", [poly], [(h, 0.0, 0.0)], h, h, fit.rmse, fit.n_points, fit.scores, fit.noise_m, fit.n_eff)
+        fit = RoofFit(
+            "flat", [poly], [(h, 0.0, 0.0)], h, h, fit.rmse, fit.n_points, fit.scores, fit.noise_m, fit.n_eff
+        )
         surfaces = build_solid(fit.faces, fit.planes, g)
-    attrs = {"roof_type": fit.roof_type, "ground_height": round(g, 3),
-             "eave_height": round(fit.eave - g, 3), "ridge_height": round(fit.ridge - g, 3),
-             "roof_rmse": round(fit.rmse, 3) if np.isfinite(fit.rmse) else None,
-             "roof_noise_m": round(fit.noise_m, 3) if np.isfinite(fit.noise_m) else None,
-             "n_roof_faces": len(fit.faces),
-             "area_m2": round(poly.area, 2)}
+    attrs = {
+        "roof_type": fit.roof_type,
+        "ground_height": round(g, 3),
+        "eave_height": round(fit.eave - g, 3),
+        "ridge_height": round(fit.ridge - g, 3),
+        "roof_rmse": round(fit.rmse, 3) if np.isfinite(fit.rmse) else None,
+        "roof_noise_m": round(fit.noise_m, 3) if np.isfinite(fit.noise_m) else None,
+        "n_roof_faces": len(fit.faces),
+        "area_m2": round(poly.area, 2),
+    }
     return CityBuilding(fid, [(s.rings, s.semantic) for s in surfaces], "2.2", attrs), fit

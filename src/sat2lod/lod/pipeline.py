@@ -25,9 +25,15 @@ PathLike = str | os.PathLike[str]
 
 
 def _same_grid(a: Raster, b: Raster, name_a: PathLike, name_b: PathLike) -> None:
-    if a.shape != b.shape or not np.allclose(tuple(a.transform)[:6], tuple(b.transform)[:6]) or a.crs != b.crs:
-        raise ValueError(f"{name_b}: grid differs from {name_a} (shape {b.shape} vs {a.shape}, transform or CRS); "
-                         "both must come from the same output grid (config 'output').")
+    if (
+        a.shape != b.shape
+        or not np.allclose(tuple(a.transform)[:6], tuple(b.transform)[:6])
+        or a.crs != b.crs
+    ):
+        raise ValueError(
+            f"{name_b}: grid differs from {name_a} (shape {b.shape} vs {a.shape}, transform or CRS); "
+            "both must come from the same output grid (config 'output')."
+        )
 
 
 def _brightness(ortho: PathLike, ref: Raster, ref_path: PathLike) -> np.ndarray:
@@ -54,12 +60,25 @@ def _datum(*rasters: Raster) -> str:
     return "unknown (input rasters carry no VERTICAL_DATUM tag)"
 
 
-def run_lod0(mask: PathLike, ndsm: PathLike | None, gpkg: PathLike, fgb: PathLike | None = None, *,
-             ortho: PathLike | None = None,
-             min_area_m2: float = 20.0, split_step_m: float = 0.5, wall_gap_m: float = 4.0, min_height_m: float = 2.0,
-             split_contrast: float = 0.12, split_min_width_m: float = 4.0, split_line_step_m: float = 1.0,
-             simplify_m: float = 0.7, angle_tol_deg: float = 15.0, min_edge_m: float = 1.5,
-             max_vertices: int = 40) -> gpd.GeoDataFrame:
+def run_lod0(
+    mask: PathLike,
+    ndsm: PathLike | None,
+    gpkg: PathLike,
+    fgb: PathLike | None = None,
+    *,
+    ortho: PathLike | None = None,
+    min_area_m2: float = 20.0,
+    split_step_m: float = 0.5,
+    wall_gap_m: float = 4.0,
+    min_height_m: float = 2.0,
+    split_contrast: float = 0.12,
+    split_min_width_m: float = 4.0,
+    split_line_step_m: float = 1.0,
+    simplify_m: float = 0.7,
+    angle_tol_deg: float = 15.0,
+    min_edge_m: float = 1.5,
+    max_vertices: int = 40,
+) -> gpd.GeoDataFrame:
     """Building mask (+ nDSM, + ortho) -> regularized footprints as GeoPackage (+ FlatGeobuf).
 
     ``ortho`` (same grid as the mask; several bands are averaged) lets touching buildings of one height be
@@ -71,18 +90,30 @@ def run_lod0(mask: PathLike, ndsm: PathLike | None, gpkg: PathLike, fgb: PathLik
     """
     m = read_raster(mask)
     if m.array.ndim != 2 or m.array.dtype != np.uint8:
-        raise ValueError(f"{mask}: expected a single-band uint8 building mask (1 building, 0 other, 255 nodata)")
+        raise ValueError(
+            f"{mask}: expected a single-band uint8 building mask (1 building, 0 other, 255 nodata)"
+        )
     nd = None
     if ndsm is not None:
         r = read_raster(ndsm, masked_to_nan=True)
         _same_grid(m, r, mask, ndsm)
         nd = r.array.astype(np.float32)
     img = None if ortho is None else _brightness(ortho, m, mask)
-    prm = FootprintParams(min_area_m2=min_area_m2, split_step_m=split_step_m, min_height_m=min_height_m, wall_gap_m=wall_gap_m,
-                          split_contrast=split_contrast, split_min_width_m=split_min_width_m,
-                          split_line_step_m=split_line_step_m,
-                          regularize=RegularizeParams(simplify_m=simplify_m, angle_tol_deg=angle_tol_deg,
-                                                      min_edge_m=min_edge_m, max_vertices=max_vertices))
+    prm = FootprintParams(
+        min_area_m2=min_area_m2,
+        split_step_m=split_step_m,
+        min_height_m=min_height_m,
+        wall_gap_m=wall_gap_m,
+        split_contrast=split_contrast,
+        split_min_width_m=split_min_width_m,
+        split_line_step_m=split_line_step_m,
+        regularize=RegularizeParams(
+            simplify_m=simplify_m,
+            angle_tol_deg=angle_tol_deg,
+            min_edge_m=min_edge_m,
+            max_vertices=max_vertices,
+        ),
+    )
     fps = extract_footprints(m.array, nd, m.transform, prm, img)
     rows = []
     for f in fps:
@@ -91,12 +122,30 @@ def run_lod0(mask: PathLike, ndsm: PathLike | None, gpkg: PathLike, fgb: PathLik
             v = pixels_in(f.polygon, nd, m.transform)[2]
             v = v[np.isfinite(v)]
             med = float(np.median(v)) if len(v) else float("nan")
-        rows.append({"id": f.id, "block": f.block, "area_m2": round(f.polygon.area, 2),
-                     "perimeter_m": round(f.polygon.length, 2), "n_vertices": n_vertices(f.polygon),
-                     "orientation_deg": round(f.orientation_deg, 2), "traced_area_m2": round(f.traced_area_m2, 2),
-                     "ndsm_median_m": round(med, 2), "geometry": f.polygon})
-    cols = ["id", "block", "area_m2", "perimeter_m", "n_vertices", "orientation_deg", "traced_area_m2",
-            "ndsm_median_m", "geometry"]
+        rows.append(
+            {
+                "id": f.id,
+                "block": f.block,
+                "area_m2": round(f.polygon.area, 2),
+                "perimeter_m": round(f.polygon.length, 2),
+                "n_vertices": n_vertices(f.polygon),
+                "orientation_deg": round(f.orientation_deg, 2),
+                "traced_area_m2": round(f.traced_area_m2, 2),
+                "ndsm_median_m": round(med, 2),
+                "geometry": f.polygon,
+            }
+        )
+    cols = [
+        "id",
+        "block",
+        "area_m2",
+        "perimeter_m",
+        "n_vertices",
+        "orientation_deg",
+        "traced_area_m2",
+        "ndsm_median_m",
+        "geometry",
+    ]
     gdf = gpd.GeoDataFrame(pd.DataFrame(rows, columns=cols), geometry="geometry", crs=m.crs)
     write_vector(gpkg, gdf, layer="footprints")
     if fgb is not None:
@@ -112,9 +161,17 @@ def _footprints(path: PathLike) -> gpd.GeoDataFrame:
     return gdf
 
 
-def run_lod1(footprints: PathLike, dtm: PathLike, ndsm: PathLike, city: PathLike, *,
-             roof_percentile: float = 90.0, ground_percentile: float = 50.0, title: str = "sat2lod LoD1.2",
-             cityjsonseq: PathLike | None = None) -> dict:
+def run_lod1(
+    footprints: PathLike,
+    dtm: PathLike,
+    ndsm: PathLike,
+    city: PathLike,
+    *,
+    roof_percentile: float = 90.0,
+    ground_percentile: float = 50.0,
+    title: str = "sat2lod LoD1.2",
+    cityjsonseq: PathLike | None = None,
+) -> dict:
     """Footprints + DTM + nDSM -> LoD1.2 CityJSON 2.0 (and CityJSONSeq). Returns the CityJSON dict."""
     gdf = _footprints(footprints)
     t = read_raster(dtm, masked_to_nan=True)
@@ -123,18 +180,36 @@ def run_lod1(footprints: PathLike, dtm: PathLike, ndsm: PathLike, city: PathLike
     epsg = _epsg(t, dtm)
     blds = []
     for fid, geom in zip(gdf["id"], gdf.geometry):
-        b = lod1_building(f"b{int(fid)}", geom, t.array, n.array, t.transform, roof_percentile, ground_percentile)
+        b = lod1_building(
+            f"b{int(fid)}", geom, t.array, n.array, t.transform, roof_percentile, ground_percentile
+        )
         if b is not None:
             blds.append(b)
     return _write_city(blds, epsg, _datum(t, n), title, city, cityjsonseq)
 
 
-def run_lod2(footprints: PathLike, dsm: PathLike, dtm: PathLike, city: PathLike, obj: PathLike | None = None, *,
-             ortho: PathLike | None = None, ortho_min_gain: float = 6.0,
-             max_rmse_m: float = 1.0, min_rise_m: float = 0.7, plane_tol_m: float = 0.4, max_planes: int = 8,
-             edge_buffer_m: float = 0.6, min_slope_deg: float = 5.0, min_slope_z: float = 3.0,
-             bic_margin: float = 2.0, ground_percentile: float = 50.0, edge_ramp: bool = True,
-             title: str = "sat2lod LoD2.2", cityjsonseq: PathLike | None = None) -> dict:
+def run_lod2(
+    footprints: PathLike,
+    dsm: PathLike,
+    dtm: PathLike,
+    city: PathLike,
+    obj: PathLike | None = None,
+    *,
+    ortho: PathLike | None = None,
+    ortho_min_gain: float = 6.0,
+    max_rmse_m: float = 1.0,
+    min_rise_m: float = 0.7,
+    plane_tol_m: float = 0.4,
+    max_planes: int = 8,
+    edge_buffer_m: float = 0.6,
+    min_slope_deg: float = 5.0,
+    min_slope_z: float = 3.0,
+    bic_margin: float = 2.0,
+    ground_percentile: float = 50.0,
+    edge_ramp: bool = True,
+    title: str = "sat2lod LoD2.2",
+    cityjsonseq: PathLike | None = None,
+) -> dict:
     """Footprints + DSM + DTM -> LoD2.2 CityJSON 2.0 (+ CityJSONSeq, OBJ). Returns the CityJSON dict.
 
     Roof model selection (sat2lod.lod.roof.fit_roof) uses the DSM noise correlation area estimated once for
@@ -152,19 +227,33 @@ def run_lod2(footprints: PathLike, dsm: PathLike, dtm: PathLike, city: PathLike,
     t = read_raster(dtm, masked_to_nan=True)
     _same_grid(s, t, dsm, dtm)
     epsg = _epsg(s, dsm)
-    prm = RoofParams(max_rmse_m=max_rmse_m, min_rise_m=min_rise_m, plane_tol_m=plane_tol_m, max_planes=max_planes,
-                     edge_buffer_m=edge_buffer_m, min_slope_deg=min_slope_deg, min_slope_z=min_slope_z,
-                     bic_margin=bic_margin, ortho_min_gain=ortho_min_gain)
+    prm = RoofParams(
+        max_rmse_m=max_rmse_m,
+        min_rise_m=min_rise_m,
+        plane_tol_m=plane_tol_m,
+        max_planes=max_planes,
+        edge_buffer_m=edge_buffer_m,
+        min_slope_deg=min_slope_deg,
+        min_slope_z=min_slope_z,
+        bic_margin=bic_margin,
+        ortho_min_gain=ortho_min_gain,
+    )
     img = None if ortho is None else _brightness(ortho, s, dsm)
     # the DSM noise correlation is a property of the DSM: one scene value (median over roofs), so that a roof
     # no primitive fits (model misfit in its residuals) does not take its own large correlation area
     pts = [pixels_in(geom, s.array, s.transform, prm.edge_buffer_m) for geom in gdf.geometry]
-    noise = np.array([roof_noise(geom, x, y, z, s.transform, prm) for geom, (x, y, z) in zip(gdf.geometry, pts)])
+    noise = np.array(
+        [roof_noise(geom, x, y, z, s.transform, prm) for geom, (x, y, z) in zip(gdf.geometry, pts)]
+    )
     noise = noise[np.isfinite(noise).all(axis=1)] if len(noise) else noise
     if len(noise):
         prm = replace(prm, noise_m=float(np.median(noise[:, 0])), corr_area_px=float(np.median(noise[:, 1])))
-        log.info("lod2: DSM noise on roofs %.2f m (NMAD), correlation area %.1f px (medians over %d roofs)",
-                 prm.noise_m, prm.corr_area_px, len(noise))
+        log.info(
+            "lod2: DSM noise on roofs %.2f m (NMAD), correlation area %.1f px (medians over %d roofs)",
+            prm.noise_m,
+            prm.corr_area_px,
+            len(noise),
+        )
     walls: list = [None] * len(gdf)
     if edge_ramp:
         grounds = [ground_height(geom, t.array, s.transform, ground_percentile) for geom in gdf.geometry]
@@ -172,16 +261,32 @@ def run_lod2(footprints: PathLike, dsm: PathLike, dtm: PathLike, city: PathLike,
         # ground: the DSM is blurred towards the neighbour's roof level (median of its DSM)
         levels = [float(np.nanmedian(z)) if np.isfinite(z).any() else float("nan") for _, _, z in pts]
         walls = wall_parts(list(gdf.geometry), grounds, levels, abs(s.transform.a))
-        roofs = [(geom, x, y, z.astype(float), g,
-                  None if img is None else pixels_in(geom, img, s.transform, prm.edge_buffer_m)[2].astype(float), wl)
-                 for geom, (x, y, z), g, wl in zip(gdf.geometry, pts, grounds, walls)]
+        roofs = [
+            (
+                geom,
+                x,
+                y,
+                z.astype(float),
+                g,
+                None
+                if img is None
+                else pixels_in(geom, img, s.transform, prm.edge_buffer_m)[2].astype(float),
+                wl,
+            )
+            for geom, (x, y, z), g, wl in zip(gdf.geometry, pts, grounds, walls)
+        ]
         prm = replace(prm, edge_ramp=calibrate_edge_ramp(roofs, prm, s.transform))
-        log.info("lod2: DSM edge spread (fraction of the wall height, per %.2f m from the outline): %s", RAMP_STEP_M,
-                 [round(v, 3) for v in prm.edge_ramp])
+        log.info(
+            "lod2: DSM edge spread (fraction of the wall height, per %.2f m from the outline): %s",
+            RAMP_STEP_M,
+            [round(v, 3) for v in prm.edge_ramp],
+        )
     blds = []
     counts: dict[str, int] = {}
     for fid, geom, wl in zip(gdf["id"], gdf.geometry, walls):
-        res = lod2_building(f"b{int(fid)}", geom, s.array, t.array, s.transform, prm, ground_percentile, img, wl)
+        res = lod2_building(
+            f"b{int(fid)}", geom, s.array, t.array, s.transform, prm, ground_percentile, img, wl
+        )
         if res is not None:
             blds.append(res[0])
             counts[res[1].roof_type] = counts.get(res[1].roof_type, 0) + 1

@@ -78,8 +78,11 @@ def dominant_orientation(rings: list[np.ndarray], simplify_m: float = 0.7, bin_m
             k = np.floor((proj - proj.min(axis=1, keepdims=True)) / bin_m).astype(np.int64)
             off = np.arange(len(angles))[:, None] * (int(k.max()) + 1)
             h = np.bincount((k + off).ravel())
-            out += np.bincount(np.repeat(np.arange(len(angles)), (int(k.max()) + 1))[: len(h)], weights=h * h.astype(float),
-                               minlength=len(angles))[: len(angles)]
+            out += np.bincount(
+                np.repeat(np.arange(len(angles)), (int(k.max()) + 1))[: len(h)],
+                weights=h * h.astype(float),
+                minlength=len(angles),
+            )[: len(angles)]
         return out
 
     coarse = np.radians(np.arange(0.0, 90.0, 0.5))
@@ -106,7 +109,7 @@ def _dp_indices(pts: np.ndarray, tol: float) -> list[int]:
         a, b = pts[i], pts[j]
         seg = b - a
         n = math.hypot(seg[0], seg[1])
-        p = pts[i + 1:j] - a
+        p = pts[i + 1 : j] - a
         d = np.abs(seg[0] * p[:, 1] - seg[1] * p[:, 0]) / n if n > 0 else np.hypot(p[:, 0], p[:, 1])
         k = int(np.argmax(d))
         if d[k] > tol:
@@ -184,7 +187,7 @@ def _merge_runs(edges: list[_Edge], pts: np.ndarray, tol: float, closed: bool) -
                 if j == 0:
                     edges = [merged] + edges[1:i]
                 else:
-                    edges = edges[:i] + [merged] + edges[j + 1:]
+                    edges = edges[:i] + [merged] + edges[j + 1 :]
                 changed = True
                 break
     return edges
@@ -210,8 +213,9 @@ def _intersect(p1: np.ndarray, d1: np.ndarray, p2: np.ndarray, d2: np.ndarray) -
     return p1 + t * d1
 
 
-def _regularize_points(pts: np.ndarray, theta: float, prm: RegularizeParams, closed: bool,
-                       min_edge: float) -> np.ndarray:
+def _regularize_points(
+    pts: np.ndarray, theta: float, prm: RegularizeParams, closed: bool, min_edge: float
+) -> np.ndarray:
     """Core of the regularization on densified traced points (map frame) -> vertices (map frame)."""
     tol = math.radians(prm.angle_tol_deg)
     rp = _rot(pts, theta)
@@ -241,15 +245,23 @@ def _regularize_points(pts: np.ndarray, theta: float, prm: RegularizeParams, clo
         if not closed and (k == 0 or k == m - 1):
             # an end edge of an open chain: give its points to its only neighbour
             nb = 1 if k == 0 else m - 2
-            idx = np.concatenate([edges[k].idx, edges[nb].idx]) if k == 0 else np.concatenate([edges[nb].idx, edges[k].idx])
+            idx = (
+                np.concatenate([edges[k].idx, edges[nb].idx])
+                if k == 0
+                else np.concatenate([edges[nb].idx, edges[k].idx])
+            )
             edges[nb] = _Edge(np.unique(idx), edges[nb].cls, edges[nb].angle)
             del edges[k]
         else:
             prv, nxt = (k - 1) % m, (k + 1) % m
             idx = edges[k].idx
             half = len(idx) // 2
-            edges[prv] = _Edge(np.concatenate([edges[prv].idx, idx[1:half + 1]]), edges[prv].cls, edges[prv].angle)
-            edges[nxt] = _Edge(np.concatenate([idx[half:-1], edges[nxt].idx]), edges[nxt].cls, edges[nxt].angle)
+            edges[prv] = _Edge(
+                np.concatenate([edges[prv].idx, idx[1 : half + 1]]), edges[prv].cls, edges[prv].angle
+            )
+            edges[nxt] = _Edge(
+                np.concatenate([idx[half:-1], edges[nxt].idx]), edges[nxt].cls, edges[nxt].angle
+            )
             del edges[k]
         edges = _merge_runs(edges, rp_ext, tol, closed)
     lines = [_fit_line(e, rp_ext) for e in edges]
@@ -283,15 +295,16 @@ def _regularize_points(pts: np.ndarray, theta: float, prm: RegularizeParams, clo
 def _fit_circle(pts: np.ndarray) -> tuple[float, float, float, float]:
     """Algebraic (Kasa) circle fit: returns (cx, cy, r, rms distance to the circle)."""
     a = np.column_stack([2 * pts[:, 0], 2 * pts[:, 1], np.ones(len(pts))])
-    b = (pts ** 2).sum(axis=1)
+    b = (pts**2).sum(axis=1)
     (cx, cy, c), *_ = np.linalg.lstsq(a, b, rcond=None)
     r = math.sqrt(max(c + cx * cx + cy * cy, 0.0))
     rms = float(np.sqrt(np.mean((np.hypot(pts[:, 0] - cx, pts[:, 1] - cy) - r) ** 2)))
     return float(cx), float(cy), r, rms
 
 
-def regularize_ring(coords: np.ndarray, theta: float, prm: RegularizeParams = RegularizeParams(),
-                    step: float = 0.25) -> np.ndarray:
+def regularize_ring(
+    coords: np.ndarray, theta: float, prm: RegularizeParams = RegularizeParams(), step: float = 0.25
+) -> np.ndarray:
     """Regularize one closed ring.
 
     Args:
@@ -319,16 +332,21 @@ def regularize_ring(coords: np.ndarray, theta: float, prm: RegularizeParams = Re
     if len(out) > 4:
         # second pass on the first result: zigzags left by noisy traces (two parallel edges a few
         # decimetres apart, joined by a short edge) fall under the simplification tolerance and merge
-        again = _regularize_points(_densify(np.vstack([out, out[:1]]), step, closed=True), theta, prm, True,
-                                   min_edge)
-        if len(again) >= 3 and Polygon(again).is_valid and _iou(Polygon(again), Polygon(coords)) >= _iou(
-                Polygon(out), Polygon(coords)) - 0.01:
+        again = _regularize_points(
+            _densify(np.vstack([out, out[:1]]), step, closed=True), theta, prm, True, min_edge
+        )
+        if (
+            len(again) >= 3
+            and Polygon(again).is_valid
+            and _iou(Polygon(again), Polygon(coords)) >= _iou(Polygon(out), Polygon(coords)) - 0.01
+        ):
             out = again
     return out
 
 
-def regularize_chain(coords: np.ndarray, theta: float, prm: RegularizeParams = RegularizeParams(),
-                     step: float = 0.25) -> np.ndarray:
+def regularize_chain(
+    coords: np.ndarray, theta: float, prm: RegularizeParams = RegularizeParams(), step: float = 0.25
+) -> np.ndarray:
     """Regularize an open polyline (e.g. the wall shared by two buildings); same rules as a ring.
 
     Returns:
@@ -341,8 +359,9 @@ def regularize_chain(coords: np.ndarray, theta: float, prm: RegularizeParams = R
     return _regularize_points(pts, theta, prm, False, prm.min_edge_m)
 
 
-def regularize_polygon(poly: Polygon, theta: float, prm: RegularizeParams = RegularizeParams(),
-                       step: float = 0.25) -> Polygon:
+def regularize_polygon(
+    poly: Polygon, theta: float, prm: RegularizeParams = RegularizeParams(), step: float = 0.25
+) -> Polygon:
     """Regularize a polygon's exterior and holes (holes smaller than ``min_edge_m``² are dropped).
 
     Falls back to the plainly simplified polygon when regularization produces an invalid or strongly
@@ -352,13 +371,17 @@ def regularize_polygon(poly: Polygon, theta: float, prm: RegularizeParams = Regu
     holes = []
     for h in poly.interiors:
         hp = Polygon(h)
-        if hp.area < max(prm.min_edge_m ** 2, 4.0):
+        if hp.area < max(prm.min_edge_m**2, 4.0):
             continue
         holes.append(regularize_ring(np.asarray(h.coords), theta, prm, step))
     out = _largest_valid(Polygon(ext, holes) if len(ext) >= 3 else Polygon())
     if out.is_empty or _iou(out, poly) < 0.8:
         out = _largest_valid(poly.simplify(prm.simplify_m))
-    return shapely.orient_polygons(out) if hasattr(shapely, "orient_polygons") else shapely.geometry.polygon.orient(out)
+    return (
+        shapely.orient_polygons(out)
+        if hasattr(shapely, "orient_polygons")
+        else shapely.geometry.polygon.orient(out)
+    )
 
 
 def _largest_valid(p: Polygon) -> Polygon:

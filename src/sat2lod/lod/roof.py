@@ -139,7 +139,9 @@ def building_frame(footprint: Polygon) -> tuple[float, float, float, float, floa
     return float(c[0]), float(c[1]), ang, hl, hw
 
 
-def _local(x: np.ndarray, y: np.ndarray, frame: tuple[float, float, float, float, float]) -> tuple[np.ndarray, np.ndarray]:
+def _local(
+    x: np.ndarray, y: np.ndarray, frame: tuple[float, float, float, float, float]
+) -> tuple[np.ndarray, np.ndarray]:
     cx, cy, ang, _, _ = frame
     dx, dy = x - cx, y - cy
     return dx * math.cos(ang) + dy * math.sin(ang), -dx * math.sin(ang) + dy * math.cos(ang)
@@ -159,7 +161,9 @@ def _shape_fn(kind: str, s: np.ndarray, t: np.ndarray, hl: float, hw: float) -> 
     raise ValueError(kind)
 
 
-def _huber_lstsq(a: np.ndarray, z: np.ndarray, delta: float = 0.5, iters: int = 5) -> tuple[np.ndarray, np.ndarray]:
+def _huber_lstsq(
+    a: np.ndarray, z: np.ndarray, delta: float = 0.5, iters: int = 5
+) -> tuple[np.ndarray, np.ndarray]:
     """IRLS with Huber weights; returns (coefficients, residuals)."""
     w = np.ones(len(z))
     coef = np.zeros(a.shape[1])
@@ -172,7 +176,9 @@ def _huber_lstsq(a: np.ndarray, z: np.ndarray, delta: float = 0.5, iters: int = 
     return coef, z - a @ coef
 
 
-def _plane_map(frame: tuple[float, float, float, float, float], e: float, ks: float, kt: float) -> tuple[float, float, float]:
+def _plane_map(
+    frame: tuple[float, float, float, float, float], e: float, ks: float, kt: float
+) -> tuple[float, float, float]:
     """Plane z = e + ks*s + kt*t in the frame -> (a, b, c) with z = a + b*x + c*y."""
     cx, cy, ang, _, _ = frame
     ca, sa = math.cos(ang), math.sin(ang)
@@ -181,30 +187,42 @@ def _plane_map(frame: tuple[float, float, float, float, float], e: float, ks: fl
     return e - b * cx - c * cy, b, c
 
 
-def _regions(kind: str, frame: tuple[float, float, float, float, float], e: float, k: float,
-             ) -> list[tuple[Polygon, tuple[float, float, float]]]:
+def _regions(
+    kind: str,
+    frame: tuple[float, float, float, float, float],
+    e: float,
+    k: float,
+) -> list[tuple[Polygon, tuple[float, float, float]]]:
     """Regions of the frame plane (large polygons, map coordinates) with the plane of each."""
     cx, cy, ang, hl, hw = frame
     R = 10 * (hl + hw) + 100.0
     if kind == "gable_s":
-        loc = [(Polygon([(-R, 0), (R, 0), (R, R), (-R, R)]), (e + k * hw, 0.0, -k)),
-               (Polygon([(-R, -R), (R, -R), (R, 0), (-R, 0)]), (e + k * hw, 0.0, k))]
+        loc = [
+            (Polygon([(-R, 0), (R, 0), (R, R), (-R, R)]), (e + k * hw, 0.0, -k)),
+            (Polygon([(-R, -R), (R, -R), (R, 0), (-R, 0)]), (e + k * hw, 0.0, k)),
+        ]
     elif kind == "gable_t":
-        loc = [(Polygon([(0, -R), (R, -R), (R, R), (0, R)]), (e + k * hl, -k, 0.0)),
-               (Polygon([(-R, -R), (0, -R), (0, R), (-R, R)]), (e + k * hl, k, 0.0))]
+        loc = [
+            (Polygon([(0, -R), (R, -R), (R, R), (0, R)]), (e + k * hl, -k, 0.0)),
+            (Polygon([(-R, -R), (0, -R), (0, R), (-R, R)]), (e + k * hl, k, 0.0)),
+        ]
     elif kind == "hip":
         d = hl - hw
-        loc = [(Polygon([(-d, 0), (d, 0), (d + R, R), (-d - R, R)]), (e + k * hw, 0.0, -k)),
-               (Polygon([(-d - R, -R), (d + R, -R), (d, 0), (-d, 0)]), (e + k * hw, 0.0, k)),
-               (Polygon([(d, 0), (d + R, -R), (d + R, R)]), (e + k * hl, -k, 0.0)),
-               (Polygon([(-d, 0), (-d - R, R), (-d - R, -R)]), (e + k * hl, k, 0.0))]
+        loc = [
+            (Polygon([(-d, 0), (d, 0), (d + R, R), (-d - R, R)]), (e + k * hw, 0.0, -k)),
+            (Polygon([(-d - R, -R), (d + R, -R), (d, 0), (-d, 0)]), (e + k * hw, 0.0, k)),
+            (Polygon([(d, 0), (d + R, -R), (d + R, R)]), (e + k * hl, -k, 0.0)),
+            (Polygon([(-d, 0), (-d - R, R), (-d - R, -R)]), (e + k * hl, k, 0.0)),
+        ]
     elif kind == "pyramid":
         a, b = R * hl, R * hw
         kk = k * hw
-        loc = [(Polygon([(0, 0), (a, b), (-a, b)]), (e + kk, 0.0, -kk / hw)),
-               (Polygon([(0, 0), (-a, -b), (a, -b)]), (e + kk, 0.0, kk / hw)),
-               (Polygon([(0, 0), (a, -b), (a, b)]), (e + kk, -kk / hl, 0.0)),
-               (Polygon([(0, 0), (-a, b), (-a, -b)]), (e + kk, kk / hl, 0.0))]
+        loc = [
+            (Polygon([(0, 0), (a, b), (-a, b)]), (e + kk, 0.0, -kk / hw)),
+            (Polygon([(0, 0), (-a, -b), (a, -b)]), (e + kk, 0.0, kk / hw)),
+            (Polygon([(0, 0), (a, -b), (a, b)]), (e + kk, -kk / hl, 0.0)),
+            (Polygon([(0, 0), (-a, b), (-a, -b)]), (e + kk, kk / hl, 0.0)),
+        ]
     else:
         raise ValueError(kind)
     out = []
@@ -214,8 +232,10 @@ def _regions(kind: str, frame: tuple[float, float, float, float, float], e: floa
     return out
 
 
-def _partition(footprint: Polygon, regions: list[tuple[Polygon, tuple[float, float, float]]],
-               ) -> tuple[list[Polygon], list[tuple[float, float, float]]]:
+def _partition(
+    footprint: Polygon,
+    regions: list[tuple[Polygon, tuple[float, float, float]]],
+) -> tuple[list[Polygon], list[tuple[float, float, float]]]:
     faces, planes = [], []
     for reg, plane in regions:
         inter = footprint.intersection(reg)
@@ -294,16 +314,21 @@ def _slope_z(a: np.ndarray, coef: np.ndarray, r: np.ndarray, idx: list[int], inf
     norm); residual scale = NMAD, covariance inflated by ``inflation`` = N / N_eff for correlated noise."""
     sigma = max(_nmad(r), 1e-3)
     try:
-        cov = np.linalg.inv(a.T @ a)[np.ix_(idx, idx)] * sigma ** 2 * inflation
+        cov = np.linalg.inv(a.T @ a)[np.ix_(idx, idx)] * sigma**2 * inflation
         v = coef[idx]
         return float(math.sqrt(max(float(v @ np.linalg.solve(cov, v)), 0.0)))
     except np.linalg.LinAlgError:
         return 0.0
 
 
-def _ramp_terms(footprint: Polygon, x: np.ndarray, y: np.ndarray, prm: RoofParams,
-                walls: list[tuple[BaseGeometry, float]] | None = None, ground: float = float("nan"),
-                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def _ramp_terms(
+    footprint: Polygon,
+    x: np.ndarray,
+    y: np.ndarray,
+    prm: RoofParams,
+    walls: list[tuple[BaseGeometry, float]] | None = None,
+    ground: float = float("nan"),
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Edge-spread weight w (N,) of each point (``prm.edge_ramp`` at its distance d from the nearest wall),
     that wall's nearest point (xe, ye), d (m) and the height beyond that wall (m), each (N,).
 
@@ -330,9 +355,15 @@ def _ramp_terms(footprint: Polygon, x: np.ndarray, y: np.ndarray, prm: RoofParam
     return w, xe, ye, d, hb
 
 
-def _primitive_fits(footprint: Polygon, x: np.ndarray, y: np.ndarray, z: np.ndarray, prm: RoofParams,
-                    ground: float | None = None, walls: list[tuple[BaseGeometry, float]] | None = None,
-                    ) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
+def _primitive_fits(
+    footprint: Polygon,
+    x: np.ndarray,
+    y: np.ndarray,
+    z: np.ndarray,
+    prm: RoofParams,
+    ground: float | None = None,
+    walls: list[tuple[BaseGeometry, float]] | None = None,
+) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
     """Huber fits of every primitive to finite points: kind -> (design (N, k), coefficients (k,), residuals
     (N,) m, shape function (N,)); ``shed`` is the free plane in x - mean(x), y - mean(y).
 
@@ -372,8 +403,14 @@ def _primitive_fits(footprint: Polygon, x: np.ndarray, y: np.ndarray, z: np.ndar
     return raw
 
 
-def roof_noise(footprint: Polygon, x: np.ndarray, y: np.ndarray, z: np.ndarray,
-               transform: Affine | None = None, prm: RoofParams = RoofParams()) -> tuple[float, float]:
+def roof_noise(
+    footprint: Polygon,
+    x: np.ndarray,
+    y: np.ndarray,
+    z: np.ndarray,
+    transform: Affine | None = None,
+    prm: RoofParams = RoofParams(),
+) -> tuple[float, float]:
     """DSM noise on one roof from the residuals of its best-fitting primitive: (NMAD in m, correlation area
     in pixels).
 
@@ -408,10 +445,14 @@ def _face_labels(kind: str, s: np.ndarray, t: np.ndarray, hl: float, hw: float) 
     return np.where(side, (t >= 0).astype(int), 2 + (s >= 0).astype(int))
 
 
-def ortho_face_bic(footprint: Polygon, x: np.ndarray, y: np.ndarray, v: np.ndarray,
-                   transform: Affine | None = None, kinds: tuple[str, ...] = ("flat", "gable_s", "gable_t", "hip",
-                                                                                "pyramid"),
-                   ) -> dict[str, float]:
+def ortho_face_bic(
+    footprint: Polygon,
+    x: np.ndarray,
+    y: np.ndarray,
+    v: np.ndarray,
+    transform: Affine | None = None,
+    kinds: tuple[str, ...] = ("flat", "gable_s", "gable_t", "hip", "pyramid"),
+) -> dict[str, float]:
     """Image evidence for each primitive's face layout: BIC of a piecewise-constant fit of the ortho brightness.
 
     Roof faces of different orientations are lit differently (Lambert shading) while the faces of one roof
@@ -457,14 +498,23 @@ def ortho_face_bic(footprint: Polygon, x: np.ndarray, y: np.ndarray, v: np.ndarr
     _, area = noise_correlation_area(row, col, r_ref)
     n_eff = max(len(v) / area, 3.0)
     delta = 1.345 * sigma
-    return {kd: float(n_eff * math.log(max(_robust_var(r, delta), 1e-12)) + nf * math.log(n_eff))
-            for kd, (r, nf) in res.items()}
+    return {
+        kd: float(n_eff * math.log(max(_robust_var(r, delta), 1e-12)) + nf * math.log(n_eff))
+        for kd, (r, nf) in res.items()
+    }
 
 
-def fit_roof(footprint: Polygon, x: np.ndarray, y: np.ndarray, z: np.ndarray,
-             prm: RoofParams = RoofParams(), transform: Affine | None = None,
-             image: np.ndarray | None = None, ground: float | None = None,
-             walls: list[tuple[BaseGeometry, float]] | None = None) -> RoofFit:
+def fit_roof(
+    footprint: Polygon,
+    x: np.ndarray,
+    y: np.ndarray,
+    z: np.ndarray,
+    prm: RoofParams = RoofParams(),
+    transform: Affine | None = None,
+    image: np.ndarray | None = None,
+    ground: float | None = None,
+    walls: list[tuple[BaseGeometry, float]] | None = None,
+) -> RoofFit:
     """Fit a roof to DSM points inside a footprint.
 
     Model selection under correlated DSM noise:
@@ -555,8 +605,15 @@ def fit_roof(footprint: Polygon, x: np.ndarray, y: np.ndarray, z: np.ndarray,
                 continue
             if _slope_z(a, coef, r, [1, 2], area) < prm.min_slope_z:
                 continue
-            fit = RoofFit("shed", [footprint], [plane], float(zr.min()), float(zr.max()),
-                          float(np.sqrt(np.mean(r ** 2))), n)
+            fit = RoofFit(
+                "shed",
+                [footprint],
+                [plane],
+                float(zr.min()),
+                float(zr.max()),
+                float(np.sqrt(np.mean(r**2))),
+                n,
+            )
         else:
             e = float(coef[0])
             k = float(coef[1]) if kind != "flat" else 0.0
@@ -568,15 +625,18 @@ def fit_roof(footprint: Polygon, x: np.ndarray, y: np.ndarray, z: np.ndarray,
                 slope = k if kind != "pyramid" else k * hw / min(hl, hw)  # m per m across the steepest face
                 if k <= 0:
                     continue
-                if rise < prm.min_rise_m or math.degrees(math.atan(slope)) < prm.min_slope_deg or _slope_z(
-                        a, coef, r, [1], area) < prm.min_slope_z:
+                if (
+                    rise < prm.min_rise_m
+                    or math.degrees(math.atan(slope)) < prm.min_slope_deg
+                    or _slope_z(a, coef, r, [1], area) < prm.min_slope_z
+                ):
                     # the lit faces may show the layout although the (flattened) DSM slope is not significant
                     if not (prm.ortho_min_gain > 0 and img_gain(kind) >= prm.ortho_min_gain):
                         continue
                     by_image.add(kind)
                 faces, planes = _partition(footprint, _regions(kind, frame, e, k))
             name = "gable" if kind.startswith("gable") else kind
-            fit = RoofFit(name, faces, planes, e, e + rise, float(np.sqrt(np.mean(r ** 2))), n)
+            fit = RoofFit(name, faces, planes, e, e + rise, float(np.sqrt(np.mean(r**2))), n)
         dsm_bic[kind] = bic(r, n_par[kind])
         cands[kind] = (dsm_bic[kind] + img(kind), fit)
     if any(kd not in ("flat", "shed") and kd not in by_image for kd in cands):
@@ -596,8 +656,9 @@ def fit_roof(footprint: Polygon, x: np.ndarray, y: np.ndarray, z: np.ndarray,
     best.noise_m, best.n_eff = sigma, n_eff
     best_r = raw[best_kind][2]
     if _nmad(best_r) > prm.max_rmse_m and transform is not None:
-        multi = fit_multiplane(footprint, x, y, z, transform, prm,
-                               noise_m=sigma if prm.noise_m is None else prm.noise_m)
+        multi = fit_multiplane(
+            footprint, x, y, z, transform, prm, noise_m=sigma if prm.noise_m is None else prm.noise_m
+        )
         if multi is not None:
             zfit = np.full(n, np.nan)
             pts = shapely.points(x, y)
@@ -618,12 +679,28 @@ def _roof_z(planes: list[tuple[float, float, float]], x: np.ndarray, y: np.ndarr
     return np.min([_plane_z(p, x, y) for p in planes], axis=0)
 
 
-def calibrate_edge_ramp(roofs: list[tuple[Polygon, np.ndarray, np.ndarray, np.ndarray, float, np.ndarray | None]
-                                   | tuple[Polygon, np.ndarray, np.ndarray, np.ndarray, float, np.ndarray | None,
-                                           list[tuple[BaseGeometry, float]] | None]],
-                        prm: RoofParams = RoofParams(), transform: Affine | None = None, max_iterations: int = 10,
-                        tol: float = 0.005, max_dist_m: float = 3.0, min_roofs: int = 10,
-                        min_edge_height_m: float = 2.0, max_roofs: int = 400) -> tuple[float, ...]:
+def calibrate_edge_ramp(
+    roofs: list[
+        tuple[Polygon, np.ndarray, np.ndarray, np.ndarray, float, np.ndarray | None]
+        | tuple[
+            Polygon,
+            np.ndarray,
+            np.ndarray,
+            np.ndarray,
+            float,
+            np.ndarray | None,
+            list[tuple[BaseGeometry, float]] | None,
+        ]
+    ],
+    prm: RoofParams = RoofParams(),
+    transform: Affine | None = None,
+    max_iterations: int = 10,
+    tol: float = 0.005,
+    max_dist_m: float = 3.0,
+    min_roofs: int = 10,
+    min_edge_height_m: float = 2.0,
+    max_roofs: int = 400,
+) -> tuple[float, ...]:
     """Scene-level DSM edge spread (``RoofParams.edge_ramp``) from the roofs of one DSM.
 
     Each iteration fits every roof (:func:`fit_roof` with the current ramp, its walls included), takes the
@@ -653,7 +730,7 @@ def calibrate_edge_ramp(roofs: list[tuple[Polygon, np.ndarray, np.ndarray, np.nd
         roofs = [roofs[i] for i in keep]
     ramp = np.zeros(nb)
     start = np.asarray(prm.edge_ramp, float)[:nb]
-    ramp[:len(start)] = start
+    ramp[: len(start)] = start
     for _ in range(max_iterations):
         cur = replace(prm, edge_ramp=tuple(float(v) for v in ramp))
         per_bin: list[list[float]] = [[] for _ in range(nb)]
@@ -685,8 +762,9 @@ def calibrate_edge_ramp(roofs: list[tuple[Polygon, np.ndarray, np.ndarray, np.nd
     return tuple(float(v) for v in ramp)
 
 
-def _local_slopes(row: np.ndarray, col: np.ndarray, z: np.ndarray, shape: tuple[int, int],
-                  transform: Affine, radius: int) -> tuple[np.ndarray, np.ndarray]:
+def _local_slopes(
+    row: np.ndarray, col: np.ndarray, z: np.ndarray, shape: tuple[int, int], transform: Affine, radius: int
+) -> tuple[np.ndarray, np.ndarray]:
     """Local DSM slope (dz/dx, dz/dy, m/m in map axes) at each point: least-squares plane through the points
     in the (2 radius + 1)^2 pixel window around it. ``row``, ``col``: (N,) cell indices in a grid of
     ``shape``; NaN where the window holds fewer than 6 points or the grid is rotated."""
@@ -698,12 +776,29 @@ def _local_slopes(row: np.ndarray, col: np.ndarray, z: np.ndarray, shape: tuple[
     zg = np.zeros(shape)
     zg[row, col] = z
     # window sums of the points' offsets from the window's centre cell (dc, dr): correlations with kernels
-    dr, dc = np.mgrid[-radius:radius + 1, -radius:radius + 1].astype(float)
-    s = {k: ndimage.correlate(g, kern, mode="constant") for k, g, kern in
-         (("1", m, np.ones_like(dc)), ("c", m, dc), ("r", m, dr), ("cc", m, dc * dc), ("rr", m, dr * dr),
-          ("cr", m, dc * dr), ("z", zg, np.ones_like(dc)), ("cz", zg, dc), ("rz", zg, dr))}
-    a = np.stack([np.stack([s["1"], s["c"], s["r"]], -1), np.stack([s["c"], s["cc"], s["cr"]], -1),
-                  np.stack([s["r"], s["cr"], s["rr"]], -1)], -2)[row, col]
+    dr, dc = np.mgrid[-radius : radius + 1, -radius : radius + 1].astype(float)
+    s = {
+        k: ndimage.correlate(g, kern, mode="constant")
+        for k, g, kern in (
+            ("1", m, np.ones_like(dc)),
+            ("c", m, dc),
+            ("r", m, dr),
+            ("cc", m, dc * dc),
+            ("rr", m, dr * dr),
+            ("cr", m, dc * dr),
+            ("z", zg, np.ones_like(dc)),
+            ("cz", zg, dc),
+            ("rz", zg, dr),
+        )
+    }
+    a = np.stack(
+        [
+            np.stack([s["1"], s["c"], s["r"]], -1),
+            np.stack([s["c"], s["cc"], s["cr"]], -1),
+            np.stack([s["r"], s["cr"], s["rr"]], -1),
+        ],
+        -2,
+    )[row, col]
     b = np.stack([s["z"], s["cz"], s["rz"]], -1)[row, col]
     ok = (s["1"][row, col] >= 6) & (np.abs(np.linalg.det(a)) > 1e-6)
     sol = np.full((n, 3), np.nan)
@@ -718,8 +813,16 @@ def _unit_normals(gx: np.ndarray, gy: np.ndarray) -> np.ndarray:
     return n / np.linalg.norm(n, axis=1, keepdims=True)
 
 
-def fit_multiplane(footprint: Polygon, x: np.ndarray, y: np.ndarray, z: np.ndarray, transform: Affine,
-                   prm: RoofParams = RoofParams(), seed: int = 0, noise_m: float = 0.0) -> RoofFit | None:
+def fit_multiplane(
+    footprint: Polygon,
+    x: np.ndarray,
+    y: np.ndarray,
+    z: np.ndarray,
+    transform: Affine,
+    prm: RoofParams = RoofParams(),
+    seed: int = 0,
+    noise_m: float = 0.0,
+) -> RoofFit | None:
     """Segment the roof into planes (sequential RANSAC, largest raster-connected inlier region per plane).
 
     An inlier lies within tol = max(``prm.plane_tol_m``, 2 ``noise_m``) of the plane (``noise_m``: the DSM

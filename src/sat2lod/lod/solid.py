@@ -81,8 +81,12 @@ def _insert_t_junctions(rings: list[list[list[Pt2]]]) -> None:
                 new.append(a)
                 lo = np.minimum(a, b) - 1
                 hi = np.maximum(a, b) + 1
-                cand = va[(va[:, 0] >= lo[0]) & (va[:, 0] <= hi[0]) & (va[:, 1] >= lo[1]) & (va[:, 1] <= hi[1])]
-                inner = [tuple(map(int, c)) for c in cand if tuple(c) not in (a, b) and _on_segment(tuple(c), a, b)]
+                cand = va[
+                    (va[:, 0] >= lo[0]) & (va[:, 0] <= hi[0]) & (va[:, 1] >= lo[1]) & (va[:, 1] <= hi[1])
+                ]
+                inner = [
+                    tuple(map(int, c)) for c in cand if tuple(c) not in (a, b) and _on_segment(tuple(c), a, b)
+                ]
                 if inner:
                     inner.sort(key=lambda c: (c[0] - a[0]) ** 2 + (c[1] - a[1]) ** 2)
                     new.extend(inner)  # type: ignore[arg-type]
@@ -128,7 +132,9 @@ def _z(plane: tuple[float, float, float], p: Pt2) -> int:
     return _q(a + b * p[0] / Q + c * p[1] / Q)
 
 
-def build_solid(faces: list[Polygon], planes: list[tuple[float, float, float]], ground: float) -> list[Surface]:
+def build_solid(
+    faces: list[Polygon], planes: list[tuple[float, float, float]], ground: float
+) -> list[Surface]:
     """Closed, outward-oriented surfaces of a 2.5D building.
 
     Args:
@@ -282,5 +288,10 @@ def check_solid(surfaces: list[Surface], planarity_tol_m: float = 0.01) -> dict[
                 vol += float(np.dot(r[0], np.cross(r[i], r[i + 1]))) / 6.0
         del ext
     bad = sum(1 for (a, b), n in count.items() if n != 1 or count.get((b, a), 0) != 1)
-    return {"closed": bad == 0, "n_bad_edges": bad, "max_planarity_m": worst,
-            "planar": worst <= planarity_tol_m, "volume_m3": vol}
+    return {
+        "closed": bad == 0,
+        "n_bad_edges": bad,
+        "max_planarity_m": worst,
+        "planar": worst <= planarity_tol_m,
+        "volume_m3": vol,
+    }

@@ -19,7 +19,9 @@ def robust_range(image: np.ndarray, lo_pct: float = 2.0, hi_pct: float = 98.0) -
     return float(lo), float(max(hi, lo + 1e-6))
 
 
-def make_input(ortho: np.ndarray, ndsm: np.ndarray | None, ortho_range: tuple[float, float] | None = None) -> np.ndarray:
+def make_input(
+    ortho: np.ndarray, ndsm: np.ndarray | None, ortho_range: tuple[float, float] | None = None
+) -> np.ndarray:
     """Stack the network input.
 
     Args:

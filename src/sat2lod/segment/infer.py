@@ -24,11 +24,11 @@ def _ramp(n: int, overlap: int, lead: bool, trail: bool) -> np.ndarray:
     ramp = (np.arange(half, dtype=np.float32) + 0.5) / half
     if lead:
         w[:q] = 0.0
-        w[q:q + half] = ramp
+        w[q : q + half] = ramp
     if trail:
         if q:
-            w[n - q:] = 0.0
-        w[n - q - half:n - q] = ramp[::-1]
+            w[n - q :] = 0.0
+        w[n - q - half : n - q] = ramp[::-1]
     return w
 
 
@@ -52,8 +52,14 @@ def predict_full(model: UNet, x: np.ndarray, device: str = "cpu") -> np.ndarray:
 
 
 @torch.no_grad()
-def predict_tiled(model: UNet, x: np.ndarray, tile_px: int = 1000, overlap_px: int = 192, batch_size: int = 2,
-                  device: str = "cpu") -> np.ndarray:
+def predict_tiled(
+    model: UNet,
+    x: np.ndarray,
+    tile_px: int = 1000,
+    overlap_px: int = 192,
+    batch_size: int = 2,
+    device: str = "cpu",
+) -> np.ndarray:
     """Tiled inference with overlap and linear blending.
 
     Tiles start on multiples of ``tile_px - overlap_px`` (a multiple of ``2**depth``, so every tile sees the same
@@ -71,8 +77,10 @@ def predict_tiled(model: UNet, x: np.ndarray, tile_px: int = 1000, overlap_px: i
     """
     m = model.multiple
     if tile_px % m or overlap_px % m or not 0 <= overlap_px < tile_px:
-        raise ValueError(f"segmentation.tile_px ({tile_px}) and overlap_px ({overlap_px}) must be multiples of "
-                         f"{m} (2**depth of the model) with 0 <= overlap < tile")
+        raise ValueError(
+            f"segmentation.tile_px ({tile_px}) and overlap_px ({overlap_px}) must be multiples of "
+            f"{m} (2**depth of the model) with 0 <= overlap < tile"
+        )
     _, h, w = x.shape
     th, tw = min(tile_px, math.ceil(h / m) * m), min(tile_px, math.ceil(w / m) * m)
     rows, cols = tile_origins(h, th, overlap_px), tile_origins(w, tw, overlap_px)
@@ -83,20 +91,21 @@ def predict_tiled(model: UNet, x: np.ndarray, tile_px: int = 1000, overlap_px: i
     jobs = [(r, c_) for r in rows for c_ in cols]
     model.eval()
     for k in range(0, len(jobs), batch_size):
-        batch = jobs[k:k + batch_size]
-        t = torch.from_numpy(np.stack([xp[:, r:r + th, c_:c_ + tw] for r, c_ in batch])).to(device)
+        batch = jobs[k : k + batch_size]
+        t = torch.from_numpy(np.stack([xp[:, r : r + th, c_ : c_ + tw] for r, c_ in batch])).to(device)
         prob = torch.sigmoid(model(t))[:, 0].cpu().numpy()
         for (r, c_), p in zip(batch, prob):
             wy = _ramp(th, overlap_px, r > 0, r < rows[-1])
             wx = _ramp(tw, overlap_px, c_ > 0, c_ < cols[-1])
             wt = wy[:, None] * wx[None, :]
-            acc[r:r + th, c_:c_ + tw] += wt * p
-            wsum[r:r + th, c_:c_ + tw] += wt
+            acc[r : r + th, c_ : c_ + tw] += wt * p
+            wsum[r : r + th, c_ : c_ + tw] += wt
     return (acc / np.maximum(wsum, 1e-12))[:h, :w]
 
 
-def ndsm_threshold_probability(ndsm: np.ndarray, resolution_m: float, min_height_m: float = 2.5,
-                               max_roughness_m: float = 0.6) -> np.ndarray:
+def ndsm_threshold_probability(
+    ndsm: np.ndarray, resolution_m: float, min_height_m: float = 2.5, max_roughness_m: float = 0.6
+) -> np.ndarray:
     """Fallback without a network: building score from the nDSM alone.
 
     The nDSM is hole-filled (nearest) and median-filtered over ~2.5 m (stereo noise, spikes); then
@@ -122,14 +131,19 @@ def ndsm_threshold_probability(ndsm: np.ndarray, resolution_m: float, min_height
     return s
 
 
-def probability_to_mask(prob: np.ndarray, threshold: float, resolution_m: float, min_area_m2: float,
-                        valid: np.ndarray | None = None) -> np.ndarray:
+def probability_to_mask(
+    prob: np.ndarray,
+    threshold: float,
+    resolution_m: float,
+    min_area_m2: float,
+    valid: np.ndarray | None = None,
+) -> np.ndarray:
     """Binary building mask (H, W) uint8: 1 building, 0 not, 255 nodata; components under ``min_area_m2`` dropped."""
     m = np.nan_to_num(prob, nan=0.0) > threshold
     m = ndimage.binary_opening(m, structure=np.ones((3, 3), bool))
     lab, n = ndimage.label(m)
     if n:
-        areas = ndimage.sum(np.ones_like(lab), lab, index=np.arange(1, n + 1)) * resolution_m ** 2
+        areas = ndimage.sum(np.ones_like(lab), lab, index=np.arange(1, n + 1)) * resolution_m**2
         keep = np.concatenate([[False], areas >= min_area_m2])
         m = keep[lab]
     out = m.astype(np.uint8)

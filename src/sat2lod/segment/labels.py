@@ -14,8 +14,13 @@ from sat2lod.io.raster import read_raster, write_raster
 from sat2lod.io.vector import read_vector
 
 
-def rasterize_footprints(footprints: gpd.GeoDataFrame, transform: Affine, shape: tuple[int, int], crs: Any,
-                         all_touched: bool = False) -> np.ndarray:
+def rasterize_footprints(
+    footprints: gpd.GeoDataFrame,
+    transform: Affine,
+    shape: tuple[int, int],
+    crs: Any,
+    all_touched: bool = False,
+) -> np.ndarray:
     """Burn polygons into a (H, W) uint8 mask: 1 building, 0 not.
 
     Args:
@@ -31,15 +36,27 @@ def rasterize_footprints(footprints: gpd.GeoDataFrame, transform: Affine, shape:
     geoms = [g for g in gdf.geometry if g is not None and not g.is_empty and g.area > 0]
     if not geoms:
         return np.zeros(shape, np.uint8)
-    return features.rasterize(((g, 1) for g in geoms), out_shape=shape, transform=transform, fill=0,
-                              all_touched=all_touched, dtype="uint8")
+    return features.rasterize(
+        ((g, 1) for g in geoms),
+        out_shape=shape,
+        transform=transform,
+        fill=0,
+        all_touched=all_touched,
+        dtype="uint8",
+    )
 
 
-def rasterize_footprints_file(footprints: str | os.PathLike[str], like: str | os.PathLike[str],
-                              out: str | os.PathLike[str], all_touched: bool = False) -> np.ndarray:
+def rasterize_footprints_file(
+    footprints: str | os.PathLike[str],
+    like: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    all_touched: bool = False,
+) -> np.ndarray:
     """Rasterize a footprint file on the grid of raster ``like``; write a uint8 mask (255 = nodata of ``like``)."""
     ref = read_raster(like, bands=1)
     mask = rasterize_footprints(read_vector(footprints), ref.transform, ref.shape, ref.crs, all_touched)
     mask[~ref.valid_mask()] = 255
-    write_raster(out, mask, ref.transform, ref.crs, nodata=255, tags={"CLASSES": "0=not building, 1=building"})
+    write_raster(
+        out, mask, ref.transform, ref.crs, nodata=255, tags={"CLASSES": "0=not building, 1=building"}
+    )
     return mask

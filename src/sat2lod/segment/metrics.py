@@ -6,8 +6,9 @@ import numpy as np
 from scipy import ndimage
 
 
-def instance_f1(pred_mask: np.ndarray, truth_ids: np.ndarray, iou_threshold: float = 0.5,
-                min_pixels: int = 1) -> dict[str, float]:
+def instance_f1(
+    pred_mask: np.ndarray, truth_ids: np.ndarray, iou_threshold: float = 0.5, min_pixels: int = 1
+) -> dict[str, float]:
     """Footprint detection F1.
 
     Args:
@@ -50,5 +51,12 @@ def instance_f1(pred_mask: np.ndarray, truth_ids: np.ndarray, iou_threshold: flo
     precision = tp / n if n else float("nan")
     recall = tp / n_truth if n_truth else float("nan")
     f1 = 2 * tp / (n + n_truth) if (n + n_truth) else float("nan")
-    return {"tp": tp, "n_pred": int(n), "n_truth": n_truth, "precision": precision, "recall": recall, "f1": f1,
-            "mean_iou_of_matches": float(np.mean(ious)) if ious else float("nan")}
+    return {
+        "tp": tp,
+        "n_pred": int(n),
+        "n_truth": n_truth,
+        "precision": precision,
+        "recall": recall,
+        "f1": f1,
+        "mean_iou_of_matches": float(np.mean(ious)) if ious else float("nan"),
+    }

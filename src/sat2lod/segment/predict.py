@@ -12,11 +12,23 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 
-def segment_from_files(ortho: str | os.PathLike[str], ndsm: str | os.PathLike[str], prob: str | os.PathLike[str],
-                       mask: str | os.PathLike[str], method: str = "unet", checkpoint: str | os.PathLike[str] | None = None,
-                       tile_px: int = 1000, overlap_px: int = 192, batch_size: int = 2, threshold: float = 0.5,
-                       min_area_m2: float = 10.0, min_height_m: float = 2.5, max_roughness_m: float = 0.6,
-                       device: str = "cpu", threads: int = 1) -> dict:
+def segment_from_files(
+    ortho: str | os.PathLike[str],
+    ndsm: str | os.PathLike[str],
+    prob: str | os.PathLike[str],
+    mask: str | os.PathLike[str],
+    method: str = "unet",
+    checkpoint: str | os.PathLike[str] | None = None,
+    tile_px: int = 1000,
+    overlap_px: int = 192,
+    batch_size: int = 2,
+    threshold: float = 0.5,
+    min_area_m2: float = 10.0,
+    min_height_m: float = 2.5,
+    max_roughness_m: float = 0.6,
+    device: str = "cpu",
+    threads: int = 1,
+) -> dict:
     """Segment buildings on the ortho grid.
 
     Args:
@@ -36,9 +48,15 @@ def segment_from_files(ortho: str | os.PathLike[str], ndsm: str | os.PathLike[st
     t0 = time.perf_counter()
     o = read_raster(ortho, bands=1, masked_to_nan=True)
     n = read_raster(ndsm, bands=1, masked_to_nan=True)
-    if o.shape != n.shape or not np.allclose(tuple(o.transform)[:6], tuple(n.transform)[:6]) or o.crs != n.crs:
-        raise ValueError(f"{ortho} and {ndsm} are not on the same grid ({o.shape} vs {n.shape}, {o.transform} vs "
-                         f"{n.transform}); both must come from the same DSM mosaic")
+    if (
+        o.shape != n.shape
+        or not np.allclose(tuple(o.transform)[:6], tuple(n.transform)[:6])
+        or o.crs != n.crs
+    ):
+        raise ValueError(
+            f"{ortho} and {ndsm} are not on the same grid ({o.shape} vs {n.shape}, {o.transform} vs "
+            f"{n.transform}); both must come from the same DSM mosaic"
+        )
     res = abs(o.transform.a)
     ortho_a = o.array.astype(np.float32)
     ndsm_a = n.array.astype(np.float32)
@@ -52,8 +70,10 @@ def segment_from_files(ortho: str | os.PathLike[str], ndsm: str | os.PathLike[st
         from sat2lod.segment.train import CHECKPOINT_FORMAT, model_from_checkpoint
 
         if checkpoint is None:
-            raise ValueError("segmentation.method is 'unet' but no checkpoint is given: run rule train_segmenter, "
-                             "set segmentation.checkpoint, or use segmentation.method: ndsm_threshold")
+            raise ValueError(
+                "segmentation.method is 'unet' but no checkpoint is given: run rule train_segmenter, "
+                "set segmentation.checkpoint, or use segmentation.method: ndsm_threshold"
+            )
         torch.set_num_threads(max(1, int(threads)))
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -62,8 +82,11 @@ def segment_from_files(ortho: str | os.PathLike[str], ndsm: str | os.PathLike[st
         x = make_input(ortho_a, ndsm_a)
         p = predict_tiled(model, x, tile_px, overlap_px, batch_size, device)
         p[~valid] = np.nan
-        tags = {"SAT2LOD_METHOD": "unet", "CHECKPOINT": os.fspath(checkpoint),
-                "CHECKPOINT_VAL_IOU": str(payload.get("metrics", {}).get("val_iou_mean"))}
+        tags = {
+            "SAT2LOD_METHOD": "unet",
+            "CHECKPOINT": os.fspath(checkpoint),
+            "CHECKPOINT_VAL_IOU": str(payload.get("metrics", {}).get("val_iou_mean")),
+        }
     elif method == "ndsm_threshold":
         p = ndsm_threshold_probability(ndsm_a, res, min_height_m, max_roughness_m)
         tags = {"SAT2LOD_METHOD": "ndsm_threshold", "MIN_HEIGHT_M": str(min_height_m)}
@@ -71,13 +94,35 @@ def segment_from_files(ortho: str | os.PathLike[str], ndsm: str | os.PathLike[st
         raise ValueError(f"segmentation.method must be 'unet' or 'ndsm_threshold', got {method!r}")
     infer_s = time.perf_counter() - t0
     m = probability_to_mask(p, threshold, res, min_area_m2, valid)
-    write_raster(prob, p.astype(np.float32), o.transform, o.crs, nodata=float("nan"),
-                 tags={**tags, "SAT2LOD_PRODUCT": "building_probability"}, cog=True)
-    write_raster(mask, m, o.transform, o.crs, nodata=255,
-                 tags={**tags, "SAT2LOD_PRODUCT": "building_mask", "THRESHOLD": str(threshold),
-                       "CLASSES": "0=not building, 1=building, 255=nodata"}, cog=True)
+    write_raster(
+        prob,
+        p.astype(np.float32),
+        o.transform,
+        o.crs,
+        nodata=float("nan"),
+        tags={**tags, "SAT2LOD_PRODUCT": "building_probability"},
+        cog=True,
+    )
+    write_raster(
+        mask,
+        m,
+        o.transform,
+        o.crs,
+        nodata=255,
+        tags={
+            **tags,
+            "SAT2LOD_PRODUCT": "building_mask",
+            "THRESHOLD": str(threshold),
+            "CLASSES": "0=not building, 1=building, 255=nodata",
+        },
+        cog=True,
+    )
     mp = ortho_a.size / 1e6
-    summary = {"seconds": time.perf_counter() - t0, "megapixels": mp, "mp_per_s": mp / max(infer_s, 1e-9),
-               "building_fraction": float(np.mean(m[m != 255] == 1)) if (m != 255).any() else math.nan}
+    summary = {
+        "seconds": time.perf_counter() - t0,
+        "megapixels": mp,
+        "mp_per_s": mp / max(infer_s, 1e-9),
+        "building_fraction": float(np.mean(m[m != 255] == 1)) if (m != 255).any() else math.nan,
+    }
     log.info("segmentation (%s) written to %s, %s: %s", method, prob, mask, summary)
     return summary

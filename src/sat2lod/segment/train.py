@@ -84,7 +84,9 @@ def city_sample(city_dir: str | os.PathLike[str], name: str | None = None) -> Sa
         img = city / v["file"]
         views.append(OrthoView(read_raster(img, bands=1).array.astype(np.float32), read_rpc(img), f"view{i}"))
     ortho, _, _ = true_ortho(dsm.array.astype(np.float32), dsm.transform, dsm.crs, views)
-    y = rasterize_footprints(read_vector(city / meta["truth"]["buildings"]), dsm.transform, dsm.shape, dsm.crs)
+    y = rasterize_footprints(
+        read_vector(city / meta["truth"]["buildings"]), dsm.transform, dsm.shape, dsm.crs
+    )
     y[~np.isfinite(ortho)] = 255
     return Sample(make_input(ortho, ndsm), y, name or city.name)
 
@@ -106,8 +108,9 @@ def fatten(n: np.ndarray, length_px: int, angle: float) -> np.ndarray:
     return ndimage.grey_dilation(n, footprint=fp, mode="nearest")
 
 
-def _augment(x: np.ndarray, y: np.ndarray, rng: np.random.Generator, ndsm_dropout: float,
-             fatten_px: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def _augment(
+    x: np.ndarray, y: np.ndarray, rng: np.random.Generator, ndsm_dropout: float, fatten_px: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
     """Random rotation/flip; nDSM defects of a stereo chain (fattening by 1 to ``fatten_px`` cells in a random
     direction, blur, noise, shift, holes) or dropout; gain/offset."""
     k = int(rng.integers(4))
@@ -141,8 +144,14 @@ def _augment(x: np.ndarray, y: np.ndarray, rng: np.random.Generator, ndsm_dropou
     return x, y
 
 
-def _batch(samples: list[Sample], rng: np.random.Generator, batch_size: int, patch: int,
-           ndsm_dropout: float, fatten_px: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+def _batch(
+    samples: list[Sample],
+    rng: np.random.Generator,
+    batch_size: int,
+    patch: int,
+    ndsm_dropout: float,
+    fatten_px: int = 0,
+) -> tuple[torch.Tensor, torch.Tensor]:
     areas = np.array([s.y.size for s in samples], float)
     xs, ys = [], []
     for _ in range(batch_size):
@@ -150,8 +159,8 @@ def _batch(samples: list[Sample], rng: np.random.Generator, batch_size: int, pat
         h, w = s.y.shape
         r = int(rng.integers(0, max(1, h - patch + 1)))
         c = int(rng.integers(0, max(1, w - patch + 1)))
-        x = s.x[:, r:r + patch, c:c + patch]
-        y = s.y[r:r + patch, c:c + patch]
+        x = s.x[:, r : r + patch, c : c + patch]
+        y = s.y[r : r + patch, c : c + patch]
         if y.shape != (patch, patch):
             pad = ((0, patch - y.shape[0]), (0, patch - y.shape[1]))
             x = np.pad(x, ((0, 0),) + pad)
@@ -167,7 +176,9 @@ def segmentation_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tenso
     valid = (target != 255).float()
     t = (target == 1).float()
     lg = logits[:, 0]
-    bce = (F.binary_cross_entropy_with_logits(lg, t, reduction="none") * valid).sum() / valid.sum().clamp(min=1)
+    bce = (F.binary_cross_entropy_with_logits(lg, t, reduction="none") * valid).sum() / valid.sum().clamp(
+        min=1
+    )
     p = torch.sigmoid(lg) * valid
     dice = 1 - (2 * (p * t).sum() + 1) / (p.sum() + (t * valid).sum() + 1)
     return bce + dice
@@ -182,7 +193,9 @@ def iou(pred: np.ndarray, truth: np.ndarray) -> float:
 
 
 # --------------------------------------------------------------------------------------------- training
-def train_model(samples: list[Sample], params: TrainParams, val: list[Sample] | None = None) -> tuple[UNet, dict]:
+def train_model(
+    samples: list[Sample], params: TrainParams, val: list[Sample] | None = None
+) -> tuple[UNet, dict]:
     """Train a :class:`UNet` on ``samples``; deterministic for a given ``params.seed`` and thread count.
 
     Returns:
@@ -191,9 +204,11 @@ def train_model(samples: list[Sample], params: TrainParams, val: list[Sample] | 
     """
     if not samples:
         raise ValueError("no training sample")
-    m = 2 ** params.depth
+    m = 2**params.depth
     if params.patch_px % m:
-        raise ValueError(f"segmentation.train.patch_px ({params.patch_px}) must be a multiple of {m} (2**depth)")
+        raise ValueError(
+            f"segmentation.train.patch_px ({params.patch_px}) must be a multiple of {m} (2**depth)"
+        )
     device = params.device
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -203,14 +218,17 @@ def train_model(samples: list[Sample], params: TrainParams, val: list[Sample] | 
     torch.manual_seed(params.seed)
     model = UNet(len(CHANNELS), params.base_channels, params.depth).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=params.lr, weight_decay=1e-4)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=params.lr, total_steps=max(params.steps, 1),
-                                                pct_start=0.15)
+    sched = torch.optim.lr_scheduler.OneCycleLR(
+        opt, max_lr=params.lr, total_steps=max(params.steps, 1), pct_start=0.15
+    )
     history = []
     t0 = time.perf_counter()
     model.train()
     running = 0.0
     for step in range(params.steps):
-        xb, yb = _batch(samples, rng, params.batch_size, params.patch_px, params.ndsm_dropout, params.ndsm_fatten_px)
+        xb, yb = _batch(
+            samples, rng, params.batch_size, params.patch_px, params.ndsm_dropout, params.ndsm_fatten_px
+        )
         loss = segmentation_loss(model(xb.to(device)), yb.to(device))
         opt.zero_grad()
         loss.backward()
@@ -222,11 +240,20 @@ def train_model(samples: list[Sample], params: TrainParams, val: list[Sample] | 
             history.append({"step": step + 1, "loss": running / n})
             running = 0.0
             if (step + 1) % 50 == 0:
-                log.info("step %d/%d loss %.4f (%.0f s)", step + 1, params.steps, history[-1]["loss"],
-                         time.perf_counter() - t0)
+                log.info(
+                    "step %d/%d loss %.4f (%.0f s)",
+                    step + 1,
+                    params.steps,
+                    history[-1]["loss"],
+                    time.perf_counter() - t0,
+                )
     model = model.cpu().eval()
-    metrics: dict[str, Any] = {"train_seconds": time.perf_counter() - t0, "history": history,
-                               "n_parameters": int(sum(p.numel() for p in model.parameters())), "device": device}
+    metrics: dict[str, Any] = {
+        "train_seconds": time.perf_counter() - t0,
+        "history": history,
+        "n_parameters": int(sum(p.numel() for p in model.parameters())),
+        "device": device,
+    }
     if val:
         ious = []
         for s in val:
@@ -257,12 +284,27 @@ def model_from_checkpoint(payload: dict) -> UNet:
     return model.eval()
 
 
-def train_segmenter(model: str | os.PathLike[str], metrics: str | os.PathLike[str], seeds: list[int],
-                    val_seeds: list[int], city_size_m: float = 250.0, n_views: int = 3, gsd_m: float = 0.5,
-                    steps: int = 400, batch_size: int = 8, patch_px: int = 128, lr: float = 2e-3,
-                    base_channels: int = 16, depth: int = 3, seed: int = 0, ndsm_dropout: float = 0.15,
-                    ndsm_fatten_px: int = 3, device: str = "cpu", threads: int = 1,
-                    work_dir: str | os.PathLike[str] | None = None) -> dict:
+def train_segmenter(
+    model: str | os.PathLike[str],
+    metrics: str | os.PathLike[str],
+    seeds: list[int],
+    val_seeds: list[int],
+    city_size_m: float = 250.0,
+    n_views: int = 3,
+    gsd_m: float = 0.5,
+    steps: int = 400,
+    batch_size: int = 8,
+    patch_px: int = 128,
+    lr: float = 2e-3,
+    base_channels: int = 16,
+    depth: int = 3,
+    seed: int = 0,
+    ndsm_dropout: float = 0.15,
+    ndsm_fatten_px: int = 3,
+    device: str = "cpu",
+    threads: int = 1,
+    work_dir: str | os.PathLike[str] | None = None,
+) -> dict:
     """Rule ``train_segmenter``: generate labelled synthetic cities, train, save checkpoint + metrics JSON.
 
     Args:
@@ -277,7 +319,9 @@ def train_segmenter(model: str | os.PathLike[str], metrics: str | os.PathLike[st
     from sat2lod.synth import generate_city
 
     if not seeds:
-        raise ValueError("segmentation.train.seeds is empty: give at least one synthetic city seed to train on")
+        raise ValueError(
+            "segmentation.train.seeds is empty: give at least one synthetic city seed to train on"
+        )
     if set(seeds) & set(val_seeds):
         raise ValueError(f"segmentation.train.val_seeds {val_seeds} overlap the training seeds {seeds}")
     torch.set_num_threads(max(1, int(threads)))
@@ -292,15 +336,32 @@ def train_segmenter(model: str | os.PathLike[str], metrics: str | os.PathLike[st
             (val if s in val_seeds else samples).append(city_sample(city, f"s{s}"))
         data_seconds = time.perf_counter() - t0
         log.info("%d training / %d validation cities ready in %.0f s", len(samples), len(val), data_seconds)
-        params = TrainParams(steps, batch_size, patch_px, lr, base_channels, depth, seed, ndsm_dropout, device,
-                             ndsm_fatten_px)
+        params = TrainParams(
+            steps, batch_size, patch_px, lr, base_channels, depth, seed, ndsm_dropout, device, ndsm_fatten_px
+        )
         net, met = train_model(samples, params, val)
-    met.update({"data_seconds": data_seconds, "train_seeds": list(seeds), "val_seeds": list(val_seeds),
-                "building_fraction": float(np.mean([np.mean(s.y == 1) for s in samples]))})
-    data = {"source": "synthetic", "seeds": list(seeds), "val_seeds": list(val_seeds), "city_size_m": city_size_m,
-            "n_views": n_views, "gsd_m": gsd_m}
+    met.update(
+        {
+            "data_seconds": data_seconds,
+            "train_seeds": list(seeds),
+            "val_seeds": list(val_seeds),
+            "building_fraction": float(np.mean([np.mean(s.y == 1) for s in samples])),
+        }
+    )
+    data = {
+        "source": "synthetic",
+        "seeds": list(seeds),
+        "val_seeds": list(val_seeds),
+        "city_size_m": city_size_m,
+        "n_views": n_views,
+        "gsd_m": gsd_m,
+    }
     save_checkpoint(model, checkpoint_payload(net, params, met, data))
     write_json(metrics, {k: v for k, v in met.items()})
-    log.info("segmenter saved to %s: val IoU %s, %.0f s training", model, met.get("val_iou_mean"), met["train_seconds"])
+    log.info(
+        "segmenter saved to %s: val IoU %s, %.0f s training",
+        model,
+        met.get("val_iou_mean"),
+        met["train_seconds"],
+    )
     return met
-

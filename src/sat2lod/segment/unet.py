@@ -15,8 +15,12 @@ from torch import nn
 class _Block(nn.Sequential):
     def __init__(self, c_in: int, c_out: int) -> None:
         super().__init__(
-            nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True),
-            nn.Conv2d(c_out, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True),
+            nn.Conv2d(c_in, c_out, 3, padding=1, bias=False),
+            nn.BatchNorm2d(c_out),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(c_out, c_out, 3, padding=1, bias=False),
+            nn.BatchNorm2d(c_out),
+            nn.ReLU(inplace=True),
         )
 
 
@@ -34,8 +38,10 @@ class UNet(nn.Module):
     def __init__(self, in_channels: int = 3, base: int = 16, depth: int = 3) -> None:
         super().__init__()
         self.in_channels, self.base, self.depth = in_channels, base, depth
-        ch = [base * 2 ** i for i in range(depth + 1)]
-        self.down = nn.ModuleList([_Block(in_channels, ch[0])] + [_Block(ch[i], ch[i + 1]) for i in range(depth)])
+        ch = [base * 2**i for i in range(depth + 1)]
+        self.down = nn.ModuleList(
+            [_Block(in_channels, ch[0])] + [_Block(ch[i], ch[i + 1]) for i in range(depth)]
+        )
         self.up = nn.ModuleList([nn.ConvTranspose2d(ch[i + 1], ch[i], 2, stride=2) for i in range(depth)])
         self.dec = nn.ModuleList([_Block(2 * ch[i], ch[i]) for i in range(depth)])
         self.head = nn.Conv2d(ch[0], 1, 1)
@@ -44,7 +50,7 @@ class UNet(nn.Module):
     @property
     def multiple(self) -> int:
         """H and W of the input must be multiples of this."""
-        return 2 ** self.depth
+        return 2**self.depth
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         skips = []

@@ -29,8 +29,13 @@ from sat2lod.io.rpc_files import read_rpc
 from sat2lod.io.sensor_image import image_shape, read_scene_sheet, read_tile, read_window
 from sat2lod.rpc import RPCModel
 from sat2lod.stereo.pointing import across_track_offset, match_keypoints
-from sat2lod.stereo.rasterize import (densify_disparity, fill_small_holes, fuse_heights, grid_for_bounds,
-                                      rasterize_points)
+from sat2lod.stereo.rasterize import (
+    densify_disparity,
+    fill_small_holes,
+    fuse_heights,
+    grid_for_bounds,
+    rasterize_points,
+)
 from sat2lod.stereo.rectify import PairRectification, image_window, rectify_pair, warp_affine
 from sat2lod.stereo.sgm import sgm_disparity
 from sat2lod.stereo.triangulate import triangulate_rectified
@@ -60,7 +65,7 @@ class StereoParams:
     height_margin_m: float = 20.0
 
     @classmethod
-    def from_kwargs(cls, **kw: Any) -> "StereoParams":
+    def from_kwargs(cls, **kw: Any) -> StereoParams:
         names = set(cls.__dataclass_fields__)
         unknown = set(kw) - names
         if unknown:
@@ -80,10 +85,14 @@ class PairResult:
     info: dict[str, Any] = field(default_factory=dict)
 
 
-def _rectified_images(img1: str, img2: str, shape1: tuple[int, int], shape2: tuple[int, int],
-                      pr: PairRectification) -> tuple[np.ndarray, np.ndarray]:
+def _rectified_images(
+    img1: str, img2: str, shape1: tuple[int, int], shape2: tuple[int, int], pr: PairRectification
+) -> tuple[np.ndarray, np.ndarray]:
     out = []
-    for path, shape, rect, rshape in ((img1, shape1, pr.rect1, pr.shape1), (img2, shape2, pr.rect2, pr.shape2)):
+    for path, shape, rect, rshape in (
+        (img1, shape1, pr.rect1, pr.shape1),
+        (img2, shape2, pr.rect2, pr.shape2),
+    ):
         win = image_window(rect, rshape, shape)
         if win is None:
             out.append(np.full(rshape, np.nan, np.float32))
@@ -94,9 +103,18 @@ def _rectified_images(img1: str, img2: str, shape1: tuple[int, int], shape2: tup
     return out[0], out[1]
 
 
-def process_pair(img1: str, rpc1: RPCModel, img2: str, rpc2: RPCModel, bounds: tuple[float, float, float, float],
-                 epsg: int, height_range: tuple[float, float], transform: Any, shape: tuple[int, int],
-                 params: StereoParams) -> PairResult:
+def process_pair(
+    img1: str,
+    rpc1: RPCModel,
+    img2: str,
+    rpc2: RPCModel,
+    bounds: tuple[float, float, float, float],
+    epsg: int,
+    height_range: tuple[float, float],
+    transform: Any,
+    shape: tuple[int, int],
+    params: StereoParams,
+) -> PairResult:
     """Heights of a pair on the grid (``transform``, ``shape``) of a tile with ``bounds`` (EPSG ``epsg``).
 
     ``rpc2`` gets the relative pointing correction estimated here; heights are ellipsoidal (RPC heights).
@@ -104,13 +122,17 @@ def process_pair(img1: str, rpc1: RPCModel, img2: str, rpc2: RPCModel, bounds: t
     t0 = time.perf_counter()
     info: dict[str, Any] = {}
     shape1, shape2 = image_shape(img1), image_shape(img2)
-    hmin, hmax = float(min(height_range)) - params.height_margin_m, float(max(height_range)) + params.height_margin_m
+    hmin, hmax = (
+        float(min(height_range)) - params.height_margin_m,
+        float(max(height_range)) + params.height_margin_m,
+    )
     pr = rectify_pair(rpc1, rpc2, bounds, epsg, (hmin, hmax), shape1, shape2)
     left, right = _rectified_images(img1, img2, shape1, shape2, pr)
     rng = (hmin, hmax)
     if params.pointing_correction or params.keypoint_range:
-        kp = match_keypoints(left, right, pr.dmin, pr.dmax, max_dy=params.max_pointing_px, half_window=5,
-                             n_max=100)
+        kp = match_keypoints(
+            left, right, pr.dmin, pr.dmax, max_dy=params.max_pointing_px, half_window=5, n_max=100
+        )
         info["keypoints"] = len(kp)
         if params.pointing_correction:
             dy, mad = across_track_offset(kp)
@@ -118,7 +140,9 @@ def process_pair(img1: str, rpc1: RPCModel, img2: str, rpc2: RPCModel, bounds: t
             t = dy * u2 / float(u2 @ u2)  # image-2 shift (col, row) that moves rectified rows by dy
             rpc2 = rpc2.crop(-t[1], -t[0])
             info.update(pointing_dy_px=dy, pointing_mad_px=mad)
-            log.info("pointing correction: %.2f px across the epipolar (MAD %.2f, %d matches)", dy, mad, len(kp))
+            log.info(
+                "pointing correction: %.2f px across the epipolar (MAD %.2f, %d matches)", dy, mad, len(kp)
+            )
         if params.keypoint_range and len(kp) >= 8:
             hk = pr.height_of_disparity(kp.dx)
             lo, hi = np.percentile(hk, [1, 99])
@@ -129,14 +153,26 @@ def process_pair(img1: str, rpc1: RPCModel, img2: str, rpc2: RPCModel, bounds: t
         pr = rectify_pair(rpc1, rpc2, bounds, epsg, rng, shape1, shape2)
         left, right = _rectified_images(img1, img2, shape1, shape2, pr)
     info["height_range"] = rng
-    info["px_per_m"] = abs(float(pr.alpha))  # disparity pixels per metre of height: the pair's height precision
+    info["px_per_m"] = abs(
+        float(pr.alpha)
+    )  # disparity pixels per metre of height: the pair's height precision
     info["rectified_shape"] = pr.shape1
     info["disparities"] = pr.dmax - pr.dmin + 1
     info["affine_fit_px"] = pr.fit_residual_px
     t1 = time.perf_counter()
-    disp = sgm_disparity(left, right, pr.dmin, pr.dmax, census_window=params.census_window, p1=params.p1,
-                         p2=params.p2, paths=params.paths, lr_tol=params.lr_tol, median=params.median,
-                         max_mem_mb=params.max_mem_mb)
+    disp = sgm_disparity(
+        left,
+        right,
+        pr.dmin,
+        pr.dmax,
+        census_window=params.census_window,
+        p1=params.p1,
+        p2=params.p2,
+        paths=params.paths,
+        lr_tol=params.lr_tol,
+        median=params.median,
+        max_mem_mb=params.max_mem_mb,
+    )
     t2 = time.perf_counter()
     xs, ys, d = densify_disparity(disp, params.densify, max_jump=1.0)
     tr = Transformer.from_crs(CRS.from_epsg(4326), CRS.from_epsg(epsg), always_xy=True)
@@ -145,17 +181,28 @@ def process_pair(img1: str, rpc1: RPCModel, img2: str, rpc2: RPCModel, bounds: t
     x, y = x[keep], y[keep]
     height, residual, count = rasterize_points(x, y, h[keep], res[keep], transform, shape)
     t3 = time.perf_counter()
-    info.update(valid_disparity=float(np.isfinite(disp).mean()), points=int(keep.sum()),
-                median_residual_px=float(np.median(res[keep])) if keep.any() else float("nan"),
-                seconds_rectify=t1 - t0, seconds_sgm=t2 - t1, seconds_triangulate=t3 - t2,
-                input_pixels=int(left.size))
+    info.update(
+        valid_disparity=float(np.isfinite(disp).mean()),
+        points=int(keep.sum()),
+        median_residual_px=float(np.median(res[keep])) if keep.any() else float("nan"),
+        seconds_rectify=t1 - t0,
+        seconds_sgm=t2 - t1,
+        seconds_triangulate=t3 - t2,
+        input_pixels=int(left.size),
+    )
     log.info("pair done: %s", {k: (round(v, 3) if isinstance(v, float) else v) for k, v in info.items()})
     return PairResult(height, residual, count, info)
 
 
-def stereo_tile(scenes: str | os.PathLike[str], tiles: str | os.PathLike[str], tile: str,
-                dsm: str | os.PathLike[str], quality: str | os.PathLike[str], resolution_m: float,
-                **stereo: Any) -> dict[str, Any]:
+def stereo_tile(
+    scenes: str | os.PathLike[str],
+    tiles: str | os.PathLike[str],
+    tile: str,
+    dsm: str | os.PathLike[str],
+    quality: str | os.PathLike[str],
+    resolution_m: float,
+    **stereo: Any,
+) -> dict[str, Any]:
     """Compute the DSM of one tile from every pair of the scene sheet.
 
     Args:
@@ -180,10 +227,20 @@ def stereo_tile(scenes: str | os.PathLike[str], tiles: str | os.PathLike[str], t
     rpcs = [read_rpc(v["image"], v.get("rpc")) for v in views]
     heights, residuals, counts, infos = [], [], [], []
     for i, j in pairs:
-        log.info("tile %s pair (%s, %s)", tile, views[i]["id"] if "id" in views[i] else i, views[j].get("id", j))
+        log.info("tile %s pair (%s, %s)", tile, views[i].get("id", i), views[j].get("id", j))
         try:
-            res = process_pair(views[i]["image"], rpcs[i], views[j]["image"], rpcs[j], bounds, epsg,
-                               tuple(sheet["height_range"]), transform, shape, params)
+            res = process_pair(
+                views[i]["image"],
+                rpcs[i],
+                views[j]["image"],
+                rpcs[j],
+                bounds,
+                epsg,
+                tuple(sheet["height_range"]),
+                transform,
+                shape,
+                params,
+            )
         except ValueError as exc:  # tile not seen by this pair
             log.warning("pair (%d, %d) skipped for tile %s: %s", i, j, tile, exc)
             continue
@@ -204,17 +261,45 @@ def stereo_tile(scenes: str | os.PathLike[str], tiles: str | os.PathLike[str], t
         residual = np.full(shape, np.nan, np.float32)
         count = np.zeros(shape, np.float32)
     filled, fill_mask = fill_small_holes(fused, params.fill_iterations)
-    tags = {"VERTICAL_DATUM": sat2lod.ELLIPSOID_DATUM, "TILE": tile, "PRODUCT": "DSM",
-            "PAIRS": str([p["pair"] for p in infos])}
+    tags = {
+        "VERTICAL_DATUM": sat2lod.ELLIPSOID_DATUM,
+        "TILE": tile,
+        "PRODUCT": "DSM",
+        "PAIRS": str([p["pair"] for p in infos]),
+    }
     # tile products are intermediate (the mosaic COG is the deliverable): the fastest lossless codec
-    write_raster(dsm, filled.astype(np.float32), transform, epsg, nodata=float("nan"), tags=tags, compress="zstd",
-                 level=1)
+    write_raster(
+        dsm,
+        filled.astype(np.float32),
+        transform,
+        epsg,
+        nodata=float("nan"),
+        tags=tags,
+        compress="zstd",
+        level=1,
+    )
     flag = np.where(fill_mask == 255, np.nan, fill_mask).astype(np.float32)
     qual = np.stack([residual.astype(np.float32), count, agree.astype(np.float32), flag])
-    write_raster(quality, qual, transform, epsg, nodata=float("nan"), compress="zstd", level=1,
-                 tags={"TILE": tile, "VERTICAL_DATUM": sat2lod.ELLIPSOID_DATUM},
-                 band_tags=[{"NAME": "intersection_residual_px"}, {"NAME": "point_count"},
-                            {"NAME": "agreeing_pairs"}, {"NAME": "filled"}])
-    log.info("tile %s: %.1f %% valid (%.1f %% after hole filling)", tile, 100 * np.isfinite(fused).mean(),
-             100 * np.isfinite(filled).mean())
+    write_raster(
+        quality,
+        qual,
+        transform,
+        epsg,
+        nodata=float("nan"),
+        compress="zstd",
+        level=1,
+        tags={"TILE": tile, "VERTICAL_DATUM": sat2lod.ELLIPSOID_DATUM},
+        band_tags=[
+            {"NAME": "intersection_residual_px"},
+            {"NAME": "point_count"},
+            {"NAME": "agreeing_pairs"},
+            {"NAME": "filled"},
+        ],
+    )
+    log.info(
+        "tile %s: %.1f %% valid (%.1f %% after hole filling)",
+        tile,
+        100 * np.isfinite(fused).mean(),
+        100 * np.isfinite(filled).mean(),
+    )
     return {"tile": tile, "pairs": infos}

@@ -34,7 +34,9 @@ class KeypointMatches:
         return int(self.x.size)
 
 
-def corners(img: np.ndarray, cell: int = 24, n_max: int = 400, border: int = 12) -> tuple[np.ndarray, np.ndarray]:
+def corners(
+    img: np.ndarray, cell: int = 24, n_max: int = 400, border: int = 12
+) -> tuple[np.ndarray, np.ndarray]:
     """Shi-Tomasi corners of ``img`` (NaN = no data), at most one per ``cell`` x ``cell`` block: (ys, xs) int."""
     valid = np.isfinite(img)
     a = np.where(valid, img, np.nanmean(img) if valid.any() else 0.0).astype(np.float64)
@@ -51,7 +53,7 @@ def corners(img: np.ndarray, cell: int = 24, n_max: int = 400, border: int = 12)
     ys, xs, ss = [], [], []
     for y0 in range(0, h, cell):
         for x0 in range(0, w, cell):
-            block = score[y0:y0 + cell, x0:x0 + cell]
+            block = score[y0 : y0 + cell, x0 : x0 + cell]
             if block.size == 0:
                 continue
             i = int(np.argmax(block))
@@ -65,8 +67,16 @@ def corners(img: np.ndarray, cell: int = 24, n_max: int = 400, border: int = 12)
 
 
 @numba.njit(cache=True, parallel=True)
-def _ncc_search(left: np.ndarray, right: np.ndarray, ys: np.ndarray, xs: np.ndarray, r: int, dmin: int,
-                dmax: int, max_dy: int) -> np.ndarray:
+def _ncc_search(
+    left: np.ndarray,
+    right: np.ndarray,
+    ys: np.ndarray,
+    xs: np.ndarray,
+    r: int,
+    dmin: int,
+    dmax: int,
+    max_dy: int,
+) -> np.ndarray:
     """For each keypoint: best (dx, dy) with sub-pixel parabola refinement, best NCC, second-best NCC."""
     n = ys.shape[0]
     hr, wr = right.shape
@@ -125,8 +135,7 @@ def _ncc_search(left: np.ndarray, right: np.ndarray, ys: np.ndarray, xs: np.ndar
         for jy in range(ny):
             for jd in range(nd):
                 if abs(jy - by) > 2 or abs(jd - bd) > 2:
-                    if scores[jy, jd] > second:
-                        second = scores[jy, jd]
+                    second = max(second, scores[jy, jd])
         sx = 0.0
         if 0 < bd < nd - 1:
             a0, c0 = scores[by, bd - 1], scores[by, bd + 1]
@@ -146,16 +155,32 @@ def _ncc_search(left: np.ndarray, right: np.ndarray, ys: np.ndarray, xs: np.ndar
     return out
 
 
-def match_keypoints(left: np.ndarray, right: np.ndarray, dmin: int, dmax: int, max_dy: int = 10,
-                    half_window: int = 7, min_ncc: float = 0.8, min_margin: float = 0.05,
-                    n_max: int = 300) -> KeypointMatches:
+def match_keypoints(
+    left: np.ndarray,
+    right: np.ndarray,
+    dmin: int,
+    dmax: int,
+    max_dy: int = 10,
+    half_window: int = 7,
+    min_ncc: float = 0.8,
+    min_margin: float = 0.05,
+    n_max: int = 300,
+) -> KeypointMatches:
     """Match corners of rectified ``left`` into rectified ``right`` (disparities [dmin, dmax], rows +-max_dy)."""
     ys, xs = corners(left, n_max=n_max, border=half_window + 2)
     if ys.size == 0:
         e = np.zeros(0)
         return KeypointMatches(e, e, e, e, e)
-    res = _ncc_search(np.ascontiguousarray(left, np.float64), np.ascontiguousarray(right, np.float64),
-                      ys.astype(np.int64), xs.astype(np.int64), int(half_window), int(dmin), int(dmax), int(max_dy))
+    res = _ncc_search(
+        np.ascontiguousarray(left, np.float64),
+        np.ascontiguousarray(right, np.float64),
+        ys.astype(np.int64),
+        xs.astype(np.int64),
+        int(half_window),
+        int(dmin),
+        int(dmax),
+        int(max_dy),
+    )
     ok = np.isfinite(res[:, 0]) & (res[:, 2] >= min_ncc) & (res[:, 2] - res[:, 3] >= min_margin)
     # reject matches on the border of the search box (true offset may lie outside)
     ok &= (np.abs(res[:, 1]) < max_dy - 0.5) & (res[:, 0] > dmin + 0.5) & (res[:, 0] < dmax - 0.5)

@@ -14,7 +14,9 @@ import numpy as np
 from rasterio.transform import Affine
 
 
-def grid_for_bounds(bounds: tuple[float, float, float, float], resolution: float) -> tuple[Affine, tuple[int, int]]:
+def grid_for_bounds(
+    bounds: tuple[float, float, float, float], resolution: float
+) -> tuple[Affine, tuple[int, int]]:
     """North-up grid covering ``bounds`` with edges on multiples of ``resolution``: (transform, (rows, cols))."""
     xmin = np.floor(bounds[0] / resolution + 1e-9) * resolution
     ymin = np.floor(bounds[1] / resolution + 1e-9) * resolution
@@ -26,8 +28,17 @@ def grid_for_bounds(bounds: tuple[float, float, float, float], resolution: float
 
 
 @numba.njit(cache=True)
-def _accumulate(x: np.ndarray, y: np.ndarray, z: np.ndarray, q: np.ndarray, x0: float, y0: float, res: float,
-                rows: int, cols: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _accumulate(
+    x: np.ndarray,
+    y: np.ndarray,
+    z: np.ndarray,
+    q: np.ndarray,
+    x0: float,
+    y0: float,
+    res: float,
+    rows: int,
+    cols: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     zsum = np.zeros((rows, cols))
     qsum = np.zeros((rows, cols))
     count = np.zeros((rows, cols), np.int32)
@@ -43,8 +54,14 @@ def _accumulate(x: np.ndarray, y: np.ndarray, z: np.ndarray, q: np.ndarray, x0: 
     return zsum, qsum, count
 
 
-def rasterize_points(x: np.ndarray, y: np.ndarray, z: np.ndarray, quality: np.ndarray, transform: Affine,
-                     shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def rasterize_points(
+    x: np.ndarray,
+    y: np.ndarray,
+    z: np.ndarray,
+    quality: np.ndarray,
+    transform: Affine,
+    shape: tuple[int, int],
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Mean height and mean quality per cell.
 
     Args:
@@ -54,17 +71,28 @@ def rasterize_points(x: np.ndarray, y: np.ndarray, z: np.ndarray, quality: np.nd
     Returns:
         height (rows, cols) float32 NaN-empty, quality (rows, cols) float32, count (rows, cols) int32.
     """
-    zsum, qsum, count = _accumulate(np.asarray(x, float), np.asarray(y, float), np.asarray(z, float),
-                                    np.asarray(quality, float), transform.c, transform.f, transform.a,
-                                    int(shape[0]), int(shape[1]))
+    zsum, qsum, count = _accumulate(
+        np.asarray(x, float),
+        np.asarray(y, float),
+        np.asarray(z, float),
+        np.asarray(quality, float),
+        transform.c,
+        transform.f,
+        transform.a,
+        int(shape[0]),
+        int(shape[1]),
+    )
     with np.errstate(invalid="ignore", divide="ignore"):
         h = np.where(count > 0, zsum / count, np.nan).astype(np.float32)
         q = np.where(count > 0, qsum / count, np.nan).astype(np.float32)
     return h, q, count
 
 
-def fuse_heights(stack: np.ndarray, tol_m: float = 1.0, weights: np.ndarray | None = None,
-                 ) -> tuple[np.ndarray, np.ndarray]:
+def fuse_heights(
+    stack: np.ndarray,
+    tol_m: float = 1.0,
+    weights: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
     """Fuse (P, H, W) per-pair height maps: weighted mean of the pairs within ``tol_m`` of the per-cell median.
 
     ``weights`` (P,): each pair's inverse height variance, e.g. its disparity pixels per metre squared (a pair's
@@ -120,7 +148,9 @@ def _fill_pass(h: np.ndarray, min_neighbours: int) -> tuple[np.ndarray, int]:
     return out, n_filled
 
 
-def fill_small_holes(h: np.ndarray, iterations: int = 2, min_neighbours: int = 5) -> tuple[np.ndarray, np.ndarray]:
+def fill_small_holes(
+    h: np.ndarray, iterations: int = 2, min_neighbours: int = 5
+) -> tuple[np.ndarray, np.ndarray]:
     """Fill NaN cells having >= ``min_neighbours`` valid 8-neighbours, ``iterations`` passes.
 
     Returns (filled heights float32, mask uint8: 1 = filled here, 0 = measured, 255 = still empty).
@@ -170,12 +200,14 @@ def _densify(disp: np.ndarray, factor: int, max_jump: float) -> tuple[np.ndarray
                     tx = b / factor
                     xs[n] = x + tx
                     ys[n] = y + ty
-                    ds[n] = ((1 - ty) * ((1 - tx) * d00 + tx * d01) + ty * ((1 - tx) * d10 + tx * d11))
+                    ds[n] = (1 - ty) * ((1 - tx) * d00 + tx * d01) + ty * ((1 - tx) * d10 + tx * d11)
                     n += 1
     return xs[:n], ys[:n], ds[:n]
 
 
-def densify_disparity(disp: np.ndarray, factor: int = 2, max_jump: float = 1.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def densify_disparity(
+    disp: np.ndarray, factor: int = 2, max_jump: float = 1.0
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Matches of a disparity map, with ``factor``-times denser samples inside smooth 2x2 blocks.
 
     Every valid pixel gives its own match; inside each 2x2 block of valid pixels whose disparities span at most

@@ -43,26 +43,35 @@ class LocalFrame:
     ky: float
 
     @classmethod
-    def at(cls, lon0: float, lat0: float, h0: float) -> "LocalFrame":
+    def at(cls, lon0: float, lat0: float, h0: float) -> LocalFrame:
         lat = np.radians(lat0)
         # WGS84 meridian / parallel radii of curvature (metres per degree)
         a, e2 = 6378137.0, 6.69437999014e-3
         w = np.sqrt(1 - e2 * np.sin(lat) ** 2)
-        m = a * (1 - e2) / w ** 3
+        m = a * (1 - e2) / w**3
         n = a / w
-        return cls(lon0, lat0, h0, float(np.radians(1) * (n + h0) * np.cos(lat)), float(np.radians(1) * (m + h0)))
+        return cls(
+            lon0, lat0, h0, float(np.radians(1) * (n + h0) * np.cos(lat)), float(np.radians(1) * (m + h0))
+        )
 
     def to_local(self, lon: np.ndarray, lat: np.ndarray, h: np.ndarray) -> np.ndarray:
         """(N,) lon/lat (deg), h (m) -> (N, 3) local metres."""
-        return np.stack([(np.asarray(lon) - self.lon0) * self.kx, (np.asarray(lat) - self.lat0) * self.ky,
-                         np.asarray(h) - self.h0], axis=-1)
+        return np.stack(
+            [
+                (np.asarray(lon) - self.lon0) * self.kx,
+                (np.asarray(lat) - self.lat0) * self.ky,
+                np.asarray(h) - self.h0,
+            ],
+            axis=-1,
+        )
 
     def to_geo(self, q: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         return self.lon0 + q[..., 0] / self.kx, self.lat0 + q[..., 1] / self.ky, self.h0 + q[..., 2]
 
 
-def fit_affine_camera(rpc: RPCModel, frame: LocalFrame, lon: np.ndarray, lat: np.ndarray,
-                      h: np.ndarray) -> tuple[np.ndarray, float]:
+def fit_affine_camera(
+    rpc: RPCModel, frame: LocalFrame, lon: np.ndarray, lat: np.ndarray, h: np.ndarray
+) -> tuple[np.ndarray, float]:
     """Least-squares affine camera over ground samples: returns (2, 4) ``[A | b]`` with p = (col, row), and the
     max fit residual (px)."""
     row, col = rpc.project(lon, lat, h)
@@ -128,7 +137,9 @@ class PairRectification:
         return self._apply(self._inverse(self.rect1 if which == 1 else self.rect2), x, y)
 
 
-def tile_lonlat_grid(bounds: tuple[float, float, float, float], epsg: int, n: int = 7) -> tuple[np.ndarray, np.ndarray]:
+def tile_lonlat_grid(
+    bounds: tuple[float, float, float, float], epsg: int, n: int = 7
+) -> tuple[np.ndarray, np.ndarray]:
     """(n*n,) lon/lat of a regular grid over projected ``bounds`` (xmin, ymin, xmax, ymax) of EPSG ``epsg``."""
     xs = np.linspace(bounds[0], bounds[2], n)
     ys = np.linspace(bounds[1], bounds[3], n)
@@ -138,10 +149,17 @@ def tile_lonlat_grid(bounds: tuple[float, float, float, float], epsg: int, n: in
     return np.asarray(lon), np.asarray(lat)
 
 
-def rectify_pair(rpc1: RPCModel, rpc2: RPCModel, bounds: tuple[float, float, float, float], epsg: int,
-                 height_range: tuple[float, float], image1_shape: tuple[int, int],
-                 image2_shape: tuple[int, int], margin_px: int = 8,
-                 disparity_range: tuple[float, float] | None = None) -> PairRectification:
+def rectify_pair(
+    rpc1: RPCModel,
+    rpc2: RPCModel,
+    bounds: tuple[float, float, float, float],
+    epsg: int,
+    height_range: tuple[float, float],
+    image1_shape: tuple[int, int],
+    image2_shape: tuple[int, int],
+    margin_px: int = 8,
+    disparity_range: tuple[float, float] | None = None,
+) -> PairRectification:
     """Affine rectification of the pair over a ground tile.
 
     Args:
@@ -210,16 +228,36 @@ def rectify_pair(rpc1: RPCModel, rpc2: RPCModel, bounds: tuple[float, float, flo
     ox2 = x0 + dmin
     rect2 = np.array([[v2[0], v2[1], cx2 - ox2], [u2[0], u2[1], cy2 - y0]])
     w2 = w1 + (dmax - dmin)
-    pr = PairRectification(frame=frame, cam1=cam1, cam2=cam2, rect1=rect1, rect2=rect2, shape1=(hh, w1),
-                           shape2=(hh, w2), alpha=alpha, h_ref=h_ref, d_ref=float(-dmin), dmin=0,
-                           dmax=dmax - dmin, fit_residual_px=max(res1, res2))
-    log.info("rectification: %dx%d px, alpha %.3f px/m, disparities [%d, %d], affine fit residual %.3f px",
-             w1, hh, alpha, 0, dmax - dmin, pr.fit_residual_px)
+    pr = PairRectification(
+        frame=frame,
+        cam1=cam1,
+        cam2=cam2,
+        rect1=rect1,
+        rect2=rect2,
+        shape1=(hh, w1),
+        shape2=(hh, w2),
+        alpha=alpha,
+        h_ref=h_ref,
+        d_ref=float(-dmin),
+        dmin=0,
+        dmax=dmax - dmin,
+        fit_residual_px=max(res1, res2),
+    )
+    log.info(
+        "rectification: %dx%d px, alpha %.3f px/m, disparities [%d, %d], affine fit residual %.3f px",
+        w1,
+        hh,
+        alpha,
+        0,
+        dmax - dmin,
+        pr.fit_residual_px,
+    )
     return pr
 
 
-def rectification_residual(pr: PairRectification, rpc1: RPCModel, rpc2: RPCModel, lon: np.ndarray,
-                           lat: np.ndarray, h: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def rectification_residual(
+    pr: PairRectification, rpc1: RPCModel, rpc2: RPCModel, lon: np.ndarray, lat: np.ndarray, h: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """For ground points: (row mismatch y2' - y1', disparity error x2' - x1' - d(h)) in px, with the exact RPCs."""
     r1, c1 = rpc1.project(lon, lat, h)
     r2, c2 = rpc2.project(lon, lat, h)
@@ -265,7 +303,9 @@ def _warp(img: np.ndarray, inv: np.ndarray, row0: float, col0: float, h: int, w:
     return out
 
 
-def warp_affine(img: np.ndarray, rect: np.ndarray, shape: tuple[int, int], origin: tuple[int, int] = (0, 0)) -> np.ndarray:
+def warp_affine(
+    img: np.ndarray, rect: np.ndarray, shape: tuple[int, int], origin: tuple[int, int] = (0, 0)
+) -> np.ndarray:
     """Resample ``img`` (bicubic) on the rectified grid of ``rect`` (image pixel -> rectified).
 
     Args:
@@ -277,12 +317,19 @@ def warp_affine(img: np.ndarray, rect: np.ndarray, shape: tuple[int, int], origi
         (H, W) float32, NaN outside the image.
     """
     inv = PairRectification._inverse(rect)
-    return _warp(np.ascontiguousarray(img, np.float32), inv, float(origin[0]), float(origin[1]), int(shape[0]),
-                 int(shape[1]))
+    return _warp(
+        np.ascontiguousarray(img, np.float32),
+        inv,
+        float(origin[0]),
+        float(origin[1]),
+        int(shape[0]),
+        int(shape[1]),
+    )
 
 
-def image_window(rect: np.ndarray, shape: tuple[int, int], image_shape: tuple[int, int],
-                 pad: int = 4) -> tuple[int, int, int, int] | None:
+def image_window(
+    rect: np.ndarray, shape: tuple[int, int], image_shape: tuple[int, int], pad: int = 4
+) -> tuple[int, int, int, int] | None:
     """(row0, col0, rows, cols) of the image window that the rectified grid samples (None if outside)."""
     inv = PairRectification._inverse(rect)
     xs = np.array([0, shape[1] - 1, 0, shape[1] - 1], float)

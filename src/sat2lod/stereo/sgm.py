@@ -125,7 +125,9 @@ def census_transform(img: np.ndarray, window: tuple[int, int] = (5, 7)) -> tuple
     return _census(img, wh, ww, not bool(np.isfinite(img).all()))
 
 
-def census_transform_reference(img: np.ndarray, window: tuple[int, int] = (5, 7)) -> tuple[np.ndarray, np.ndarray]:
+def census_transform_reference(
+    img: np.ndarray, window: tuple[int, int] = (5, 7)
+) -> tuple[np.ndarray, np.ndarray]:
     """NumPy reference of :func:`census_transform`."""
     img = np.asarray(img, np.float32)
     h, w = img.shape
@@ -138,11 +140,11 @@ def census_transform_reference(img: np.ndarray, window: tuple[int, int] = (5, 7)
         for dx in range(-rx, rx + 1):
             if dy == 0 and dx == 0:
                 continue
-            nb = pad[ry + dy:ry + dy + h, rx + dx:rx + dx + w]
+            nb = pad[ry + dy : ry + dy + h, rx + dx : rx + dx + w]
             codes = (codes << np.uint64(1)) | (nb < img).astype(np.uint64)
             finite &= np.isfinite(nb)
     border = np.zeros((h, w), bool)
-    border[ry:h - ry, rx:w - rx] = True
+    border[ry : h - ry, rx : w - rx] = True
     valid = finite & border
     codes[~valid] = 0
     return codes, valid
@@ -150,8 +152,16 @@ def census_transform_reference(img: np.ndarray, window: tuple[int, int] = (5, 7)
 
 # ------------------------------------------------------------------------------------------------ cost
 @numba.njit(cache=True, parallel=True)
-def _cost_volume(cl: np.ndarray, vl: np.ndarray, cr: np.ndarray, vr: np.ndarray, dmin: int, ndisp: int,
-                 invalid_cost: int, cost: np.ndarray) -> np.ndarray:
+def _cost_volume(
+    cl: np.ndarray,
+    vl: np.ndarray,
+    cr: np.ndarray,
+    vr: np.ndarray,
+    dmin: int,
+    ndisp: int,
+    invalid_cost: int,
+    cost: np.ndarray,
+) -> np.ndarray:
     """Fills and returns ``cost`` (H, W, ndisp) uint8, C-contiguous."""
     h, w = cl.shape
     wr = cr.shape[1]
@@ -161,13 +171,27 @@ def _cost_volume(cl: np.ndarray, vl: np.ndarray, cr: np.ndarray, vr: np.ndarray,
     crf = cr.reshape(-1)
     vrf = vr.reshape(-1)
     for y in numba.prange(h):
-        _cost_row(clf, vlf, crf, vrf, y, w, wr, dmin, ndisp, np.uint8(invalid_cost), cf, _U(y * w) * _U(ndisp))
+        _cost_row(
+            clf, vlf, crf, vrf, y, w, wr, dmin, ndisp, np.uint8(invalid_cost), cf, _U(y * w) * _U(ndisp)
+        )
     return cost
 
 
 @numba.njit(cache=True, inline="always")
-def _cost_row(clf: np.ndarray, vlf: np.ndarray, crf: np.ndarray, vrf: np.ndarray, y: int, w: int, wr: int,
-              dmin: int, ndisp: int, inv: np.uint8, out: np.ndarray, o0: np.uint64) -> None:
+def _cost_row(
+    clf: np.ndarray,
+    vlf: np.ndarray,
+    crf: np.ndarray,
+    vrf: np.ndarray,
+    y: int,
+    w: int,
+    wr: int,
+    dmin: int,
+    ndisp: int,
+    inv: np.uint8,
+    out: np.ndarray,
+    o0: np.uint64,
+) -> None:
     """Costs of row ``y`` (flat census codes / validity of widths ``w`` and ``wr``) into ``out[o0:o0 + w * ndisp]``."""
     ndu = _U(ndisp)
     for x in range(w):
@@ -190,18 +214,28 @@ def _cost_row(clf: np.ndarray, vlf: np.ndarray, crf: np.ndarray, vrf: np.ndarray
             out[base + k] = inv
 
 
-def cost_volume(left: np.ndarray, right: np.ndarray, dmin: int, dmax: int,
-                window: tuple[int, int] = (5, 7)) -> np.ndarray:
+def cost_volume(
+    left: np.ndarray, right: np.ndarray, dmin: int, dmax: int, window: tuple[int, int] = (5, 7)
+) -> np.ndarray:
     """Census Hamming cost volume (H, W, dmax - dmin + 1) uint8; invalid pairs get the maximum cost."""
     cl, vl = census_transform(left, window)
     cr, vr = census_transform(right, window)
     nd = int(dmax - dmin + 1)
-    return _cost_volume(cl, vl, cr, vr, int(dmin), nd, window[0] * window[1] - 1,
-                        np.empty((cl.shape[0], cl.shape[1], nd), np.uint8))
+    return _cost_volume(
+        cl,
+        vl,
+        cr,
+        vr,
+        int(dmin),
+        nd,
+        window[0] * window[1] - 1,
+        np.empty((cl.shape[0], cl.shape[1], nd), np.uint8),
+    )
 
 
-def cost_volume_reference(left: np.ndarray, right: np.ndarray, dmin: int, dmax: int,
-                          window: tuple[int, int] = (5, 7)) -> np.ndarray:
+def cost_volume_reference(
+    left: np.ndarray, right: np.ndarray, dmin: int, dmax: int, window: tuple[int, int] = (5, 7)
+) -> np.ndarray:
     """NumPy reference of :func:`cost_volume`."""
     cl, vl = census_transform_reference(left, window)
     cr, vr = census_transform_reference(right, window)
@@ -209,7 +243,7 @@ def cost_volume_reference(left: np.ndarray, right: np.ndarray, dmin: int, dmax: 
     wr = cr.shape[1]
     nd = dmax - dmin + 1
     cost = np.full((h, w, nd), window[0] * window[1] - 1, np.uint8)
-    bits = np.array([bin(i).count("1") for i in range(256)], np.uint8)
+    bits = np.array([(i).bit_count() for i in range(256)], np.uint8)
     for k in range(nd):
         d = dmin + k
         x = np.arange(w)
@@ -227,9 +261,25 @@ def cost_volume_reference(left: np.ndarray, right: np.ndarray, dmin: int, dmax: 
 
 # ------------------------------------------------------------------------------------------------ SGM
 @numba.njit(cache=True, fastmath=True, inline="always")
-def _update(buf: np.ndarray, po: np.uint64, out: np.ndarray, co: np.uint64, cost: np.ndarray, cofs: np.uint64,
-            acc: np.ndarray, ao: np.uint64, init: np.ndarray, io: np.uint64, nd: np.uint64, pmin: int,
-            p1: int, p2: int, mode: int, pty: type, big: int) -> tuple[int, np.int32]:
+def _update(
+    buf: np.ndarray,
+    po: np.uint64,
+    out: np.ndarray,
+    co: np.uint64,
+    cost: np.ndarray,
+    cofs: np.uint64,
+    acc: np.ndarray,
+    ao: np.uint64,
+    init: np.ndarray,
+    io: np.uint64,
+    nd: np.uint64,
+    pmin: int,
+    p1: int,
+    p2: int,
+    mode: int,
+    pty: type,
+    big: int,
+) -> tuple[int, np.int32]:
     """One path step on vectors of the path type ``pty`` (uint8 when ``C_max + 2 P2 <= 255``, else int16).
     ``buf[po:po + nd + 2]`` is the previous L padded with ``big`` at both ends (``big + P1`` >= any min candidate
     and representable in ``pty``),
@@ -248,10 +298,10 @@ def _update(buf: np.ndarray, po: np.uint64, out: np.ndarray, co: np.uint64, cost
     for k in range(nd):
         m = buf[po + k + _U(1)]
         a = pty(buf[po + k] + q1)
-        m = a if a < m else m
+        m = min(m, a)
         a = pty(buf[po + k + _U(2)] + q1)
-        m = a if a < m else m
-        m = base if base < m else m
+        m = min(m, a)
+        m = min(m, base)
         v = pty(pty(cost[cofs + k]) + pty(m - pm))
         out[co + k + _U(1)] = v
         if mode == 0:
@@ -263,13 +313,14 @@ def _update(buf: np.ndarray, po: np.uint64, out: np.ndarray, co: np.uint64, cost
             acc[ao + k] = t
             if mode == 3:
                 key = min(key, np.int32((np.int32(t) << 16) | np.int32(k)))
-        mn = v if v < mn else mn
+        mn = min(mn, v)
     return mn, key
 
 
 @numba.njit(cache=True, fastmath=True, inline="always")
-def _wta(s: np.ndarray, o: np.uint64, nd: np.uint64, kidx: np.ndarray) -> tuple[np.int64, np.int16, np.int16,
-                                                                                  np.int16]:
+def _wta(
+    s: np.ndarray, o: np.uint64, nd: np.uint64, kidx: np.ndarray
+) -> tuple[np.int64, np.int16, np.int16, np.int16]:
     """Winner of one pixel's ``s[o:o + nd]`` (int16 < 16000): (first index of the minimum, the minimum, ``s`` at
     the index before and after, clamped to the range). One branch-free min over int32 keys ``s << 16 | k``."""
     key = np.int32(2147483647)
@@ -281,8 +332,9 @@ def _wta(s: np.ndarray, o: np.uint64, nd: np.uint64, kidx: np.ndarray) -> tuple[
 
 
 @numba.njit(cache=True, inline="always")
-def _wta_key(s: np.ndarray, o: np.uint64, nd: np.uint64, key: np.int32) -> tuple[np.int64, np.int16, np.int16,
-                                                                                 np.int16]:
+def _wta_key(
+    s: np.ndarray, o: np.uint64, nd: np.uint64, key: np.int32
+) -> tuple[np.int64, np.int16, np.int16, np.int16]:
     """:func:`_wta` of ``s[o:o + nd]`` from the key :func:`_update` found (mode 3)."""
     best = np.int64(key & 0xFFFF)
     last = np.int64(nd) - 1
@@ -296,8 +348,17 @@ def _key_k(key: np.int32) -> int:
 
 
 @numba.njit(cache=True, fastmath=True, inline="always")
-def _right_winners(s: np.ndarray, so: np.uint64, w: int, nd: int, dmin: int, wr: int, rkey: np.ndarray,
-                   kinv: np.ndarray, rbest: np.ndarray) -> None:
+def _right_winners(
+    s: np.ndarray,
+    so: np.uint64,
+    w: int,
+    nd: int,
+    dmin: int,
+    wr: int,
+    rkey: np.ndarray,
+    kinv: np.ndarray,
+    rbest: np.ndarray,
+) -> None:
     """Right-image winners of one row, exactly: for each right pixel ``xr`` the k of the min over every left
     candidate ``x + dmin + k = xr`` of ``S(x, k)`` (``s[so + x * nd + k]``, the row's totals), into ``rbest``
     (W2; -1 = no candidate).
@@ -324,18 +385,37 @@ def _right_winners(s: np.ndarray, so: np.uint64, w: int, nd: int, dmin: int, wr:
 
 
 @numba.njit(cache=True, inline="always")
-def _winner_scratch(w: int, wr: int, nd: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray,
-                                                       np.ndarray, np.ndarray]:
+def _winner_scratch(
+    w: int, wr: int, nd: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Row scratch of the winner selection: per left pixel the winner k, its S and S at k -+ 1 (W each); the
     right-image winners (W2), their keys (W + D) and ``0xFFFF - k`` (D)."""
-    return (np.zeros(w, np.int64), np.zeros(w, np.int16), np.zeros(w, np.int16), np.zeros(w, np.int16),
-            np.zeros(max(wr, 1), np.int64), np.zeros(w + nd, np.int32),
-            (0xFFFF - np.arange(nd)).astype(np.int32))
+    return (
+        np.zeros(w, np.int64),
+        np.zeros(w, np.int16),
+        np.zeros(w, np.int16),
+        np.zeros(w, np.int16),
+        np.zeros(max(wr, 1), np.int64),
+        np.zeros(w + nd, np.int32),
+        (0xFFFF - np.arange(nd)).astype(np.int32),
+    )
 
 
 @numba.njit(cache=True, inline="always")
-def _lr_row(y: int, w: int, nd: int, dmin: int, lr_tol: float, wr: int, lbest: np.ndarray, lcost: np.ndarray,
-            lprev: np.ndarray, lnext: np.ndarray, rbest: np.ndarray, disp: np.ndarray) -> None:
+def _lr_row(
+    y: int,
+    w: int,
+    nd: int,
+    dmin: int,
+    lr_tol: float,
+    wr: int,
+    lbest: np.ndarray,
+    lcost: np.ndarray,
+    lprev: np.ndarray,
+    lnext: np.ndarray,
+    rbest: np.ndarray,
+    disp: np.ndarray,
+) -> None:
     """Sub-pixel offsets (parabola through the winner and its neighbours), left-right check of one row against
     the right-image winners ``rbest`` (k, -1 = none), then the kept disparities written into ``disp[y]``."""
     last = wr - 1
@@ -355,9 +435,23 @@ def _lr_row(y: int, w: int, nd: int, dmin: int, lr_tol: float, wr: int, lbest: n
 
 
 @numba.njit(cache=True, fastmath=True)
-def _sgm_pass(cost: np.ndarray, codes: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int, int],
-              from_codes: bool, p1: int, p2: int, paths: int, backward: bool, s: np.ndarray, select: bool,
-              dmin: int, lr_tol: float, wr: int, disp: np.ndarray, pty: type, big: int) -> None:
+def _sgm_pass(
+    cost: np.ndarray,
+    codes: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int, int],
+    from_codes: bool,
+    p1: int,
+    p2: int,
+    paths: int,
+    backward: bool,
+    s: np.ndarray,
+    select: bool,
+    dmin: int,
+    lr_tol: float,
+    wr: int,
+    disp: np.ndarray,
+    pty: type,
+    big: int,
+) -> None:
     """One raster pass of the SGM aggregation over ``paths // 2`` directions, path vectors of type ``pty`` padded
     with ``big`` (see :func:`_path_type`).
 
@@ -401,7 +495,9 @@ def _sgm_pass(cost: np.ndarray, codes: tuple[np.ndarray, np.ndarray, np.ndarray,
     tot = np.zeros(w * nd if select else 0, np.int16)  # the row's totals (pixel x at x * D)
     lbest, lcost, lprev, lnext, rbest, rk, kinv = _winner_scratch(w, wr, nd)
     if select and not backward:
-        raise ValueError("the winner selection runs in the backward pass (it adds the stored forward pass's sum)")
+        raise ValueError(
+            "the winner selection runs in the backward pass (it adds the stored forward pass's sum)"
+        )
     step = -1 if backward else 1
     for yy in range(h):
         y = h - 1 - yy if backward else yy
@@ -423,19 +519,88 @@ def _sgm_pass(cost: np.ndarray, codes: tuple[np.ndarray, np.ndarray, np.ndarray,
             key = np.int32(0)
             # horizontal, then vertical: previous row's vector in this pixel's own slot -> new vector via tmp
             if select:  # total = other pass's sum + this pass's paths, in the row buffer
-                hmin = _update(hb, hp * su, hb, (_U(1) - hp) * su, costf, cx, tot, tx, sf, vox, ndu, hmin, p1,
-                               p2, 1, pty, big)[0]
+                hmin = _update(
+                    hb,
+                    hp * su,
+                    hb,
+                    (_U(1) - hp) * su,
+                    costf,
+                    cx,
+                    tot,
+                    tx,
+                    sf,
+                    vox,
+                    ndu,
+                    hmin,
+                    p1,
+                    p2,
+                    1,
+                    pty,
+                    big,
+                )[0]
                 if paths < 8:  # the vertical path is the pixel's last: its loop also finds the winner
-                    vmin[xs], key = _update(vb, xs * su, tmp, _U(0), costf, cx, tot, tx, tot, _U(0), ndu,
-                                            vmin[xs], p1, p2, 3, pty, big)
+                    vmin[xs], key = _update(
+                        vb,
+                        xs * su,
+                        tmp,
+                        _U(0),
+                        costf,
+                        cx,
+                        tot,
+                        tx,
+                        tot,
+                        _U(0),
+                        ndu,
+                        vmin[xs],
+                        p1,
+                        p2,
+                        3,
+                        pty,
+                        big,
+                    )
                 else:
-                    vmin[xs] = _update(vb, xs * su, tmp, _U(0), costf, cx, tot, tx, tot, _U(0), ndu, vmin[xs],
-                                       p1, p2, 2, pty, big)[0]
+                    vmin[xs] = _update(
+                        vb,
+                        xs * su,
+                        tmp,
+                        _U(0),
+                        costf,
+                        cx,
+                        tot,
+                        tx,
+                        tot,
+                        _U(0),
+                        ndu,
+                        vmin[xs],
+                        p1,
+                        p2,
+                        2,
+                        pty,
+                        big,
+                    )[0]
             else:
-                hmin = _update(hb, hp * su, hb, (_U(1) - hp) * su, costf, cx, sf, vox, sf, vox, ndu, hmin, p1, p2,
-                               0, pty, big)[0]
-                vmin[xs] = _update(vb, xs * su, tmp, _U(0), costf, cx, sf, vox, sf, vox, ndu, vmin[xs], p1, p2, 2,
-                                   pty, big)[0]
+                hmin = _update(
+                    hb,
+                    hp * su,
+                    hb,
+                    (_U(1) - hp) * su,
+                    costf,
+                    cx,
+                    sf,
+                    vox,
+                    sf,
+                    vox,
+                    ndu,
+                    hmin,
+                    p1,
+                    p2,
+                    0,
+                    pty,
+                    big,
+                )[0]
+                vmin[xs] = _update(
+                    vb, xs * su, tmp, _U(0), costf, cx, sf, vox, sf, vox, ndu, vmin[xs], p1, p2, 2, pty, big
+                )[0]
             for k in range(_U(1), ndu + _U(1)):
                 vb[xs * su + k] = tmp[k]
             if paths >= 8:
@@ -444,11 +609,45 @@ def _sgm_pass(cost: np.ndarray, codes: tuple[np.ndarray, np.ndarray, np.ndarray,
                 xa = _U(x + 1 - step)
                 q = _U(1) + hp
                 if select:
-                    m1 = _update(d1, xa * su, tmp, q * su, costf, cx, tot, tx, tot, _U(0), ndu, d1min[xa], p1,
-                                 p2, 2, pty, big)[0]
+                    m1 = _update(
+                        d1,
+                        xa * su,
+                        tmp,
+                        q * su,
+                        costf,
+                        cx,
+                        tot,
+                        tx,
+                        tot,
+                        _U(0),
+                        ndu,
+                        d1min[xa],
+                        p1,
+                        p2,
+                        2,
+                        pty,
+                        big,
+                    )[0]
                 else:
-                    m1 = _update(d1, xa * su, tmp, q * su, costf, cx, sf, vox, sf, vox, ndu, d1min[xa], p1, p2, 2,
-                                 pty, big)[0]
+                    m1 = _update(
+                        d1,
+                        xa * su,
+                        tmp,
+                        q * su,
+                        costf,
+                        cx,
+                        sf,
+                        vox,
+                        sf,
+                        vox,
+                        ndu,
+                        d1min[xa],
+                        p1,
+                        p2,
+                        2,
+                        pty,
+                        big,
+                    )[0]
                 if pend > 0:
                     qo = (_U(2) - hp) * su  # the other of tmp's two d1 vectors
                     for k in range(_U(1), ndu + _U(1)):
@@ -460,11 +659,45 @@ def _sgm_pass(cost: np.ndarray, codes: tuple[np.ndarray, np.ndarray, np.ndarray,
                 # by the pixel behind already, so the new vector goes straight in
                 xb = _U(x + 1 + step)
                 if select:  # the pixel's last path: its loop also finds the winner
-                    d2min[xs], key = _update(d2, xb * su, d2, xs * su, costf, cx, tot, tx, tot, _U(0), ndu,
-                                             d2min[xb], p1, p2, 3, pty, big)
+                    d2min[xs], key = _update(
+                        d2,
+                        xb * su,
+                        d2,
+                        xs * su,
+                        costf,
+                        cx,
+                        tot,
+                        tx,
+                        tot,
+                        _U(0),
+                        ndu,
+                        d2min[xb],
+                        p1,
+                        p2,
+                        3,
+                        pty,
+                        big,
+                    )
                 else:
-                    d2min[xs] = _update(d2, xb * su, d2, xs * su, costf, cx, sf, vox, sf, vox, ndu, d2min[xb], p1,
-                                        p2, 2, pty, big)[0]
+                    d2min[xs] = _update(
+                        d2,
+                        xb * su,
+                        d2,
+                        xs * su,
+                        costf,
+                        cx,
+                        sf,
+                        vox,
+                        sf,
+                        vox,
+                        ndu,
+                        d2min[xb],
+                        p1,
+                        p2,
+                        2,
+                        pty,
+                        big,
+                    )[0]
             if select:
                 lbest[x], lcost[x], lprev[x], lnext[x] = _wta_key(tot, tx, ndu, key)
         if pend > 0:  # the last pixel's d1 vector
@@ -478,17 +711,31 @@ def _sgm_pass(cost: np.ndarray, codes: tuple[np.ndarray, np.ndarray, np.ndarray,
 
 
 @numba.njit(cache=True, parallel=True)
-def _both_passes(cost: np.ndarray, codes: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int, int],
-                 from_codes: bool, p1: int, p2: int, paths: int, threads: int, both: np.ndarray, pty: type,
-                 big: int, wr: int) -> np.ndarray:
+def _both_passes(
+    cost: np.ndarray,
+    codes: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int, int],
+    from_codes: bool,
+    p1: int,
+    p2: int,
+    paths: int,
+    threads: int,
+    both: np.ndarray,
+    pty: type,
+    big: int,
+    wr: int,
+) -> np.ndarray:
     """Both raster passes stored into ``both`` (2, H, W, D) int16 (concurrently when ``threads >= 2``)."""
     dummy = np.empty((0, 0), np.float32)
     if threads >= 2:
         for d in numba.prange(2):
-            _sgm_pass(cost, codes, from_codes, p1, p2, paths, d == 1, both[d], False, 0, -1.0, wr, dummy, pty, big)
+            _sgm_pass(
+                cost, codes, from_codes, p1, p2, paths, d == 1, both[d], False, 0, -1.0, wr, dummy, pty, big
+            )
     else:
         for d in range(2):
-            _sgm_pass(cost, codes, from_codes, p1, p2, paths, d == 1, both[d], False, 0, -1.0, wr, dummy, pty, big)
+            _sgm_pass(
+                cost, codes, from_codes, p1, p2, paths, d == 1, both[d], False, 0, -1.0, wr, dummy, pty, big
+            )
     return both
 
 
@@ -500,8 +747,10 @@ def _check_penalties(cost: np.ndarray, p1: float, p2: float, paths: int) -> tupl
         raise ValueError(f"SGM penalties must be >= 0, got P1={p1}, P2={p2}")
     cmax = int(cost.max(initial=0)) if cost.size else 0
     if (cmax + p2i) * paths >= int(_BIG) or p1i >= int(_BIG):
-        raise ValueError(f"P2 too large for the int16 aggregation ((max cost {cmax} + P2 {p2i}) x {paths} paths "
-                         f">= {int(_BIG)}): lower stereo.p2")
+        raise ValueError(
+            f"P2 too large for the int16 aggregation ((max cost {cmax} + P2 {p2i}) x {paths} paths "
+            f">= {int(_BIG)}): lower stereo.p2"
+        )
     return p1i, p2i
 
 
@@ -528,8 +777,19 @@ def aggregate(cost: np.ndarray, p1: float, p2: float, paths: int = 8, threads: i
     p1i, p2i = _check_penalties(cost, p1, p2, paths)
     cost = np.ascontiguousarray(cost)
     pty, big = _path_type(int(cost.max(initial=0)), p1i, p2i)
-    both = _both_passes(cost, _no_codes(), False, p1i, p2i, int(paths), int(threads),
-                        np.empty((2, *cost.shape), np.int16), pty, big, cost.shape[1])
+    both = _both_passes(
+        cost,
+        _no_codes(),
+        False,
+        p1i,
+        p2i,
+        int(paths),
+        int(threads),
+        np.empty((2, *cost.shape), np.int16),
+        pty,
+        big,
+        cost.shape[1],
+    )
     return (both[0] + both[1]).astype(np.uint16)
 
 
@@ -546,8 +806,14 @@ def aggregate_reference(cost: np.ndarray, p1: float, p2: float, paths: int = 8) 
     def update(prev: np.ndarray, cc: np.ndarray) -> np.ndarray:
         pmin = prev.min(axis=-1, keepdims=True)
         pad = np.pad(prev, [(0, 0)] * (prev.ndim - 1) + [(1, 1)], constant_values=np.float32(1e30))
-        m = np.minimum.reduce([prev, pad[..., :-2] + np.float32(p1), pad[..., 2:] + np.float32(p1),
-                               np.broadcast_to(pmin + np.float32(p2), prev.shape)])
+        m = np.minimum.reduce(
+            [
+                prev,
+                pad[..., :-2] + np.float32(p1),
+                pad[..., 2:] + np.float32(p1),
+                np.broadcast_to(pmin + np.float32(p2), prev.shape),
+            ]
+        )
         return cc + m - pmin
 
     for dy, dx in dirs:
@@ -592,7 +858,9 @@ def _select(total: np.ndarray, dmin: int, lr_tol: float, wr: int) -> np.ndarray:
     return disp
 
 
-def select_disparity(total: np.ndarray, dmin: int, lr_tol: float = 1.0, right_width: int | None = None) -> np.ndarray:
+def select_disparity(
+    total: np.ndarray, dmin: int, lr_tol: float = 1.0, right_width: int | None = None
+) -> np.ndarray:
     """WTA + parabola sub-pixel + left-right check (``lr_tol < 0`` disables it) -> (H, W) float32, NaN invalid.
 
     ``total`` (H, W, D) holds aggregated costs below 16000 (as :func:`aggregate` returns). Disparities on the
@@ -604,8 +872,9 @@ def select_disparity(total: np.ndarray, dmin: int, lr_tol: float = 1.0, right_wi
     return _select(np.ascontiguousarray(total), int(dmin), float(lr_tol), wr)
 
 
-def select_disparity_reference(total: np.ndarray, dmin: int, lr_tol: float = 1.0,
-                               right_width: int | None = None) -> np.ndarray:
+def select_disparity_reference(
+    total: np.ndarray, dmin: int, lr_tol: float = 1.0, right_width: int | None = None
+) -> np.ndarray:
     """NumPy reference of :func:`select_disparity`."""
     h, w, nd = total.shape
     wr = w if right_width is None else right_width
@@ -672,9 +941,17 @@ def _median3(disp: np.ndarray) -> np.ndarray:
             v6 = inf if np.isnan(a6) else a6
             v7 = inf if np.isnan(a7) else a7
             v8 = inf if np.isnan(a8) else a8
-            n = (np.int32(v0 < inf) + np.int32(v1 < inf) + np.int32(v2 < inf) + np.int32(v3 < inf)
-                 + np.int32(v4 < inf) + np.int32(v5 < inf) + np.int32(v6 < inf) + np.int32(v7 < inf)
-                 + np.int32(v8 < inf))  # finite neighbours (disparities are finite or NaN)
+            n = (
+                np.int32(v0 < inf)
+                + np.int32(v1 < inf)
+                + np.int32(v2 < inf)
+                + np.int32(v3 < inf)
+                + np.int32(v4 < inf)
+                + np.int32(v5 < inf)
+                + np.int32(v6 < inf)
+                + np.int32(v7 < inf)
+                + np.int32(v8 < inf)
+            )  # finite neighbours (disparities are finite or NaN)
             v0, v3 = _ce(v0, v3)
             v1, v7 = _ce(v1, v7)
             v2, v5 = _ce(v2, v5)
@@ -717,7 +994,7 @@ def median_filter_reference(disp: np.ndarray) -> np.ndarray:
     out = d.copy()
     if h < 3 or w < 3:
         return out
-    stack = np.stack([d[1 + dy:h - 1 + dy, 1 + dx:w - 1 + dx] for dy in (-1, 0, 1) for dx in (-1, 0, 1)])
+    stack = np.stack([d[1 + dy : h - 1 + dy, 1 + dx : w - 1 + dx] for dy in (-1, 0, 1) for dx in (-1, 0, 1)])
     n = np.isfinite(stack).sum(axis=0)
     srt = np.sort(np.where(np.isfinite(stack), stack, np.inf), axis=0)
     med = np.take_along_axis(srt, (n // 2)[None], 0)[0]
@@ -754,10 +1031,22 @@ class SGMWorkspace:
         return sum(b.size for b in self._buffers.values())
 
 
-def sgm_disparity(left: np.ndarray, right: np.ndarray, dmin: int, dmax: int, *,
-                  census_window: tuple[int, int] = (5, 7), p1: float = 8.0, p2: float = 32.0, paths: int = 8,
-                  lr_tol: float = 1.0, median: bool = True, max_mem_mb: float = 600.0,
-                  strip_overlap: int = 32, workspace: SGMWorkspace | None = None) -> np.ndarray:
+def sgm_disparity(
+    left: np.ndarray,
+    right: np.ndarray,
+    dmin: int,
+    dmax: int,
+    *,
+    census_window: tuple[int, int] = (5, 7),
+    p1: float = 8.0,
+    p2: float = 32.0,
+    paths: int = 8,
+    lr_tol: float = 1.0,
+    median: bool = True,
+    max_mem_mb: float = 600.0,
+    strip_overlap: int = 32,
+    workspace: SGMWorkspace | None = None,
+) -> np.ndarray:
     """Disparity map of ``left`` against ``right`` (rectified; NaN = no data) over ``[dmin, dmax]``.
 
     Args:
@@ -773,8 +1062,7 @@ def sgm_disparity(left: np.ndarray, right: np.ndarray, dmin: int, dmax: int, *,
         (H, W) float32 disparities, NaN where invalid (no data, border of the range, left-right mismatch).
     """
     dmin, dmax = int(math.floor(dmin)), int(math.ceil(dmax))
-    if dmax < dmin + 2:
-        dmax = dmin + 2
+    dmax = max(dmax, dmin + 2)
     h, w = left.shape
     nd = dmax - dmin + 1
     cl, vl = census_transform(left, census_window)
@@ -803,15 +1091,38 @@ def sgm_disparity(left: np.ndarray, right: np.ndarray, dmin: int, dmax: int, *,
         for y0 in range(0, h, core):
             y1 = min(h, y0 + core)
             strips.append((max(0, y0 - strip_overlap), min(h, y1 + strip_overlap), y0, y1))
-        log.info("SGM in %d strips of <= %d rows (volume %.0f MB > %.0f MB)", len(strips), max_rows,
-                 row_bytes * h / 1e6, max_mem_mb)
+        log.info(
+            "SGM in %d strips of <= %d rows (volume %.0f MB > %.0f MB)",
+            len(strips),
+            max_rows,
+            row_bytes * h / 1e6,
+            max_mem_mb,
+        )
     nocost = np.empty((0, 0, 0), np.uint8)
     for a, b, c0, c1 in strips:
-        codes = (cl[a:b].reshape(-1), vl[a:b].reshape(-1), cr[a:b].reshape(-1), vr[a:b].reshape(-1), dmin, invalid)
+        codes = (
+            cl[a:b].reshape(-1),
+            vl[a:b].reshape(-1),
+            cr[a:b].reshape(-1),
+            vr[a:b].reshape(-1),
+            dmin,
+            invalid,
+        )
         shape = (b - a, w, nd)
         if threads >= 2:  # both passes concurrently, then the winners
-            both = _both_passes(nocost, codes, True, p1i, p2i, int(paths), threads,
-                                ws.array("both", (2, *shape), np.int16), pty, big, wr)
+            both = _both_passes(
+                nocost,
+                codes,
+                True,
+                p1i,
+                p2i,
+                int(paths),
+                threads,
+                ws.array("both", (2, *shape), np.int16),
+                pty,
+                big,
+                wr,
+            )
             both[0] += both[1]
             d = _select(both[0], dmin, float(lr_tol), wr)
             del both
@@ -820,10 +1131,25 @@ def sgm_disparity(left: np.ndarray, right: np.ndarray, dmin: int, dmax: int, *,
             cost = ws.array("cost", shape, np.uint8) if keep_cost else nocost
             d = np.full((b - a, w), np.nan, np.float32)
             _sgm_pass(cost, codes, True, p1i, p2i, int(paths), False, fwd, False, 0, -1.0, wr, d, pty, big)
-            _sgm_pass(cost, codes, not keep_cost, p1i, p2i, int(paths), True, fwd, True, dmin, float(lr_tol), wr, d,
-                      pty, big)
+            _sgm_pass(
+                cost,
+                codes,
+                not keep_cost,
+                p1i,
+                p2i,
+                int(paths),
+                True,
+                fwd,
+                True,
+                dmin,
+                float(lr_tol),
+                wr,
+                d,
+                pty,
+                big,
+            )
             del fwd, cost
-        disp[c0:c1] = d[c0 - a:c1 - a]
+        disp[c0:c1] = d[c0 - a : c1 - a]
     disp[~vl] = np.nan
     if median:
         disp = median_filter(disp)

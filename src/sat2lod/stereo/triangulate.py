@@ -17,9 +17,20 @@ from sat2lod.stereo.rectify import LocalFrame, PairRectification
 
 
 @numba.njit(cache=True, parallel=True)
-def _triangulate(c1: np.ndarray, r1: np.ndarray, c2: np.ndarray, r2: np.ndarray, pinv: np.ndarray,
-                 offs: np.ndarray, frame: np.ndarray, norm1: np.ndarray, coef1: np.ndarray, norm2: np.ndarray,
-                 coef2: np.ndarray, iters: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def _triangulate(
+    c1: np.ndarray,
+    r1: np.ndarray,
+    c2: np.ndarray,
+    r2: np.ndarray,
+    pinv: np.ndarray,
+    offs: np.ndarray,
+    frame: np.ndarray,
+    norm1: np.ndarray,
+    coef1: np.ndarray,
+    norm2: np.ndarray,
+    coef2: np.ndarray,
+    iters: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     n = c1.shape[0]
     lon = np.empty(n)
     lat = np.empty(n)
@@ -88,9 +99,18 @@ def _triangulate(c1: np.ndarray, r1: np.ndarray, c2: np.ndarray, r2: np.ndarray,
     return lon, lat, hh, res
 
 
-def triangulate(rpc1: RPCModel, rpc2: RPCModel, col1: np.ndarray, row1: np.ndarray, col2: np.ndarray,
-                row2: np.ndarray, cam1: np.ndarray, cam2: np.ndarray, frame: LocalFrame,
-                iters: int = 2) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def triangulate(
+    rpc1: RPCModel,
+    rpc2: RPCModel,
+    col1: np.ndarray,
+    row1: np.ndarray,
+    col2: np.ndarray,
+    row2: np.ndarray,
+    cam1: np.ndarray,
+    cam2: np.ndarray,
+    frame: LocalFrame,
+    iters: int = 2,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Intersect matched pixels.
 
     Args:
@@ -112,8 +132,15 @@ def triangulate(rpc1: RPCModel, rpc2: RPCModel, col1: np.ndarray, row1: np.ndarr
 
 
 @numba.njit(cache=True, parallel=True)
-def _interp_nodes(xs: np.ndarray, ys: np.ndarray, ds: np.ndarray, step_xy: float, d0: float, step_d: float,
-                  nodes: np.ndarray) -> np.ndarray:
+def _interp_nodes(
+    xs: np.ndarray,
+    ys: np.ndarray,
+    ds: np.ndarray,
+    step_xy: float,
+    d0: float,
+    step_d: float,
+    nodes: np.ndarray,
+) -> np.ndarray:
     """Trilinear interpolation of ``nodes`` (NY, NX, ND, C) at rectified (x, y, d) -> (N, C)."""
     n = xs.shape[0]
     ny, nx, nd, nc = nodes.shape
@@ -139,9 +166,18 @@ def _interp_nodes(xs: np.ndarray, ys: np.ndarray, ds: np.ndarray, step_xy: float
     return out
 
 
-def triangulate_rectified(rpc1: RPCModel, rpc2: RPCModel, pr: PairRectification, xs: np.ndarray, ys: np.ndarray,
-                          ds: np.ndarray, to_xy, step_xy: float = 32.0, step_d: float = 4.0,
-                          iters: int = 2) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def triangulate_rectified(
+    rpc1: RPCModel,
+    rpc2: RPCModel,
+    pr: PairRectification,
+    xs: np.ndarray,
+    ys: np.ndarray,
+    ds: np.ndarray,
+    to_xy,
+    step_xy: float = 32.0,
+    step_d: float = 4.0,
+    iters: int = 2,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Triangulate rectified matches (left (x, y), disparity d) through a grid of exact intersections.
 
     The map (x, y, d) -> (east, north, h, residual) is smooth (the RPCs are affine to < 0.1 px over a tile), so
@@ -161,8 +197,9 @@ def triangulate_rectified(rpc1: RPCModel, rpc2: RPCModel, pr: PairRectification,
     d_lo = float(np.floor(np.min(ds))) - 1.0 if ds.size else float(pr.dmin)
     d_hi = float(np.ceil(np.max(ds))) + 1.0 if ds.size else float(pr.dmax)
     nd = max(2, int(np.ceil((d_hi - d_lo) / step_d)) + 1)
-    gy, gx, gd = np.meshgrid(np.arange(ny) * step_xy, np.arange(nx) * step_xy, d_lo + np.arange(nd) * step_d,
-                             indexing="ij")
+    gy, gx, gd = np.meshgrid(
+        np.arange(ny) * step_xy, np.arange(nx) * step_xy, d_lo + np.arange(nd) * step_d, indexing="ij"
+    )
     gx, gy, gd = gx.ravel(), gy.ravel(), gd.ravel()
     c1, r1 = pr.rect_to_image(1, gx, gy)
     c2, r2 = pr.rect_to_image(2, gx + gd, gy)
@@ -170,6 +207,13 @@ def triangulate_rectified(rpc1: RPCModel, rpc2: RPCModel, pr: PairRectification,
     x, y = to_xy(lon, lat)
     nodes = np.stack([np.asarray(x, float), np.asarray(y, float), h, res.astype(float)], axis=1)
     nodes = nodes.reshape(ny, nx, nd, 4)
-    out = _interp_nodes(np.asarray(xs, float), np.asarray(ys, float), np.asarray(ds, float), float(step_xy), d_lo,
-                        float(step_d), nodes)
+    out = _interp_nodes(
+        np.asarray(xs, float),
+        np.asarray(ys, float),
+        np.asarray(ds, float),
+        float(step_xy),
+        d_lo,
+        float(step_d),
+        nodes,
+    )
     return out[:, 0], out[:, 1], out[:, 2], out[:, 3].astype(np.float32)

@@ -13,7 +13,7 @@ import math
 import os
 import time
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import geopandas as gpd
@@ -54,11 +54,14 @@ def default_n_buildings(size_m: float) -> int:
     return int(np.clip(round(100 * size_m * size_m / 360_000.0), 3, 150))
 
 
-def fit_camera_rpc(cam: PushbroomCamera, hmin: float, hmax: float, to_lonlat: Transformer,
-                   rng: np.random.Generator) -> tuple[RPCModel, RpcFitReport]:
+def fit_camera_rpc(
+    cam: PushbroomCamera, hmin: float, hmax: float, to_lonlat: Transformer, rng: np.random.Generator
+) -> tuple[RPCModel, RpcFitReport]:
     """Fit an RPC to ``cam`` on a 3-D grid over the image x [hmin - 20, hmax + 20] m; check on random points."""
     hs = np.linspace(hmin - 20, hmax + 20, 9)
-    pp, qq, h = np.meshgrid(np.linspace(0, cam.rows - 1, 25), np.linspace(0, cam.cols - 1, 25), hs, indexing="ij")
+    pp, qq, h = np.meshgrid(
+        np.linspace(0, cam.rows - 1, 25), np.linspace(0, cam.cols - 1, 25), hs, indexing="ij"
+    )
     x, y = cam.ground(pp, qq, h)
     lon, lat = to_lonlat.transform(x.ravel(), y.ravel())
     rpc = fit_rpc(lon, lat, h.ravel(), pp.ravel(), qq.ravel())
@@ -70,7 +73,7 @@ def fit_camera_rpc(cam: PushbroomCamera, hmin: float, hmax: float, to_lonlat: Tr
     lonc, latc = to_lonlat.transform(xc, yc)
     rr, cc = rpc.project(lonc, latc, hc)
     err = np.hypot(rr - pc, cc - qc)
-    return rpc, RpcFitReport(float(err.max()), float(np.sqrt(np.mean(err ** 2))))
+    return rpc, RpcFitReport(float(err.max()), float(np.sqrt(np.mean(err**2))))
 
 
 def view_geometries(n_views: int, rng: np.random.Generator) -> list[dict[str, float]]:
@@ -81,12 +84,25 @@ def view_geometries(n_views: int, rng: np.random.Generator) -> list[dict[str, fl
         pitches = [math.degrees(math.atan(0.15)), -math.degrees(math.atan(0.15))]
     else:
         pitches = [math.degrees(math.atan(0.2)), 0.5, -math.degrees(math.atan(0.2))]
-    return [{"pitch": p + float(rng.uniform(-0.5, 0.5)), "roll": roll + float(rng.uniform(-0.3, 0.3)), "track": track}
-            for p in pitches]
+    return [
+        {
+            "pitch": p + float(rng.uniform(-0.5, 0.5)),
+            "roll": roll + float(rng.uniform(-0.3, 0.3)),
+            "track": track,
+        }
+        for p in pitches
+    ]
 
 
-def generate_city(out_dir: str | os.PathLike[str], seed: int = 7, size_m: float = 600.0, n_views: int = 3,
-                  gsd_m: float = 0.5, n_buildings: int | None = None, truth_res_m: float = 0.5) -> dict:
+def generate_city(
+    out_dir: str | os.PathLike[str],
+    seed: int = 7,
+    size_m: float = 600.0,
+    n_views: int = 3,
+    gsd_m: float = 0.5,
+    n_buildings: int | None = None,
+    truth_res_m: float = 0.5,
+) -> dict:
     """Generate a synthetic city and write it to ``out_dir``.
 
     Writes:
@@ -112,7 +128,12 @@ def generate_city(out_dir: str | os.PathLike[str], seed: int = 7, size_m: float 
     size_m = math.ceil(size_m / snap) * snap
     bounds = (xmin, ymin, xmin + size_m, ymin + size_m)
     layout = make_layout(rng, bounds, n_b, with_water=True)
-    log.info("layout: %d buildings, %d trees, water=%s", len(layout.buildings), len(layout.trees), layout.water is not None)
+    log.info(
+        "layout: %d buildings, %d trees, water=%s",
+        len(layout.buildings),
+        len(layout.trees),
+        layout.water is not None,
+    )
 
     # ---- ground truth on the output grid
     t_tr, shape_tr = grid(bounds, truth_res_m)
@@ -135,47 +156,108 @@ def generate_city(out_dir: str | os.PathLike[str], seed: int = 7, size_m: float 
     log.info("scene rasterized (%s fine cells) in %.1f s", shape_f, time.perf_counter() - t0)
 
     # ---- views
-    date0 = datetime(2026, 6, 1, 10, 42, 0, tzinfo=timezone.utc) + timedelta(days=int(seed) % 90)
+    date0 = datetime(2026, 6, 1, 10, 42, 0, tzinfo=UTC) + timedelta(days=int(seed) % 90)
     views = []
     for i, g in enumerate(view_geometries(n_views, rng)):
         drift = (float(rng.uniform(-1e-8, 1e-8)), float(rng.uniform(-2e-12, 2e-12)))
         cam = make_camera(bounds, hmin, hmax, g["pitch"], g["roll"], g["track"], gsd_m, drift=drift)
-        rad = _render(fine["dsm"], alb, irr, wnx, wny, t_f.c, t_f.f, res_f, cam.as_array(), cam.rows, cam.cols, 2,
-                      hmin - 1.0, hmax + 1.0, sun_x, sun_y, dsm_max, SKIP_RADIUS)
+        rad = _render(
+            fine["dsm"],
+            alb,
+            irr,
+            wnx,
+            wny,
+            t_f.c,
+            t_f.f,
+            res_f,
+            cam.as_array(),
+            cam.rows,
+            cam.cols,
+            2,
+            hmin - 1.0,
+            hmax + 1.0,
+            sun_x,
+            sun_y,
+            dsm_max,
+            SKIP_RADIUS,
+        )
         rad = ndimage.gaussian_filter(rad, 0.6)  # optics + detector MTF
         gain = float(rng.uniform(1800, 3000))
         offset = float(rng.uniform(80, 140))
         dn = offset + gain * rad
-        dn = dn + rng.normal(0, 1, dn.shape) * np.sqrt(4.0 ** 2 + 0.5 * dn)  # read + shot noise
+        dn = dn + rng.normal(0, 1, dn.shape) * np.sqrt(4.0**2 + 0.5 * dn)  # read + shot noise
         img = np.clip(np.round(dn), 0, 4095).astype(np.uint16)
         rpc, rep = fit_camera_rpc(cam, hmin, hmax, to_lonlat, rng)
         if rep.max_px >= 0.05:
             raise RuntimeError(f"RPC fit residual {rep.max_px:.3f} px >= 0.05 px for view {i}")
         when = date0 + timedelta(seconds=i * 20.0)
         name = f"view_{i}.tif"
-        write_raster(out / name, img, t_tr, None, nodata=None, rpcs=rpc.to_rasterio(),
-                     tags={"ACQUISITION_DATETIME": when.isoformat(), "SENSOR": "synthetic pushbroom (Pleiades-like)",
-                           "INCIDENCE_DEG": f"{cam.incidence_deg():.3f}", "VIEW_AZIMUTH_DEG": f"{cam.view_azimuth_deg():.3f}",
-                           "GAIN": f"{gain:.1f}", "RPC_HEIGHT_DATUM": ELLIPSOID_DATUM})
-        views.append({"file": name, "datetime": when.isoformat(), "incidence_deg": cam.incidence_deg(),
-                      "azimuth_deg": cam.view_azimuth_deg(), "pitch_deg": g["pitch"], "roll_deg": g["roll"],
-                      "track_azimuth_deg": g["track"], "rows": cam.rows, "cols": cam.cols, "gain": gain,
-                      "offset": offset, "rpc_residual_max_px": rep.max_px, "rpc_residual_rms_px": rep.rms_px})
-        log.info("view %d: %dx%d px, incidence %.1f deg, RPC residual max %.4f px", i, cam.rows, cam.cols,
-                 cam.incidence_deg(), rep.max_px)
+        write_raster(
+            out / name,
+            img,
+            t_tr,
+            None,
+            nodata=None,
+            rpcs=rpc.to_rasterio(),
+            tags={
+                "ACQUISITION_DATETIME": when.isoformat(),
+                "SENSOR": "synthetic pushbroom (Pleiades-like)",
+                "INCIDENCE_DEG": f"{cam.incidence_deg():.3f}",
+                "VIEW_AZIMUTH_DEG": f"{cam.view_azimuth_deg():.3f}",
+                "GAIN": f"{gain:.1f}",
+                "RPC_HEIGHT_DATUM": ELLIPSOID_DATUM,
+            },
+        )
+        views.append(
+            {
+                "file": name,
+                "datetime": when.isoformat(),
+                "incidence_deg": cam.incidence_deg(),
+                "azimuth_deg": cam.view_azimuth_deg(),
+                "pitch_deg": g["pitch"],
+                "roll_deg": g["roll"],
+                "track_azimuth_deg": g["track"],
+                "rows": cam.rows,
+                "cols": cam.cols,
+                "gain": gain,
+                "offset": offset,
+                "rpc_residual_max_px": rep.max_px,
+                "rpc_residual_rms_px": rep.rms_px,
+            }
+        )
+        log.info(
+            "view %d: %dx%d px, incidence %.1f deg, RPC residual max %.4f px",
+            i,
+            cam.rows,
+            cam.cols,
+            cam.incidence_deg(),
+            rep.max_px,
+        )
 
     _write_truth(out / "truth", truth, t_tr, layout)
     lon0, lat0 = to_lonlat.transform(bounds[0], bounds[1])
     lon1, lat1 = to_lonlat.transform(bounds[2], bounds[3])
     meta = {
-        "seed": seed, "epsg": EPSG, "bounds": list(bounds), "lonlat_bounds": [lon0, lat0, lon1, lat1],
-        "height_range": [hmin, hmax], "vertical_datum": ELLIPSOID_DATUM, "gsd_m": gsd_m, "truth_res_m": truth_res_m,
-        "n_buildings": len(layout.buildings), "n_trees": len(layout.trees),
+        "seed": seed,
+        "epsg": EPSG,
+        "bounds": list(bounds),
+        "lonlat_bounds": [lon0, lat0, lon1, lat1],
+        "height_range": [hmin, hmax],
+        "vertical_datum": ELLIPSOID_DATUM,
+        "gsd_m": gsd_m,
+        "truth_res_m": truth_res_m,
+        "n_buildings": len(layout.buildings),
+        "n_trees": len(layout.trees),
         "orientations_deg": [math.degrees(a) % 180 for a in layout.orientations],
         "sun": {"azimuth_deg": math.degrees(sun_az), "elevation_deg": math.degrees(sun_el)},
         "views": views,
-        "truth": {"dsm": "truth/dsm.tif", "dtm": "truth/dtm.tif", "ndsm": "truth/ndsm.tif",
-                  "classes": "truth/classes.tif", "buildings": "truth/buildings.gpkg"},
+        "truth": {
+            "dsm": "truth/dsm.tif",
+            "dtm": "truth/dtm.tif",
+            "ndsm": "truth/ndsm.tif",
+            "classes": "truth/classes.tif",
+            "buildings": "truth/buildings.gpkg",
+        },
         "classes": CLASS_NAMES,
         "generation_s": time.perf_counter() - t0,
     }
@@ -188,13 +270,50 @@ def _write_truth(out: Path, truth: dict[str, np.ndarray], transform, layout: Lay
     tags = {"VERTICAL_DATUM": ELLIPSOID_DATUM, "SOURCE": "sat2lod synthetic city (exact truth)"}
     write_raster(out / "dsm.tif", truth["dsm"], transform, EPSG, nodata=float("nan"), tags=tags)
     write_raster(out / "dtm.tif", truth["dtm"], transform, EPSG, nodata=float("nan"), tags=tags)
-    write_raster(out / "ndsm.tif", (truth["dsm"] - truth["dtm"]).astype(np.float32), transform, EPSG,
-                 nodata=float("nan"), tags={**tags, "VERTICAL_DATUM": "height above the DTM (m)"})
-    write_raster(out / "classes.tif", truth["classes"], transform, EPSG, nodata=255,
-                 tags={"CLASSES": ", ".join(f"{k}={v}" for k, v in CLASS_NAMES.items())})
-    rows = [{"id": b.id, "height": b.ridge, "eave_height": b.eave, "ridge_height": b.ridge, "roof_type": b.roof_type,
-             "ground_height": b.ground, "kind": b.kind, "geometry": b.footprint} for b in layout.buildings]
-    gdf = gpd.GeoDataFrame(rows, geometry="geometry", crs=f"EPSG:{EPSG}") if rows else gpd.GeoDataFrame(
-        {"id": [], "height": [], "eave_height": [], "ridge_height": [], "roof_type": [], "ground_height": [], "kind": []},
-        geometry=[], crs=f"EPSG:{EPSG}")
+    write_raster(
+        out / "ndsm.tif",
+        (truth["dsm"] - truth["dtm"]).astype(np.float32),
+        transform,
+        EPSG,
+        nodata=float("nan"),
+        tags={**tags, "VERTICAL_DATUM": "height above the DTM (m)"},
+    )
+    write_raster(
+        out / "classes.tif",
+        truth["classes"],
+        transform,
+        EPSG,
+        nodata=255,
+        tags={"CLASSES": ", ".join(f"{k}={v}" for k, v in CLASS_NAMES.items())},
+    )
+    rows = [
+        {
+            "id": b.id,
+            "height": b.ridge,
+            "eave_height": b.eave,
+            "ridge_height": b.ridge,
+            "roof_type": b.roof_type,
+            "ground_height": b.ground,
+            "kind": b.kind,
+            "geometry": b.footprint,
+        }
+        for b in layout.buildings
+    ]
+    gdf = (
+        gpd.GeoDataFrame(rows, geometry="geometry", crs=f"EPSG:{EPSG}")
+        if rows
+        else gpd.GeoDataFrame(
+            {
+                "id": [],
+                "height": [],
+                "eave_height": [],
+                "ridge_height": [],
+                "roof_type": [],
+                "ground_height": [],
+                "kind": [],
+            },
+            geometry=[],
+            crs=f"EPSG:{EPSG}",
+        )
+    )
     write_vector(out / "buildings.gpkg", gdf, layer="buildings")

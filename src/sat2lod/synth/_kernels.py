@@ -30,8 +30,7 @@ def _shadow_sweep(dsm: np.ndarray, step: float, drop: float, shift: float) -> np
             if j0 < 0 or j0 + 1 >= w:
                 continue
             v = (1.0 - f) * s[i + 1, j0] + f * s[i + 1, j0 + 1] - drop
-            if v > s[i, j]:
-                s[i, j] = v
+            s[i, j] = max(s[i, j], v)
     return s
 
 
@@ -63,7 +62,9 @@ def _shadow_mask(dsm: np.ndarray, res: float, sun_az: float, sun_el: float, hmax
     return (s > dsm + 0.05).astype(np.uint8)
 
 
-def shadow_mask_reference(dsm: np.ndarray, res: float, sun_az: float, sun_el: float, hmax: float) -> np.ndarray:
+def shadow_mask_reference(
+    dsm: np.ndarray, res: float, sun_az: float, sun_el: float, hmax: float
+) -> np.ndarray:
     """NumPy reference of :func:`_shadow_mask` (all cells marched together)."""
     h, w = dsm.shape
     ii0, jj0 = np.mgrid[0:h, 0:w]
@@ -91,9 +92,26 @@ def shadow_mask_reference(dsm: np.ndarray, res: float, sun_az: float, sun_el: fl
 
 
 @numba.njit(cache=True, parallel=True)
-def _render(dsm: np.ndarray, albedo: np.ndarray, irr: np.ndarray, wall_nx: np.ndarray, wall_ny: np.ndarray,
-            x0: float, y0: float, res: float, cam: np.ndarray, rows: int, cols: int, ns: int,
-            hmin: float, hmax: float, sun_x: float, sun_y: float, dsm_max: np.ndarray, radius: int) -> np.ndarray:
+def _render(
+    dsm: np.ndarray,
+    albedo: np.ndarray,
+    irr: np.ndarray,
+    wall_nx: np.ndarray,
+    wall_ny: np.ndarray,
+    x0: float,
+    y0: float,
+    res: float,
+    cam: np.ndarray,
+    rows: int,
+    cols: int,
+    ns: int,
+    hmin: float,
+    hmax: float,
+    sun_x: float,
+    sun_y: float,
+    dsm_max: np.ndarray,
+    radius: int,
+) -> np.ndarray:
     """Render a pushbroom view of a height field by ray casting.
 
     Args:
@@ -107,7 +125,21 @@ def _render(dsm: np.ndarray, albedo: np.ndarray, irr: np.ndarray, wall_nx: np.nd
         (rows, cols) float32 radiance in [0, 1].
     """
     p0x, p0y, ux, uy, cx, cy, alt, gsd, th0, th1, th2, k, col0, tanroll = (
-        cam[0], cam[1], cam[2], cam[3], cam[4], cam[5], cam[6], cam[7], cam[8], cam[9], cam[10], cam[11], cam[12], cam[13])
+        cam[0],
+        cam[1],
+        cam[2],
+        cam[3],
+        cam[4],
+        cam[5],
+        cam[6],
+        cam[7],
+        cam[8],
+        cam[9],
+        cam[10],
+        cam[11],
+        cam[12],
+        cam[13],
+    )
     gh, gw = dsm.shape
     out = np.zeros((rows, cols), np.float32)
     step = 0.5 * res

@@ -46,8 +46,23 @@ class PushbroomCamera:
     def as_array(self) -> np.ndarray:
         """Parameter vector used by the numba renderer."""
         u, c = self.u, self.c
-        return np.array([self.p0[0], self.p0[1], u[0], u[1], c[0], c[1], self.alt, self.gsd, *self.th, self.k,
-                         self.col0, math.tan(self.roll)], dtype=np.float64)
+        return np.array(
+            [
+                self.p0[0],
+                self.p0[1],
+                u[0],
+                u[1],
+                c[0],
+                c[1],
+                self.alt,
+                self.gsd,
+                *self.th,
+                self.k,
+                self.col0,
+                math.tan(self.roll),
+            ],
+            dtype=np.float64,
+        )
 
     def pitch(self, p: np.ndarray) -> np.ndarray:
         return self.th[0] + self.th[1] * p + self.th[2] * p * p
@@ -64,7 +79,9 @@ class PushbroomCamera:
         sy = self.p0[1] + p * self.gsd * u[1]
         return sx + (self.alt - h) * gx, sy + (self.alt - h) * gy
 
-    def project(self, x: np.ndarray, y: np.ndarray, h: np.ndarray, iters: int = 30) -> tuple[np.ndarray, np.ndarray]:
+    def project(
+        self, x: np.ndarray, y: np.ndarray, h: np.ndarray, iters: int = 30
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Map (x, y) + height h -> image (p, q), by fixed-point iteration on the acquisition line."""
         x, y, h = np.broadcast_arrays(np.asarray(x, float), np.asarray(y, float), np.asarray(h, float))
         u, c = self.u, self.c
@@ -94,15 +111,32 @@ class PushbroomCamera:
         return math.degrees(math.atan2(-g[0], -g[1])) % 360.0
 
 
-def make_camera(bounds: tuple[float, float, float, float], hmin: float, hmax: float, pitch_deg: float,
-                roll_deg: float, track_az_deg: float, gsd: float, drift: tuple[float, float] = (0.0, 0.0),
-                margin_px: int = 8) -> PushbroomCamera:
+def make_camera(
+    bounds: tuple[float, float, float, float],
+    hmin: float,
+    hmax: float,
+    pitch_deg: float,
+    roll_deg: float,
+    track_az_deg: float,
+    gsd: float,
+    drift: tuple[float, float] = (0.0, 0.0),
+    margin_px: int = 8,
+) -> PushbroomCamera:
     """A camera whose image just covers ``bounds`` (map xmin, ymin, xmax, ymax) over [hmin, hmax]."""
     alt = ALTITUDE_M
     href = 0.5 * (hmin + hmax)
-    cam = PushbroomCamera(p0=(0.0, 0.0), track_az=math.radians(track_az_deg), alt=alt, gsd=gsd,
-                          th=(math.radians(pitch_deg), drift[0], drift[1]), k=(alt - href) / gsd, col0=0.0,
-                          roll=math.radians(roll_deg), rows=1, cols=1)
+    cam = PushbroomCamera(
+        p0=(0.0, 0.0),
+        track_az=math.radians(track_az_deg),
+        alt=alt,
+        gsd=gsd,
+        th=(math.radians(pitch_deg), drift[0], drift[1]),
+        k=(alt - href) / gsd,
+        col0=0.0,
+        roll=math.radians(roll_deg),
+        rows=1,
+        cols=1,
+    )
     xmin, ymin, xmax, ymax = bounds
     # start with the image origin near the AOI centre (so that the drift polynomial stays small)
     g0 = math.tan(cam.th[0]) * cam.u + math.tan(cam.roll) * cam.c

@@ -100,8 +100,12 @@ def _local_to_map(origin: tuple[float, float], ang: float, u: float, v: float) -
     return origin[0] + u * c - v * s, origin[1] + u * s + v * c
 
 
-def make_layout(rng: np.random.Generator, bounds: tuple[float, float, float, float], n_buildings: int,
-                with_water: bool = True) -> Layout:
+def make_layout(
+    rng: np.random.Generator,
+    bounds: tuple[float, float, float, float],
+    n_buildings: int,
+    with_water: bool = True,
+) -> Layout:
     """Draw a city: districts with 2-3 dominant orientations, street grids, blocks filled with buildings."""
     xmin, ymin, xmax, ymax = bounds
     size = min(xmax - xmin, ymax - ymin)
@@ -110,30 +114,49 @@ def make_layout(rng: np.random.Generator, bounds: tuple[float, float, float, flo
         base=150.0 + float(rng.uniform(-20, 20)),
         slope=(float(rng.uniform(-0.015, 0.015)), float(rng.uniform(-0.015, 0.015))),
         origin=(cx0, cy0),
-        bumps=[(float(rng.uniform(xmin, xmax)), float(rng.uniform(ymin, ymax)), float(rng.uniform(0.15, 0.35) * size),
-                float(rng.uniform(-4, 6))) for _ in range(3)],
+        bumps=[
+            (
+                float(rng.uniform(xmin, xmax)),
+                float(rng.uniform(ymin, ymax)),
+                float(rng.uniform(0.15, 0.35) * size),
+                float(rng.uniform(-4, 6)),
+            )
+            for _ in range(3)
+        ],
     )
     # Districts: Voronoi cells of 2-3 seeds, each with its own street orientation.
     n_dist = 1 if size < 200 else int(rng.integers(2, 4))
     base_ang = float(rng.uniform(0, math.pi / 2))
-    orientations = [base_ang] + [base_ang + float(rng.uniform(math.radians(20), math.radians(70))) for _ in range(n_dist - 1)]
+    orientations = [base_ang] + [
+        base_ang + float(rng.uniform(math.radians(20), math.radians(70))) for _ in range(n_dist - 1)
+    ]
     seeds = np.column_stack([rng.uniform(xmin, xmax, n_dist), rng.uniform(ymin, ymax, n_dist)])
     aoi = box(xmin, ymin, xmax, ymax)
     water = None
     water_level = 0.0
     if with_water and size >= 300:
-        wx, wy = rng.uniform(xmin + 0.2 * size, xmax - 0.2 * size), rng.uniform(ymin + 0.2 * size, ymax - 0.2 * size)
-        water = affinity.rotate(affinity.scale(Point(wx, wy).buffer(1.0, 32), rng.uniform(25, 45), rng.uniform(15, 25)),
-                                float(rng.uniform(0, 180)), origin=(wx, wy))
+        wx, wy = (
+            rng.uniform(xmin + 0.2 * size, xmax - 0.2 * size),
+            rng.uniform(ymin + 0.2 * size, ymax - 0.2 * size),
+        )
+        water = affinity.rotate(
+            affinity.scale(Point(wx, wy).buffer(1.0, 32), rng.uniform(25, 45), rng.uniform(15, 25)),
+            float(rng.uniform(0, 180)),
+            origin=(wx, wy),
+        )
         water_level = float(terrain.height(np.array(wx), np.array(wy))) - 1.0
 
     blocks: list[tuple[Polygon, float]] = []
     grid_step = max(size / 40, 5.0)
-    gx, gy = np.meshgrid(np.arange(xmin, xmax, grid_step) + grid_step / 2, np.arange(ymin, ymax, grid_step) + grid_step / 2)
+    gx, gy = np.meshgrid(
+        np.arange(xmin, xmax, grid_step) + grid_step / 2, np.arange(ymin, ymax, grid_step) + grid_step / 2
+    )
     owner = np.argmin((gx[..., None] - seeds[:, 0]) ** 2 + (gy[..., None] - seeds[:, 1]) ** 2, axis=-1)
     for d in range(n_dist):
-        cells = [box(x - grid_step / 2, y - grid_step / 2, x + grid_step / 2, y + grid_step / 2)
-                 for x, y in zip(gx[owner == d], gy[owner == d])]
+        cells = [
+            box(x - grid_step / 2, y - grid_step / 2, x + grid_step / 2, y + grid_step / 2)
+            for x, y in zip(gx[owner == d], gy[owner == d])
+        ]
         if not cells:
             continue
         district = unary_union(cells).intersection(aoi)
@@ -176,20 +199,35 @@ def make_layout(rng: np.random.Generator, bounds: tuple[float, float, float, flo
         if water is not None:
             roads = roads.difference(water.buffer(2.0))
     trees = _plant_trees(rng, aoi, buildings, roads, water, n=int(max(5, 0.6 * n_buildings)))
-    return Layout(bounds=bounds, terrain=terrain, orientations=orientations, roads=roads, water=water,
-                  water_level=water_level, buildings=buildings, trees=trees)
+    return Layout(
+        bounds=bounds,
+        terrain=terrain,
+        orientations=orientations,
+        roads=roads,
+        water=water,
+        water_level=water_level,
+        buildings=buildings,
+        trees=trees,
+    )
 
 
 def _heights(rng: np.random.Generator, kind: str, roof: str) -> tuple[float, float]:
-    eave = {"detached": (3.0, 8.0), "row": (6.0, 11.0), "courtyard": (9.0, 22.0), "complex": (6.0, 18.0),
-            "tower": (30.0, 57.0), "commercial": (4.0, 9.0)}[kind]
+    eave = {
+        "detached": (3.0, 8.0),
+        "row": (6.0, 11.0),
+        "courtyard": (9.0, 22.0),
+        "complex": (6.0, 18.0),
+        "tower": (30.0, 57.0),
+        "commercial": (4.0, 9.0),
+    }[kind]
     e = float(rng.uniform(*eave))
     rise = 0.0 if roof == "flat" else float(rng.uniform(2.0, 4.5))
     return e, e + rise
 
 
-def _fill_block(rng: np.random.Generator, blk: Polygon, ang: float, terrain: Terrain, start_id: int,
-                kind: str) -> list[Building]:
+def _fill_block(
+    rng: np.random.Generator, blk: Polygon, ang: float, terrain: Terrain, start_id: int, kind: str
+) -> list[Building]:
     """Place buildings in one street block (local frame aligned with the block's orientation)."""
     c = blk.centroid
     # block extent in its local frame
@@ -207,7 +245,18 @@ def _fill_block(rng: np.random.Generator, blk: Polygon, ang: float, terrain: Ter
         e, r = _heights(rng, k, roof)
         ground = float(terrain.height(np.array(poly.centroid.x), np.array(poly.centroid.y)))
         # frame_local[2]: extra rotation of the ridge axis relative to the block (0 or pi/2)
-        out.append(Building(nid, poly, roof, e, r, ground, (fx, fy, ang + frame_local[2], frame_local[3], frame_local[4]), k))
+        out.append(
+            Building(
+                nid,
+                poly,
+                roof,
+                e,
+                r,
+                ground,
+                (fx, fy, ang + frame_local[2], frame_local[3], frame_local[4]),
+                k,
+            )
+        )
         nid += 1
 
     if kind == "row":
@@ -236,8 +285,12 @@ def _fill_block(rng: np.random.Generator, blk: Polygon, ang: float, terrain: Ter
         if (lx1 - lx0) > 2 * d + 16 and (ly1 - ly0) > 2 * d + 16:
             inner = box(lx0 + m + d, ly0 + m + d, lx1 - m - d, ly1 - m - d)
             cxl, cyl = (lx0 + lx1) / 2, (ly0 + ly1) / 2
-            add(Polygon(outer.exterior.coords, [inner.exterior.coords]), "courtyard", "flat",
-                (cxl, cyl, 0.0, (lx1 - lx0) / 2 - m, (ly1 - ly0) / 2 - m))
+            add(
+                Polygon(outer.exterior.coords, [inner.exterior.coords]),
+                "courtyard",
+                "flat",
+                (cxl, cyl, 0.0, (lx1 - lx0) / 2 - m, (ly1 - ly0) / 2 - m),
+            )
     elif kind == "complex":
         # L, T or U shapes, flat roofs, two per block when room
         shapes = []
@@ -252,10 +305,15 @@ def _fill_block(rng: np.random.Generator, blk: Polygon, ang: float, terrain: Ter
             if shape == "L":
                 p = box(x0, ly0 + 4, x0 + w, ly0 + 4 + t).union(box(x0, ly0 + 4, x0 + t, ly0 + 4 + h))
             elif shape == "T":
-                p = box(x0, ly0 + 4 + h - t, x0 + w, ly0 + 4 + h).union(box(x0 + w / 2 - t / 2, ly0 + 4, x0 + w / 2 + t / 2, ly0 + 4 + h))
+                p = box(x0, ly0 + 4 + h - t, x0 + w, ly0 + 4 + h).union(
+                    box(x0 + w / 2 - t / 2, ly0 + 4, x0 + w / 2 + t / 2, ly0 + 4 + h)
+                )
             else:
-                p = (box(x0, ly0 + 4, x0 + w, ly0 + 4 + t).union(box(x0, ly0 + 4, x0 + t, ly0 + 4 + h))
-                     .union(box(x0 + w - t, ly0 + 4, x0 + w, ly0 + 4 + h)))
+                p = (
+                    box(x0, ly0 + 4, x0 + w, ly0 + 4 + t)
+                    .union(box(x0, ly0 + 4, x0 + t, ly0 + 4 + h))
+                    .union(box(x0 + w - t, ly0 + 4, x0 + w, ly0 + 4 + h))
+                )
             if w > 2 * t + 4 and h > t + 4:
                 shapes.append((p, x0 + w / 2, ly0 + 4 + h / 2, w / 2, h / 2))
         for p, fx, fy, hl, hw in shapes:
@@ -264,13 +322,28 @@ def _fill_block(rng: np.random.Generator, blk: Polygon, ang: float, terrain: Ter
         wx, wy = lx1 - lx0, ly1 - ly0
         if kind == "tower":
             s = float(rng.uniform(16, 26))
-            add(box((lx0 + lx1) / 2 - s / 2, (ly0 + ly1) / 2 - s / 2, (lx0 + lx1) / 2 + s / 2, (ly0 + ly1) / 2 + s / 2), "tower",
-                str(rng.choice(["flat", "pyramid"], p=[0.7, 0.3])), ((lx0 + lx1) / 2, (ly0 + ly1) / 2, 0.0, s / 2, s / 2))
+            add(
+                box(
+                    (lx0 + lx1) / 2 - s / 2,
+                    (ly0 + ly1) / 2 - s / 2,
+                    (lx0 + lx1) / 2 + s / 2,
+                    (ly0 + ly1) / 2 + s / 2,
+                ),
+                "tower",
+                str(rng.choice(["flat", "pyramid"], p=[0.7, 0.3])),
+                ((lx0 + lx1) / 2, (ly0 + ly1) / 2, 0.0, s / 2, s / 2),
+            )
         else:
             hl, hw = wx / 2 - 6, wy / 2 - 6
             if hl > 8 and hw > 8:
-                add(box((lx0 + lx1) / 2 - hl, (ly0 + ly1) / 2 - hw, (lx0 + lx1) / 2 + hl, (ly0 + ly1) / 2 + hw),
-                    "commercial", "flat", ((lx0 + lx1) / 2, (ly0 + ly1) / 2, 0.0, hl, hw))
+                add(
+                    box(
+                        (lx0 + lx1) / 2 - hl, (ly0 + ly1) / 2 - hw, (lx0 + lx1) / 2 + hl, (ly0 + ly1) / 2 + hw
+                    ),
+                    "commercial",
+                    "flat",
+                    ((lx0 + lx1) / 2, (ly0 + ly1) / 2, 0.0, hl, hw),
+                )
     else:  # detached houses on a jittered grid, all roof types
         cell = float(rng.uniform(18, 24))
         for gx in np.arange(lx0 + cell / 2, lx1 - cell / 2 + 1e-6, cell):
@@ -290,10 +363,19 @@ def _fill_block(rng: np.random.Generator, blk: Polygon, ang: float, terrain: Ter
     return out
 
 
-def _plant_trees(rng: np.random.Generator, aoi: Polygon, buildings: list[Building], roads: Polygon | None,
-                 water: Polygon | None, n: int) -> list[Tree]:
-    blocked = unary_union([b.footprint.buffer(3.0) for b in buildings] + ([water.buffer(3.0)] if water is not None else [])
-                          + ([roads.buffer(-1.0)] if roads is not None and not roads.is_empty else []))
+def _plant_trees(
+    rng: np.random.Generator,
+    aoi: Polygon,
+    buildings: list[Building],
+    roads: Polygon | None,
+    water: Polygon | None,
+    n: int,
+) -> list[Tree]:
+    blocked = unary_union(
+        [b.footprint.buffer(3.0) for b in buildings]
+        + ([water.buffer(3.0)] if water is not None else [])
+        + ([roads.buffer(-1.0)] if roads is not None and not roads.is_empty else [])
+    )
     xmin, ymin, xmax, ymax = aoi.bounds
     trees: list[Tree] = []
     tries = 0
@@ -302,7 +384,9 @@ def _plant_trees(rng: np.random.Generator, aoi: Polygon, buildings: list[Buildin
         x, y = float(rng.uniform(xmin + 5, xmax - 5)), float(rng.uniform(ymin + 5, ymax - 5))
         r = float(rng.uniform(2.0, 4.5))
         p = Point(x, y).buffer(r)
-        if blocked.intersects(p) or any((t.x - x) ** 2 + (t.y - y) ** 2 < (t.radius + r) ** 2 for t in trees[-200:]):
+        if blocked.intersects(p) or any(
+            (t.x - x) ** 2 + (t.y - y) ** 2 < (t.radius + r) ** 2 for t in trees[-200:]
+        ):
             continue
         trees.append(Tree(x, y, r, float(rng.uniform(6.0, 14.0))))
     return trees

@@ -41,9 +41,13 @@ def rasterize_layout(layout: Layout, transform: Affine, shape: tuple[int, int]) 
     dtm = layout.terrain.height(xx, yy)
     classes = np.full(shape, GROUND, np.uint8)
     if layout.roads is not None and not layout.roads.is_empty:
-        classes[features.rasterize([(layout.roads, 1)], out_shape=shape, transform=transform, fill=0).astype(bool)] = ROAD
+        classes[
+            features.rasterize([(layout.roads, 1)], out_shape=shape, transform=transform, fill=0).astype(bool)
+        ] = ROAD
     if layout.water is not None:
-        wmask = features.rasterize([(layout.water, 1)], out_shape=shape, transform=transform, fill=0).astype(bool)
+        wmask = features.rasterize([(layout.water, 1)], out_shape=shape, transform=transform, fill=0).astype(
+            bool
+        )
         dtm[wmask] = layout.water_level
         classes[wmask] = WATER
     dsm = dtm.copy()
@@ -65,8 +69,13 @@ def rasterize_layout(layout: Layout, transform: Affine, shape: tuple[int, int]) 
         classes[i0:i1, j0:j1][inside] = VEGETATION
     bid = np.zeros(shape, np.int32)
     if layout.buildings:
-        bid = features.rasterize([(b.footprint, b.id) for b in layout.buildings], out_shape=shape,
-                                 transform=transform, fill=0, dtype="int32")
+        bid = features.rasterize(
+            [(b.footprint, b.id) for b in layout.buildings],
+            out_shape=shape,
+            transform=transform,
+            fill=0,
+            dtype="int32",
+        )
         objs = ndimage.find_objects(bid)
         by_id = {b.id: b for b in layout.buildings}
         for idx, sl in enumerate(objs, start=1):
@@ -76,7 +85,12 @@ def rasterize_layout(layout: Layout, transform: Affine, shape: tuple[int, int]) 
             m = bid[sl] == idx
             dsm[sl][m] = b.ground + b.roof_height(xx[sl][m], yy[sl][m])
             classes[sl][m] = BUILDING
-    return {"dsm": dsm.astype(np.float32), "dtm": dtm.astype(np.float32), "classes": classes, "building_id": bid}
+    return {
+        "dsm": dsm.astype(np.float32),
+        "dtm": dtm.astype(np.float32),
+        "classes": classes,
+        "building_id": bid,
+    }
 
 
 def value_noise(rng: np.random.Generator, shape: tuple[int, int], cell_px: float) -> np.ndarray:
@@ -87,8 +101,9 @@ def value_noise(rng: np.random.Generator, shape: tuple[int, int], cell_px: float
     return np.clip(fine[: shape[0], : shape[1]], -1.5, 1.5).astype(np.float32)
 
 
-def albedo_map(rng: np.random.Generator, layout: Layout, classes: np.ndarray, bid: np.ndarray,
-               res: float) -> np.ndarray:
+def albedo_map(
+    rng: np.random.Generator, layout: Layout, classes: np.ndarray, bid: np.ndarray, res: float
+) -> np.ndarray:
     """Material albedo in [0, 1] per cell; water is textureless."""
     shape = classes.shape
     fine = value_noise(rng, shape, max(1.0, 0.5 / res))
