@@ -5,8 +5,12 @@ Usage:
     python bench/demo_run.py --collect RUN_DIR    # only collect figures from an existing run directory
     python bench/demo_run.py --configfile bench/second_city.yaml --out bench/results/second_city.json
                                                   # another synthetic city (config merged over the demo's)
-Writes bench/results/demo_run.json and .md: wall time, peak RSS of the largest job, per-rule wall time
-and max RSS (Snakemake benchmark files), and the accuracy summary of rule qualify (targets in the .md).
+    python bench/demo_run.py --check              # run on a fresh copy and compare with the committed results:
+                                                  # exit 1 unless the products and the figures are the same
+Writes bench/results/demo_run.json and .md: wall time and CPU time of the whole process tree, peak RSS of the
+largest job, per-rule wall time and max RSS (Snakemake benchmark files), the accuracy summary of rule qualify
+(targets in the .md), and the content digest of every product (sat2lod.io.digest), so that a fresh clone can
+check it makes the same products and figures bit for bit.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from sat2lod.io.digest import product_digests
 from sat2lod.io.workdir import copy_workflow
 
 REPO = Path(__file__).resolve().parents[1]
@@ -38,7 +43,9 @@ def run(dest: Path, configfile: Path | None = None) -> float:
     return time.perf_counter() - t0
 
 
-def collect(run_dir: Path, wall_s: float | None, peak_rss_mb: float | None) -> dict:
+def collect(
+    run_dir: Path, wall_s: float | None, peak_rss_mb: float | None, cpu_s: float | None = None
+) -> dict:
     rules = {}
     for tsv in sorted((run_dir / "benchmarks").rglob("*.tsv")):
         with tsv.open() as fh:
@@ -49,14 +56,27 @@ def collect(run_dir: Path, wall_s: float | None, peak_rss_mb: float | None) -> d
         r["wall_s"] += float(row["s"])
         r["max_rss_mb"] = max(r["max_rss_mb"], float(row["max_rss"]))
     acc = json.loads(next((run_dir / "results" / "qualify").glob("*/accuracy.json")).read_text())
+    digests = product_digests(run_dir / "results")
     return {
         "wall_s": wall_s,
+        "cpu_s": cpu_s,
         "peak_rss_mb_largest_job": peak_rss_mb or max(r["max_rss_mb"] for r in rules.values()),
         "rules": rules,
         "accuracy": acc,
         "load_avg_1min": os.getloadavg()[0],
         "cpus": os.cpu_count(),
+        "product_digests": digests,
     }
+
+
+def check(new: dict, committed: dict, path: Path) -> int:
+    """0 when ``new`` has the products and the qualify figures of ``committed``; else 1, listing the differences."""
+    old_d, new_d = committed.get("product_digests", {}), new["product_digests"]
+    differ = sorted(k for k in old_d.keys() | new_d.keys() if old_d.get(k) != new_d.get(k))
+    same_acc = new["accuracy"] == committed["accuracy"]
+    print(f"products compared with {path}: {len(new_d)} files, {len(differ)} differ: {differ}")
+    print(f"qualify figures {'identical' if same_acc else 'DIFFERENT'} to the committed ones")
+    return 0 if not differ and same_acc else 1
 
 
 def main() -> None:
@@ -65,14 +85,20 @@ def main() -> None:
     ap.add_argument("--wall-s", type=float, default=None, help="wall time of the collected run, if measured")
     ap.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "demo_run.json")
     ap.add_argument("--configfile", type=Path, default=None, help="config merged over config/config.yaml")
+    ap.add_argument(
+        "--check", action="store_true", help="compare with --out instead of writing it; exit 1 when different"
+    )
     args = ap.parse_args()
     if args.collect:
         res = collect(args.collect, args.wall_s, None)
     else:
         with tempfile.TemporaryDirectory() as tmp:
             wall = run(Path(tmp), args.configfile)
-            rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-            res = collect(Path(tmp), wall, rss)
+            ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+            # every job is a child process that Snakemake waited for: their CPU is in RUSAGE_CHILDREN
+            res = collect(Path(tmp), wall, ru.ru_maxrss / 1024, ru.ru_utime + ru.ru_stime)
+    if args.check:
+        raise SystemExit(check(res, json.loads(args.out.read_text()), args.out))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(res, indent=2, default=str) + "\n")
     title = "config/config.yaml" + (f" + {args.configfile}" if args.configfile else "")
@@ -80,7 +106,7 @@ def main() -> None:
         f"# Demo run ({title})",
         "",
         (
-            f"wall time: {res['wall_s']} s; largest job peak RSS: "
+            f"wall time: {res['wall_s']} s; CPU time (all jobs): {res.get('cpu_s')} s; largest job peak RSS: "
             f"{res['peak_rss_mb_largest_job']:.0f} MB; {res['cpus']} CPUs"
         ),
         "",

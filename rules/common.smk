@@ -26,6 +26,17 @@ def final_outputs():
     ]
 
 
+def default_model_id():
+    """Identity (version and sha256) of the segmentation model shipped in the package."""
+    from sat2lod.segment.shipped import (
+        DEFAULT_MODEL_VERSION,
+        default_checkpoint,
+        file_sha256,
+    )
+
+    return f"v{DEFAULT_MODEL_VERSION}:{file_sha256(default_checkpoint())}"
+
+
 def synthetic_views():
     """View image paths of the synthetic source (empty for other sources)."""
     if config["source"]["kind"] != "synthetic":
@@ -50,7 +61,9 @@ def truth_files():
 def tile_ids(wildcards):
     """Tile ids of the tiling checkpoint (re-evaluated once the tile grid exists)."""
     grid = checkpoints.tiles.get(aoi=wildcards.aoi).output.tiles
-    with open(grid) as fh:
+    # the file's own open(): with a remote default storage (Kubernetes + S3) it first retrieves the checkpoint's
+    # output from storage, where a plain open() finds no local copy
+    with grid.open() as fh:
         return [f["properties"]["tile"] for f in json.load(fh)["features"]]
 
 
@@ -62,6 +75,7 @@ def scene_files(wildcards):
     if config["source"]["kind"] == "local":
         for i, im in enumerate(config["source"]["local"]["images"]):
             files[f"scene_image_{i}"] = im["image"]
-            if im.get("rpc"):
-                files[f"scene_rpc_{i}"] = im["rpc"]
+            for key in ("rpc", "ms_image", "ms_rpc"):
+                if im.get(key):
+                    files[f"scene_{key}_{i}"] = im[key]
     return files

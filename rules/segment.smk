@@ -3,12 +3,9 @@
 SEG = config["segmentation"]
 # Request a GPU from the scheduler only when the configuration asks for CUDA.
 SEG_GPU = {"gpu": 1} if SEG["device"] == "cuda" else {}
-# The checkpoint the segment rule uses: a configured one (reused, not retrained), the trained one, or none.
-SEG_CHECKPOINT = (
-    (SEG["checkpoint"] or "results/models/segmenter.pt")
-    if SEG["method"] == "unet"
-    else []
-)
+# The checkpoint the segment rule reads: a configured file (results/models/segmenter.pt is made by
+# train_segmenter), or none: the default model shipped in the package, named in params by its digest.
+SEG_CHECKPOINT = (SEG["checkpoint"] or []) if SEG["method"] == "unet" else []
 
 
 rule train_segmenter:
@@ -21,12 +18,13 @@ rule train_segmenter:
         "benchmarks/train_segmenter/segmenter.tsv"
     conda:
         "../envs/segment.yaml"
-    threads: 2
+    threads: SEG["torch_threads"]
     resources:
         **SEG_GPU,
         mem_mb=lambda wildcards, attempt: 6000 * attempt,
         runtime=lambda wildcards, attempt: 30 * attempt,
     params:
+        torch_threads=SEG["torch_threads"],
         seeds=SEG["train"]["seeds"],
         val_seeds=SEG["train"]["val_seeds"],
         city_size_m=SEG["train"]["city_size_m"],
@@ -59,12 +57,19 @@ rule segment:
         "benchmarks/segment/{aoi}.tsv"
     conda:
         "../envs/segment.yaml"
-    threads: 2
+    threads: SEG["torch_threads"]
     resources:
         **SEG_GPU,
         mem_mb=lambda wildcards, attempt: 6000 * attempt,
         runtime=lambda wildcards, attempt: 30 * attempt,
     params:
+        # a new shipped model reruns the rule
+        default_model=(
+            default_model_id()
+            if SEG["method"] == "unet" and not SEG["checkpoint"]
+            else None
+        ),
+        torch_threads=SEG["torch_threads"],
         method=SEG["method"],
         tile_px=SEG["tile_px"],
         overlap_px=SEG["overlap_px"],
@@ -73,6 +78,8 @@ rule segment:
         min_area_m2=SEG["min_area_m2"],
         min_height_m=SEG["min_height_m"],
         max_roughness_m=SEG["max_roughness_m"],
+        ndvi_bands=SEG["ndvi_bands"],
+        max_ndvi=SEG["max_ndvi"],
         device=SEG["device"],
     script:
         "../scripts/segment.py"

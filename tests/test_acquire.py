@@ -772,3 +772,29 @@ def test_candidates_without_view_angles(tmp_path: Path) -> None:
                 tmp_path / "dl",
                 SELECTION,
             )
+
+
+def test_local_multispectral_image_goes_to_the_scene_sheet(tmp_path: Path, shared_data: Path) -> None:
+    """source.local.images[].ms_image / ms_rpc (the Ventoux XS crop) reach the scene sheet, where the ortho
+    pansharpens them; a missing MS file is refused with its key and path."""
+    d = shared_data / "cnes_pleiades_ventoux_pair"
+    images = [
+        {"image": str(d / f"{s}_image.tif"), "rpc": str(d / f"{s}_image.geom")} for s in ("left", "right")
+    ]
+    images[0]["ms_image"] = str(d / "lowres_color_image.tif")
+    images[0]["ms_rpc"] = str(d / "lowres_color_image.geom")
+    out = tmp_path / "acq"
+    kw = {
+        "kind": "local",
+        "aoi": "ventoux",
+        "downloads": out / "downloads",
+        "catalog_dir": out / "catalog",
+        "selection": {"bh_min": 0.05, "bh_max": 1.0},
+    }
+    sheet = acquire(sheet=out / "scenes.json", local_images=images, **kw)
+    v0, v1 = sheet["views"]
+    assert v0["ms_image"].endswith("lowres_color_image.tif") and v0["ms_rpc"].endswith(".geom")
+    assert "ms_image" not in v1
+    images[0]["ms_image"] = str(d / "missing_xs.tif")
+    with pytest.raises(AcquisitionError, match=r"images\[0\]\.ms_image: .*missing_xs.tif not found"):
+        acquire(sheet=out / "s2.json", local_images=images, **kw)

@@ -337,7 +337,8 @@ def make_figures(
         with atomic_path(p) as tmp:
             fig.savefig(tmp, dpi=dpi, bbox_inches="tight", format="png")
         written.append(p)
-    with atomic_path(out_pdf) as tmp, PdfPages(tmp) as pdf:
+    # no creation date in the PDF: the same products give the same file (but for the measured times it plots)
+    with atomic_path(out_pdf) as tmp, PdfPages(tmp, metadata={"CreationDate": None}) as pdf:
         for fig in figs.values():
             pdf.savefig(fig, bbox_inches="tight")
     written.append(Path(out_pdf))

@@ -306,6 +306,21 @@ def _synthetic(
     }
 
 
+def _local_ms(entry: dict[str, Any], i: int) -> dict[str, str]:
+    """Scene-sheet keys of a local view's multispectral image (none when it has none); the files must exist."""
+    out = {}
+    for key in ("ms_image", "ms_rpc"):
+        if entry.get(key):
+            if not Path(entry[key]).is_file():
+                raise AcquisitionError(
+                    f"source.local.images[{i}].{key}: {entry[key]} not found; fix the path or remove the key."
+                )
+            out[key] = _shown(entry[key])
+    if "ms_rpc" in out and "ms_image" not in out:
+        raise AcquisitionError(f"source.local.images[{i}]: ms_rpc is given without ms_image.")
+    return out
+
+
 def _local(
     images: list[dict[str, Any]],
     selection: dict[str, Any],
@@ -346,6 +361,7 @@ def _local(
                 "id": str(entry.get("id") or f"view{i}"),
                 "image": _shown(v.path),
                 "rpc": _shown(v.rpc) if v.rpc else None,
+                **_local_ms(entry, i),
                 "datetime": entry.get("datetime"),
                 "incidence_deg": round(inc, 4),
                 "azimuth_deg": round(az, 4),

@@ -15,10 +15,16 @@ class CheckpointReadError(RuntimeError):
 
 def save_checkpoint(path: str | os.PathLike[str], payload: dict[str, Any]) -> Path:
     """Save a dict of tensors and plain values (str, int, float, list, dict) with ``torch.save``, atomically."""
+    import io
+
     import torch
 
+    # saved through a buffer: torch.save names the zip archive's root folder after the file it writes to, and
+    # the atomic write's temporary name is random, so the same model would give different bytes on every save
+    buf = io.BytesIO()
+    torch.save(payload, buf)
     with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
+        Path(tmp).write_bytes(buf.getvalue())
     return Path(path)
 
 

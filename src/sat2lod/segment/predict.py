@@ -26,6 +26,8 @@ def segment_from_files(
     min_area_m2: float = 10.0,
     min_height_m: float = 2.5,
     max_roughness_m: float = 0.6,
+    ndvi_bands: tuple[int, int] | list[int] = (1, 4),
+    max_ndvi: float = 0.3,
     device: str = "cpu",
     threads: int = 1,
 ) -> dict:
@@ -34,22 +36,28 @@ def segment_from_files(
     Args:
         ortho: true ortho COG (band 1 = PAN); ndsm: nDSM COG on the same grid (m, NaN nodata).
         prob, mask: outputs: float32 probability (NaN nodata) and uint8 mask (1 building, 0 not, 255 nodata).
-        method: ``unet`` (needs ``checkpoint``) or ``ndsm_threshold`` (no network: nDSM height + roof smoothness).
+        method: ``unet`` or ``ndsm_threshold`` (no network: nDSM height + roof smoothness).
+        checkpoint: U-Net checkpoint; None = the shipped default model (:mod:`sat2lod.segment.default_model`).
         tile_px, overlap_px, batch_size: tiled inference (see :func:`sat2lod.segment.infer.predict_tiled`).
         threshold: probability threshold of the mask; min_area_m2: smaller components are dropped.
         min_height_m, max_roughness_m: parameters of the ``ndsm_threshold`` method.
-        device: ``cpu``, ``cuda`` or ``auto``; threads: torch CPU threads.
+        ndvi_bands, max_ndvi: when the ortho carries pansharpened MS bands, the probability is multiplied by a
+            gate that is ~0 where the NDVI of MS bands ``ndvi_bands`` (red, NIR; 1-based) exceeds ``max_ndvi``
+            (vegetation, :mod:`sat2lod.segment.vegetation`).
+        device: ``cpu``, ``cuda`` or ``auto``; threads: torch CPU threads (a fixed number, not the job's cores:
+            the probabilities differ in the last bits between thread counts).
     Returns:
         Summary (seconds, building fraction, megapixels per second).
     """
     from sat2lod.io.raster import read_raster, write_raster
     from sat2lod.segment.infer import ndsm_threshold_probability, probability_to_mask
+    from sat2lod.segment.vegetation import ortho_ndvi, vegetation_gate
 
     t0 = time.perf_counter()
-    o = read_raster(ortho, bands=1, masked_to_nan=True)
+    o = read_raster(ortho, masked_to_nan=True)
     n = read_raster(ndsm, bands=1, masked_to_nan=True)
     if (
-        o.shape != n.shape
+        o.array.shape[-2:] != n.shape
         or not np.allclose(tuple(o.transform)[:6], tuple(n.transform)[:6])
         or o.crs != n.crs
     ):
@@ -58,7 +66,8 @@ def segment_from_files(
             f"{n.transform}); both must come from the same DSM mosaic"
         )
     res = abs(o.transform.a)
-    ortho_a = o.array.astype(np.float32)
+    ortho_all = o.array.astype(np.float32)
+    ortho_a = ortho_all[0] if ortho_all.ndim == 3 else ortho_all
     ndsm_a = n.array.astype(np.float32)
     valid = np.isfinite(ortho_a) | np.isfinite(ndsm_a)
     if method == "unet":
@@ -67,13 +76,12 @@ def segment_from_files(
         from sat2lod.io.checkpoint import load_checkpoint
         from sat2lod.segment.features import make_input
         from sat2lod.segment.infer import predict_tiled
+        from sat2lod.segment.shipped import DEFAULT_MODEL_VERSION, file_sha256, resolve_checkpoint
         from sat2lod.segment.train import CHECKPOINT_FORMAT, model_from_checkpoint
 
-        if checkpoint is None:
-            raise ValueError(
-                "segmentation.method is 'unet' but no checkpoint is given: run rule train_segmenter, "
-                "set segmentation.checkpoint, or use segmentation.method: ndsm_threshold"
-            )
+        # the tag names the model, not where this install keeps it (products must not depend on the install)
+        model_id = os.fspath(checkpoint) if checkpoint else f"sat2lod default model v{DEFAULT_MODEL_VERSION}"
+        checkpoint = resolve_checkpoint(checkpoint)
         torch.set_num_threads(max(1, int(threads)))
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -84,7 +92,8 @@ def segment_from_files(
         p[~valid] = np.nan
         tags = {
             "SAT2LOD_METHOD": "unet",
-            "CHECKPOINT": os.fspath(checkpoint),
+            "CHECKPOINT": model_id,
+            "CHECKPOINT_SHA256": file_sha256(checkpoint),
             "CHECKPOINT_VAL_IOU": str(payload.get("metrics", {}).get("val_iou_mean")),
         }
     elif method == "ndsm_threshold":
@@ -92,6 +101,17 @@ def segment_from_files(
         tags = {"SAT2LOD_METHOD": "ndsm_threshold", "MIN_HEIGHT_M": str(min_height_m)}
     else:
         raise ValueError(f"segmentation.method must be 'unet' or 'ndsm_threshold', got {method!r}")
+    veg = ortho_ndvi(ortho_all, ndvi_bands)
+    if veg is not None:
+        gate = vegetation_gate(veg, max_ndvi)
+        p = (p * gate).astype(np.float32)
+        tags = {**tags, "NDVI_BANDS": str(list(ndvi_bands)), "MAX_NDVI": str(max_ndvi)}
+        log.info(
+            "NDVI gate (MS bands %s, max %.2f): %.1f %% of the valid cells are vegetation",
+            list(ndvi_bands),
+            max_ndvi,
+            100.0 * float(np.mean(gate[valid] < 0.5)) if valid.any() else 0.0,
+        )
     infer_s = time.perf_counter() - t0
     m = probability_to_mask(p, threshold, res, min_area_m2, valid)
     write_raster(

@@ -91,6 +91,9 @@ def city_sample(city_dir: str | os.PathLike[str], name: str | None = None) -> Sa
     return Sample(make_input(ortho, ndsm), y, name or city.name)
 
 
+#: metrics that are wall times (not written into the checkpoint or the metrics file)
+TIMING_KEYS = ("train_seconds", "data_seconds")
+
 #: share of training patches whose nDSM is fattened (when ``ndsm_fatten_px`` > 0)
 FATTEN_SHARE = 0.7
 
@@ -356,8 +359,11 @@ def train_segmenter(
         "n_views": n_views,
         "gsd_m": gsd_m,
     }
-    save_checkpoint(model, checkpoint_payload(net, params, met, data))
-    write_json(metrics, {k: v for k, v in met.items()})
+    # wall times change from run to run: returned and logged, kept out of the products (checkpoint, metrics
+    # file) so that the same config trains the same files, bit for bit
+    saved = {k: v for k, v in met.items() if k not in TIMING_KEYS}
+    save_checkpoint(model, checkpoint_payload(net, params, saved, data))
+    write_json(metrics, saved)
     log.info(
         "segmenter saved to %s: val IoU %s, %.0f s training",
         model,

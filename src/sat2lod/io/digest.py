@@ -1,0 +1,47 @@
+"""Content digests of workflow products, to prove that two runs made the same products bit for bit."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import numpy as np
+
+#: files under results/ that are not products (the package's own working files)
+_SKIP_SUFFIXES = {".log", ".tsv"}
+
+
+def file_digest(path: str | os.PathLike[str]) -> str:
+    """sha256 of a product by content: a raster by CRS, grid, nodata, tags and array bytes (not its GeoTIFF
+    byte layout); a vector file by its rows (geometry WKB and attributes); any other file byte for byte."""
+    from sat2lod.io.raster import read_raster
+    from sat2lod.io.vector import read_vector
+
+    p = Path(path)
+    h = hashlib.sha256()
+    if p.suffix == ".tif":
+        r = read_raster(p)
+        crs = r.crs.to_wkt() if r.crs else None
+        h.update(repr((crs, tuple(r.transform), r.nodata, sorted(r.tags.items()))).encode())
+        h.update(repr(r.band_tags).encode())
+        h.update(np.ascontiguousarray(r.array).tobytes())
+    elif p.suffix in {".gpkg", ".fgb"}:
+        g = read_vector(p)
+        if len(g):
+            h.update(b"".join(g.geometry.to_wkb()))
+        h.update(g.drop(columns="geometry").to_json().encode())
+    else:
+        h.update(p.read_bytes())
+    return h.hexdigest()
+
+
+def product_digests(results: str | os.PathLike[str]) -> dict[str, str]:
+    """{path relative to ``results``: :func:`file_digest`} of every file under ``results`` (hidden files, logs
+    and benchmark tables aside)."""
+    root = Path(results)
+    return {
+        str(p.relative_to(root)): file_digest(p)
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and not p.name.startswith(".") and p.suffix not in _SKIP_SUFFIXES
+    }

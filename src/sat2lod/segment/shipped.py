@@ -1,0 +1,36 @@
+"""Where the shipped default segmentation model lives, and its identity (version, sha256).
+
+Kept apart from its training recipe (:mod:`sat2lod.segment.default_model`) so that inference imports nothing of
+the configuration or training code.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from importlib import resources
+from pathlib import Path
+
+#: file name of the default checkpoint inside the package's ``data`` folder
+DEFAULT_MODEL_FILE = "segmenter_default.pt"
+#: version of the shipped default model; bump it with every retrained file
+DEFAULT_MODEL_VERSION = "1"
+
+
+def default_checkpoint() -> Path:
+    """Path of the shipped default checkpoint (it exists in any install of the package)."""
+    return Path(str(resources.files("sat2lod") / "data" / DEFAULT_MODEL_FILE))
+
+
+def resolve_checkpoint(checkpoint: str | os.PathLike[str] | None) -> Path:
+    """The checkpoint to use: ``checkpoint`` when given, else the shipped default."""
+    return Path(checkpoint) if checkpoint else default_checkpoint()
+
+
+def file_sha256(path: str | os.PathLike[str]) -> str:
+    """Hex sha256 of a file (the default model's identity in the workflow's params)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()

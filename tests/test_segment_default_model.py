@@ -1,0 +1,57 @@
+"""The shipped default segmentation model (issue 19 / 15): a package resource made by the repo's own recipe."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from sat2lod.io.checkpoint import load_checkpoint
+from sat2lod.segment.default_model import schema_training_defaults
+from sat2lod.segment.shipped import DEFAULT_MODEL_VERSION, default_checkpoint, resolve_checkpoint
+from sat2lod.segment.train import CHECKPOINT_FORMAT, model_from_checkpoint
+
+
+@pytest.fixture(scope="module")
+def payload() -> dict:
+    path = default_checkpoint()
+    assert path.is_file(), f"{path}: the default model is missing from the package"
+    return load_checkpoint(path, CHECKPOINT_FORMAT)
+
+
+def test_default_model_records_its_recipe(payload: dict) -> None:
+    meta = payload["default_model"]
+    assert meta["version"] == DEFAULT_MODEL_VERSION
+    # made with today's schema defaults: a changed default of segmentation.train needs a retrained model
+    seg = schema_training_defaults()
+    assert meta["config"]["segmentation"]["train"] == seg["train"]
+    assert meta["config"]["segmentation"]["torch_threads"] == seg["torch_threads"]
+    tr = payload["train"]
+    for k in ("steps", "batch_size", "patch_px", "lr", "base_channels", "depth", "seed", "ndsm_fatten_px"):
+        assert tr[k] == seg["train"][k], k
+    assert payload["data"]["source"] == "synthetic" and payload["data"]["seeds"] == seg["train"]["seeds"]
+    assert "synthetic" in meta["data_licence"]
+
+
+def test_default_model_recorded_metrics(payload: dict) -> None:
+    met = payload["metrics"]
+    # validation IoU on the held-out synthetic city (exact nDSM), as measured when it was trained
+    assert met["val_iou_mean"] >= 0.9, met["val_iou_mean"]
+    assert met["history"][-1]["loss"] < met["history"][0]["loss"]
+
+
+def test_default_model_runs(payload: dict) -> None:
+    from sat2lod.segment.features import make_input
+    from sat2lod.segment.infer import predict_tiled
+
+    model = model_from_checkpoint(payload)
+    rng = np.random.default_rng(0)
+    ortho = rng.random((96, 80)).astype(np.float32)
+    ndsm = np.zeros((96, 80), np.float32)
+    ndsm[30:60, 20:50] = 8.0  # a flat 15 m x 15 m block, 8 m high
+    prob = predict_tiled(model, make_input(ortho, ndsm), tile_px=64, overlap_px=32)
+    assert prob.shape == (96, 80) and np.isfinite(prob).all() and 0 <= prob.min() <= prob.max() <= 1
+
+
+def test_resolve_checkpoint() -> None:
+    assert resolve_checkpoint(None) == default_checkpoint()
+    assert str(resolve_checkpoint("results/models/segmenter.pt")) == "results/models/segmenter.pt"
