@@ -165,3 +165,23 @@ def test_shipped_default_checkpoint_loads():
     except FileNotFoundError as exc:
         pytest.skip(str(exc))
     assert load_checkpoint(path, CHECKPOINT_FORMAT)["format"] == CHECKPOINT_FORMAT
+
+
+def test_stereo_ndsm_defects_fattens_and_holes_without_touching_input():
+    from sat2lod.segment.train import stereo_ndsm_defects
+
+    n = np.zeros((64, 64), np.float32)
+    n[20:40, 20:40] = 0.8  # an 8 m block in network units
+    before = n.copy()
+    rng = np.random.default_rng(0)
+    d, holes = stereo_ndsm_defects(n, rng, fatten_px=3, fatten_share=1.0, hole_share=1.0)
+    np.testing.assert_array_equal(n, before)
+    assert d.shape == n.shape and d.dtype == np.float32 and holes.any() and (d[holes] == 0).all()
+    raised = (d > 0.4) & ~holes
+    assert raised.sum() > ((n > 0.4) & ~holes).sum()  # the block spreads (fattening, blur)
+    # the same seed, the same defects; no fattening nor holes when their shares are 0
+    d2, h2 = stereo_ndsm_defects(n, np.random.default_rng(0), 3, 1.0, 1.0)
+    np.testing.assert_array_equal(d, d2)
+    np.testing.assert_array_equal(holes, h2)
+    _, h0 = stereo_ndsm_defects(n, np.random.default_rng(0), 3, 0.0, 0.0)
+    assert not h0.any()
