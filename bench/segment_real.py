@@ -137,6 +137,17 @@ def _float_or_none(v: str) -> float | None:
         return None
 
 
+def _finite(v: object) -> object:
+    """``v`` with every non-finite float replaced by None (strict JSON)."""
+    if isinstance(v, dict):
+        return {k: _finite(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_finite(x) for x in v]
+    if isinstance(v, float) and not np.isfinite(v):
+        return None
+    return v
+
+
 def _r(v: float, n: int = 3) -> float | None:
     return None if v is None or not np.isfinite(v) else round(float(v), n)
 
@@ -487,7 +498,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     md += lines
     OUT.mkdir(exist_ok=True)
-    (OUT / f"{args.out_name}.json").write_text(json.dumps(results, indent=2, default=str))
+    (OUT / f"{args.out_name}.json").write_text(json.dumps(_finite(results), indent=2, default=str))
     (OUT / f"{args.out_name}.md").write_text("\n".join(md) + "\n")
     print(f"written {OUT / args.out_name}.json and .md")
     return 0

@@ -185,3 +185,25 @@ def test_stereo_ndsm_defects_fattens_and_holes_without_touching_input():
     np.testing.assert_array_equal(holes, h2)
     _, h0 = stereo_ndsm_defects(n, np.random.default_rng(0), 3, 0.0, 0.0)
     assert not h0.any()
+
+
+def test_one_image_command_equals_rule_segment(tmp_path, tiny_checkpoint):
+    """`sat2lod segment` and rule segment share the network and the post-processing: on the same ortho + nDSM
+    they write the same mask (a post-processing step added to one path only fails here)."""
+    from sat2lod.segment.predict import segment_from_files
+
+    o, n, _ = fake_scene(14, n=128)
+    tr = from_origin(500000.0, 4800000.0, 0.5, 0.5)
+    write_raster(tmp_path / "ortho.tif", o, tr, EPSG, nodata=float("nan"))
+    write_raster(tmp_path / "ndsm.tif", n, tr, EPSG, nodata=float("nan"))
+    for method in ("unet", "ndsm_threshold"):
+        kw = {"method": method, "checkpoint": tiny_checkpoint, "tile_px": 64, "overlap_px": 16}
+        segment_from_files(
+            tmp_path / "ortho.tif", tmp_path / "ndsm.tif", tmp_path / "p.tif", tmp_path / "rule.tif", **kw
+        )
+        image_mod.segment_image_file(
+            tmp_path / "ortho.tif", tmp_path / "cli.tif", ndsm=tmp_path / "ndsm.tif", **kw
+        )
+        rule, cli = read(tmp_path / "rule.tif")[0], read(tmp_path / "cli.tif")[0]
+        assert (rule == 1).any(), method
+        np.testing.assert_array_equal(cli, rule, err_msg=method)
