@@ -26,7 +26,8 @@ when its folder is absent.
   (predicted footprints = the 8-connected components of the mask, i.e. the polygons of its polygonization;
   SpaceNet-style one-to-one matching, :func:`sat2lod.segment.metrics.instance_f1`).
 - **Chain masks** (``--chain-mask NAME=PATH``, optional ``--chain-ortho NAME=PATH``): share of the valid scene
-  labelled building in a chain run's building_mask.tif, and a PNG of the mask over the ortho to check by eye.
+  labelled building in a chain run's building_mask.tif, and a PNG of the mask over the ortho to check by eye
+  (bench/out/, git-ignored: it renders the scene's imagery).
   **Target <= 1 % of the scene** on ventoux / reunion (few or no buildings).
 
 Run:  python bench/segment_real.py --methods unet,ndsm_threshold [--checkpoint PATH ...]
@@ -63,6 +64,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from lidar_grid import DATA, DATASETS, RES, VEGETATION, rasters, read_points, surface_rasters
 
 OUT = Path(__file__).parent / "results"
+FIGURES = Path(__file__).parent / "out"  # git-ignored
 TARGETS = {"lidar_iou": 0.85, "lidar_veg": 0.05, "tiles_iou": 0.70, "chain_fraction": 0.01}
 RAISED_M = (
     2.0  # "raised non-building": highest return not class 6, LiDAR nDSM above this (trees of any class)
@@ -366,7 +368,8 @@ def run_spacenet(methods: list[Method]) -> tuple[dict, list[str]]:
 
 # ------------------------------------------------------------------------------------------ chain masks
 def run_chain_masks(masks: dict[str, Path], orthos: dict[str, Path], prefix: Path) -> tuple[dict, list[str]]:
-    """Building share of each chain mask; figures ``{prefix}_{name}.png``."""
+    """Building share of each chain mask; figures ``{prefix}_{name}.png`` (not committed: they render the
+    scene's imagery)."""
     if not masks:
         return {}, []
     res: dict = {}
@@ -375,22 +378,27 @@ def run_chain_masks(masks: dict[str, Path], orthos: dict[str, Path], prefix: Pat
         "",
         f"Target: <= {TARGETS['chain_fraction']:.0%} of the scene labelled building (scenes with few buildings).",
         "",
-        "| scene | mask | labelled building | target met | figure |",
-        "|---|---|---|---|---|",
+        "| scene | mask | method (mask tags) | labelled building | target met | figure (bench/out, not committed) |",
+        "|---|---|---|---|---|---|",
     ]
     for name, path in masks.items():
         if not path.exists():
             print(f"chain mask {name}: skipped, {path} not found")
             continue
         m = read_mask(path)
+        with rasterio.open(path) as ds:
+            method = ds.tags().get("SAT2LOD_METHOD", "?")
+            if "CHECKPOINT" in ds.tags():
+                method += f" ({Path(ds.tags()['CHECKPOINT']).name})"
         valid = m != 255
         frac = float((m[valid] == 1).mean()) if valid.any() else float("nan")
+        prefix.parent.mkdir(parents=True, exist_ok=True)
         fig = prefix.parent / f"{prefix.name}_{name}.png"
         _figure(m, orthos.get(name), fig, f"{name}: {frac:.2%} labelled building")
-        res[name] = {"mask": os.fspath(path), "building_fraction": frac, "figure": fig.name}
+        res[name] = {"mask": os.fspath(path), "method": method, "building_fraction": frac, "figure": fig.name}
         md.append(
-            f"| {name} | `{path}` | {frac:.2%} | {'yes' if frac <= TARGETS['chain_fraction'] else 'no'} | "
-            f"{fig.name} |"
+            f"| {name} | `{path}` | {method} | {frac:.2%} | "
+            f"{'yes' if frac <= TARGETS['chain_fraction'] else 'no'} | {fig.name} |"
         )
     return res, md + [""]
 
@@ -410,7 +418,7 @@ def _figure(mask: np.ndarray, ortho: Path | None, out: Path, title: str) -> None
     ax.imshow(np.ma.masked_where(mask != 1, mask), cmap="autumn", alpha=0.5, interpolation="nearest")
     ax.set_title(title)
     ax.set_axis_off()
-    fig.savefig(out, dpi=100, bbox_inches="tight")
+    fig.savefig(out, dpi=80, bbox_inches="tight")
     plt.close(fig)
 
 
@@ -439,6 +447,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--chain-ortho", action="append", default=[], help="NAME=PATH of its ortho (figure)")
     ap.add_argument("--out-name", default="segment_real", help="base name of the results files")
     ap.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    ap.add_argument("--note", action="append", default=[], help="a line for the report's header (repeatable)")
     ap.add_argument("--device", choices=("cpu", "cuda", "auto"), default="cpu", help="U-Net inference device")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
@@ -455,6 +464,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     head = {
         "command": cmd,
+        "notes": args.note,
         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "machine": f"{platform.node()}, {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
         f"torch threads {args.threads}, device {args.device}",
@@ -481,7 +491,7 @@ def main(argv: list[str] | None = None) -> int:
             else "nDSM height + roof smoothness, no network"
         )
         md.append(f"- method {m['label']}: {desc}")
-    md.append("")
+    md += [f"- note: {n}" for n in args.note] + [""]
     runners = {
         "lidar": lambda: run_lidar(methods, args.draws),
         "tiles": lambda: run_tiles(methods),
@@ -494,7 +504,7 @@ def main(argv: list[str] | None = None) -> int:
     results["chain_masks"], lines = run_chain_masks(
         _pairs(args.chain_mask, "--chain-mask"),
         _pairs(args.chain_ortho, "--chain-ortho"),
-        OUT / args.out_name,
+        FIGURES / Path(args.out_name).name,
     )
     md += lines
     OUT.mkdir(exist_ok=True)
