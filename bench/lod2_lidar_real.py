@@ -38,60 +38,15 @@ from pathlib import Path
 import geopandas as gpd
 import numpy as np
 import shapely
-from rasterio.transform import from_origin
-from scipy import ndimage
-from scipy.interpolate import griddata
 
 from sat2lod.io.raster import write_raster
 from sat2lod.lod.metrics import match
 from sat2lod.lod.pipeline import run_lod0, run_lod1, run_lod2
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-DATASETS = {
-    "montpellier": (
-        sorted((DATA / "ign_lidarhd_montpellier_tiles").glob("test_data_*_LA93_IGN69.laz")),
-        None,
-    ),
-    "eastern_france": (
-        [DATA / "ign_lidarhd_bdtopo_buildings" / "870000_6618000.subset.postValidation.laz"],
-        DATA / "ign_lidarhd_bdtopo_buildings" / "870000_6618000.subset.bdtopo_buildings.shp",
-    ),
-}
+sys.path.insert(0, str(Path(__file__).parent))
+from lidar_grid import DATA, DATASETS, EPSG, RES, rasters, read_points, top_building_returns
+
 OUT = Path(__file__).parent / "results"
-RES = 0.5
-EPSG = 2154
-
-
-def rasters(pts: dict[str, np.ndarray]) -> dict:
-    """DSM, DTM, nDSM, building mask (0.5 m grids) from the LiDAR returns."""
-    x, y, z, c = pts["x"], pts["y"], pts["z"], pts["c"]
-    x0, y1 = np.floor(x.min()), np.ceil(y.max())
-    w, h = int(np.ceil((x.max() - x0) / RES)), int(np.ceil((y1 - y.min()) / RES))
-    tr = from_origin(x0, y1, RES, RES)
-    col = np.clip(((x - x0) / RES).astype(int), 0, w - 1)
-    row = np.clip(((y1 - y) / RES).astype(int), 0, h - 1)
-    dsm = np.full((h, w), -np.inf)
-    np.maximum.at(dsm, (row, col), z)
-    empty = ~np.isfinite(dsm)
-    idx = ndimage.distance_transform_edt(empty, return_distances=False, return_indices=True)
-    dsm = dsm[tuple(idx)]
-    g = c == 2
-    rr, cc = np.mgrid[0:h, 0:w]
-    cx, cy = x0 + (cc + 0.5) * RES, y1 - (rr + 0.5) * RES
-    dtm = griddata((x[g], y[g]), z[g], (cx, cy), method="linear")
-    near = griddata((x[g], y[g]), z[g], (cx, cy), method="nearest")
-    dtm = np.where(np.isfinite(dtm), dtm, near)
-    mask = np.zeros((h, w), bool)
-    b = c == 6
-    mask[row[b], col[b]] = True
-    mask = ndimage.binary_closing(mask, iterations=1) & ~empty | mask
-    return {
-        "transform": tr,
-        "dsm": dsm.astype(np.float32),
-        "dtm": dtm.astype(np.float32),
-        "ndsm": np.maximum(dsm - dtm, 0).astype(np.float32),
-        "mask": mask.astype(np.uint8),
-    }
 
 
 def roof_surfaces(doc: dict) -> dict[str, list[tuple[shapely.Polygon, np.ndarray]]]:
@@ -110,16 +65,6 @@ def roof_surfaces(doc: dict) -> dict[str, list[tuple[shapely.Polygon, np.ndarray
             poly = shapely.Polygon(ring[:, :2], [v[r][:, :2] for r in surf[1:]])
             out.setdefault(oid, []).append((shapely.make_valid(poly), plane))
     return out
-
-
-def top_building_returns(pts: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The highest building return (class 6) of each 0.5 m cell whose highest return of any class is a
-    building one: the roof surface (lower returns of a cell hit walls, eaves, or pass under the roof edge)."""
-    cell = np.floor(pts["x"] / RES).astype(np.int64) * 10_000_000 + np.floor(pts["y"] / RES).astype(np.int64)
-    order = np.lexsort((-pts["z"], cell))  # by cell, highest first
-    first = order[np.r_[True, cell[order][1:] != cell[order][:-1]]]
-    top = first[pts["c"][first] == 6]
-    return pts["x"][top], pts["y"][top], pts["z"][top]
 
 
 def residuals(doc_lod2: dict, doc_lod1: dict, fp: gpd.GeoDataFrame, pts: dict) -> list[dict]:
@@ -165,18 +110,6 @@ def stats(r: np.ndarray) -> dict:
         "nmad": round(float(1.4826 * np.median(np.abs(r - np.median(r)))), 3),
         "within_0.5m": round(float(np.mean(np.abs(r) <= 0.5)), 3),
     }
-
-
-def read_points(files: list[Path]) -> dict[str, np.ndarray]:
-    import laspy
-
-    parts = []
-    for f in files:
-        las = laspy.read(f)
-        c = np.asarray(las.classification)
-        keep = ~np.isin(c, (7, 18))  # noise classes
-        parts.append((np.asarray(las.x)[keep], np.asarray(las.y)[keep], np.asarray(las.z)[keep], c[keep]))
-    return {k: np.concatenate([p[i] for p in parts]) for i, k in enumerate("xyzc")}
 
 
 def run_dataset(name: str, files: list[Path], ref_path: Path | None) -> tuple[dict, list[str]]:

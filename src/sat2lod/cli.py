@@ -38,6 +38,61 @@ def _validate(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- sat2lod segment: building mask of one image (sat2lod.segment.image) ---------------------------------
+def _segment(args: argparse.Namespace) -> int:
+    from sat2lod.segment.image import segment_image_file
+
+    try:
+        info = segment_image_file(
+            args.image,
+            args.out,
+            ndsm=args.ndsm,
+            gsd_m=args.gsd_m,
+            method=args.method,
+            checkpoint=args.checkpoint,
+            threshold=args.threshold,
+            min_area_m2=args.min_area_m2,
+            device=args.device,
+        )
+    except (
+        OSError,
+        ValueError,
+        RuntimeError,
+    ) as exc:  # missing / unreadable files, bad arguments: the message says
+        print(f"sat2lod segment: {exc}", file=sys.stderr)
+        return 1
+    print(
+        f"{info['building_fraction']:.1%} of {args.image} labelled building ({info['method']}) -> {args.out}"
+    )
+    return 0
+
+
+def _add_segment(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "segment",
+        help="building mask (0/1 uint8) of one image, with or without an nDSM",
+        description="Write the 0/1 building mask of one image (GeoTIFF, or PNG/JPEG/TIFF without "
+        "georeferencing) with the U-Net (default: the model shipped with sat2lod) or the nDSM threshold. "
+        "An RGB image is made panchromatic as the mean of its colour bands. Without --ndsm the U-Net runs "
+        "on the image alone. The output keeps the input's georeferencing.",
+    )
+    p.add_argument("--image", required=True, help="image file (GeoTIFF, TIFF, PNG, JPEG)")
+    p.add_argument("--ndsm", default=None, help="nDSM (m above terrain) on the image's grid (optional)")
+    p.add_argument("--out", required=True, help="output mask (.tif: GeoTIFF, nodata 255; or .png)")
+    p.add_argument("--method", choices=("unet", "ndsm_threshold"), default="unet")
+    p.add_argument("--checkpoint", default=None, help="model file (default: the model shipped with sat2lod)")
+    p.add_argument(
+        "--gsd-m", type=float, default=None, help="pixel size (m) of an image without georeferencing"
+    )
+    p.add_argument("--threshold", type=float, default=0.5, help="probability threshold (default 0.5)")
+    p.add_argument("--min-area-m2", type=float, default=10.0, help="smallest building kept (m², default 10)")
+    p.add_argument("--device", choices=("cpu", "cuda", "auto"), default="cpu")
+    p.set_defaults(func=_segment)
+
+
+# --- end sat2lod segment -----------------------------------------------------------------------------------
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sat2lod", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -56,6 +111,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("validate-config", help="validate workflow config files against config/schema.yaml")
     p.add_argument("configs", nargs="+")
     p.set_defaults(func=_validate)
+
+    _add_segment(sub)
     return parser
 
 

@@ -204,6 +204,16 @@ def write_raster(
     return path
 
 
+def band_interpretations(path: str | os.PathLike[str]) -> list[str]:
+    """Colour interpretation of each band of a raster file (``red``, ``green``, ``blue``, ``alpha``, ``gray``,
+    ``undefined``, ...; GDAL names, lower case), e.g. to drop the alpha band of an RGBA PNG."""
+    path = Path(path)
+    if not path.exists():
+        raise RasterReadError(f"{path}: file not found. Check the path.")
+    with rasterio.open(path) as ds:
+        return [c.name.lower() for c in ds.colorinterp]
+
+
 def _fill(
     ds: Any, arr: np.ndarray, tags: dict[str, Any] | None, band_tags: list[dict[str, Any]] | None
 ) -> None:

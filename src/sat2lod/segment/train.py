@@ -131,20 +131,47 @@ def _augment(
     if rng.random() < ndsm_dropout:
         x[1:] = 0.0
         return x, y
-    n = x[1]
-    if fatten_px > 0 and rng.random() < FATTEN_SHARE:
+    n, holes = stereo_ndsm_defects(x[1], rng, fatten_px)
+    x[2][holes] = 0.0
+    x[1] = n
+    return x, y
+
+
+#: share of nDSMs given occlusion holes by :func:`stereo_ndsm_defects`
+HOLE_SHARE = 0.3
+
+
+def stereo_ndsm_defects(
+    n: np.ndarray,
+    rng: np.random.Generator,
+    fatten_px: int = 0,
+    fatten_share: float = FATTEN_SHARE,
+    hole_share: float = HOLE_SHARE,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The stereo chain's nDSM error model (training augmentation; also used by bench/segment_real.py to degrade
+    a LiDAR nDSM): foreground fattening by 1 to ``fatten_px`` cells in a random direction (with probability
+    ``fatten_share``), Gaussian blur of sigma U(0, 1.5) cells (applied above 0.2), noise of standard deviation
+    U(0, 0.05) (0.5 m in network units), a shift of up to one cell, and occlusion holes (random blobs, with
+    probability ``hole_share``).
+
+    Args:
+        n: (H, W) float32 nDSM in network units (m / ``features.NDSM_SCALE_M``), not modified.
+        rng: random generator (the draw order is part of the training recipe: keep it).
+    Returns:
+        The degraded (H, W) float32 nDSM (0 in the holes) and the (H, W) bool hole mask.
+    """
+    if fatten_px > 0 and rng.random() < fatten_share:
         n = fatten(n, int(rng.integers(1, fatten_px + 1)), rng.uniform(0.0, 2 * np.pi))
     sigma = rng.uniform(0.0, 1.5)
     if sigma > 0.2:
         n = ndimage.gaussian_filter(n, sigma)
     n = n + rng.normal(0.0, rng.uniform(0.0, 0.05), n.shape).astype(np.float32)  # up to 0.5 m (nDSM / 10 m)
     n = np.roll(n, (int(rng.integers(-1, 2)), int(rng.integers(-1, 2))), axis=(0, 1))
-    if rng.random() < 0.3:  # stereo holes: random blobs without height
+    holes = np.zeros(n.shape, bool)
+    if rng.random() < hole_share:  # stereo holes: random blobs without height
         holes = ndimage.binary_dilation(rng.random(n.shape) < 0.002, iterations=int(rng.integers(2, 6)))
         n[holes] = 0.0
-        x[2][holes] = 0.0
-    x[1] = n
-    return x, y
+    return n, holes
 
 
 def _batch(

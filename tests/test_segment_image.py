@@ -1,0 +1,209 @@
+"""`sat2lod segment` on one image: PNG without georeferencing, GeoTIFF with nDSM, RGB(A) to PAN, GSD resampling,
+default model lookup. A tiny U-Net is trained here in seconds on the fake scenes of test_segment."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import rasterio
+import torch
+from rasterio.transform import from_origin
+
+from sat2lod.cli import main
+from sat2lod.io.checkpoint import save_checkpoint
+from sat2lod.io.raster import write_raster
+from sat2lod.segment import image as image_mod
+from sat2lod.segment.features import make_input
+from sat2lod.segment.train import Sample, TrainParams, checkpoint_payload, iou, train_model
+from test_segment import fake_scene
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+EPSG = 32631
+
+
+@pytest.fixture(scope="module")
+def tiny_checkpoint(tmp_path_factory):
+    """A U-Net trained 80 steps on fake scenes, half of them without nDSM (image-only works), at 0.5 m."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    samples = [Sample(make_input(o, n), y) for o, n, y in (fake_scene(k) for k in range(3))]
+    params = TrainParams(
+        steps=80, batch_size=4, patch_px=64, lr=1e-2, base_channels=8, depth=2, seed=0, ndsm_dropout=0.5
+    )
+    model, met = train_model(samples, params)
+    path = tmp_path_factory.mktemp("model") / "tiny.pt"
+    save_checkpoint(path, checkpoint_payload(model, params, met, {"source": "fake", "gsd_m": 0.5}))
+    torch.set_num_threads(before)
+    return path
+
+
+def rgb_of(pan: np.ndarray) -> np.ndarray:
+    """(3, H, W) uint8 colour image whose band mean is ``pan`` scaled to 0-255 (bands differ by +-10)."""
+    g = np.clip((pan - 300) / 800 * 235 + 10, 10, 245)
+    return np.stack([g - 10, g + 10, g]).round().astype(np.uint8)
+
+
+def read(path):
+    with rasterio.open(path) as ds:
+        return ds.read(1), ds.transform, ds.crs, ds.nodata
+
+
+def test_cli_png_image_only(tmp_path, tiny_checkpoint, capsys):
+    o, _, y = fake_scene(11, n=120)
+    o, y = o[:, :100], y[:, :100]  # not square: the mask must keep (H, W)
+    png = tmp_path / "img.png"
+    with rasterio.open(png, "w", driver="PNG", width=100, height=120, count=3, dtype="uint8") as ds:
+        ds.write(rgb_of(o))
+    out = tmp_path / "mask.tif"
+    rc = main(["segment", "--image", str(png), "--checkpoint", str(tiny_checkpoint), "--out", str(out)])
+    assert rc == 0, capsys.readouterr().err
+    m, tr, crs, _ = read(out)
+    assert m.shape == (120, 100) and m.dtype == np.uint8 and set(np.unique(m)) <= {0, 1}
+    assert crs is None and tr.is_identity
+    assert iou(m, y) > 0.6  # the bright boxes, from the image alone
+    # a PNG output holds the same mask
+    rc = main(
+        [
+            "segment",
+            "--image",
+            str(png),
+            "--checkpoint",
+            str(tiny_checkpoint),
+            "--out",
+            str(tmp_path / "m.png"),
+        ]
+    )
+    assert rc == 0
+    np.testing.assert_array_equal(read(tmp_path / "m.png")[0], m)
+
+
+def test_cli_geotiff_with_ndsm_keeps_georeferencing(tmp_path, tiny_checkpoint, capsys):
+    o, n, y = fake_scene(12, n=128)
+    tr = from_origin(500000.0, 4800000.0, 0.5, 0.5)
+    img = o.round().astype(np.uint16)
+    img[:5, :5] = 0
+    write_raster(tmp_path / "img.tif", img, tr, EPSG, nodata=0)
+    write_raster(tmp_path / "ndsm.tif", n, tr, EPSG, nodata=float("nan"))
+    for method in ("unet", "ndsm_threshold"):
+        out = tmp_path / f"{method}.tif"
+        args = ["segment", "--image", str(tmp_path / "img.tif"), "--ndsm", str(tmp_path / "ndsm.tif")]
+        rc = main([*args, "--checkpoint", str(tiny_checkpoint), "--method", method, "--out", str(out)])
+        assert rc == 0, capsys.readouterr().err
+        m, tr_out, crs, nodata = read(out)
+        assert m.shape == (128, 128) and m.dtype == np.uint8 and nodata == 255
+        assert tr_out == tr and crs.to_epsg() == EPSG
+        assert set(np.unique(m[5:, 5:])) <= {0, 1}
+        if method == "unet":  # the image's nodata corner
+            assert (m[:5, :5] == 255).all()
+        assert iou(m, y) > 0.6, method
+    # ndsm_threshold without an nDSM, a wrong-size nDSM: clear errors, nothing written
+    rc = main(
+        [
+            "segment",
+            "--image",
+            str(tmp_path / "img.tif"),
+            "--method",
+            "ndsm_threshold",
+            "--out",
+            str(tmp_path / "x.tif"),
+        ]
+    )
+    assert rc == 1 and "needs an nDSM" in capsys.readouterr().err
+    write_raster(tmp_path / "small.tif", n[:50], tr, EPSG, nodata=float("nan"))
+    rc = main(
+        ["segment", "--image", str(tmp_path / "img.tif"), "--ndsm", str(tmp_path / "small.tif")]
+        + ["--checkpoint", str(tiny_checkpoint), "--out", str(tmp_path / "x.tif")]
+    )
+    assert rc == 1 and "small.tif" in capsys.readouterr().err
+    assert not (tmp_path / "x.tif").exists()
+
+
+def test_read_image_rgba_and_grey(tmp_path):
+    rgb = np.zeros((3, 4, 5), np.uint8)
+    rgb[0], rgb[1], rgb[2] = 30, 60, 120
+    alpha = np.full((4, 5), 255, np.uint8)
+    alpha[0, 0] = 0
+    with rasterio.open(
+        tmp_path / "a.png", "w", driver="PNG", width=5, height=4, count=4, dtype="uint8"
+    ) as ds:
+        ds.write(np.concatenate([rgb, alpha[None]]))
+    r = image_mod.read_image(tmp_path / "a.png")
+    assert r.bands_used == 3 and not r.georeferenced and r.pan.shape == (4, 5)
+    assert np.isnan(r.pan[0, 0]) and np.all(r.pan.ravel()[1:] == 70.0)  # band mean, alpha 0 is nodata
+    write_raster(
+        tmp_path / "g.tif", np.arange(20, dtype=np.uint16).reshape(4, 5), from_origin(0, 4, 1, 1), EPSG
+    )
+    g = image_mod.read_image(tmp_path / "g.tif")
+    assert g.bands_used == 1 and g.georeferenced and g.pan[3, 4] == 19.0
+
+
+def test_image_at_another_gsd_is_resampled_to_the_model_gsd(tiny_checkpoint):
+    o, _, y = fake_scene(13, n=96)
+    _, m05, info05 = image_mod.segment_image(o, gsd_m=0.5, checkpoint=tiny_checkpoint)
+    assert not info05["resampled_to_model_gsd"]
+    fine = np.kron(o, np.ones((2, 2), np.float32))  # the same scene at 0.25 m
+    _, m025, info025 = image_mod.segment_image(fine, gsd_m=0.25, checkpoint=tiny_checkpoint)
+    assert info025["resampled_to_model_gsd"] and m025.shape == (192, 192)
+    assert iou(m025[::2, ::2], m05) > 0.8 and iou(m025[::2, ::2], y) > 0.6
+
+
+def test_default_checkpoint_missing_names_the_file(monkeypatch, tmp_path, capsys):
+    monkeypatch.setattr(image_mod, "DEFAULT_CHECKPOINT_RESOURCE", "data/no_such_model.pt")
+    with pytest.raises(FileNotFoundError, match="no_such_model.pt"):
+        image_mod.default_checkpoint()
+    write_raster(tmp_path / "i.tif", np.ones((16, 16), np.uint8), from_origin(0, 16, 1, 1), EPSG)
+    assert main(["segment", "--image", str(tmp_path / "i.tif"), "--out", str(tmp_path / "m.tif")]) == 1
+    assert "no_such_model.pt" in capsys.readouterr().err and not (tmp_path / "m.tif").exists()
+
+
+def test_shipped_default_checkpoint_loads():
+    from sat2lod.io.checkpoint import load_checkpoint
+    from sat2lod.segment.train import CHECKPOINT_FORMAT
+
+    try:
+        path = image_mod.default_checkpoint()
+    except FileNotFoundError as exc:
+        pytest.skip(str(exc))
+    assert load_checkpoint(path, CHECKPOINT_FORMAT)["format"] == CHECKPOINT_FORMAT
+
+
+def test_stereo_ndsm_defects_fattens_and_holes_without_touching_input():
+    from sat2lod.segment.train import stereo_ndsm_defects
+
+    n = np.zeros((64, 64), np.float32)
+    n[20:40, 20:40] = 0.8  # an 8 m block in network units
+    before = n.copy()
+    rng = np.random.default_rng(0)
+    d, holes = stereo_ndsm_defects(n, rng, fatten_px=3, fatten_share=1.0, hole_share=1.0)
+    np.testing.assert_array_equal(n, before)
+    assert d.shape == n.shape and d.dtype == np.float32 and holes.any() and (d[holes] == 0).all()
+    raised = (d > 0.4) & ~holes
+    assert raised.sum() > ((n > 0.4) & ~holes).sum()  # the block spreads (fattening, blur)
+    # the same seed, the same defects; no fattening nor holes when their shares are 0
+    d2, h2 = stereo_ndsm_defects(n, np.random.default_rng(0), 3, 1.0, 1.0)
+    np.testing.assert_array_equal(d, d2)
+    np.testing.assert_array_equal(holes, h2)
+    _, h0 = stereo_ndsm_defects(n, np.random.default_rng(0), 3, 0.0, 0.0)
+    assert not h0.any()
+
+
+def test_one_image_command_equals_rule_segment(tmp_path, tiny_checkpoint):
+    """`sat2lod segment` and rule segment share the network and the post-processing: on the same ortho + nDSM
+    they write the same mask (a post-processing step added to one path only fails here)."""
+    from sat2lod.segment.predict import segment_from_files
+
+    o, n, _ = fake_scene(14, n=128)
+    tr = from_origin(500000.0, 4800000.0, 0.5, 0.5)
+    write_raster(tmp_path / "ortho.tif", o, tr, EPSG, nodata=float("nan"))
+    write_raster(tmp_path / "ndsm.tif", n, tr, EPSG, nodata=float("nan"))
+    for method in ("unet", "ndsm_threshold"):
+        kw = {"method": method, "checkpoint": tiny_checkpoint, "tile_px": 64, "overlap_px": 16}
+        segment_from_files(
+            tmp_path / "ortho.tif", tmp_path / "ndsm.tif", tmp_path / "p.tif", tmp_path / "rule.tif", **kw
+        )
+        image_mod.segment_image_file(
+            tmp_path / "ortho.tif", tmp_path / "cli.tif", ndsm=tmp_path / "ndsm.tif", **kw
+        )
+        rule, cli = read(tmp_path / "rule.tif")[0], read(tmp_path / "cli.tif")[0]
+        assert (rule == 1).any(), method
+        np.testing.assert_array_equal(cli, rule, err_msg=method)
