@@ -148,7 +148,9 @@ def test_image_at_another_gsd_is_resampled_to_the_model_gsd(tiny_checkpoint):
 
 
 def test_default_checkpoint_missing_names_the_file(monkeypatch, tmp_path, capsys):
-    monkeypatch.setattr(image_mod, "DEFAULT_CHECKPOINT_RESOURCE", "data/no_such_model.pt")
+    from sat2lod.segment import shipped
+
+    monkeypatch.setattr(shipped, "DEFAULT_MODEL_FILE", "no_such_model.pt")
     with pytest.raises(FileNotFoundError, match="no_such_model.pt"):
         image_mod.default_checkpoint()
     write_raster(tmp_path / "i.tif", np.ones((16, 16), np.uint8), from_origin(0, 16, 1, 1), EPSG)

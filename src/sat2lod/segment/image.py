@@ -24,35 +24,19 @@ import logging
 import os
 import time
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 
 import numpy as np
 from rasterio.transform import Affine
 from scipy import ndimage
 
+from sat2lod.segment.shipped import default_checkpoint
+
 log = logging.getLogger(__name__)
 
-#: where the shipped default model lives inside the package
-DEFAULT_CHECKPOINT_RESOURCE = "data/segmenter_default.pt"
 #: training GSD assumed for a checkpoint that does not record one (the synthetic cities' default)
 DEFAULT_MODEL_GSD_M = 0.5
 METHODS = ("unet", "ndsm_threshold")
-
-
-def default_checkpoint() -> Path:
-    """Path of the default segmentation model shipped in the package (``sat2lod/data/segmenter_default.pt``).
-
-    Raises:
-        FileNotFoundError: the package was installed without it; the message names the file and the fixes.
-    """
-    path = Path(str(resources.files("sat2lod").joinpath(DEFAULT_CHECKPOINT_RESOURCE)))
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"{path}: the default segmentation model is not installed with this sat2lod. Give a model with "
-            "--checkpoint (e.g. the output of rule train_segmenter), or use --method ndsm_threshold with --ndsm."
-        )
-    return path
 
 
 @dataclass

@@ -18,8 +18,19 @@ DEFAULT_MODEL_VERSION = "1"
 
 
 def default_checkpoint() -> Path:
-    """Path of the shipped default checkpoint (it exists in any install of the package)."""
-    return Path(str(resources.files("sat2lod") / "data" / DEFAULT_MODEL_FILE))
+    """Path of the shipped default checkpoint (``sat2lod/data/segmenter_default.pt``).
+
+    Raises:
+        FileNotFoundError: the package was installed without it; the message names the file and the fixes.
+    """
+    path = Path(str(resources.files("sat2lod") / "data" / DEFAULT_MODEL_FILE))
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{path}: the default segmentation model is not installed with this sat2lod. Reinstall the package, "
+            "or give a model (segmentation.checkpoint / --checkpoint, e.g. the output of rule train_segmenter), "
+            "or use segmentation.method / --method ndsm_threshold."
+        )
+    return path
 
 
 def resolve_checkpoint(checkpoint: str | os.PathLike[str] | None) -> Path:
