@@ -36,6 +36,9 @@ import numpy as np
 from rasterio.warp import Resampling, reproject
 
 from sat2lod.io.raster import Raster, atomic_path, read_raster
+from sat2lod.schema import defaults
+
+_QUALIFY = defaults("qualify")  # defaults of config section qualify
 
 log = logging.getLogger(__name__)
 PathLike = str | os.PathLike[str]
@@ -388,8 +391,8 @@ def qualify(
     ref_dtm: PathLike | None = None,
     ref_classes: PathLike | None = None,
     ref_buildings: PathLike | None = None,
-    thresholds_m: list[float] = (0.5, 1.0, 3.0),
-    slope_bins_deg: list[float] = (0, 10, 30, 90),
+    thresholds_m: list[float] = tuple(_QUALIFY["thresholds_m"]),
+    slope_bins_deg: list[float] = tuple(_QUALIFY["slope_bins_deg"]),
     out_json: PathLike,
     out_md: PathLike,
 ) -> dict[str, Any]:
