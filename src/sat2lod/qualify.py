@@ -35,7 +35,8 @@ from typing import Any
 import numpy as np
 from rasterio.warp import Resampling, reproject
 
-from sat2lod.io.raster import Raster, atomic_path, read_raster
+from sat2lod.io.jsonio import read_json, write_text
+from sat2lod.io.raster import Raster, read_raster
 from sat2lod.schema import defaults
 
 _QUALIFY = defaults("qualify")  # defaults of config section qualify
@@ -485,10 +486,8 @@ def qualify(
             ref_transform,
         )
     res["targets"] = _targets(res)
-    with atomic_path(out_json) as tmp:
-        tmp.write_text(json.dumps(_clean(res), indent=2))
-    with atomic_path(out_md) as tmp:
-        tmp.write_text(accuracy_markdown(res))
+    write_text(out_json, json.dumps(_clean(res), indent=2))
+    write_text(out_md, accuracy_markdown(res))
     log.info("qualification -> %s", out_json)
     return res
 
@@ -645,4 +644,4 @@ def read_accuracy(path: PathLike) -> dict[str, Any]:
     p = Path(path)
     if not p.exists():
         raise FileNotFoundError(f"{p}: not found; run rule qualify first.")
-    return json.loads(p.read_text())
+    return read_json(p)
