@@ -155,3 +155,15 @@ def test_defaults_are_fresh_copies():
     assert 99.0 not in defaults("qualify")["thresholds_m"]
     with pytest.raises(KeyError, match="no_such"):
         defaults("lod", "no_such")
+
+
+def test_sections_passed_whole_match_their_params_objects():
+    """rules/terrain.smk and rules/stereo.smk pass their whole config section to one typed params object:
+    every key of the section must be a field (a new schema key without code fails here, not in a run)."""
+    from sat2lod.stereo.pipeline import StereoParams
+    from sat2lod.terrain import DTMParams
+
+    assert set(defaults("terrain")) == {f.name for f in dataclasses.fields(DTMParams)}
+    assert set(defaults("stereo")) == {f.name for f in dataclasses.fields(StereoParams)} - {"max_mem_mb"}
+    smk = {p.stem: p.read_text() for p in (REPO / "rules").glob("*.smk")}
+    assert 'terrain=config["terrain"]' in smk["terrain"] and 'stereo=config["stereo"]' in smk["stereo"]
