@@ -61,26 +61,22 @@ def reference_files(wildcards, classes=True):
 def benchmark_files(wildcards):
     """Benchmark files of the AOI's upstream jobs (the throughput figure), declared as inputs so that the
     DAG and remote storage see them: one per rule, one per stereo tile, the training run when the workflow
-    trains the segmenter."""
+    trains the segmenter; only rules this workflow defines (a workflow of some stages charts those).
+    """
     aoi = wildcards.aoi
-    rules = [
-        "acquire",
-        "tiles",
-        "mosaic_dsm",
-        "dtm",
-        "ortho",
-        "segment",
-        "lod0",
-        "lod1",
-        "lod2",
-    ]
-    rules += ["qualify"] + (
-        ["synth_city"] if config["source"]["kind"] == "synthetic" else []
-    )
-    files = [f"benchmarks/{r}/{aoi}.tsv" for r in rules]
-    files += [f"benchmarks/stereo_tile/{aoi}/{t}.tsv" for t in tile_ids(wildcards)]
+    names = ["synth_city", "acquire", "tiles", "mosaic_dsm", "dtm", "ortho", "segment"]
+    names += ["lod0", "lod1", "lod2", "qualify"]
+    if config["source"]["kind"] != "synthetic":
+        names.remove("synth_city")
+    files = [f"benchmarks/{r}/{aoi}.tsv" for r in names if rules.has(r)]
+    if rules.has("tiles") and rules.has("stereo_tile"):
+        files += [f"benchmarks/stereo_tile/{aoi}/{t}.tsv" for t in tile_ids(wildcards)]
     seg = config["segmentation"]
-    if seg["method"] == "unet" and not seg["checkpoint"]:
+    if (
+        rules.has("train_segmenter")
+        and seg["method"] == "unet"
+        and not seg["checkpoint"]
+    ):
         files.append("benchmarks/train_segmenter/segmenter.tsv")
     return files
 
