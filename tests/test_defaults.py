@@ -167,3 +167,29 @@ def test_sections_passed_whole_match_their_params_objects():
     assert set(defaults("stereo")) == {f.name for f in dataclasses.fields(StereoParams)} - {"max_mem_mb"}
     smk = {p.stem: p.read_text() for p in (REPO / "rules").glob("*.smk")}
     assert 'terrain=config["terrain"]' in smk["terrain"] and 'stereo=config["stereo"]' in smk["stereo"]
+
+
+def _rule_params(rule: str, text: str) -> dict[str, str]:
+    """``name -> config key`` of the params of ``rule`` that restate one config key."""
+    body = text.split(f"rule {rule}:", 1)[1].split("\nrule ", 1)[0]
+    params = body.split("    params:", 1)[1].split("    script:", 1)[0]
+    return {m.group(1): m.group(2) for m in re.finditer(r'(\w+)=config\["\w+"\]\["(\w+)"\]', params)}
+
+
+def test_lod_bench_runs_like_the_rules():
+    """bench/lod_metrics.py claims to run the LOD stages like the rules: the same parameters, under the same
+    names, with the schema's defaults (what a default config passes)."""
+    import sys
+
+    sys.path.insert(0, str(REPO / "bench"))
+    try:
+        from lod_metrics import lod_kwargs
+    finally:
+        sys.path.remove(str(REPO / "bench"))
+    text = (REPO / "rules" / "lod.smk").read_text()
+    d = defaults("lod")
+    for rule, kw in lod_kwargs().items():
+        expected = {name: d[key] for name, key in _rule_params(rule, text).items()}
+        if rule == "lod2":  # the ortho cue has no effect without an ortho, which the bench does not make
+            expected.pop("ortho_min_gain")
+        assert kw == expected, rule
