@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from sat2lod.grid import grid_for_bounds
 from sat2lod.synth.layout import make_layout
-from sat2lod.synth.scene import grid, rasterize_layout
+from sat2lod.synth.scene import rasterize_layout
 
 
 def city_truth(
@@ -20,7 +21,7 @@ def city_truth(
     rng = np.random.default_rng(seed)
     bounds = (x0, y0, x0 + size_m, y0 + size_m)
     layout = make_layout(rng, bounds, n_buildings, with_water=True)
-    tr, shape = grid(bounds, res)
+    tr, shape = grid_for_bounds(bounds, res)
     t = rasterize_layout(layout, tr, shape)
     mask = (t["classes"] == 1).astype(np.uint8)
     return {

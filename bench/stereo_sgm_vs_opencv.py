@@ -123,8 +123,16 @@ def main() -> None:
 
         # our convention: right x = left x + d  ->  d_ours = -d_opencv, range [-(nd - 1), 0]
         def ours(paths: int, reuse: bool, lf=lf, rf=rf, nd=nd, ws=ws) -> np.ndarray:
+            # P2 = 32 like OpenCV's P2 below (the workflow's default, config stereo.p2, is 64)
             return sgm.sgm_disparity(
-                lf, rf, -(nd - 1), 0, paths=paths, max_mem_mb=4000, workspace=ws[paths] if reuse else None
+                lf,
+                rf,
+                -(nd - 1),
+                0,
+                p2=32.0,
+                paths=paths,
+                max_mem_mb=4000,
+                workspace=ws[paths] if reuse else None,
             )
 
         methods = {"opencv": lambda cv=cv, left=left, right=right: cv.compute(left, right)}

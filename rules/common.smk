@@ -58,6 +58,40 @@ def truth_files():
     return {}
 
 
+def reference_files(wildcards, classes=True):
+    """Reference inputs of rules qualify and figures: the synthetic truth, else the files named in config
+    'qualify' (those set); ``classes=False`` leaves out the truth's class raster (figures do not draw it).
+    """
+    refs = truth_files() or {
+        k: config["qualify"][f"reference_{k[4:]}"]
+        for k in ("ref_dsm", "ref_dtm", "ref_buildings")
+    }
+    return {k: v for k, v in refs.items() if v and (classes or k != "ref_classes")}
+
+
+def benchmark_files(wildcards):
+    """Benchmark files of the AOI's upstream jobs (the throughput figure), declared as inputs so that the
+    DAG and remote storage see them: one per rule, one per stereo tile, the training run when the workflow
+    trains the segmenter; only rules this workflow defines (a workflow of some stages charts those).
+    """
+    aoi = wildcards.aoi
+    names = ["synth_city", "acquire", "tiles", "mosaic_dsm", "dtm", "ortho", "segment"]
+    names += ["lod0", "lod1", "lod2", "qualify"]
+    if config["source"]["kind"] != "synthetic":
+        names.remove("synth_city")
+    files = [f"benchmarks/{r}/{aoi}.tsv" for r in names if rules.has(r)]
+    if rules.has("tiles") and rules.has("stereo_tile"):
+        files += [f"benchmarks/stereo_tile/{aoi}/{t}.tsv" for t in tile_ids(wildcards)]
+    seg = config["segmentation"]
+    if (
+        rules.has("train_segmenter")
+        and seg["method"] == "unet"
+        and not seg["checkpoint"]
+    ):
+        files.append("benchmarks/train_segmenter/segmenter.tsv")
+    return files
+
+
 def tile_ids(wildcards):
     """Tile ids of the tiling checkpoint (re-evaluated once the tile grid exists)."""
     grid = checkpoints.tiles.get(aoi=wildcards.aoi).output.tiles

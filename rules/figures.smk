@@ -14,19 +14,9 @@ FIGURE_NAMES = [
 rule figures:
     input:
         # references drawn in the figures: the synthetic truth, else those set in config 'qualify'
-        unpack(
-            lambda wildcards: {
-                k: v
-                for k, v in (
-                    truth_files()
-                    or {
-                        k: config["qualify"][f"reference_{k[4:]}"]
-                        for k in ("ref_dsm", "ref_dtm", "ref_buildings")
-                    }
-                ).items()
-                if v and k != "ref_classes"
-            }
-        ),
+        unpack(lambda wildcards: reference_files(wildcards, classes=False)),
+        # the upstream jobs' benchmark files (throughput figure)
+        benchmarks=benchmark_files,
         dsm="results/mosaic/{aoi}/dsm.tif",
         dtm="results/terrain/{aoi}/dtm.tif",
         ortho="results/ortho/{aoi}/ortho.tif",
@@ -55,8 +45,6 @@ rule figures:
         runtime=lambda wildcards, attempt: 15 * attempt,
     params:
         names=FIGURE_NAMES,
-        # benchmark files of the rules upstream (read at run time for the throughput chart)
-        benchmarks="benchmarks",
         dpi=config["figures"]["dpi"],
         error_range_m=config["figures"]["error_range_m"],
     script:

@@ -5,14 +5,7 @@
 rule qualify:
     input:
         # references: the synthetic truth, else the files named in config 'qualify' (those set)
-        unpack(
-            lambda wildcards: truth_files()
-            or {
-                k: config["qualify"][f"reference_{k[4:]}"]
-                for k in ("ref_dsm", "ref_dtm", "ref_buildings")
-                if config["qualify"][f"reference_{k[4:]}"]
-            }
-        ),
+        unpack(reference_files),
         dsm="results/mosaic/{aoi}/dsm.tif",
         dtm="results/terrain/{aoi}/dtm.tif",
         footprints="results/lod0/{aoi}/footprints.gpkg",

@@ -26,21 +26,8 @@ rule stereo_tile:
     params:
         resolution_m=config["output"]["resolution_m"],
         max_mem_mb=lambda wildcards, resources: 0.55 * resources.mem_mb,
-        census_window=config["stereo"]["census_window"],
-        p1=config["stereo"]["p1"],
-        p2=config["stereo"]["p2"],
-        paths=config["stereo"]["paths"],
-        lr_tol=config["stereo"]["lr_tol"],
-        median=config["stereo"]["median"],
-        pointing_correction=config["stereo"]["pointing_correction"],
-        max_pointing_px=config["stereo"]["max_pointing_px"],
-        keypoint_range=config["stereo"]["keypoint_range"],
-        range_margin_m=config["stereo"]["range_margin_m"],
-        height_margin_m=config["stereo"]["height_margin_m"],
-        max_residual_px=config["stereo"]["max_residual_px"],
-        fuse_tol_m=config["stereo"]["fuse_tol_m"],
-        fill_iterations=config["stereo"]["fill_iterations"],
-        densify=config["stereo"]["densify"],
+        # the whole section: every key is a field of sat2lod.stereo.pipeline.StereoParams
+        stereo=config["stereo"],
     script:
         "../scripts/stereo_tile.py"
 

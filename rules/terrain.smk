@@ -19,15 +19,7 @@ rule dtm:
         mem_mb=lambda wildcards, attempt: 4000 * attempt,
         runtime=lambda wildcards, attempt: 30 * attempt,
     params:
-        max_object_size_m=config["terrain"]["max_object_size_m"],
-        max_slope=config["terrain"]["max_slope"],
-        min_object_height_m=config["terrain"]["min_object_height_m"],
-        window_step_m=config["terrain"]["window_step_m"],
-        object_buffer_m=config["terrain"]["object_buffer_m"],
-        ground_tolerance_m=config["terrain"]["ground_tolerance_m"],
-        slope_tolerance_scale=config["terrain"]["slope_tolerance_scale"],
-        refine=config["terrain"]["refine"],
-        despeckle=config["terrain"]["despeckle"],
-        smooth_sigma_px=config["terrain"]["smooth_sigma_px"],
+        # the whole section: every key is a field of sat2lod.terrain.DTMParams
+        terrain=config["terrain"],
     script:
         "../scripts/dtm.py"

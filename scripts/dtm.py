@@ -10,5 +10,5 @@ dtm_from_dsm_file(
     dsm=snakemake.input.dsm,  # noqa: F821
     dtm=snakemake.output.dtm,  # noqa: F821
     ndsm=snakemake.output.ndsm,  # noqa: F821
-    **dict(snakemake.params.items()),  # noqa: F821
+    **snakemake.params.terrain,  # noqa: F821
 )

@@ -20,7 +20,7 @@ make_figures(
     out_pngs={name: out[name] for name in prm.names},
     out_pdf=out.pdf,
     done=out.done,
-    benchmarks=prm.benchmarks,
+    benchmarks=list(inp.benchmarks),
     dpi=prm.dpi,
     error_range_m=prm.error_range_m,
 )

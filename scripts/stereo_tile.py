@@ -12,5 +12,7 @@ stereo_tile(
     tile=snakemake.wildcards.tile,  # noqa: F821
     dsm=snakemake.output.dsm,  # noqa: F821
     quality=snakemake.output.quality,  # noqa: F821
-    **dict(snakemake.params.items()),  # noqa: F821
+    resolution_m=snakemake.params.resolution_m,  # noqa: F821
+    max_mem_mb=snakemake.params.max_mem_mb,  # noqa: F821
+    **snakemake.params.stereo,  # noqa: F821
 )

@@ -90,3 +90,15 @@ def test_snakemake_rejects_a_bad_key(tmp_path):
     )
     assert proc.returncode != 0
     assert "censsus_window" in proc.stdout + proc.stderr
+
+
+def test_workflow_schema_is_the_package_schema():
+    """The Snakefile validates against config/schema.yaml, the package (sat2lod validate-config, the code's
+    defaults) reads its resource sat2lod/data/schema.yaml: one schema, two identical files."""
+    from sat2lod.schema import SCHEMA_PATH
+
+    assert SCHEMA_PATH.is_relative_to(REPO / "src" / "sat2lod") or "site-packages" in str(SCHEMA_PATH)
+    assert (REPO / "config" / "schema.yaml").read_bytes() == SCHEMA_PATH.read_bytes(), (
+        "config/schema.yaml and src/sat2lod/data/schema.yaml differ: edit config/schema.yaml, then "
+        "cp config/schema.yaml src/sat2lod/data/schema.yaml"
+    )

@@ -43,3 +43,20 @@ def test_make_figures_writes_every_figure(tmp_path):
     assert (tmp_path / "fig" / "figures.pdf").read_bytes()[:4] == b"%PDF"
     assert (tmp_path / "fig" / "done.txt").read_text().splitlines() == [str(p) for p in written]
     assert read_benchmarks(tmp_path / "benchmarks") == {"dtm": 12.5}
+
+
+def test_read_benchmarks_from_the_declared_files(tmp_path):
+    """Rule figures passes its declared benchmark inputs: only those count (not another AOI's files)."""
+    rows = "s\th:m:s\tmax_rss\n{}\t0:00:01\t100\n"
+    files = {
+        "benchmarks/dtm/a.tsv": 2.0,
+        "benchmarks/stereo_tile/a/t0000_0000.tsv": 3.0,
+        "benchmarks/stereo_tile/a/t0000_0001.tsv": 4.0,
+        "benchmarks/dtm/b.tsv": 100.0,  # another AOI: not declared, not read
+    }
+    for rel, s in files.items():
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text(rows.format(s))
+    declared = [tmp_path / rel for rel in list(files)[:3]]
+    assert read_benchmarks(declared) == {"dtm": 2.0, "stereo_tile": 7.0}
+    assert read_benchmarks(tmp_path / "benchmarks") == {"dtm": 102.0, "stereo_tile": 7.0}

@@ -1,4 +1,4 @@
-"""Workflow configuration: validation against config/schema.yaml with defaults filled in."""
+"""Workflow configuration: validation against the schema (sat2lod.schema) with defaults filled in."""
 
 from __future__ import annotations
 
@@ -9,7 +9,9 @@ from typing import Any
 import jsonschema
 import yaml
 
-SCHEMA_PATH = Path(__file__).resolve().parents[2] / "config" / "schema.yaml"
+from sat2lod.schema import SCHEMA_PATH, load_schema
+
+__all__ = ["SCHEMA_PATH", "ConfigError", "load_config", "load_schema", "validate_config"]
 
 
 class ConfigError(ValueError):
@@ -27,10 +29,6 @@ def _with_defaults(validator_class: type) -> type:
         yield from validate_props(validator, properties, instance, schema)
 
     return jsonschema.validators.extend(validator_class, {"properties": set_defaults})
-
-
-def load_schema(path: str | os.PathLike[str] | None = None) -> dict:
-    return yaml.safe_load(Path(path or SCHEMA_PATH).read_text())
 
 
 def validate_config(config: dict, schema: dict | None = None, source: str = "config") -> dict:

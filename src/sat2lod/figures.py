@@ -10,6 +10,7 @@ from __future__ import annotations
 import glob
 import logging
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,11 @@ import numpy as np
 from matplotlib.backends.backend_pdf import PdfPages
 from mpl_toolkits.mplot3d.art3d import Poly3DCollection
 
+from sat2lod.io.jsonio import write_text
 from sat2lod.io.raster import Raster, atomic_path, read_raster
+from sat2lod.schema import defaults
+
+_FIGURES = defaults("figures")  # defaults of config section figures
 
 log = logging.getLogger(__name__)
 PathLike = str | os.PathLike[str]
@@ -247,13 +252,22 @@ def fig_accuracy_table(acc: dict[str, Any]) -> plt.Figure:
     return fig
 
 
-def read_benchmarks(bench_dir: PathLike) -> dict[str, float]:
-    """Total wall time (s) per rule from Snakemake benchmark files ``<bench_dir>/<rule>/**.tsv``."""
+def read_benchmarks(benchmarks: PathLike | Sequence[PathLike]) -> dict[str, float]:
+    """Total wall time (s) per rule from Snakemake benchmark files ``.../benchmarks/<rule>/**.tsv``: the given
+    files (what rule figures declares as inputs), or every ``<rule>/**.tsv`` under a directory."""
     import pandas as pd
 
+    if isinstance(benchmarks, (str, os.PathLike)):
+        root = Path(benchmarks)
+        paths = [
+            Path(p) for p in sorted(glob.glob(os.path.join(str(root), "*", "**", "*.tsv"), recursive=True))
+        ]
+        rules = [p.relative_to(root).parts[0] for p in paths]
+    else:
+        paths = [Path(p) for p in benchmarks]
+        rules = [_rule_of(p) for p in paths]
     out: dict[str, float] = {}
-    for path in sorted(glob.glob(os.path.join(str(bench_dir), "*", "**", "*.tsv"), recursive=True)):
-        rule = Path(path).relative_to(bench_dir).parts[0]
+    for path, rule in zip(paths, rules):
         try:
             s = pd.read_csv(path, sep="\t")["s"]
         except (KeyError, ValueError, pd.errors.ParserError):
@@ -261,6 +275,15 @@ def read_benchmarks(bench_dir: PathLike) -> dict[str, float]:
             continue
         out[rule] = out.get(rule, 0.0) + float(s.sum())
     return out
+
+
+def _rule_of(path: Path) -> str:
+    """Rule of a benchmark file ``.../benchmarks/<rule>/...``: the folder after ``benchmarks``, else the file's
+    top folder."""
+    parts = path.parts
+    if "benchmarks" in parts[:-1]:
+        return parts[len(parts) - 1 - parts[::-1].index("benchmarks") + 1]
+    return parts[0] if len(parts) > 1 else path.stem
 
 
 def fig_throughput(times: dict[str, float], area_km2: float | None) -> plt.Figure:
@@ -292,9 +315,9 @@ def make_figures(
     ref_dsm: PathLike | None = None,
     ref_dtm: PathLike | None = None,
     ref_buildings: PathLike | None = None,
-    benchmarks: PathLike = "benchmarks",
-    dpi: int = 150,
-    error_range_m: float = 5.0,
+    benchmarks: PathLike | Sequence[PathLike] = "benchmarks",
+    dpi: int = _FIGURES["dpi"],
+    error_range_m: float = _FIGURES["error_range_m"],
 ) -> list[Path]:
     """Render every figure of :data:`FIGURES` to ``out_pngs[name]``, all of them into ``out_pdf``, and write
     the ``done`` marker listing the files. Missing optional inputs give a figure that says what is missing."""
@@ -344,7 +367,6 @@ def make_figures(
     written.append(Path(out_pdf))
     for fig in figs.values():
         plt.close(fig)
-    with atomic_path(done) as tmp:
-        tmp.write_text("".join(f"{p}\n" for p in written))
+    write_text(done, "".join(f"{p}\n" for p in written))
     log.info("%d figures -> %s", len(written), Path(done).parent)
     return written

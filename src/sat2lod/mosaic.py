@@ -17,6 +17,7 @@ import numpy as np
 from rasterio.transform import Affine
 
 import sat2lod
+from sat2lod.grid import grid_for_bounds, pixel_offset
 from sat2lod.io.raster import read_raster, write_raster
 
 log = logging.getLogger(__name__)
@@ -52,11 +53,8 @@ def blend_tiles(
         (mosaic float32 NaN-empty over the union of the cores, its transform).
     """
     cores = np.array([t[2] for t in tiles], float)
-    xmin, ymin = cores[:, 0].min(), cores[:, 1].min()
-    xmax, ymax = cores[:, 2].max(), cores[:, 3].max()
-    cols = int(round((xmax - xmin) / resolution))
-    rows = int(round((ymax - ymin) / resolution))
-    out_t = Affine(resolution, 0.0, xmin, 0.0, -resolution, ymax)
+    union = (cores[:, 0].min(), cores[:, 1].min(), cores[:, 2].max(), cores[:, 3].max())
+    out_t, (rows, cols) = grid_for_bounds(union, resolution)
     acc = np.zeros((rows, cols), np.float64)
     wsum = np.zeros((rows, cols), np.float64)
     for dsm, t, core, bounds in tiles:
@@ -64,8 +62,7 @@ def blend_tiles(
             raise ValueError(f"tile grid resolution {t.a} differs from the mosaic resolution {resolution}")
         margin = max(core[0] - bounds[0], bounds[2] - core[2], core[1] - bounds[1], bounds[3] - core[3], 0.0)
         w = feather_weights(dsm.shape, t, bounds, margin)
-        c0 = int(round((t.c - xmin) / resolution))
-        r0 = int(round((ymax - t.f) / resolution))
+        r0, c0 = pixel_offset(t, out_t)
         # intersection of the tile array with the mosaic array
         ra, ca = max(0, r0), max(0, c0)
         rb, cb = min(rows, r0 + dsm.shape[0]), min(cols, c0 + dsm.shape[1])

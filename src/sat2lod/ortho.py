@@ -33,7 +33,11 @@ from rasterio.transform import Affine
 from scipy import ndimage
 
 import sat2lod
+from sat2lod.arrays import fill_nearest
 from sat2lod.rpc import RPCModel
+from sat2lod.schema import defaults
+
+_ORTHO = defaults("ortho")  # defaults of config section ortho
 
 log = logging.getLogger(__name__)
 
@@ -195,9 +199,9 @@ def true_ortho(
     transform: Affine,
     crs: Any,
     views: list[OrthoView],
-    occlusion_tol_m: float = 0.5,
-    radiometric_match: bool = True,
-    detect_occlusions: bool = True,
+    occlusion_tol_m: float = _ORTHO["occlusion_tol_m"],
+    radiometric_match: bool = _ORTHO["radiometric_match"],
+    detect_occlusions: bool = _ORTHO["detect_occlusions"],
 ) -> tuple[np.ndarray, np.ndarray, dict]:
     """Orthorectify ``views`` on the DSM grid with occlusion handling.
 
@@ -353,11 +357,11 @@ def ortho_from_files(
     dsm: str | os.PathLike[str],
     scenes: str | os.PathLike[str],
     ortho: str | os.PathLike[str],
-    occlusion_tol_m: float = 0.5,
-    radiometric_match: bool = True,
-    detect_occlusions: bool = True,
-    fill_dsm_holes: bool = True,
-    pansharpen_ms: bool = True,
+    occlusion_tol_m: float = _ORTHO["occlusion_tol_m"],
+    radiometric_match: bool = _ORTHO["radiometric_match"],
+    detect_occlusions: bool = _ORTHO["detect_occlusions"],
+    fill_dsm_holes: bool = _ORTHO["fill_dsm_holes"],
+    pansharpen_ms: bool = _ORTHO["pansharpen"],
 ) -> dict:
     """Rule ``ortho``: DSM mosaic + scene sheet -> true ortho COG.
 
@@ -365,9 +369,9 @@ def ortho_from_files(
     when the most nadir view has an ``ms_image`` (+ optional ``ms_rpc``) in the scene sheet. Tags: per-view
     incidence, occluded and used fractions, ``SAT2LOD_PRODUCT=ortho``.
     """
-    from sat2lod.io.jsonio import read_json
     from sat2lod.io.raster import read_raster, write_raster
     from sat2lod.io.rpc_files import read_rpc
+    from sat2lod.io.scene_sheet import read_scene_sheet
 
     t0 = time.perf_counter()
     src = read_raster(dsm, bands=1, masked_to_nan=True)
@@ -381,27 +385,17 @@ def ortho_from_files(
     heights = src.array.astype(np.float32)
     valid = np.isfinite(heights)
     if fill_dsm_holes and not valid.all() and valid.any():
-        from sat2lod.terrain import fill_nearest
-
         heights = fill_nearest(heights)
-    sheet = read_json(scenes)
-    base = os.path.dirname(os.fspath(scenes))
+    sheet = read_scene_sheet(scenes)
     views = []
     ms = None
-    for i, v in enumerate(sheet.get("views", [])):
-        img_path = v.get("image")
-        if img_path is None:
-            raise ValueError(f"{scenes}: view {i} has no 'image'; fix the scene sheet (rerun rule acquire)")
-        if not os.path.isabs(img_path) and not os.path.exists(img_path):
-            img_path = os.path.join(base, img_path)
+    for i, v in enumerate(sheet["views"]):
+        img_path = v["image"]
         rpc = read_rpc(img_path, v.get("rpc"))
         img = read_raster(img_path, bands=1, masked_to_nan=True).array.astype(np.float32)
         views.append(OrthoView(img, rpc, str(v.get("id", f"view{i}"))))
         if v.get("ms_image") and pansharpen_ms and ms is None:
-            ms_path = v["ms_image"] if os.path.exists(v["ms_image"]) else os.path.join(base, v["ms_image"])
-            ms = (i, ms_path, v.get("ms_rpc"))
-    if not views:
-        raise ValueError(f"{scenes}: no views in the scene sheet; rerun rule acquire")
+            ms = (i, v["ms_image"], v.get("ms_rpc"))
     ortho_arr, _source, info = true_ortho(
         heights, src.transform, src.crs, views, occlusion_tol_m, radiometric_match, detect_occlusions
     )

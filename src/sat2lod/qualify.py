@@ -35,7 +35,11 @@ from typing import Any
 import numpy as np
 from rasterio.warp import Resampling, reproject
 
-from sat2lod.io.raster import Raster, atomic_path, read_raster
+from sat2lod.io.jsonio import read_json, write_text
+from sat2lod.io.raster import Raster, read_raster
+from sat2lod.schema import defaults
+
+_QUALIFY = defaults("qualify")  # defaults of config section qualify
 
 log = logging.getLogger(__name__)
 PathLike = str | os.PathLike[str]
@@ -388,8 +392,8 @@ def qualify(
     ref_dtm: PathLike | None = None,
     ref_classes: PathLike | None = None,
     ref_buildings: PathLike | None = None,
-    thresholds_m: list[float] = (0.5, 1.0, 3.0),
-    slope_bins_deg: list[float] = (0, 10, 30, 90),
+    thresholds_m: list[float] = tuple(_QUALIFY["thresholds_m"]),
+    slope_bins_deg: list[float] = tuple(_QUALIFY["slope_bins_deg"]),
     out_json: PathLike,
     out_md: PathLike,
 ) -> dict[str, Any]:
@@ -482,10 +486,8 @@ def qualify(
             ref_transform,
         )
     res["targets"] = _targets(res)
-    with atomic_path(out_json) as tmp:
-        tmp.write_text(json.dumps(_clean(res), indent=2))
-    with atomic_path(out_md) as tmp:
-        tmp.write_text(accuracy_markdown(res))
+    write_text(out_json, json.dumps(_clean(res), indent=2))
+    write_text(out_md, accuracy_markdown(res))
     log.info("qualification -> %s", out_json)
     return res
 
@@ -642,4 +644,4 @@ def read_accuracy(path: PathLike) -> dict[str, Any]:
     p = Path(path)
     if not p.exists():
         raise FileNotFoundError(f"{p}: not found; run rule qualify first.")
-    return json.loads(p.read_text())
+    return read_json(p)

@@ -313,7 +313,7 @@ def _poly_dz(c: np.ndarray, x: float, y: float, z: float) -> float:
 
 
 @numba.njit(cache=True)
-def _project_jacobian(
+def project_jacobian(
     norm: np.ndarray, coef: np.ndarray, lon: float, lat: float, h: float
 ) -> tuple[float, float, float, float, float, float, float, float]:
     """Project one point: (row, col, drow/dlon, drow/dlat, drow/dh, dcol/dlon, dcol/dlat, dcol/dh)."""

@@ -34,7 +34,11 @@ import numpy as np
 from scipy import ndimage
 
 import sat2lod
+from sat2lod.arrays import fill_nearest
 from sat2lod.io.raster import read_raster, write_raster
+from sat2lod.schema import defaults
+
+_TERRAIN = defaults("terrain")  # defaults of config section terrain
 
 log = logging.getLogger(__name__)
 
@@ -57,34 +61,19 @@ class DTMParams:
         smooth_sigma_px: Gaussian smoothing of the final DTM (pixels); 0 = none.
     """
 
-    max_object_size_m: float = 64.0
-    max_slope: float = 0.15
-    min_object_height_m: float = 0.5
-    window_step_m: float = 4.0
-    object_buffer_m: float = 1.5
-    ground_tolerance_m: float = 0.5
-    slope_tolerance_scale: float = 1.0
-    refine: bool = True
-    despeckle: bool = True
-    smooth_sigma_px: float = 1.0
+    max_object_size_m: float = _TERRAIN["max_object_size_m"]
+    max_slope: float = _TERRAIN["max_slope"]
+    min_object_height_m: float = _TERRAIN["min_object_height_m"]
+    window_step_m: float = _TERRAIN["window_step_m"]
+    object_buffer_m: float = _TERRAIN["object_buffer_m"]
+    ground_tolerance_m: float = _TERRAIN["ground_tolerance_m"]
+    slope_tolerance_scale: float = _TERRAIN["slope_tolerance_scale"]
+    refine: bool = _TERRAIN["refine"]
+    despeckle: bool = _TERRAIN["despeckle"]
+    smooth_sigma_px: float = _TERRAIN["smooth_sigma_px"]
 
 
 # --------------------------------------------------------------------------------------------- helpers
-def fill_nearest(z: np.ndarray) -> np.ndarray:
-    """Fill NaN cells of ``z`` (H, W) with the value of the nearest valid cell; returns a new float32 array.
-
-    Raises:
-        ValueError: no valid cell at all.
-    """
-    invalid = ~np.isfinite(z)
-    if not invalid.any():
-        return z.astype(np.float32, copy=True)
-    if invalid.all():
-        raise ValueError("the DSM has no valid cell (all nodata): nothing to extract a terrain from")
-    idx = ndimage.distance_transform_edt(invalid, return_distances=False, return_indices=True)
-    return z[tuple(idx)].astype(np.float32)
-
-
 def _upsample_to(z: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     """Bilinear upsampling of a pooled level back to ``shape`` (cell centres aligned, edges clamped)."""
     h, w = shape
@@ -226,6 +215,8 @@ def extract_dtm(dsm: np.ndarray, resolution_m: float, params: DTMParams | None =
     if dsm.ndim != 2:
         raise ValueError(f"extract_dtm expects a (H, W) DSM, got shape {dsm.shape}")
     valid = np.isfinite(dsm)
+    if not valid.any():
+        raise ValueError("the DSM has no valid cell (all nodata): nothing to extract a terrain from")
     z = fill_nearest(dsm)
     if p.despeckle:
         z = ndimage.median_filter(z, size=3, mode="nearest")

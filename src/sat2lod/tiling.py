@@ -22,9 +22,15 @@ from typing import Any
 import numpy as np
 import shapely
 
-from sat2lod.acquire.files import probe_image, read_json, write_json
-from sat2lod.acquire.geometry import common_footprint
+from sat2lod.grid import SNAP_TOL_PX, snap_bounds
+from sat2lod.io.jsonio import write_json
 from sat2lod.io.rpc_files import read_rpc
+from sat2lod.io.scene_sheet import read_scene_sheet
+from sat2lod.io.sensor_image import image_shape
+from sat2lod.schema import defaults
+from sat2lod.view_geometry import common_footprint
+
+_TILING = defaults("tiling")  # defaults of config section tiling
 
 log = logging.getLogger(__name__)
 
@@ -71,11 +77,9 @@ def grid_spec(
     if resolution_m <= 0 or tile_size_m <= 0 or margin_m < 0:
         raise ValueError("resolution_m and tile_size_m must be > 0 and margin_m >= 0")
     r = float(resolution_m)
-    eps = 1e-6
-    ix0, ix1 = math.floor(xmin / r + eps), math.ceil(xmax / r - eps)
-    iy0, iy1 = math.floor(ymin / r + eps), math.ceil(ymax / r - eps)
+    ix0, iy0, ix1, iy1 = snap_bounds(aoi_bounds, r)
     tile_px = max(1, round(tile_size_m / r))
-    margin_px = math.ceil(margin_m / r - eps)
+    margin_px = math.ceil(margin_m / r - SNAP_TOL_PX)
     w, h = ix1 - ix0, iy1 - iy0
     n_cols, n_rows = -(-w // tile_px), -(-h // tile_px)
     if n_cols > MAX_TILES_PER_AXIS or n_rows > MAX_TILES_PER_AXIS:
@@ -116,7 +120,7 @@ def tile_id(row: int, col: int) -> str:
 
 
 def select_tiles(
-    cores: np.ndarray, visible: shapely.Geometry | None, min_coverage: float = 0.0
+    cores: np.ndarray, visible: shapely.Geometry | None, min_coverage: float = _TILING["min_coverage"]
 ) -> np.ndarray:
     """Boolean mask of the tiles whose core is seen: covered fraction > ``min_coverage`` of its area.
 
@@ -174,8 +178,8 @@ def make_tiles(
     tile_size_m: float,
     margin_m: float,
     resolution_m: float,
-    min_coverage: float = 0.0,
-    visibility: str = "any_height",
+    min_coverage: float = _TILING["min_coverage"],
+    visibility: str = _TILING["visibility"],
 ) -> dict[str, Any]:
     """Read the scene sheet, compute the grid, keep the tiles seen by all views, write the tile GeoJSON.
 
@@ -184,11 +188,11 @@ def make_tiles(
         tiles: output ``results/tiles/{aoi}/tiles.geojson``.
         tile_size_m, margin_m, resolution_m, min_coverage: see :func:`grid_spec` and :func:`select_tiles`.
         visibility: ``any_height`` (seen by all views for some height of the scene's range) or ``all_heights``
-            (for every height), see :func:`sat2lod.acquire.geometry.common_footprint`.
+            (for every height), see :func:`sat2lod.view_geometry.common_footprint`.
     Raises:
         ValueError: no tile is seen by all views (names the scene sheet and what to check).
     """
-    sheet = read_json(scenes)
+    sheet = read_scene_sheet(scenes, require=("epsg", "height_range", "aoi_bounds"))
     views = sheet["views"]
     epsg = int(sheet["epsg"])
     spec = grid_spec(sheet["aoi_bounds"], tile_size_m, margin_m, resolution_m)
@@ -199,8 +203,7 @@ def make_tiles(
         if "width" in v and "height" in v:
             w, h = int(v["width"]), int(v["height"])
         else:
-            p = probe_image(v["image"])
-            w, h = p.width, p.height
+            h, w = image_shape(v["image"])
         cams.append((rpc, w, h))
     visible = common_footprint(cams, tuple(sheet["height_range"]), epsg=epsg, mode=visibility)
     keep = select_tiles(cores, visible, min_coverage)

@@ -236,9 +236,6 @@ def search(
     return out
 
 
-_SAFE_PART = re.compile(r"^[A-Za-z0-9._-]+$")
-
-
 def safe_name(product_id: str) -> str:
     """A file-system name for a product id: unsafe characters become '_', never '.', '..' or empty."""
     name = re.sub(r"[^A-Za-z0-9._-]+", "_", product_id).strip("._") or "product"

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
 from pathlib import Path
@@ -303,14 +302,3 @@ def read_rpc(image: str | os.PathLike[str], rpc_file: str | os.PathLike[str] | N
     if row0 or col0:
         model = model.crop(row0, col0)
     return model
-
-
-def find_rpc_file(image: str | os.PathLike[str]) -> Path | None:
-    """Guess the RPC file beside ``image``: ``<stem>.geom``, ``<stem>_RPC.TXT``, ``RPC_<stem>.XML``, ``<stem>.RPB``."""
-    image = Path(image)
-    stem = re.sub(r"\.(tif|tiff|jp2|ntf)$", "", image.name, flags=re.IGNORECASE)
-    for name in (f"{stem}.geom", f"{stem}_RPC.TXT", f"{stem}_rpc.txt", f"RPC_{stem}.XML", f"{stem}.RPB"):
-        p = image.with_name(name)
-        if p.exists():
-            return p
-    return None

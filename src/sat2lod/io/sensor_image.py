@@ -10,6 +10,10 @@ import rasterio
 from rasterio.errors import RasterioIOError
 from rasterio.windows import Window
 
+from sat2lod.io.scene_sheet import read_scene_sheet
+
+__all__ = ["SensorImageError", "image_shape", "read_scene_sheet", "read_tile", "read_tiles", "read_window"]
+
 
 class SensorImageError(RuntimeError):
     """A sensor image could not be read; the message names the file and the fix."""
@@ -65,31 +69,6 @@ def read_window(
         )
         out[r0 - row0 : r1 - row0, c0 - col0 : c1 - col0] = block
         return out
-
-
-def read_scene_sheet(path: str | os.PathLike[str]) -> dict:
-    """Read the scene sheet ``results/acquire/{aoi}/scenes.json`` (format in docs/ARCHITECTURE.md)."""
-    import json
-
-    path = Path(path)
-    try:
-        sheet = json.loads(path.read_text())
-    except FileNotFoundError as exc:
-        raise SensorImageError(f"{path}: scene sheet not found; run the acquire step first.") from exc
-    except json.JSONDecodeError as exc:
-        raise SensorImageError(
-            f"{path}: invalid JSON ({exc}); delete it and rerun the acquire step."
-        ) from exc
-    missing = [k for k in ("views", "epsg", "height_range") if k not in sheet]
-    if missing:
-        raise SensorImageError(
-            f"{path}: scene sheet lacks {', '.join(missing)}; regenerate it with the acquire step."
-        )
-    if len(sheet["views"]) < 2:
-        raise SensorImageError(
-            f"{path}: stereo needs at least 2 views, the sheet lists {len(sheet['views'])}."
-        )
-    return sheet
 
 
 def read_tiles(path: str | os.PathLike[str]) -> dict[str, dict]:

@@ -39,6 +39,9 @@ from sat2lod.lod.regularize import (
     regularize_chain,
     regularize_polygon,
 )
+from sat2lod.schema import defaults
+
+_LOD = defaults("lod")  # defaults of config section lod
 
 log = logging.getLogger(__name__)
 
@@ -63,13 +66,13 @@ class FootprintParams:
         regularize: regularization settings.
     """
 
-    min_area_m2: float = 20.0
-    split_step_m: float = 0.5
-    min_height_m: float = 2.0
-    wall_gap_m: float = 4.0
-    split_contrast: float = 0.12
-    split_min_width_m: float = 4.0
-    split_line_step_m: float = 1.0
+    min_area_m2: float = _LOD["min_area_m2"]
+    split_step_m: float = _LOD["split_step_m"]
+    min_height_m: float = _LOD["min_height_m"]
+    wall_gap_m: float = _LOD["wall_gap_m"]
+    split_contrast: float = _LOD["split_contrast"]
+    split_min_width_m: float = _LOD["split_min_width_m"]
+    split_line_step_m: float = _LOD["split_line_step_m"]
     regularize: RegularizeParams = field(default_factory=RegularizeParams)
 
 

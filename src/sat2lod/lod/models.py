@@ -20,6 +20,9 @@ from shapely.geometry.base import BaseGeometry
 from sat2lod.io.cityjson import CityBuilding
 from sat2lod.lod.roof import RoofFit, RoofParams, fit_roof
 from sat2lod.lod.solid import build_solid, check_solid
+from sat2lod.schema import defaults
+
+_LOD = defaults("lod")  # defaults of config section lod
 
 log = logging.getLogger(__name__)
 
@@ -126,8 +129,8 @@ def lod1_building(
     dtm: np.ndarray,
     ndsm: np.ndarray,
     transform: Affine,
-    roof_percentile: float = 90.0,
-    ground_percentile: float = 50.0,
+    roof_percentile: float = _LOD["lod1_roof_percentile"],
+    ground_percentile: float = _LOD["ground_percentile"],
 ) -> CityBuilding | None:
     """LoD1.2 block: the footprint extruded from the ground to ground + :func:`block_height` (the
     ``roof_percentile`` of the nDSM inside the footprint shrunk by ``LOD1_EDGE_BUFFER_M``).
@@ -161,7 +164,7 @@ def lod2_building(
     dtm: np.ndarray,
     transform: Affine,
     prm: RoofParams | None = None,
-    ground_percentile: float = 50.0,
+    ground_percentile: float = _LOD["ground_percentile"],
     image: np.ndarray | None = None,
     walls: list[tuple[BaseGeometry, float]] | None = None,
 ) -> tuple[CityBuilding, RoofFit] | None:

@@ -11,6 +11,7 @@ import geopandas as gpd
 import numpy as np
 import pandas as pd
 
+from sat2lod.grid import check_same_grid
 from sat2lod.io.cityjson import city_model, validate_cityjson, write_cityjson, write_cityjsonseq, write_obj
 from sat2lod.io.raster import Raster, read_raster
 from sat2lod.io.vector import read_vector, write_vector
@@ -19,27 +20,18 @@ from sat2lod.lod.metrics import n_vertices
 from sat2lod.lod.models import ground_height, lod1_building, lod2_building, pixels_in, wall_parts
 from sat2lod.lod.regularize import RegularizeParams
 from sat2lod.lod.roof import RAMP_STEP_M, RoofParams, calibrate_edge_ramp, roof_noise
+from sat2lod.schema import defaults
+
+_LOD = defaults("lod")  # defaults of config section lod
 
 log = logging.getLogger(__name__)
 PathLike = str | os.PathLike[str]
 
 
-def _same_grid(a: Raster, b: Raster, name_a: PathLike, name_b: PathLike) -> None:
-    if (
-        a.shape != b.shape
-        or not np.allclose(tuple(a.transform)[:6], tuple(b.transform)[:6])
-        or a.crs != b.crs
-    ):
-        raise ValueError(
-            f"{name_b}: grid differs from {name_a} (shape {b.shape} vs {a.shape}, transform or CRS); "
-            "both must come from the same output grid (config 'output')."
-        )
-
-
 def _brightness(ortho: PathLike, ref: Raster, ref_path: PathLike) -> np.ndarray:
     """(H, W) float32 brightness of the true ortho (mean of its bands, NaN = nodata) on ``ref``'s grid."""
     o = read_raster(ortho, masked_to_nan=True)
-    _same_grid(ref, o, ref_path, ortho)
+    check_same_grid(ref, o, ref_path, ortho)
     img = o.array.astype(np.float32)
     if img.ndim == 3:
         img = np.nanmean(img, axis=0) if img.shape[0] > 1 else img[0]
@@ -67,17 +59,17 @@ def run_lod0(
     fgb: PathLike | None = None,
     *,
     ortho: PathLike | None = None,
-    min_area_m2: float = 20.0,
-    split_step_m: float = 0.5,
-    wall_gap_m: float = 4.0,
-    min_height_m: float = 2.0,
-    split_contrast: float = 0.12,
-    split_min_width_m: float = 4.0,
-    split_line_step_m: float = 1.0,
-    simplify_m: float = 0.7,
-    angle_tol_deg: float = 15.0,
-    min_edge_m: float = 1.5,
-    max_vertices: int = 40,
+    min_area_m2: float = _LOD["min_area_m2"],
+    split_step_m: float = _LOD["split_step_m"],
+    wall_gap_m: float = _LOD["wall_gap_m"],
+    min_height_m: float = _LOD["min_height_m"],
+    split_contrast: float = _LOD["split_contrast"],
+    split_min_width_m: float = _LOD["split_min_width_m"],
+    split_line_step_m: float = _LOD["split_line_step_m"],
+    simplify_m: float = _LOD["simplify_m"],
+    angle_tol_deg: float = _LOD["angle_tol_deg"],
+    min_edge_m: float = _LOD["min_edge_m"],
+    max_vertices: int = _LOD["max_vertices"],
 ) -> gpd.GeoDataFrame:
     """Building mask (+ nDSM, + ortho) -> regularized footprints as GeoPackage (+ FlatGeobuf).
 
@@ -96,7 +88,7 @@ def run_lod0(
     nd = None
     if ndsm is not None:
         r = read_raster(ndsm, masked_to_nan=True)
-        _same_grid(m, r, mask, ndsm)
+        check_same_grid(m, r, mask, ndsm)
         nd = r.array.astype(np.float32)
     img = None if ortho is None else _brightness(ortho, m, mask)
     prm = FootprintParams(
@@ -167,8 +159,8 @@ def run_lod1(
     ndsm: PathLike,
     city: PathLike,
     *,
-    roof_percentile: float = 90.0,
-    ground_percentile: float = 50.0,
+    roof_percentile: float = _LOD["lod1_roof_percentile"],
+    ground_percentile: float = _LOD["ground_percentile"],
     title: str = "sat2lod LoD1.2",
     cityjsonseq: PathLike | None = None,
 ) -> dict:
@@ -176,7 +168,7 @@ def run_lod1(
     gdf = _footprints(footprints)
     t = read_raster(dtm, masked_to_nan=True)
     n = read_raster(ndsm, masked_to_nan=True)
-    _same_grid(t, n, dtm, ndsm)
+    check_same_grid(t, n, dtm, ndsm)
     epsg = _epsg(t, dtm)
     blds = []
     for fid, geom in zip(gdf["id"], gdf.geometry):
@@ -196,17 +188,17 @@ def run_lod2(
     obj: PathLike | None = None,
     *,
     ortho: PathLike | None = None,
-    ortho_min_gain: float = 6.0,
-    max_rmse_m: float = 1.0,
-    min_rise_m: float = 0.7,
-    plane_tol_m: float = 0.4,
-    max_planes: int = 8,
-    edge_buffer_m: float = 0.6,
-    min_slope_deg: float = 5.0,
-    min_slope_z: float = 3.0,
-    bic_margin: float = 2.0,
-    ground_percentile: float = 50.0,
-    edge_ramp: bool = True,
+    ortho_min_gain: float = _LOD["roof_ortho_min_gain"],
+    max_rmse_m: float = _LOD["roof_max_rmse_m"],
+    min_rise_m: float = _LOD["roof_min_rise_m"],
+    plane_tol_m: float = _LOD["plane_tol_m"],
+    max_planes: int = _LOD["max_planes"],
+    edge_buffer_m: float = _LOD["edge_buffer_m"],
+    min_slope_deg: float = _LOD["roof_min_slope_deg"],
+    min_slope_z: float = _LOD["roof_min_slope_z"],
+    bic_margin: float = _LOD["roof_bic_margin"],
+    ground_percentile: float = _LOD["ground_percentile"],
+    edge_ramp: bool = _LOD["roof_edge_ramp"],
     title: str = "sat2lod LoD2.2",
     cityjsonseq: PathLike | None = None,
 ) -> dict:
@@ -225,7 +217,7 @@ def run_lod2(
     gdf = _footprints(footprints)
     s = read_raster(dsm, masked_to_nan=True)
     t = read_raster(dtm, masked_to_nan=True)
-    _same_grid(s, t, dsm, dtm)
+    check_same_grid(s, t, dsm, dtm)
     epsg = _epsg(s, dsm)
     prm = RoofParams(
         max_rmse_m=max_rmse_m,

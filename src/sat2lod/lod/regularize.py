@@ -27,6 +27,10 @@ import numpy as np
 import shapely
 from shapely.geometry import LinearRing, LineString, Polygon
 
+from sat2lod.schema import defaults
+
+_LOD = defaults("lod")  # defaults of config section lod
+
 PARALLEL, PERPENDICULAR, FREE = 0, 1, 2
 
 
@@ -43,15 +47,17 @@ class RegularizeParams:
         circle_vertices: vertex count of a regularized circle.
     """
 
-    simplify_m: float = 0.7
-    angle_tol_deg: float = 15.0
-    min_edge_m: float = 1.5
-    max_vertices: int = 40
+    simplify_m: float = _LOD["simplify_m"]
+    angle_tol_deg: float = _LOD["angle_tol_deg"]
+    min_edge_m: float = _LOD["min_edge_m"]
+    max_vertices: int = _LOD["max_vertices"]
     circle_tol_m: float = 0.3
     circle_vertices: int = 16
 
 
-def dominant_orientation(rings: list[np.ndarray], simplify_m: float = 0.7, bin_m: float = 0.5) -> float:
+def dominant_orientation(
+    rings: list[np.ndarray], simplify_m: float = _LOD["simplify_m"], bin_m: float = 0.5
+) -> float:
     """Dominant edge orientation (radians in [0, pi/2)) of one or several rings, modulo 90 degrees.
 
     Projection profiles: the outline points (densified every 0.25 m) are projected on the two axes of each

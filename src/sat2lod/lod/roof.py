@@ -44,9 +44,12 @@ from shapely import affinity
 from shapely.geometry import Polygon, shape
 from shapely.geometry.base import BaseGeometry
 
+from sat2lod.schema import defaults
+
+_LOD = defaults("lod")  # defaults of config section lod
+
 log = logging.getLogger(__name__)
 
-PRIMITIVES = ("flat", "shed", "gable", "hip", "pyramid")
 #: width (m) of the distance-from-outline bins of RoofParams.edge_ramp
 RAMP_STEP_M = 0.25
 
@@ -107,20 +110,20 @@ class RoofParams:
             (the ortho BIC still enters the combined score).
     """
 
-    max_rmse_m: float = 1.0
-    min_rise_m: float = 0.7
-    plane_tol_m: float = 0.4
+    max_rmse_m: float = _LOD["roof_max_rmse_m"]
+    min_rise_m: float = _LOD["roof_min_rise_m"]
+    plane_tol_m: float = _LOD["plane_tol_m"]
     normal_tol_deg: float = 20.0
     normal_radius_px: int = 3
-    max_planes: int = 8
-    edge_buffer_m: float = 0.6
-    min_slope_deg: float = 5.0
+    max_planes: int = _LOD["max_planes"]
+    edge_buffer_m: float = _LOD["edge_buffer_m"]
+    min_slope_deg: float = _LOD["roof_min_slope_deg"]
     square_tol: float = 0.15
-    min_slope_z: float = 3.0
-    bic_margin: float = 2.0
+    min_slope_z: float = _LOD["roof_min_slope_z"]
+    bic_margin: float = _LOD["roof_bic_margin"]
     corr_area_px: float | None = None
     noise_m: float | None = None
-    ortho_min_gain: float = 6.0
+    ortho_min_gain: float = _LOD["roof_ortho_min_gain"]
     edge_ramp: tuple[float, ...] = ()
 
 

@@ -26,8 +26,10 @@ from pyproj import CRS, Transformer
 import sat2lod
 from sat2lod.io.raster import write_raster
 from sat2lod.io.rpc_files import read_rpc
-from sat2lod.io.sensor_image import image_shape, read_scene_sheet, read_tile, read_window
+from sat2lod.io.scene_sheet import read_scene_sheet
+from sat2lod.io.sensor_image import image_shape, read_tile, read_window
 from sat2lod.rpc import RPCModel
+from sat2lod.schema import defaults
 from sat2lod.stereo.pointing import across_track_offset, match_keypoints
 from sat2lod.stereo.rasterize import (
     densify_disparity,
@@ -40,6 +42,8 @@ from sat2lod.stereo.rectify import PairRectification, image_window, rectify_pair
 from sat2lod.stereo.sgm import sgm_disparity
 from sat2lod.stereo.triangulate import triangulate_rectified
 
+_STEREO = defaults("stereo")  # defaults of config section stereo
+
 log = logging.getLogger(__name__)
 
 
@@ -47,22 +51,22 @@ log = logging.getLogger(__name__)
 class StereoParams:
     """Parameters of the stereo chain (config section ``stereo``; see config/schema.yaml for each)."""
 
-    census_window: tuple[int, int] = (5, 7)
-    p1: float = 8.0
-    p2: float = 64.0
-    paths: int = 8
-    lr_tol: float = 1.0
-    median: bool = True
+    census_window: tuple[int, int] = tuple(_STEREO["census_window"])
+    p1: float = _STEREO["p1"]
+    p2: float = _STEREO["p2"]
+    paths: int = _STEREO["paths"]
+    lr_tol: float = _STEREO["lr_tol"]
+    median: bool = _STEREO["median"]
     max_mem_mb: float = 600.0
-    pointing_correction: bool = True
-    max_pointing_px: int = 10
-    keypoint_range: bool = True
-    range_margin_m: float = 10.0
-    max_residual_px: float = 1.0
-    fuse_tol_m: float = 1.0
-    fill_iterations: int = 0
-    densify: int = 2
-    height_margin_m: float = 20.0
+    pointing_correction: bool = _STEREO["pointing_correction"]
+    max_pointing_px: int = _STEREO["max_pointing_px"]
+    keypoint_range: bool = _STEREO["keypoint_range"]
+    range_margin_m: float = _STEREO["range_margin_m"]
+    max_residual_px: float = _STEREO["max_residual_px"]
+    fuse_tol_m: float = _STEREO["fuse_tol_m"]
+    fill_iterations: int = _STEREO["fill_iterations"]
+    densify: int = _STEREO["densify"]
+    height_margin_m: float = _STEREO["height_margin_m"]
 
     @classmethod
     def from_kwargs(cls, **kw: Any) -> StereoParams:
@@ -217,7 +221,7 @@ def stereo_tile(
         per-pair information (pointing correction, timings, valid ratios).
     """
     params = StereoParams.from_kwargs(**stereo)
-    sheet = read_scene_sheet(scenes)
+    sheet = read_scene_sheet(scenes, require=("epsg", "height_range"), min_views=2)
     props = read_tile(tiles, tile)
     epsg = int(props.get("epsg") or sheet["epsg"])
     bounds = tuple(float(v) for v in props["bounds"])

@@ -13,18 +13,9 @@ import numba
 import numpy as np
 from rasterio.transform import Affine
 
+from sat2lod.grid import grid_for_bounds
 
-def grid_for_bounds(
-    bounds: tuple[float, float, float, float], resolution: float
-) -> tuple[Affine, tuple[int, int]]:
-    """North-up grid covering ``bounds`` with edges on multiples of ``resolution``: (transform, (rows, cols))."""
-    xmin = np.floor(bounds[0] / resolution + 1e-9) * resolution
-    ymin = np.floor(bounds[1] / resolution + 1e-9) * resolution
-    xmax = np.ceil(bounds[2] / resolution - 1e-9) * resolution
-    ymax = np.ceil(bounds[3] / resolution - 1e-9) * resolution
-    cols = int(round((xmax - xmin) / resolution))
-    rows = int(round((ymax - ymin) / resolution))
-    return Affine(resolution, 0.0, float(xmin), 0.0, -resolution, float(ymax)), (rows, cols)
+__all__ = ["grid_for_bounds"]  # re-exported: the output grid rule lives in sat2lod.grid
 
 
 @numba.njit(cache=True)

@@ -44,6 +44,10 @@ import numpy as np
 from numba import types
 from numba.extending import intrinsic
 
+from sat2lod.schema import defaults
+
+_STEREO = defaults("stereo")  # defaults of config section stereo
+
 log = logging.getLogger(__name__)
 
 _U = np.uint64
@@ -769,7 +773,9 @@ def _no_codes() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int, in
     return e64, eb, e64, eb, 0, 0
 
 
-def aggregate(cost: np.ndarray, p1: float, p2: float, paths: int = 8, threads: int = 1) -> np.ndarray:
+def aggregate(
+    cost: np.ndarray, p1: float, p2: float, paths: int = _STEREO["paths"], threads: int = 1
+) -> np.ndarray:
     """SGM aggregation of a (H, W, D) uint8 cost volume over 4 or 8 paths -> (H, W, D) uint16 sum ``S``.
 
     With ``threads >= 2`` the forward and backward raster passes run concurrently. P1 and P2 are rounded to
@@ -793,7 +799,7 @@ def aggregate(cost: np.ndarray, p1: float, p2: float, paths: int = 8, threads: i
     return (both[0] + both[1]).astype(np.uint16)
 
 
-def aggregate_reference(cost: np.ndarray, p1: float, p2: float, paths: int = 8) -> np.ndarray:
+def aggregate_reference(cost: np.ndarray, p1: float, p2: float, paths: int = _STEREO["paths"]) -> np.ndarray:
     """NumPy reference of :func:`aggregate` (vectorised over one image axis and the disparities)."""
     c = cost.astype(np.float32)
     p1, p2 = float(round(p1)), float(round(p2))
@@ -859,7 +865,7 @@ def _select(total: np.ndarray, dmin: int, lr_tol: float, wr: int) -> np.ndarray:
 
 
 def select_disparity(
-    total: np.ndarray, dmin: int, lr_tol: float = 1.0, right_width: int | None = None
+    total: np.ndarray, dmin: int, lr_tol: float = _STEREO["lr_tol"], right_width: int | None = None
 ) -> np.ndarray:
     """WTA + parabola sub-pixel + left-right check (``lr_tol < 0`` disables it) -> (H, W) float32, NaN invalid.
 
@@ -873,7 +879,7 @@ def select_disparity(
 
 
 def select_disparity_reference(
-    total: np.ndarray, dmin: int, lr_tol: float = 1.0, right_width: int | None = None
+    total: np.ndarray, dmin: int, lr_tol: float = _STEREO["lr_tol"], right_width: int | None = None
 ) -> np.ndarray:
     """NumPy reference of :func:`select_disparity`."""
     h, w, nd = total.shape
@@ -1037,12 +1043,12 @@ def sgm_disparity(
     dmin: int,
     dmax: int,
     *,
-    census_window: tuple[int, int] = (5, 7),
-    p1: float = 8.0,
-    p2: float = 32.0,
-    paths: int = 8,
-    lr_tol: float = 1.0,
-    median: bool = True,
+    census_window: tuple[int, int] = tuple(_STEREO["census_window"]),
+    p1: float = _STEREO["p1"],
+    p2: float = _STEREO["p2"],
+    paths: int = _STEREO["paths"],
+    lr_tol: float = _STEREO["lr_tol"],
+    median: bool = _STEREO["median"],
     max_mem_mb: float = 600.0,
     strip_overlap: int = 32,
     workspace: SGMWorkspace | None = None,

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from sat2lod.rpc import RPCModel, _project_jacobian
+from sat2lod.rpc import RPCModel, project_jacobian
 from sat2lod.stereo.rectify import LocalFrame, PairRectification
 
 
@@ -47,8 +47,8 @@ def _triangulate(
         h = h0 + qz
         e0 = e1 = e2 = e3 = 0.0
         for it in range(iters + 1):
-            pr1, pc1, r1x, r1y, r1z, c1x, c1y, c1z = _project_jacobian(norm1, coef1, lo, la, h)
-            pr2, pc2, r2x, r2y, r2z, c2x, c2y, c2z = _project_jacobian(norm2, coef2, lo, la, h)
+            pr1, pc1, r1x, r1y, r1z, c1x, c1y, c1z = project_jacobian(norm1, coef1, lo, la, h)
+            pr2, pc2, r2x, r2y, r2z, c2x, c2y, c2z = project_jacobian(norm2, coef2, lo, la, h)
             e0 = c1[i] - pc1
             e1 = r1[i] - pr1
             e2 = c2[i] - pc2

@@ -22,14 +22,19 @@ from pyproj import Transformer
 from scipy import ndimage
 
 from sat2lod import ELLIPSOID_DATUM
+from sat2lod.grid import grid_for_bounds
 from sat2lod.io.jsonio import write_json
 from sat2lod.io.raster import write_raster
 from sat2lod.io.vector import write_vector
 from sat2lod.rpc import RPCModel, fit_rpc
+from sat2lod.schema import defaults
 from sat2lod.synth._kernels import _render
 from sat2lod.synth.camera import PushbroomCamera, make_camera
 from sat2lod.synth.layout import Layout, make_layout
-from sat2lod.synth.scene import albedo_map, grid, irradiance_map, rasterize_layout, wall_normals
+from sat2lod.synth.scene import albedo_map, irradiance_map, rasterize_layout, wall_normals
+
+_OUTPUT = defaults("output")  # defaults of config section output
+_SOURCE_SYNTHETIC = defaults("source", "synthetic")  # defaults of config section source.synthetic
 
 log = logging.getLogger(__name__)
 
@@ -96,12 +101,12 @@ def view_geometries(n_views: int, rng: np.random.Generator) -> list[dict[str, fl
 
 def generate_city(
     out_dir: str | os.PathLike[str],
-    seed: int = 7,
-    size_m: float = 600.0,
-    n_views: int = 3,
-    gsd_m: float = 0.5,
-    n_buildings: int | None = None,
-    truth_res_m: float = 0.5,
+    seed: int = _SOURCE_SYNTHETIC["seed"],
+    size_m: float = _SOURCE_SYNTHETIC["size_m"],
+    n_views: int = _SOURCE_SYNTHETIC["n_views"],
+    gsd_m: float = _SOURCE_SYNTHETIC["gsd_m"],
+    n_buildings: int | None = _SOURCE_SYNTHETIC["n_buildings"],
+    truth_res_m: float = _OUTPUT["resolution_m"],
 ) -> dict:
     """Generate a synthetic city and write it to ``out_dir``.
 
@@ -136,7 +141,7 @@ def generate_city(
     )
 
     # ---- ground truth on the output grid
-    t_tr, shape_tr = grid(bounds, truth_res_m)
+    t_tr, shape_tr = grid_for_bounds(bounds, truth_res_m)
     truth = rasterize_layout(layout, t_tr, shape_tr)
     hmin, hmax = float(truth["dsm"].min()), float(truth["dsm"].max())
 
@@ -145,7 +150,7 @@ def generate_city(
     # covers the rotation of the image footprint (track azimuth 180 +- 12 deg) and the relief displacement
     margin = math.ceil((0.12 * size_m + 30.0) / 10) * 10.0
     fb = (bounds[0] - margin, bounds[1] - margin, bounds[2] + margin, bounds[3] + margin)
-    t_f, shape_f = grid(fb, res_f)
+    t_f, shape_f = grid_for_bounds(fb, res_f)
     fine = rasterize_layout(layout, t_f, shape_f)
     sun_az, sun_el = math.radians(float(rng.uniform(140, 200))), math.radians(float(rng.uniform(50, 65)))
     alb = albedo_map(rng, layout, fine["classes"], fine["building_id"], res_f)

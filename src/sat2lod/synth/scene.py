@@ -9,7 +9,7 @@ import math
 
 import numpy as np
 from rasterio import features
-from rasterio.transform import Affine, from_origin
+from rasterio.transform import Affine
 from scipy import ndimage
 
 from sat2lod.synth._kernels import _shadow_mask
@@ -17,14 +17,6 @@ from sat2lod.synth.layout import Layout
 
 #: truth class codes
 GROUND, BUILDING, VEGETATION, ROAD, WATER = 0, 1, 2, 3, 4
-
-
-def grid(bounds: tuple[float, float, float, float], res: float) -> tuple[Affine, tuple[int, int]]:
-    """Transform and (H, W) of a grid covering ``bounds`` exactly (bounds multiples of res assumed)."""
-    xmin, ymin, xmax, ymax = bounds
-    w = int(round((xmax - xmin) / res))
-    h = int(round((ymax - ymin) / res))
-    return from_origin(xmin, ymax, res, res), (h, w)
 
 
 def rasterize_layout(layout: Layout, transform: Affine, shape: tuple[int, int]) -> dict[str, np.ndarray]:

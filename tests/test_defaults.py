@@ -1,0 +1,195 @@
+"""One source of truth for parameter defaults: the schema (config/schema.yaml = sat2lod/data/schema.yaml).
+
+Every default in the package's code (a function's keyword default, a dataclass field default) whose name
+is a key of the config section that module serves (or the name a rule passes that key under) must equal
+the schema's default. Code takes its defaults from :func:`sat2lod.schema.defaults`; a literal that drifts
+(``min_edge_m=1.5`` against the schema's 2.5) fails here, naming the function and the key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import inspect
+import pkgutil
+import re
+from pathlib import Path
+
+import pytest
+
+import sat2lod
+from sat2lod.schema import defaults
+
+REPO = Path(__file__).resolve().parents[1]
+
+#: module (prefix, below sat2lod.) -> the config sections whose keys it takes as parameters
+SECTIONS: dict[str, list[tuple[str, ...]]] = {
+    "lod": [("lod",)],
+    "stereo": [("stereo",), ("output",)],
+    "mosaic": [("output",)],
+    "terrain": [("terrain",)],
+    "ortho": [("ortho",)],
+    "segment.train": [("segmentation", "train")],
+    "segment.unet": [("segmentation", "train")],
+    "segment": [("segmentation",)],
+    "tiling": [("tiling",), ("output",)],
+    "qualify": [("qualify",)],
+    "figures": [("figures",)],
+    "synth": [("source", "synthetic"), ("output",)],
+}
+
+#: (module, object, parameter) that share a key's name but not its meaning, with the reason
+NOT_THE_KEY: dict[tuple[str, str, str], str] = {
+    # the ramp calibrated on the scene (fractions per distance), not the on/off switch lod.roof_edge_ramp
+    ("lod.roof", "RoofParams", "edge_ramp"): "calibrated ramp",
+}
+
+
+def _rule_aliases() -> dict[tuple[str, ...], dict[str, str]]:
+    """Parameter names the rules pass config keys under (``roof_percentile=config["lod"]["lod1_..."]``)."""
+    text = "\n".join(p.read_text() for p in sorted((REPO / "rules").glob("*.smk")))
+    text = text.replace('SEG["', 'config["segmentation"]["')
+    out: dict[tuple[str, ...], dict[str, str]] = {}
+    for m in re.finditer(r'(\w+)=config((?:\["\w+"\])+)', text):
+        path = re.findall(r'"(\w+)"', m.group(2))
+        out.setdefault(tuple(path[:-1]), {})[m.group(1)] = path[-1]
+    return out
+
+
+def _sections_of(modname: str) -> list[tuple[str, ...]]:
+    best = max((k for k in SECTIONS if modname == k or modname.startswith(k + ".")), key=len, default=None)
+    return SECTIONS[best] if best else []
+
+
+def _code_defaults(mod) -> list[tuple[str, str, object]]:
+    """(object name, parameter, default) of the functions, dataclasses and methods defined in ``mod``."""
+    out = []
+
+    def from_callable(qual: str, fn) -> None:
+        try:
+            sig = inspect.signature(fn)
+        except (TypeError, ValueError):
+            return
+        for p in sig.parameters.values():
+            if p.default is not inspect.Parameter.empty:
+                out.append((qual, p.name, p.default))
+
+    for name, obj in vars(mod).items():
+        if getattr(obj, "__module__", None) != mod.__name__:
+            continue
+        if inspect.isfunction(obj):
+            from_callable(name, obj)
+        elif inspect.isclass(obj):
+            if dataclasses.is_dataclass(obj):
+                for f in dataclasses.fields(obj):
+                    if f.default is not dataclasses.MISSING:
+                        out.append((name, f.name, f.default))
+                    elif f.default_factory is not dataclasses.MISSING:
+                        out.append((name, f.name, f.default_factory()))
+            for mname, meth in vars(obj).items():
+                if inspect.isfunction(meth) and mname != "__init__":
+                    from_callable(f"{name}.{mname}", meth)
+                elif isinstance(meth, (classmethod, staticmethod)):
+                    from_callable(f"{name}.{mname}", meth.__func__)
+            if not dataclasses.is_dataclass(obj) and "__init__" in vars(obj):
+                from_callable(f"{name}.__init__", obj.__init__)
+    return out
+
+
+def _same(code, schema) -> bool:
+    if isinstance(schema, bool) or isinstance(code, bool):
+        return code is schema
+    if isinstance(schema, list) and isinstance(code, (list, tuple)):
+        return list(code) == schema
+    return code == schema
+
+
+def _disagreements() -> tuple[int, list[str]]:
+    aliases = _rule_aliases()
+    checked, bad = 0, []
+    for info in pkgutil.walk_packages(sat2lod.__path__, "sat2lod."):
+        modname = info.name.removeprefix("sat2lod.")
+        sections = _sections_of(modname)
+        if not sections:
+            continue
+        mod = importlib.import_module(info.name)
+        for obj, param, value in _code_defaults(mod):
+            if (modname, obj.split(".")[0], param) in NOT_THE_KEY:
+                continue
+            for section in sections:
+                key = aliases.get(section, {}).get(param, param)
+                schema_defaults = defaults(*section)
+                if key not in schema_defaults:
+                    continue
+                checked += 1
+                if not _same(value, schema_defaults[key]):
+                    bad.append(
+                        f"sat2lod.{modname}.{obj}({param}={value!r}): the schema's "
+                        f"{'.'.join(section)}.{key} defaults to {schema_defaults[key]!r}; take it from "
+                        f"sat2lod.schema.defaults({', '.join(map(repr, section))})"
+                    )
+    return checked, bad
+
+
+def test_code_defaults_agree_with_schema():
+    checked, bad = _disagreements()
+    assert checked > 100, f"only {checked} defaults matched a schema key: is the module map stale?"
+    assert not bad, "defaults in code disagree with the schema:\n" + "\n".join(bad)
+
+
+def test_disagreement_is_detected(monkeypatch):
+    """The check above can fail: a drifted default in a stage module is reported."""
+    import sat2lod.lod.pipeline as lp
+
+    def run_lod0(mask, ndsm, gpkg, *, min_edge_m: float = 1.5): ...
+
+    run_lod0.__module__ = lp.__name__
+    monkeypatch.setattr(lp, "run_lod0", run_lod0)
+    _, bad = _disagreements()
+    assert any("lod.pipeline.run_lod0(min_edge_m=1.5)" in b and "lod.min_edge_m" in b for b in bad), bad
+
+
+def test_defaults_are_fresh_copies():
+    d = defaults("qualify")
+    d["thresholds_m"].append(99.0)
+    assert 99.0 not in defaults("qualify")["thresholds_m"]
+    with pytest.raises(KeyError, match="no_such"):
+        defaults("lod", "no_such")
+
+
+def test_sections_passed_whole_match_their_params_objects():
+    """rules/terrain.smk and rules/stereo.smk pass their whole config section to one typed params object:
+    every key of the section must be a field (a new schema key without code fails here, not in a run)."""
+    from sat2lod.stereo.pipeline import StereoParams
+    from sat2lod.terrain import DTMParams
+
+    assert set(defaults("terrain")) == {f.name for f in dataclasses.fields(DTMParams)}
+    assert set(defaults("stereo")) == {f.name for f in dataclasses.fields(StereoParams)} - {"max_mem_mb"}
+    smk = {p.stem: p.read_text() for p in (REPO / "rules").glob("*.smk")}
+    assert 'terrain=config["terrain"]' in smk["terrain"] and 'stereo=config["stereo"]' in smk["stereo"]
+
+
+def _rule_params(rule: str, text: str) -> dict[str, str]:
+    """``name -> config key`` of the params of ``rule`` that restate one config key."""
+    body = text.split(f"rule {rule}:", 1)[1].split("\nrule ", 1)[0]
+    params = body.split("    params:", 1)[1].split("    script:", 1)[0]
+    return {m.group(1): m.group(2) for m in re.finditer(r'(\w+)=config\["\w+"\]\["(\w+)"\]', params)}
+
+
+def test_lod_bench_runs_like_the_rules():
+    """bench/lod_metrics.py claims to run the LOD stages like the rules: the same parameters, under the same
+    names, with the schema's defaults (what a default config passes)."""
+    import sys
+
+    sys.path.insert(0, str(REPO / "bench"))
+    try:
+        from lod_metrics import lod_kwargs
+    finally:
+        sys.path.remove(str(REPO / "bench"))
+    text = (REPO / "rules" / "lod.smk").read_text()
+    d = defaults("lod")
+    for rule, kw in lod_kwargs().items():
+        expected = {name: d[key] for name, key in _rule_params(rule, text).items()}
+        if rule == "lod2":  # the ortho cue has no effect without an ortho, which the bench does not make
+            expected.pop("ortho_min_gain")
+        assert kw == expected, rule
