@@ -23,9 +23,7 @@ FILE_OPENERS = {
     "sat2lod.workflow",
 }
 #: imports the map does not allow yet, each with the change that removes it
-TRANSITIONAL = {
-    ("sat2lod.segment", "sat2lod.terrain"): "segment.infer: import fill_nearest from sat2lod.arrays",
-}
+TRANSITIONAL: dict[tuple[str, str], str] = {}
 #: calls that open, write or remove files
 _FILE_ATTRS = {"open", "read_text", "write_text", "read_bytes", "write_bytes", "savefig", "read_csv", "read_file",
                "to_file", "unlink", "rmtree", "copy2", "copyfile", "FileHandler"}  # fmt: skip

@@ -12,6 +12,15 @@ import numpy as np
 _SKIP_SUFFIXES = {".log", ".tsv"}
 
 
+def file_sha256(path: str | os.PathLike[str]) -> str:
+    """Hex sha256 of a file's bytes."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
 def file_digest(path: str | os.PathLike[str]) -> str:
     """sha256 of a product by content: a raster by CRS, grid, nodata, tags and array bytes (not its GeoTIFF
     byte layout); a vector file by its rows (geometry WKB and attributes); any other file byte for byte."""

@@ -204,6 +204,17 @@ def write_raster(
     return path
 
 
+def write_png(path: str | os.PathLike[str], array: np.ndarray) -> Path:
+    """Write a (H, W) uint8 array as a single-band PNG (no georeferencing), atomically."""
+    h, w = array.shape
+    with (
+        atomic_path(path) as tmp,
+        rasterio.open(tmp, "w", driver="PNG", width=w, height=h, count=1, dtype="uint8") as ds,
+    ):
+        ds.write(array.astype(np.uint8), 1)
+    return Path(path)
+
+
 def band_interpretations(path: str | os.PathLike[str]) -> list[str]:
     """Colour interpretation of each band of a raster file (``red``, ``green``, ``blue``, ``alpha``, ``gray``,
     ``undefined``, ...; GDAL names, lower case), e.g. to drop the alpha band of an RGBA PNG."""

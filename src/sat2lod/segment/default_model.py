@@ -30,9 +30,11 @@ RECIPE = "sat2lod.segment.default_model.build_default_model: train_segmenter wit
 
 def schema_training_defaults() -> dict[str, Any]:
     """The ``segmentation`` section with every default of the schema (the recipe's whole configuration)."""
-    from sat2lod.config import validate_config
+    from sat2lod.schema import defaults
 
-    return validate_config({})["segmentation"]
+    # the order of config validation (schema order; train is the section's last key): the recipe's record,
+    # and so the checkpoint's bytes, do not depend on how the defaults were gathered
+    return {**defaults("segmentation"), "train": defaults("segmentation", "train")}
 
 
 def build_default_model(out: str | os.PathLike[str], work_dir: str | os.PathLike[str] | None = None) -> dict:

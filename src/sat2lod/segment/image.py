@@ -30,9 +30,12 @@ import numpy as np
 from rasterio.transform import Affine
 from scipy import ndimage
 
+from sat2lod.schema import defaults
 from sat2lod.segment.shipped import default_checkpoint
 
 log = logging.getLogger(__name__)
+
+_SEG = defaults("segmentation")  # defaults of config section segmentation
 
 #: training GSD assumed for a checkpoint that does not record one (the synthetic cities' default)
 DEFAULT_MODEL_GSD_M = 0.5
@@ -94,7 +97,7 @@ def read_image(path: str | os.PathLike[str]) -> ImageRaster:
 
 def _zoom_to(a: np.ndarray, shape: tuple[int, int], order: int) -> np.ndarray:
     """Resample (H, W) ``a`` onto ``shape`` (same extent), spline ``order``; NaN cells are filled first."""
-    from sat2lod.terrain import fill_nearest
+    from sat2lod.arrays import fill_nearest
 
     filled = fill_nearest(a) if np.isnan(a).any() else a
     z = (shape[0] / a.shape[0], shape[1] / a.shape[1])
@@ -113,8 +116,8 @@ def segment_image(
     min_area_m2: float = 10.0,
     min_height_m: float = 2.5,
     max_roughness_m: float = 0.6,
-    tile_px: int = 512,
-    overlap_px: int = 128,
+    tile_px: int = _SEG["tile_px"],
+    overlap_px: int = _SEG["overlap_px"],
     device: str = "cpu",
 ) -> tuple[np.ndarray, np.ndarray, dict]:
     """Building probability and mask of one image.
@@ -230,7 +233,7 @@ def segment_image_file(
     Returns:
         The summary of :func:`segment_image` with the output path.
     """
-    from sat2lod.io.raster import atomic_path, read_raster, write_raster
+    from sat2lod.io.raster import read_raster, write_png, write_raster
 
     out = Path(out)
     suffix = out.suffix.lower()
@@ -260,12 +263,7 @@ def segment_image_file(
     if "checkpoint" in info:
         tags["CHECKPOINT"] = info["checkpoint"]
     if suffix == ".png":
-        import rasterio
-
-        with atomic_path(out) as tmp:
-            h, w = mask.shape
-            with rasterio.open(tmp, "w", driver="PNG", width=w, height=h, count=1, dtype="uint8") as ds:
-                ds.write(mask, 1)
+        write_png(out, mask)
     else:
         import warnings
 

@@ -116,7 +116,7 @@ def ndsm_threshold_probability(
     Returns:
         (H, W) float32 in [0, 1].
     """
-    from sat2lod.terrain import fill_nearest
+    from sat2lod.arrays import fill_nearest
 
     size = max(3, round(2.5 / resolution_m) | 1)
     valid = np.isfinite(ndsm)

@@ -6,10 +6,19 @@ the configuration or training code.
 
 from __future__ import annotations
 
-import hashlib
 import os
 from importlib import resources
 from pathlib import Path
+
+from sat2lod.io.digest import file_sha256
+
+__all__ = [
+    "DEFAULT_MODEL_FILE",
+    "DEFAULT_MODEL_VERSION",
+    "default_checkpoint",
+    "file_sha256",
+    "resolve_checkpoint",
+]
 
 #: file name of the default checkpoint inside the package's ``data`` folder
 DEFAULT_MODEL_FILE = "segmenter_default.pt"
@@ -36,12 +45,3 @@ def default_checkpoint() -> Path:
 def resolve_checkpoint(checkpoint: str | os.PathLike[str] | None) -> Path:
     """The checkpoint to use: ``checkpoint`` when given, else the shipped default."""
     return Path(checkpoint) if checkpoint else default_checkpoint()
-
-
-def file_sha256(path: str | os.PathLike[str]) -> str:
-    """Hex sha256 of a file (the default model's identity in the workflow's params)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
