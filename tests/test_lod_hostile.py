@@ -21,12 +21,13 @@ from hypothesis.extra.numpy import arrays
 from rasterio import features
 from rasterio.transform import Affine
 from shapely import wkt
-from shapely.geometry import MultiPolygon, Polygon, shape
+from shapely.geometry import Polygon, shape
 
 from cityjson_schema import official_schemas
 from sat2lod.figures import FIGURES, fig_lod2, make_figures
 from sat2lod.io.cityjson import CityBuilding, city_model
 from sat2lod.io.raster import write_raster
+from sat2lod.lod.footprints import FootprintParams, extract_footprints
 from sat2lod.lod.models import lod1_building, lod2_building, pixels_in, wall_parts
 from sat2lod.lod.pipeline import run_lod0, run_lod1, run_lod2
 from sat2lod.lod.regularize import RegularizeParams, regularize_polygon
@@ -206,12 +207,26 @@ def test_lod2_rendering_of_degenerate_models(ring: list[tuple[int, int, int]], s
         plt.close(fig)
 
 
-def test_multipolygon_input_is_regularized_part_by_part() -> None:
-    mp = MultiPolygon(
-        [Polygon([(0, 0), (10, 0), (10, 10), (0, 10)]), Polygon([(20, 0), (30, 0), (30, 8), (20, 8)])]
+@FEW
+@given(mask=blocky_masks(), nan_frac=st.sampled_from([0.0, 0.3]), seed=st.integers(0, 3))
+def test_extract_footprints_hostile(mask: np.ndarray, nan_frac: float, seed: int) -> None:
+    """lod0 end to end on hostile masks: blocks that split into parts touching at a corner only (multipolygons),
+    courtyards, one-pixel notches, several heights (split lines), NaN heights. Footprints are valid polygons,
+    never overlapping."""
+    rng = np.random.default_rng(seed)
+    m = np.pad(mask, 4)
+    ndsm = np.where(m > 0, 3.0 + 6.0 * (np.arange(m.shape[1]) > m.shape[1] // 2), 0.0) + rng.normal(
+        0, 0.2, m.shape
     )
-    out = [regularize_polygon(p, 0.0) for p in mp.geoms]
-    assert all(o.is_valid and o.area > 50 for o in out)
+    ndsm[rng.random(m.shape) < nan_frac] = np.nan
+    fps = extract_footprints(
+        m, ndsm.astype(np.float32), T, FootprintParams(min_area_m2=1.0, min_height_m=1.0)
+    )
+    polys = [f.polygon for f in fps]
+    assert all(isinstance(p, Polygon) and p.is_valid and p.area > 0 for p in polys)
+    for i, a in enumerate(polys):
+        for b in polys[i + 1 :]:
+            assert a.intersection(b).area < 0.05 * min(a.area, b.area)
 
 
 def test_empty_mask_gives_valid_empty_products(tmp_path) -> None:
