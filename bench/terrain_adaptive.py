@@ -76,7 +76,13 @@ def main() -> None:
     ap.add_argument("--city-size", type=float, default=200.0)
     ap.add_argument("--no-ign", action="store_true", help="skip the IGN LiDAR tile (the slowest case)")
     ap.add_argument("--out", default=str(REPO / "bench" / "results" / "terrain_adaptive"))
+    ap.add_argument(
+        "--factors", type=float, nargs="*", default=[], help="extra adaptive_slope values to compare (sweep)"
+    )
+    ap.add_argument("--note", default="", help="where the real DSMs come from (written under the command)")
     args = ap.parse_args()
+    for f in args.factors:
+        SETTINGS[f"adaptive_slope {f:g}"] = {"adaptive_slope": f}
     real, synth = [], []
     for spec in args.real:
         name, path = spec.split("=", 1)
@@ -99,7 +105,9 @@ def main() -> None:
     lines = [
         "# Slope-adaptive terrain filter: before / after",
         "",
-        f"Command: `python bench/terrain_adaptive.py {' '.join(sys.argv[1:])}`",
+        f"Command: `python bench/terrain_adaptive.py {' '.join(a for a in sys.argv[1:] if a != args.note)}`",
+        "",
+        args.note,
         "",
         "## Real DSMs: what the ndsm_threshold segmentation labels building",
         "",
