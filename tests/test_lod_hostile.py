@@ -71,6 +71,22 @@ def blocky_masks(draw: st.DrawFn) -> np.ndarray:
     return m
 
 
+@st.composite
+def courtyard_masks(draw: st.DrawFn) -> np.ndarray:
+    """A block with 1-3 courtyards of 4-10 px (some touching each other or the outside at a corner) and a few
+    flipped pixels: holes about as wide as the regularization's shortest edge, the ones that collapse."""
+    h, w = draw(st.integers(14, 36)), draw(st.integers(14, 36))
+    m = np.zeros((h + 2, w + 2), np.uint8)
+    m[1:-1, 1:-1] = 1
+    for _ in range(draw(st.integers(1, 3))):
+        a, b = draw(st.integers(4, 10)), draw(st.integers(4, 10))
+        r0, c0 = draw(st.integers(2, max(2, h - a))), draw(st.integers(2, max(2, w - b)))
+        m[r0 : r0 + a, c0 : c0 + b] = 0
+    for _ in range(draw(st.integers(0, 4))):
+        m[draw(st.integers(1, h)), draw(st.integers(1, w))] ^= 1
+    return m
+
+
 def _hostile_rings() -> list[Polygon]:
     """Hand-made hostile polygons: spikes, near-collinear rings, slivers, a ring touching itself, tiny holes."""
     sq = [(0, 0), (20, 0), (20, 20), (0, 20)]
@@ -110,6 +126,20 @@ def test_regularize_polygon_courtyards_and_notches(mask: np.ndarray, min_edge: f
     prm = RegularizeParams(min_edge_m=min_edge)
     for poly in _traced(mask):
         _check_regularized(poly, prm)
+
+
+@FAST
+@given(
+    mask=courtyard_masks(),
+    min_edge=st.sampled_from([1.5, 2.5, 4.0, 6.0]),
+    theta=st.floats(0.0, 1.5, allow_nan=False),
+)
+def test_regularize_polygon_courtyards_that_collapse(mask: np.ndarray, min_edge: float, theta: float) -> None:
+    prm = RegularizeParams(min_edge_m=min_edge)
+    for poly in _traced(mask):
+        out = regularize_polygon(poly, theta, prm, RES / 2)
+        assert out.is_valid and out.area > 0
+        assert out.intersection(poly).area > 0.5 * min(out.area, poly.area)
 
 
 @pytest.mark.parametrize("k", range(len(_hostile_rings())))
