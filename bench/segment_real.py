@@ -115,10 +115,16 @@ def parse_methods(names: str, checkpoints: list[str]) -> list[Method]:
 
 def checkpoint_summary(path: Path) -> dict:
     from sat2lod.io.checkpoint import load_checkpoint
+    from sat2lod.io.digest import file_sha256
 
     p = load_checkpoint(path)
     return {
-        "path": os.fspath(path),
+        # the shipped model by its package path (not where this install keeps it), others as given
+        "path": (
+            f"sat2lod/data/{path.name} (shipped, sha256 {file_sha256(path)[:16]})"
+            if path.resolve() == default_checkpoint().resolve()
+            else os.fspath(path)
+        ),
         "data": p.get("data"),
         "train": p.get("train"),
         "val_iou_mean": p.get("metrics", {}).get("val_iou_mean"),

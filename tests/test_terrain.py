@@ -55,8 +55,69 @@ def test_dtm_recovers_hill_under_boxes():
     # The hill top (16 m above the plane) is kept: no shaving of convex terrain.
     assert abs(float(dtm[120, 120] - truth[120, 120])) < 0.6
     # Without the slope term the hill is flagged as an object and shaved: the slope term matters.
-    flat = extract_dtm(dsm, 0.5, DTMParams(max_object_size_m=40.0, max_slope=0.0, min_object_height_m=0.3))
+    flat = extract_dtm(
+        dsm,
+        0.5,
+        DTMParams(max_object_size_m=40.0, max_slope=0.0, adaptive_slope=0.0, min_object_height_m=0.3),
+    )
     assert np.sqrt(np.mean((flat - truth) ** 2)) > 2 * rmse
+
+
+def ridge_with_sheds(n: int = 200, res: float = 0.5, seed: int = 1):
+    """Steep natural relief at the default settings: a 20 m ridge with 0.8-slope flanks (narrower than
+    max_object_size_m, so the opening cuts its crest) on a plane, 4 flat sheds (10 x 12 m, 5 m tall) on the
+    plane, 0.2 m noise; and clusters of stereo pits (2 x 2 cells, 40 m deep) on 3 % of the cells."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:n, 0:n] * res
+    dtm = 500 + np.clip(20 - 0.8 * np.abs(x - 30.0), 0, None) + 0.05 * y
+    dsm = dtm.copy()
+    sheds = np.zeros(dtm.shape, bool)
+    for x0, y0 in ((62, 10), (62, 60), (80, 35), (80, 80)):
+        m = (x >= x0) & (x < x0 + 10) & (y >= y0) & (y < y0 + 12)
+        dsm[m] = dtm[m].max() + 5.0
+        sheds |= m
+    dsm = dsm + rng.normal(0, 0.2, dsm.shape)
+    seeds = rng.random((n // 2, n // 2)) < 0.03
+    pits = np.kron(seeds, np.ones((2, 2), bool))[:n, :n] & ~sheds
+    dsm[pits] -= 40.0
+    return dsm.astype(np.float32), dtm.astype(np.float32), sheds, pits
+
+
+def test_steep_ridge_stays_terrain_and_sheds_do_not():
+    dsm, truth, sheds, pits = ridge_with_sheds()
+    ndsm = dsm - extract_dtm(dsm, 0.5)
+    ok = ~sheds & ~pits
+    ridge = ok & (truth > 512)  # the upper half of the ridge, where the opening cuts
+    assert np.percentile(np.abs(ndsm[ridge]), 95) < 1.0
+    assert np.percentile(np.abs(ndsm[ok]), 95) < 1.0
+    core = ndimage_erode(sheds, 4)
+    assert np.median(ndsm[core]) > 4.0  # the sheds are still objects
+    # without pit removal every cell is an object or next to one (pits and their buffer): no terrain at all
+    with pytest.raises(ValueError, match="no ground cell"):
+        extract_dtm(dsm, 0.5, DTMParams(max_pit_size_m=0.0))
+    # without the slope-adaptive allowance the crest stays above the terrain
+    no_adapt = dsm - extract_dtm(dsm, 0.5, DTMParams(adaptive_slope=0.0))
+    assert np.percentile(no_adapt[ridge], 95) > 2.0
+
+
+def ndimage_erode(m: np.ndarray, k: int) -> np.ndarray:
+    from scipy import ndimage
+
+    return ndimage.binary_erosion(m, iterations=k)
+
+
+def test_low_outliers_flags_pits_not_streets():
+    from sat2lod.terrain import low_outliers
+
+    z = np.full((60, 60), 100.0, np.float32)
+    z[10:20, :] = 112.0  # two buildings with a 5 m street between them (rows 20-29)
+    z[30:40, :] = 112.0
+    z[50, 50] = 60.0  # one pit, and a 2 x 2 cluster
+    z[45:47, 10:12] = 70.0
+    m = low_outliers(z, 0.5, DTMParams())
+    assert m[50, 50] and m[45:47, 10:12].all()
+    assert m.sum() == 5  # the street is a valley wider than the pit window: not a pit
+    assert not low_outliers(z, 0.5, DTMParams(max_pit_size_m=0.0)).any()
 
 
 def test_ndsm_and_nodata():

@@ -140,7 +140,8 @@ def fig_ortho_footprints(
         reference.boundary.plot(ax=ax, color="yellow", lw=0.8, label="reference")
     if footprints is not None and len(footprints):
         footprints.boundary.plot(ax=ax, color="red", lw=0.8, label="LOD0")
-    ax.set_title(FIGURES["ortho_footprints"])
+    none = footprints is not None and not len(footprints)
+    ax.set_title(FIGURES["ortho_footprints"] + (" (no building found)" if none else ""))
     ax.set_xlabel("x (m)")
     ax.set_ylabel("y (m)")
     handles = [h for h in ax.get_legend_handles_labels()[0]]
@@ -149,35 +150,46 @@ def fig_ortho_footprints(
     return fig
 
 
+#: smallest side (m) of the LOD2 rendering's box
+MIN_SPAN_M = 1.0
 _SEM_COLOURS = {"RoofSurface": "#c0504d", "WallSurface": "#d9d9d9", "GroundSurface": "#7f7f7f"}
 
 
 def fig_lod2(doc: dict[str, Any], max_buildings: int = 400) -> plt.Figure:
-    """Perspective rendering of the LOD2 solids (roofs red, walls grey), ground faces omitted."""
+    """Perspective rendering of the LOD2 solids (roofs red, walls grey), ground faces omitted.
+
+    The axes span the drawn faces, each side at least ``MIN_SPAN_M`` (a single flat roof or wall has no
+    extent along some axis, which matplotlib's 3-D projection turns into NaN limits).
+    """
     if not doc.get("CityObjects"):
         return _no_data_figure(FIGURES["lod2_rendering"], "no building in the LOD2 model")
-    v = np.array(doc["vertices"], float) * np.array(doc["transform"]["scale"])
+    v = np.array(doc["vertices"], float).reshape(-1, 3) * np.array(doc["transform"]["scale"])
     polys, cols = [], []
     for k, (_, o) in enumerate(doc["CityObjects"].items()):
         if k >= max_buildings:
             break
-        g = o["geometry"][0]
-        sems = g["semantics"]["surfaces"]
-        for surf, val in zip(g["boundaries"][0], g["semantics"]["values"][0]):
-            t = sems[val]["type"]
-            if t == "GroundSurface":
-                continue
-            polys.append(v[surf[0]])
-            cols.append(_SEM_COLOURS.get(t, "#aaaaaa"))
+        for g in o.get("geometry", [])[:1]:
+            sems = g["semantics"]["surfaces"]
+            for surf, val in zip(g["boundaries"][0], g["semantics"]["values"][0]):
+                t = sems[val]["type"]
+                if t == "GroundSurface" or not np.isfinite(v[surf[0]]).all():
+                    continue
+                polys.append(v[surf[0]])
+                cols.append(_SEM_COLOURS.get(t, "#aaaaaa"))
+    if not polys:
+        return _no_data_figure(FIGURES["lod2_rendering"], "no roof or wall surface in the LOD2 model")
     fig = plt.figure(figsize=(8, 6))
     ax = fig.add_subplot(projection="3d")
     ax.add_collection3d(Poly3DCollection(polys, facecolors=cols, edgecolors="k", linewidths=0.1))
-    lo, hi = v.min(axis=0), v.max(axis=0)
+    pts = np.vstack(polys)
+    lo, hi = pts.min(axis=0), pts.max(axis=0)
+    span = np.maximum(hi - lo, MIN_SPAN_M)
+    lo = (lo + hi - span) / 2
+    hi = lo + span
     ax.set_xlim(lo[0], hi[0])
     ax.set_ylim(lo[1], hi[1])
     ax.set_zlim(lo[2], hi[2])
-    span = hi - lo
-    ax.set_box_aspect((span[0], span[1], max(span[2] * 2, 1e-3)))  # heights x2 for legibility
+    ax.set_box_aspect((span[0], span[1], span[2] * 2))  # heights x2 for legibility
     ax.view_init(elev=35, azim=-60)
     ax.set_axis_off()
     ax.set_title(FIGURES["lod2_rendering"] + f" ({len(doc['CityObjects'])} buildings, heights x2)")
@@ -189,6 +201,17 @@ def _acc_rows(acc: dict[str, Any]) -> list[tuple[str, str]]:
         return "–" if x is None else (f"{x:.{nd}f}" if isinstance(x, float) else str(x))
 
     rows: list[tuple[str, str]] = []
+    pr = acc.get("products", {})
+    if "footprints" in pr:
+        frac = pr.get("footprint_area_fraction")
+        pct = "–" if frac is None else f"{100 * frac:.2f}"
+        area = f(pr.get("footprint_area_m2"), 1)
+        rows.append(("LOD0 footprints (area, % of scene)", f"{pr['footprints']} ({area} m², {pct} %)"))
+    for key in ("lod1", "lod2"):
+        if f"{key}_buildings" in pr:
+            rows.append((f"{key.upper()} buildings", str(pr[f"{key}_buildings"])))
+    if pr.get("note"):
+        rows.append(("note", pr["note"]))
     for key in ("dsm", "dtm"):
         if key in acc:
             a = acc[key]["all"]

@@ -381,6 +381,32 @@ def _targets(res: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def product_summary(
+    dsm: Raster, footprints: PathLike | None, lod1: PathLike | None, lod2: PathLike | None
+) -> dict[str, Any]:
+    """What the chain made, reference or not: footprint count and area (m², and as a fraction of the DSM's
+    extent), building counts of the LOD1 / LOD2 models. Zero buildings is a valid result and is said so."""
+    from sat2lod.io.cityjson import read_cityjson
+    from sat2lod.io.vector import read_vector
+
+    left, bottom, right, top = dsm.bounds
+    out: dict[str, Any] = {"scene_area_m2": round(float((right - left) * (top - bottom)), 1)}
+    if footprints:
+        fp = read_vector(footprints)
+        area = float(fp.geometry.area.sum()) if len(fp) else 0.0
+        out |= {
+            "footprints": len(fp),
+            "footprint_area_m2": round(area, 1),
+            "footprint_area_fraction": area / out["scene_area_m2"] if out["scene_area_m2"] > 0 else None,
+        }
+    for key, path in (("lod1_buildings", lod1), ("lod2_buildings", lod2)):
+        if path:
+            out[key] = len(read_cityjson(path).get("CityObjects", {}))
+    if out.get("footprints") == 0:
+        out["note"] = "no building found in the scene: the building products are valid and empty"
+    return out
+
+
 def qualify(
     dsm: PathLike,
     dtm: PathLike | None = None,
@@ -424,6 +450,7 @@ def qualify(
     d = read_raster(dsm, masked_to_nan=True)
     res["vertical_datum"] = d.tags.get("VERTICAL_DATUM", "unknown")
     res["dsm_valid_fraction"] = float(np.isfinite(d.array).mean())
+    res["products"] = product_summary(d, footprints, lod1, lod2)
     classes = None
     ref_ndsm, ref_transform, ref_crs = None, None, None
     if ref_dsm:
@@ -524,6 +551,19 @@ def accuracy_markdown(res: dict[str, Any]) -> str:
         ),
         "",
     ]
+    pr = res.get("products")
+    if pr:
+        lines += [
+            "## Products",
+            "",
+            (
+                f"{pr.get('footprints', '–')} footprints ({_f(pr.get('footprint_area_m2'), 1)} m², "
+                f"{_f(100 * pr['footprint_area_fraction'] if pr.get('footprint_area_fraction') is not None else None, 2)} "
+                f"% of the scene's {_f(pr.get('scene_area_m2'), 1)} m²); LOD1 {pr.get('lod1_buildings', '–')} and "
+                f"LOD2 {pr.get('lod2_buildings', '–')} buildings. {pr.get('note', '')}"
+            ),
+            "",
+        ]
     for key, title in (("dsm", "DSM"), ("dtm", "DTM")):
         if key not in res:
             continue

@@ -2,14 +2,22 @@
 
 Method (own implementation, chosen against CNES Bulldozer by measurement: ``bench/terrain_compare.py``):
 
-1. **Fill and despeckle.** DSM nodata cells are filled with the nearest valid height; a 3 x 3 median removes
-   isolated stereo pits and spikes.
+1. **Fill, despeckle, pits.** DSM nodata cells are filled with the nearest valid height; a 3 x 3 median removes
+   isolated stereo pits and spikes; clusters of pits (low stereo outliers, up to ``max_pit_size_m`` wide and
+   deeper than ``pit_depth_m`` below the grey closing of the DSM) are treated as nodata, never as ground: on
+   real Pléiades DSMs of wooded relief they are by the hundred and an opening anchors the terrain on them.
 2. **Multi-scale object detection** (progressive morphological filter, Zhang et al. 2003 / SMRF, Pingel et al.
    2013). The DSM is opened (erosion then dilation, square window) with windows growing from 3 px to the
    largest object size ``max_object_size_m``: exponentially (3, 5, 9, 17 px...) then linearly in steps of
    ``window_step_m``. A cell whose height drops by more than ``min_object_height_m + max_slope * Δw`` between two
    consecutive openings (Δw = growth of the window in metres) belongs to an above-ground object. The slope term
    keeps convex terrain (hills) as ground; objects wider than the largest window are kept as terrain.
+   **Slope-adaptive** (``adaptive_slope``): the opening cuts the crest of a ridge or the edge of a bench by
+   about half its flanks' slope times the window growth, so the slope allowed at each cell is the larger of
+   ``max_slope`` and ``adaptive_slope`` times the terrain's own slope around it (gradient of the DSM opened by
+   a quarter of ``max_object_size_m``, median over a ``max_object_size_m`` square: buildings and trees are
+   gone from that surface, the flanks of relief are not). Steep natural slopes stay terrain; a building
+   still stands out by its full height when the window outgrows it, against an allowance of slope x growth.
 3. **Harmonic interpolation** of the ground cells (objects grown by ``object_buffer_m`` first, so that the
    ramps at the foot of walls in an interpolated or stereo DSM do not anchor the terrain) (Laplace equation, multi-scale SOR): the terrain under objects
    joins the surrounding ground smoothly without overshoot.
@@ -56,6 +64,13 @@ class DTMParams:
             (ramps in an interpolated or stereo DSM) must not anchor the terrain.
         ground_tolerance_m: refinement: cells within this height of the first surface are ground (m).
         slope_tolerance_scale: refinement: extra tolerance per unit slope of the first surface, per pixel.
+        adaptive_slope: slope-adaptive filtering: the slope allowed at a cell is the larger of ``max_slope`` and
+            this factor times the terrain's own slope around it (:func:`terrain_slope`), so that the crests and
+            bench edges of steep natural relief (cut by the opening in proportion to their flanks' slope) stay
+            terrain; 0 = ``max_slope`` everywhere.
+        max_pit_size_m: widest DSM pit (low outlier cluster, m) removed before the filter (:func:`low_outliers`);
+            0 = none.
+        pit_depth_m: a pit is deeper than this (m) below its surroundings.
         refine: run the refinement pass.
         despeckle: apply the 3 x 3 median first (stereo pits / spikes).
         smooth_sigma_px: Gaussian smoothing of the final DTM (pixels); 0 = none.
@@ -68,6 +83,9 @@ class DTMParams:
     object_buffer_m: float = _TERRAIN["object_buffer_m"]
     ground_tolerance_m: float = _TERRAIN["ground_tolerance_m"]
     slope_tolerance_scale: float = _TERRAIN["slope_tolerance_scale"]
+    adaptive_slope: float = _TERRAIN["adaptive_slope"]
+    max_pit_size_m: float = _TERRAIN["max_pit_size_m"]
+    pit_depth_m: float = _TERRAIN["pit_depth_m"]
     refine: bool = _TERRAIN["refine"]
     despeckle: bool = _TERRAIN["despeckle"]
     smooth_sigma_px: float = _TERRAIN["smooth_sigma_px"]
@@ -184,17 +202,66 @@ def opening_windows(max_object_size_m: float, resolution_m: float, window_step_m
     return wins
 
 
+def terrain_slope(z: np.ndarray, resolution_m: float, params: DTMParams) -> np.ndarray:
+    """Slope (rise over run, (H, W) float32) of the terrain's trend around each cell of a filled DSM ``z`` (m).
+
+    The DSM is opened with the largest window (``max_object_size_m``: buildings and tree groups go), averaged
+    over ``SLOPE_CELL_M`` cells, and the gradient magnitude of that surface is taken at each coarse cell; the
+    slope of a cell is the median of those over a ``max_object_size_m`` square around it. The median over a
+    wide square sees the flanks of a ridge or a bench edge (where the opened surface itself is flat on the
+    crest) and is not raised by the walls of the few objects wider than the window, which cover a small part
+    of the square.
+    """
+    w = max(3, round(SLOPE_OPENING * params.max_object_size_m / resolution_m) | 1)
+    opened = ndimage.grey_opening(z, size=(w, w), mode="nearest")
+    k = max(1, round(SLOPE_CELL_M / resolution_m))
+    h, w = z.shape
+    ph, pw = (-h) % k, (-w) % k
+    o = np.pad(opened, ((0, ph), (0, pw)), mode="edge")
+    coarse = o.reshape(o.shape[0] // k, k, o.shape[1] // k, k).mean(axis=(1, 3))
+    if min(coarse.shape) < 2:
+        return np.zeros(z.shape, np.float32)
+    slope = np.hypot(*np.gradient(coarse, k * resolution_m))
+    size = max(3, round(params.max_object_size_m / (k * resolution_m)) | 1)
+    slope = ndimage.median_filter(slope, size=size, mode="nearest")
+    return np.repeat(np.repeat(slope, k, axis=0), k, axis=1)[:h, :w].astype(np.float32)
+
+
+#: cell (m) of the coarse surface whose gradient gives the terrain slope (:func:`terrain_slope`)
+SLOPE_CELL_M = 2.0
+#: window of the opening before the slope, as a fraction of ``max_object_size_m`` (:func:`terrain_slope`)
+SLOPE_OPENING = 0.25
+
+
+def low_outliers(z: np.ndarray, resolution_m: float, params: DTMParams) -> np.ndarray:
+    """Boolean (H, W) mask of the pits of a filled DSM ``z`` (m): cells more than ``pit_depth_m`` below the
+    grey closing of ``z`` with a ``max_pit_size_m`` square, i.e. holes narrower than that square and deeper
+    than that depth. Stereo mismatches (shadows, canopy gaps, repetitive texture) leave such pits, often by the
+    hundred and in clusters the 3 x 3 despeckle does not remove; an opening anchors the terrain on them. The
+    closing preserves planes, steps and valleys wider than the square, so real ground is not flagged.
+    None when ``max_pit_size_m`` is 0."""
+    if params.max_pit_size_m <= 0:
+        return np.zeros(z.shape, bool)
+    w = max(3, round(params.max_pit_size_m / resolution_m) | 1)
+    return (ndimage.grey_closing(z, size=(w, w), mode="nearest") - z) > params.pit_depth_m
+
+
 def progressive_object_mask(z: np.ndarray, resolution_m: float, params: DTMParams) -> np.ndarray:
     """Boolean (H, W) mask of above-ground object cells of a filled DSM ``z`` (m) by progressive opening.
 
-    See the module docstring, step 2. ``z`` must have no NaN (use :func:`fill_nearest`).
+    See the module docstring, step 2. ``z`` must have no NaN (use :func:`fill_nearest`). With
+    ``params.adaptive_slope`` the slope allowance of each cell is the larger of ``max_slope`` and
+    ``adaptive_slope`` times the terrain's own slope there (:func:`terrain_slope`).
     """
     objects = np.zeros(z.shape, bool)
     last = z
     prev_w = 1
+    slope: float | np.ndarray = params.max_slope
+    if params.adaptive_slope > 0:
+        slope = np.maximum(params.max_slope, params.adaptive_slope * terrain_slope(z, resolution_m, params))
     for w in opening_windows(params.max_object_size_m, resolution_m, params.window_step_m):
         opened = ndimage.grey_opening(last, size=(w, w), mode="nearest")
-        thr = params.min_object_height_m + params.max_slope * (w - prev_w) * resolution_m
+        thr = params.min_object_height_m + slope * (w - prev_w) * resolution_m
         objects |= (last - opened) > thr
         last, prev_w = opened, w
     return objects
@@ -220,11 +287,17 @@ def extract_dtm(dsm: np.ndarray, resolution_m: float, params: DTMParams | None =
     z = fill_nearest(dsm)
     if p.despeckle:
         z = ndimage.median_filter(z, size=3, mode="nearest")
+    pits = low_outliers(z, resolution_m, p) & valid
+    if pits.any():
+        log.info(
+            "terrain: %.2f %% of the valid DSM cells are pits (low outliers), not ground", 100 * pits.mean()
+        )
+        z = fill_nearest(np.where(pits | ~valid, np.nan, z)) if (valid & ~pits).any() else z
     objects = progressive_object_mask(z, resolution_m, p)
     buffer_px = round(p.object_buffer_m / resolution_m)
     if buffer_px:
         objects = ndimage.binary_dilation(objects, iterations=buffer_px)
-    ground = valid & ~objects
+    ground = valid & ~pits & ~objects
     if ground.sum() < 10:
         raise ValueError(
             "no ground cell found in the DSM: increase terrain.max_slope or "
@@ -234,7 +307,7 @@ def extract_dtm(dsm: np.ndarray, resolution_m: float, params: DTMParams | None =
     if p.refine:
         # Second pass: ground = close to the first surface, with a tolerance growing with the local slope.
         slope = np.hypot(*np.gradient(dtm, resolution_m))
-        ground2 = valid & (
+        ground2 = (valid & ~pits) & (
             np.abs(z - dtm) <= p.ground_tolerance_m + p.slope_tolerance_scale * slope * resolution_m
         )
         if buffer_px:

@@ -191,11 +191,10 @@ def city_model(
     # CityJSON 2.0 metadata takes only its 6 members and an EPSG URL names no vertical datum for ellipsoidal
     # heights over a projected CRS: the datum goes in the title (read by people) and in every building's
     # attributes (read by programs; attributes are free in the schema)
-    meta: dict[str, Any] = {
-        "referenceSystem": epsg_url(epsg),
-        "geographicalExtent": [float(v) * SCALE for v in ext],
-        "title": f"{title} (heights in metres above the {vertical_datum})",
-    }
+    meta: dict[str, Any] = {"referenceSystem": epsg_url(epsg)}
+    if buildings:  # a model of no building (a scene without any) has no extent
+        meta["geographicalExtent"] = [float(v) * SCALE for v in ext]
+    meta["title"] = f"{title} (heights in metres above the {vertical_datum})"
     if reference_date:
         meta["referenceDate"] = reference_date
     return {
@@ -265,7 +264,7 @@ def write_obj(path: str | os.PathLike[str], doc: dict[str, Any]) -> Path:
 
     path = Path(path)
     scale = np.array(doc["transform"]["scale"])
-    verts = np.array(doc["vertices"], float) * scale
+    verts = np.array(doc["vertices"], float).reshape(-1, 3) * scale  # (0, 3) for a model of no building
     lines = [
         f"# sat2lod OBJ export, origin = {doc['transform']['translate']} in {doc['metadata']['referenceSystem']}"
     ]

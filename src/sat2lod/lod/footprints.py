@@ -743,6 +743,13 @@ def regularize_block(
                     "building %d: no piece of the joint partition of its block; regularized on its own", i
                 )
                 out[i] = geoms[0]
+            else:
+                log.warning(
+                    "building %d: covered by its neighbours' regularized polygons, no area of its own left "
+                    "(%.1f m2 traced): not in the footprints",
+                    i,
+                    parts[i].area,
+                )
     return {i: _drop_collinear(p) for i, p in out.items()}
 
 
@@ -810,6 +817,7 @@ def extract_footprints(
     by_block: dict[int, dict[int, Polygon]] = {}
     for i, b in block_of.items():
         by_block.setdefault(b, {})[i] = polys[i]
+    small = lost = 0
     for b, parts in sorted(by_block.items()):
         block = shapely.union_all(list(parts.values()))
         rings = [np.asarray(g.exterior.coords) for g in shapely.get_parts(block)]
@@ -823,10 +831,30 @@ def extract_footprints(
             reg = {i: regularize_polygon(p, theta, prm.regularize, res / 2) for i, p in parts.items()}
         for i, p in reg.items():
             if p.is_empty or p.area < prm.min_area_m2:
+                small += 1
+                log.debug(
+                    "traced building %d (block %d, %.1f m2): %.1f m2 once regularized, under "
+                    "lod.min_area_m2 %.1f: dropped",
+                    i,
+                    b,
+                    parts[i].area,
+                    p.area,
+                    prm.min_area_m2,
+                )
                 continue
             out.append(Footprint(0, p, b, math.degrees(theta), parts[i].area))
+        lost += len(parts) - len(reg)
     out.sort(key=lambda f: (-f.polygon.centroid.y, f.polygon.centroid.x))
     for k, f in enumerate(out, start=1):
         f.id = k
-    log.info("%d footprints from %d blocks", len(out), len(by_block))
+    log.info(
+        "%d footprints from %d blocks (%d traced buildings under lod.min_area_m2 once regularized, %d "
+        "without a regularized polygon)",
+        len(out),
+        len(by_block),
+        small,
+        lost,
+    )
+    if lost:
+        log.warning("%d traced buildings got no regularized polygon and are not in the footprints", lost)
     return out

@@ -81,14 +81,25 @@ def wall_parts(
             if j == i or not np.isfinite(levels[j]):
                 continue
             zone = polys[j].buffer(tol_m)
-            shared = rest.intersection(zone)
+            shared = _lineal(rest.intersection(zone))
             if shared.length > 0:
                 parts.append((shared, float(levels[j])))
-                rest = rest.difference(zone)
+                rest = _lineal(rest.difference(zone))
         if rest.length > 0:
             parts.append((rest, float(grounds[i])))
         out.append(parts)
     return out
+
+
+def _lineal(g: BaseGeometry) -> BaseGeometry:
+    """The lines of ``g`` (a LineString or MultiLineString, possibly empty): the intersection of an outline
+    with a neighbour's zone also holds isolated points where the two only touch, and a collection of points
+    and lines is not a line for the distance-along-line queries of the roof fit."""
+    if g.geom_type in ("LineString", "MultiLineString"):
+        return g
+    lines = [p for p in shapely.get_parts(g) if p.geom_type in ("LineString", "LinearRing") and p.length > 0]
+    lines += [q for p in shapely.get_parts(g) if p.geom_type == "MultiLineString" for q in p.geoms]
+    return shapely.MultiLineString(lines) if lines else shapely.MultiLineString()
 
 
 def ground_height(poly: Polygon, dtm: np.ndarray, transform: Affine, percentile: float = 50.0) -> float:

@@ -177,6 +177,7 @@ def run_lod1(
         )
         if b is not None:
             blds.append(b)
+    _log_unmodelled("lod1", len(gdf), len(blds))
     return _write_city(blds, epsg, _datum(t, n), title, city, cityjsonseq)
 
 
@@ -283,10 +284,23 @@ def run_lod2(
             blds.append(res[0])
             counts[res[1].roof_type] = counts.get(res[1].roof_type, 0) + 1
     log.info("lod2 roof types: %s", counts)
+    _log_unmodelled("lod2", len(gdf), len(blds))
     doc = _write_city(blds, epsg, _datum(s, t), title, city, cityjsonseq)
     if obj is not None:
         write_obj(obj, doc)
     return doc
+
+
+def _log_unmodelled(rule: str, n_footprints: int, n_models: int) -> None:
+    """One summary line: how many footprints got no model (each one's id and reason is logged above)."""
+    if n_models < n_footprints:
+        log.warning(
+            "%s: %d of %d footprints could not be modelled (ids and reasons in the lines above)",
+            rule,
+            n_footprints - n_models,
+            n_footprints,
+        )
+    log.info("%s: %d of %d footprints modelled", rule, n_models, n_footprints)
 
 
 def _write_city(blds: list, epsg: int, datum: str, title: str, city: PathLike, seq: PathLike | None) -> dict:

@@ -20,6 +20,7 @@ Coordinates are map metres in a projected CRS; angles are radians, counter-clock
 from __future__ import annotations
 
 import itertools
+import logging
 import math
 from dataclasses import dataclass
 
@@ -29,6 +30,7 @@ from shapely.geometry import LinearRing, LineString, Polygon
 
 from sat2lod.schema import defaults
 
+log = logging.getLogger(__name__)
 _LOD = defaults("lod")  # defaults of config section lod
 
 PARALLEL, PERPENDICULAR, FREE = 0, 1, 2
@@ -370,8 +372,12 @@ def regularize_polygon(
 ) -> Polygon:
     """Regularize a polygon's exterior and holes (holes smaller than ``min_edge_m``² are dropped).
 
-    Falls back to the plainly simplified polygon when regularization produces an invalid or strongly
-    different shape (IoU with the input < 0.8), so that a bad corner never loses a building.
+    A hole whose regularized ring collapses (under 3 vertices or no area: a courtyard narrower than the
+    edges the regularization keeps) is kept as its simplified traced ring, or dropped (logged) when that
+    collapses too. Falls back to the plainly simplified polygon when regularization produces an invalid or
+    strongly different shape (IoU with the input < 0.8), and to the input itself when simplification
+    collapses it (a sliver), so that a bad corner never loses a building: the result is empty only for an
+    empty or zero-area input.
     """
     ext = regularize_ring(np.asarray(poly.exterior.coords), theta, prm, step)
     holes = []
@@ -379,15 +385,39 @@ def regularize_polygon(
         hp = Polygon(h)
         if hp.area < max(prm.min_edge_m**2, 4.0):
             continue
-        holes.append(regularize_ring(np.asarray(h.coords), theta, prm, step))
-    out = _largest_valid(Polygon(ext, holes) if len(ext) >= 3 else Polygon())
+        ring = regularize_ring(np.asarray(h.coords), theta, prm, step)
+        if not _is_ring(ring):
+            ring = _simplified_ring(hp, prm.simplify_m)
+        if _is_ring(ring):
+            holes.append(ring)
+        else:
+            log.debug("hole of %.1f m2 collapses under regularization and simplification: dropped", hp.area)
+    out = _largest_valid(Polygon(ext, holes) if _is_ring(ext) else Polygon())
     if out.is_empty or _iou(out, poly) < 0.8:
         out = _largest_valid(poly.simplify(prm.simplify_m))
+        if out.is_empty or _iou(out, poly) < 0.5:
+            out = _largest_valid(poly)
     return (
         shapely.orient_polygons(out)
         if hasattr(shapely, "orient_polygons")
         else shapely.geometry.polygon.orient(out)
     )
+
+
+def _is_ring(coords: np.ndarray) -> bool:
+    """True when (N, 2) ``coords`` make a ring with area: 3 distinct vertices or more, all finite."""
+    c = np.asarray(coords, float)
+    if c.ndim != 2 or len(c) < 3 or not np.isfinite(c).all():
+        return False
+    return len(np.unique(c, axis=0)) >= 3 and Polygon(c).area > 0
+
+
+def _simplified_ring(p: Polygon, tol: float) -> np.ndarray:
+    """Vertices (not closed) of ``p`` simplified by ``tol``; empty (0, 2) when it collapses."""
+    s = p.simplify(tol)
+    if s.is_empty or s.geom_type != "Polygon":
+        return np.zeros((0, 2))
+    return np.asarray(s.exterior.coords)[:-1]
 
 
 def _largest_valid(p: Polygon) -> Polygon:
