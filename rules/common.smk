@@ -82,14 +82,20 @@ def benchmark_files(wildcards):
     files = [f"benchmarks/{r}/{aoi}.tsv" for r in names if rules.has(r)]
     if rules.has("tiles") and rules.has("stereo_tile"):
         files += [f"benchmarks/stereo_tile/{aoi}/{t}.tsv" for t in tile_ids(wildcards)]
-    seg = config["segmentation"]
-    if (
-        rules.has("train_segmenter")
-        and seg["method"] == "unet"
-        and not seg["checkpoint"]
-    ):
+    if rules.has("train_segmenter") and trains_segmenter():
         files.append("benchmarks/train_segmenter/segmenter.tsv")
     return files
+
+
+# the checkpoint rule train_segmenter writes (segmentation.checkpoint names it to train in the run)
+TRAINED_SEGMENTER = "results/models/segmenter.pt"
+
+
+def trains_segmenter():
+    """Whether the run trains its own U-Net (segmentation.checkpoint is the train_segmenter output) instead
+    of taking the shipped default model or another checkpoint."""
+    seg = config["segmentation"]
+    return seg["method"] == "unet" and seg["checkpoint"] == TRAINED_SEGMENTER
 
 
 def tile_ids(wildcards):

@@ -10,7 +10,7 @@ SEG_CHECKPOINT = (SEG["checkpoint"] or []) if SEG["method"] == "unet" else []
 
 rule train_segmenter:
     output:
-        model="results/models/segmenter.pt",
+        model=TRAINED_SEGMENTER,
         metrics="results/models/segmenter_metrics.json",
     log:
         "logs/train_segmenter/segmenter.log",
