@@ -21,6 +21,7 @@ from sat2lod.io.jsonio import read_json, write_json, write_text
 __all__ = [
     "ImageProbe",
     "ImageProbeError",
+    "hash_file",
     "probe_image",
     "read_json",
     "read_text",
@@ -38,13 +39,18 @@ def read_text(path: str | os.PathLike[str]) -> str:
     return path.read_text(encoding="utf-8")
 
 
-def sha256_file(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
-    """Hex SHA-256 digest of a file, read by 1 MiB chunks."""
-    h = hashlib.sha256()
+def hash_file(path: str | os.PathLike[str], algorithm: str = "sha256", chunk: int = 1 << 20) -> str:
+    """Hex digest of a file with a :mod:`hashlib` algorithm, read by 1 MiB chunks."""
+    h = hashlib.new(algorithm)
     with open(path, "rb") as fh:
         while block := fh.read(chunk):
             h.update(block)
     return h.hexdigest()
+
+
+def sha256_file(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
+    """Hex SHA-256 digest of a file, read by 1 MiB chunks."""
+    return hash_file(path, "sha256", chunk)
 
 
 @dataclass

@@ -1,0 +1,257 @@
+"""Hostile or unlucky inputs (issue 18): servers that lie, full disks, garbage RPCs, wrong search ranges.
+
+Each test reproduces one case of the issue through the code path a real run takes and checks the outcome: a
+clear error naming the file / URL / key and nothing half-written, or a correct result.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+from shapely.geometry import box
+
+from acquire_fakes import fake_triplet
+from sat2lod.acquire.catalog import SceneToPublish, publish_catalog
+from sat2lod.acquire.eodag_client import AcquisitionError, load_provider_config, make_gateway
+from sat2lod.acquire.files import hash_file
+from sat2lod.acquire.geometry import footprint_lonlat
+from sat2lod.acquire.pipeline import LOCAL_PROVIDER, fetch_stereo_set
+from sat2lod.io.rpc_files import read_rpc
+
+REPO = Path(__file__).resolve().parents[1]
+PROVIDERS = REPO / "config" / "eodag_providers.yaml"
+LON0, LAT0 = 2.35, 48.85
+TIMES = ["2024-05-01T10:30:00Z", "2024-05-01T10:30:40Z", "2024-05-01T10:31:20Z"]
+SELECTION = {
+    "max_views": 3,
+    "bh_min": 0.05,
+    "bh_max": 1.0,
+    "bh_target": 0.3,
+    "max_gap_s": 600.0,
+    "min_aoi_coverage": 0.5,
+}
+AOI = box(2.3499, 48.8499, 2.3501, 48.8501)
+
+
+# ------------------------------------------------------------------------------------------- hostile server
+@dataclass
+class Trick:
+    """What the hostile server does on one path: extra headers, and garbage bytes appended to the file."""
+
+    headers: dict[str, str] = field(default_factory=dict)
+    extra_bytes: int = 0
+    sent: int = 0  # bytes written to the socket (set by the server)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _Server
+
+    def do_GET(self) -> None:
+        self._answer(body=True)
+
+    def do_HEAD(self) -> None:
+        self._answer(body=False)
+
+    def _answer(self, body: bool) -> None:
+        path = urlsplit(self.path).path
+        target = self.server.routes.get(path)
+        if target is None:
+            self.send_error(404)
+            return
+        trick = self.server.tricks.get(path, Trick())
+        data = target.read_bytes()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(data) + trick.extra_bytes))
+        for k, v in trick.headers.items():
+            self.send_header(k, v)
+        self.end_headers()
+        if not body:
+            return
+        try:
+            self.wfile.write(data)
+            trick.sent += len(data)
+            chunk = b"\0" * (1 << 16)
+            left = trick.extra_bytes
+            while left > 0:
+                n = min(left, len(chunk))
+                self.wfile.write(chunk[:n])
+                trick.sent += n
+                left -= n
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the client hung up: what we want when we send too much
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    routes: dict[str, Path]
+    tricks: dict[str, Trick]
+
+
+@pytest.fixture()
+def hostile_server() -> Iterator[_Server]:
+    """A threaded http.server on 127.0.0.1 serving ``routes`` with the ``tricks`` of each path."""
+    srv = _Server(("127.0.0.1", 0), _Handler)
+    srv.routes, srv.tricks = {}, {}
+    th = threading.Thread(target=srv.serve_forever, daemon=True)
+    th.start()
+    yield srv
+    srv.shutdown()
+    srv.server_close()
+    th.join(timeout=10)
+
+
+def _url(srv: _Server) -> str:
+    host, port = srv.server_address[:2]
+    return f"http://{host}:{port}"
+
+
+def _publish(srv: _Server, tmp_path: Path, edit_asset=None) -> list[SceneToPublish]:
+    """Publish three fake views in collection 'vhr' on ``srv``; ``edit_asset(asset dict)`` alters each image asset."""
+    d = tmp_path / "pub"
+    d.mkdir()
+    scenes = []
+    for i, v in enumerate(fake_triplet(d, LON0, LAT0)):
+        img = d / v["file"]
+        scenes.append(
+            SceneToPublish(
+                item_id=f"demo-view{i}",
+                image=img,
+                footprint=footprint_lonlat(read_rpc(img), 200, 200, 50.0),
+                datetime=TIMES[i],
+                properties={
+                    "view:incidence_angle": v["incidence_deg"],
+                    "view:azimuth": v["azimuth_deg"],
+                    "platform": "x",
+                    "sat:relative_orbit": 1,
+                },
+            )
+        )
+    srv.routes.update(publish_catalog(tmp_path / "cat", _url(srv), "vhr", scenes))
+    if edit_asset is not None:
+        for s in scenes:
+            item_file = srv.routes[f"/vhr/{s.item_id}/{s.item_id}.json"]
+            item = json.loads(item_file.read_text())
+            edit_asset(item["assets"]["image"], s)
+            item_file.write_text(json.dumps(item))
+    return scenes
+
+
+def _fetch(srv: _Server, tmp_path: Path, dl: Path, **kw):
+    conf = load_provider_config(PROVIDERS.read_text(), LOCAL_PROVIDER, str(PROVIDERS))
+    gw = make_gateway(
+        LOCAL_PROVIDER,
+        tmp_path / "eodag",
+        provider_conf=conf,
+        endpoint=f"{_url(srv)}/{{_collection}}/collection.json",
+        isolated=True,
+    )
+    return fetch_stereo_set(gw, "vhr", AOI, "2024-04-01", "2024-06-01", dl, SELECTION, **kw)
+
+
+def _files(d: Path) -> set[Path]:
+    return {p for p in d.rglob("*") if p.is_file()} if d.exists() else set()
+
+
+# ------------------------------------------------------------------------------------------- downloads
+@pytest.mark.parametrize("declared_size", [True, False], ids=["file_size", "no_file_size"])
+def test_content_disposition_cannot_place_files_outside_the_download_dir(
+    hostile_server: _Server, tmp_path: Path, declared_size: bool
+) -> None:
+    """Issue 18.1: ``Content-Disposition: filename="../../x"`` or an absolute path (in HEAD and GET answers)."""
+    absolute = tmp_path / "abs" / "planted.pth"
+    absolute.parent.mkdir()
+    names = ["../../../../escaped.tif", str(absolute), "..\\..\\win.tif"]
+
+    def edit(asset: dict, scene: SceneToPublish) -> None:
+        if (
+            not declared_size
+        ):  # EODAG then asks HEAD for the size, and takes the file name from its answer too
+            del asset["file:size"]
+
+    scenes = _publish(hostile_server, tmp_path, edit)
+    for s, name in zip(scenes, names):
+        hostile_server.tricks[f"/vhr/{s.item_id}/{s.image.name}"] = Trick(
+            headers={"Content-Disposition": f'attachment; filename="{name}"'}
+        )
+    dl = tmp_path / "work" / "results" / "dl"
+    before = _files(tmp_path)
+    views, pairs, _ = _fetch(hostile_server, tmp_path, dl)
+    new = _files(tmp_path) - before - _files(tmp_path / "eodag")
+    assert len(views) == 3 and pairs
+    assert new and all(dl.resolve() in p.resolve().parents for p in new), sorted(map(str, new))
+    assert not absolute.exists()
+    assert not list(tmp_path.rglob("escaped.tif")) and not list(tmp_path.rglob("*win.tif"))
+    # the files are named after their URL, not after the header
+    assert sorted(Path(v["image"]).name for v in views) == ["view_0.tif", "view_1.tif", "view_2.tif"]
+    assert not list(dl.rglob("*.part"))
+
+
+def test_oversized_download_is_cut_at_the_declared_size(hostile_server: _Server, tmp_path: Path) -> None:
+    """Issue 18.2: a server sending 64 MiB for a ~80 kB file: cut early, partial file removed, URL in the error."""
+    scenes = _publish(hostile_server, tmp_path)
+    path = f"/vhr/{scenes[1].item_id}/{scenes[1].image.name}"
+    trick = hostile_server.tricks[path] = Trick(extra_bytes=64 << 20)
+    dl = tmp_path / "dl"
+    with pytest.raises(AcquisitionError) as err:
+        _fetch(hostile_server, tmp_path, dl)
+    msg = str(err.value)
+    assert f"download of {_url(hostile_server)}{path} refused" in msg
+    assert f"the catalog declares file:size {scenes[1].image.stat().st_size}" in msg
+    assert "partial file was removed" in msg
+    assert not list(dl.rglob("view_1.tif*"))
+    assert (
+        trick.sent < 16 << 20
+    )  # the client hung up long before the end (socket buffers let a few MiB through)
+
+
+def test_download_without_declared_size_is_capped_by_the_config(
+    hostile_server: _Server, tmp_path: Path
+) -> None:
+    def edit(asset: dict, scene: SceneToPublish) -> None:
+        del asset["file:size"]
+
+    scenes = _publish(hostile_server, tmp_path, edit)
+    path = f"/vhr/{scenes[0].item_id}/{scenes[0].image.name}"
+    hostile_server.tricks[path] = Trick(extra_bytes=8 << 20)
+    dl = tmp_path / "dl"
+    with pytest.raises(AcquisitionError, match=r"more than 1048576 bytes \(no file:size.*max_download_mb"):
+        _fetch(hostile_server, tmp_path, dl, max_download_mb=1.0)
+    assert not list(dl.rglob("view_0.tif*"))
+
+
+@pytest.mark.parametrize("kind", ["md5", "md5_wrong", "unsupported"])
+def test_checksum_algorithms(hostile_server: _Server, tmp_path: Path, kind: str) -> None:
+    """Issue 18.2: an md5 ``file:checksum`` is checked; an unknown one is refused naming the file and URL."""
+
+    def edit(asset: dict, scene: SceneToPublish) -> None:
+        if scene.item_id == "demo-view2":
+            md5 = hash_file(scene.image, "md5")
+            asset["file:checksum"] = {
+                "md5": "d50110" + md5,
+                "md5_wrong": "d50110" + "0" * 32,
+                "unsupported": "1e20" + "0" * 64,  # blake3
+            }[kind]
+
+    _publish(hostile_server, tmp_path, edit)
+    dl = tmp_path / "dl"
+    url = f"{_url(hostile_server)}/vhr/demo-view2/view_2.tif"
+    if kind == "md5":
+        views, _, _ = _fetch(hostile_server, tmp_path, dl)
+        assert len(views) == 3
+        return
+    with pytest.raises(AcquisitionError) as err:
+        _fetch(hostile_server, tmp_path, dl)
+    msg = str(err.value)
+    assert f"view_2.tif (downloaded from {url})" in msg and "The file was deleted." in msg
+    assert ("md5 " if kind == "md5_wrong" else "unsupported file:checksum") in msg
+    assert not list(dl.rglob("view_2.tif"))
