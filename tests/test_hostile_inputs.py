@@ -7,6 +7,8 @@ clear error naming the file / URL / key and nothing half-written, or a correct r
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -14,7 +16,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import numpy as np
 import pytest
+import rasterio
+from rasterio.transform import from_origin
 from shapely.geometry import box
 
 from acquire_fakes import fake_triplet
@@ -23,6 +28,8 @@ from sat2lod.acquire.eodag_client import AcquisitionError, load_provider_config,
 from sat2lod.acquire.files import hash_file
 from sat2lod.acquire.geometry import footprint_lonlat
 from sat2lod.acquire.pipeline import LOCAL_PROVIDER, fetch_stereo_set
+from sat2lod.io import raster as raster_io
+from sat2lod.io.raster import RasterWriteError, read_raster, write_raster
 from sat2lod.io.rpc_files import read_rpc
 
 REPO = Path(__file__).resolve().parents[1]
@@ -255,3 +262,85 @@ def test_checksum_algorithms(hostile_server: _Server, tmp_path: Path, kind: str)
     assert f"view_2.tif (downloaded from {url})" in msg and "The file was deleted." in msg
     assert ("md5 " if kind == "md5_wrong" else "unsupported file:checksum") in msg
     assert not list(dl.rglob("view_2.tif"))
+
+
+# ------------------------------------------------------------------------------------------- full disk
+def _dsm_like(n: int = 64) -> np.ndarray:
+    rng = np.random.default_rng(0)
+    return (100.0 + 0.01 * rng.normal(size=(n, n))).astype(np.float32)
+
+
+@pytest.fixture()
+def small_tmpfs(tmp_path: Path) -> Iterator[Path]:
+    """A 64 KiB tmpfs mounted in ``tmp_path`` (root only; skipped where mounting is not allowed)."""
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    res = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mnt)],
+        check=False,
+        capture_output=True,
+        text=True,
+    )
+    if res.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here ({res.stderr.strip() or res.returncode}): needs root")
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", str(mnt)], check=False)
+
+
+@pytest.mark.parametrize("cog", [False, True], ids=["gtiff", "cog"])
+def test_full_disk_fails_the_write_and_leaves_no_output(small_tmpfs: Path, cog: bool) -> None:
+    """Issue 18.3: with 0.5-4 KiB left, every write either succeeds intact or raises; nothing half-written stays.
+
+    Before: GDAL reported the error at close on stderr only; a 4096-byte or 0-byte file took the product's name.
+    """
+    arr = _dsm_like()
+    out = small_tmpfs / "dsm.tif"
+    outcomes = set()
+    for left in range(512, 4608, 512):
+        for p in small_tmpfs.iterdir():
+            p.unlink()
+        free = shutil.disk_usage(small_tmpfs).free
+        (small_tmpfs / "fill").write_bytes(b"\0" * (free - left))
+        try:
+            write_raster(out, arr, from_origin(0, 0, 1, 1), 32631, nodata=np.nan, cog=cog, compress="deflate")
+        except RasterWriteError as exc:
+            outcomes.add("refused")
+            assert str(out) in str(exc) and "nothing was written there" in str(exc)
+            assert sorted(p.name for p in small_tmpfs.iterdir()) == ["fill"]  # no output, no temporary
+            continue
+        outcomes.add("written")
+        r = read_raster(out)
+        np.testing.assert_array_equal(r.array, arr)
+    assert "refused" in outcomes
+
+
+@pytest.mark.parametrize("damage", ["empty", "half", "last_block"])
+def test_a_raster_damaged_at_close_is_refused_before_the_rename(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, damage: str
+) -> None:
+    """The same logic without a mount: the temporary file is damaged after GDAL closed it (what a full disk does)."""
+    real = raster_io.verify_written
+
+    def damaged(tmp: Path, *args, **kw) -> None:
+        data = tmp.read_bytes()
+        if damage == "empty":
+            data = b""
+        elif damage == "half":
+            data = data[: len(data) // 2]
+        else:  # an intact header, the last block overwritten by another one (rewritten in place)
+            with rasterio.open(tmp) as ds:
+                win = raster_io._last_block(ds)
+                a = ds.read(window=win)
+            with rasterio.open(tmp, "r+") as ds:
+                ds.write(a + 1.0, window=win)
+            data = tmp.read_bytes()
+        tmp.write_bytes(data)
+        real(tmp, *args, **kw)
+
+    monkeypatch.setattr(raster_io, "verify_written", damaged)
+    out = tmp_path / "tile" / "quality.tif"
+    with pytest.raises(RasterWriteError, match=r"quality.tif: the raster could not be written completely"):
+        write_raster(out, _dsm_like(300), from_origin(0, 0, 1, 1), 32631, nodata=np.nan, tags={"A": "b"})
+    assert list(out.parent.iterdir()) == []
