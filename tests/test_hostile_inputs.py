@@ -28,9 +28,10 @@ from sat2lod.acquire.eodag_client import AcquisitionError, load_provider_config,
 from sat2lod.acquire.files import hash_file
 from sat2lod.acquire.geometry import footprint_lonlat
 from sat2lod.acquire.pipeline import LOCAL_PROVIDER, fetch_stereo_set
+from sat2lod.acquire.verify import VerificationError, verify_image
 from sat2lod.io import raster as raster_io
 from sat2lod.io.raster import RasterWriteError, read_raster, write_raster
-from sat2lod.io.rpc_files import read_rpc
+from sat2lod.io.rpc_files import RPCReadError, read_rpc, read_rpc_file
 
 REPO = Path(__file__).resolve().parents[1]
 PROVIDERS = REPO / "config" / "eodag_providers.yaml"
@@ -344,3 +345,149 @@ def test_a_raster_damaged_at_close_is_refused_before_the_rename(
     with pytest.raises(RasterWriteError, match=r"quality.tif: the raster could not be written completely"):
         write_raster(out, _dsm_like(300), from_origin(0, 0, 1, 1), 32631, nodata=np.nan, tags={"A": "b"})
     assert list(out.parent.iterdir()) == []
+
+
+# ------------------------------------------------------------------------------------------- garbage RPCs
+SAMPLES = "rpc_samples"
+GEOM_IMAGE = ("cnes_pleiades_gizeh_pair", "img1.tif")
+TAGGED = (SAMPLES, "shareloc_PHR1B_P_201709281038393_SEN_PRG_FC_178609-001.tif")
+
+
+def test_real_rpc_models_pass_the_validation(shared_data: Path) -> None:
+    """The good cases: every real sample and the real pairs read and validate (round trip within 0.01 px)."""
+    files = [
+        p
+        for p in sorted((shared_data / SAMPLES).iterdir())
+        if p.suffix.lower() not in (".md", ".tif", ".ntf")
+    ]
+    for f in files:
+        read_rpc_file(f)
+    for img in [*(shared_data / SAMPLES).glob("*.tif"), *(shared_data / SAMPLES).glob("*.NTF")]:
+        read_rpc(img)
+    for pair, names in [
+        ("cnes_pleiades_gizeh_pair", ["img1", "img2"]),
+        ("cnes_pleiades_ventoux_pair", ["left_image", "right_image"]),
+    ]:
+        for n in names:
+            read_rpc(shared_data / pair / f"{n}.tif", shared_data / pair / f"{n}.geom")
+    assert len(files) >= 14
+
+
+def _edit_lines(src: Path, dst: Path, edits: dict[str, str], sep: str = ":") -> Path:
+    """Copy a ``key: value`` file, replacing the values of ``edits``' keys."""
+    out = []
+    for line in src.read_text().splitlines():
+        key = line.split(sep, 1)[0].strip()
+        out.append(f"{key}{sep} {edits[key]}" if key in edits else line)
+    dst.write_text("\n".join(out) + "\n")
+    return dst
+
+
+GEOM_CASES = {
+    "nan_coefficient": ({"line_num_coeff_03": "nan"}, r"line_num_coeff\[3\]: nan is not a finite"),
+    "huge_coefficient": ({"samp_num_coeff_05": "1e308"}, r"samp_num_coeff\[5\]: 1e\+308 is not a finite"),
+    "huge_negative_offset": ({"lat_off": "-1e308"}, r"lat_off: -1e\+308 is out of range"),
+    "zero_denominator": (
+        {f"line_den_coeff_{i:02d}": "0" for i in range(20)},
+        r"line_den_coeff: all 20 coefficients are 0",
+    ),
+    "denominator_through_zero": (
+        {"samp_den_coeff_00": "0", "samp_den_coeff_01": "1"},
+        r"samp_den_coeff: the denominator reaches 0",
+    ),
+    "zero_scale": ({"lat_scale": "0"}, r"lat_scale: is 0"),
+    "inf_line_off": ({"line_off": "inf"}, r"line_off: inf is not a finite number"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(GEOM_CASES))
+def test_garbage_geom_is_refused_naming_file_and_field(shared_data: Path, tmp_path: Path, case: str) -> None:
+    """Issue 18.4: before, these passed every reader and crashed far away in shapely (no file named)."""
+    edits, field = GEOM_CASES[case]
+    image = shared_data.joinpath(*GEOM_IMAGE)
+    bad = _edit_lines(image.with_suffix(".geom"), tmp_path / "img1.geom", edits)
+    with pytest.raises(RPCReadError, match=rf"{tmp_path / 'img1.geom'}: invalid RPC model, {field}"):
+        read_rpc(image, bad)
+    # the same through the acquisition's image check (source.kind local), which names the image
+    with pytest.raises(VerificationError, match=rf"img1.tif: no usable RPC model .*{field}"):
+        verify_image(image, rpc_file=bad)
+
+
+TAG_CASES = {
+    "nan": (lambda r: r.line_num_coeff.__setitem__(2, float("nan")), r"line_num_coeff\[2\]: nan"),
+    "huge": (lambda r: r.samp_den_coeff.__setitem__(1, 1e308), r"samp_den_coeff\[1\]: 1e\+308"),
+    "minus_huge": (lambda r: setattr(r, "long_off", -1e308), r"long_off: -1e\+308 is out of range"),
+    "zero_denominator": (
+        lambda r: r.samp_den_coeff.__setitem__(slice(None), [0.0] * 20),
+        r"samp_den_coeff: all",
+    ),
+    "zero_scale": (lambda r: setattr(r, "height_scale", 0.0), r"height_scale: is 0"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(TAG_CASES))
+def test_garbage_geotiff_rpc_tags_are_refused(shared_data: Path, tmp_path: Path, case: str) -> None:
+    edit, field = TAG_CASES[case]
+    img = tmp_path / "scene.tif"
+    shutil.copy(shared_data.joinpath(*TAGGED), img)
+    img.chmod(0o644)
+    with rasterio.open(img, "r+") as ds:
+        rpc = ds.rpcs
+        rpc.line_num_coeff, rpc.samp_den_coeff = list(rpc.line_num_coeff), list(rpc.samp_den_coeff)
+        edit(rpc)
+        ds.rpcs = rpc
+    with pytest.raises(RPCReadError, match=rf"scene.tif: invalid RPC model, {field}"):
+        read_rpc(img)
+
+
+def test_dimap_empty_coefficient(shared_data: Path, tmp_path: Path) -> None:
+    src = shared_data / SAMPLES / "shareloc_RPC_PHR1B_P_201709281038045_SEN_PRG_FC_178608-001.XML"
+    text = src.read_text()
+    inverse = text.index("<Inverse_Model>")  # the ground-to-image model sat2lod reads
+    start = text.index("<SAMP_DEN_COEFF_4>", inverse)
+    end = text.index("</SAMP_DEN_COEFF_4>", start)
+    bad = tmp_path / "RPC_bad.XML"
+    bad.write_text(text[: start + len("<SAMP_DEN_COEFF_4>")] + text[end:])
+    with pytest.raises(RPCReadError, match=r"RPC_bad.XML: invalid RPC model, samp_den_coeff\[3\]: nan"):
+        read_rpc_file(bad)
+
+
+def test_rpc_txt_line_off_inf(shared_data: Path, tmp_path: Path) -> None:
+    bad = _edit_lines(
+        shared_data / SAMPLES / "rpcm_rpc_IKONOS.txt", tmp_path / "x_RPC.TXT", {"LINE_OFF": "inf"}
+    )
+    with pytest.raises(RPCReadError, match=r"x_RPC.TXT: invalid RPC model, line_off: inf is not a finite"):
+        read_rpc_file(bad)
+
+
+@pytest.mark.parametrize("value", [None, "NaN"], ids=["null", "NaN_string"])
+@pytest.mark.parametrize("where", ["row_scale", "col_den"])
+def test_rpcm_json_null_or_nan(shared_data: Path, tmp_path: Path, value: object, where: str) -> None:
+    d = json.loads((shared_data / SAMPLES / "rpcm_JAX_068_001_RGB.json").read_text())
+    if where == "col_den":
+        d["rpc"]["col_den"][4] = value
+    else:
+        d["rpc"][where] = value
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps(d))
+    field = r"samp_den_coeff\[4\]: nan" if where == "col_den" else "line_scale: nan"
+    msg = rf"bad.json: (invalid RPC model, {field}|malformed RPC value)"
+    with pytest.raises(RPCReadError, match=msg):
+        read_rpc_file(bad)
+
+
+def test_rpc_json_nested_100000_deep(tmp_path: Path) -> None:
+    bad = tmp_path / "deep.json"
+    bad.write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(RPCReadError, match=r"deep.json: JSON nested too deeply"):
+        read_rpc_file(bad)
+
+
+def test_png_renamed_tif_is_a_bad_image(shared_data: Path, tmp_path: Path) -> None:
+    """Issue 18.4: before, the PNG was 'verified' and reported as 'images see no common ground'."""
+    png = tmp_path / "img1.tif"
+    with rasterio.open(png, "w", driver="PNG", width=64, height=64, count=1, dtype="uint8") as ds:
+        ds.write(np.zeros((1, 64, 64), np.uint8))
+    geom = shared_data / GEOM_IMAGE[0] / "img1.geom"
+    with pytest.raises(VerificationError, match=r"img1.tif: not a readable image .*a PNG file named .tif"):
+        verify_image(png, rpc_file=geom)

@@ -74,11 +74,27 @@ class ImageProbeError(RuntimeError):
     """The image cannot be opened or read to its end; the message names the file."""
 
 
+#: GDAL drivers accepted for an image file, by suffix (a PNG renamed .tif is not a scene image)
+IMAGE_DRIVERS = {
+    ".tif": {"GTiff", "COG"},
+    ".tiff": {"GTiff", "COG"},
+    ".ntf": {"NITF"},
+    ".jp2": {"JP2OpenJPEG", "JP2KAK", "JP2ECW", "JPEG2000", "JP2MrSID"},
+}
+
+
 def probe_image(path: str | os.PathLike[str]) -> ImageProbe:
-    """Open ``path`` with rasterio, read its last row (catches truncated data) and report size and RPC presence."""
+    """Open ``path`` with rasterio, check that its format matches its suffix (:data:`IMAGE_DRIVERS`), read its
+    last row (catches truncated data) and report size and RPC presence."""
     path = Path(path)
     try:
         with rasterio.open(path) as ds:
+            allowed = IMAGE_DRIVERS.get(path.suffix.lower())
+            if allowed is not None and ds.driver not in allowed:
+                raise ImageProbeError(
+                    f"{path}: a {ds.driver} file named {path.suffix}, not a {'/'.join(sorted(allowed))} "
+                    "image; the download or copy is wrong"
+                )
             ds.read(1, window=Window(0, ds.height - 1, ds.width, 1))
             return ImageProbe(ds.width, ds.height, ds.count, str(ds.dtypes[0]), ds.rpcs is not None)
     except (RasterioIOError, OSError, ValueError) as exc:
