@@ -37,6 +37,7 @@ rule stereo_tile:
         keypoint_range=config["stereo"]["keypoint_range"],
         range_margin_m=config["stereo"]["range_margin_m"],
         height_margin_m=config["stereo"]["height_margin_m"],
+        range_probe_m=config["stereo"]["range_probe_m"],
         max_residual_px=config["stereo"]["max_residual_px"],
         fuse_tol_m=config["stereo"]["fuse_tol_m"],
         fill_iterations=config["stereo"]["fill_iterations"],

@@ -32,6 +32,9 @@ from sat2lod.acquire.verify import VerificationError, verify_image
 from sat2lod.io import raster as raster_io
 from sat2lod.io.raster import RasterWriteError, read_raster, write_raster
 from sat2lod.io.rpc_files import RPCReadError, read_rpc, read_rpc_file
+from sat2lod.stereo import pipeline as stereo_pipeline
+from sat2lod.stereo.pipeline import SearchRangeError, StereoParams, process_pair
+from sat2lod.stereo.rasterize import grid_for_bounds
 
 REPO = Path(__file__).resolve().parents[1]
 PROVIDERS = REPO / "config" / "eodag_providers.yaml"
@@ -491,3 +494,63 @@ def test_png_renamed_tif_is_a_bad_image(shared_data: Path, tmp_path: Path) -> No
     geom = shared_data / GEOM_IMAGE[0] / "img1.geom"
     with pytest.raises(VerificationError, match=r"img1.tif: not a readable image .*a PNG file named .tif"):
         verify_image(png, rpc_file=geom)
+
+
+# ------------------------------------------------------------------------------------------- search range
+GIZEH_TILE = (319950.0, 3317800.0, 320150.0, 3318000.0)  # 200 m of the Giza plateau, terrain ~70-150 m
+
+
+@pytest.fixture(scope="module")
+def gizeh_pair() -> tuple:
+    from conftest import shared_file
+
+    d = "cnes_pleiades_gizeh_pair"
+    imgs = [str(shared_file(d, f"img{i}.tif")) for i in (1, 2)]
+    rpcs = [read_rpc(shared_file(d, f"img{i}.tif"), shared_file(d, f"img{i}.geom")) for i in (1, 2)]
+    return imgs, rpcs
+
+
+def _gizeh_heights(gizeh_pair: tuple, height_range: tuple[float, float], **params) -> tuple[np.ndarray, dict]:
+    (img1, img2), (rpc1, rpc2) = gizeh_pair
+    transform, shape = grid_for_bounds(GIZEH_TILE, 1.0)
+    res = process_pair(
+        img1, rpc1, img2, rpc2, GIZEH_TILE, 32636, height_range, transform, shape, StereoParams(**params)
+    )
+    return res.height, res.info
+
+
+@pytest.mark.parametrize("wrong", [(100.0, 100.0), (-100.0, -100.0), (1000.0, 1000.0)])
+def test_a_search_range_missing_the_scene_is_widened(gizeh_pair: tuple, wrong: tuple[float, float]) -> None:
+    """Issue 18.5: before, [100, 100] gave a DSM 49 % empty clipped to 80-120 m, [-100, -100] a DSM at -99 m,
+    [1000, 1000] 2 % of cells at ~960 m, all without an error."""
+    ref, _ = _gizeh_heights(gizeh_pair, (50.0, 130.0))
+    dsm, info = _gizeh_heights(gizeh_pair, wrong)
+    assert "range_widened_to" in info
+    assert np.isfinite(dsm).mean() >= 0.85 * np.isfinite(ref).mean()
+    both = np.isfinite(dsm) & np.isfinite(ref)
+    assert abs(np.median(dsm[both] - ref[both])) < 0.5
+    assert np.nanmin(dsm) > 50.0  # nothing at the wrong heights
+    if wrong != (-100.0, -100.0):
+        assert abs(np.nanmedian(dsm) - np.nanmedian(ref)) < 3.0
+    # (-100, -100): the keypoints of the widened range miss the pyramid's faces (NCC ambiguity on its steps), so
+    # the keypoint narrowing (stereo.keypoint_range) cuts it above ~103 m: 9 % of the cells, median 81 vs 92 m
+    # without the probe (stereo.range_probe_m: 0) this case still gives the wrong DSM: the probe is what catches it
+    if wrong == (-100.0, -100.0):
+        bad, _ = _gizeh_heights(gizeh_pair, wrong, range_probe_m=0.0)
+        assert np.nanmedian(bad) < -50.0  # what the check prevents
+
+
+def test_search_range_beyond_every_probe_fails_clearly(
+    gizeh_pair: tuple, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Keypoints at the very end of the probe: the scene lies further out; the job fails naming the key."""
+    real = stereo_pipeline.match_keypoints
+
+    def at_the_low_end(left, right, dmin, dmax, **kw):
+        kp = real(left, right, dmin, dmax, **kw)
+        kp.dx = np.full_like(kp.dx, dmin + 1.0) if dmax - dmin > 60 else kp.dx
+        return kp
+
+    monkeypatch.setattr(stereo_pipeline, "match_keypoints", at_the_low_end)
+    with pytest.raises(SearchRangeError, match=r"does not contain the scene.*Set source.height_range"):
+        _gizeh_heights(gizeh_pair, (100.0, 100.0))
