@@ -2,10 +2,16 @@
 # Thin on purpose: the stages live in rules/<stage>.smk, the algorithms in the package src/sat2lod.
 from snakemake.utils import min_version, validate
 
+from sat2lod.config import load_schema, normalize_numbers
+
 min_version("9.0")
 
 
 configfile: "config/config.yaml"
+
+
+# YAML 1.1 numbers ("1e-6" is a string) and NaN/inf, which the schema's bounds let through (sat2lod.config)
+normalize_numbers(config, load_schema(f"{workflow.basedir}/config/schema.yaml"), "config")
 
 
 validate(config, "config/schema.yaml")

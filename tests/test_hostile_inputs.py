@@ -7,8 +7,10 @@ clear error naming the file / URL / key and nothing half-written, or a correct r
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -554,3 +556,40 @@ def test_search_range_beyond_every_probe_fails_clearly(
     monkeypatch.setattr(stereo_pipeline, "match_keypoints", at_the_low_end)
     with pytest.raises(SearchRangeError, match=r"does not contain the scene.*Set source.height_range"):
         _gizeh_heights(gizeh_pair, (100.0, 100.0))
+
+
+# ------------------------------------------------------------------------------------------- smaller points
+def test_credentials_for_a_provider_without_auth_block(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Issue 18.8: before, search failed with "'PluginConfig' object has no attribute 'type'"."""
+    secret = "not-for-the-logs-42"
+    monkeypatch.setenv("EODAG__SAT2LOD_STAC__AUTH__CREDENTIALS__APIKEY", secret)
+    conf = load_provider_config(PROVIDERS.read_text(), LOCAL_PROVIDER, str(PROVIDERS))
+    assert "auth" not in conf
+    with pytest.raises(AcquisitionError) as err:
+        make_gateway(LOCAL_PROVIDER, tmp_path / "eodag", provider_conf=conf, isolated=True)
+    msg = str(err.value)
+    assert "EODAG__SAT2LOD_STAC__AUTH__CREDENTIALS__APIKEY" in msg and "no auth: block" in msg
+    assert secret not in msg and secret not in caplog.text
+
+
+def test_an_error_that_ends_a_rule_script_reaches_its_log_file(tmp_path: Path) -> None:
+    """Issue 18.8: errors raised outside the logged checks (e.g. 'images see no common ground') were only on the
+    terminal, not in logs/<rule>/<aoi>.log. A script set up as the adapters are, then failing:"""
+    log = tmp_path / "logs" / "acquire" / "demo.log"
+    script = tmp_path / "adapter.py"
+    script.write_text(
+        "from types import SimpleNamespace\n"
+        "from sat2lod.workflow import setup\n"
+        f"setup(SimpleNamespace(log=[{str(log)!r}], threads=1, rule='acquire'))\n"
+        "from sat2lod.acquire.eodag_client import AcquisitionError\n"
+        "raise AcquisitionError('source.local.images: the images see no common ground')\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
+    proc = subprocess.run([sys.executable, str(script)], check=False, capture_output=True, text=True, env=env)
+    assert proc.returncode == 1
+    text = log.read_text()
+    assert "job failed: AcquisitionError: source.local.images: the images see no common ground" in text
+    assert "Traceback" in text and 'adapter.py", line 5' in text
+    assert proc.stderr.count("Traceback") == 1  # the terminal shows it once, as before

@@ -39,8 +39,38 @@ def setup_logging(log_path: str | None = None, level: int = logging.INFO) -> Non
     )
 
 
+def log_uncaught_errors() -> None:
+    """Write an exception that ends the script (with its traceback) to the log files too.
+
+    Snakemake shows it on the terminal but the rule's ``log:`` file got only the log records, so the log of a
+    failed job did not say why it failed. The hook writes to the file handlers of the root logger (stderr has
+    the usual traceback from the previous hook).
+    """
+    previous = sys.excepthook
+
+    def hook(exc_type: type[BaseException], exc: BaseException, tb: Any) -> None:
+        if not issubclass(exc_type, KeyboardInterrupt):
+            record = logging.getLogger("sat2lod").makeRecord(
+                "sat2lod",
+                logging.ERROR,
+                __file__,
+                0,
+                "job failed: %s: %s",
+                (exc_type.__name__, exc),
+                (exc_type, exc, tb),
+            )
+            for handler in logging.getLogger().handlers:
+                if isinstance(handler, logging.FileHandler):
+                    handler.handle(record)
+        previous(exc_type, exc, tb)
+
+    sys.excepthook = hook
+
+
 def setup(smk: Any) -> None:
-    """Call first in every ``scripts/*.py``: log to ``snakemake.log[0]``, cap threads to ``snakemake.threads``."""
+    """Call first in every ``scripts/*.py``: log to ``snakemake.log[0]`` (uncaught errors included), cap threads
+    to ``snakemake.threads``."""
     setup_logging(smk.log[0] if len(smk.log) else None)
+    log_uncaught_errors()
     cap_threads(smk.threads)
     logging.getLogger("sat2lod").info("rule %s, threads=%s", smk.rule, smk.threads)

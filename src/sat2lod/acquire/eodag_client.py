@@ -138,6 +138,16 @@ def make_gateway(
             "Set source.stac.provider to an EODAG provider or define it in the providers file; credentials go "
             f"in EODAG__{provider.upper()}__AUTH__CREDENTIALS__* environment variables or the EODAG user config."
         )
+    auth = getattr(dag.providers[provider].config, "auth", None)
+    if auth is not None and not getattr(auth, "type", None):
+        prefix = f"EODAG__{provider.upper()}__AUTH__"
+        names = sorted(k for k in os.environ if k.upper().startswith(prefix))  # names only, never values
+        raise AcquisitionError(
+            f"credentials are set for provider {provider!r} ({', '.join(names) or 'EODAG user config'}) but the "
+            "provider has no auth: block with a type, so EODAG cannot use them. Add an auth: block "
+            "(e.g. type: HTTPHeaderAuth, matching_url, headers) to the provider in the providers file, or unset "
+            "the credentials if the provider needs none."
+        )
     search_conf = getattr(dag.providers[provider].config, "search", None)
     url = endpoint or getattr(search_conf, "api_endpoint", None) or "?"
     return Gateway(dag=dag, provider=provider, endpoint=str(url))
