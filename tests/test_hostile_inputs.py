@@ -9,9 +9,11 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -37,6 +39,13 @@ from sat2lod.io.rpc_files import RPCReadError, read_rpc, read_rpc_file
 from sat2lod.stereo import pipeline as stereo_pipeline
 from sat2lod.stereo.pipeline import SearchRangeError, StereoParams, process_pair
 from sat2lod.stereo.rasterize import grid_for_bounds
+from sat2lod.workflow import (
+    RUN_FILE,
+    active_run,
+    claim_run_directory,
+    guard_run_directory,
+    release_run_directory,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 PROVIDERS = REPO / "config" / "eodag_providers.yaml"
@@ -593,3 +602,65 @@ def test_an_error_that_ends_a_rule_script_reaches_its_log_file(tmp_path: Path) -
     assert "job failed: AcquisitionError: source.local.images: the images see no common ground" in text
     assert "Traceback" in text and 'adapter.py", line 5' in text
     assert proc.stderr.count("Traceback") == 1  # the terminal shows it once, as before
+
+
+def _snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
+    cmd = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "--cores",
+        "1",
+        "-s",
+        str(REPO / "Snakefile"),
+        "-d",
+        str(workdir),
+    ]
+    (workdir / "config").mkdir(exist_ok=True)  # the Snakefile's configfile, relative to the working directory
+    shutil.copy(REPO / "config" / "config.yaml", workdir / "config" / "config.yaml")
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
+    return subprocess.run([*cmd, *args], check=False, capture_output=True, text=True, timeout=300, env=env)
+
+
+def test_unlock_is_refused_while_another_run_is_alive(tmp_path: Path) -> None:
+    """Issue 18.7: following Snakemake's --unlock hint while a run was active made both fail and delete each
+    other's scenes.json and downloads. A live run recorded in .snakemake/sat2lod_run.json now blocks --unlock."""
+    # stands in for a running `snakemake` main process (its command line names snakemake)
+    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)", "snakemake"])
+    try:
+        run_file = tmp_path / RUN_FILE
+        run_file.parent.mkdir(parents=True)
+        run = {
+            "pid": live.pid,
+            "host": socket.gethostname(),
+            "started": "now",
+            "command": "snakemake --cores 2",
+        }
+        run_file.write_text(json.dumps(run))
+        for _ in range(100):  # until the child has exec'd (its command line names snakemake)
+            if active_run(run_file) is not None:
+                break
+            time.sleep(0.05)
+        assert active_run(run_file)["pid"] == live.pid
+        proc = _snakemake(tmp_path, "--unlock")
+        out = proc.stdout + proc.stderr
+        assert proc.returncode != 0
+        assert f"another sat2lod run is active in this directory (pid {live.pid}" in out
+        assert "Wait for it to end, or stop it first" in out
+    finally:
+        live.kill()
+        live.wait()
+    assert active_run(run_file) is None  # the process is gone: --unlock goes through
+    proc = _snakemake(tmp_path, "--unlock")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+
+
+def test_run_file_is_claimed_and_released(tmp_path: Path) -> None:
+    run_file = tmp_path / "run.json"
+    claim_run_directory(run_file)
+    run = json.loads(run_file.read_text())
+    assert run["pid"] == os.getpid() and run["host"] == socket.gethostname()
+    assert active_run(run_file) is None  # this process's own run (or a job of it) is not "another run"
+    guard_run_directory(["snakemake", "--unlock"], run_file)  # so nothing is refused
+    release_run_directory(run_file)
+    assert not run_file.exists()
