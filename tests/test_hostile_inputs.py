@@ -559,7 +559,7 @@ def test_search_range_beyond_every_probe_fails_clearly(
 
     def at_the_low_end(left, right, dmin, dmax, **kw):
         kp = real(left, right, dmin, dmax, **kw)
-        kp.dx = np.full_like(kp.dx, dmin + 1.0) if dmax - dmin > 60 else kp.dx
+        kp.dx = np.full_like(kp.dx, dmin + 1.0) if dmax - dmin > 20 else kp.dx
         return kp
 
     monkeypatch.setattr(stereo_pipeline, "match_keypoints", at_the_low_end)

@@ -63,7 +63,7 @@ class StereoParams:
     fill_iterations: int = 0
     densify: int = 2
     height_margin_m: float = 20.0
-    range_probe_m: float = 500.0
+    range_probe_m: float = 200.0
 
     @classmethod
     def from_kwargs(cls, **kw: Any) -> StereoParams:
@@ -112,6 +112,12 @@ class SearchRangeError(RuntimeError):
 OUTSIDE_SHARE = 0.1
 
 
+def _halve(a: np.ndarray) -> np.ndarray:
+    """2x2 block mean of a (H, W) image (NaN where a block has a NaN); odd last row/column dropped."""
+    h, w = a.shape[0] // 2 * 2, a.shape[1] // 2 * 2
+    return a[:h, :w].reshape(h // 2, 2, w // 2, 2).mean(axis=(1, 3))
+
+
 def check_search_range(
     img1: str,
     rpc1: RPCModel,
@@ -126,8 +132,8 @@ def check_search_range(
     """Check that the height search range ``hrange`` (m) contains the scene; widen it when it does not.
 
     Keypoints are matched over ``hrange`` widened by ``params.range_probe_m`` on each side (a rectification of
-    its own, used for nothing else; over the RPCs' whole height validity range when that finds fewer than 8
-    matches). When more than :data:`OUTSIDE_SHARE` of their heights lie outside
+    its own at half resolution, used for nothing else; over the RPCs' whole height validity range when that
+    finds fewer than 8 matches). When more than :data:`OUTSIDE_SHARE` of their heights lie outside
     ``hrange`` (+- ``range_margin_m``), the range is widened to include their 1-99 % heights
     (+- ``height_margin_m``) with a warning: SGM would otherwise only find matches inside the range, and the
     DSM would be clipped to it (half empty, tens of metres off) without any error.
@@ -150,9 +156,17 @@ def check_search_range(
     for probe in probes:
         pr = rectify_pair(rpc1, rpc2, bounds, epsg, probe, *shapes)
         left, right = _rectified_images(img1, img2, *shapes, pr)
+        # at half resolution: 8x less work than full resolution; +-2 px of disparity is precise enough here
         kp = match_keypoints(
-            left, right, pr.dmin, pr.dmax, max_dy=params.max_pointing_px, half_window=5, n_max=60
+            _halve(left),
+            _halve(right),
+            int(np.floor(pr.dmin / 2)),
+            int(np.ceil(pr.dmax / 2)),
+            max_dy=max(2, -(-params.max_pointing_px // 2)),
+            half_window=5,
+            n_max=60,
         )
+        kp.dx = 2.0 * kp.dx  # half-resolution pixel i is full-resolution 2i + 0.5 in both images
         if len(kp) >= 8:
             break
     info["range_check_keypoints"] = len(kp)
@@ -172,7 +186,7 @@ def check_search_range(
     )
     if outside <= OUTSIDE_SHARE:
         return hrange, info
-    step = 2.0 / abs(float(pr.alpha))  # 2 disparity pixels, in metres
+    step = 4.0 / abs(float(pr.alpha))  # 2 half-resolution disparity pixels, in metres
     if lo < probe[0] + step or hi > probe[1] - step:
         raise SearchRangeError(
             f"the height search range [{hrange[0]:.0f}, {hrange[1]:.0f}] m (source.height_range +- "
