@@ -2,13 +2,45 @@
 # Thin on purpose: the stages live in rules/<stage>.smk, the algorithms in the package src/sat2lod.
 from snakemake.utils import min_version, validate
 
+import sys
+
+from sat2lod.config import load_schema, normalize_numbers
+from sat2lod.workflow import (
+    claim_run_directory,
+    guard_run_directory,
+    release_run_directory,
+)
+
 min_version("9.0")
 
 
 configfile: "config/config.yaml"
 
 
+# YAML 1.1 numbers ("1e-6" is a string) and NaN/inf, which the schema's bounds let through (sat2lod.config)
+normalize_numbers(
+    config, load_schema(f"{workflow.basedir}/config/schema.yaml"), "config"
+)
+
+
 validate(config, "config/schema.yaml")
+
+
+# --unlock while another run is alive in this directory is refused (both runs would fail and delete each
+# other's outputs); the live run is recorded in .snakemake/sat2lod_run.json (sat2lod.workflow)
+guard_run_directory(sys.argv)
+
+
+onstart:
+    claim_run_directory()
+
+
+onsuccess:
+    release_run_directory()
+
+
+onerror:
+    release_run_directory()
 
 
 include: "rules/common.smk"

@@ -42,5 +42,6 @@ rule acquire:
         stac=config["source"]["stac"],
         selection=config["source"]["selection"],
         download_timeout_min=config["source"]["download_timeout_min"],
+        max_download_mb=config["source"]["max_download_mb"],
     script:
         "../scripts/acquire.py"

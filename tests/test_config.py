@@ -102,3 +102,35 @@ def test_workflow_schema_is_the_package_schema():
         "config/schema.yaml and src/sat2lod/data/schema.yaml differ: edit config/schema.yaml, then "
         "cp config/schema.yaml src/sat2lod/data/schema.yaml"
     )
+
+
+def test_yaml_1_1_exponent_without_dot_is_read_as_a_number():
+    """Issue 18.8: ``resolution_m: 1e-6`` is a string for PyYAML (YAML 1.1); it was refused as 'not a number'."""
+    cfg = validate_config(yaml.safe_load("output:\n  resolution_m: 1e-1\ntiling:\n  tile_size_m: 2E+2\n"))
+    assert cfg["output"]["resolution_m"] == 0.1 and cfg["tiling"]["tile_size_m"] == 200.0
+    with pytest.raises(ConfigError, match="output.resolution_m"):  # a real string is still refused
+        validate_config({"output": {"resolution_m": "1e-1 m"}})
+
+
+@pytest.mark.parametrize("value", [".nan", ".inf", "-.inf"])
+def test_non_finite_numbers_are_refused_with_their_key(value):
+    """Issue 18.8: ``margin_m: .nan`` passed the schema (NaN >= 0 is not false) and failed far away."""
+    with pytest.raises(ConfigError, match=r"'tiling.margin_m': (nan|inf|-inf) is not a finite number"):
+        validate_config(yaml.safe_load(f"tiling:\n  margin_m: {value}\n"))
+
+
+def test_snakemake_refuses_nan_and_accepts_1e_exponent(tmp_path):
+    import subprocess
+    import sys
+
+    def dry_run(text: str) -> subprocess.CompletedProcess:
+        cfg = tmp_path / "c.yaml"
+        cfg.write_text(text)
+        cmd = [sys.executable, "-m", "snakemake", "-n", "--cores", "1", "--configfile", str(cfg)]
+        cmd += ["--directory", str(tmp_path), "-s", str(REPO / "Snakefile"), "results/synth/demo/scene.json"]
+        return subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=120)
+
+    bad = dry_run("tiling:\n  margin_m: .nan\n")
+    assert bad.returncode != 0 and "'tiling.margin_m': nan is not a finite number" in bad.stdout + bad.stderr
+    ok = dry_run("output:\n  resolution_m: 5e-1\n")
+    assert ok.returncode == 0, ok.stderr[-2000:]

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import math
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -31,13 +33,61 @@ def _with_defaults(validator_class: type) -> type:
     return jsonschema.validators.extend(validator_class, {"properties": set_defaults})
 
 
+#: a number as YAML 1.2 writes it; PyYAML (YAML 1.1) reads ``1e-6`` (no dot) as a string
+_NUMBER = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$")
+
+
+def _types(schema: dict) -> set[str]:
+    t = schema.get("type", [])
+    return {t} if isinstance(t, str) else set(t)
+
+
+def normalize_numbers(config: Any, schema: dict, source: str = "config", path: str = "") -> Any:
+    """Fix what YAML does to numbers before validation, in place; returns ``config``.
+
+    * A string that is a number in YAML 1.2 (``1e-6``: PyYAML follows YAML 1.1 and wants ``1.0e-6``) where the
+      schema expects a number is converted (an integer only when it is integral).
+    * A non-finite number (``.nan``, ``.inf``) where the schema expects a number is refused: JSON-schema bounds
+      are comparisons that NaN passes, and the error would come far away (``cannot convert float NaN to
+      integer``).
+
+    Raises:
+        ConfigError: naming the key path and the fix.
+    """
+    where = path or "(top level)"
+    if isinstance(config, dict):
+        for key, sub in schema.get("properties", {}).items():
+            if key in config:
+                config[key] = normalize_numbers(config[key], sub, source, f"{path}.{key}" if path else key)
+        return config
+    if isinstance(config, list) and isinstance(schema.get("items"), dict):
+        return [normalize_numbers(v, schema["items"], source, f"{where}[{i}]") for i, v in enumerate(config)]
+    numeric = _types(schema) & {"number", "integer"}
+    if not numeric or isinstance(config, bool):
+        return config
+    if isinstance(config, str) and "string" not in _types(schema) and _NUMBER.match(config.strip()):
+        value = float(config)
+        if "number" in numeric:
+            config = value
+        elif value.is_integer():
+            config = int(value)
+    if isinstance(config, float) and not math.isfinite(config):
+        raise ConfigError(
+            f"{source}: invalid value at '{where}': {config} is not a finite number; give a number "
+            "(see config/schema.yaml for its meaning and default)."
+        )
+    return config
+
+
 def validate_config(config: dict, schema: dict | None = None, source: str = "config") -> dict:
-    """Validate ``config`` (in place, filling defaults) and return it.
+    """Validate ``config`` (in place, filling defaults, numbers normalized by :func:`normalize_numbers`) and
+    return it.
 
     Raises:
         ConfigError: naming the offending key path, e.g. ``stereo.bad_key``.
     """
     schema = schema or load_schema()
+    normalize_numbers(config, schema, source)
     validator = _with_defaults(jsonschema.Draft202012Validator)(schema)
     errors = sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path))
     if errors:

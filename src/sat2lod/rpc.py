@@ -476,3 +476,119 @@ def fit_rpc(
         samp_num_coeff=sn,
         samp_den_coeff=sd,
     )
+
+
+# ---------------------------------------------------------------------------------------- validation
+class RPCValidationError(ValueError):
+    """An RPC model is unusable; ``field`` names the bad field (``line_den_coeff[3]``, ``lat_scale``...)."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+
+
+#: plausible magnitude of each normalization value (degrees, metres, pixels); beyond it the model is garbage
+_NORM_LIMITS = {
+    "lat_off": 90.0,
+    "long_off": 360.0,
+    "height_off": 1e5,
+    "line_off": 1e7,
+    "samp_off": 1e7,
+    "lat_scale": 90.0,
+    "long_scale": 360.0,
+    "height_scale": 1e5,
+    "line_scale": 1e7,
+    "samp_scale": 1e7,
+}
+_COEFFS = ("line_num_coeff", "line_den_coeff", "samp_num_coeff", "samp_den_coeff")
+#: largest |coefficient| of a normalized RPC00B polynomial accepted (real models: below ~10)
+COEFF_LIMIT = 1e6
+
+
+def _check_denominator(name: str, den: np.ndarray) -> None:
+    if den.min() * den.max() <= 0.0 or np.abs(den).min() < 1e-6 * np.abs(den).max():
+        raise RPCValidationError(
+            name,
+            f"the denominator reaches 0 over the model's domain (values {den.min():.3g} .. {den.max():.3g})",
+        )
+
+
+def validate_rpc(
+    model: RPCModel, rows: int | None = None, cols: int | None = None, tol_px: float = 0.01
+) -> None:
+    """Check that ``model`` is usable over its image: the one RPC check of every reader.
+
+    Checks, in order: every offset, scale and coefficient is finite and of plausible magnitude; no scale is 0;
+    both denominators keep one sign away from 0 over the normalized validity cube [-1, 1]^3 (5^3 points); on a
+    7 x 7 grid of image points (``rows`` x ``cols`` pixels, or the model's own line/sample validity range
+    when None) at three heights (``height_off`` - ``height_scale``, ``height_off``, + ``height_scale``), the
+    localization converges, both denominators keep one sign away from 0 at the ground points found, and
+    ``project(localize(row, col, h))`` returns (row, col) within ``tol_px`` pixels.
+
+    Raises:
+        RPCValidationError: naming the bad field (or the failed check) and the values.
+    """
+    for name, limit in _NORM_LIMITS.items():
+        v = float(getattr(model, name))
+        if not np.isfinite(v):
+            raise RPCValidationError(name, f"{v} is not a finite number")
+        if abs(v) > limit:
+            raise RPCValidationError(name, f"{v:g} is out of range (|value| <= {limit:g})")
+        if name.endswith("_scale") and v == 0.0:
+            raise RPCValidationError(name, "is 0 (the normalization divides by it)")
+    for name in _COEFFS:
+        c = np.asarray(getattr(model, name), float)
+        if c.shape != (20,):
+            raise RPCValidationError(name, f"has {c.size} values, 20 expected")
+        bad = np.flatnonzero(~np.isfinite(c) | (np.abs(c) > COEFF_LIMIT))
+        if bad.size:
+            i = int(bad[0])
+            raise RPCValidationError(
+                f"{name}[{i}]", f"{c[i]} is not a finite number of plausible size (|c| <= {COEFF_LIMIT:g})"
+            )
+        if not np.any(c):
+            raise RPCValidationError(name, "all 20 coefficients are 0")
+    cube = np.linspace(-1.0, 1.0, 5)
+    x, y, z = (a.ravel() for a in np.meshgrid(cube, cube, cube, indexing="ij"))
+    m = monomials(x, y, z)
+    for name in ("line_den_coeff", "samp_den_coeff"):
+        _check_denominator(name, m @ np.asarray(getattr(model, name), float))
+    if rows is None or cols is None:
+        r_lo, r_hi = model.line_off - abs(model.line_scale), model.line_off + abs(model.line_scale)
+        c_lo, c_hi = model.samp_off - abs(model.samp_scale), model.samp_off + abs(model.samp_scale)
+    else:
+        r_lo, r_hi, c_lo, c_hi = 0.0, max(rows - 1.0, 0.0), 0.0, max(cols - 1.0, 0.0)
+    r, c, h = np.meshgrid(
+        np.linspace(r_lo, r_hi, 7),
+        np.linspace(c_lo, c_hi, 7),
+        model.height_off + abs(model.height_scale) * np.array([-1.0, 0.0, 1.0]),
+        indexing="ij",
+    )
+    r, c, h = r.ravel(), c.ravel(), h.ravel()
+    with np.errstate(all="ignore"):
+        lon, lat = model.localize(r, c, h)
+    bad = ~(np.isfinite(lon) & np.isfinite(lat))
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise RPCValidationError(
+            "localization",
+            f"does not converge at pixel (row {r[i]:.1f}, col {c[i]:.1f}), height {h[i]:.1f} m "
+            f"({int(bad.sum())} of {bad.size} test points): inconsistent coefficients",
+        )
+    m = monomials(
+        (lon - model.long_off) / model.long_scale,
+        (lat - model.lat_off) / model.lat_scale,
+        (h - model.height_off) / model.height_scale,
+    )
+    for name in ("line_den_coeff", "samp_den_coeff"):
+        _check_denominator(name, m @ np.asarray(getattr(model, name), float))
+    with np.errstate(all="ignore"):
+        r2, c2 = model.project(lon, lat, h)
+    err = np.hypot(r2 - r, c2 - c)
+    if not np.all(err <= tol_px):
+        i = int(np.nanargmax(np.where(np.isfinite(err), err, np.inf)))
+        raise RPCValidationError(
+            "round trip",
+            f"project(localize(row {r[i]:.1f}, col {c[i]:.1f}, h {h[i]:.1f} m)) is {err[i]:.3g} px away "
+            f"(tolerance {tol_px} px): inconsistent coefficients",
+        )

@@ -22,6 +22,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -136,6 +137,16 @@ def make_gateway(
             f"EODAG provider {provider!r} is not available (unknown name, missing plugin or missing credentials). "
             "Set source.stac.provider to an EODAG provider or define it in the providers file; credentials go "
             f"in EODAG__{provider.upper()}__AUTH__CREDENTIALS__* environment variables or the EODAG user config."
+        )
+    auth = getattr(dag.providers[provider].config, "auth", None)
+    if auth is not None and not getattr(auth, "type", None):
+        prefix = f"EODAG__{provider.upper()}__AUTH__"
+        names = sorted(k for k in os.environ if k.upper().startswith(prefix))  # names only, never values
+        raise AcquisitionError(
+            f"credentials are set for provider {provider!r} ({', '.join(names) or 'EODAG user config'}) but the "
+            "provider has no auth: block with a type, so EODAG cannot use them. Add an auth: block "
+            "(e.g. type: HTTPHeaderAuth, matching_url, headers) to the provider in the providers file, or unset "
+            "the credentials if the provider needs none."
         )
     search_conf = getattr(dag.providers[provider].config, "search", None)
     url = endpoint or getattr(search_conf, "api_endpoint", None) or "?"
@@ -284,62 +295,119 @@ def pick_asset(c: Candidate, pattern: str | None = None, what: str = "image") ->
     )
 
 
+#: bytes a server may send beyond the catalog's declared ``file:size`` before the download is cut (one chunk)
+SIZE_MARGIN_BYTES = 64 * 1024
+
+
+def asset_file_name(href: str, product_id: str) -> str:
+    """Local file name of an asset: its URL's last path segment made safe (server headers are never used).
+
+    Raises:
+        AcquisitionError: the URL has no usable file name.
+    """
+    raw = Path(unquote(urlsplit(href).path)).name
+    name = re.sub(r"[^A-Za-z0-9._-]+", "_", raw).lstrip(".")[:200]
+    if not name or name in (".", ".."):
+        raise AcquisitionError(
+            f"product {product_id!r}: asset URL {href} has no file name to save it under; refused."
+        )
+    return name
+
+
+def _inside(path: Path, root: Path) -> bool:
+    return path.resolve().parent == root.resolve()
+
+
+def _stream_to_file(chunks: Any, tmp: Path, dest: Path, href: str, max_bytes: int, limit_reason: str) -> None:
+    """Write ``chunks`` to ``tmp`` (at most ``max_bytes``), then rename it to ``dest``; ``tmp`` is removed on error."""
+    written = 0
+    try:
+        with open(tmp, "xb") as fh:
+            for chunk in chunks:
+                written += len(chunk)
+                if written > max_bytes:
+                    raise AcquisitionError(
+                        f"download of {href} refused: the server sent more than {max_bytes} bytes "
+                        f"({limit_reason}); the partial file was removed. Report it to the provider."
+                    )
+                fh.write(chunk)
+        os.replace(tmp, dest)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _download_one(
+    c: Candidate, key: str, dest: Path, href: str, max_bytes: int, limit_reason: str, timeout_min: float
+) -> None:
+    """Stream one asset through EODAG (its HTTP plugin and auth) into ``dest``, retrying transient failures."""
+    from eodag.utils.exceptions import EodagError
+    from requests import RequestException
+
+    deadline = time.monotonic() + 60.0 * timeout_min
+    tmp = dest.with_name(dest.name + ".part")
+    while True:
+        tmp.unlink(missing_ok=True)
+        try:
+            stream = c.product.stream_download(asset=f"^{re.escape(key)}$", compress="raw")
+            _stream_to_file(stream.content, tmp, dest, href, max_bytes, limit_reason)
+            return
+        except (EodagError, RequestException) as exc:  # network / provider: retried within the budget
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise AcquisitionError(
+                    f"download of {href} failed: {type(exc).__name__}: {exc}. Rerun later "
+                    "or check the provider and credentials (source.download_timeout_min: retry budget)."
+                ) from exc
+            log.warning("download of %s failed (%s); retrying", href, exc)
+            time.sleep(min(2.0, left))
+        except OSError as exc:  # local file system (disk full...): not retried
+            raise AcquisitionError(f"download of {href} into {dest} failed: {exc}.") from exc
+
+
 def download_assets(
     c: Candidate,
     asset_keys: list[str],
     download_dir: str | os.PathLike[str],
     timeout_min: float = 2.0,
+    max_bytes: int = 16 * 1024**3,
 ) -> list[Path]:
-    """Download assets of ``c`` (one EODAG call) into ``download_dir/<safe product name>/``; return their files.
+    """Download assets of ``c`` into ``download_dir/<safe product name>/<safe asset file name>``; return their files.
 
-    Every local path is checked to lie inside that folder (product ids and asset URLs come from a catalog and
-    must not escape it).
+    Each asset is streamed through EODAG (``EOProduct.stream_download``: its HTTP plugin, auth and headers) and
+    written by this function, so nothing the server says chooses where bytes go: the file is named after the
+    asset URL's last segment made safe (``Content-Disposition`` is ignored; EODAG 4.10's ``download()`` joined
+    it onto the product folder, ``../`` and absolute paths included), and the final path is checked to lie in
+    the product folder before anything is written. The stream is cut, and the partial file removed, as soon as
+    it exceeds the catalog's ``file:size`` + :data:`SIZE_MARGIN_BYTES`, or ``max_bytes`` when the catalog gives
+    no size.
 
+    Args:
+        timeout_min: time budget for retrying a failed request (minutes).
+        max_bytes: cap of an asset without ``file:size`` (``source.max_download_mb``).
     Raises:
-        AcquisitionError: download failure (with the URL) or a path that would escape the download directory.
+        AcquisitionError: download failure, refused size or path (with the URL and the reason).
     """
-    from eodag.utils import ProgressCallback
-    from eodag.utils.exceptions import EodagError
-
     download_dir = Path(download_dir).resolve()
     hrefs = [str(c.assets[k].get("href", "")) for k in asset_keys]
     for href in hrefs:
         check_asset_href(href, c.id)
     out_dir = download_dir / safe_name(c.id)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    # EODAG names the product folder after its title, sanitized but keeping '.' (a title '..' climbs a level)
-    c.product.properties["title"] = safe_name(c.title)
-    pattern = "^(" + "|".join(re.escape(k) for k in asset_keys) + ")$"
-    try:
-        fs_path = c.product.download(
-            output_dir=str(out_dir),
-            asset=pattern,
-            extract=False,
-            progress_callback=ProgressCallback(disable=True),
-            wait=min(0.05, timeout_min),
-            timeout=timeout_min,
+    names = [asset_file_name(h, c.id) for h in hrefs]
+    if len(set(names)) != len(names):
+        raise AcquisitionError(
+            f"product {c.id!r}: assets {hrefs} would be saved under one file name; refused."
         )
-    except (EodagError, OSError) as exc:
-        raise AcquisitionError(
-            f"download of {' + '.join(hrefs)} failed: {type(exc).__name__}: {exc}. Rerun later "
-            "or check the provider and credentials."
-        ) from exc
-    root = Path(fs_path).resolve()
-    try:
-        root.relative_to(out_dir)
-    except ValueError as exc:
-        raise AcquisitionError(
-            f"product {c.id!r}: EODAG wrote to {root}, outside {out_dir}; refused."
-        ) from exc
-    files = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file())
+    out_dir.mkdir(parents=True, exist_ok=True)
     out = []
-    for key, href in zip(asset_keys, hrefs):
-        name = _file_name(c.assets[key])
-        found = [p for p in files if p.name == name] or (files if len(asset_keys) == 1 else [])
-        if len(found) != 1:
-            raise AcquisitionError(
-                f"download of {href}: expected one file {name!r} under {root}, found "
-                f"{[str(p) for p in found]}."
-            )
-        out.append(found[0])
+    for key, href, name in zip(asset_keys, hrefs, names):
+        dest = out_dir / name
+        if not _inside(dest, out_dir) or dest.is_symlink():
+            raise AcquisitionError(f"download of {href}: {dest} is not a plain file in {out_dir}; refused.")
+        size = c.assets[key].get("file:size")
+        if size is not None:
+            cap, why = int(size) + SIZE_MARGIN_BYTES, f"the catalog declares file:size {int(size)}"
+        else:
+            cap, why = int(max_bytes), "no file:size in the catalog; cap source.max_download_mb"
+        _download_one(c, key, dest, href, cap, why, timeout_min)
+        out.append(dest)
     return out

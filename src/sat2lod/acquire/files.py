@@ -21,6 +21,7 @@ from sat2lod.io.jsonio import read_json, write_json, write_text
 __all__ = [
     "ImageProbe",
     "ImageProbeError",
+    "hash_file",
     "probe_image",
     "read_json",
     "read_text",
@@ -38,13 +39,18 @@ def read_text(path: str | os.PathLike[str]) -> str:
     return path.read_text(encoding="utf-8")
 
 
-def sha256_file(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
-    """Hex SHA-256 digest of a file, read by 1 MiB chunks."""
-    h = hashlib.sha256()
+def hash_file(path: str | os.PathLike[str], algorithm: str = "sha256", chunk: int = 1 << 20) -> str:
+    """Hex digest of a file with a :mod:`hashlib` algorithm, read by 1 MiB chunks."""
+    h = hashlib.new(algorithm)
     with open(path, "rb") as fh:
         while block := fh.read(chunk):
             h.update(block)
     return h.hexdigest()
+
+
+def sha256_file(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
+    """Hex SHA-256 digest of a file, read by 1 MiB chunks."""
+    return hash_file(path, "sha256", chunk)
 
 
 @dataclass
@@ -68,11 +74,27 @@ class ImageProbeError(RuntimeError):
     """The image cannot be opened or read to its end; the message names the file."""
 
 
+#: GDAL drivers accepted for an image file, by suffix (a PNG renamed .tif is not a scene image)
+IMAGE_DRIVERS = {
+    ".tif": {"GTiff", "COG"},
+    ".tiff": {"GTiff", "COG"},
+    ".ntf": {"NITF"},
+    ".jp2": {"JP2OpenJPEG", "JP2KAK", "JP2ECW", "JPEG2000", "JP2MrSID"},
+}
+
+
 def probe_image(path: str | os.PathLike[str]) -> ImageProbe:
-    """Open ``path`` with rasterio, read its last row (catches truncated data) and report size and RPC presence."""
+    """Open ``path`` with rasterio, check that its format matches its suffix (:data:`IMAGE_DRIVERS`), read its
+    last row (catches truncated data) and report size and RPC presence."""
     path = Path(path)
     try:
         with rasterio.open(path) as ds:
+            allowed = IMAGE_DRIVERS.get(path.suffix.lower())
+            if allowed is not None and ds.driver not in allowed:
+                raise ImageProbeError(
+                    f"{path}: a {ds.driver} file named {path.suffix}, not a {'/'.join(sorted(allowed))} "
+                    "image; the download or copy is wrong"
+                )
             ds.read(1, window=Window(0, ds.height - 1, ds.width, 1))
             return ImageProbe(ds.width, ds.height, ds.count, str(ds.dtypes[0]), ds.rpcs is not None)
     except (RasterioIOError, OSError, ValueError) as exc:

@@ -146,12 +146,15 @@ def fetch_stereo_set(
     rpc_asset: str | None = None,
     max_items: int = 200,
     download_timeout_min: float = 2.0,
+    max_download_mb: float = 16384.0,
 ) -> tuple[list[dict[str, Any]], list[list[int]], dict[str, float]]:
     """Search, select, download and verify. Returns (views of the sheet, pairs, B/H of every selected pair).
 
     ``asset`` / ``rpc_asset``: file-name patterns of the image asset (None = the 'data' GeoTIFF) and of an
-    external RPC file asset (None = RPC tags in the image), see :func:`pick_asset`.
+    external RPC file asset (None = RPC tags in the image), see :func:`pick_asset`. ``max_download_mb``: cap
+    of an asset whose catalog entry gives no ``file:size`` (see :func:`download_assets`).
     """
+    dl = {"timeout_min": download_timeout_min, "max_bytes": int(max_download_mb * 1024**2)}
     found = search(gw, collection, tuple(aoi_lonlat.bounds), start, end, max_items=max_items)
     with_angles = [(c, info) for c in found if (info := _view_info(c)) is not None]
     if len(with_angles) < 2:
@@ -175,7 +178,7 @@ def fetch_stereo_set(
         try:
             if rpc_asset is not None:
                 rkey, r_asset = pick_asset(c, rpc_asset, "RPC file")
-                path, rpc_path = download_assets(c, [key, rkey], downloads, timeout_min=download_timeout_min)
+                path, rpc_path = download_assets(c, [key, rkey], downloads, **dl)
                 verify_file(
                     rpc_path,
                     url=r_asset.get("href"),
@@ -184,7 +187,7 @@ def fetch_stereo_set(
                     delete_root=downloads,
                 )
             else:
-                (path,) = download_assets(c, [key], downloads, timeout_min=download_timeout_min)
+                (path,) = download_assets(c, [key], downloads, **dl)
             v = verify_image(
                 path,
                 url=img_asset.get("href"),
@@ -233,6 +236,7 @@ def _synthetic(
     selection: dict[str, Any],
     bbox_lonlat: list[float] | None,
     download_timeout_min: float,
+    max_download_mb: float,
 ) -> dict[str, Any]:
     scene = read_json(scene_json)
     for k in ("epsg", "bounds", "lonlat_bounds", "height_range", "views"):
@@ -293,6 +297,7 @@ def _synthetic(
             downloads,
             selection,
             download_timeout_min=download_timeout_min,
+            max_download_mb=max_download_mb,
         )
     return {
         "views": views,
@@ -397,6 +402,7 @@ def _stac(
     bbox_lonlat: list[float] | None,
     height_range: list[float] | None,
     download_timeout_min: float,
+    max_download_mb: float,
 ) -> dict[str, Any]:
     for k in ("provider", "collection", "start", "end"):
         if not stac.get(k):
@@ -425,6 +431,7 @@ def _stac(
         rpc_asset=stac.get("rpc_asset"),
         max_items=int(stac.get("max_items", 200)),
         download_timeout_min=download_timeout_min,
+        max_download_mb=max_download_mb,
     )
     rpcs = [read_rpc(v["image"], v["rpc"]) for v in views]
     hr = tuple(map(float, height_range)) if height_range else rpc_height_range(rpcs)
@@ -457,6 +464,7 @@ def acquire(
     providers_file: str | os.PathLike[str] | None = None,
     selection: dict[str, Any] | None = None,
     download_timeout_min: float = 2.0,
+    max_download_mb: float = 16384.0,
 ) -> dict[str, Any]:
     """Acquire the scenes of ``aoi`` and write the scene sheet ``sheet`` (JSON, see docs/ARCHITECTURE.md).
 
@@ -475,7 +483,8 @@ def acquire(
         stac: {provider, collection, start, end, asset?, rpc_asset?, max_items?} (kind stac).
         providers_file: EODAG provider YAML (config/eodag_providers.yaml).
         selection: keyword arguments of :func:`sat2lod.acquire.selection.select_stereo`.
-        download_timeout_min: EODAG download retry budget (minutes).
+        download_timeout_min: retry budget of a failed download (minutes).
+        max_download_mb: cap of a download whose catalog entry gives no ``file:size`` (MiB).
     Returns:
         The scene sheet (also written to ``sheet``).
     Raises:
@@ -499,6 +508,7 @@ def acquire(
             selection,
             bbox_lonlat,
             download_timeout_min,
+            max_download_mb,
         )
         if height_range:
             res["height_range"] = [float(height_range[0]), float(height_range[1])]
@@ -515,6 +525,7 @@ def acquire(
             bbox_lonlat,
             height_range,
             download_timeout_min,
+            max_download_mb,
         )
     else:
         raise AcquisitionError(f"source.kind {kind!r}: expected synthetic, local or stac.")

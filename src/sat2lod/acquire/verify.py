@@ -1,7 +1,8 @@
 """Verification of downloaded (or local) scene files: size, checksum, readability, RPC model.
 
 EODAG 4.10 verifies no checksum and accepts a truncated file, so every asset is checked here against the
-STAC ``file:size`` / ``file:checksum`` (multihash, sha2-256 = ``1220`` + hex digest) before it is used.
+STAC ``file:size`` / ``file:checksum`` (multihash: sha2-256 ``1220``, sha2-512 ``1340``, sha1 ``1114`` or md5
+``d50110``, + hex digest) before it is used.
 A file that fails is deleted (only when it lies inside the download directory) and reported with its URL.
 """
 
@@ -12,7 +13,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from sat2lod.acquire.files import ImageProbeError, probe_image, sha256_file
+from sat2lod.acquire.files import ImageProbeError, hash_file, probe_image, sha256_file
 from sat2lod.io.rpc_files import RPCReadError, read_rpc
 
 log = logging.getLogger(__name__)
@@ -30,21 +31,31 @@ def sha256_multihash(hex_digest: str) -> str:
     return SHA256_MULTIHASH_PREFIX + hex_digest.lower()
 
 
+#: multihash prefixes (varint code + digest length, hex) of the supported STAC ``file:checksum`` algorithms
+MULTIHASH_PREFIXES = {"1220": "sha256", "1340": "sha512", "d50110": "md5", "1114": "sha1"}
+_DIGEST_HEX = {"sha256": 64, "sha512": 128, "md5": 32, "sha1": 40}
+
+
 def parse_multihash(checksum: str) -> tuple[str, str]:
-    """Split a STAC ``file:checksum`` into (algorithm, hex digest). Only sha2-256 is supported.
+    """Split a STAC ``file:checksum`` into (hashlib algorithm name, hex digest).
+
+    Supported: sha2-256 (``1220``), sha2-512 (``1340``), sha1 (``1114``) and md5 (``d50110``).
 
     Raises:
         VerificationError: unsupported or malformed multihash.
     """
-    c = checksum.strip().lower()
-    if (
-        c.startswith(SHA256_MULTIHASH_PREFIX)
-        and len(c) == 4 + 64
-        and all(ch in "0123456789abcdef" for ch in c)
-    ):
-        return "sha256", c[4:]
+    c = str(checksum).strip().lower()
+    for prefix, algo in MULTIHASH_PREFIXES.items():
+        digest = c[len(prefix) :]
+        if (
+            c.startswith(prefix)
+            and len(digest) == _DIGEST_HEX[algo]
+            and all(ch in "0123456789abcdef" for ch in digest)
+        ):
+            return algo, digest
     raise VerificationError(
-        f"unsupported file:checksum {checksum!r}: expected a sha2-256 multihash ('1220' + 64 hex digits)"
+        f"unsupported file:checksum {checksum!r}: expected a multihash of sha2-256 ('1220' + 64 hex digits), "
+        "sha2-512 ('1340' + 128), sha1 ('1114' + 40) or md5 ('d50110' + 32)"
     )
 
 
@@ -118,12 +129,18 @@ def verify_file(
         )
     digest = sha256_file(path)
     if expected_checksum is not None:
-        _, want = parse_multihash(expected_checksum)
-        if digest != want:
+        try:
+            algo, want = parse_multihash(expected_checksum)
+        except VerificationError as exc:
+            raise _fail(
+                path, url, str(exc), "Report the catalog entry to its maintainer.", delete_root
+            ) from exc
+        got = digest if algo == "sha256" else hash_file(path, algo)
+        if got != want:
             raise _fail(
                 path,
                 url,
-                f"sha256 {digest} differs from the catalog's file:checksum {want}",
+                f"{algo} {got} differs from the catalog's file:checksum {want}",
                 _redo(url),
                 delete_root,
             )

@@ -1,7 +1,9 @@
 """Raster I/O: reading and atomic writing of GeoTIFF / Cloud Optimized GeoTIFF.
 
 Every writer here writes to a temporary file beside the target and renames it into place, so that an
-interrupted job never leaves a half-written product that a rerun would take as done.
+interrupted job never leaves a half-written product that a rerun would take as done. Before the rename a raster
+is flushed to disk and read back (header and last block of every band, compared with what was written): GDAL
+reports an I/O error at close (a full disk) only on stderr, without raising, and leaves a truncated file.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -17,6 +20,9 @@ from typing import Any
 
 import numpy as np
 import rasterio
+import rasterio.shutil
+import rasterio.windows
+from rasterio._err import CPLE_BaseError
 from rasterio.crs import CRS
 from rasterio.errors import RasterioIOError
 from rasterio.transform import Affine
@@ -26,6 +32,10 @@ log = logging.getLogger(__name__)
 
 class RasterReadError(RuntimeError):
     """A raster could not be read; the message names the file and what to do."""
+
+
+class RasterWriteError(OSError):
+    """A raster could not be written completely (disk full, I/O error); nothing was written at its path."""
 
 
 @dataclass
@@ -183,24 +193,28 @@ def write_raster(
         profile["zstd_level" if compress.lower() == "zstd" else "zlevel"] = int(level)
     path = Path(path)
     with atomic_path(path) as tmp:
-        if cog:
-            # Write a plain tiled GTiff in memory, then let the COG driver copy it (overviews + layout).
-            with rasterio.MemoryFile() as mem:
-                with mem.open(**profile) as ds:
+        try:
+            if cog:
+                # Write a plain tiled GTiff in memory, then let the COG driver copy it (overviews + layout).
+                with rasterio.MemoryFile() as mem:
+                    with mem.open(**profile) as ds:
+                        _fill(ds, arr, tags, band_tags)
+                    with mem.open() as src:
+                        rasterio.shutil.copy(
+                            src,
+                            tmp,
+                            driver="COG",
+                            COMPRESS=compress.upper(),
+                            BLOCKSIZE=256,
+                            OVERVIEW_RESAMPLING="AVERAGE" if arr.dtype.kind == "f" else "NEAREST",
+                            **({"LEVEL": int(level)} if level is not None else {}),
+                        )
+            else:
+                with rasterio.open(tmp, "w", **profile, **({"rpcs": rpcs} if rpcs is not None else {})) as ds:
                     _fill(ds, arr, tags, band_tags)
-                with mem.open() as src:
-                    rasterio.shutil.copy(
-                        src,
-                        tmp,
-                        driver="COG",
-                        COMPRESS=compress.upper(),
-                        BLOCKSIZE=256,
-                        OVERVIEW_RESAMPLING="AVERAGE" if arr.dtype.kind == "f" else "NEAREST",
-                        **({"LEVEL": int(level)} if level is not None else {}),
-                    )
-        else:
-            with rasterio.open(tmp, "w", **profile, **({"rpcs": rpcs} if rpcs is not None else {})) as ds:
-                _fill(ds, arr, tags, band_tags)
+        except (RasterioIOError, CPLE_BaseError, OSError) as exc:
+            raise _write_error(path, f"{type(exc).__name__}: {exc}") from exc
+        verify_written(tmp, arr, nodata, tags, path)
     return path
 
 
@@ -225,6 +239,61 @@ def band_interpretations(path: str | os.PathLike[str]) -> list[str]:
         return [c.name.lower() for c in ds.colorinterp]
 
 
+def _write_error(path: Path, reason: str) -> RasterWriteError:
+    free = shutil.disk_usage(path.parent).free
+    return RasterWriteError(
+        f"{path}: the raster could not be written completely ({reason}); nothing was written there. "
+        f"{free / 1e6:.1f} MB free in {path.parent}: free disk space (or fix the I/O error) and rerun."
+    )
+
+
+def _last_block(ds: Any) -> rasterio.windows.Window:
+    bh, bw = ds.block_shapes[0]
+    r0, c0 = (ds.height - 1) // bh * bh, (ds.width - 1) // bw * bw
+    return rasterio.windows.Window(c0, r0, ds.width - c0, ds.height - r0)
+
+
+def verify_written(
+    tmp: Path, arr: np.ndarray, nodata: float | None, tags: dict[str, Any] | None, path: Path
+) -> None:
+    """Flush ``tmp`` to disk and read it back: size, band count, dtype, nodata, tags and the last block of every
+    band must be what was written (``arr``: (B, H, W)).
+
+    Raises:
+        RasterWriteError: naming ``path`` (the final product, not yet written) and the reason.
+    """
+
+    def fail(reason: str) -> RasterWriteError:
+        return _write_error(path, reason)
+
+    try:
+        fd = os.open(tmp, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        with rasterio.open(tmp) as ds:
+            if (ds.count, ds.height, ds.width) != arr.shape or ds.dtypes[0] != str(arr.dtype):
+                raise fail(f"read back as {ds.count}x{ds.height}x{ds.width} {ds.dtypes[0]}")
+            same_nodata = (ds.nodata is None and nodata is None) or (
+                ds.nodata is not None
+                and nodata is not None
+                and (ds.nodata == nodata or (np.isnan(ds.nodata) and np.isnan(nodata)))
+            )
+            got_tags = ds.tags()
+            if not same_nodata or any(got_tags.get(k) != str(v) for k, v in (tags or {}).items()):
+                raise fail("header read back differs (nodata or tags)")
+            win = _last_block(ds)
+            got = ds.read(window=win)
+    except RasterWriteError:
+        raise
+    except (RasterioIOError, OSError) as exc:
+        raise fail(f"{type(exc).__name__}: {exc}") from exc
+    want = arr[:, win.row_off :, win.col_off :]
+    if not np.array_equal(got, want, equal_nan=arr.dtype.kind == "f"):
+        raise fail("the last block read back differs from the data")
+
+
 def _fill(
     ds: Any, arr: np.ndarray, tags: dict[str, Any] | None, band_tags: list[dict[str, Any]] | None
 ) -> None:
@@ -233,6 +302,3 @@ def _fill(
         ds.update_tags(**{k: str(v) for k, v in tags.items()})
     for i, bt in enumerate(band_tags or [], start=1):
         ds.update_tags(i, **{k: str(v) for k, v in bt.items()})
-
-
-import rasterio.shutil

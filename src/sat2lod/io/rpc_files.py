@@ -29,8 +29,10 @@ from pathlib import Path
 
 import numpy as np
 import rasterio
+from rasterio._err import CPLE_BaseError
+from rasterio.errors import RasterioIOError
 
-from sat2lod.rpc import RPCModel
+from sat2lod.rpc import RPCModel, RPCValidationError, validate_rpc
 
 _FIELDS = (
     "line_off",
@@ -213,6 +215,10 @@ def read_rpc_json(path: Path) -> RPCModel:
         data = json.loads(path.read_text())
     except json.JSONDecodeError as exc:
         raise RPCReadError(f"{path}: not valid JSON ({exc}).") from exc
+    except RecursionError as exc:
+        raise RPCReadError(
+            f"{path}: JSON nested too deeply to be an RPC model; the file is corrupt."
+        ) from exc
     d = data.get("rpc", data) if isinstance(data, dict) else {}
     names = {
         "line_off": "row_offset",
@@ -245,9 +251,29 @@ _READERS: dict[str, Callable[[Path], RPCModel]] = {
 }
 
 
+def _invalid(source: Path, exc: RPCValidationError) -> RPCReadError:
+    return RPCReadError(
+        f"{source}: invalid RPC model, {exc}. The file is corrupt or not the model of this image: "
+        "re-download the product's RPC file (or the image with its RPC tags)."
+    )
+
+
 def read_rpc_file(path: str | os.PathLike[str]) -> RPCModel:
-    """Read an external RPC file; the format follows the suffix (.geom, .xml, .txt/_RPC.TXT, .json)."""
-    path = Path(path)
+    """Read an external RPC file (format from the suffix: .geom, .xml, .txt/_RPC.TXT, .json) and validate it
+    over its own line/sample validity range (:func:`sat2lod.rpc.validate_rpc`).
+
+    Raises:
+        RPCReadError: missing, unreadable or invalid model; the message names the file and the bad field.
+    """
+    model = _read_rpc_file(Path(path))
+    try:
+        validate_rpc(model)
+    except RPCValidationError as exc:
+        raise _invalid(Path(path), exc) from exc
+    return model
+
+
+def _read_rpc_file(path: Path) -> RPCModel:
     if not path.exists():
         raise RPCReadError(
             f"{path}: RPC file not found. Fix the 'rpc' path of the view in the config / scene sheet."
@@ -260,7 +286,7 @@ def read_rpc_file(path: str | os.PathLike[str]) -> RPCModel:
         )
     try:
         return reader(path)
-    except (ValueError, IndexError) as exc:
+    except (ValueError, IndexError, TypeError) as exc:
         raise RPCReadError(
             f"{path}: malformed RPC value ({exc}); the file is corrupt or not an RPC model."
         ) from exc
@@ -283,15 +309,25 @@ def read_rpc(image: str | os.PathLike[str], rpc_file: str | os.PathLike[str] | N
         rpc_file: external model (.geom, DIMAP/DigitalGlobe .XML, _RPC.TXT, rpcm .json); None = RPC tags of
             ``image``.
     The CNES crop convention (geotransform origin = crop offset in the full scene) is applied in both cases.
+    The model is validated over the image (:func:`sat2lod.rpc.validate_rpc`: finite coefficients, non-zero
+    scales and denominators, project(localize()) round trip): every reader of every format goes through here.
+
+    Raises:
+        RPCReadError: missing image or model, unreadable or invalid model; names the file and the bad field.
     """
     image = Path(image)
     if not image.exists():
         raise RPCReadError(f"{image}: image not found. Fix the image path in the config / scene sheet.")
-    if rpc_file is not None:
-        model = read_rpc_file(rpc_file)
-    else:
+    try:
         with rasterio.open(image) as ds:
-            rpcs = ds.rpcs
+            rpcs = ds.rpcs if rpc_file is None else None
+            rows, cols = ds.height, ds.width
+    except (RasterioIOError, CPLE_BaseError) as exc:
+        raise RPCReadError(f"{image}: not a readable image ({exc}).") from exc
+    source = Path(rpc_file) if rpc_file is not None else image
+    if rpc_file is not None:
+        model = _read_rpc_file(Path(rpc_file))
+    else:
         if rpcs is None:
             raise RPCReadError(
                 f"{image}: no RPC model found in the GeoTIFF tags. Give the RPC file next to the image in the "
@@ -301,4 +337,8 @@ def read_rpc(image: str | os.PathLike[str], rpc_file: str | os.PathLike[str] | N
     row0, col0 = crop_origin(image)
     if row0 or col0:
         model = model.crop(row0, col0)
+    try:
+        validate_rpc(model, rows, cols)
+    except RPCValidationError as exc:
+        raise _invalid(source, exc) from exc
     return model

@@ -67,6 +67,7 @@ class StereoParams:
     fill_iterations: int = _STEREO["fill_iterations"]
     densify: int = _STEREO["densify"]
     height_margin_m: float = _STEREO["height_margin_m"]
+    range_probe_m: float = _STEREO["range_probe_m"]
 
     @classmethod
     def from_kwargs(cls, **kw: Any) -> StereoParams:
@@ -107,6 +108,113 @@ def _rectified_images(
     return out[0], out[1]
 
 
+class SearchRangeError(RuntimeError):
+    """The disparity search range does not contain the scene and cannot be widened to; names the fix."""
+
+
+#: share of keypoint heights outside the search range above which the range is taken as missing the scene
+OUTSIDE_SHARE = 0.1
+
+
+def _halve(a: np.ndarray) -> np.ndarray:
+    """2x2 block mean of a (H, W) image (NaN where a block has a NaN); odd last row/column dropped."""
+    h, w = a.shape[0] // 2 * 2, a.shape[1] // 2 * 2
+    return a[:h, :w].reshape(h // 2, 2, w // 2, 2).mean(axis=(1, 3))
+
+
+def check_search_range(
+    img1: str,
+    rpc1: RPCModel,
+    img2: str,
+    rpc2: RPCModel,
+    bounds: tuple[float, float, float, float],
+    epsg: int,
+    hrange: tuple[float, float],
+    shapes: tuple[tuple[int, int], tuple[int, int]],
+    params: StereoParams,
+) -> tuple[tuple[float, float], dict[str, Any]]:
+    """Check that the height search range ``hrange`` (m) contains the scene; widen it when it does not.
+
+    Keypoints are matched over ``hrange`` widened by ``params.range_probe_m`` on each side (a rectification of
+    its own at half resolution, used for nothing else; over the RPCs' whole height validity range when that
+    finds fewer than 8 matches). When more than :data:`OUTSIDE_SHARE` of their heights lie outside
+    ``hrange`` (+- ``range_margin_m``), the range is widened to include their 1-99 % heights
+    (+- ``height_margin_m``) with a warning: SGM would otherwise only find matches inside the range, and the
+    DSM would be clipped to it (half empty, tens of metres off) without any error.
+
+    Returns:
+        (the range to use, what was found for the log / pair info).
+    Raises:
+        SearchRangeError: the keypoints reach the ends of the widened probe (the scene lies further out).
+    """
+    info: dict[str, Any] = {}
+    if params.range_probe_m <= 0:
+        return hrange, info
+    w = float(params.range_probe_m)
+    probes = [(hrange[0] - w, hrange[1] + w)]
+    # second try, when the first finds too few keypoints: the heights both RPC models are valid for
+    rpc_lo = max(r.height_off - abs(r.height_scale) for r in (rpc1, rpc2))
+    rpc_hi = min(r.height_off + abs(r.height_scale) for r in (rpc1, rpc2))
+    if rpc_lo < probes[0][0] or rpc_hi > probes[0][1]:
+        probes.append((min(rpc_lo, probes[0][0]), max(rpc_hi, probes[0][1])))
+    for probe in probes:
+        pr = rectify_pair(rpc1, rpc2, bounds, epsg, probe, *shapes)
+        left, right = _rectified_images(img1, img2, *shapes, pr)
+        # at half resolution: 8x less work than full resolution; +-2 px of disparity is precise enough here
+        kp = match_keypoints(
+            _halve(left),
+            _halve(right),
+            int(np.floor(pr.dmin / 2)),
+            int(np.ceil(pr.dmax / 2)),
+            max_dy=max(2, -(-params.max_pointing_px // 2)),
+            half_window=5,
+            n_max=60,
+        )
+        kp.dx = 2.0 * kp.dx  # half-resolution pixel i is full-resolution 2i + 0.5 in both images
+        if len(kp) >= 8:
+            break
+    info["range_check_keypoints"] = len(kp)
+    if len(kp) < 8:
+        log.warning(
+            "search-range check: %d keypoint match(es) over [%.0f, %.0f] m, too few to check the height range",
+            len(kp),
+            *probe,
+        )
+        return hrange, info
+    hk = pr.height_of_disparity(kp.dx)
+    tol = params.range_margin_m
+    outside = float(np.mean((hk < hrange[0] - tol) | (hk > hrange[1] + tol)))
+    lo, hi = (float(v) for v in np.percentile(hk, [1, 99]))
+    info.update(
+        range_check_outside=round(outside, 3), range_check_keypoint_heights=(round(lo, 1), round(hi, 1))
+    )
+    if outside <= OUTSIDE_SHARE:
+        return hrange, info
+    step = 4.0 / abs(float(pr.alpha))  # 2 half-resolution disparity pixels, in metres
+    if lo < probe[0] + step or hi > probe[1] - step:
+        raise SearchRangeError(
+            f"the height search range [{hrange[0]:.0f}, {hrange[1]:.0f}] m (source.height_range +- "
+            f"stereo.height_margin_m) does not contain the scene: {100 * outside:.0f} % of {len(kp)} keypoint "
+            f"heights lie outside it, and they reach the end of the range checked around it "
+            f"([{probe[0]:.0f}, {probe[1]:.0f}] m, stereo.range_probe_m). Set source.height_range to the "
+            "ellipsoidal heights of the terrain and buildings, or to null to use the RPC height range."
+        )
+    widened = (min(hrange[0], lo - params.height_margin_m), max(hrange[1], hi + params.height_margin_m))
+    log.warning(
+        "the height search range [%.0f, %.0f] m (source.height_range +- stereo.height_margin_m) misses the scene: "
+        "%.0f %% of %d keypoint heights lie outside it (keypoints %.0f .. %.0f m); widened to [%.0f, %.0f] m. "
+        "Fix source.height_range (ellipsoidal metres, or null for the RPC range).",
+        *hrange,
+        100 * outside,
+        len(kp),
+        lo,
+        hi,
+        *widened,
+    )
+    info["range_widened_to"] = (round(widened[0], 1), round(widened[1], 1))
+    return widened, info
+
+
 def process_pair(
     img1: str,
     rpc1: RPCModel,
@@ -122,18 +230,96 @@ def process_pair(
     """Heights of a pair on the grid (``transform``, ``shape``) of a tile with ``bounds`` (EPSG ``epsg``).
 
     ``rpc2`` gets the relative pointing correction estimated here; heights are ellipsoidal (RPC heights).
+    The height search range (``height_range`` +- ``height_margin_m``) is checked twice: by
+    :func:`check_search_range` before matching, and after triangulation: when more than
+    :data:`MAX_OUTSIDE_POINTS` of the points fall outside the range, the pair is matched again once over the
+    range widened to their 1-99 % heights (keypoint narrowing off), and the job fails if that does not help.
+
+    Raises:
+        SearchRangeError: the search range does not contain the scene (message names source.height_range).
+        ValueError: the tile is not seen by the pair (the caller skips the pair).
     """
-    t0 = time.perf_counter()
-    info: dict[str, Any] = {}
-    shape1, shape2 = image_shape(img1), image_shape(img2)
-    hmin, hmax = (
+    shapes = (image_shape(img1), image_shape(img2))
+    hrange = (
         float(min(height_range)) - params.height_margin_m,
         float(max(height_range)) + params.height_margin_m,
     )
+    hrange, checked = check_search_range(img1, rpc1, img2, rpc2, bounds, epsg, hrange, shapes, params)
+    for attempt in range(2):
+        res = _pair_heights(
+            img1,
+            rpc1,
+            img2,
+            rpc2,
+            bounds,
+            epsg,
+            hrange,
+            shapes,
+            transform,
+            shape,
+            params,
+            narrow=attempt == 0,
+        )
+        res.info.update(checked)
+        share = res.info["outside_range_share"]
+        if share <= MAX_OUTSIDE_POINTS:
+            return res
+        lo, hi = res.info["all_points_heights"]
+        rng = res.info["height_range"]
+        if attempt == 0:
+            widened = (
+                min(hrange[0], lo - params.height_margin_m),
+                max(hrange[1], hi + params.height_margin_m),
+            )
+            log.warning(
+                "%.0f %% of the triangulated points fall outside the height search range [%.0f, %.0f] m "
+                "(points %.0f .. %.0f m): matching again over [%.0f, %.0f] m. Fix source.height_range "
+                "(ellipsoidal metres, or null for the RPC range).",
+                100 * share,
+                *rng,
+                lo,
+                hi,
+                *widened,
+            )
+            checked = {**checked, "range_widened_to": (round(widened[0], 1), round(widened[1], 1))}
+            hrange = widened
+    raise SearchRangeError(
+        f"{100 * share:.0f} % of the triangulated points fall outside the height search range "
+        f"[{rng[0]:.0f}, {rng[1]:.0f}] m even after widening it (points {lo:.0f} .. {hi:.0f} m): "
+        "source.height_range does not contain the scene or the RPCs are wrong. Set source.height_range to the "
+        "ellipsoidal heights of the terrain and buildings, or to null to use the RPC height range."
+    )
+
+
+#: share of the triangulated points allowed outside the height search range before it is widened
+MAX_OUTSIDE_POINTS = 0.2
+
+
+def _pair_heights(
+    img1: str,
+    rpc1: RPCModel,
+    img2: str,
+    rpc2: RPCModel,
+    bounds: tuple[float, float, float, float],
+    epsg: int,
+    hrange: tuple[float, float],
+    shapes: tuple[tuple[int, int], tuple[int, int]],
+    transform: Any,
+    shape: tuple[int, int],
+    params: StereoParams,
+    narrow: bool = True,
+) -> PairResult:
+    """One matching of the pair over ``hrange`` (m): pointing correction, keypoint narrowing of the range
+    (when ``narrow`` and ``params.keypoint_range``), SGM, triangulation, rasterization."""
+    t0 = time.perf_counter()
+    info: dict[str, Any] = {}
+    shape1, shape2 = shapes
+    hmin, hmax = hrange
     pr = rectify_pair(rpc1, rpc2, bounds, epsg, (hmin, hmax), shape1, shape2)
     left, right = _rectified_images(img1, img2, shape1, shape2, pr)
     rng = (hmin, hmax)
-    if params.pointing_correction or params.keypoint_range:
+    keypoint_range = params.keypoint_range and narrow
+    if params.pointing_correction or keypoint_range:
         kp = match_keypoints(
             left, right, pr.dmin, pr.dmax, max_dy=params.max_pointing_px, half_window=5, n_max=100
         )
@@ -147,7 +333,7 @@ def process_pair(
             log.info(
                 "pointing correction: %.2f px across the epipolar (MAD %.2f, %d matches)", dy, mad, len(kp)
             )
-        if params.keypoint_range and len(kp) >= 8:
+        if keypoint_range and len(kp) >= 8:
             hk = pr.height_of_disparity(kp.dx)
             lo, hi = np.percentile(hk, [1, 99])
             rng = (max(hmin, lo - params.range_margin_m), min(hmax, hi + params.range_margin_m))
@@ -181,7 +367,13 @@ def process_pair(
     xs, ys, d = densify_disparity(disp, params.densify, max_jump=1.0)
     tr = Transformer.from_crs(CRS.from_epsg(4326), CRS.from_epsg(epsg), always_xy=True)
     x, y, h, res = triangulate_rectified(rpc1, rpc2, pr, xs, ys, d, tr.transform)
-    keep = np.isfinite(h) & (res <= params.max_residual_px) & (h >= rng[0] - 1.0) & (h <= rng[1] + 1.0)
+    good = np.isfinite(h) & (res <= params.max_residual_px)
+    inside = (h >= rng[0] - 1.0) & (h <= rng[1] + 1.0)
+    keep = good & inside
+    # no good point at all (a featureless tile) says nothing about the range
+    info["outside_range_share"] = float(1.0 - keep.sum() / good.sum()) if good.any() else 0.0
+    if good.any():
+        info["all_points_heights"] = tuple(float(v) for v in np.percentile(h[good], [1, 99]))
     x, y = x[keep], y[keep]
     height, residual, count = rasterize_points(x, y, h[keep], res[keep], transform, shape)
     t3 = time.perf_counter()
