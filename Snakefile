@@ -18,9 +18,8 @@ configfile: "config/config.yaml"
 
 
 # YAML 1.1 numbers ("1e-6" is a string) and NaN/inf, which the schema's bounds let through (sat2lod.config)
-normalize_numbers(
-    config, load_schema(f"{workflow.basedir}/config/schema.yaml"), "config"
-)
+# (the package's schema: the same file as config/schema.yaml, tests/test_config.py)
+normalize_numbers(config, load_schema(), "config")
 
 
 validate(config, "config/schema.yaml")
