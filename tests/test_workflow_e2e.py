@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import sat2lod
 from sat2lod.io.raster import read_raster
 from sat2lod.io.vector import read_vector
 from sat2lod.io.workdir import copy_workflow
@@ -48,6 +49,22 @@ def test_products_exist_with_datum(tiny_run):
     dsm = read_raster(res / "mosaic" / AOI / "dsm.tif")
     assert dsm.crs.to_epsg() == 32631 and abs(dsm.transform.a - 0.5) < 1e-9
     assert "ellipsoid" in dsm.tags["VERTICAL_DATUM"].lower()
+    # every height product states the datum its values are in: absolute heights on the ellipsoid,
+    # the nDSM above the DTM (sat2lod.HEIGHT_ABOVE_DTM), the ortho the heights it was made with
+    datums = {
+        "mosaic/tiny/dsm.tif": sat2lod.ELLIPSOID_DATUM,
+        "terrain/tiny/dtm.tif": sat2lod.ELLIPSOID_DATUM,
+        "terrain/tiny/ndsm.tif": sat2lod.HEIGHT_ABOVE_DTM,
+        "synth/tiny/truth/dsm.tif": sat2lod.ELLIPSOID_DATUM,
+        "synth/tiny/truth/dtm.tif": sat2lod.ELLIPSOID_DATUM,
+        "synth/tiny/truth/ndsm.tif": sat2lod.HEIGHT_ABOVE_DTM,
+    }
+    for p, datum in datums.items():
+        assert read_raster(res / p).tags["VERTICAL_DATUM"] == datum, p
+    assert read_raster(res / "ortho/tiny/ortho.tif").tags["HEIGHTS_USED"] == sat2lod.ELLIPSOID_DATUM
+    for lod in ("lod1", "lod2"):
+        cj = json.loads((res / lod / AOI / "city.json").read_text())
+        assert sat2lod.ELLIPSOID_DATUM in cj["metadata"]["title"], lod
     for p in [
         "terrain/tiny/dtm.tif",
         "terrain/tiny/ndsm.tif",
