@@ -39,8 +39,9 @@ def test_quick_start_is_two_lines_in_a_venv_with_cpu_torch():
             "--index-url",
             "https://download.pytorch.org/whl/cpu",
         ]
-    assert lines[0].endswith("&& pip install -e . && snakemake --cores all")
-    assert lines[1].endswith('&& pip install -e ".[test]" && pytest')
+    # `python -m`: the venv's interpreter, even where a system-wide snakemake/pytest script comes first
+    assert lines[0].endswith("&& pip install -e . && python -m snakemake --cores all")
+    assert lines[1].endswith('&& pip install -e ".[test]" && python -m pytest')
     assert "/.venv/" in (REPO / ".gitignore").read_text().splitlines()
 
 
