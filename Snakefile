@@ -1,6 +1,11 @@
 # sat2lod: satellite stereo imagery -> DSM, DTM, ortho, building masks, LOD0/1/2 city models.
 # Thin on purpose: the stages live in rules/<stage>.smk, the algorithms in the package src/sat2lod.
+from pathlib import Path
+
+from snakemake.logging import logger
 from snakemake.utils import min_version, validate
+
+from sat2lod.workflow import run_overview
 
 min_version("9.0")
 
@@ -28,3 +33,15 @@ rule all:
     default_target: True
     input:
         final_outputs(),
+
+
+onstart:
+    # The first lines of a run: what will run and roughly how long (sat2lod.workflow.run_overview).
+    for line in run_overview(
+        config,
+        workflow.cores,
+        SEG_CHECKPOINT or None,
+        trains=SEG_CHECKPOINT == "results/models/segmenter.pt"
+        and not Path(SEG_CHECKPOINT).exists(),
+    ):
+        logger.info(line)

@@ -39,8 +39,22 @@ def _smk(args: list[str], cwd: Path, timeout: int = 900) -> subprocess.Completed
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory) -> Path:
     work = copy_workflow(tmp_path_factory.mktemp("tiny") / "workflow", REPO, extra=("tests/data",))
-    _smk(["--cores", "2", "--configfile", "tests/data/config_tiny.yaml"], cwd=work)
+    proc = _smk(["--cores", "2", "--configfile", "tests/data/config_tiny.yaml"], cwd=work)
+    (work / "snakemake_run.txt").write_text(proc.stdout + proc.stderr)
     return work
+
+
+@pytest.mark.slow
+def test_run_log_is_readable(tiny_run):
+    """The run starts by saying what runs and how long; no noise a person would take for a failure."""
+    out = (tiny_run / "snakemake_run.txt").read_text()
+    assert "AOI 'tiny' (0.01 km²)" in out and "Expected: roughly" in out
+    assert "Shell command: None" not in out
+    acquire_log = (tiny_run / "logs" / "acquire" / f"{AOI}.log").read_text()
+    assert "unknown collection" not in acquire_log and "Download url" not in acquire_log
+    assert "downloaded and verified" in acquire_log
+    # EODAG's scratch config (with a copied __pycache__) is not left in the results
+    assert not list((tiny_run / "results").rglob("__pycache__"))
 
 
 @pytest.mark.slow
