@@ -15,6 +15,7 @@ import sat2lod
 from sat2lod.io.raster import read_raster
 from sat2lod.io.vector import read_vector
 from sat2lod.io.workdir import copy_workflow
+from sat2lod.lod.solid import Surface, check_solid
 
 REPO = Path(__file__).resolve().parents[1]
 AOI = "tiny"
@@ -93,6 +94,23 @@ def test_products_exist_with_datum(tiny_run):
         assert cj["type"] == "CityJSON" and cj["version"] == "2.0"
         assert len(cj["CityObjects"]) >= 1
     assert any((res / "figures" / AOI).glob("*.png"))
+
+
+@pytest.mark.slow
+def test_lod2_solids_have_valid_faces(tiny_run):
+    """Every face of every LOD2 solid in the file: planar, simple (no bow-tie), shell closed and outward."""
+    cj = json.loads((tiny_run / "results" / "lod2" / AOI / "city.json").read_text())
+    v = cj["vertices"]
+    assert cj["transform"]["scale"] == [0.001, 0.001, 0.001]  # integer vertices are millimetres
+    for oid, o in cj["CityObjects"].items():
+        g = o["geometry"][0]
+        sems = g["semantics"]["surfaces"]
+        surfaces = [
+            Surface([[tuple(v[i]) for i in ring] for ring in surf], sems[val]["type"])
+            for surf, val in zip(g["boundaries"][0], g["semantics"]["values"][0])
+        ]
+        chk = check_solid(surfaces)
+        assert chk["closed"] and chk["planar"] and chk["simple"] and chk["volume_m3"] > 0, (oid, chk)
 
 
 @pytest.mark.slow
