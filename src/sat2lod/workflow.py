@@ -17,7 +17,7 @@ import sat2lod
 
 #: Wall time of the demo (0.36 km², 3 views, synthetic) without training, on an idle 2-core machine, and
 #: its area: the run overview scales it to the configured area and cores. Measured with
-#: `python bench/demo_run.py` (bench/results/demo_run.json: sum over the rules but train_segmenter);
+#: `python bench/demo_run.py` (bench/results/demo_run.json: wall 338 s less train_segmenter's 219 s);
 #: remeasure when the chain's speed changes.
 DEMO_WALL_S_2CORES = 119.0
 DEMO_AREA_KM2 = 0.36
