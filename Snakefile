@@ -39,7 +39,7 @@ onstart:
     # The first lines of a run: what will run and roughly how long (sat2lod.workflow.run_overview).
     for line in run_overview(
         config,
-        workflow.cores,
+        workflow.resource_settings.cores,  # None with a cluster executor (workflow.cores would raise)
         SEG_CHECKPOINT or None,
         trains=SEG_CHECKPOINT == "results/models/segmenter.pt"
         and not Path(SEG_CHECKPOINT).exists(),

@@ -28,6 +28,12 @@ def test_training_and_fewer_cores_take_longer():
     assert run_overview(cfg, 1, "m.pt", trains=False)[2].startswith("Expected: roughly 4 min with 1 core ")
 
 
+def test_cluster_runs_get_a_cpu_time_estimate():
+    cfg = load_config(REPO / "config" / "config.yaml")
+    lines = run_overview(cfg, None, "m.pt", trains=False)
+    assert lines[2].startswith("Expected: roughly 4 min of CPU time over the cluster's jobs")
+
+
 def test_local_images_without_bbox_give_a_rate_per_km2():
     cfg = load_config(REPO / "config" / "config.yaml")
     cfg["source"]["kind"] = "local"

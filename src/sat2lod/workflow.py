@@ -89,12 +89,15 @@ def _area_km2(config: dict[str, Any]) -> float | None:
     return abs(east - west) * km_per_deg_lat * math.cos(lat) * abs(north - south) * km_per_deg_lat
 
 
-def run_overview(config: dict[str, Any], cores: int, checkpoint: str | None, trains: bool) -> list[str]:
+def run_overview(
+    config: dict[str, Any], cores: int | None, checkpoint: str | None, trains: bool
+) -> list[str]:
     """Lines that say what a run of the workflow will do and roughly how long it takes.
 
     Args:
         config: the validated workflow config.
-        cores: cores given to snakemake (``--cores``).
+        cores: cores given to snakemake (``--cores``); None for a cluster executor (the estimate is then
+            in CPU time).
         checkpoint: the segmentation checkpoint the segment rule reads (None: no U-Net).
         trains: whether the run trains the segmenter first (rule train_segmenter).
     Returns:
@@ -130,15 +133,27 @@ def run_overview(config: dict[str, Any], cores: int, checkpoint: str | None, tra
             f"{segment} -> LOD0 footprints -> LOD1, LOD2 CityJSON -> accuracy -> figures."
         ),
     ]
-    speedup = 2.0 / max(1, min(int(cores), 8))
+    # wall times on 2 cores, scaled from the demo; about twice that in CPU time; more cores help up to a few
+    chain = DEMO_WALL_S_2CORES / DEMO_AREA_KM2 * (area if area is not None else 1.0)
+    if area is not None:
+        chain = max(chain, DEMO_WALL_S_2CORES / 4)  # fixed costs (start-up, imports) of a small AOI
+    train = TRAIN_S_PER_STEP_2CORES * seg["train"]["steps"] if trains else 0.0
+
+    def time_of(wall_2cores: float) -> str:
+        if cores is None:
+            return f"{_rough(2 * wall_2cores)} of CPU time"
+        return _rough(wall_2cores * 2.0 / max(1, min(int(cores), 8)))
+
     if area is None:
-        per_km2 = DEMO_WALL_S_2CORES / DEMO_AREA_KM2 * speedup
-        estimate = f"about {_rough(per_km2)} per km² of images with {cores} core{'s' if cores != 1 else ''}"
+        estimate = f"about {time_of(chain)} per km² of images" + (
+            f" plus {time_of(train)} of training" if trains else ""
+        )
     else:
-        est = DEMO_WALL_S_2CORES * max(area / DEMO_AREA_KM2, 0.25) * speedup
-        if trains:
-            est += TRAIN_S_PER_STEP_2CORES * seg["train"]["steps"] * speedup
-        estimate = f"roughly {_rough(est)} with {cores} core{'s' if cores != 1 else ''} on an idle machine"
+        estimate = f"roughly {time_of(chain + train)}"
+    if cores is None:
+        estimate += " over the cluster's jobs"
+    else:
+        estimate += f" with {cores} core{'s' if cores != 1 else ''} on an idle machine"
     lines.append(
         f"Expected: {estimate} (scaled from the demo's timing); long jobs log their progress and the "
         "time left in logs/<rule>/, and the lines below count the jobs done."
