@@ -50,7 +50,7 @@ def test_each_roof_type_is_recognised_and_closed(rt, hl, hw, ang):
     assert abs(fit.eave - (100 + b.eave)) < 0.3
     assert fit.rmse < 0.4  # the noise level
     chk = check_solid(build_solid(fit.faces, fit.planes, 100.0))
-    assert chk["closed"] and chk["planar"] and chk["volume_m3"] > 0
+    assert chk["closed"] and chk["planar"] and chk["simple"] and chk["volume_m3"] > 0
 
 
 def test_gable_volume_is_exact():
@@ -71,7 +71,7 @@ def test_step_walls_and_courtyard_stay_closed():
     chk = check_solid(
         build_solid([box(0, 0, 5, 5), box(5, 0, 10, 5)], [(10.0, 0, 0.5), (12.5, 0, -0.5)], 0.0)
     )
-    assert chk["closed"] and chk["planar"]
+    assert chk["closed"] and chk["planar"] and chk["simple"]
 
 
 def test_open_shell_is_detected():
@@ -94,7 +94,7 @@ def test_multiplane_roof_for_an_l_shaped_gable():
     fit = fit_roof(fp, x, y, z, transform=T)
     assert fit.roof_type == "multiplane" and fit.rmse < 0.5 and len(fit.faces) >= 4
     chk = check_solid(build_solid(fit.faces, fit.planes, 105.0))
-    assert chk["closed"]
+    assert chk["closed"] and chk["planar"] and chk["simple"]
 
 
 def test_lod1_and_lod2_buildings_from_rasters():
@@ -111,7 +111,8 @@ def test_lod1_and_lod2_buildings_from_rasters():
     city_b, fit = res
     assert fit.roof_type == "gable" and city_b.attributes["ridge_height"] == pytest.approx(b.ridge, abs=0.2)
     surfaces = [Surface(r, s) for r, s in city_b.surfaces]
-    assert check_solid(surfaces)["closed"]
+    chk = check_solid(surfaces)
+    assert chk["closed"] and chk["planar"] and chk["simple"]
     assert not math.isnan(city_b.attributes["ground_height"])
 
 
@@ -438,7 +439,8 @@ def test_multiplane_l_shaped_gable_under_stereo_like_noise(seed):
     # the 4 faces are found with their slope (0.8): faces within 0.25 of it cover most of the roof
     pitched = sum(f.area for f, p in zip(fit.faces, fit.planes) if abs(math.hypot(p[1], p[2]) - 0.8) < 0.25)
     assert pitched > 0.75 * fp.area
-    assert check_solid(build_solid(fit.faces, fit.planes, 105.0))["closed"]
+    chk = check_solid(build_solid(fit.faces, fit.planes, 105.0))
+    assert chk["closed"] and chk["planar"] and chk["simple"]
 
 
 @pytest.mark.parametrize("seed", range(3))

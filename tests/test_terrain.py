@@ -168,13 +168,16 @@ def test_dtm_file_contract(tmp_path):
     )
     summary = dtm_from_dsm_file(src, tmp_path / "dtm.tif", tmp_path / "ndsm.tif", max_object_size_m=32.0)
     assert summary["dtm_valid_fraction"] == 1.0
-    for name in ("dtm.tif", "ndsm.tif"):
+    expected_datum = {"dtm.tif": sat2lod.ELLIPSOID_DATUM, "ndsm.tif": sat2lod.HEIGHT_ABOVE_DTM}
+    for name, datum in expected_datum.items():
         with rasterio.open(tmp_path / name) as ds:
-            assert ds.tags()["VERTICAL_DATUM"] == sat2lod.ELLIPSOID_DATUM
+            # the DTM keeps the DSM's datum; the nDSM's values are heights above the DTM, not the ellipsoid
+            assert ds.tags()["VERTICAL_DATUM"] == datum
             assert np.isnan(ds.nodata) and ds.dtypes[0] == "float32"
             assert ds.transform == tr and ds.crs.to_epsg() == 32631
             assert ds.profile.get("tiled") or ds.block_shapes[0][0] < ds.height
     with rasterio.open(tmp_path / "ndsm.tif") as ds:
+        assert ds.tags()["DTM_VERTICAL_DATUM"] == sat2lod.ELLIPSOID_DATUM
         assert np.isnan(ds.read(1)[:5, :5]).all()
     with pytest.raises(TypeError):
         dtm_from_dsm_file(src, tmp_path / "a.tif", tmp_path / "b.tif", not_a_param=1)

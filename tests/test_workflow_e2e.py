@@ -11,10 +11,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import sat2lod
 from sat2lod.io.digest import product_digests
 from sat2lod.io.raster import read_raster
 from sat2lod.io.vector import read_vector
 from sat2lod.io.workdir import copy_workflow
+from sat2lod.lod.solid import Surface, check_solid
 
 REPO = Path(__file__).resolve().parents[1]
 AOI = "tiny"
@@ -39,8 +41,22 @@ def _smk(args: list[str], cwd: Path, timeout: int = 900) -> subprocess.Completed
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory) -> Path:
     work = copy_workflow(tmp_path_factory.mktemp("tiny") / "workflow", REPO, extra=("tests/data",))
-    _smk(["--cores", "2", "--configfile", "tests/data/config_tiny.yaml"], cwd=work)
+    proc = _smk(["--cores", "2", "--configfile", "tests/data/config_tiny.yaml"], cwd=work)
+    (work / "snakemake_run.txt").write_text(proc.stdout + proc.stderr)
     return work
+
+
+@pytest.mark.slow
+def test_run_log_is_readable(tiny_run):
+    """The run starts by saying what runs and how long; no noise a person would take for a failure."""
+    out = (tiny_run / "snakemake_run.txt").read_text()
+    assert "AOI 'tiny' (0.01 km²)" in out and "Expected: roughly" in out
+    assert "Shell command: None" not in out
+    acquire_log = (tiny_run / "logs" / "acquire" / f"{AOI}.log").read_text()
+    assert "unknown collection" not in acquire_log and "Download url" not in acquire_log
+    assert "downloaded and verified" in acquire_log
+    # EODAG's scratch config (with a copied __pycache__) is not left in the results
+    assert not list((tiny_run / "results").rglob("__pycache__"))
 
 
 @pytest.mark.slow
@@ -49,6 +65,22 @@ def test_products_exist_with_datum(tiny_run):
     dsm = read_raster(res / "mosaic" / AOI / "dsm.tif")
     assert dsm.crs.to_epsg() == 32631 and abs(dsm.transform.a - 0.5) < 1e-9
     assert "ellipsoid" in dsm.tags["VERTICAL_DATUM"].lower()
+    # every height product states the datum its values are in: absolute heights on the ellipsoid,
+    # the nDSM above the DTM (sat2lod.HEIGHT_ABOVE_DTM), the ortho the heights it was made with
+    datums = {
+        "mosaic/tiny/dsm.tif": sat2lod.ELLIPSOID_DATUM,
+        "terrain/tiny/dtm.tif": sat2lod.ELLIPSOID_DATUM,
+        "terrain/tiny/ndsm.tif": sat2lod.HEIGHT_ABOVE_DTM,
+        "synth/tiny/truth/dsm.tif": sat2lod.ELLIPSOID_DATUM,
+        "synth/tiny/truth/dtm.tif": sat2lod.ELLIPSOID_DATUM,
+        "synth/tiny/truth/ndsm.tif": sat2lod.HEIGHT_ABOVE_DTM,
+    }
+    for p, datum in datums.items():
+        assert read_raster(res / p).tags["VERTICAL_DATUM"] == datum, p
+    assert read_raster(res / "ortho/tiny/ortho.tif").tags["HEIGHTS_USED"] == sat2lod.ELLIPSOID_DATUM
+    for lod in ("lod1", "lod2"):
+        cj = json.loads((res / lod / AOI / "city.json").read_text())
+        assert sat2lod.ELLIPSOID_DATUM in cj["metadata"]["title"], lod
     for p in [
         "terrain/tiny/dtm.tif",
         "terrain/tiny/ndsm.tif",
@@ -63,6 +95,23 @@ def test_products_exist_with_datum(tiny_run):
         assert cj["type"] == "CityJSON" and cj["version"] == "2.0"
         assert len(cj["CityObjects"]) >= 1
     assert any((res / "figures" / AOI).glob("*.png"))
+
+
+@pytest.mark.slow
+def test_lod2_solids_have_valid_faces(tiny_run):
+    """Every face of every LOD2 solid in the file: planar, simple (no bow-tie), shell closed and outward."""
+    cj = json.loads((tiny_run / "results" / "lod2" / AOI / "city.json").read_text())
+    v = cj["vertices"]
+    assert cj["transform"]["scale"] == [0.001, 0.001, 0.001]  # integer vertices are millimetres
+    for oid, o in cj["CityObjects"].items():
+        g = o["geometry"][0]
+        sems = g["semantics"]["surfaces"]
+        surfaces = [
+            Surface([[tuple(v[i]) for i in ring] for ring in surf], sems[val]["type"])
+            for surf, val in zip(g["boundaries"][0], g["semantics"]["values"][0])
+        ]
+        chk = check_solid(surfaces)
+        assert chk["closed"] and chk["planar"] and chk["simple"] and chk["volume_m3"] > 0, (oid, chk)
 
 
 @pytest.mark.slow

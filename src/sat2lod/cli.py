@@ -1,5 +1,8 @@
-"""Command line interface: ``sat2lod <command>``. Each command calls the same package function as the
-corresponding Snakemake rule, so tests and non-Snakemake users share one code path."""
+"""Command line interface: ``sat2lod <command>``.
+
+The workflow itself runs with ``snakemake``; these commands are helpers that call the same package
+functions as the workflow, so tests and non-Snakemake users share one code path.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +10,14 @@ import argparse
 import logging
 import sys
 
+import sat2lod
 from sat2lod.workflow import cap_threads, setup_logging
+
+_DESCRIPTION = (
+    "sat2lod: satellite stereo imagery (RPC) to DSM, DTM, ortho, building masks and LOD0/1/2 city models. "
+    "The workflow runs with `snakemake --cores all` in the repository; these commands are helpers "
+    "that call the same package functions."
+)
 
 
 def _synth(args: argparse.Namespace) -> int:
@@ -28,14 +38,16 @@ def _synth(args: argparse.Namespace) -> int:
 def _validate(args: argparse.Namespace) -> int:
     from sat2lod.config import ConfigError, load_config
 
+    status = 0
     for path in args.configs:
         try:
             load_config(path)
         except ConfigError as exc:
             print(exc, file=sys.stderr)
-            return 1
+            status = 1
+            continue
         print(f"{path}: valid")
-    return 0
+    return status
 
 
 # --- sat2lod segment: building mask of one image (sat2lod.segment.image) ---------------------------------
@@ -94,22 +106,35 @@ def _add_segment(sub: argparse._SubParsersAction) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="sat2lod", description=__doc__)
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser = argparse.ArgumentParser(prog="sat2lod", description=_DESCRIPTION)
+    parser.add_argument("--version", action="version", version=f"sat2lod {sat2lod.__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging, tracebacks on errors")
     parser.add_argument("--threads", type=int, default=2, help="threads for numba/torch/GDAL (default 2)")
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("synth", help="generate a synthetic city with exact ground truth")
+    p = sub.add_parser(
+        "synth",
+        help="write a synthetic city with exact ground truth (the demo's and the tests' input)",
+        description="Write a synthetic city: stereo views with RPCs and the exact truth (DSM, DTM, "
+        "nDSM, classes, building polygons) on a 0.5 m UTM grid, as the rule synth_city does.",
+    )
     p.add_argument("--out", required=True, help="output directory")
-    p.add_argument("--seed", type=int, default=7)
-    p.add_argument("--size-m", type=float, default=600.0, help="side of the square scene (m)")
-    p.add_argument("--n-views", type=int, choices=(2, 3), default=3)
-    p.add_argument("--gsd-m", type=float, default=0.5)
-    p.add_argument("--n-buildings", type=int, default=None)
+    p.add_argument("--seed", type=int, default=7, help="random seed (default 7)")
+    p.add_argument("--size-m", type=float, default=600.0, help="side of the square scene in m (default 600)")
+    p.add_argument("--n-views", type=int, choices=(2, 3), default=3, help="number of views (default 3)")
+    p.add_argument("--gsd-m", type=float, default=0.5, help="ground sampling distance in m (default 0.5)")
+    p.add_argument(
+        "--n-buildings", type=int, default=None, help="number of buildings (default: from the scene size)"
+    )
     p.set_defaults(func=_synth)
 
-    p = sub.add_parser("validate-config", help="validate workflow config files against config/schema.yaml")
-    p.add_argument("configs", nargs="+")
+    p = sub.add_parser(
+        "validate-config",
+        help="check workflow config files against config/schema.yaml without running anything",
+        description="Check workflow config files against config/schema.yaml (unknown keys, types, "
+        "bounds). Prints one line per file; exits 1 if any is invalid.",
+    )
+    p.add_argument("configs", nargs="+", metavar="CONFIG", help="YAML config file(s)")
     p.set_defaults(func=_validate)
 
     _add_segment(sub)
@@ -120,7 +145,14 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging(None, logging.DEBUG if args.verbose else logging.INFO)
     cap_threads(args.threads)
-    return int(args.func(args))
+    try:
+        return int(args.func(args))
+    except (OSError, ValueError) as exc:
+        if args.verbose:
+            raise
+        # bad input (a missing file, a wrong value): one line naming it, no traceback (-v shows one)
+        print(f"sat2lod {args.command}: error: {exc}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":  # pragma: no cover

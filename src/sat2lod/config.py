@@ -106,10 +106,24 @@ def validate_config(config: dict, schema: dict | None = None, source: str = "con
 
 
 def load_config(path: str | os.PathLike[str]) -> dict:
-    """Read a YAML config file and validate it."""
+    """Read a YAML config file and validate it.
+
+    Raises:
+        ConfigError: the file cannot be read, is not YAML, is not a mapping, or breaks the schema; the
+            message names the file and the fix.
+    """
     path = Path(path)
     try:
-        cfg = yaml.safe_load(path.read_text()) or {}
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the config file ({exc.strerror}); check the path") from exc
+    try:
+        cfg = yaml.safe_load(text) or {}
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML ({exc})") from exc
+    if not isinstance(cfg, dict):
+        raise ConfigError(
+            f"{path}: a config must be a YAML mapping of sections (got {type(cfg).__name__}); "
+            "see config/config.yaml"
+        )
     return validate_config(cfg, source=str(path))

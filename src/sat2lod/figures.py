@@ -1,5 +1,5 @@
 """Paper figures (matplotlib, Agg backend): DSM hillshade, error map and histogram, ortho with footprints,
-LOD2 rendering, accuracy table, throughput chart; PNGs plus one multi-page PDF.
+LOD2 rendering, accuracy table, throughput chart (CPU time per km² per stage); PNGs plus one multi-page PDF.
 
 Rasters are shown decimated to at most ``max_px`` pixels a side (display only); map axes are in metres of
 the product CRS.
@@ -62,6 +62,38 @@ def _decimate(r: Raster, max_px: int) -> tuple[np.ndarray, list[float], int]:
     return a[::step, ::step], [left, right, bottom, top], step
 
 
+def _map_axes(ax: plt.Axes, crs: Any = None) -> None:
+    """Label a map's axes with its CRS and write full coordinates (matplotlib would show northings as
+    offsets from "1e6")."""
+    epsg = crs.to_epsg() if crs is not None else None
+    where = f"m, EPSG:{epsg}" if epsg else "m"
+    ax.set_xlabel(f"easting ({where})")
+    ax.set_ylabel(f"northing ({where})")
+    ax.ticklabel_format(axis="both", style="plain", useOffset=False)
+    ax.tick_params(axis="x", labelrotation=30)
+
+
+def _nice_length(span: float) -> float:
+    """A round length (1, 2 or 5 x 10^k) near a fifth of ``span``, for a scale bar."""
+    target = max(span / 5.0, 1e-9)
+    k = 10 ** np.floor(np.log10(target))
+    return float(min((m * k for m in (1, 2, 5, 10)), key=lambda v: abs(v - target)))
+
+
+def _scale_bar_north_3d(ax: Any, lo: np.ndarray, hi: np.ndarray) -> None:
+    """Scale bar (along x, at ground level, front corner) and north arrow (grid north, +y) in a 3-D view."""
+    if not (np.isfinite(lo).all() and np.isfinite(hi).all()):
+        return
+    span = hi - lo
+    length = _nice_length(float(span[0]))
+    x0, y0, z0 = lo[0] + 0.05 * span[0], lo[1] - 0.08 * span[1], lo[2]
+    ax.plot([x0, x0 + length], [y0, y0], [z0, z0], color="k", lw=3, solid_capstyle="butt")
+    ax.text(x0 + length / 2, y0 - 0.04 * span[1], z0, f"{length:g} m", ha="center", va="top", fontsize=9)
+    xn, yn, dy = hi[0] - 0.02 * span[0], lo[1] - 0.08 * span[1], 0.18 * span[1]
+    ax.quiver(xn, yn, z0, 0, dy, 0, color="k", arrow_length_ratio=0.35, lw=1.5)
+    ax.text(xn, yn + dy * 1.15, z0, "N", ha="center", va="bottom", fontsize=11, fontweight="bold")
+
+
 def _no_data_figure(title: str, why: str) -> plt.Figure:
     fig, ax = plt.subplots(figsize=(6, 3))
     ax.set_axis_off()
@@ -80,12 +112,11 @@ def fig_hillshade(dsm: Raster, max_px: int = 1500) -> plt.Figure:
         im, ax=ax, label=f"height (m, {dsm.tags.get('VERTICAL_DATUM', 'datum unknown')})", shrink=0.8
     )
     ax.set_title(FIGURES["dsm_hillshade"])
-    ax.set_xlabel("x (m)")
-    ax.set_ylabel("y (m)")
+    _map_axes(ax, dsm.crs)
     return fig
 
 
-def fig_error_map(err: np.ndarray | None, ext: list[float], vmax: float) -> plt.Figure:
+def fig_error_map(err: np.ndarray | None, ext: list[float], vmax: float, crs: Any = None) -> plt.Figure:
     if err is None:
         return _no_data_figure(
             FIGURES["error_map"], "no reference DSM configured (config qualify.reference_dsm)"
@@ -94,8 +125,7 @@ def fig_error_map(err: np.ndarray | None, ext: list[float], vmax: float) -> plt.
     im = ax.imshow(err, cmap="RdBu_r", vmin=-vmax, vmax=vmax, extent=ext)
     fig.colorbar(im, ax=ax, label="DSM - reference (m)", shrink=0.8)
     ax.set_title(FIGURES["error_map"])
-    ax.set_xlabel("x (m)")
-    ax.set_ylabel("y (m)")
+    _map_axes(ax, crs)
     return fig
 
 
@@ -142,8 +172,7 @@ def fig_ortho_footprints(
         footprints.boundary.plot(ax=ax, color="red", lw=0.8, label="LOD0")
     none = footprints is not None and not len(footprints)
     ax.set_title(FIGURES["ortho_footprints"] + (" (no building found)" if none else ""))
-    ax.set_xlabel("x (m)")
-    ax.set_ylabel("y (m)")
+    _map_axes(ax, ortho.crs if ortho is not None else getattr(footprints, "crs", None))
     handles = [h for h in ax.get_legend_handles_labels()[0]]
     if handles:
         ax.legend(loc="lower right", fontsize=8)
@@ -193,6 +222,7 @@ def fig_lod2(doc: dict[str, Any], max_buildings: int = 400) -> plt.Figure:
     ax.view_init(elev=35, azim=-60)
     ax.set_axis_off()
     ax.set_title(FIGURES["lod2_rendering"] + f" ({len(doc['CityObjects'])} buildings, heights x2)")
+    _scale_bar_north_3d(ax, lo, hi)
     return fig
 
 
@@ -270,14 +300,17 @@ def fig_accuracy_table(acc: dict[str, Any]) -> plt.Figure:
     )
     tab.auto_set_font_size(False)
     tab.set_fontsize(9)
+    tab.auto_set_column_width([0, 1])  # widths from the text: no label cut at the cell edge
     tab.scale(1, 1.3)
     ax.set_title(FIGURES["accuracy_table"])
     return fig
 
 
-def read_benchmarks(benchmarks: PathLike | Sequence[PathLike]) -> dict[str, float]:
-    """Total wall time (s) per rule from Snakemake benchmark files ``.../benchmarks/<rule>/**.tsv``: the given
-    files (what rule figures declares as inputs), or every ``<rule>/**.tsv`` under a directory."""
+def read_benchmarks(benchmarks: PathLike | Sequence[PathLike], column: str = "s") -> dict[str, float]:
+    """Per rule, the sum over its jobs of one column of the Snakemake benchmark files
+    ``.../benchmarks/<rule>/**.tsv``: the given files (what rule figures declares as inputs), or every
+    ``<rule>/**.tsv`` under a directory. ``column``: ``s`` (wall time, s) or ``cpu_time`` (CPU time of the
+    job's processes and threads, s). A file without that column is ignored with a warning."""
     import pandas as pd
 
     if isinstance(benchmarks, (str, os.PathLike)):
@@ -292,9 +325,9 @@ def read_benchmarks(benchmarks: PathLike | Sequence[PathLike]) -> dict[str, floa
     out: dict[str, float] = {}
     for path, rule in zip(paths, rules):
         try:
-            s = pd.read_csv(path, sep="\t")["s"]
+            s = pd.read_csv(path, sep="\t")[column]
         except (KeyError, ValueError, pd.errors.ParserError):
-            log.warning("%s: not a Snakemake benchmark file, ignored", path)
+            log.warning("%s: not a Snakemake benchmark file with a %r column, ignored", path, column)
             continue
         out[rule] = out.get(rule, 0.0) + float(s.sum())
     return out
@@ -309,18 +342,32 @@ def _rule_of(path: Path) -> str:
     return parts[0] if len(parts) > 1 else path.stem
 
 
-def fig_throughput(times: dict[str, float], area_km2: float | None) -> plt.Figure:
-    if not times:
-        return _no_data_figure(FIGURES["throughput"], "no benchmark file found (benchmarks/<rule>/*.tsv)")
-    names = sorted(times, key=times.get, reverse=True)  # type: ignore[arg-type]
-    fig, ax = plt.subplots(figsize=(7, 0.35 * len(names) + 1.5))
-    vals = [times[n] for n in names]
-    ax.barh(names, vals, color="#4f81bd")
+#: rules that are not processing of the AOI: the demo's synthetic input and the one-off model training
+NOT_PROCESSING = ("synth_city", "train_segmenter")
+
+
+def fig_throughput(cpu_s: dict[str, float], area_km2: float | None) -> plt.Figure:
+    """Speed of each stage as CPU time per km² of AOI (sum over its jobs, from the benchmarks' cpu_time):
+    unlike wall time it does not grow with the machine's load or shrink with its cores. The rules of
+    :data:`NOT_PROCESSING` are left out of the bars and the total, and named with their CPU time."""
+    stages = {n: v for n, v in cpu_s.items() if n not in NOT_PROCESSING}
+    if not stages or not area_km2:
+        return _no_data_figure(
+            FIGURES["throughput"], "no benchmark with cpu_time found (benchmarks/<rule>/*.tsv) or no area"
+        )
+    names = sorted(stages, key=stages.get, reverse=True)  # type: ignore[arg-type]
+    per_km2 = [stages[n] / area_km2 for n in names]
+    fig, ax = plt.subplots(figsize=(7, 0.35 * len(names) + 1.8))
+    bars = ax.barh(names, per_km2, color="#4f81bd")
+    ax.bar_label(bars, labels=[f"{v:,.0f}" for v in per_km2], padding=3, fontsize=8)
     ax.invert_yaxis()
-    ax.set_xlabel("wall time (s, summed over jobs)")
-    total = sum(vals)
-    extra = f", {area_km2 / (total / 3600):.2f} km²/h" if area_km2 and total > 0 else ""
-    ax.set_title(f"{FIGURES['throughput']}: total {total:.0f} s{extra}")
+    left_out = [f"{n} {cpu_s[n]:,.0f} CPU-s" for n in NOT_PROCESSING if n in cpu_s]
+    note = f"\nnot shown (demo input, one-off training): {', '.join(left_out)}" if left_out else ""
+    ax.set_xlabel(f"CPU time per km² of AOI (CPU-s/km², summed over jobs; lower is faster){note}")
+    ax.margins(x=0.15)
+    chain = sum(per_km2)
+    rate = f", {3600.0 / chain:.2f} km² per CPU-hour" if chain > 0 else ""
+    ax.set_title(f"{FIGURES['throughput']}: chain {chain:,.0f} CPU-s/km²{rate}", fontsize=11)
     return fig
 
 
@@ -354,17 +401,18 @@ def make_figures(
     d = read_raster(dsm, masked_to_nan=True)
     figs: dict[str, plt.Figure] = {"dsm_hillshade": fig_hillshade(d)}
     errors: dict[str, np.ndarray] = {}
-    err_map, ext = None, None
+    err_map, ext, err_crs = None, None, None
     if ref_dsm:
         r = read_raster(ref_dsm, masked_to_nan=True)
         e = on_grid(d, r) - r.array
         errors["DSM"] = e
         dec = Raster(e, r.transform, r.crs, float("nan"))
         err_map, ext, _ = _decimate(dec, 1500)
+        err_crs = r.crs
     if ref_dtm and dtm:
         r = read_raster(ref_dtm, masked_to_nan=True)
         errors["DTM"] = on_grid(read_raster(dtm, masked_to_nan=True), r) - r.array
-    figs["error_map"] = fig_error_map(err_map, ext or [0, 1, 0, 1], error_range_m)
+    figs["error_map"] = fig_error_map(err_map, ext or [0, 1, 0, 1], error_range_m, err_crs)
     figs["error_histogram"] = fig_error_hist(errors, error_range_m)
     figs["ortho_footprints"] = fig_ortho_footprints(
         read_raster(ortho) if ortho else None,
@@ -376,7 +424,8 @@ def make_figures(
     )
     figs["accuracy_table"] = fig_accuracy_table(read_accuracy(accuracy) if accuracy else {})
     left, bottom, right, top = d.bounds
-    figs["throughput"] = fig_throughput(read_benchmarks(benchmarks), (right - left) * (top - bottom) / 1e6)
+    area_km2 = (right - left) * (top - bottom) / 1e6
+    figs["throughput"] = fig_throughput(read_benchmarks(benchmarks, "cpu_time"), area_km2)
     written: list[Path] = []
     for name, fig in figs.items():
         p = Path(out_pngs[name])

@@ -24,7 +24,8 @@ Method (own implementation, chosen against CNES Bulldozer by measurement: ``benc
 4. **Refinement.** Cells within ``ground_tolerance_m`` (+ a slope-proportional term) of that first surface are
    ground; interpolate again; optionally smooth with a Gaussian of ``smooth_sigma_px`` (stereo noise).
 
-Heights are in metres in the DSM's vertical datum (kept in the ``VERTICAL_DATUM`` tag); nodata is NaN.
+DTM heights are in metres in the DSM's vertical datum (kept in the ``VERTICAL_DATUM`` tag); nDSM values are
+metres above the DTM (tag ``VERTICAL_DATUM`` = :data:`sat2lod.HEIGHT_ABOVE_DTM`); nodata is NaN.
 The numba kernel is private; :func:`harmonic_fill_reference` is the exact sparse solve the tests compare it with.
 """
 
@@ -332,7 +333,10 @@ def normalized_dsm(dsm: np.ndarray, dtm: np.ndarray) -> np.ndarray:
 def dtm_from_dsm_file(
     dsm: str | os.PathLike[str], dtm: str | os.PathLike[str], ndsm: str | os.PathLike[str], **params: Any
 ) -> dict[str, float]:
-    """Read a DSM GeoTIFF, write its DTM and nDSM as COGs (float32, NaN nodata, ``VERTICAL_DATUM`` kept).
+    """Read a DSM GeoTIFF, write its DTM and nDSM as COGs (float32, NaN nodata).
+
+    The DTM keeps the DSM's ``VERTICAL_DATUM``; the nDSM's is :data:`sat2lod.HEIGHT_ABOVE_DTM` (its
+    values are heights above the DTM), with the DTM's datum in ``DTM_VERTICAL_DATUM``.
 
     Args:
         dsm: input DSM (projected CRS, square pixels, heights in m).
@@ -370,7 +374,13 @@ def dtm_from_dsm_file(
         src.transform,
         src.crs,
         nodata=float("nan"),
-        tags={**tags, "SAT2LOD_PRODUCT": "ndsm", "HEIGHT_REFERENCE": "DTM"},
+        tags={
+            **tags,
+            "VERTICAL_DATUM": sat2lod.HEIGHT_ABOVE_DTM,
+            "DTM_VERTICAL_DATUM": datum,
+            "SAT2LOD_PRODUCT": "ndsm",
+            "HEIGHT_REFERENCE": "DTM",
+        },
         cog=True,
     )
     summary = {

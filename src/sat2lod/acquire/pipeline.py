@@ -17,6 +17,7 @@ import os
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from tempfile import TemporaryDirectory
 from typing import Any
 
 import numpy as np
@@ -199,6 +200,7 @@ def fetch_stereo_set(
         except VerificationError as exc:
             bad.append(str(exc))
             continue
+        log.info("view %d/%d: %s downloaded and verified (%s)", n + 1, len(sel.views), c.id, v.path.name)
         if img_asset.get("file:checksum") is None:
             log.warning(
                 "%s: the catalog gives no file:checksum; only size, readability and RPCs were checked",
@@ -271,7 +273,9 @@ def _synthetic(
     times = sorted(_parse_time(v["datetime"]) for v in scene["views"])
     aoi_ll = box(*bbox_lonlat) if bbox_lonlat else box(*scene["lonlat_bounds"])
     provider_conf = load_provider_config(read_text(providers_file), LOCAL_PROVIDER, str(providers_file))
-    with StacServer() as server:
+    # EODAG's isolated config (it copies its bundled shapefile package, __pycache__ included) lives in a
+    # scratch folder removed afterwards, not under results/.
+    with StacServer() as server, TemporaryDirectory(prefix="sat2lod-eodag-") as eodag_dir:
         server.routes.update(
             publish_catalog(
                 catalog_dir,
@@ -283,7 +287,7 @@ def _synthetic(
         )
         gw = make_gateway(
             LOCAL_PROVIDER,
-            catalog_dir / "_eodag",
+            Path(eodag_dir),
             provider_conf=provider_conf,
             endpoint=f"{server.url}/{{_collection}}/collection.json",
             isolated=True,

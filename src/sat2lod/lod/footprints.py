@@ -39,6 +39,7 @@ from sat2lod.lod.regularize import (
     regularize_chain,
     regularize_polygon,
 )
+from sat2lod.progress import Progress
 from sat2lod.schema import defaults
 
 _LOD = defaults("lod")  # defaults of config section lod
@@ -818,7 +819,9 @@ def extract_footprints(
     for i, b in block_of.items():
         by_block.setdefault(b, {})[i] = polys[i]
     small = lost = 0
-    for b, parts in sorted(by_block.items()):
+    progress = Progress("lod0 building block", len(by_block), log)
+    for k, (b, parts) in enumerate(sorted(by_block.items()), start=1):
+        progress.update(k - 1)
         block = shapely.union_all(list(parts.values()))
         rings = [np.asarray(g.exterior.coords) for g in shapely.get_parts(block)]
         theta = dominant_orientation(rings, prm.regularize.simplify_m)
@@ -844,6 +847,7 @@ def extract_footprints(
                 continue
             out.append(Footprint(0, p, b, math.degrees(theta), parts[i].area))
         lost += len(parts) - len(reg)
+    progress.update(len(by_block))
     out.sort(key=lambda f: (-f.polygon.centroid.y, f.polygon.centroid.x))
     for k, f in enumerate(out, start=1):
         f.id = k

@@ -208,7 +208,15 @@ def lod2_building(
     try:
         surfaces = build_solid(fit.faces, fit.planes, g)
         chk = check_solid(surfaces)
-        problem = "" if chk["closed"] else f"open shell ({chk['n_bad_edges']} bad edges)"
+        problem = (
+            f"open shell ({chk['n_bad_edges']} bad edges)"
+            if not chk["closed"]
+            else f"{chk['n_not_simple']} self-intersecting face(s)"
+            if not chk["simple"]
+            else f"non-planar face ({chk['max_planarity_m']:.3f} m)"
+            if not chk["planar"]
+            else ""
+        )
     except ValueError as exc:
         problem = str(exc)
     if problem:

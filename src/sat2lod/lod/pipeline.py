@@ -20,6 +20,7 @@ from sat2lod.lod.metrics import n_vertices
 from sat2lod.lod.models import ground_height, lod1_building, lod2_building, pixels_in, wall_parts
 from sat2lod.lod.regularize import RegularizeParams
 from sat2lod.lod.roof import RAMP_STEP_M, RoofParams, calibrate_edge_ramp, roof_noise
+from sat2lod.progress import Progress
 from sat2lod.schema import defaults
 
 _LOD = defaults("lod")  # defaults of config section lod
@@ -276,13 +277,15 @@ def run_lod2(
         )
     blds = []
     counts: dict[str, int] = {}
-    for fid, geom, wl in zip(gdf["id"], gdf.geometry, walls):
+    progress = Progress("lod2 building", len(gdf), log)
+    for k, (fid, geom, wl) in enumerate(zip(gdf["id"], gdf.geometry, walls), start=1):
         res = lod2_building(
             f"b{int(fid)}", geom, s.array, t.array, s.transform, prm, ground_percentile, img, wl
         )
         if res is not None:
             blds.append(res[0])
             counts[res[1].roof_type] = counts.get(res[1].roof_type, 0) + 1
+        progress.update(k)
     log.info("lod2 roof types: %s", counts)
     _log_unmodelled("lod2", len(gdf), len(blds))
     doc = _write_city(blds, epsg, _datum(s, t), title, city, cityjsonseq)

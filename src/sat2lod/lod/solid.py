@@ -163,19 +163,12 @@ def build_solid(
         return own
 
     own = edge_owner()
-    inserts: dict[tuple[int, Pt2, Pt2], Pt2] = {}
-    for (p, q), fi in own.items():
-        fj = own.get((q, p))
-        if fj is None or fi >= fj:
-            continue
-        dp = _z(planes[fi], p) - _z(planes[fj], p)
-        dq = _z(planes[fi], q) - _z(planes[fj], q)
-        if dp * dq < 0 and abs(dp) > 1 and abs(dq) > 1:
-            t = dp / (dp - dq)
-            c = (round(p[0] + t * (q[0] - p[0])), round(p[1] + t * (q[1] - p[1])))
-            if c not in (p, q):
-                inserts[(fi, p, q)] = c
-                inserts[(fj, q, p)] = c
+    # roof height of each (face, vertex) in mm; where two planes cross at a vertex (within rounding) both
+    # faces take one height there, so that no wall twists into a bow-tie (see _split_crossings)
+    z: dict[tuple[int, Pt2], int] = {
+        (fi, p): _z(planes[fi], p) for fi, face in enumerate(rings) for ring in face for p in ring
+    }
+    inserts = _split_crossings(own, z)
     if inserts:
         for fi, face in enumerate(rings):
             for r, ring in enumerate(face):
@@ -184,16 +177,21 @@ def build_solid(
                     a, b = ring[i], ring[(i + 1) % len(ring)]
                     new.append(a)
                     if (fi, a, b) in inserts:
-                        new.append(inserts[(fi, a, b)])
+                        c = inserts[(fi, a, b)]
+                        new.append(c)
+                        z.setdefault((fi, c), _z(planes[fi], c))
                 face[r] = new
         own = edge_owner()
+        # the two planes cross at the inserted vertex: one height for both faces there
+        for (fi, p, q), c in inserts.items():
+            fj = own[(c, p)]
+            zc = min(z[(fi, c)], z[(fj, c)])
+            z[(fi, c)] = z[(fj, c)] = zc
 
     g = _q(ground)
     heights: dict[Pt2, set[int]] = defaultdict(set)
-    for fi, face in enumerate(rings):
-        for ring in face:
-            for p in ring:
-                heights[p].add(_z(planes[fi], p))
+    for (fi, p), zp in z.items():
+        heights[p].add(zp)
     boundary = [(p, q, fi) for (p, q), fi in own.items() if (q, p) not in own]
     for p, q, _ in boundary:
         heights[p].add(g)
@@ -201,22 +199,22 @@ def build_solid(
 
     def vertical(p: Pt2, z0: int, z1: int) -> list[Pt3]:
         """Vertices strictly between z0 and z1 at p, ordered from z0 to z1."""
-        zs = sorted(z for z in heights[p] if min(z0, z1) < z < max(z0, z1))
+        zs = sorted(h for h in heights[p] if min(z0, z1) < h < max(z0, z1))
         if z0 > z1:
             zs.reverse()
-        return [(p[0], p[1], z) for z in zs]
+        return [(p[0], p[1], h) for h in zs]
 
     out: list[Surface] = []
     for fi, face in enumerate(rings):
-        out.append(Surface([[(p[0], p[1], _z(planes[fi], p)) for p in ring] for ring in face], ROOF))
+        out.append(Surface([[(p[0], p[1], z[(fi, p)]) for p in ring] for ring in face], ROOF))
     walls: list[Surface] = []
     for (p, q), fi in own.items():
         fj = own.get((q, p))
-        zi_p, zi_q = _z(planes[fi], p), _z(planes[fi], q)
+        zi_p, zi_q = z[(fi, p)], z[(fi, q)]
         if fj is None:
             zj_p, zj_q = g, g
         elif fi < fj:
-            zj_p, zj_q = _z(planes[fj], p), _z(planes[fj], q)
+            zj_p, zj_q = z[(fj, p)], z[(fj, q)]
             if zi_p == zj_p and zi_q == zj_q:
                 continue
         else:
@@ -234,6 +232,44 @@ def build_solid(
     out += walls
     out.append(Surface(_ground_rings(boundary, g), GROUND))
     return out
+
+
+def _split_crossings(
+    own: dict[tuple[Pt2, Pt2], int], z: dict[tuple[int, Pt2], int]
+) -> dict[tuple[int, Pt2, Pt2], Pt2]:
+    """Where the planes of the two faces of an inner edge cross along it, the vertex to insert.
+
+    A step wall under an inner edge joins the edge in face i to the edge in face j; if face i is above at
+    one end and below at the other, that quad is a bow-tie. The crossing point is inserted as a vertex;
+    where it rounds to an end of the edge (the planes cross within a millimetre or two of a vertex), the
+    two faces take one height at that end instead (the lower; ``z`` is updated in place), which moves a
+    roof vertex by at most a few millimetres and leaves a triangular wall.
+
+    Returns:
+        ``(face, p, q) -> c`` for each directed edge (p, q) of ``face`` to split at ``c``.
+    """
+    inserts: dict[tuple[int, Pt2, Pt2], Pt2] = {}
+    for _ in range(len(own) + 1):  # a height taken at a vertex can make another edge there cross: repeat
+        inserts, changed = {}, False
+        for (p, q), fi in own.items():
+            fj = own.get((q, p))
+            if fj is None or fi >= fj:
+                continue
+            dp = z[(fi, p)] - z[(fj, p)]
+            dq = z[(fi, q)] - z[(fj, q)]
+            if dp * dq >= 0:
+                continue
+            t = dp / (dp - dq)
+            c = (round(p[0] + t * (q[0] - p[0])), round(p[1] + t * (q[1] - p[1])))
+            if c not in (p, q):
+                inserts[(fi, p, q)] = c
+                inserts[(fj, q, p)] = c
+            else:  # heights only decrease, so this ends
+                z[(fi, c)] = z[(fj, c)] = min(z[(fi, c)], z[(fj, c)])
+                changed = True
+        if not changed:
+            break
+    return inserts
 
 
 def _ground_rings(boundary: list[tuple[Pt2, Pt2, int]], g: int) -> list[list[Pt3]]:
@@ -267,11 +303,14 @@ def check_solid(surfaces: list[Surface], planarity_tol_m: float = 0.01) -> dict[
     Returns:
         dict with ``closed`` (every directed edge matched by exactly one reverse edge), ``n_bad_edges``,
         ``max_planarity_m`` (largest vertex distance to its face's best-fit plane), ``planar``,
-        ``volume_m3`` (divergence theorem; > 0 means outward orientation).
+        ``n_not_simple`` (faces that, seen in their plane, self-intersect, e.g. a bow-tie wall, or whose
+        holes cross the exterior), ``simple`` (none such), ``volume_m3`` (divergence theorem; > 0 means
+        outward orientation).
     """
     count: dict[tuple[Pt3, Pt3], int] = defaultdict(int)
     vol = 0.0
     worst = 0.0
+    not_simple = 0
     for s in surfaces:
         for ring in s.rings:
             for i in range(len(ring)):
@@ -281,6 +320,7 @@ def check_solid(surfaces: list[Surface], planarity_tol_m: float = 0.01) -> dict[
         c = pts.mean(axis=0)
         _, _sv, vt = np.linalg.svd(pts - c)
         worst = max(worst, float(np.max(np.abs((pts - c) @ vt[2]))))
+        not_simple += not face_is_simple(s, c, vt[:2])
         # signed volume contribution of a fan triangulation of each ring (holes subtract)
         for ring in s.rings:
             r = np.array(ring, float) / Q
@@ -293,5 +333,27 @@ def check_solid(surfaces: list[Surface], planarity_tol_m: float = 0.01) -> dict[
         "n_bad_edges": bad,
         "max_planarity_m": worst,
         "planar": worst <= planarity_tol_m,
+        "n_not_simple": not_simple,
+        "simple": not_simple == 0,
         "volume_m3": vol,
     }
+
+
+def face_is_simple(s: Surface, origin: np.ndarray | None = None, axes: np.ndarray | None = None) -> bool:
+    """Whether a face, projected on its best-fit plane, is a valid polygon: rings without self-intersection
+    (no bow-tie) and holes inside the exterior, not crossing it.
+
+    Args:
+        s: the face (integer-millimetre rings).
+        origin, axes: a point of the plane (m) and two orthonormal in-plane axes (2 x 3); from an SVD of
+            the vertices when None.
+    """
+    rings = [np.array(r, float) / Q for r in s.rings]
+    if origin is None or axes is None:
+        pts = np.vstack(rings)
+        origin = pts.mean(axis=0)
+        axes = np.linalg.svd(pts - origin)[2][:2]
+    flat = [(r - origin) @ axes.T for r in rings]
+    if any(len(r) < 3 or not shapely.LinearRing(r).is_simple for r in flat):
+        return False
+    return bool(shapely.Polygon(flat[0], flat[1:]).is_valid)

@@ -30,6 +30,7 @@ import torch
 from scipy import ndimage
 from torch.nn import functional as F
 
+from sat2lod.progress import Progress
 from sat2lod.segment.features import CHANNELS, make_input
 from sat2lod.segment.infer import predict_tiled
 from sat2lod.segment.unet import UNet
@@ -255,6 +256,7 @@ def train_model(
     t0 = time.perf_counter()
     model.train()
     running = 0.0
+    progress = Progress("training step", params.steps, log)
     for step in range(params.steps):
         xb, yb = _batch(
             samples, rng, params.batch_size, params.patch_px, params.ndsm_dropout, params.ndsm_fatten_px
@@ -269,14 +271,7 @@ def train_model(
             n = 10 if (step + 1) % 10 == 0 else (step + 1) % 10
             history.append({"step": step + 1, "loss": running / n})
             running = 0.0
-            if (step + 1) % 50 == 0:
-                log.info(
-                    "step %d/%d loss %.4f (%.0f s)",
-                    step + 1,
-                    params.steps,
-                    history[-1]["loss"],
-                    time.perf_counter() - t0,
-                )
+            progress.update(step + 1, f"loss {history[-1]['loss']:.4f}")
     model = model.cpu().eval()
     metrics: dict[str, Any] = {
         "train_seconds": time.perf_counter() - t0,

@@ -28,6 +28,7 @@ from sat2lod.io.raster import write_raster
 from sat2lod.io.rpc_files import read_rpc
 from sat2lod.io.scene_sheet import read_scene_sheet
 from sat2lod.io.sensor_image import image_shape, read_tile, read_window
+from sat2lod.progress import Progress
 from sat2lod.rpc import RPCModel
 from sat2lod.schema import defaults
 from sat2lod.stereo.pointing import across_track_offset, match_keypoints
@@ -422,8 +423,10 @@ def stereo_tile(
     pairs = sheet.get("pairs") or [[0, 1]]
     rpcs = [read_rpc(v["image"], v.get("rpc")) for v in views]
     heights, residuals, counts, infos = [], [], [], []
-    for i, j in pairs:
-        log.info("tile %s pair (%s, %s)", tile, views[i].get("id", i), views[j].get("id", j))
+    # each pair of a tile takes about as long: after the first, the time left of the tile's job is known
+    progress = Progress(f"tile {tile}: stereo pair", len(pairs), log, every_s=0.0)
+    for n, (i, j) in enumerate(pairs):
+        progress.update(n, f"next ({views[i].get('id', i)}, {views[j].get('id', j)})")
         try:
             res = process_pair(
                 views[i]["image"],
@@ -444,6 +447,7 @@ def stereo_tile(
         residuals.append(res.residual)
         counts.append(res.count)
         infos.append({"pair": [i, j], **res.info})
+    progress.update(len(pairs))
     if heights:
         # inverse-variance weights: a pair's height noise is its disparity noise / (disparity px per metre)
         fused, agree = fuse_heights(np.stack(heights), params.fuse_tol_m, [p["px_per_m"] ** 2 for p in infos])

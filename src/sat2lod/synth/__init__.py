@@ -21,7 +21,7 @@ import numpy as np
 from pyproj import Transformer
 from scipy import ndimage
 
-from sat2lod import ELLIPSOID_DATUM
+from sat2lod import ELLIPSOID_DATUM, HEIGHT_ABOVE_DTM
 from sat2lod.grid import grid_for_bounds
 from sat2lod.io.jsonio import write_json
 from sat2lod.io.raster import write_raster
@@ -281,7 +281,7 @@ def _write_truth(out: Path, truth: dict[str, np.ndarray], transform, layout: Lay
         transform,
         EPSG,
         nodata=float("nan"),
-        tags={**tags, "VERTICAL_DATUM": "height above the DTM (m)"},
+        tags={**tags, "VERTICAL_DATUM": HEIGHT_ABOVE_DTM, "DTM_VERTICAL_DATUM": ELLIPSOID_DATUM},
     )
     write_raster(
         out / "classes.tif",

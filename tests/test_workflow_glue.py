@@ -1,0 +1,61 @@
+"""Workflow glue: the lines a run starts with (what will run, from what, roughly how long), log levels."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from sat2lod.config import load_config
+from sat2lod.workflow import run_overview
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_demo_overview_names_the_run_and_its_time():
+    cfg = load_config(REPO / "config" / "config.yaml")
+    lines = run_overview(cfg, 2, "src/sat2lod/data/segmenter_default.pt", trains=False)
+    assert len(lines) == 3
+    assert "AOI 'demo' (0.36 km²)" in lines[0] and "synthetic city (600 m x 600 m, 3 views" in lines[0]
+    assert "U-Net with src/sat2lod/data/segmenter_default.pt" in lines[1]
+    assert lines[2].startswith("Expected: roughly 2 min with 2 cores")
+
+
+def test_training_and_fewer_cores_take_longer():
+    cfg = load_config(REPO / "config" / "config.yaml")
+    quick = run_overview(cfg, 2, "m.pt", trains=False)[2]
+    trains = run_overview(cfg, 2, "results/models/segmenter.pt", trains=True)
+    assert "U-Net trained first (400 steps" in trains[1]
+    assert trains[2].startswith("Expected: roughly 6 min with 2 cores") and quick != trains[2]
+    assert run_overview(cfg, 1, "m.pt", trains=False)[2].startswith("Expected: roughly 4 min with 1 core ")
+
+
+def test_cluster_runs_get_a_cpu_time_estimate():
+    cfg = load_config(REPO / "config" / "config.yaml")
+    lines = run_overview(cfg, None, "m.pt", trains=False)
+    assert lines[2].startswith("Expected: roughly 4 min of CPU time over the cluster's jobs")
+
+
+def test_local_images_without_bbox_give_a_rate_per_km2():
+    cfg = load_config(REPO / "config" / "config.yaml")
+    cfg["source"]["kind"] = "local"
+    cfg["source"]["local"] = {"images": ["a.tif", "b.tif"]}
+    cfg["aoi"]["bbox_lonlat"] = None
+    lines = run_overview(cfg, 2, None, trains=False)
+    assert "area set by the images" in lines[0] and "2 local images" in lines[0]
+    assert "per km² of images" in lines[2]
+
+
+def test_eodag_info_lines_are_hidden_unless_debugging():
+    import logging
+
+    from sat2lod.workflow import setup_logging
+
+    eodag = logging.getLogger("eodag.api.core")
+    try:
+        setup_logging(None, logging.INFO)
+        # "unknown collection X" / "Download url: ..." are INFO lines of EODAG: hidden, warnings kept
+        assert not eodag.isEnabledFor(logging.INFO) and eodag.isEnabledFor(logging.WARNING)
+        assert logging.getLogger("sat2lod").isEnabledFor(logging.INFO)
+        setup_logging(None, logging.DEBUG)
+        assert eodag.isEnabledFor(logging.DEBUG)
+    finally:
+        setup_logging(None, logging.WARNING)
