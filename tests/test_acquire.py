@@ -558,6 +558,8 @@ def test_credentials_from_environment_never_reach_the_logs(
     secret = "s3cr3t-token-1234"
     monkeypatch.setenv("EODAG__SAT2LOD_STAC__AUTH__CREDENTIALS__APIKEY", secret)
     caplog.set_level("DEBUG")
+    # sat2lod.workflow.setup_logging (run by other tests in this process) quiets EODAG's logger to WARNING
+    caplog.set_level("DEBUG", logger="eodag")
     seen: list[str] = []
     d = tmp_path / "pub"
     d.mkdir()
