@@ -374,3 +374,78 @@ def test_job_specs_and_run_through_kubernetes_api(tmp_path: Path, s3_endpoint: s
         obj = s3.get_object(Bucket=BUCKET, Key=f"{prefix}/out/{name}")["Body"].read().decode()
         assert obj == (local / "out" / name).read_text(), name
     assert not (launch / "out").exists(), "outputs must go to S3, not to the launch directory"
+
+
+# ------------------------------------------------------------------ the real chain, tiny synthetic scene
+TINY_CONFIG = "tests/data/config_tiny.yaml"
+
+
+def git_workflow_copy(dest: Path) -> Path:
+    """A copy of the workflow files + the tiny config, made a git repository: snakemake's source archive for
+    the pods holds the included files, the scripts, the conda envs, the config files and the git-tracked
+    files (config/schema.yaml, read by validate(), is only in the last group)."""
+    from sat2lod.io.workdir import copy_workflow
+
+    copy_workflow(dest, REPO, extra=("tests/data/config_tiny.yaml",))
+    for cmd in (["init", "-q"], ["add", "-A"]):
+        subprocess.run(["git", *cmd], cwd=dest, check=True, capture_output=True)
+    return dest
+
+
+def download_prefix(endpoint: str, prefix: str, dest: Path) -> list[str]:
+    """Every object under ``<bucket>/<prefix>/`` into ``dest`` (relative keys); returns the keys."""
+    s3 = s3_client(endpoint)
+    keys = []
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix=f"{prefix}/"):
+        for obj in page.get("Contents", []):
+            rel = obj["Key"][len(prefix) + 1 :]
+            keys.append(rel)
+            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+            s3.download_file(BUCKET, obj["Key"], str(dest / rel))
+    return keys
+
+
+@pytest.mark.slow
+def test_tiny_sat2lod_chain_through_kubernetes_api(tmp_path: Path, s3_endpoint: str) -> None:
+    prefix = "chain"
+    launch = git_workflow_copy(tmp_path / "launch")
+    pods = tmp_path / "pods"
+    pods.mkdir()
+    image_env = dockerfile_env()
+    image_env["PIP_FIND_LINKS"] = str(plugin_wheelhouse(tmp_path / "wheels"))
+    # the image holds this checkout's package (here: the package under test, wherever pip installed it)
+    image_env["PYTHONPATH"] = str(REPO / "src")
+    with FakeKubernetes(run_jobs=True, log_dir=pods, image_env=image_env) as k8s:
+        env = profile_env(s3_endpoint, prefix)
+        env["KUBECONFIG"] = str(k8s.kubeconfig(tmp_path / "kubeconfig"))
+        env["PYTHONPATH"] = str(REPO / "src")
+        try:
+            log = run_snakemake(
+                [
+                    "--workflow-profile",
+                    "none",
+                    "--profile",
+                    str(PROFILE),
+                    "--seconds-between-status-checks",
+                    "1",
+                    "--configfile",
+                    TINY_CONFIG,
+                ],
+                cwd=launch,
+                env=env,
+                timeout_s=1200,
+            )
+        except BaseException:
+            for p in sorted(pods.glob("*.log"), key=lambda p: p.stat().st_mtime):
+                print(f"==== {p.name}\n{p.read_text()[-3000:]}")
+            raise
+        jobs = dict(k8s.jobs)
+    print(log[-3000:])
+    rules = set()
+    for job in jobs.values():
+        cmd = job["spec"]["template"]["spec"]["containers"][0]["args"][1]
+        rules.add(re.search(r"--target-jobs '?(\w+):", cmd)[1])
+    print(sorted(rules))
+    got = tmp_path / "s3"
+    keys = download_prefix(s3_endpoint, prefix, got)
+    print(sorted(keys))
