@@ -434,7 +434,7 @@ def same_but_storage_path(a: Path, b: Path, storage: str) -> bool:
     return a.read_text() == b.read_text().replace(storage, "")
 
 
-@pytest.mark.slow  # ~8 min on 2 (shared) cores: 17 pods, each runs snakemake twice, + a local run beside
+@pytest.mark.slow  # 6-8 min on 2 (shared) cores: 17 pods, each runs snakemake twice, + a local run beside
 def test_tiny_sat2lod_chain_through_kubernetes_api(tmp_path: Path, s3_endpoint: str) -> None:
     """The whole chain on tests/data/config_tiny.yaml (U-Net trained in the run: segmentation.checkpoint
     results/models/segmenter.pt) through profiles/kubernetes: every rule but the local `acquire` and `all`
