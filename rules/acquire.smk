@@ -15,9 +15,14 @@ localrules:
 rule acquire:
     input:
         unpack(
-            lambda wildcards: acquire_rule_inputs(
-                config["source"], wildcards.aoi, synthetic_views(), truth_files()
-            )
+            lambda wildcards: {
+                # the EODAG provider file (it may hold credentials) stays on this machine, never in
+                # the default storage (S3 on Kubernetes): local()
+                k: local(v) if k == "providers" else v
+                for k, v in acquire_rule_inputs(
+                    config["source"], wildcards.aoi, synthetic_views(), truth_files()
+                ).items()
+            }
         ),
     output:
         sheet="results/acquire/{aoi}/scenes.json",

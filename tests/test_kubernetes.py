@@ -6,7 +6,9 @@ What is exercised (see docs/distribution.md, "Kubernetes: what is tested"):
   implements the endpoints the plugin calls (Secrets, Jobs, Job status, Pods). The server records the
   V1Job bodies the plugin submits (image, command, resources, secret-backed env), and, like a kubelet
   without containers, runs each Job's command in a fresh empty directory with only the Secret's env:
-  sources and inputs come from S3, outputs go back to S3, exactly as in a pod.
+  sources and inputs come from S3, outputs go back to S3, exactly as in a pod;
+- the same, with the whole sat2lod chain on tests/data/config_tiny.yaml (slow): every rule's Job, the
+  tiling checkpoint read back through storage, products in S3 equal to a local run's.
 What is not: the image itself (no container runtime here; the Dockerfile is checked statically), the
 scheduler, node selection, GPU scheduling, real pod networking.
 """
@@ -31,6 +33,7 @@ from pathlib import Path
 from typing import Any, Self
 from urllib.parse import urlparse
 
+import numpy as np
 import pytest
 import yaml
 
@@ -374,3 +377,144 @@ def test_job_specs_and_run_through_kubernetes_api(tmp_path: Path, s3_endpoint: s
         obj = s3.get_object(Bucket=BUCKET, Key=f"{prefix}/out/{name}")["Body"].read().decode()
         assert obj == (local / "out" / name).read_text(), name
     assert not (launch / "out").exists(), "outputs must go to S3, not to the launch directory"
+
+
+# ------------------------------------------------------------------ the real chain, tiny synthetic scene
+TINY_CONFIG = "tests/data/config_tiny.yaml"
+
+
+def git_workflow_copy(dest: Path) -> Path:
+    """A copy of the workflow files + the tiny config, made a git repository: snakemake's source archive for
+    the pods holds the included files, the scripts, the conda envs, the config files and the git-tracked
+    files (config/schema.yaml, read by validate(), is only in the last group)."""
+    from sat2lod.io.workdir import copy_workflow
+
+    copy_workflow(dest, REPO, extra=("tests/data/config_tiny.yaml",))
+    for cmd in (["init", "-q"], ["add", "-A"]):
+        subprocess.run(["git", *cmd], cwd=dest, check=True, capture_output=True)
+    return dest
+
+
+def download_prefix(endpoint: str, prefix: str, dest: Path) -> list[str]:
+    """Every object under ``<bucket>/<prefix>/`` into ``dest`` (relative keys); returns the keys."""
+    s3 = s3_client(endpoint)
+    keys = []
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix=f"{prefix}/"):
+        for obj in page.get("Contents", []):
+            rel = obj["Key"][len(prefix) + 1 :]
+            keys.append(rel)
+            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+            s3.download_file(BUCKET, obj["Key"], str(dest / rel))
+    return keys
+
+
+#: products that record this run's transport or measured times, not compared with the local run: the
+#: synthetic source's STAC server port (in the catalog and the scene sheet), the throughput chart (and the PDF
+#: holding it) plots the jobs' benchmark files, which a pod does not have (rule figures reads benchmarks/
+#: through a param, not as inputs)
+def varies_per_run(key: str) -> bool:
+    return (key.startswith("acquire/") and key.endswith((".json", ".yml"))) or key.endswith(
+        ("throughput.png", ".pdf")
+    )
+
+
+def same_but_storage_path(a: Path, b: Path, storage: str) -> bool:
+    """``b`` equals ``a`` once the pod's local copy prefix of S3 inputs (``storage``, e.g.
+    ``.snakemake/storage/s3/<bucket>/<prefix>/``) is removed from the paths it records (raster tags, text)."""
+    if a.suffix == ".tif":
+        from sat2lod.io.raster import read_raster
+
+        ra, rb = read_raster(a), read_raster(b)
+        return (
+            (ra.crs, ra.transform, ra.array.dtype, ra.array.shape)
+            == (rb.crs, rb.transform, rb.array.dtype, rb.array.shape)
+            and {k: v.replace(storage, "") for k, v in rb.tags.items()} == ra.tags
+            and np.array_equal(ra.array, rb.array, equal_nan=ra.array.dtype.kind == "f")
+        )
+    return a.read_text() == b.read_text().replace(storage, "")
+
+
+@pytest.mark.slow  # 6-8 min on 2 (shared) cores: 17 pods, each runs snakemake twice, + a local run beside
+def test_tiny_sat2lod_chain_through_kubernetes_api(tmp_path: Path, s3_endpoint: str) -> None:
+    """The whole chain on tests/data/config_tiny.yaml (U-Net trained in the run: segmentation.checkpoint
+    results/models/segmenter.pt) through profiles/kubernetes: every rule but the local `acquire` and `all`
+    in a "pod" that sees only S3; the tiling checkpoint's tile grid is read back through storage
+    (tile_ids); the products in S3 equal those of a local run, by content."""
+    from sat2lod.io.digest import product_digests
+
+    prefix = "chain"
+    launch = git_workflow_copy(tmp_path / "launch")
+    local = git_workflow_copy(tmp_path / "local")
+    pods = tmp_path / "pods"
+    pods.mkdir()
+    image_env = dockerfile_env()
+    image_env["PIP_FIND_LINKS"] = str(plugin_wheelhouse(tmp_path / "wheels"))
+    # the image holds the package of this checkout (it is the package under test here)
+    src = str(REPO / "src")
+    image_env["PYTHONPATH"] = src
+    env = profile_env(s3_endpoint, prefix)
+    env["PYTHONPATH"] = src
+    # the local reference run goes on while the Kubernetes run mostly waits on pods starting
+    ref = subprocess.Popen(
+        [sys.executable, "-m", "snakemake", "--cores", "1", "--configfile", TINY_CONFIG],
+        cwd=local,
+        env={**os.environ, "PYTHONPATH": src},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        with FakeKubernetes(run_jobs=True, log_dir=pods, image_env=image_env) as k8s:
+            env["KUBECONFIG"] = str(k8s.kubeconfig(tmp_path / "kubeconfig"))
+            try:
+                run_snakemake(
+                    [
+                        *("--workflow-profile", "none", "--profile", str(PROFILE)),
+                        *("--seconds-between-status-checks", "1", "--configfile", TINY_CONFIG),
+                    ],
+                    cwd=launch,
+                    env=env,
+                    timeout_s=1500,
+                )
+            except BaseException:
+                for p in sorted(pods.glob("*.log"), key=lambda p: p.stat().st_mtime)[-3:]:
+                    print(f"==== pod log {p.name}\n{p.read_text()[-4000:]}")
+                raise
+            jobs = dict(k8s.jobs)
+        assert ref.wait(timeout=1500) == 0, f"local reference run failed in {local}"
+    finally:
+        if ref.poll() is None:
+            ref.kill()
+
+    # every rule of the chain ran as a Kubernetes Job (acquire is a localrule: providers need internet)
+    rules: dict[str, int] = {}
+    for job in jobs.values():
+        cmd = job["spec"]["template"]["spec"]["containers"][0]["args"][1]
+        rule = re.search(r"--target-jobs '?(\w+):", cmd)[1]
+        rules[rule] = rules.get(rule, 0) + 1
+    n_tiles = len(json.loads((local / "results/tiles/tiny/tiles.geojson").read_text())["features"])
+    assert n_tiles > 1 and rules.pop("stereo_tile") == n_tiles, rules
+    assert rules == dict.fromkeys(
+        ["synth_city", "train_segmenter", "tiles", "mosaic_dsm", "dtm", "ortho", "segment"]
+        + ["lod0", "lod1", "lod2", "qualify", "figures"],
+        1,
+    ), rules
+    assert not (launch / "results" / "mosaic").exists(), "outputs must go to S3, not to the launch directory"
+
+    # the products are in S3 and equal the local run's, by content (sat2lod.io.digest)
+    got = tmp_path / "s3"
+    download_prefix(s3_endpoint, prefix, got)
+    for rel in ["lod2/tiny/city.json", "qualify/tiny/accuracy.json", "figures/tiny/done.txt"]:
+        assert (got / "results" / rel).is_file(), f"not in S3: results/{rel}"
+    cj = json.loads((got / "results/lod2/tiny/city.json").read_text())
+    assert cj["type"] == "CityJSON" and len(cj["CityObjects"]) >= 1
+    a, b = product_digests(local / "results"), product_digests(got / "results")
+    assert a.keys() == b.keys(), set(a) ^ set(b)
+    assert any(k.startswith("models/") for k in a) and any(k.startswith("lod2/") for k in a)
+    differ = sorted(k for k in a if a[k] != b[k] and not varies_per_run(k))
+    # products that record their inputs' paths name the pod's local copy of the S3 object (known gap,
+    # docs/distribution.md): equal once that prefix is removed, nothing else differs
+    storage = f".snakemake/storage/s3/{BUCKET}/{prefix}/"
+    differ = [
+        k for k in differ if not same_but_storage_path(local / "results" / k, got / "results" / k, storage)
+    ]
+    assert not differ, f"products that differ between the Kubernetes and the local run: {differ}"
