@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from sat2lod.io.digest import comparable, product_digests
 from sat2lod.io.workdir import copy_workflow
 
 REPO = Path(__file__).resolve().parents[1]
@@ -231,8 +232,11 @@ def test_tiny_sat2lod_chain_through_slurm_matches_local(tmp_path: Path, slurm_pa
     stereo = [jid for _, jid, p in jobs if "rule_stereo_tile" in str(p)]
     assert stereo and all(info[j]["cpus"] == "2" for j in stereo), "stereo_tile asks threads: 2"
 
-    # same products as the local run
+    # same products as the local run, bit for bit (what records the run itself aside: sat2lod.io.digest)
     res_l, res_s = local / "results", remote / "results"
+    dig_l, dig_s = comparable(product_digests(res_l)), comparable(product_digests(res_s))
+    assert dig_l.keys() == dig_s.keys(), sorted(dig_l.keys() ^ dig_s.keys())
+    assert not [k for k in dig_l if dig_l[k] != dig_s[k]], [k for k in dig_l if dig_l[k] != dig_s[k]]
     rasters = sorted(p.relative_to(res_l) for p in res_l.rglob("*.tif") if not p.name.startswith("."))
     assert any(str(r).startswith("mosaic/") for r in rasters), rasters
     for rel in rasters:

@@ -21,13 +21,13 @@ import sat2lod
 
 #: Wall time of the demo (0.36 km², 3 views, synthetic) without training, on an idle 2-core machine, and
 #: its area: the run overview scales it to the configured area and cores. Measured with
-#: `python bench/demo_run.py` (bench/results/demo_run.json: wall 338 s less train_segmenter's 219 s);
+#: `python bench/demo_run.py` (bench/results/demo_run.json: 114 s wall with the shipped model, no training);
 #: remeasure when the chain's speed changes.
-DEMO_WALL_S_2CORES = 119.0
+DEMO_WALL_S_2CORES = 114.0
 DEMO_AREA_KM2 = 0.36
-#: Seconds per training step of train_segmenter with the demo's training settings on 2 cores (same file:
-#: 219 s for 400 steps, training cities included).
-TRAIN_S_PER_STEP_2CORES = 0.55
+#: Seconds per training step of train_segmenter with the demo's training settings (segmentation.torch_threads
+#: 1): the default model's recipe, 400 steps, took 250 CPU-s of training on this machine, 0.63 s a step.
+TRAIN_S_PER_STEP_2CORES = 0.63
 
 
 def cap_threads(threads: int) -> None:

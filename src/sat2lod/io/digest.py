@@ -54,3 +54,18 @@ def product_digests(results: str | os.PathLike[str]) -> dict[str, str]:
         for p in sorted(root.rglob("*"))
         if p.is_file() and not p.name.startswith(".") and p.suffix not in _SKIP_SUFFIXES
     }
+
+
+def is_run_record(rel: str) -> bool:
+    """Whether a product path (relative to results/) records the run itself rather than the data, and so
+    differs between runs of one config: the acquisition's catalog and scene sheet name the URL of the
+    synthetic source's local STAC server, whose port is chosen at run time; the throughput figure (and the
+    PDF holding it) plots the jobs' measured CPU times."""
+    return (rel.startswith("acquire/") and rel.endswith((".json", ".yml"))) or rel.endswith(
+        ("throughput.png", ".pdf")
+    )
+
+
+def comparable(digests: dict[str, str]) -> dict[str, str]:
+    """``digests`` without the run records (:func:`is_run_record`): what two runs of one config share."""
+    return {k: v for k, v in digests.items() if not is_run_record(k)}
