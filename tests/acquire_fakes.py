@@ -17,6 +17,21 @@ from rasterio.transform import Affine
 from sat2lod.io.raster import write_raster
 from sat2lod.rpc import RPCModel, fit_rpc
 
+#: the repository (the eodag provider file of the synthetic source lives in its config/)
+REPO = Path(__file__).resolve().parents[1]
+# a stereo triplet over Paris as the acquisition tests search for it (shared by test_acquire, test_hostile_inputs)
+PROVIDERS = REPO / "config" / "eodag_providers.yaml"
+LON0, LAT0 = 2.35, 48.85
+TIMES = ["2024-05-01T10:30:00Z", "2024-05-01T10:30:40Z", "2024-05-01T10:31:20Z"]
+SELECTION = {
+    "max_views": 3,
+    "bh_min": 0.05,
+    "bh_max": 1.0,
+    "bh_target": 0.3,
+    "max_gap_s": 600.0,
+    "min_aoi_coverage": 0.5,
+}
+
 R_EARTH = 6_378_137.0
 
 

@@ -16,7 +16,17 @@ from pyproj import Transformer
 from rasterio.transform import Affine
 from shapely.geometry import box
 
-from acquire_fakes import affine_camera_rpc, fake_triplet, write_fake_view, write_rpc_txt
+from acquire_fakes import (
+    LAT0,
+    LON0,
+    PROVIDERS,
+    SELECTION,
+    TIMES,
+    affine_camera_rpc,
+    fake_triplet,
+    write_fake_view,
+    write_rpc_txt,
+)
 from sat2lod.acquire.catalog import SceneToPublish, StacServer, publish_catalog
 from sat2lod.acquire.eodag_client import (
     EODAG_VERSION,
@@ -40,17 +50,6 @@ from sat2lod.io.rpc_files import read_rpc
 from sat2lod.tiling import make_tiles
 
 REPO = Path(__file__).resolve().parents[1]
-PROVIDERS = REPO / "config" / "eodag_providers.yaml"
-LON0, LAT0 = 2.35, 48.85
-TIMES = ["2024-05-01T10:30:00Z", "2024-05-01T10:30:40Z", "2024-05-01T10:31:20Z"]
-SELECTION = {
-    "max_views": 3,
-    "bh_min": 0.05,
-    "bh_max": 1.0,
-    "bh_target": 0.3,
-    "max_gap_s": 600.0,
-    "min_aoi_coverage": 0.5,
-}
 
 
 @pytest.fixture()

@@ -26,7 +26,7 @@ import rasterio
 from rasterio.transform import from_origin
 from shapely.geometry import box
 
-from acquire_fakes import fake_triplet
+from acquire_fakes import LAT0, LON0, PROVIDERS, SELECTION, TIMES, fake_triplet
 from sat2lod.acquire.catalog import SceneToPublish, publish_catalog
 from sat2lod.acquire.eodag_client import AcquisitionError, load_provider_config, make_gateway
 from sat2lod.acquire.files import hash_file
@@ -48,17 +48,6 @@ from sat2lod.workflow import (
 )
 
 REPO = Path(__file__).resolve().parents[1]
-PROVIDERS = REPO / "config" / "eodag_providers.yaml"
-LON0, LAT0 = 2.35, 48.85
-TIMES = ["2024-05-01T10:30:00Z", "2024-05-01T10:30:40Z", "2024-05-01T10:31:20Z"]
-SELECTION = {
-    "max_views": 3,
-    "bh_min": 0.05,
-    "bh_max": 1.0,
-    "bh_target": 0.3,
-    "max_gap_s": 600.0,
-    "min_aoi_coverage": 0.5,
-}
 AOI = box(2.3499, 48.8499, 2.3501, 48.8501)
 
 
