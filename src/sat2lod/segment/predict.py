@@ -9,7 +9,10 @@ import time
 
 import numpy as np
 
+from sat2lod.schema import defaults
+
 log = logging.getLogger(__name__)
+_SEG = defaults("segmentation")  # defaults of config section segmentation
 
 
 def segment_from_files(
@@ -17,19 +20,19 @@ def segment_from_files(
     ndsm: str | os.PathLike[str],
     prob: str | os.PathLike[str],
     mask: str | os.PathLike[str],
-    method: str = "unet",
+    method: str = _SEG["method"],
     checkpoint: str | os.PathLike[str] | None = None,
-    tile_px: int = 1000,
-    overlap_px: int = 192,
-    batch_size: int = 2,
-    threshold: float = 0.5,
-    min_area_m2: float = 10.0,
-    min_height_m: float = 2.5,
-    max_roughness_m: float = 0.6,
-    ndvi_bands: tuple[int, int] | list[int] = (1, 4),
-    max_ndvi: float = 0.3,
-    device: str = "cpu",
-    threads: int = 1,
+    tile_px: int = _SEG["tile_px"],
+    overlap_px: int = _SEG["overlap_px"],
+    batch_size: int = _SEG["batch_size"],
+    threshold: float = _SEG["threshold"],
+    min_area_m2: float = _SEG["min_area_m2"],
+    min_height_m: float = _SEG["min_height_m"],
+    max_roughness_m: float = _SEG["max_roughness_m"],
+    ndvi_bands: tuple[int, int] | list[int] = tuple(_SEG["ndvi_bands"]),
+    max_ndvi: float = _SEG["max_ndvi"],
+    device: str = _SEG["device"],
+    threads: int = _SEG["torch_threads"],
 ) -> dict:
     """Segment buildings on the ortho grid.
 
@@ -49,6 +52,7 @@ def segment_from_files(
     Returns:
         Summary (seconds, building fraction, megapixels per second).
     """
+    from sat2lod.grid import check_same_grid
     from sat2lod.io.raster import read_raster, write_raster
     from sat2lod.segment.infer import ndsm_threshold_probability, probability_to_mask
     from sat2lod.segment.vegetation import ortho_ndvi, vegetation_gate
@@ -56,15 +60,7 @@ def segment_from_files(
     t0 = time.perf_counter()
     o = read_raster(ortho, masked_to_nan=True)
     n = read_raster(ndsm, bands=1, masked_to_nan=True)
-    if (
-        o.array.shape[-2:] != n.shape
-        or not np.allclose(tuple(o.transform)[:6], tuple(n.transform)[:6])
-        or o.crs != n.crs
-    ):
-        raise ValueError(
-            f"{ortho} and {ndsm} are not on the same grid ({o.shape} vs {n.shape}, {o.transform} vs "
-            f"{n.transform}); both must come from the same DSM mosaic"
-        )
+    check_same_grid(o, n, ortho, ndsm, fix="both must come from the same DSM mosaic")
     res = abs(o.transform.a)
     ortho_all = o.array.astype(np.float32)
     ortho_a = ortho_all[0] if ortho_all.ndim == 3 else ortho_all
