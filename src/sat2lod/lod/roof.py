@@ -569,21 +569,9 @@ def fit_roof(
     if n < 6:
         h = float(np.median(z)) if n else float("nan")
         return RoofFit("flat", [footprint], [(h, 0.0, 0.0)], h, h, float("nan"), n)
-    frame = building_frame(footprint)
-    _, _, _, hl, hw = frame
     raw = _primitive_fits(footprint, x, y, z, prm, ground, walls)
-    xm, ym = float(x.mean()), float(y.mean())
-    # noise level and correlation from the best-fitting primitive (the least model misfit in its residuals)
-    best_raw = min(raw, key=lambda kd: _nmad(raw[kd][2]))
-    sigma = max(_nmad(raw[best_raw][2]), 1e-3)
-    if prm.corr_area_px is not None:
-        area = max(float(prm.corr_area_px), 1.0)
-    else:
-        row, col = _grid_rc(x, y, transform)
-        _, area = noise_correlation_area(row, col, raw[best_raw][2])
-    n_eff = max(n / area, 3.0)
+    sigma, area, n_eff = _noise_model(raw, x, y, transform, prm)
     delta = 1.345 * sigma
-    n_par = {"flat": 1, "gable_s": 2, "gable_t": 2, "hip": 2, "pyramid": 2, "shed": 3}
 
     def bic(r: np.ndarray, k: int) -> float:
         return float(n_eff * math.log(max(_robust_var(r, delta), 1e-8)) + k * math.log(n_eff))
@@ -594,66 +582,28 @@ def fit_roof(
     def img_gain(kind: str) -> float:
         return img("flat") - img(kind) if kind in img_bic and "flat" in img_bic else float("-inf")
 
+    frame = building_frame(footprint)
+    xm, ym = float(x.mean()), float(y.mean())
     cands: dict[str, tuple[float, RoofFit]] = {}
     dsm_bic: dict[str, float] = {}
     by_image: set[str] = set()  # sloped primitives admitted on the ortho alone
     for kind, (a, coef, r, f) in raw.items():
-        if kind == "shed":
-            plane = (float(coef[0] - coef[1] * xm - coef[2] * ym), float(coef[1]), float(coef[2]))
-            ring = np.asarray(footprint.exterior.coords)
-            zr = _plane_z(plane, ring[:, 0], ring[:, 1])
-            rise = float(zr.max() - zr.min())
-            slope_deg = math.degrees(math.atan(math.hypot(plane[1], plane[2])))
-            if rise < prm.min_rise_m or slope_deg < prm.min_slope_deg:
-                continue
-            if _slope_z(a, coef, r, [1, 2], area) < prm.min_slope_z:
-                continue
-            fit = RoofFit(
-                "shed",
-                [footprint],
-                [plane],
-                float(zr.min()),
-                float(zr.max()),
-                float(np.sqrt(np.mean(r**2))),
-                n,
-            )
-        else:
-            e = float(coef[0])
-            k = float(coef[1]) if kind != "flat" else 0.0
-            if kind == "flat":
-                faces, planes = [footprint], [(e, 0.0, 0.0)]
-                rise = 0.0
-            else:
-                rise = k * float(np.max(f))
-                slope = k if kind != "pyramid" else k * hw / min(hl, hw)  # m per m across the steepest face
-                if k <= 0:
-                    continue
-                if (
-                    rise < prm.min_rise_m
-                    or math.degrees(math.atan(slope)) < prm.min_slope_deg
-                    or _slope_z(a, coef, r, [1], area) < prm.min_slope_z
-                ):
-                    # the lit faces may show the layout although the (flattened) DSM slope is not significant
-                    if not (prm.ortho_min_gain > 0 and img_gain(kind) >= prm.ortho_min_gain):
-                        continue
-                    by_image.add(kind)
-                faces, planes = _partition(footprint, _regions(kind, frame, e, k))
-            name = "gable" if kind.startswith("gable") else kind
-            fit = RoofFit(name, faces, planes, e, e + rise, float(np.sqrt(np.mean(r**2))), n)
-        dsm_bic[kind] = bic(r, n_par[kind])
+        admitted = _admit_primitive(
+            kind, a, coef, r, f, footprint, frame, (xm, ym), prm, area, img_gain(kind)
+        )
+        if admitted is None:
+            continue
+        fit, on_image = admitted
+        if on_image:
+            by_image.add(kind)
+        dsm_bic[kind] = bic(r, _N_PAR[kind])
         cands[kind] = (dsm_bic[kind] + img(kind), fit)
     if any(kd not in ("flat", "shed") and kd not in by_image for kd in cands):
         # the DSM shows a significant ridged roof itself: the ortho only re-ranks the layouts the DSM admits
         # (small end faces near the outline make the image alone a weak judge of gable vs hip)
         for kd in by_image:
             del cands[kd]
-    # the lowest BIC wins, but a model with more parameters must beat every simpler one by bic_margin
-    order = sorted(cands, key=lambda kd: (n_par[kd], cands[kd][0]))
-    best_kind = order[0]
-    for kd in order[1:]:
-        margin = prm.bic_margin if n_par[kd] > n_par[best_kind] else 0.0
-        if cands[kd][0] < cands[best_kind][0] - margin:
-            best_kind = kd
+    best_kind = _select_by_bic({kd: v[0] for kd, v in cands.items()}, prm.bic_margin)
     best = cands[best_kind][1]
     best.scores = {kd: round(v[0], 2) for kd, v in cands.items()}
     best.noise_m, best.n_eff = sigma, n_eff
@@ -663,18 +613,122 @@ def fit_roof(
             footprint, x, y, z, transform, prm, noise_m=sigma if prm.noise_m is None else prm.noise_m
         )
         if multi is not None:
-            zfit = np.full(n, np.nan)
-            pts = shapely.points(x, y)
-            for fc, pl in zip(multi.faces, multi.planes):
-                inside = shapely.contains(fc, pts)
-                zfit[inside] = _plane_z(pl, x[inside], y[inside])
-            r_m = np.where(np.isfinite(zfit), z - zfit, best_r)
-            bic_m = bic(r_m, 3 * len({tuple(p) for p in multi.planes}))
+            bic_m = bic(
+                _multiplane_residuals(multi, x, y, z, best_r), 3 * len({tuple(p) for p in multi.planes})
+            )
             multi.scores = best.scores | {"multiplane": round(bic_m, 2)}
             multi.noise_m, multi.n_eff = sigma, n_eff
             if bic_m < dsm_bic[best_kind] - prm.bic_margin:  # the ortho does not score free plane layouts
                 return multi
     return best
+
+
+#: free parameters of each roof primitive (the BIC's k): flat < gable/hip/pyramid < shed
+_N_PAR = {"flat": 1, "gable_s": 2, "gable_t": 2, "hip": 2, "pyramid": 2, "shed": 3}
+
+
+def _noise_model(
+    raw: dict[str, tuple], x: np.ndarray, y: np.ndarray, transform: Affine | None, prm: RoofParams
+) -> tuple[float, float, float]:
+    """(sigma, correlation area in pixels, N_eff) of the DSM noise on one roof, from the residuals of the
+    best-fitting primitive (the least model misfit in its residuals); step 1 of :func:`fit_roof`."""
+    best_raw = min(raw, key=lambda kd: _nmad(raw[kd][2]))
+    sigma = max(_nmad(raw[best_raw][2]), 1e-3)
+    if prm.corr_area_px is not None:
+        area = max(float(prm.corr_area_px), 1.0)
+    else:
+        row, col = _grid_rc(x, y, transform)
+        _, area = noise_correlation_area(row, col, raw[best_raw][2])
+    return sigma, area, max(len(x) / area, 3.0)
+
+
+def _admit_primitive(
+    kind: str,
+    a: np.ndarray,
+    coef: np.ndarray,
+    r: np.ndarray,
+    f: np.ndarray,
+    footprint: Polygon,
+    frame: tuple,
+    centre: tuple[float, float],
+    prm: RoofParams,
+    area: float,
+    img_gain: float,
+) -> tuple[RoofFit, bool] | None:
+    """The roof of one fitted primitive if it is admissible (step 2 of :func:`fit_roof`), else None.
+
+    Args:
+        kind: primitive name (:data:`_N_PAR`); a, coef, r, f: its design matrix, coefficients, residuals and
+            slope feature (:func:`_primitive_fits`); frame: :func:`building_frame` of ``footprint``; centre:
+            mean x, y of the points (the shed's coefficients are centred there); area: noise correlation area
+            (pixels); img_gain: the ortho BIC gain of the primitive's face layout over one face (-inf: none).
+    Returns:
+        (fit, admitted on the ortho alone) or None.
+    """
+    n = len(r)
+    if kind == "shed":
+        xm, ym = centre
+        plane = (float(coef[0] - coef[1] * xm - coef[2] * ym), float(coef[1]), float(coef[2]))
+        ring = np.asarray(footprint.exterior.coords)
+        zr = _plane_z(plane, ring[:, 0], ring[:, 1])
+        rise = float(zr.max() - zr.min())
+        slope_deg = math.degrees(math.atan(math.hypot(plane[1], plane[2])))
+        if rise < prm.min_rise_m or slope_deg < prm.min_slope_deg:
+            return None
+        if _slope_z(a, coef, r, [1, 2], area) < prm.min_slope_z:
+            return None
+        fit = RoofFit(
+            "shed", [footprint], [plane], float(zr.min()), float(zr.max()), float(np.sqrt(np.mean(r**2))), n
+        )
+        return fit, False
+    e = float(coef[0])
+    k = float(coef[1]) if kind != "flat" else 0.0
+    on_image = False
+    if kind == "flat":
+        faces, planes = [footprint], [(e, 0.0, 0.0)]
+        rise = 0.0
+    else:
+        _, _, _, hl, hw = frame
+        rise = k * float(np.max(f))
+        slope = k if kind != "pyramid" else k * hw / min(hl, hw)  # m per m across the steepest face
+        if k <= 0:
+            return None
+        if (
+            rise < prm.min_rise_m
+            or math.degrees(math.atan(slope)) < prm.min_slope_deg
+            or _slope_z(a, coef, r, [1], area) < prm.min_slope_z
+        ):
+            # the lit faces may show the layout although the (flattened) DSM slope is not significant
+            if not (prm.ortho_min_gain > 0 and img_gain >= prm.ortho_min_gain):
+                return None
+            on_image = True
+        faces, planes = _partition(footprint, _regions(kind, frame, e, k))
+    name = "gable" if kind.startswith("gable") else kind
+    return RoofFit(name, faces, planes, e, e + rise, float(np.sqrt(np.mean(r**2))), n), on_image
+
+
+def _select_by_bic(scores: dict[str, float], margin: float) -> str:
+    """The lowest score wins, but a model with more parameters must beat every simpler one by ``margin``
+    (step 3 of :func:`fit_roof`)."""
+    order = sorted(scores, key=lambda kd: (_N_PAR[kd], scores[kd]))
+    best = order[0]
+    for kd in order[1:]:
+        m = margin if _N_PAR[kd] > _N_PAR[best] else 0.0
+        if scores[kd] < scores[best] - m:
+            best = kd
+    return best
+
+
+def _multiplane_residuals(
+    multi: RoofFit, x: np.ndarray, y: np.ndarray, z: np.ndarray, fallback: np.ndarray
+) -> np.ndarray:
+    """Residuals of the points under a multi-plane roof; ``fallback`` where no face covers a point."""
+    zfit = np.full(len(z), np.nan)
+    pts = shapely.points(x, y)
+    for fc, pl in zip(multi.faces, multi.planes):
+        inside = shapely.contains(fc, pts)
+        zfit[inside] = _plane_z(pl, x[inside], y[inside])
+    return np.where(np.isfinite(zfit), z - zfit, fallback)
 
 
 def _roof_z(planes: list[tuple[float, float, float]], x: np.ndarray, y: np.ndarray) -> np.ndarray:
