@@ -97,40 +97,14 @@ def label_buildings(
     Returns:
         (blocks, buildings): two (H, W) int32 label images (0 = background). Each building lies in one block.
     """
-    bld = mask == 1
-    # 3x3 majority vote removes isolated flips of a segmentation edge both ways; it would also shave
-    # convex corners, which the opening (erosion + dilation, never adds) keeps
-    majority = ndimage.uniform_filter(bld.astype(np.float32), size=3) > 0.5
-    bld = majority | ndimage.binary_opening(bld, structure=np.ones((3, 3), bool))
     min_px = max(1, round(prm.min_area_m2 / resolution**2))
-    holes = ndimage.binary_fill_holes(bld) & ~bld
-    hl, nh = ndimage.label(holes)
-    if nh:
-        sizes = ndimage.sum(np.ones_like(hl), hl, index=np.arange(1, nh + 1))
-        bld |= np.isin(hl, 1 + np.flatnonzero(sizes < min_px))
-    blocks, nb = ndimage.label(bld)
-    if nb:
-        sizes = ndimage.sum(np.ones_like(blocks), blocks, index=np.arange(1, nb + 1))
-        small = np.isin(blocks, 1 + np.flatnonzero(sizes < min_px))
-        bld &= ~small
-        blocks, nb = ndimage.label(bld)
+    bld, blocks, nb = _clean_mask(mask, min_px)
     if ndsm is None or nb == 0:
         return blocks.astype(np.int32), blocks.astype(np.int32)
     z = np.where(bld, np.nan_to_num(ndsm, nan=0.0), 0.0).astype(np.float32)
     zs = ndimage.median_filter(z, size=3)
     zs = np.where(bld, zs, np.nan)
-    thr = _jump_thresholds(zs, blocks, nb, prm.split_step_m)[blocks]
-    edge = np.zeros_like(bld)
-    for axis in (0, 1):
-        d = np.abs(np.diff(zs, axis=axis))
-        t = np.maximum(thr[1:], thr[:-1]) if axis == 0 else np.maximum(thr[:, 1:], thr[:, :-1])
-        jump = np.nan_to_num(d, nan=0.0) > t
-        if axis == 0:
-            edge[1:] |= jump
-            edge[:-1] |= jump
-        else:
-            edge[:, 1:] |= jump
-            edge[:, :-1] |= jump
+    edge = _height_jumps(zs, blocks, nb, prm.split_step_m)
     theta = _block_thetas(
         blocks,
         nb,
@@ -149,60 +123,120 @@ def label_buildings(
     if ns:
         sizes = ndimage.sum(np.ones_like(seeds), seeds, index=np.arange(1, ns + 1))
         seeds[np.isin(seeds, 1 + np.flatnonzero(sizes < max(1, min_px // 2)))] = 0
-    # every building pixel goes to its nearest seed of the same block, and on the same side of every
-    # cut line (image edge or height step): a wide band of height-jump pixels beside a cut must not go to
-    # the seed across it
-    lab = np.zeros_like(blocks)
-    if seeds.max() > 0:
-        _, (iy, ix) = ndimage.distance_transform_edt(seeds == 0, return_indices=True)
-        near = seeds[iy, ix]
-        lab = np.where(bld & (blocks[iy, ix] == blocks), near, 0)
-        if cut.any():
-            sides, _ = ndimage.label(bld & ~cut)
-            nxt = int(seeds.max()) + int(blocks.max()) + 1  # past the seed ids and the orphans' ids below
-            for k, sl in enumerate(ndimage.find_objects(sides), start=1):
-                if sl is None:
-                    continue
-                sub = sides[sl] == k
-                sd = np.where(sub, seeds[sl], 0)
-                if not sd.any():
-                    # no seed on this side (height-jump pixels throughout, the smear of a stereo nDSM): beside a
-                    # height-step cut and at least split_min_width_m wide, it is a building of its own;
-                    # otherwise (a sliver between two cuts of one wall, or beside an image-edge cut only: weaker
-                    # evidence, a ridge line the nDSM places off the brightness edge looks like one) the
-                    # cut is not taken there and the side goes to its nearest seed
-                    sl1 = tuple(slice(max(q.start - 1, 0), q.stop + 1) for q in sl)
-                    wide = 2 * float(ndimage.distance_transform_edt(np.pad(sub, 1)).max()) * resolution
-                    if (
-                        wide >= prm.split_min_width_m
-                        and (ndimage.binary_dilation(sides[sl1] == k) & step_cut[sl1]).any()
-                    ):
-                        lab[sl][sub] = nxt
-                        nxt += 1
-                    continue
-                _, (jy, jx) = ndimage.distance_transform_edt(sd == 0, return_indices=True)
-                lab[sl][sub] = sd[jy, jx][sub]
+    lab = _grow_seeds(bld, blocks, seeds, cut, step_cut, resolution, prm.split_min_width_m)
     orphan = bld & (lab == 0)
     if orphan.any():  # blocks without any seed keep their block id (offset past the seed ids)
         lab[orphan] = blocks[orphan] + int(seeds.max())
     if cut.any():
-        # the pixels of a cut line go to the region on the side of the line their centre lies on (else to the
-        # nearest region of their block; their nearest seed may lie in another building when the sides are
-        # seedless regions of their own)
-        src = bld & ~cut
-        _, (jy, jx) = ndimage.distance_transform_edt(~src, return_indices=True)
-        oncut = bld & cut & (blocks[jy, jx] == blocks)
-        lab[oncut] = lab[jy[oncut], jx[oncut]]
-        cr, cc = np.nonzero(bld & cut)
-        nr = np.clip(cr + toward[0][cr, cc], 0, bld.shape[0] - 1)
-        nc = np.clip(cc + toward[1][cr, cc], 0, bld.shape[1] - 1)
-        ok = src[nr, nc] & (blocks[nr, nc] == blocks[cr, cc])
-        lab[cr[ok], cc[ok]] = lab[nr[ok], nc[ok]]
+        _assign_cut_pixels(lab, bld, blocks, cut, toward)
     lab = _merge_flat_boundaries(
         lab, zs, prm.split_step_m, ndimage.binary_dilation(cut) if cut.any() else None
     )
     lab, _, _ = _relabel(lab)
     return blocks.astype(np.int32), lab.astype(np.int32)
+
+
+def _clean_mask(mask: np.ndarray, min_px: int) -> tuple[np.ndarray, np.ndarray, int]:
+    """The building mask cleaned of segmentation speckle: (bool mask, block labels, number of blocks).
+
+    A 3x3 majority vote removes isolated flips of a segmentation edge both ways; it would also shave convex
+    corners, which the opening (erosion + dilation, never adds) keeps. Holes and blocks under ``min_px``
+    pixels are filled / dropped.
+    """
+    bld = mask == 1
+    majority = ndimage.uniform_filter(bld.astype(np.float32), size=3) > 0.5
+    bld = majority | ndimage.binary_opening(bld, structure=np.ones((3, 3), bool))
+    holes = ndimage.binary_fill_holes(bld) & ~bld
+    hl, nh = ndimage.label(holes)
+    if nh:
+        sizes = ndimage.sum(np.ones_like(hl), hl, index=np.arange(1, nh + 1))
+        bld |= np.isin(hl, 1 + np.flatnonzero(sizes < min_px))
+    blocks, nb = ndimage.label(bld)
+    if nb:
+        sizes = ndimage.sum(np.ones_like(blocks), blocks, index=np.arange(1, nb + 1))
+        small = np.isin(blocks, 1 + np.flatnonzero(sizes < min_px))
+        bld &= ~small
+        blocks, nb = ndimage.label(bld)
+    return bld, blocks, nb
+
+
+def _height_jumps(zs: np.ndarray, blocks: np.ndarray, nb: int, split_step_m: float) -> np.ndarray:
+    """(H, W) bool: the pixels on either side of a neighbour-to-neighbour nDSM jump above their block's
+    threshold (:func:`_jump_thresholds`). zs: median-filtered nDSM, NaN off the buildings."""
+    thr = _jump_thresholds(zs, blocks, nb, split_step_m)[blocks]
+    edge = np.zeros(zs.shape, bool)
+    for axis in (0, 1):
+        d = np.abs(np.diff(zs, axis=axis))
+        t = np.maximum(thr[1:], thr[:-1]) if axis == 0 else np.maximum(thr[:, 1:], thr[:, :-1])
+        jump = np.nan_to_num(d, nan=0.0) > t
+        if axis == 0:
+            edge[1:] |= jump
+            edge[:-1] |= jump
+        else:
+            edge[:, 1:] |= jump
+            edge[:, :-1] |= jump
+    return edge
+
+
+def _grow_seeds(
+    bld: np.ndarray,
+    blocks: np.ndarray,
+    seeds: np.ndarray,
+    cut: np.ndarray,
+    step_cut: np.ndarray,
+    resolution: float,
+    split_min_width_m: float,
+) -> np.ndarray:
+    """Building labels: every building pixel goes to its nearest seed of the same block, and on the same side
+    of every cut line (image edge or height step): a wide band of height-jump pixels beside a cut must not go
+    to the seed across it. 0 where a pixel gets no seed."""
+    lab = np.zeros_like(blocks)
+    if seeds.max() == 0:
+        return lab
+    _, (iy, ix) = ndimage.distance_transform_edt(seeds == 0, return_indices=True)
+    near = seeds[iy, ix]
+    lab = np.where(bld & (blocks[iy, ix] == blocks), near, 0)
+    if not cut.any():
+        return lab
+    sides, _ = ndimage.label(bld & ~cut)
+    nxt = int(seeds.max()) + int(blocks.max()) + 1  # past the seed ids and the orphans' ids
+    for k, sl in enumerate(ndimage.find_objects(sides), start=1):
+        if sl is None:
+            continue
+        sub = sides[sl] == k
+        sd = np.where(sub, seeds[sl], 0)
+        if not sd.any():
+            # no seed on this side (height-jump pixels throughout, the smear of a stereo nDSM): beside a
+            # height-step cut and at least split_min_width_m wide, it is a building of its own; otherwise (a
+            # sliver between two cuts of one wall, or beside an image-edge cut only: weaker evidence, a ridge
+            # line the nDSM places off the brightness edge looks like one) the cut is not taken there and the
+            # side goes to its nearest seed
+            sl1 = tuple(slice(max(q.start - 1, 0), q.stop + 1) for q in sl)
+            wide = 2 * float(ndimage.distance_transform_edt(np.pad(sub, 1)).max()) * resolution
+            if wide >= split_min_width_m and (ndimage.binary_dilation(sides[sl1] == k) & step_cut[sl1]).any():
+                lab[sl][sub] = nxt
+                nxt += 1
+            continue
+        _, (jy, jx) = ndimage.distance_transform_edt(sd == 0, return_indices=True)
+        lab[sl][sub] = sd[jy, jx][sub]
+    return lab
+
+
+def _assign_cut_pixels(
+    lab: np.ndarray, bld: np.ndarray, blocks: np.ndarray, cut: np.ndarray, toward: np.ndarray
+) -> None:
+    """In place: the pixels of a cut line go to the region on the side of the line their centre lies on
+    (``toward``), else to the nearest region of their block (their nearest seed may lie in another building
+    when the sides are seedless regions of their own)."""
+    src = bld & ~cut
+    _, (jy, jx) = ndimage.distance_transform_edt(~src, return_indices=True)
+    oncut = bld & cut & (blocks[jy, jx] == blocks)
+    lab[oncut] = lab[jy[oncut], jx[oncut]]
+    cr, cc = np.nonzero(bld & cut)
+    nr = np.clip(cr + toward[0][cr, cc], 0, bld.shape[0] - 1)
+    nc = np.clip(cc + toward[1][cr, cc], 0, bld.shape[1] - 1)
+    ok = src[nr, nc] & (blocks[nr, nc] == blocks[cr, cc])
+    lab[cr[ok], cc[ok]] = lab[nr[ok], nc[ok]]
 
 
 def _jump_thresholds(zs: np.ndarray, blocks: np.ndarray, nb: int, step: float, k: float = 4.0) -> np.ndarray:
