@@ -73,8 +73,14 @@ def main() -> None:
     from sat2lod.io.raster import read_raster
     from sat2lod.io.vector import read_vector
     from sat2lod.segment.features import make_input
-    from sat2lod.segment.infer import ndsm_threshold_probability, predict_full, predict_tiled
-    from sat2lod.segment.train import CHECKPOINT_FORMAT, city_sample, model_from_checkpoint, train_segmenter
+    from sat2lod.segment.infer import (
+        CHECKPOINT_FORMAT,
+        model_from_checkpoint,
+        ndsm_threshold_probability,
+        predict_full,
+        predict_tiled,
+    )
+    from sat2lod.segment.train import city_sample, train_segmenter
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--checkpoint", default=None, help="reuse this checkpoint (else train one)")

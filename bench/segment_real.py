@@ -56,8 +56,9 @@ import torch
 from rasterio.errors import NotGeoreferencedWarning
 
 from sat2lod.segment.features import NDSM_SCALE_M, make_input
-from sat2lod.segment.image import default_checkpoint, segment_image, segment_image_file
+from sat2lod.segment.image import segment_image, segment_image_file
 from sat2lod.segment.metrics import instance_f1
+from sat2lod.segment.shipped import default_checkpoint
 from sat2lod.segment.train import iou, stereo_ndsm_defects
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -115,13 +116,13 @@ def parse_methods(names: str, checkpoints: list[str]) -> list[Method]:
 
 def checkpoint_summary(path: Path) -> dict:
     from sat2lod.io.checkpoint import load_checkpoint
-    from sat2lod.io.digest import file_sha256
+    from sat2lod.io.digest import sha256_file
 
     p = load_checkpoint(path)
     return {
         # the shipped model by its package path (not where this install keeps it), others as given
         "path": (
-            f"sat2lod/data/{path.name} (shipped, sha256 {file_sha256(path)[:16]})"
+            f"sat2lod/data/{path.name} (shipped, sha256 {sha256_file(path)[:16]})"
             if path.resolve() == default_checkpoint().resolve()
             else os.fspath(path)
         ),

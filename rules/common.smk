@@ -28,13 +28,10 @@ def final_outputs():
 
 def default_model_id():
     """Identity (version and sha256) of the segmentation model shipped in the package."""
-    from sat2lod.segment.shipped import (
-        DEFAULT_MODEL_VERSION,
-        default_checkpoint,
-        file_sha256,
-    )
+    from sat2lod.io.digest import sha256_file
+    from sat2lod.segment.shipped import DEFAULT_MODEL_VERSION, default_checkpoint
 
-    return f"v{DEFAULT_MODEL_VERSION}:{file_sha256(default_checkpoint())}"
+    return f"v{DEFAULT_MODEL_VERSION}:{sha256_file(default_checkpoint())}"
 
 
 def synthetic_views():

@@ -408,16 +408,6 @@ def download_prefix(endpoint: str, prefix: str, dest: Path) -> list[str]:
     return keys
 
 
-#: products that record this run's transport or measured times, not compared with the local run: the
-#: synthetic source's STAC server port (in the catalog and the scene sheet), the throughput chart (and the PDF
-#: holding it) plots the jobs' benchmark files, which a pod does not have (rule figures reads benchmarks/
-#: through a param, not as inputs)
-def varies_per_run(key: str) -> bool:
-    return (key.startswith("acquire/") and key.endswith((".json", ".yml"))) or key.endswith(
-        ("throughput.png", ".pdf")
-    )
-
-
 def same_but_storage_path(a: Path, b: Path, storage: str) -> bool:
     """``b`` equals ``a`` once the pod's local copy prefix of S3 inputs (``storage``, e.g.
     ``.snakemake/storage/s3/<bucket>/<prefix>/``) is removed from the paths it records (raster tags, text)."""
@@ -440,7 +430,7 @@ def test_tiny_sat2lod_chain_through_kubernetes_api(tmp_path: Path, s3_endpoint: 
     results/models/segmenter.pt) through profiles/kubernetes: every rule but the local `acquire` and `all`
     in a "pod" that sees only S3; the tiling checkpoint's tile grid is read back through storage
     (tile_ids); the products in S3 equal those of a local run, by content."""
-    from sat2lod.io.digest import product_digests
+    from sat2lod.io.digest import is_run_record, product_digests
 
     prefix = "chain"
     launch = git_workflow_copy(tmp_path / "launch")
@@ -510,7 +500,7 @@ def test_tiny_sat2lod_chain_through_kubernetes_api(tmp_path: Path, s3_endpoint: 
     a, b = product_digests(local / "results"), product_digests(got / "results")
     assert a.keys() == b.keys(), set(a) ^ set(b)
     assert any(k.startswith("models/") for k in a) and any(k.startswith("lod2/") for k in a)
-    differ = sorted(k for k in a if a[k] != b[k] and not varies_per_run(k))
+    differ = sorted(k for k in a if a[k] != b[k] and not is_run_record(k))
     # products that record their inputs' paths name the pod's local copy of the S3 object (known gap,
     # docs/distribution.md): equal once that prefix is removed, nothing else differs
     storage = f".snakemake/storage/s3/{BUCKET}/{prefix}/"

@@ -14,7 +14,13 @@ from sat2lod.io.checkpoint import CheckpointReadError, load_checkpoint, save_che
 from sat2lod.io.raster import write_raster
 from sat2lod.io.vector import write_vector
 from sat2lod.segment.features import make_input
-from sat2lod.segment.infer import ndsm_threshold_probability, predict_full, predict_tiled, probability_to_mask
+from sat2lod.segment.infer import (
+    model_from_checkpoint,
+    ndsm_threshold_probability,
+    predict_full,
+    predict_tiled,
+    probability_to_mask,
+)
 from sat2lod.segment.labels import rasterize_footprints, rasterize_footprints_file
 from sat2lod.segment.metrics import instance_f1
 from sat2lod.segment.predict import segment_from_files
@@ -25,7 +31,6 @@ from sat2lod.segment.train import (
     checkpoint_payload,
     fatten,
     iou,
-    model_from_checkpoint,
     train_model,
 )
 from sat2lod.segment.unet import UNet

@@ -7,8 +7,8 @@ import pytest
 
 from sat2lod.io.checkpoint import load_checkpoint
 from sat2lod.segment.default_model import schema_training_defaults
+from sat2lod.segment.infer import CHECKPOINT_FORMAT, model_from_checkpoint
 from sat2lod.segment.shipped import DEFAULT_MODEL_VERSION, default_checkpoint, resolve_checkpoint
-from sat2lod.segment.train import CHECKPOINT_FORMAT, model_from_checkpoint
 
 
 @pytest.fixture(scope="module")

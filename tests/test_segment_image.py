@@ -152,7 +152,7 @@ def test_default_checkpoint_missing_names_the_file(monkeypatch, tmp_path, capsys
 
     monkeypatch.setattr(shipped, "DEFAULT_MODEL_FILE", "no_such_model.pt")
     with pytest.raises(FileNotFoundError, match="no_such_model.pt"):
-        image_mod.default_checkpoint()
+        shipped.default_checkpoint()
     write_raster(tmp_path / "i.tif", np.ones((16, 16), np.uint8), from_origin(0, 16, 1, 1), EPSG)
     assert main(["segment", "--image", str(tmp_path / "i.tif"), "--out", str(tmp_path / "m.tif")]) == 1
     assert "no_such_model.pt" in capsys.readouterr().err and not (tmp_path / "m.tif").exists()
@@ -160,10 +160,11 @@ def test_default_checkpoint_missing_names_the_file(monkeypatch, tmp_path, capsys
 
 def test_shipped_default_checkpoint_loads():
     from sat2lod.io.checkpoint import load_checkpoint
-    from sat2lod.segment.train import CHECKPOINT_FORMAT
+    from sat2lod.segment.infer import CHECKPOINT_FORMAT
+    from sat2lod.segment.shipped import default_checkpoint
 
     try:
-        path = image_mod.default_checkpoint()
+        path = default_checkpoint()
     except FileNotFoundError as exc:
         pytest.skip(str(exc))
     assert load_checkpoint(path, CHECKPOINT_FORMAT)["format"] == CHECKPOINT_FORMAT

@@ -7,7 +7,6 @@ file whose header is intact); downloads are hashed by chunks.
 
 from __future__ import annotations
 
-import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +15,7 @@ import rasterio
 from rasterio.errors import RasterioIOError
 from rasterio.windows import Window
 
+from sat2lod.io.digest import hash_file, sha256_file
 from sat2lod.io.jsonio import read_json, write_json, write_text
 
 __all__ = [
@@ -37,20 +37,6 @@ def read_text(path: str | os.PathLike[str]) -> str:
     if not path.is_file():
         raise ValueError(f"{path}: file not found. Check the path in the config.")
     return path.read_text(encoding="utf-8")
-
-
-def hash_file(path: str | os.PathLike[str], algorithm: str = "sha256", chunk: int = 1 << 20) -> str:
-    """Hex digest of a file with a :mod:`hashlib` algorithm, read by 1 MiB chunks."""
-    h = hashlib.new(algorithm)
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk):
-            h.update(block)
-    return h.hexdigest()
-
-
-def sha256_file(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
-    """Hex SHA-256 digest of a file, read by 1 MiB chunks."""
-    return hash_file(path, "sha256", chunk)
 
 
 @dataclass

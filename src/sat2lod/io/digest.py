@@ -12,13 +12,18 @@ import numpy as np
 _SKIP_SUFFIXES = {".log", ".tsv"}
 
 
-def file_sha256(path: str | os.PathLike[str]) -> str:
-    """Hex sha256 of a file's bytes."""
-    h = hashlib.sha256()
+def hash_file(path: str | os.PathLike[str], algorithm: str = "sha256", chunk: int = 1 << 20) -> str:
+    """Hex digest of a file with a :mod:`hashlib` algorithm, read by 1 MiB chunks."""
+    h = hashlib.new(algorithm)
     with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
+        while block := fh.read(chunk):
             h.update(block)
     return h.hexdigest()
+
+
+def sha256_file(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
+    """Hex SHA-256 digest of a file, read by 1 MiB chunks."""
+    return hash_file(path, "sha256", chunk)
 
 
 def file_digest(path: str | os.PathLike[str]) -> str:

@@ -31,7 +31,6 @@ from rasterio.transform import Affine
 from scipy import ndimage
 
 from sat2lod.schema import defaults
-from sat2lod.segment.shipped import default_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -128,7 +127,7 @@ def segment_image(
         gsd_m: the image's ground sampling distance (m); None = unknown (no resampling; areas counted at the
             model's GSD).
         method: ``unet`` or ``ndsm_threshold`` (needs ``ndsm``).
-        checkpoint: model file; None = the shipped default (:func:`default_checkpoint`).
+        checkpoint: model file; None = the shipped default (:func:`sat2lod.segment.shipped.default_checkpoint`).
         threshold, min_area_m2: mask threshold and smallest kept component (m²), as in rule ``segment``.
         min_height_m, max_roughness_m: ``ndsm_threshold`` parameters.
         tile_px, overlap_px, device: tiled inference (:func:`sat2lod.segment.infer.predict_tiled`).
@@ -177,19 +176,10 @@ def _unet_probability(
 ) -> tuple[np.ndarray, float, dict]:
     """U-Net probability on the image grid, computed at the model's training GSD; returns (prob, GSD used for
     areas, info)."""
-    import torch
-
-    from sat2lod.io.checkpoint import load_checkpoint
     from sat2lod.segment.features import make_input
-    from sat2lod.segment.infer import predict_tiled
-    from sat2lod.segment.train import CHECKPOINT_FORMAT, model_from_checkpoint
+    from sat2lod.segment.infer import load_segmenter, predict_tiled
 
-    ckpt = Path(checkpoint) if checkpoint is not None else default_checkpoint()
-    payload = load_checkpoint(ckpt, CHECKPOINT_FORMAT)
-    model = model_from_checkpoint(payload)
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    model = model.to(device)
+    model, payload, ckpt, device = load_segmenter(checkpoint, device)
     model_gsd = float(payload.get("data", {}).get("gsd_m") or DEFAULT_MODEL_GSD_M)
     h, w = pan.shape
     p_in, n_in = pan, ndsm

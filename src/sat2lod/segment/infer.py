@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import logging
 import math
+import os
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -12,6 +15,37 @@ from scipy import ndimage
 from sat2lod.segment.unet import UNet
 
 log = logging.getLogger(__name__)
+
+#: ``format`` key of the segmenter checkpoints (sat2lod.segment.train writes them)
+CHECKPOINT_FORMAT = "sat2lod-segmenter-1"
+
+
+def model_from_checkpoint(payload: dict) -> UNet:
+    """Rebuild the eval-mode :class:`UNet` of a checkpoint dict."""
+    model = UNet(**payload["model"])
+    model.load_state_dict(payload["state_dict"])
+    return model.eval()
+
+
+def load_segmenter(
+    checkpoint: str | os.PathLike[str] | None, device: str
+) -> tuple[UNet, dict[str, Any], Path, str]:
+    """The eval-mode U-Net of a checkpoint on ``device``, for rule ``segment`` and ``sat2lod segment``.
+
+    Args:
+        checkpoint: checkpoint file; None = the shipped default model (:mod:`sat2lod.segment.shipped`).
+        device: ``cpu``, ``cuda`` or ``auto`` (CUDA when visible).
+    Returns:
+        (model, checkpoint dict, checkpoint path, device used).
+    """
+    from sat2lod.io.checkpoint import load_checkpoint
+    from sat2lod.segment.shipped import resolve_checkpoint
+
+    path = resolve_checkpoint(checkpoint)
+    payload = load_checkpoint(path, CHECKPOINT_FORMAT)
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    return model_from_checkpoint(payload).to(device), payload, path, device
 
 
 def _ramp(n: int, overlap: int, lead: bool, trail: bool) -> np.ndarray:

@@ -69,27 +69,22 @@ def segment_from_files(
     if method == "unet":
         import torch
 
-        from sat2lod.io.checkpoint import load_checkpoint
+        from sat2lod.io.digest import sha256_file
         from sat2lod.segment.features import make_input
-        from sat2lod.segment.infer import predict_tiled
-        from sat2lod.segment.shipped import DEFAULT_MODEL_VERSION, file_sha256, resolve_checkpoint
-        from sat2lod.segment.train import CHECKPOINT_FORMAT, model_from_checkpoint
+        from sat2lod.segment.infer import load_segmenter, predict_tiled
+        from sat2lod.segment.shipped import DEFAULT_MODEL_VERSION
 
         # the tag names the model, not where this install keeps it (products must not depend on the install)
         model_id = os.fspath(checkpoint) if checkpoint else f"sat2lod default model v{DEFAULT_MODEL_VERSION}"
-        checkpoint = resolve_checkpoint(checkpoint)
         torch.set_num_threads(max(1, int(threads)))
-        if device == "auto":
-            device = "cuda" if torch.cuda.is_available() else "cpu"
-        payload = load_checkpoint(checkpoint, CHECKPOINT_FORMAT)
-        model = model_from_checkpoint(payload).to(device)
+        model, payload, checkpoint, device = load_segmenter(checkpoint, device)
         x = make_input(ortho_a, ndsm_a)
         p = predict_tiled(model, x, tile_px, overlap_px, batch_size, device)
         p[~valid] = np.nan
         tags = {
             "SAT2LOD_METHOD": "unet",
             "CHECKPOINT": model_id,
-            "CHECKPOINT_SHA256": file_sha256(checkpoint),
+            "CHECKPOINT_SHA256": sha256_file(checkpoint),
             "CHECKPOINT_VAL_IOU": str(payload.get("metrics", {}).get("val_iou_mean")),
         }
     elif method == "ndsm_threshold":

@@ -10,16 +10,6 @@ import os
 from importlib import resources
 from pathlib import Path
 
-from sat2lod.io.digest import file_sha256
-
-__all__ = [
-    "DEFAULT_MODEL_FILE",
-    "DEFAULT_MODEL_VERSION",
-    "default_checkpoint",
-    "file_sha256",
-    "resolve_checkpoint",
-]
-
 #: file name of the default checkpoint inside the package's ``data`` folder
 DEFAULT_MODEL_FILE = "segmenter_default.pt"
 #: version of the shipped default model; bump it with every retrained file

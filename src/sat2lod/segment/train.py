@@ -32,12 +32,10 @@ from torch.nn import functional as F
 
 from sat2lod.progress import Progress
 from sat2lod.segment.features import CHANNELS, make_input
-from sat2lod.segment.infer import predict_tiled
+from sat2lod.segment.infer import CHECKPOINT_FORMAT, predict_tiled
 from sat2lod.segment.unet import UNet
 
 log = logging.getLogger(__name__)
-
-CHECKPOINT_FORMAT = "sat2lod-segmenter-1"
 
 
 @dataclass
@@ -300,13 +298,6 @@ def checkpoint_payload(model: UNet, params: TrainParams, metrics: dict, data: di
         "data": data,
         "metrics": metrics,
     }
-
-
-def model_from_checkpoint(payload: dict) -> UNet:
-    """Rebuild the eval-mode :class:`UNet` of a checkpoint dict."""
-    model = UNet(**payload["model"])
-    model.load_state_dict(payload["state_dict"])
-    return model.eval()
 
 
 def train_segmenter(
