@@ -24,6 +24,7 @@ import numpy as np
 import pytest
 import rasterio
 from rasterio.transform import from_origin
+from rasterio.windows import Window
 from shapely.geometry import box
 
 from acquire_fakes import LAT0, LON0, PROVIDERS, SELECTION, TIMES, fake_triplet
@@ -34,7 +35,7 @@ from sat2lod.acquire.geometry import footprint_lonlat
 from sat2lod.acquire.pipeline import LOCAL_PROVIDER, fetch_stereo_set
 from sat2lod.acquire.verify import VerificationError, verify_image
 from sat2lod.io import raster as raster_io
-from sat2lod.io.raster import RasterWriteError, read_raster, write_raster
+from sat2lod.io.raster import RasterWriteError, read_raster, write_raster, write_raster_blocks
 from sat2lod.io.rpc_files import RPCReadError, read_rpc, read_rpc_file
 from sat2lod.stereo import pipeline as stereo_pipeline
 from sat2lod.stereo.pipeline import SearchRangeError, StereoParams, process_pair
@@ -293,9 +294,14 @@ def small_tmpfs(tmp_path: Path) -> Iterator[Path]:
         subprocess.run(["umount", str(mnt)], check=False)
 
 
-@pytest.mark.parametrize("cog", [False, True], ids=["gtiff", "cog"])
-def test_full_disk_fails_the_write_and_leaves_no_output(small_tmpfs: Path, cog: bool) -> None:
+@pytest.mark.parametrize(
+    ("cog", "streamed"),
+    [(False, False), (True, False), (False, True), (True, True)],
+    ids=["gtiff", "cog", "gtiff-blocks", "cog-blocks"],
+)
+def test_full_disk_fails_the_write_and_leaves_no_output(small_tmpfs: Path, cog: bool, streamed: bool) -> None:
     """Issue 18.3: with 0.5-4 KiB left, every write either succeeds intact or raises; nothing half-written stays.
+    The same for the streamed writer (issue 16), whose staging file must not stay either.
 
     Before: GDAL reported the error at close on stderr only; a 4096-byte or 0-byte file took the product's name.
     """
@@ -308,7 +314,22 @@ def test_full_disk_fails_the_write_and_leaves_no_output(small_tmpfs: Path, cog: 
         free = shutil.disk_usage(small_tmpfs).free
         (small_tmpfs / "fill").write_bytes(b"\0" * (free - left))
         try:
-            write_raster(out, arr, from_origin(0, 0, 1, 1), 32631, nodata=np.nan, cog=cog, compress="deflate")
+            if streamed:
+                blocks = [(Window(0, r, 64, 16), arr[r : r + 16]) for r in range(0, 64, 16)]
+                write_raster_blocks(
+                    out,
+                    blocks,
+                    (1, 64, 64),
+                    np.float32,
+                    from_origin(0, 0, 1, 1),
+                    32631,
+                    nodata=np.nan,
+                    cog=cog,
+                )
+            else:
+                write_raster(
+                    out, arr, from_origin(0, 0, 1, 1), 32631, nodata=np.nan, cog=cog, compress="deflate"
+                )
         except RasterWriteError as exc:
             outcomes.add("refused")
             assert str(out) in str(exc) and "nothing was written there" in str(exc)
