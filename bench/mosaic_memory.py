@@ -4,8 +4,9 @@ after streaming (issue 16).
 For each size, N x N synthetic tile DSMs are written to bench/out/mosaic_memory/ as ``stereo_tile`` writes them
 (float32, NaN nodata, zstd level 1, the project's tile size and margin at 0.5 m: config/config.yaml ``tiling``
 and ``output``): smooth terrain + box buildings + noise, 2 % scattered holes and a hole block per tile, seeded.
-The mosaic then runs in a child process, once per method; its peak RSS and CPU time are the child's
-``ru_maxrss`` / ``ru_utime + ru_stime`` from ``os.wait4`` (exact, not sampled):
+The mosaic then runs in a child process, once per method; its peak RSS and CPU time are measured by GNU time
+(``/usr/bin/time -f %M``: the kernel's high-water mark, not sampled; see :func:`run_measured` for why not
+``os.wait4`` from the bench process):
 
 - ``before``: the whole-area mosaic as it was up to this change (every tile read whole, :func:`blend_tiles`
   over the area, ``write_raster(cog=True)``: the GeoTIFF in memory), kept here as ``_mosaic_in_memory``;
@@ -28,12 +29,15 @@ import os
 import platform
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import yaml
 from rasterio.transform import Affine
+
+import sat2lod
 
 REPO = Path(__file__).resolve().parents[1]
 OUT = REPO / "bench" / "out" / "mosaic_memory"
@@ -74,7 +78,7 @@ def make_tiles(n: int, tile_m: float, margin_m: float, res: float, dest: Path) -
                 t,
                 EPSG,
                 nodata=float("nan"),
-                tags={"VERTICAL_DATUM": "EPSG:4979"},
+                tags={"VERTICAL_DATUM": sat2lod.ELLIPSOID_DATUM},
                 compress="zstd",
                 level=1,
             )
@@ -83,7 +87,6 @@ def make_tiles(n: int, tile_m: float, margin_m: float, res: float, dest: Path) -
 
 def _mosaic_in_memory(paths: list[str], metas: list[dict], out: Path, res: float) -> None:
     """The mosaic before streaming (sat2lod.mosaic.mosaic_dsm up to issue 16), verbatim in substance."""
-    import sat2lod
     from sat2lod.io.raster import read_raster, write_raster
     from sat2lod.mosaic import blend_tiles
 
@@ -113,19 +116,31 @@ def child(method: str, metas_json: Path, out: Path, res: float) -> None:
 
 
 def measure(method: str, metas_json: Path, out: Path, res: float) -> dict:
-    """Run one mosaic in a child; its wall time, CPU time and peak RSS (os.wait4)."""
+    """Run one mosaic in a child process: its peak RSS, CPU and wall time (:func:`run_measured`)."""
     if out.exists():
         out.unlink()
-    cmd = [sys.executable, __file__, "--child", method, str(metas_json), str(out), str(res)]
-    t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, env=dict(os.environ, PYTHONPATH=str(REPO / "src")))
-    _, status, ru = os.wait4(proc.pid, 0)
-    wall = time.perf_counter() - t0
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise SystemExit(f"{method} mosaic failed ({cmd})")
+    return run_measured([sys.executable, __file__, "--child", method, str(metas_json), str(out), str(res)])
+
+
+def run_measured(cmd: list[str]) -> dict:
+    """Run ``cmd``; its peak RSS (MB), CPU (s) and wall (s), by GNU time (``/usr/bin/time -f %M``). Not by
+    ``os.wait4`` from here: a child forked from this process starts with this process's resident pages, and
+    Linux counts them in the child's ``ru_maxrss`` (a 27 MB parent made a bare interpreter read 27 MB, an
+    800 MB one 790 MB); GNU time forks the measured command from its own few-MB process."""
+    with tempfile.NamedTemporaryFile("r", suffix=".time") as f:
+        t0 = time.perf_counter()
+        proc = subprocess.run(
+            ["/usr/bin/time", "-f", "%M %U %S", "-o", f.name, *cmd],
+            env=dict(os.environ, PYTHONPATH=str(REPO / "src")),
+            check=False,
+        )
+        wall = time.perf_counter() - t0
+        if proc.returncode != 0:
+            raise SystemExit(f"failed ({proc.returncode}): {cmd}")
+        kb, user, sys_s = f.read().split()[-3:]
     return {
-        "peak_rss_mb": round(ru.ru_maxrss / 1024, 1),
-        "cpu_s": round(ru.ru_utime + ru.ru_stime, 2),
+        "peak_rss_mb": round(int(kb) / 1024, 1),
+        "cpu_s": round(float(user) + float(sys_s), 2),
         "wall_s": round(wall, 2),
     }
 
@@ -191,7 +206,7 @@ def main() -> None:
         (
             f"Host: {os.cpu_count()} CPUs (shared machine, load1 before each size: {load1}). Tiles {tile_m:g} m "
             f"+ {margin_m:g} m margin at {res:g} m (config/config.yaml), float32 zstd, as stereo_tile writes "
-            "them. Peak RSS and CPU of the mosaic child process (os.wait4). Floor (interpreter + numpy + "
+            "them. Peak RSS and CPU of the mosaic child process (/usr/bin/time). Floor (interpreter + numpy + "
             f"rasterio imported): {imp['peak_rss_mb']} MB."
         ),
         f"Command: `{result['command']}`",
