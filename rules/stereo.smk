@@ -52,7 +52,7 @@ rule mosaic_dsm:
     threads: 1
     resources:
         # streamed (sat2lod.mosaic): 1024-cell blocks, windows of the tiles covering one, GDAL cache 16 MB:
-        # bounded by the block, neither the area nor the tile size. Peak RSS 130 -> 151 MB from 0.36 to
+        # bounded by the block, neither the area nor the tile size. Peak RSS ~130 -> ~150 MB from 0.36 to
         # 23 km2 (bench/results/mosaic_memory*.md; interpreter + imports ~100 MB of it). CPU ~1 s per km2:
         # a 400 km2 scene ~7 min, under the runtime.
         mem_mb=lambda wildcards, attempt: 500 * attempt,

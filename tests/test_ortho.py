@@ -205,3 +205,71 @@ def test_ortho_rule_entry(tmp_path):
     write_json(tmp_path / "bad.json", {"views": []})
     with pytest.raises(ValueError, match="no views"):
         ortho_from_files(tmp_path / "dsm.tif", tmp_path / "bad.json", tmp_path / "o2.tif")
+
+
+def test_windowed_view_reads_give_the_same_ortho_to_the_bit(tmp_path, caplog):
+    """Issue 16: the views and the MS image are read only over the window that sees the DSM; the true ortho
+    (occlusions, radiometric match, pansharpening) is the file the whole-view reads give, byte for byte.
+    Ventoux Pléiades PAN pair + MS (real RPCs) under a 60 m DSM with a building, near the image centre."""
+    left = shared_file("cnes_pleiades_ventoux_pair", "left_image.tif")
+    right = shared_file("cnes_pleiades_ventoux_pair", "right_image.tif")
+    msf = shared_file("cnes_pleiades_ventoux_pair", "lowres_color_image.tif")
+    from sat2lod.io.rpc_files import read_rpc
+
+    h = 537.0
+    lon, lat = read_rpc(left, left.with_suffix(".geom")).localize(
+        np.array([250.0]), np.array([250.0]), np.array([h])
+    )
+    x, y = Transformer.from_crs(4326, 32631, always_xy=True).transform(lon[0], lat[0])
+    dsm = np.full((120, 120), h, np.float32) + np.linspace(0, 3, 120, dtype=np.float32)[None, :]
+    dsm[40:70, 50:80] += 15.0  # a building: occlusions in the oblique view
+    dsm[5:8, 5:8] = np.nan  # a hole, filled for the projection
+    write_raster(
+        tmp_path / "dsm.tif",
+        dsm,
+        from_origin(np.floor(x) - 30, np.floor(y) + 30, RES, RES),
+        32631,
+        nodata=float("nan"),
+        tags={"VERTICAL_DATUM": sat2lod.ELLIPSOID_DATUM},
+    )
+    sheet = {
+        "views": [
+            {
+                "id": "left",
+                "image": str(left),
+                "rpc": str(left.with_suffix(".geom")),
+                "ms_image": str(msf),
+                "ms_rpc": str(msf.with_suffix(".geom")),
+            },
+            {"id": "right", "image": str(right), "rpc": str(right.with_suffix(".geom"))},
+        ]
+    }
+    write_json(tmp_path / "scenes.json", sheet)
+    with caplog.at_level("INFO", logger="sat2lod.ortho"):
+        info = ortho_from_files(tmp_path / "dsm.tif", tmp_path / "scenes.json", tmp_path / "windowed.tif")
+    windows = [r.getMessage() for r in caplog.records if "reading rows" in r.getMessage()]
+    assert len(windows) == 3, windows  # two PAN views and the MS image, each read over a window only
+    ortho_from_files(tmp_path / "dsm.tif", tmp_path / "scenes.json", tmp_path / "whole.tif", windowed=False)
+    assert info["pansharpened_bands"] == 4 and 0 < info["masked_fraction"] < 0.5
+    with rasterio.open(tmp_path / "windowed.tif") as a, rasterio.open(tmp_path / "whole.tif") as b:
+        assert a.count == 5 and np.isfinite(a.read(1)).mean() > 0.5
+        assert np.array_equal(a.read(), b.read(), equal_nan=True) and a.tags() == b.tags()
+    assert (tmp_path / "windowed.tif").read_bytes() == (tmp_path / "whole.tif").read_bytes()
+
+
+def test_a_window_too_small_for_the_projection_is_refused():
+    """The window check: a projected cell that needs view pixels outside the window raises instead of sampling
+    NaN there (the ortho would silently differ from the whole-view one)."""
+    from sat2lod.ortho import _sample_view
+
+    img = texture((50, 60))
+    rows, cols = np.array([[10.0, 30.2]]), np.array([[10.0, 20.5]])
+    whole = _sample_view(img, rows, cols)
+    win = img[5:40, 8:60]
+    got = _sample_view(win, rows, cols, offset=(5, 8), full_shape=(50, 60))
+    assert np.array_equal(got, whole)
+    with pytest.raises(RuntimeError, match="outside its window"):
+        _sample_view(img[12:40, 8:60], rows, cols, offset=(12, 8), full_shape=(50, 60))
+    # beyond the whole view: NaN either way, no window needed
+    far = _sample_view(win, np.array([[-30.0]]), np.array([[10.0]]), offset=(5, 8), full_shape=(50, 60))
+    assert np.isnan(far).all()

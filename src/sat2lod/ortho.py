@@ -47,14 +47,19 @@ class OrthoView:
     """A view to orthorectify.
 
     Attributes:
-        image: (rows, cols) or (bands, rows, cols) float32 image in sensor geometry, NaN = nodata.
-        rpc: RPC model of ``image`` in its own array pixel coordinates (centre convention).
+        image: (rows, cols) or (bands, rows, cols) float32 image in sensor geometry, NaN = nodata: the whole view,
+            or the window of it at ``offset`` (see :func:`view_window`).
+        rpc: RPC model of the whole view in its array pixel coordinates (centre convention).
         name: identifier for logs and tags.
+        offset: (row, col) of ``image[0, 0]`` in the whole view.
+        full_shape: (rows, cols) of the whole view when ``image`` is a window of it, else None.
     """
 
     image: np.ndarray
     rpc: RPCModel
     name: str = "view"
+    offset: tuple[int, int] = (0, 0)
+    full_shape: tuple[int, int] | None = None
 
 
 # --------------------------------------------------------------------------------------------- geometry
@@ -154,6 +159,86 @@ def _sample(image: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray
     return out if image.ndim == 3 else out[0]
 
 
+def _sample_view(
+    image: np.ndarray,
+    rows: np.ndarray,
+    cols: np.ndarray,
+    offset: tuple[int, int] = (0, 0),
+    full_shape: tuple[int, int] | None = None,
+    name: str = "view",
+) -> np.ndarray:
+    """:func:`_sample` at positions (``rows``, ``cols``) of the whole view, of which ``image`` is the window at
+    ``offset`` (``full_shape``: the whole view's (rows, cols); None: ``image`` is the whole view). The values
+    are those of sampling the whole view, to the bit (the integer offset shifts positions exactly), provided
+    every position that touches the view touches only the window: checked, since the window comes from a
+    sparse projection (:func:`view_window`).
+
+    Raises:
+        RuntimeError: a position needs a pixel of the view outside the window (the window margin is too small).
+    """
+    if full_shape is not None:
+        h, w = image.shape[-2:]
+        ok = np.ones(rows.shape, bool)
+        touches = np.isfinite(rows) & np.isfinite(cols)
+        for p, start, size, full in (
+            (rows, offset[0], h, full_shape[0]),
+            (cols, offset[1], w, full_shape[1]),
+        ):
+            with np.errstate(invalid="ignore"):
+                touches &= (p > -2) & (p < full + 1)
+                ok &= ((start == 0) | (p >= start + 1)) & ((start + size == full) | (p <= start + size - 2))
+        if (touches & ~ok).any():
+            raise RuntimeError(
+                f"view {name}: {int((touches & ~ok).sum())} projected cells fall outside its window {offset} + "
+                f"{(h, w)}; the window margin (VIEW_WINDOW_MARGIN_PX) is too small for this RPC: report it"
+            )
+    return _sample(image, rows - offset[0], cols - offset[1])
+
+
+#: pixels added around a view's window beyond the projected footprint of the DSM grid (:func:`view_window`):
+#: covers the bilinear support and the RPC's curvature between the projected lattice points (a few hundredths
+#: of a pixel for a satellite over a tile-sized grid)
+VIEW_WINDOW_MARGIN_PX = 32
+
+
+def view_window(
+    rpc: RPCModel,
+    transform: Affine,
+    shape: tuple[int, int],
+    crs: Any,
+    h_range: tuple[float, float],
+    view_shape: tuple[int, int],
+    margin_px: int = VIEW_WINDOW_MARGIN_PX,
+    lattice: int = 17,
+) -> tuple[int, int, int, int] | None:
+    """The part of a view that sees a DSM grid: ``(row_off, col_off, rows, cols)``, or None when the footprint
+    leaves the view (read it whole then: nothing to save, and the cells come out NaN as before).
+
+    The centres of a ``lattice`` x ``lattice`` set of cells spanning the grid (corners included) are projected
+    at the lowest and highest height of ``h_range`` (m, ellipsoidal as the RPC); the window is their bounding
+    box plus ``margin_px``, clipped to ``view_shape`` (rows, cols).
+    """
+    to_lonlat = Transformer.from_crs(CRS.from_user_input(crs), "EPSG:4326", always_xy=True)
+    r, c = np.meshgrid(
+        np.linspace(0.5, shape[0] - 0.5, lattice), np.linspace(0.5, shape[1] - 0.5, lattice), indexing="ij"
+    )
+    x = transform.c + c * transform.a + r * transform.b
+    y = transform.f + c * transform.d + r * transform.e
+    lon, lat = to_lonlat.transform(x.ravel(), y.ravel())
+    proj = [rpc.project(lon, lat, np.full(lon.shape, float(h))) for h in h_range]
+    rows = np.concatenate([p[0] for p in proj])
+    cols = np.concatenate([p[1] for p in proj])
+    if not (np.isfinite(rows).all() and np.isfinite(cols).all()):
+        return None
+    r0 = max(0, int(np.floor(rows.min())) - margin_px)
+    r1 = min(view_shape[0], int(np.ceil(rows.max())) + margin_px + 1)
+    c0 = max(0, int(np.floor(cols.min())) - margin_px)
+    c1 = min(view_shape[1], int(np.ceil(cols.max())) + margin_px + 1)
+    if r1 <= r0 or c1 <= c0:
+        return None
+    return r0, c0, r1 - r0, c1 - c0
+
+
 def project_grid(
     rpc: RPCModel, dsm: np.ndarray, transform: Affine, to_lonlat: Transformer, block_rows: int = 256
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -236,7 +321,7 @@ def true_ortho(
         tan_inc.append(float(np.hypot(dx, dy)))
         rows, cols = project_grid(v.rpc, dsm, transform, to_lonlat)
         pan = v.image if v.image.ndim == 2 else v.image[0]
-        val = _sample(pan, rows, cols)
+        val = _sample_view(pan, rows, cols, v.offset, v.full_shape, v.name)
         if detect_occlusions:
             # map metres per metre of height -> grid pixels per metre (rows go down when e < 0)
             drow, dcol = dy / transform.e, dx / transform.a
@@ -285,13 +370,20 @@ def true_ortho(
 
 
 def orthorectify_bands(
-    image: np.ndarray, rpc: RPCModel, dsm: np.ndarray, transform: Affine, crs: Any
+    image: np.ndarray,
+    rpc: RPCModel,
+    dsm: np.ndarray,
+    transform: Affine,
+    crs: Any,
+    offset: tuple[int, int] = (0, 0),
+    full_shape: tuple[int, int] | None = None,
 ) -> np.ndarray:
-    """Plain orthorectification (no occlusion test) of a (B, rows, cols) image: -> (B, H, W) float32, NaN nodata."""
+    """Plain orthorectification (no occlusion test) of a (B, rows, cols) image: -> (B, H, W) float32, NaN nodata.
+    ``image`` may be a window of the view (``offset``, ``full_shape`` as :class:`OrthoView`)."""
     to_lonlat = Transformer.from_crs(CRS.from_user_input(crs), "EPSG:4326", always_xy=True)
     rows, cols = project_grid(rpc, dsm, transform, to_lonlat)
     img = image if image.ndim == 3 else image[np.newaxis]
-    return _sample(img, rows, cols)
+    return _sample_view(img, rows, cols, offset, full_shape, "ms")
 
 
 def estimate_shift(ref: np.ndarray, mov: np.ndarray, max_shift_px: float = 16.0) -> tuple[float, float]:
@@ -362,14 +454,21 @@ def ortho_from_files(
     detect_occlusions: bool = _ORTHO["detect_occlusions"],
     fill_dsm_holes: bool = _ORTHO["fill_dsm_holes"],
     pansharpen_ms: bool = _ORTHO["pansharpen"],
+    windowed: bool = True,
 ) -> dict:
     """Rule ``ortho``: DSM mosaic + scene sheet -> true ortho COG.
+
+    Each view (and the MS image) is read only over the window that sees the DSM grid (:func:`view_window`), not
+    whole: a scene of 40k x 40k pixels over a small AOI costs the AOI's pixels. The output is the same to the
+    bit as reading the views whole (``windowed=False``, kept for the comparison).
 
     Output: float32 COG on the DSM grid, NaN nodata; band 1 = PAN true ortho, bands 2.. = pansharpened MS bands
     when the most nadir view has an ``ms_image`` (+ optional ``ms_rpc``) in the scene sheet. Tags: per-view
     incidence, occluded and used fractions, ``SAT2LOD_PRODUCT=ortho``.
     """
-    from sat2lod.io.raster import read_raster, write_raster
+    from rasterio.windows import Window
+
+    from sat2lod.io.raster import raster_shape, read_raster, write_raster
     from sat2lod.io.rpc_files import read_rpc
     from sat2lod.io.scene_sheet import read_scene_sheet
 
@@ -387,13 +486,29 @@ def ortho_from_files(
     if fill_dsm_holes and not valid.all() and valid.any():
         heights = fill_nearest(heights)
     sheet = read_scene_sheet(scenes)
+    h_range = (float(np.nanmin(heights)), float(np.nanmax(heights))) if np.isfinite(heights).any() else None
+
+    def read_view(path: str, rpc: RPCModel, bands: int | None) -> tuple[np.ndarray, dict[str, Any]]:
+        """The view's pixels that see the DSM (all of them when not ``windowed``), float32 NaN-empty, and the
+        OrthoView offset / full_shape fields."""
+        full = raster_shape(path)[1:]
+        win = None
+        if windowed and h_range is not None:
+            win = view_window(rpc, src.transform, heights.shape, src.crs, h_range, full)
+        if win is None:
+            return read_raster(path, bands=bands, masked_to_nan=True).array.astype(np.float32), {}
+        r0, c0, nr, nc = win
+        log.info("%s: reading rows %d:%d, cols %d:%d of %d x %d", path, r0, r0 + nr, c0, c0 + nc, *full)
+        a = read_raster(path, bands=bands, masked_to_nan=True, window=Window(c0, r0, nc, nr)).array
+        return a.astype(np.float32), {"offset": (r0, c0), "full_shape": full}
+
     views = []
     ms = None
     for i, v in enumerate(sheet["views"]):
         img_path = v["image"]
         rpc = read_rpc(img_path, v.get("rpc"))
-        img = read_raster(img_path, bands=1, masked_to_nan=True).array.astype(np.float32)
-        views.append(OrthoView(img, rpc, str(v.get("id", f"view{i}"))))
+        img, where = read_view(img_path, rpc, 1)
+        views.append(OrthoView(img, rpc, str(v.get("id", f"view{i}")), **where))
         if v.get("ms_image") and pansharpen_ms and ms is None:
             ms = (i, v["ms_image"], v.get("ms_rpc"))
     ortho_arr, _source, info = true_ortho(
@@ -402,9 +517,9 @@ def ortho_from_files(
     bands = [ortho_arr]
     band_tags = [{"NAME": "pan"}]
     if ms is not None:
-        ms_img = read_raster(ms[1], masked_to_nan=True).array.astype(np.float32)
         ms_rpc = read_rpc(ms[1], ms[2])
-        ms_ortho = orthorectify_bands(ms_img, ms_rpc, heights, src.transform, src.crs)
+        ms_img, where = read_view(ms[1], ms_rpc, None)
+        ms_ortho = orthorectify_bands(ms_img, ms_rpc, heights, src.transform, src.crs, **where)
         sharp, shift = pansharpen(ortho_arr, ms_ortho)
         info["ms_registration_shift_px"] = list(shift)
         bands += list(sharp)

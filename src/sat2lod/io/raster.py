@@ -99,14 +99,19 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
 
 
 def read_raster(
-    path: str | os.PathLike[str], bands: list[int] | int | None = None, masked_to_nan: bool = False
+    path: str | os.PathLike[str],
+    bands: list[int] | int | None = None,
+    masked_to_nan: bool = False,
+    window: rasterio.windows.Window | None = None,
 ) -> Raster:
-    """Read a raster file.
+    """Read a raster file, or a window of it.
 
     Args:
         path: GeoTIFF (or any GDAL raster) path.
         bands: 1-based band index or list; None reads all bands (a single band comes back 2-D).
         masked_to_nan: convert nodata cells to NaN (array becomes float32).
+        window: the part to read (pixel offsets and size, inside the raster); the transform is then the
+            window's. None reads the whole raster.
 
     Raises:
         RasterReadError: missing or corrupt file, with the path and a hint.
@@ -119,13 +124,14 @@ def read_raster(
     try:
         with rasterio.open(path) as ds:
             if bands is None:
-                arr = ds.read() if ds.count > 1 else ds.read(1)
+                arr = ds.read(window=window) if ds.count > 1 else ds.read(1, window=window)
             else:
-                arr = ds.read(bands)
+                arr = ds.read(bands, window=window)
             nodata = ds.nodata
             tags = dict(ds.tags())
             band_tags = [dict(ds.tags(i)) for i in range(1, ds.count + 1)]
-            raster = Raster(arr, ds.transform, ds.crs, nodata, tags, band_tags)
+            transform = ds.transform if window is None else ds.window_transform(window)
+            raster = Raster(arr, transform, ds.crs, nodata, tags, band_tags)
     except RasterioIOError as exc:
         raise RasterReadError(
             f"{path}: not a readable raster ({exc}). The file is corrupt or truncated: delete it and "
@@ -137,6 +143,27 @@ def read_raster(
         raster.array = a
         raster.nodata = float("nan")
     return raster
+
+
+def raster_shape(path: str | os.PathLike[str]) -> tuple[int, int, int]:
+    """(bands, rows, cols) of a raster file, read from its header only.
+
+    Raises:
+        RasterReadError: missing or corrupt file, with the path and a hint.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise RasterReadError(
+            f"{path}: file not found. Check the path in your config or rerun the step that makes it."
+        )
+    try:
+        with rasterio.open(path) as ds:
+            return ds.count, ds.height, ds.width
+    except RasterioIOError as exc:
+        raise RasterReadError(
+            f"{path}: not a readable raster ({exc}). The file is corrupt or truncated: delete it and "
+            "re-download / regenerate it."
+        ) from exc
 
 
 def write_raster(
