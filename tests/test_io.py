@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from rasterio.transform import from_origin
 
-from sat2lod.io.raster import RasterReadError, atomic_path, read_raster, write_raster
+from sat2lod.io.raster import RasterReadError, atomic_path, raster_shape, read_raster, write_raster
 
 
 def test_atomic_write_leaves_nothing_on_failure(tmp_path):
@@ -81,3 +81,22 @@ def test_codec_and_level_are_lossless_and_recorded(tmp_path):
         with rasterio.open(p) as ds:
             assert ds.profile["compress"].lower() == kw["compress"]
             assert ds.tags(ns="IMAGE_STRUCTURE").get("PREDICTOR") == "3" or kw.get("cog")
+
+
+def test_window_read_is_the_slice_with_its_transform(tmp_path):
+    """read_raster(window=...) returns the window's cells (nodata -> NaN as for a whole read) and the window's
+    transform; raster_shape reads the header only and names a missing file."""
+    from rasterio.windows import Window
+
+    a = np.arange(300 * 280, dtype=np.float32).reshape(300, 280)
+    a[100:110, 60:70] = -9999.0
+    t = from_origin(600000.0, 5000000.0, 0.5, 0.5)
+    write_raster(tmp_path / "a.tif", a, t, 32631, nodata=-9999.0)
+    whole = read_raster(tmp_path / "a.tif", masked_to_nan=True)
+    part = read_raster(tmp_path / "a.tif", masked_to_nan=True, window=Window(50, 90, 100, 40))
+    assert np.array_equal(part.array, whole.array[90:130, 50:150], equal_nan=True)
+    assert np.isnan(part.array[10:20, 10:20]).all()
+    assert part.transform == from_origin(600000.0 + 50 * 0.5, 5000000.0 - 90 * 0.5, 0.5, 0.5)
+    assert raster_shape(tmp_path / "a.tif") == (1, 300, 280)
+    with pytest.raises(RasterReadError, match="missing.tif: file not found"):
+        raster_shape(tmp_path / "missing.tif")
