@@ -180,3 +180,24 @@ def test_feather_window_is_the_slice_of_the_tile_weights_to_the_bit() -> None:
         for rows, cols in [((0, 341), (0, 326)), ((17, 300), (250, 326)), ((340, 341), (3, 4))]:
             part = feather_window(t, bounds, margin, rows, cols)
             assert np.array_equal(part, whole[rows[0] : rows[1], cols[0] : cols[1]])
+
+
+def test_bad_tiles_are_refused_naming_the_file_and_nothing_is_written(tmp_path: Path) -> None:
+    """A tile in another CRS, at another resolution, or truncated: a clear error naming it, no mosaic."""
+    from sat2lod.io.raster import RasterReadError
+
+    paths, metas = _random_tiles(tmp_path, 150.0, 10.0, missing=set())
+    out = tmp_path / "m" / "dsm.tif"
+    dsm, t, _, _ = _tile(metas[4]["core"], 10.0, 5.0)
+    write_raster(paths[4], dsm, t, 32632, nodata=float("nan"))
+    with pytest.raises(ValueError, match=rf"{paths[4]}: CRS .* differs from the other tiles'"):
+        mosaic_dsm(paths, metas, out, RES)
+    coarse = Affine(1.0, 0, t.c, 0, -1.0, t.f)
+    write_raster(paths[4], dsm[::2, ::2], coarse, 32631, nodata=float("nan"))
+    with pytest.raises(ValueError, match="resolution 1.0 differs from the mosaic resolution 0.5"):
+        mosaic_dsm(paths, metas, out, RES)
+    write_raster(paths[4], dsm, t, 32631, nodata=float("nan"))
+    paths[4].write_bytes(paths[4].read_bytes()[:1000])  # truncated: the header reads, the blocks do not
+    with pytest.raises(RasterReadError, match=rf"{paths[4]}: not a readable raster"):
+        mosaic_dsm(paths, metas, out, RES)
+    assert not out.parent.exists() or list(out.parent.iterdir()) == []
