@@ -96,7 +96,9 @@ def main(argv: list[str] | None = None) -> int:
         "held_out_class6_fraction": ref_frac,
     }
     OUT.mkdir(exist_ok=True)
-    (OUT / "finetune_lidar.json").write_text(json.dumps(res, indent=2) + "\n")
+    # NaN (no vegetation class) as null: the file stays strict JSON
+    text = json.dumps(res, indent=2).replace("NaN", "null")
+    (OUT / "finetune_lidar.json").write_text(text + "\n")
     md = [
         "# Fine-tuning on BD TOPO footprints (IGN LiDAR HD, eastern France)",
         "",
