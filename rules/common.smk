@@ -81,6 +81,9 @@ def benchmark_files(wildcards):
         files += [f"benchmarks/stereo_tile/{aoi}/{t}.tsv" for t in tile_ids(wildcards)]
     if rules.has("train_segmenter") and trains_segmenter():
         files.append("benchmarks/train_segmenter/segmenter.tsv")
+    seg = config["segmentation"]
+    if rules.has("finetune_segmenter") and seg["method"] == "unet" and seg["labels"]:
+        files.append(f"benchmarks/finetune_segmenter/{aoi}.tsv")
     return files
 
 

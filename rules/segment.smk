@@ -6,6 +6,10 @@ SEG_GPU = {"gpu": 1} if SEG["device"] == "cuda" else {}
 # The checkpoint the segment rule reads: a configured file (results/models/segmenter.pt is made by
 # train_segmenter), or none: the default model shipped in the package, named in params by its digest.
 SEG_CHECKPOINT = (SEG["checkpoint"] or []) if SEG["method"] == "unet" else []
+# With user footprints (segmentation.labels), rule finetune_segmenter adapts that model to the AOI first and
+# segment reads the fine-tuned one.
+SEG_FINETUNES = SEG["method"] == "unet" and bool(SEG["labels"])
+SEG_FINETUNED = "results/models/{aoi}/segmenter_finetuned.pt"
 
 
 rule train_segmenter:
@@ -43,11 +47,43 @@ rule train_segmenter:
         "../scripts/train_segmenter.py"
 
 
+rule finetune_segmenter:
+    input:
+        ortho="results/ortho/{aoi}/ortho.tif",
+        ndsm="results/terrain/{aoi}/ndsm.tif",
+        labels=SEG["labels"] or [],
+        checkpoint=SEG_CHECKPOINT,
+    output:
+        model=SEG_FINETUNED,
+        metrics="results/models/{aoi}/segmenter_finetuned_metrics.json",
+    log:
+        "logs/finetune_segmenter/{aoi}.log",
+    benchmark:
+        "benchmarks/finetune_segmenter/{aoi}.tsv"
+    conda:
+        "../envs/segment.yaml"
+    threads: SEG["torch_threads"]
+    resources:
+        **SEG_GPU,
+        mem_mb=lambda wildcards, attempt: 6000 * attempt,
+        runtime=lambda wildcards, attempt: 30 * attempt,
+    params:
+        # a new shipped model reruns the rule when it is the starting model
+        default_model=(
+            default_model_id() if SEG_FINETUNES and not SEG["checkpoint"] else None
+        ),
+        torch_threads=SEG["torch_threads"],
+        finetune=SEG["finetune"],
+        device=SEG["device"],
+    script:
+        "../scripts/finetune_segmenter.py"
+
+
 rule segment:
     input:
         ortho="results/ortho/{aoi}/ortho.tif",
         ndsm="results/terrain/{aoi}/ndsm.tif",
-        checkpoint=SEG_CHECKPOINT,
+        checkpoint=SEG_FINETUNED if SEG_FINETUNES else SEG_CHECKPOINT,
     output:
         prob="results/segment/{aoi}/building_prob.tif",
         mask="results/segment/{aoi}/building_mask.tif",
@@ -66,7 +102,7 @@ rule segment:
         # a new shipped model reruns the rule
         default_model=(
             default_model_id()
-            if SEG["method"] == "unet" and not SEG["checkpoint"]
+            if SEG["method"] == "unet" and not SEG["checkpoint"] and not SEG_FINETUNES
             else None
         ),
         torch_threads=SEG["torch_threads"],

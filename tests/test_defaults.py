@@ -31,6 +31,7 @@ SECTIONS: dict[str, list[tuple[str, ...]]] = {
     "ortho": [("ortho",)],
     "segment.train": [("segmentation", "train")],
     "segment.unet": [("segmentation", "train")],
+    "segment.finetune": [("segmentation", "finetune")],
     "segment": [("segmentation",)],
     "tiling": [("tiling",), ("output",)],
     "qualify": [("qualify",)],

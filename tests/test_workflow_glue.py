@@ -59,3 +59,10 @@ def test_eodag_info_lines_are_hidden_unless_debugging():
         assert eodag.isEnabledFor(logging.DEBUG)
     finally:
         setup_logging(None, logging.WARNING)
+
+
+def test_finetuning_on_user_footprints_is_announced():
+    cfg = load_config(REPO / "tests" / "data" / "config_tiny.yaml")
+    cfg["segmentation"]["labels"] = "osm_buildings.gpkg"
+    lines = run_overview(cfg, 2, "results/models/segmenter.pt", trains=True)
+    assert "fine-tuned on the footprints of osm_buildings.gpkg (100 steps)" in lines[1]

@@ -255,6 +255,8 @@ def run_overview(
         segment = f"U-Net trained first ({seg['train']['steps']} steps on synthetic cities)"
     else:
         segment = f"U-Net with {checkpoint}"
+    if seg["method"] == "unet" and seg.get("labels"):
+        segment += f", fine-tuned on the footprints of {seg['labels']} ({seg['finetune']['steps']} steps)"
     lines = [
         f"sat2lod {sat2lod.__version__}: AOI '{config['aoi']['name']}' ({where}) from {what}.",
         (

@@ -223,9 +223,15 @@ def iou(pred: np.ndarray, truth: np.ndarray) -> float:
 
 # --------------------------------------------------------------------------------------------- training
 def train_model(
-    samples: list[Sample], params: TrainParams, val: list[Sample] | None = None
+    samples: list[Sample],
+    params: TrainParams,
+    val: list[Sample] | None = None,
+    init: dict[str, torch.Tensor] | None = None,
 ) -> tuple[UNet, dict]:
     """Train a :class:`UNet` on ``samples``; deterministic for a given ``params.seed`` and thread count.
+
+    ``init``: a state_dict to start from (fine-tuning, :mod:`sat2lod.segment.finetune`) instead of the seeded
+    random weights; its architecture must be ``params.base_channels`` and ``params.depth``.
 
     Returns:
         The trained model (eval mode, on CPU) and metrics: loss history (every 10 steps), seconds, and
@@ -245,7 +251,10 @@ def train_model(
         raise RuntimeError("segmentation.device is 'cuda' but no CUDA device is visible; use 'cpu' or 'auto'")
     rng = np.random.default_rng(params.seed)
     torch.manual_seed(params.seed)
-    model = UNet(len(CHANNELS), params.base_channels, params.depth).to(device)
+    model = UNet(len(CHANNELS), params.base_channels, params.depth)
+    if init is not None:
+        model.load_state_dict(init)
+    model = model.to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=params.lr, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.OneCycleLR(
         opt, max_lr=params.lr, total_steps=max(params.steps, 1), pct_start=0.15
