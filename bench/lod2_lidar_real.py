@@ -124,7 +124,7 @@ def run_dataset(name: str, files: list[Path], ref_path: Path | None) -> tuple[di
         t0 = time.perf_counter()
         # min_edge_m 1.5 m: LiDAR masks are clean (the schema's 2.5 m is tuned for stereo masks and says
         # 1-1.5 m for LiDAR); the recorded results were measured with it
-        fp = run_lod0(d / "mask.tif", d / "ndsm.tif", d / "fp.gpkg", min_edge_m=1.5)
+        fp = run_lod0(d / "mask.tif", d / "ndsm.tif", d / "fp.gpkg", lod={"min_edge_m": 1.5})
         times["lod0"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         lod1 = run_lod1(d / "fp.gpkg", d / "dtm.tif", d / "ndsm.tif", d / "lod1.json")

@@ -8,8 +8,9 @@ LOD0/LOD1/LOD2 stages are measured on their own (the end-to-end demo numbers com
   mask boundary pixels flipped with probability 0.3, DTM = truth + 0.1 m noise.
 
 Each case runs the file-level entry points (run_lod0, run_lod1, run_lod2, sat2lod.qualify.qualify) like the
-rules do, with every parameter the rules pass taken from the schema's defaults (``lod_kwargs``), then reports the targets of issue 6 (C-IoU >= 0.80, PoLiS <= 1 m, N-ratio <= 1.2, LOD1 height RMSE
-<= 1 m like for like, beside the errors against the mean roof height and the ridge, roof-type accuracy >= 90 %),
+rules do, with the config section the rules pass taken from the schema's defaults (``lod_section``), then
+reports the targets of issue 6 (C-IoU >= 0.80, PoLiS <= 1 m, N-ratio <= 1.2, LOD1 height RMSE <= 1 m like for
+like, beside the errors against the mean roof height and the ridge, roof-type accuracy >= 90 %),
 ridge height error, shared walls, and the wall time of each stage.
 
 Run:  python bench/lod_metrics.py [--seed 7]
@@ -41,29 +42,11 @@ from sat2lod.schema import defaults
 OUT = Path(__file__).parent / "results"
 
 
-# The parameters rules/lod.smk passes to each stage, under the names the rules pass them, from the schema's
-# defaults (config/schema.yaml, section lod): the bench runs what a default config runs.
-_LOD0_KEYS = (
-    "min_area_m2", "split_step_m", "wall_gap_m", "split_contrast", "split_min_width_m", "split_line_step_m",
-    "min_height_m", "simplify_m", "angle_tol_deg", "min_edge_m", "max_vertices",
-)  # fmt: skip
-_LOD2_KEYS = {
-    "max_rmse_m": "roof_max_rmse_m", "min_rise_m": "roof_min_rise_m", "min_slope_deg": "roof_min_slope_deg",
-    "min_slope_z": "roof_min_slope_z", "bic_margin": "roof_bic_margin", "edge_ramp": "roof_edge_ramp",
-    "plane_tol_m": "plane_tol_m", "max_planes": "max_planes", "edge_buffer_m": "edge_buffer_m",
-    "ground_percentile": "ground_percentile",
-}  # fmt: skip
-
-
-def lod_kwargs() -> dict[str, dict]:
-    """Keyword arguments of run_lod0 / run_lod1 / run_lod2 as rules/lod.smk builds them from a default config
-    (no ortho here: the ortho-cue parameters have no effect without one)."""
-    d = defaults("lod")
-    return {
-        "lod0": {k: d[k] for k in _LOD0_KEYS},
-        "lod1": {"roof_percentile": d["lod1_roof_percentile"], "ground_percentile": d["ground_percentile"]},
-        "lod2": {k: d[v] for k, v in _LOD2_KEYS.items()},
-    }
+def lod_section() -> dict:
+    """Config section ``lod`` of a default config (the schema's defaults), which rules/lod.smk passes whole to
+    run_lod0 / run_lod1 / run_lod2: the bench runs what a default config runs (no ortho here: the ortho-cue
+    parameters have no effect without one)."""
+    return defaults("lod")
 
 
 def degrade(c: dict, seed: int) -> dict:
@@ -88,9 +71,9 @@ def run_case(name: str, c: dict, inputs: dict, work: Path) -> dict:
     write_raster(d / "dtm.tif", inputs["dtm"], tr, crs, nodata=float("nan"), tags=tags)
     write_raster(d / "ndsm.tif", inputs["dsm"] - inputs["dtm"], tr, crs, nodata=float("nan"), tags=tags)
     times = {}
-    kw = lod_kwargs()
+    lod = lod_section()
     t = time.perf_counter()
-    run_lod0(d / "mask.tif", d / "ndsm.tif", d / "fp.gpkg", d / "fp.fgb", **kw["lod0"])
+    run_lod0(d / "mask.tif", d / "ndsm.tif", d / "fp.gpkg", d / "fp.fgb", lod=lod)
     times["lod0"] = time.perf_counter() - t
     t = time.perf_counter()
     run_lod1(
@@ -99,7 +82,7 @@ def run_case(name: str, c: dict, inputs: dict, work: Path) -> dict:
         d / "ndsm.tif",
         d / "lod1.json",
         cityjsonseq=d / "lod1.jsonl",
-        **kw["lod1"],
+        lod=lod,
     )
     times["lod1"] = time.perf_counter() - t
     t = time.perf_counter()
@@ -110,7 +93,7 @@ def run_case(name: str, c: dict, inputs: dict, work: Path) -> dict:
         d / "lod2.json",
         d / "lod2.obj",
         cityjsonseq=d / "lod2.jsonl",
-        **kw["lod2"],
+        lod=lod,
     )
     times["lod2"] = time.perf_counter() - t
     t = time.perf_counter()

@@ -22,17 +22,8 @@ rule lod0:
         mem_mb=lambda wildcards, attempt: 2000 * attempt,
         runtime=lambda wildcards, attempt: 20 * attempt,
     params:
-        min_area_m2=config["lod"]["min_area_m2"],
-        split_step_m=config["lod"]["split_step_m"],
-        wall_gap_m=config["lod"]["wall_gap_m"],
-        split_contrast=config["lod"]["split_contrast"],
-        split_min_width_m=config["lod"]["split_min_width_m"],
-        split_line_step_m=config["lod"]["split_line_step_m"],
-        min_height_m=config["lod"]["min_height_m"],
-        simplify_m=config["lod"]["simplify_m"],
-        angle_tol_deg=config["lod"]["angle_tol_deg"],
-        min_edge_m=config["lod"]["min_edge_m"],
-        max_vertices=config["lod"]["max_vertices"],
+        # the whole section: every key is a field of sat2lod.lod.pipeline.LodParams
+        lod=config["lod"],
     script:
         "../scripts/lod0.py"
 
@@ -56,8 +47,8 @@ rule lod1:
         mem_mb=lambda wildcards, attempt: 2000 * attempt,
         runtime=lambda wildcards, attempt: 20 * attempt,
     params:
-        roof_percentile=config["lod"]["lod1_roof_percentile"],
-        ground_percentile=config["lod"]["ground_percentile"],
+        # the whole section: every key is a field of sat2lod.lod.pipeline.LodParams
+        lod=config["lod"],
         title=lambda wildcards: f"sat2lod LoD1.2 {wildcards.aoi}",
     script:
         "../scripts/lod1.py"
@@ -85,17 +76,8 @@ rule lod2:
         mem_mb=lambda wildcards, attempt: 3000 * attempt,
         runtime=lambda wildcards, attempt: 30 * attempt,
     params:
-        max_rmse_m=config["lod"]["roof_max_rmse_m"],
-        min_rise_m=config["lod"]["roof_min_rise_m"],
-        min_slope_deg=config["lod"]["roof_min_slope_deg"],
-        min_slope_z=config["lod"]["roof_min_slope_z"],
-        bic_margin=config["lod"]["roof_bic_margin"],
-        ortho_min_gain=config["lod"]["roof_ortho_min_gain"],
-        edge_ramp=config["lod"]["roof_edge_ramp"],
-        plane_tol_m=config["lod"]["plane_tol_m"],
-        max_planes=config["lod"]["max_planes"],
-        edge_buffer_m=config["lod"]["edge_buffer_m"],
-        ground_percentile=config["lod"]["ground_percentile"],
+        # the whole section: every key is a field of sat2lod.lod.pipeline.LodParams
+        lod=config["lod"],
         title=lambda wildcards: f"sat2lod LoD2.2 {wildcards.aoi}",
     script:
         "../scripts/lod2.py"

@@ -20,10 +20,7 @@ rule ortho:
         mem_mb=lambda wildcards, attempt: 6000 * attempt,
         runtime=lambda wildcards, attempt: 30 * attempt,
     params:
-        occlusion_tol_m=config["ortho"]["occlusion_tol_m"],
-        detect_occlusions=config["ortho"]["detect_occlusions"],
-        radiometric_match=config["ortho"]["radiometric_match"],
-        fill_dsm_holes=config["ortho"]["fill_dsm_holes"],
-        pansharpen_ms=config["ortho"]["pansharpen"],
+        # the whole section: every key is a field of sat2lod.ortho.OrthoParams
+        ortho=config["ortho"],
     script:
         "../scripts/ortho.py"

@@ -105,17 +105,8 @@ rule segment:
             if SEG["method"] == "unet" and not SEG["checkpoint"] and not SEG_FINETUNES
             else None
         ),
-        torch_threads=SEG["torch_threads"],
-        method=SEG["method"],
-        tile_px=SEG["tile_px"],
-        overlap_px=SEG["overlap_px"],
-        batch_size=SEG["batch_size"],
-        threshold=SEG["threshold"],
-        min_area_m2=SEG["min_area_m2"],
-        min_height_m=SEG["min_height_m"],
-        max_roughness_m=SEG["max_roughness_m"],
-        ndvi_bands=SEG["ndvi_bands"],
-        max_ndvi=SEG["max_ndvi"],
-        device=SEG["device"],
+        # the section but for train (rule train_segmenter's) and checkpoint (an input): every key is a field
+        # of sat2lod.segment.predict.SegmentParams
+        segmentation={k: v for k, v in SEG.items() if k not in ("train", "checkpoint")},
     script:
         "../scripts/segment.py"

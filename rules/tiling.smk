@@ -20,10 +20,8 @@ checkpoint tiles:
         mem_mb=1000,
         runtime=10,
     params:
-        tile_size_m=config["tiling"]["tile_size_m"],
-        margin_m=config["tiling"]["margin_m"],
-        min_coverage=config["tiling"]["min_coverage"],
-        visibility=config["tiling"]["visibility"],
+        # the whole section: every key is a keyword of sat2lod.tiling.make_tiles
+        tiling=config["tiling"],
         resolution_m=config["output"]["resolution_m"],
     script:
         "../scripts/tiles.py"

@@ -10,5 +10,5 @@ ortho_from_files(
     dsm=snakemake.input.dsm,  # noqa: F821
     scenes=snakemake.input.scenes,  # noqa: F821
     ortho=snakemake.output.ortho,  # noqa: F821
-    **dict(snakemake.params.items()),  # noqa: F821
+    **snakemake.params.ortho,  # noqa: F821
 )

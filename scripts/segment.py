@@ -6,15 +6,13 @@ setup(snakemake)  # noqa: F821  (injected by Snakemake)
 
 from sat2lod.segment.predict import segment_from_files
 
-params = dict(snakemake.params.items())  # noqa: F821
-params.pop("default_model")  # the shipped model's identity: only there to rerun the rule when it changes
+# params.default_model (the shipped model's identity) is only there to rerun the rule when it changes
 segment_from_files(
     ortho=snakemake.input.ortho,  # noqa: F821
     ndsm=snakemake.input.ndsm,  # noqa: F821
     checkpoint=snakemake.input.checkpoint or None,  # noqa: F821
     prob=snakemake.output.prob,  # noqa: F821
     mask=snakemake.output.mask,  # noqa: F821
-    # a fixed thread count, not snakemake.threads: the probabilities must not depend on --cores
-    threads=params.pop("torch_threads"),
-    **params,
+    # torch_threads is a fixed thread count, not snakemake.threads: the probabilities must not depend on --cores
+    **snakemake.params.segmentation,  # noqa: F821
 )

@@ -9,5 +9,6 @@ from sat2lod.tiling import make_tiles
 make_tiles(
     scenes=snakemake.input.scenes,  # noqa: F821
     tiles=snakemake.output.tiles,  # noqa: F821
-    **dict(snakemake.params.items()),  # noqa: F821
+    resolution_m=snakemake.params.resolution_m,  # noqa: F821
+    **snakemake.params.tiling,  # noqa: F821
 )

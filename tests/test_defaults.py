@@ -54,6 +54,12 @@ def _rule_aliases() -> dict[tuple[str, ...], dict[str, str]]:
     for m in re.finditer(r'(\w+)=config((?:\["\w+"\])+)', text):
         path = re.findall(r'"(\w+)"', m.group(2))
         out.setdefault(tuple(path[:-1]), {})[m.group(1)] = path[-1]
+    # a section passed whole is renamed where its params object builds the stage's own (roof_max_rmse_m ->
+    # RoofParams(max_rmse_m=...)): those names too
+    from sat2lod.lod.pipeline import LodParams
+
+    for m in re.finditer(r"(\w+)=self\.(\w+)", inspect.getsource(LodParams)):
+        out.setdefault(("lod",), {})[m.group(1)] = m.group(2)
     return out
 
 
@@ -159,38 +165,56 @@ def test_defaults_are_fresh_copies():
 
 
 def test_sections_passed_whole_match_their_params_objects():
-    """rules/terrain.smk and rules/stereo.smk pass their whole config section to one typed params object:
-    every key of the section must be a field (a new schema key without code fails here, not in a run)."""
+    """rules/terrain.smk, stereo.smk, lod.smk and ortho.smk pass their whole config section to one typed params
+    object: every key of the section must be a field (a new schema key without code fails here, not in a
+    run)."""
+    from sat2lod.lod.pipeline import LodParams
+    from sat2lod.ortho import OrthoParams
     from sat2lod.stereo.pipeline import StereoParams
     from sat2lod.terrain import DTMParams
 
     assert set(defaults("terrain")) == {f.name for f in dataclasses.fields(DTMParams)}
+    assert set(defaults("lod")) == {f.name for f in dataclasses.fields(LodParams)}
+    assert set(defaults("ortho")) == {f.name for f in dataclasses.fields(OrthoParams)}
     assert set(defaults("stereo")) == {f.name for f in dataclasses.fields(StereoParams)} - {"max_mem_mb"}
     smk = {p.stem: p.read_text() for p in (REPO / "rules").glob("*.smk")}
     assert 'terrain=config["terrain"]' in smk["terrain"] and 'stereo=config["stereo"]' in smk["stereo"]
+    assert smk["lod"].count('lod=config["lod"]') == 3
+    assert 'ortho=config["ortho"]' in smk["ortho"]
+    # rule tiles passes section tiling whole to make_tiles' keywords
+    from sat2lod.tiling import make_tiles
 
-
-def _rule_params(rule: str, text: str) -> dict[str, str]:
-    """``name -> config key`` of the params of ``rule`` that restate one config key."""
-    body = text.split(f"rule {rule}:", 1)[1].split("\nrule ", 1)[0]
-    params = body.split("    params:", 1)[1].split("    script:", 1)[0]
-    return {m.group(1): m.group(2) for m in re.finditer(r'(\w+)=config\["\w+"\]\["(\w+)"\]', params)}
+    assert set(defaults("tiling")) <= set(inspect.signature(make_tiles).parameters)
+    assert 'tiling=config["tiling"]' in smk["tiling"]
 
 
 def test_lod_bench_runs_like_the_rules():
-    """bench/lod_metrics.py claims to run the LOD stages like the rules: the same parameters, under the same
-    names, with the schema's defaults (what a default config passes)."""
+    """bench/lod_metrics.py claims to run the LOD stages like the rules: the rules pass the whole section lod,
+    the bench the section of a default config (the schema's defaults)."""
     import sys
 
     sys.path.insert(0, str(REPO / "bench"))
     try:
-        from lod_metrics import lod_kwargs
+        from lod_metrics import lod_section
     finally:
         sys.path.remove(str(REPO / "bench"))
     text = (REPO / "rules" / "lod.smk").read_text()
-    d = defaults("lod")
-    for rule, kw in lod_kwargs().items():
-        expected = {name: d[key] for name, key in _rule_params(rule, text).items()}
-        if rule == "lod2":  # the ortho cue has no effect without an ortho, which the bench does not make
-            expected.pop("ortho_min_gain")
-        assert kw == expected, rule
+    for rule in ("lod0", "lod1", "lod2"):
+        body = text.split(f"rule {rule}:", 1)[1].split("\nrule ", 1)[0]
+        params = body.split("    params:", 1)[1].split("    script:", 1)[0]
+        assert re.findall(r"(\w+)=", params) in (["lod"], ["lod", "title"]), rule
+        assert 'lod=config["lod"]' in params, rule
+    assert lod_section() == defaults("lod")
+
+
+def test_lod_params_built_from_the_section():
+    """LodParams takes the section rules/lod.smk passes: a key reaches the stage's own params object under
+    its own name, an unknown key fails instead of falling back to a default."""
+    from sat2lod.lod.pipeline import LodParams
+
+    p = LodParams.of({"min_edge_m": 1.5, "roof_max_rmse_m": 0.8})
+    assert p.footprints().regularize.min_edge_m == 1.5 and p.roofs().max_rmse_m == 0.8
+    assert p.footprints().min_area_m2 == defaults("lod")["min_area_m2"]
+    assert LodParams.of(None) == LodParams.of(defaults("lod")) == LodParams()
+    with pytest.raises(TypeError, match="min_edge"):
+        LodParams.of({"min_edge": 1.5})

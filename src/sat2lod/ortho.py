@@ -42,6 +42,28 @@ _ORTHO = defaults("ortho")  # defaults of config section ortho
 log = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True)
+class OrthoParams:
+    """Parameters of rule ``ortho``: config section ``ortho``, one field per key (see config/schema.yaml for
+    each), defaults from the schema; the rule passes the whole section.
+
+    Attributes:
+        occlusion_tol_m: height margin (m) of the visibility test: a surface within it of the line of sight
+            counts as seen.
+        detect_occlusions: ray-march the DSM to find cells hidden from each view (true ortho); False = plain
+            ortho from the most nadir view.
+        radiometric_match: map each view's radiometry linearly onto the most nadir view before the mosaic.
+        fill_dsm_holes: fill DSM nodata with the nearest height before projecting (else those cells are nodata).
+        pansharpen: pansharpen (generalized IHS) when the most nadir view has an ``ms_image`` in the scene sheet.
+    """
+
+    occlusion_tol_m: float = _ORTHO["occlusion_tol_m"]
+    detect_occlusions: bool = _ORTHO["detect_occlusions"]
+    radiometric_match: bool = _ORTHO["radiometric_match"]
+    fill_dsm_holes: bool = _ORTHO["fill_dsm_holes"]
+    pansharpen: bool = _ORTHO["pansharpen"]
+
+
 @dataclass
 class OrthoView:
     """A view to orthorectify.
@@ -449,14 +471,12 @@ def ortho_from_files(
     dsm: str | os.PathLike[str],
     scenes: str | os.PathLike[str],
     ortho: str | os.PathLike[str],
-    occlusion_tol_m: float = _ORTHO["occlusion_tol_m"],
-    radiometric_match: bool = _ORTHO["radiometric_match"],
-    detect_occlusions: bool = _ORTHO["detect_occlusions"],
-    fill_dsm_holes: bool = _ORTHO["fill_dsm_holes"],
-    pansharpen_ms: bool = _ORTHO["pansharpen"],
     windowed: bool = True,
+    **params: Any,
 ) -> dict:
     """Rule ``ortho``: DSM mosaic + scene sheet -> true ortho COG.
+
+    ``params``: fields of :class:`OrthoParams` (config section ``ortho``); an unknown name is an error.
 
     Each view (and the MS image) is read only over the window that sees the DSM grid (:func:`view_window`), not
     whole: a scene of 40k x 40k pixels over a small AOI costs the AOI's pixels. The output is the same to the
@@ -472,6 +492,7 @@ def ortho_from_files(
     from sat2lod.io.rpc_files import read_rpc
     from sat2lod.io.scene_sheet import read_scene_sheet
 
+    prm = OrthoParams(**params)
     t0 = time.perf_counter()
     src = read_raster(dsm, bands=1, masked_to_nan=True)
     if src.crs is None or not src.crs.is_projected:
@@ -483,7 +504,7 @@ def ortho_from_files(
         )
     heights = src.array.astype(np.float32)
     valid = np.isfinite(heights)
-    if fill_dsm_holes and not valid.all() and valid.any():
+    if prm.fill_dsm_holes and not valid.all() and valid.any():
         heights = fill_nearest(heights)
     sheet = read_scene_sheet(scenes)
     h_range = (float(np.nanmin(heights)), float(np.nanmax(heights))) if np.isfinite(heights).any() else None
@@ -509,10 +530,16 @@ def ortho_from_files(
         rpc = read_rpc(img_path, v.get("rpc"))
         img, where = read_view(img_path, rpc, 1)
         views.append(OrthoView(img, rpc, str(v.get("id", f"view{i}")), **where))
-        if v.get("ms_image") and pansharpen_ms and ms is None:
+        if v.get("ms_image") and prm.pansharpen and ms is None:
             ms = (i, v["ms_image"], v.get("ms_rpc"))
     ortho_arr, _source, info = true_ortho(
-        heights, src.transform, src.crs, views, occlusion_tol_m, radiometric_match, detect_occlusions
+        heights,
+        src.transform,
+        src.crs,
+        views,
+        prm.occlusion_tol_m,
+        prm.radiometric_match,
+        prm.detect_occlusions,
     )
     bands = [ortho_arr]
     band_tags = [{"NAME": "pan"}]

@@ -175,9 +175,9 @@ def make_tiles(
     *,
     scenes: str | os.PathLike[str],
     tiles: str | os.PathLike[str],
-    tile_size_m: float,
-    margin_m: float,
     resolution_m: float,
+    tile_size_m: float = _TILING["tile_size_m"],
+    margin_m: float = _TILING["margin_m"],
     min_coverage: float = _TILING["min_coverage"],
     visibility: str = _TILING["visibility"],
 ) -> dict[str, Any]:

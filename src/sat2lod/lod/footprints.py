@@ -382,6 +382,64 @@ def _draw_cut(
             toward[k][sl][rows[on], cols[on]] = np.rint(side * e).astype(np.int8)
 
 
+def _strongest_apart(cands: list[tuple], mw: int) -> list[tuple]:
+    """Candidate lines (score, column, ...) strongest first (ties in column order), each kept when at least
+    ``mw`` columns from every line kept before it."""
+    kept: list[tuple] = []
+    for cand in sorted(cands, key=lambda t: -t[0]):
+        if all(abs(cand[1] - k[1]) >= mw for k in kept):
+            kept.append(cand)
+    return kept
+
+
+def _line_candidates(
+    rot_in: np.ndarray,
+    rot_inner: np.ndarray,
+    rot_img: np.ndarray,
+    rot_z: np.ndarray,
+    ref: float,
+    w: int,
+    mw: int,
+    resolution: float,
+    prm: FootprintParams,
+) -> list[tuple[float, int]]:
+    """(score, column) of each column of a rotated block where the image brightness steps across (see
+    :func:`_line_cuts`; score = agreeing median contrast / ``split_contrast``, >= 1).
+
+    Args:
+        rot_in, rot_inner: (V, U) bool block and eroded block on the rotated grid; rot_img: (V, U) ortho (NaN
+            outside); rot_z: (V, U) nDSM (m, NaN outside); ref: the block's median brightness.
+        w: window width (px); mw: ``split_min_width_m`` in px (>= 2 w + 1).
+    """
+    cands = []
+    for c in range(mw, rot_in.shape[1] - mw):
+        left, left2 = slice(c - w, c), slice(c - 2 * w, c - w)
+        right, right2 = slice(c + 1, c + 1 + w), slice(c + 1 + w, c + 1 + 2 * w)
+        ok = (
+            rot_inner[:, left2].all(axis=1)
+            & rot_inner[:, left].all(axis=1)
+            & rot_inner[:, right].all(axis=1)
+            & rot_inner[:, right2].all(axis=1)
+            & rot_in[:, c - mw]
+            & rot_in[:, c + mw]
+        )
+        depth = rot_in[:, c].sum()
+        if ok.sum() * resolution < prm.split_min_width_m or ok.sum() < 0.5 * depth:
+            continue
+        d = (rot_img[ok, right].mean(axis=1) - rot_img[ok, left].mean(axis=1)) / ref
+        score = _agreeing_median(d, prm.split_contrast) / prm.split_contrast
+        if score < 1:
+            continue
+        # both faces falling away from the line: a ridge, whose two faces differ in brightness
+        zl, zr = rot_z[ok, left].mean(axis=1), rot_z[ok, right].mean(axis=1)
+        rise_l = float(np.nanmedian(zl - rot_z[ok, left2].mean(axis=1))) / (w * resolution)
+        rise_r = float(np.nanmedian(zr - rot_z[ok, right2].mean(axis=1))) / (w * resolution)
+        if min(rise_l, rise_r) > RIDGE_SLOPE:
+            continue
+        cands.append((score, c))
+    return cands
+
+
 def _line_cuts(
     blocks: np.ndarray,
     theta: np.ndarray,
@@ -436,38 +494,8 @@ def _line_cuts(
             rot_img = ndimage.map_coordinates(img[sl], coords, order=1, cval=np.nan)
             rot_z = ndimage.map_coordinates(np.nan_to_num(z[sl], nan=-1e3), coords, order=1, cval=-1e3)
             rot_z = np.where(rot_z > -100, rot_z, np.nan)
-            nu = coords.shape[2]
-            cands = []
-            for c in range(mw, nu - mw):
-                left, left2 = slice(c - w, c), slice(c - 2 * w, c - w)
-                right, right2 = slice(c + 1, c + 1 + w), slice(c + 1 + w, c + 1 + 2 * w)
-                ok = (
-                    rot_inner[:, left2].all(axis=1)
-                    & rot_inner[:, left].all(axis=1)
-                    & rot_inner[:, right].all(axis=1)
-                    & rot_inner[:, right2].all(axis=1)
-                    & rot_in[:, c - mw]
-                    & rot_in[:, c + mw]
-                )
-                depth = rot_in[:, c].sum()
-                if ok.sum() * resolution < prm.split_min_width_m or ok.sum() < 0.5 * depth:
-                    continue
-                d = (rot_img[ok, right].mean(axis=1) - rot_img[ok, left].mean(axis=1)) / ref
-                score = _agreeing_median(d, prm.split_contrast) / prm.split_contrast
-                if score < 1:
-                    continue
-                # both faces falling away from the line: a ridge, whose two faces differ in brightness
-                zl, zr = rot_z[ok, left].mean(axis=1), rot_z[ok, right].mean(axis=1)
-                rise_l = float(np.nanmedian(zl - rot_z[ok, left2].mean(axis=1))) / (w * resolution)
-                rise_r = float(np.nanmedian(zr - rot_z[ok, right2].mean(axis=1))) / (w * resolution)
-                if min(rise_l, rise_r) > RIDGE_SLOPE:
-                    continue
-                cands.append((score, c))
-            kept: list[int] = []
-            for score, c in sorted(cands, key=lambda t: -t[0]):
-                if any(abs(c - k) < mw for k in kept):
-                    continue
-                kept.append(c)
+            cands = _line_candidates(rot_in, rot_inner, rot_img, rot_z, ref, w, mw, resolution, prm)
+            for score, c in _strongest_apart(cands, mw):
                 log.debug(
                     "block %d: image wall across direction %.1f deg at column %d (score %.2f)",
                     b,
@@ -483,6 +511,72 @@ def _line_cuts(
 #: line-step test windows: level (m along the candidate normal) from STEP_GAP_M to STEP_GAP_M + STEP_WIN_M on
 #: either side of the line, beyond the +-2.5 m over which a stereo DSM smears a wall
 STEP_GAP_M, STEP_WIN_M = 2.5, 2.0
+
+
+def _window_level(p: np.ndarray) -> tuple[float, float]:
+    """Median and slope (m/px) of one window of a profile (NaN, NaN with fewer than 2 finite values)."""
+    xw = np.arange(len(p)) - (len(p) - 1) / 2  # window positions (px) about its centre
+    ok = np.isfinite(p)
+    if ok.sum() < 2:
+        return float("nan"), float("nan")
+    return float(np.median(p[ok])), float(np.polyfit(xw[ok], p[ok], 1)[0])
+
+
+def _window_jump(prof: np.ndarray, g: int, wz: int) -> tuple[float, float]:
+    """(step, largest window slope over the gap ``g``) of a profile over [c - g - wz, c + g + wz]."""
+    lv, ls = _window_level(prof[:wz])
+    rv, rs = _window_level(prof[-wz:])
+    return rv - lv, max(abs(ls), abs(rs)) * g
+
+
+def _wall_column(prof: np.ndarray, c: int, g: int, wz: int) -> float:
+    """Where the profile over [c - g - wz, c + g + wz] crosses the level halfway between its two windows,
+    nearest to column c (linear interpolation); c when it does not cross."""
+    mid = 0.5 * (np.median(prof[:wz]) + np.median(prof[-wz:]))
+    dz = prof[wz - 1 : len(prof) - wz + 1] - mid  # columns c - g - 1 to c + g + 1
+    xs = np.flatnonzero((np.sign(dz[:-1]) * np.sign(dz[1:]) <= 0) & (dz[:-1] != dz[1:]))
+    if not len(xs):
+        return float(c)
+    k = xs[np.argmin(np.abs(xs - (g + 1)))]
+    return c - g - 1 + k + float(dz[k] / (dz[k] - dz[k + 1]))
+
+
+def _step_candidates(
+    rot_in: np.ndarray,
+    rot_inner: np.ndarray,
+    rot_z: np.ndarray,
+    g: int,
+    wz: int,
+    mw: int,
+    resolution: float,
+    prm: FootprintParams,
+) -> list[tuple[float, int, float]]:
+    """(score, column, wall column) of each column of a rotated block where the nDSM steps across (see
+    :func:`_step_cuts`; score = step / ``split_line_step_m``, >= 1).
+
+    Args:
+        rot_in, rot_inner: (V, U) bool block and eroded block on the rotated grid; rot_z: (V, U) nDSM (m, NaN
+            outside the eroded block).
+        g, wz: gap and window width (px); mw: ``split_min_width_m`` in px (>= g + wz).
+    """
+    step = prm.split_line_step_m
+    cands = []
+    for c in range(mw, rot_in.shape[1] - mw):
+        span = slice(c - g - wz, c + g + wz + 1)
+        ok = rot_inner[:, span].all(axis=1) & rot_in[:, c - mw] & rot_in[:, c + mw]
+        n_ok = int(ok.sum())
+        if n_ok < 3 or n_ok * resolution < prm.split_min_width_m or n_ok < 0.5 * rot_in[:, c].sum():
+            continue
+        zz = rot_z[ok][:, span]
+        prof = np.median(zz, axis=0)
+        d, tilt = _window_jump(prof, g, wz)
+        if not abs(d) >= step or tilt > 0.25 * abs(d):
+            continue
+        thirds = [_window_jump(np.median(part, axis=0), g, wz)[0] for part in np.array_split(zz, 3)]
+        if not all(np.sign(t) == np.sign(d) and abs(t) >= 0.5 * step for t in thirds):
+            continue
+        cands.append((abs(d) / step, c, _wall_column(prof, c, g, wz)))
+    return cands
 
 
 def _step_cuts(
@@ -517,28 +611,12 @@ def _step_cuts(
         toward: (2, H, W) int8 filled for the drawn pixels (see :func:`_draw_cut`), or None.
     """
     out = np.zeros(blocks.shape, bool)
-    step = prm.split_line_step_m
     g = max(1, round(STEP_GAP_M / resolution))
     wz = max(2, round(STEP_WIN_M / resolution))
     mw = max(g + wz, round(prm.split_min_width_m / resolution))
     erode = max(1, round(1.0 / resolution))
     pad = mw + 2
     z_ok = np.isfinite(z)
-    xw = np.arange(wz) - (wz - 1) / 2  # window positions (px) about its centre
-
-    def level(p: np.ndarray) -> tuple[float, float]:
-        """Median and slope (m/px) of one window of the profile."""
-        ok = np.isfinite(p)
-        if ok.sum() < 2:
-            return float("nan"), float("nan")
-        return float(np.median(p[ok])), float(np.polyfit(xw[ok], p[ok], 1)[0])
-
-    def jump(prof: np.ndarray) -> tuple[float, float]:
-        """(step, largest window slope over the gap) of a profile over [c - g - wz, c + g + wz]."""
-        lv, ls = level(prof[:wz])
-        rv, rs = level(prof[-wz:])
-        return rv - lv, max(abs(ls), abs(rs)) * g
-
     for b, sl, inb, inner in _block_crops(blocks, pad, resolution, prm.split_min_width_m, erode, z_ok):
         for a in (float(theta[b]), float(theta[b]) + np.pi / 2):
             rows, cols, pu, coords = _rotated_grid(inb, a, pad)
@@ -550,36 +628,8 @@ def _step_cuts(
             on_wall = walls[sl][rows, cols] if walls is not None else np.zeros(len(rows), bool)
             # columns holding an image-edge wall across this direction (a line piles into one column)
             taken = np.bincount(col[on_wall], minlength=coords.shape[2])[: coords.shape[2]] >= 3
-            cands = []
-            for c in range(mw, coords.shape[2] - mw):
-                span = slice(c - g - wz, c + g + wz + 1)
-                ok = rot_inner[:, span].all(axis=1) & rot_in[:, c - mw] & rot_in[:, c + mw]
-                n_ok = int(ok.sum())
-                if n_ok < 3 or n_ok * resolution < prm.split_min_width_m or n_ok < 0.5 * rot_in[:, c].sum():
-                    continue
-                zz = rot_z[ok][:, span]
-                prof = np.median(zz, axis=0)
-                d, tilt = jump(prof)
-                if not abs(d) >= step or tilt > 0.25 * abs(d):
-                    continue
-                thirds = [jump(np.median(part, axis=0))[0] for part in np.array_split(zz, 3)]
-                if not all(np.sign(t) == np.sign(d) and abs(t) >= 0.5 * step for t in thirds):
-                    continue
-                # the wall: where the profile crosses the mid level between the windows (nearest to c)
-                mid = 0.5 * (np.median(prof[:wz]) + np.median(prof[-wz:]))
-                dz = prof[wz - 1 : len(prof) - wz + 1] - mid  # columns c - g - 1 to c + g + 1
-                xs = np.flatnonzero((np.sign(dz[:-1]) * np.sign(dz[1:]) <= 0) & (dz[:-1] != dz[1:]))
-                if len(xs):
-                    k = xs[np.argmin(np.abs(xs - (g + 1)))]
-                    c_wall = c - g - 1 + k + float(dz[k] / (dz[k] - dz[k + 1]))  # linear interpolation
-                else:
-                    c_wall = float(c)
-                cands.append((abs(d) / step, c, c_wall))
-            kept: list[int] = []
-            for score, c, c_wall in sorted(cands, key=lambda t: -t[0]):
-                if any(abs(c - k) < mw for k in kept):
-                    continue
-                kept.append(c)
+            cands = _step_candidates(rot_in, rot_inner, rot_z, g, wz, mw, resolution, prm)
+            for score, c, c_wall in _strongest_apart(cands, mw):
                 near = np.flatnonzero(taken[max(c - mw, 0) : c + mw + 1]) + max(c - mw, 0)
                 log.debug(
                     "block %d: height step across direction %.1f deg at column %.1f (%.2f x the threshold%s)",
@@ -720,28 +770,52 @@ def regularize_block(
     if len(parts) == 1:
         return {next(iter(parts)): reg_block}
     ids = list(parts)
+    cuts = _shared_wall_cuts(parts, ids, theta, resolution, prm)
+    if not cuts:
+        # touching only at corners: regularize separately
+        return {i: regularize_polygon(parts[i], theta, prm, step) for i in ids}
+    out = _partition(reg_block, cuts, parts, ids)
+    _place_missing(out, parts, ids, theta, prm, step)
+    return {i: _drop_collinear(p) for i, p in out.items()}
+
+
+def _single_chain(chains: list[np.ndarray]) -> list[np.ndarray]:
+    """The contact of two buildings as chains of points; a noisy contact broken into pieces (no piece holding
+    80 % of the length) becomes one chain through all its points, in order along the wall."""
+    lengths = [LineString(ch).length for ch in chains]
+    if len(chains) > 1 and max(lengths) < 0.8 * sum(lengths):
+        pts = np.vstack(chains)
+        centred = pts - pts.mean(axis=0)
+        axis = np.linalg.svd(centred, full_matrices=False)[2][0]
+        pts = pts[np.argsort(centred @ axis)]
+        chains = [pts[np.r_[True, np.any(np.diff(pts, axis=0) != 0, axis=1)]]]
+    return chains
+
+
+def _shared_wall_cuts(
+    parts: dict[int, Polygon], ids: list[int], theta: float, resolution: float, prm: RegularizeParams
+) -> list[LineString]:
+    """The shared walls of touching buildings (``ids`` order), each regularized on its own and extended by
+    ``2 min_edge_m`` + one pixel at both ends, so that it cuts the regularized block outline."""
     cuts = []
     tree = shapely.STRtree([parts[i] for i in ids])
     for ia, ib in zip(*tree.query([parts[i] for i in ids], predicate="touches")):
         if ia >= ib:
             continue
-        chains = _shared_chains(parts[ids[ia]], parts[ids[ib]])
-        lengths = [LineString(ch).length for ch in chains]
-        if len(chains) > 1 and max(lengths) < 0.8 * sum(lengths):
-            # a noisy contact broken into pieces: one chain through all its points, in order along the wall
-            pts = np.vstack(chains)
-            centred = pts - pts.mean(axis=0)
-            axis = np.linalg.svd(centred, full_matrices=False)[2][0]
-            pts = pts[np.argsort(centred @ axis)]
-            chains = [pts[np.r_[True, np.any(np.diff(pts, axis=0) != 0, axis=1)]]]
-        for chain in chains:
+        for chain in _single_chain(_shared_chains(parts[ids[ia]], parts[ids[ib]])):
             if len(chain) < 2 or LineString(chain).length < prm.min_edge_m:
                 continue
-            reg = regularize_chain(chain, theta, prm, step)
+            reg = regularize_chain(chain, theta, prm, resolution / 2)
             cuts.append(LineString(_extend(reg, 2.0 * prm.min_edge_m + resolution)))
-    if not cuts:
-        # touching only at corners: regularize separately
-        return {i: regularize_polygon(parts[i], theta, prm, step) for i in ids}
+    return cuts
+
+
+def _partition(
+    reg_block: Polygon, cuts: list[LineString], parts: dict[int, Polygon], ids: list[int]
+) -> dict[int, Polygon]:
+    """The regularized block cut along the walls: each piece goes to the building that overlaps it most; a
+    building keeps its largest connected piece, and the other fragments go to the neighbour with the longest
+    common boundary (when the union stays one polygon). Buildings without a piece are left out."""
     noded = shapely.node(shapely.union_all([reg_block.boundary] + cuts))
     pieces = [
         p
@@ -766,7 +840,21 @@ def regularize_block(
         merged = shapely.union_all([out[best], g])
         if merged.geom_type == "Polygon":
             out[best] = merged
-    for i in ids:  # a building left without a piece (its walls did not close it off): never lose it
+    return out
+
+
+def _place_missing(
+    out: dict[int, Polygon],
+    parts: dict[int, Polygon],
+    ids: list[int],
+    theta: float,
+    prm: RegularizeParams,
+    step: float,
+) -> None:
+    """Into ``out``: each building left without a piece of the partition (its walls did not close it off),
+    regularized on its own minus the area already taken, so that no building is lost while any of its area
+    is free."""
+    for i in ids:
         if i not in out:
             taken = shapely.union_all(list(out.values()))
             own = regularize_polygon(parts[i], theta, prm, step).difference(taken)
@@ -785,7 +873,6 @@ def regularize_block(
                     i,
                     parts[i].area,
                 )
-    return {i: _drop_collinear(p) for i, p in out.items()}
 
 
 def _drop_collinear(p: Polygon, tol: float = 1e-6) -> Polygon:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import replace
+from collections.abc import Mapping
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
+from typing import Any
 
 import geopandas as gpd
 import numpy as np
@@ -27,6 +29,88 @@ _LOD = defaults("lod")  # defaults of config section lod
 
 log = logging.getLogger(__name__)
 PathLike = str | os.PathLike[str]
+
+
+@dataclass(frozen=True)
+class LodParams:
+    """The parameters of rules lod0, lod1 and lod2: config section ``lod``, one field per key (see
+    config/schema.yaml for each), defaults from the schema. The rules pass the whole section; each stage takes
+    its keys from here (:meth:`footprints` for lod0, :meth:`roofs` for lod2)."""
+
+    min_area_m2: float = _LOD["min_area_m2"]
+    split_step_m: float = _LOD["split_step_m"]
+    wall_gap_m: float = _LOD["wall_gap_m"]
+    split_contrast: float = _LOD["split_contrast"]
+    split_min_width_m: float = _LOD["split_min_width_m"]
+    split_line_step_m: float = _LOD["split_line_step_m"]
+    min_height_m: float = _LOD["min_height_m"]
+    simplify_m: float = _LOD["simplify_m"]
+    angle_tol_deg: float = _LOD["angle_tol_deg"]
+    min_edge_m: float = _LOD["min_edge_m"]
+    max_vertices: int = _LOD["max_vertices"]
+    lod1_roof_percentile: float = _LOD["lod1_roof_percentile"]
+    ground_percentile: float = _LOD["ground_percentile"]
+    roof_max_rmse_m: float = _LOD["roof_max_rmse_m"]
+    roof_min_rise_m: float = _LOD["roof_min_rise_m"]
+    roof_min_slope_deg: float = _LOD["roof_min_slope_deg"]
+    roof_min_slope_z: float = _LOD["roof_min_slope_z"]
+    roof_bic_margin: float = _LOD["roof_bic_margin"]
+    roof_ortho_min_gain: float = _LOD["roof_ortho_min_gain"]
+    roof_edge_ramp: bool = _LOD["roof_edge_ramp"]
+    plane_tol_m: float = _LOD["plane_tol_m"]
+    max_planes: int = _LOD["max_planes"]
+    edge_buffer_m: float = _LOD["edge_buffer_m"]
+
+    @classmethod
+    def of(cls, section: LodParams | Mapping[str, Any] | None) -> LodParams:
+        """The params of a config section ``lod`` (a mapping of some or all of its keys; None = defaults).
+
+        Raises:
+            TypeError: a key that is not in the section (a typo must not fall back to a default silently).
+        """
+        if section is None:
+            return cls()
+        if isinstance(section, cls):
+            return section
+        unknown = set(section) - {f.name for f in fields(cls)}
+        if unknown:
+            raise TypeError(
+                f"unknown lod parameters {sorted(unknown)}: not keys of config section lod (config/schema.yaml)"
+            )
+        return cls(**section)
+
+    def footprints(self) -> FootprintParams:
+        """The footprint extraction and regularization parameters (rule lod0)."""
+        return FootprintParams(
+            min_area_m2=self.min_area_m2,
+            split_step_m=self.split_step_m,
+            min_height_m=self.min_height_m,
+            wall_gap_m=self.wall_gap_m,
+            split_contrast=self.split_contrast,
+            split_min_width_m=self.split_min_width_m,
+            split_line_step_m=self.split_line_step_m,
+            regularize=RegularizeParams(
+                simplify_m=self.simplify_m,
+                angle_tol_deg=self.angle_tol_deg,
+                min_edge_m=self.min_edge_m,
+                max_vertices=self.max_vertices,
+            ),
+        )
+
+    def roofs(self) -> RoofParams:
+        """The roof fitting parameters (rule lod2; the edge ramp is calibrated on the scene when
+        ``roof_edge_ramp``)."""
+        return RoofParams(
+            max_rmse_m=self.roof_max_rmse_m,
+            min_rise_m=self.roof_min_rise_m,
+            plane_tol_m=self.plane_tol_m,
+            max_planes=self.max_planes,
+            edge_buffer_m=self.edge_buffer_m,
+            min_slope_deg=self.roof_min_slope_deg,
+            min_slope_z=self.roof_min_slope_z,
+            bic_margin=self.roof_bic_margin,
+            ortho_min_gain=self.roof_ortho_min_gain,
+        )
 
 
 def _brightness(ortho: PathLike, ref: Raster, ref_path: PathLike) -> np.ndarray:
@@ -60,24 +144,15 @@ def run_lod0(
     fgb: PathLike | None = None,
     *,
     ortho: PathLike | None = None,
-    min_area_m2: float = _LOD["min_area_m2"],
-    split_step_m: float = _LOD["split_step_m"],
-    wall_gap_m: float = _LOD["wall_gap_m"],
-    min_height_m: float = _LOD["min_height_m"],
-    split_contrast: float = _LOD["split_contrast"],
-    split_min_width_m: float = _LOD["split_min_width_m"],
-    split_line_step_m: float = _LOD["split_line_step_m"],
-    simplify_m: float = _LOD["simplify_m"],
-    angle_tol_deg: float = _LOD["angle_tol_deg"],
-    min_edge_m: float = _LOD["min_edge_m"],
-    max_vertices: int = _LOD["max_vertices"],
+    lod: LodParams | Mapping[str, Any] | None = None,
 ) -> gpd.GeoDataFrame:
     """Building mask (+ nDSM, + ortho) -> regularized footprints as GeoPackage (+ FlatGeobuf).
 
     ``ortho`` (same grid as the mask; several bands are averaged) lets touching buildings of one height be
     split along roof-image edges (``split_contrast``, ``split_min_width_m``; see FootprintParams); touching
     buildings of different heights are split where the nDSM jumps (``split_step_m``) or, smeared as a stereo
-    nDSM smears it, steps along a straight line (``split_line_step_m``).
+    nDSM smears it, steps along a straight line (``split_line_step_m``). ``lod``: config section ``lod``
+    (:class:`LodParams`; None = the schema's defaults).
 
     Columns: id, block, area_m2, perimeter_m, n_vertices, orientation_deg, traced_area_m2, ndsm_median_m.
     """
@@ -92,21 +167,7 @@ def run_lod0(
         check_same_grid(m, r, mask, ndsm)
         nd = r.array.astype(np.float32)
     img = None if ortho is None else _brightness(ortho, m, mask)
-    prm = FootprintParams(
-        min_area_m2=min_area_m2,
-        split_step_m=split_step_m,
-        min_height_m=min_height_m,
-        wall_gap_m=wall_gap_m,
-        split_contrast=split_contrast,
-        split_min_width_m=split_min_width_m,
-        split_line_step_m=split_line_step_m,
-        regularize=RegularizeParams(
-            simplify_m=simplify_m,
-            angle_tol_deg=angle_tol_deg,
-            min_edge_m=min_edge_m,
-            max_vertices=max_vertices,
-        ),
-    )
+    prm = LodParams.of(lod).footprints()
     fps = extract_footprints(m.array, nd, m.transform, prm, img)
     rows = []
     for f in fps:
@@ -160,12 +221,14 @@ def run_lod1(
     ndsm: PathLike,
     city: PathLike,
     *,
-    roof_percentile: float = _LOD["lod1_roof_percentile"],
-    ground_percentile: float = _LOD["ground_percentile"],
+    lod: LodParams | Mapping[str, Any] | None = None,
     title: str = "sat2lod LoD1.2",
     cityjsonseq: PathLike | None = None,
 ) -> dict:
-    """Footprints + DTM + nDSM -> LoD1.2 CityJSON 2.0 (and CityJSONSeq). Returns the CityJSON dict."""
+    """Footprints + DTM + nDSM -> LoD1.2 CityJSON 2.0 (and CityJSONSeq). Returns the CityJSON dict.
+
+    ``lod``: config section ``lod`` (:class:`LodParams`: ``lod1_roof_percentile``, ``ground_percentile``)."""
+    prm = LodParams.of(lod)
     gdf = _footprints(footprints)
     t = read_raster(dtm, masked_to_nan=True)
     n = read_raster(ndsm, masked_to_nan=True)
@@ -174,7 +237,13 @@ def run_lod1(
     blds = []
     for fid, geom in zip(gdf["id"], gdf.geometry):
         b = lod1_building(
-            f"b{int(fid)}", geom, t.array, n.array, t.transform, roof_percentile, ground_percentile
+            f"b{int(fid)}",
+            geom,
+            t.array,
+            n.array,
+            t.transform,
+            prm.lod1_roof_percentile,
+            prm.ground_percentile,
         )
         if b is not None:
             blds.append(b)
@@ -190,17 +259,7 @@ def run_lod2(
     obj: PathLike | None = None,
     *,
     ortho: PathLike | None = None,
-    ortho_min_gain: float = _LOD["roof_ortho_min_gain"],
-    max_rmse_m: float = _LOD["roof_max_rmse_m"],
-    min_rise_m: float = _LOD["roof_min_rise_m"],
-    plane_tol_m: float = _LOD["plane_tol_m"],
-    max_planes: int = _LOD["max_planes"],
-    edge_buffer_m: float = _LOD["edge_buffer_m"],
-    min_slope_deg: float = _LOD["roof_min_slope_deg"],
-    min_slope_z: float = _LOD["roof_min_slope_z"],
-    bic_margin: float = _LOD["roof_bic_margin"],
-    ground_percentile: float = _LOD["ground_percentile"],
-    edge_ramp: bool = _LOD["roof_edge_ramp"],
+    lod: LodParams | Mapping[str, Any] | None = None,
     title: str = "sat2lod LoD2.2",
     cityjsonseq: PathLike | None = None,
 ) -> dict:
@@ -210,28 +269,21 @@ def run_lod2(
     the scene (median over the roofs of :func:`sat2lod.lod.roof.roof_noise`), and the plane segmentation of
     roofs no primitive fits the scene's DSM noise level (median NMAD, same roofs). With ``ortho`` (same grid as
     the DSM; several bands are averaged) the brightness pattern of the roof faces is a second cue for the roof
-    type (``ortho_min_gain``, see :class:`sat2lod.lod.roof.RoofParams`). With ``edge_ramp`` the DSM's blur
-    across the walls is calibrated on the scene's roofs (:func:`sat2lod.lod.roof.calibrate_edge_ramp`, on their
-    free walls) and every roof fit models it: towards the ground beyond a free wall, towards the neighbour's
+    type (``roof_ortho_min_gain``, see :class:`sat2lod.lod.roof.RoofParams`). With ``roof_edge_ramp`` the DSM's
+    blur across the walls is calibrated on the scene's roofs (:func:`sat2lod.lod.roof.calibrate_edge_ramp`, on
+    their free walls) and every roof fit models it: towards the ground beyond a free wall, towards the neighbour's
     roof level (median of its DSM) beyond a wall shared with another footprint
-    (:func:`sat2lod.lod.models.wall_parts`).
+    (:func:`sat2lod.lod.models.wall_parts`). ``lod``: config section ``lod`` (:class:`LodParams`; None = the
+    schema's defaults).
     """
+    lp = LodParams.of(lod)
+    ground_percentile = lp.ground_percentile
     gdf = _footprints(footprints)
     s = read_raster(dsm, masked_to_nan=True)
     t = read_raster(dtm, masked_to_nan=True)
     check_same_grid(s, t, dsm, dtm)
     epsg = _epsg(s, dsm)
-    prm = RoofParams(
-        max_rmse_m=max_rmse_m,
-        min_rise_m=min_rise_m,
-        plane_tol_m=plane_tol_m,
-        max_planes=max_planes,
-        edge_buffer_m=edge_buffer_m,
-        min_slope_deg=min_slope_deg,
-        min_slope_z=min_slope_z,
-        bic_margin=bic_margin,
-        ortho_min_gain=ortho_min_gain,
-    )
+    prm = lp.roofs()
     img = None if ortho is None else _brightness(ortho, s, dsm)
     # the DSM noise correlation is a property of the DSM: one scene value (median over roofs), so that a roof
     # no primitive fits (model misfit in its residuals) does not take its own large correlation area
@@ -249,7 +301,7 @@ def run_lod2(
             len(noise),
         )
     walls: list = [None] * len(gdf)
-    if edge_ramp:
+    if lp.roof_edge_ramp:
         grounds = [ground_height(geom, t.array, s.transform, ground_percentile) for geom in gdf.geometry]
         # beyond a wall shared with another footprint (or a gap under one DSM pixel) lies that roof, not the
         # ground: the DSM is blurred towards the neighbour's roof level (median of its DSM)

@@ -6,6 +6,8 @@ import logging
 import math
 import os
 import time
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -15,40 +17,53 @@ log = logging.getLogger(__name__)
 _SEG = defaults("segmentation")  # defaults of config section segmentation
 
 
-def segment_from_files(
-    ortho: str | os.PathLike[str],
-    ndsm: str | os.PathLike[str],
-    prob: str | os.PathLike[str],
-    mask: str | os.PathLike[str],
-    method: str = _SEG["method"],
-    checkpoint: str | os.PathLike[str] | None = None,
-    tile_px: int = _SEG["tile_px"],
-    overlap_px: int = _SEG["overlap_px"],
-    batch_size: int = _SEG["batch_size"],
-    threshold: float = _SEG["threshold"],
-    min_area_m2: float = _SEG["min_area_m2"],
-    min_height_m: float = _SEG["min_height_m"],
-    max_roughness_m: float = _SEG["max_roughness_m"],
-    ndvi_bands: tuple[int, int] | list[int] = tuple(_SEG["ndvi_bands"]),
-    max_ndvi: float = _SEG["max_ndvi"],
-    device: str = _SEG["device"],
-    threads: int = _SEG["torch_threads"],
-) -> dict:
-    """Segment buildings on the ortho grid.
+@dataclass(frozen=True)
+class SegmentParams:
+    """Parameters of rule ``segment``: config section ``segmentation`` without ``checkpoint`` (an input of the
+    rule) and ``train`` (rule train_segmenter's); one field per key, defaults from the schema (see
+    config/schema.yaml for each). The rule passes the section whole but for those two.
 
-    Args:
-        ortho: true ortho COG (band 1 = PAN); ndsm: nDSM COG on the same grid (m, NaN nodata).
-        prob, mask: outputs: float32 probability (NaN nodata) and uint8 mask (1 building, 0 not, 255 nodata).
+    Attributes:
         method: ``unet`` or ``ndsm_threshold`` (no network: nDSM height + roof smoothness).
-        checkpoint: U-Net checkpoint; None = the shipped default model (:mod:`sat2lod.segment.default_model`).
+        torch_threads: torch CPU threads (a fixed number, not the job's cores: the probabilities differ in the
+            last bits between thread counts); device: ``cpu``, ``cuda`` or ``auto``.
         tile_px, overlap_px, batch_size: tiled inference (see :func:`sat2lod.segment.infer.predict_tiled`).
         threshold: probability threshold of the mask; min_area_m2: smaller components are dropped.
         min_height_m, max_roughness_m: parameters of the ``ndsm_threshold`` method.
         ndvi_bands, max_ndvi: when the ortho carries pansharpened MS bands, the probability is multiplied by a
             gate that is ~0 where the NDVI of MS bands ``ndvi_bands`` (red, NIR; 1-based) exceeds ``max_ndvi``
             (vegetation, :mod:`sat2lod.segment.vegetation`).
-        device: ``cpu``, ``cuda`` or ``auto``; threads: torch CPU threads (a fixed number, not the job's cores:
-            the probabilities differ in the last bits between thread counts).
+    """
+
+    method: str = _SEG["method"]
+    torch_threads: int = _SEG["torch_threads"]
+    device: str = _SEG["device"]
+    tile_px: int = _SEG["tile_px"]
+    overlap_px: int = _SEG["overlap_px"]
+    batch_size: int = _SEG["batch_size"]
+    threshold: float = _SEG["threshold"]
+    min_area_m2: float = _SEG["min_area_m2"]
+    min_height_m: float = _SEG["min_height_m"]
+    max_roughness_m: float = _SEG["max_roughness_m"]
+    ndvi_bands: tuple[int, int] | list[int] = tuple(_SEG["ndvi_bands"])
+    max_ndvi: float = _SEG["max_ndvi"]
+
+
+def segment_from_files(
+    ortho: str | os.PathLike[str],
+    ndsm: str | os.PathLike[str],
+    prob: str | os.PathLike[str],
+    mask: str | os.PathLike[str],
+    checkpoint: str | os.PathLike[str] | None = None,
+    **params: Any,
+) -> dict:
+    """Segment buildings on the ortho grid.
+
+    Args:
+        ortho: true ortho COG (band 1 = PAN); ndsm: nDSM COG on the same grid (m, NaN nodata).
+        prob, mask: outputs: float32 probability (NaN nodata) and uint8 mask (1 building, 0 not, 255 nodata).
+        checkpoint: U-Net checkpoint; None = the shipped default model (:mod:`sat2lod.segment.default_model`).
+        **params: fields of :class:`SegmentParams` (config section ``segmentation``); an unknown name is an error.
     Returns:
         Summary (seconds, building fraction, megapixels per second).
     """
@@ -57,6 +72,8 @@ def segment_from_files(
     from sat2lod.segment.infer import ndsm_threshold_probability, probability_to_mask
     from sat2lod.segment.vegetation import ortho_ndvi, vegetation_gate
 
+    prm = SegmentParams(**params)
+    method, threshold, max_ndvi, ndvi_bands = prm.method, prm.threshold, prm.max_ndvi, prm.ndvi_bands
     t0 = time.perf_counter()
     o = read_raster(ortho, masked_to_nan=True)
     n = read_raster(ndsm, bands=1, masked_to_nan=True)
@@ -76,10 +93,10 @@ def segment_from_files(
 
         # the tag names the model, not where this install keeps it (products must not depend on the install)
         model_id = os.fspath(checkpoint) if checkpoint else f"sat2lod default model v{DEFAULT_MODEL_VERSION}"
-        torch.set_num_threads(max(1, int(threads)))
-        model, payload, checkpoint, device = load_segmenter(checkpoint, device)
+        torch.set_num_threads(max(1, int(prm.torch_threads)))
+        model, payload, checkpoint, device = load_segmenter(checkpoint, prm.device)
         x = make_input(ortho_a, ndsm_a)
-        p = predict_tiled(model, x, tile_px, overlap_px, batch_size, device)
+        p = predict_tiled(model, x, prm.tile_px, prm.overlap_px, prm.batch_size, device)
         p[~valid] = np.nan
         tags = {
             "SAT2LOD_METHOD": "unet",
@@ -88,8 +105,8 @@ def segment_from_files(
             "CHECKPOINT_VAL_IOU": str(payload.get("metrics", {}).get("val_iou_mean")),
         }
     elif method == "ndsm_threshold":
-        p = ndsm_threshold_probability(ndsm_a, res, min_height_m, max_roughness_m)
-        tags = {"SAT2LOD_METHOD": "ndsm_threshold", "MIN_HEIGHT_M": str(min_height_m)}
+        p = ndsm_threshold_probability(ndsm_a, res, prm.min_height_m, prm.max_roughness_m)
+        tags = {"SAT2LOD_METHOD": "ndsm_threshold", "MIN_HEIGHT_M": str(prm.min_height_m)}
     else:
         raise ValueError(f"segmentation.method must be 'unet' or 'ndsm_threshold', got {method!r}")
     veg = ortho_ndvi(ortho_all, ndvi_bands)
@@ -104,7 +121,7 @@ def segment_from_files(
             100.0 * float(np.mean(gate[valid] < 0.5)) if valid.any() else 0.0,
         )
     infer_s = time.perf_counter() - t0
-    m = probability_to_mask(p, threshold, res, min_area_m2, valid)
+    m = probability_to_mask(p, threshold, res, prm.min_area_m2, valid)
     write_raster(
         prob,
         p.astype(np.float32),

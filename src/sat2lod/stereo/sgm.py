@@ -278,13 +278,11 @@ def _update(
     io: np.uint64,
     nd: np.uint64,
     pmin: int,
-    p1: int,
-    p2: int,
+    pen: tuple[int, int, int, type, int],
     mode: int,
-    pty: type,
-    big: int,
 ) -> tuple[int, np.int32]:
-    """One path step on vectors of the path type ``pty`` (uint8 when ``C_max + 2 P2 <= 255``, else int16).
+    """One path step on vectors of the path type ``pty`` (uint8 when ``C_max + 2 P2 <= 255``, else int16);
+    ``pen`` = (P1, P2, paths, ``pty``, ``big``).
     ``buf[po:po + nd + 2]`` is the previous L padded with ``big`` at both ends (``big + P1`` >= any min candidate
     and representable in ``pty``),
     ``cost[cofs:cofs + nd]`` the pixel's costs; the new L goes to ``out[co + 1:co + nd + 1]`` and into
@@ -294,6 +292,7 @@ def _update(
     same branch-free loop (other modes: the unused key is dropped by the compiler, ``mode`` being a constant).
     Every intermediate stays within ``pty`` (``m >= pmin``, ``L <= C_max + P2``) and every key is cast back to int32
     (numba widens int32 arithmetic to int64), so LLVM keeps the lanes narrow."""
+    p1, p2, _, pty, big = pen
     base = pty(pmin + p2)
     pm = pty(pmin)
     q1 = pty(p1)
@@ -438,26 +437,67 @@ def _lr_row(
             disp[y, x] = np.float32(dmin + best) + sub
 
 
+@numba.njit(cache=True, inline="always")
+def _path_buffers(
+    w: int, nd: int, pty: type, big: int
+) -> tuple[
+    tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray],
+    tuple[np.ndarray, np.ndarray, np.ndarray],
+]:
+    """The path vectors one pass keeps, each padded with ``big`` at both ends (stride ``D + 2``), and their mins.
+
+    Vectors (type ``pty``): ``vb``, ``d1``, ``d2`` (W + 2 each) hold one vector per slot of the previous row for
+    the vertical path and the two diagonals (pixel x in slot x + 1; slots 0 and W + 1 are virtual zero pixels,
+    where paths enter the image; a slot is overwritten once no pixel of the row needs its previous-row value);
+    ``hb`` (2) the horizontal path's (parity of the pixel); ``tmp`` (3) the new vertical L and the new d1 L of the
+    current and the previous pixel. Mins (int16, W + 2): of each buffered ``vb``, ``d1``, ``d2`` vector. One row of
+    vectors per path keeps the buffers in the L2 cache (double rows did not for 8 paths)."""
+    vb = np.zeros((w + 2) * (nd + 2), pty)
+    d1 = np.zeros((w + 2) * (nd + 2), pty)
+    d2 = np.zeros((w + 2) * (nd + 2), pty)
+    hb = np.zeros(2 * (nd + 2), pty)
+    tmp = np.zeros(3 * (nd + 2), pty)
+    for q in range(w + 2):
+        for b in (vb, d1, d2):
+            b[q * (nd + 2)] = big
+            b[q * (nd + 2) + nd + 1] = big
+    for q in range(2):
+        hb[q * (nd + 2)] = big
+        hb[q * (nd + 2) + nd + 1] = big
+    mins = (np.zeros(w + 2, np.int16), np.zeros(w + 2, np.int16), np.zeros(w + 2, np.int16))
+    return (vb, d1, d2, hb, tmp), mins
+
+
+@numba.njit(cache=True, inline="always")
+def _store_d1(
+    d1: np.ndarray,
+    d1min: np.ndarray,
+    tmp: np.ndarray,
+    slot: np.uint64,
+    q: np.uint64,
+    m: np.int16,
+    su: np.uint64,
+) -> None:
+    """Move the new d1 vector waiting in ``tmp``'s vector ``q`` (and its min ``m``) into its ``slot``."""
+    for k in range(_U(1), su - _U(1)):
+        d1[slot * su + k] = tmp[q * su + k]
+    d1min[slot] = m
+
+
 @numba.njit(cache=True, fastmath=True)
 def _sgm_pass(
     cost: np.ndarray,
     codes: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int, int],
     from_codes: bool,
-    p1: int,
-    p2: int,
-    paths: int,
     backward: bool,
     s: np.ndarray,
-    select: bool,
-    dmin: int,
-    lr_tol: float,
-    wr: int,
+    pen: tuple[int, int, int, type, int],
+    sel: tuple[bool, int, float, int],
     disp: np.ndarray,
-    pty: type,
-    big: int,
 ) -> None:
-    """One raster pass of the SGM aggregation over ``paths // 2`` directions, path vectors of type ``pty`` padded
-    with ``big`` (see :func:`_path_type`).
+    """One raster pass of the SGM aggregation over ``paths // 2`` directions; ``pen`` = (P1, P2, paths, type of
+    the path vectors ``pty``, their padding ``big``; see :func:`_path_type`), ``sel`` = (``select``, dmin,
+    ``lr_tol``, W2 the right image's width).
 
     Costs: with ``from_codes`` each row's costs are computed when the pass reaches it, from ``codes`` = (left
     census, left validity, right census, right validity, dmin, invalid cost) (flat), into the row's place in
@@ -468,8 +508,17 @@ def _sgm_pass(
     or int16, wide enough for it). With ``select`` ``s`` holds the other pass's sum: each pixel's total is formed
     in an int16 row buffer, the winner taken at once, and the row's disparities (after the left-right check)
     written into ``disp`` (H, W) float32.
+
+    Why the pixel loop stays in this function (issue 20): the path steps are inlined :func:`_update` calls with
+    literal modes, each compiling to its own branch-free vector loop, written twice because the sums go to ``s``
+    (uint8 or int16) or to the int16 row totals (numba arrays of two dtypes do not unify). Splitting further was
+    measured slower (1.44 MP, 64 disparities, one thread, CPU time): row functions taking the buffers as
+    arguments 3x (8 paths 1.45 s vs 0.49 s), one inlined per-pixel helper taking every buffer 1.75x (4 paths
+    0.37 s vs 0.21 s); the buffers (:func:`_path_buffers`) and the d1 hand-over (:func:`_store_d1`) are helpers.
     """
     h, w, nd = s.shape
+    paths, pty, big = pen[2:]
+    select, dmin, lr_tol, wr = sel
     ndu = _U(nd)
     su = _U(nd + 2)  # stride of one padded path vector
     # pixel x in slot x + 1; slots 0 and w + 1 are virtual zero pixels (paths entering the image)
@@ -477,25 +526,7 @@ def _sgm_pass(
     keep = from_codes and cost.size > 0  # costs computed into the volume ``cost`` (for the other pass)
     costf = np.empty(w * nd, np.uint8) if from_codes and not keep else cost.reshape(-1)
     sf = s.reshape(-1)
-    # path buffers: one padded vector per slot of the previous row for the vertical path and the diagonals (a
-    # slot is overwritten once no pixel of the row needs its previous-row value), two for the horizontal path
-    # (parity of the pixel); the min of each buffered vector alongside. One row of vectors per path keeps the
-    # buffers in the L2 cache (double rows did not for 8 paths).
-    vb = np.zeros((w + 2) * (nd + 2), pty)
-    d1 = np.zeros((w + 2) * (nd + 2), pty)
-    d2 = np.zeros((w + 2) * (nd + 2), pty)
-    hb = np.zeros(2 * (nd + 2), pty)
-    tmp = np.zeros(3 * (nd + 2), pty)  # new vertical L; new d1 L of the current and the previous pixel
-    for q in range(w + 2):
-        for b in (vb, d1, d2):
-            b[q * (nd + 2)] = big
-            b[q * (nd + 2) + nd + 1] = big
-    for q in range(2):
-        hb[q * (nd + 2)] = big
-        hb[q * (nd + 2) + nd + 1] = big
-    vmin = np.zeros(w + 2, np.int16)
-    d1min = np.zeros(w + 2, np.int16)
-    d2min = np.zeros(w + 2, np.int16)
+    (vb, d1, d2, hb, tmp), (vmin, d1min, d2min) = _path_buffers(w, nd, pty, big)
     tot = np.zeros(w * nd if select else 0, np.int16)  # the row's totals (pixel x at x * D)
     lbest, lcost, lprev, lnext, rbest, rk, kinv = _winner_scratch(w, wr, nd)
     if select and not backward:
@@ -524,86 +555,22 @@ def _sgm_pass(
             # horizontal, then vertical: previous row's vector in this pixel's own slot -> new vector via tmp
             if select:  # total = other pass's sum + this pass's paths, in the row buffer
                 hmin = _update(
-                    hb,
-                    hp * su,
-                    hb,
-                    (_U(1) - hp) * su,
-                    costf,
-                    cx,
-                    tot,
-                    tx,
-                    sf,
-                    vox,
-                    ndu,
-                    hmin,
-                    p1,
-                    p2,
-                    1,
-                    pty,
-                    big,
+                    hb, hp * su, hb, (_U(1) - hp) * su, costf, cx, tot, tx, sf, vox, ndu, hmin, pen, 1
                 )[0]
                 if paths < 8:  # the vertical path is the pixel's last: its loop also finds the winner
                     vmin[xs], key = _update(
-                        vb,
-                        xs * su,
-                        tmp,
-                        _U(0),
-                        costf,
-                        cx,
-                        tot,
-                        tx,
-                        tot,
-                        _U(0),
-                        ndu,
-                        vmin[xs],
-                        p1,
-                        p2,
-                        3,
-                        pty,
-                        big,
+                        vb, xs * su, tmp, _U(0), costf, cx, tot, tx, tot, _U(0), ndu, vmin[xs], pen, 3
                     )
                 else:
                     vmin[xs] = _update(
-                        vb,
-                        xs * su,
-                        tmp,
-                        _U(0),
-                        costf,
-                        cx,
-                        tot,
-                        tx,
-                        tot,
-                        _U(0),
-                        ndu,
-                        vmin[xs],
-                        p1,
-                        p2,
-                        2,
-                        pty,
-                        big,
+                        vb, xs * su, tmp, _U(0), costf, cx, tot, tx, tot, _U(0), ndu, vmin[xs], pen, 2
                     )[0]
             else:
                 hmin = _update(
-                    hb,
-                    hp * su,
-                    hb,
-                    (_U(1) - hp) * su,
-                    costf,
-                    cx,
-                    sf,
-                    vox,
-                    sf,
-                    vox,
-                    ndu,
-                    hmin,
-                    p1,
-                    p2,
-                    0,
-                    pty,
-                    big,
+                    hb, hp * su, hb, (_U(1) - hp) * su, costf, cx, sf, vox, sf, vox, ndu, hmin, pen, 0
                 )[0]
                 vmin[xs] = _update(
-                    vb, xs * su, tmp, _U(0), costf, cx, sf, vox, sf, vox, ndu, vmin[xs], p1, p2, 2, pty, big
+                    vb, xs * su, tmp, _U(0), costf, cx, sf, vox, sf, vox, ndu, vmin[xs], pen, 2
                 )[0]
             for k in range(_U(1), ndu + _U(1)):
                 vb[xs * su + k] = tmp[k]
@@ -614,49 +581,14 @@ def _sgm_pass(
                 q = _U(1) + hp
                 if select:
                     m1 = _update(
-                        d1,
-                        xa * su,
-                        tmp,
-                        q * su,
-                        costf,
-                        cx,
-                        tot,
-                        tx,
-                        tot,
-                        _U(0),
-                        ndu,
-                        d1min[xa],
-                        p1,
-                        p2,
-                        2,
-                        pty,
-                        big,
+                        d1, xa * su, tmp, q * su, costf, cx, tot, tx, tot, _U(0), ndu, d1min[xa], pen, 2
                     )[0]
                 else:
                     m1 = _update(
-                        d1,
-                        xa * su,
-                        tmp,
-                        q * su,
-                        costf,
-                        cx,
-                        sf,
-                        vox,
-                        sf,
-                        vox,
-                        ndu,
-                        d1min[xa],
-                        p1,
-                        p2,
-                        2,
-                        pty,
-                        big,
+                        d1, xa * su, tmp, q * su, costf, cx, sf, vox, sf, vox, ndu, d1min[xa], pen, 2
                     )[0]
-                if pend > 0:
-                    qo = (_U(2) - hp) * su  # the other of tmp's two d1 vectors
-                    for k in range(_U(1), ndu + _U(1)):
-                        d1[pend * su + k] = tmp[qo + k]
-                    d1min[pend] = pend_min
+                if pend > 0:  # the other of tmp's two d1 vectors
+                    _store_d1(d1, d1min, tmp, pend, _U(2) - hp, pend_min, su)
                 pend = xs
                 pend_min = m1
                 # diagonal from the pixel ahead, (y - step, x + step): this slot's previous-row vector was read
@@ -664,51 +596,16 @@ def _sgm_pass(
                 xb = _U(x + 1 + step)
                 if select:  # the pixel's last path: its loop also finds the winner
                     d2min[xs], key = _update(
-                        d2,
-                        xb * su,
-                        d2,
-                        xs * su,
-                        costf,
-                        cx,
-                        tot,
-                        tx,
-                        tot,
-                        _U(0),
-                        ndu,
-                        d2min[xb],
-                        p1,
-                        p2,
-                        3,
-                        pty,
-                        big,
+                        d2, xb * su, d2, xs * su, costf, cx, tot, tx, tot, _U(0), ndu, d2min[xb], pen, 3
                     )
                 else:
                     d2min[xs] = _update(
-                        d2,
-                        xb * su,
-                        d2,
-                        xs * su,
-                        costf,
-                        cx,
-                        sf,
-                        vox,
-                        sf,
-                        vox,
-                        ndu,
-                        d2min[xb],
-                        p1,
-                        p2,
-                        2,
-                        pty,
-                        big,
+                        d2, xb * su, d2, xs * su, costf, cx, sf, vox, sf, vox, ndu, d2min[xb], pen, 2
                     )[0]
             if select:
                 lbest[x], lcost[x], lprev[x], lnext[x] = _wta_key(tot, tx, ndu, key)
         if pend > 0:  # the last pixel's d1 vector
-            qo = (_U(1) + _U((w - 1) & 1)) * su
-            for k in range(_U(1), ndu + _U(1)):
-                d1[pend * su + k] = tmp[qo + k]
-            d1min[pend] = pend_min
+            _store_d1(d1, d1min, tmp, pend, _U(1) + _U((w - 1) & 1), pend_min, su)
         if select:
             _right_winners(tot, _U(0), w, nd, dmin, wr, rk, kinv, rbest)
             _lr_row(y, w, nd, dmin, lr_tol, wr, lbest, lcost, lprev, lnext, rbest, disp)
@@ -719,27 +616,20 @@ def _both_passes(
     cost: np.ndarray,
     codes: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int, int],
     from_codes: bool,
-    p1: int,
-    p2: int,
-    paths: int,
+    pen: tuple[int, int, int, type, int],
     threads: int,
     both: np.ndarray,
-    pty: type,
-    big: int,
     wr: int,
 ) -> np.ndarray:
-    """Both raster passes stored into ``both`` (2, H, W, D) int16 (concurrently when ``threads >= 2``)."""
+    """Both raster passes stored into ``both`` (2, H, W, D) int16 (concurrently when ``threads >= 2``); ``pen``
+    and ``wr`` as in :func:`_sgm_pass`."""
     dummy = np.empty((0, 0), np.float32)
     if threads >= 2:
         for d in numba.prange(2):
-            _sgm_pass(
-                cost, codes, from_codes, p1, p2, paths, d == 1, both[d], False, 0, -1.0, wr, dummy, pty, big
-            )
+            _sgm_pass(cost, codes, from_codes, d == 1, both[d], pen, (False, 0, -1.0, wr), dummy)
     else:
         for d in range(2):
-            _sgm_pass(
-                cost, codes, from_codes, p1, p2, paths, d == 1, both[d], False, 0, -1.0, wr, dummy, pty, big
-            )
+            _sgm_pass(cost, codes, from_codes, d == 1, both[d], pen, (False, 0, -1.0, wr), dummy)
     return both
 
 
@@ -783,18 +673,9 @@ def aggregate(
     p1i, p2i = _check_penalties(cost, p1, p2, paths)
     cost = np.ascontiguousarray(cost)
     pty, big = _path_type(int(cost.max(initial=0)), p1i, p2i)
+    pen = (p1i, p2i, int(paths), pty, big)
     both = _both_passes(
-        cost,
-        _no_codes(),
-        False,
-        p1i,
-        p2i,
-        int(paths),
-        int(threads),
-        np.empty((2, *cost.shape), np.int16),
-        pty,
-        big,
-        cost.shape[1],
+        cost, _no_codes(), False, pen, int(threads), np.empty((2, *cost.shape), np.int16), cost.shape[1]
     )
     return (both[0] + both[1]).astype(np.uint16)
 
@@ -1076,6 +957,7 @@ def sgm_disparity(
     invalid = census_window[0] * census_window[1] - 1
     p1i, p2i = _check_penalties(np.array([invalid], np.uint8), p1, p2, paths)
     pty, big = _path_type(invalid, p1i, p2i)
+    pen = (p1i, p2i, int(paths), pty, big)
     # one pass's sum (paths // 2 paths, each <= C_max + P2) in a byte when it fits
     fwd_type = np.uint8 if paths // 2 * (invalid + p2i) <= 255 else np.int16
     threads = numba.get_num_threads()
@@ -1117,17 +999,7 @@ def sgm_disparity(
         shape = (b - a, w, nd)
         if threads >= 2:  # both passes concurrently, then the winners
             both = _both_passes(
-                nocost,
-                codes,
-                True,
-                p1i,
-                p2i,
-                int(paths),
-                threads,
-                ws.array("both", (2, *shape), np.int16),
-                pty,
-                big,
-                wr,
+                nocost, codes, True, pen, threads, ws.array("both", (2, *shape), np.int16), wr
             )
             both[0] += both[1]
             d = _select(both[0], dmin, float(lr_tol), wr)
@@ -1136,24 +1008,8 @@ def sgm_disparity(
             fwd = ws.array("forward", shape, fwd_type)
             cost = ws.array("cost", shape, np.uint8) if keep_cost else nocost
             d = np.full((b - a, w), np.nan, np.float32)
-            _sgm_pass(cost, codes, True, p1i, p2i, int(paths), False, fwd, False, 0, -1.0, wr, d, pty, big)
-            _sgm_pass(
-                cost,
-                codes,
-                not keep_cost,
-                p1i,
-                p2i,
-                int(paths),
-                True,
-                fwd,
-                True,
-                dmin,
-                float(lr_tol),
-                wr,
-                d,
-                pty,
-                big,
-            )
+            _sgm_pass(cost, codes, True, False, fwd, pen, (False, 0, -1.0, wr), d)
+            _sgm_pass(cost, codes, not keep_cost, True, fwd, pen, (True, dmin, float(lr_tol), wr), d)
             del fwd, cost
         disp[c0:c1] = d[c0 - a : c1 - a]
     disp[~vl] = np.nan
