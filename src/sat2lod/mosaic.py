@@ -23,12 +23,11 @@ from pathlib import Path
 import numpy as np
 import rasterio
 import rasterio.windows
-from rasterio.errors import RasterioIOError
 from rasterio.transform import Affine
 
 import sat2lod
 from sat2lod.grid import grid_for_bounds, pixel_offset
-from sat2lod.io.raster import RasterReadError, write_raster_blocks
+from sat2lod.io.raster import raster_header, read_raster, write_raster_blocks
 
 log = logging.getLogger(__name__)
 
@@ -131,21 +130,9 @@ def feather_window(
 
 
 def _read_window(src: _TileSource, rows: tuple[int, int], cols: tuple[int, int]) -> np.ndarray:
-    """(rows, cols) window of a tile DSM as float32, NaN where no data (as ``read_raster(masked_to_nan=True)``)."""
+    """(rows, cols) window of a tile DSM as float32, NaN where no data."""
     win = rasterio.windows.Window(cols[0], rows[0], cols[1] - cols[0], rows[1] - rows[0])
-    try:
-        with rasterio.open(src.path) as ds:
-            raw = ds.read(1, window=win)
-    except RasterioIOError as exc:
-        raise RasterReadError(
-            f"{src.path}: not a readable raster ({exc}). The file is corrupt or truncated: delete it and rerun "
-            "its stereo job."
-        ) from exc
-    a = raw.astype(np.float32)
-    nodata = src.nodata
-    if nodata is not None and not (isinstance(nodata, float) and np.isnan(nodata)):
-        a[raw == nodata] = np.nan
-    return a
+    return read_raster(src.path, bands=1, masked_to_nan=True, window=win).array.astype(np.float32)
 
 
 def _blend_block(sources: Sequence[_TileSource], row0: int, col0: int, shape: tuple[int, int]) -> np.ndarray:
@@ -201,16 +188,8 @@ def mosaic_dsm(
     crs = None
     datum = sat2lod.ELLIPSOID_DATUM
     for path, meta in zip(dsms, tiles_meta):
-        if not Path(path).exists():
-            raise RasterReadError(f"{path}: file not found. Rerun its stereo job.")
-        try:
-            with rasterio.open(path) as ds:
-                t, shape, nodata, tags, tile_crs = ds.transform, ds.shape, ds.nodata, ds.tags(), ds.crs
-        except RasterioIOError as exc:
-            raise RasterReadError(
-                f"{path}: not a readable raster ({exc}). The file is corrupt or truncated: delete it and "
-                "rerun its stereo job."
-            ) from exc
+        head = raster_header(path)
+        t, shape, nodata, tags, tile_crs = head.transform, head.shape, head.nodata, head.tags, head.crs
         if crs is None:
             crs = tile_crs
         elif tile_crs != crs:

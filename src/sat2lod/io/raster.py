@@ -145,8 +145,20 @@ def read_raster(
     return raster
 
 
-def raster_shape(path: str | os.PathLike[str]) -> tuple[int, int, int]:
-    """(bands, rows, cols) of a raster file, read from its header only.
+@dataclass
+class RasterHeader:
+    """What a raster file's header says: (bands, rows, cols), grid, nodata, dataset tags."""
+
+    count: int
+    shape: tuple[int, int]
+    transform: Affine
+    crs: CRS | None
+    nodata: float | None
+    tags: dict[str, str]
+
+
+def raster_header(path: str | os.PathLike[str]) -> RasterHeader:
+    """The header of a raster file (no pixel is read).
 
     Raises:
         RasterReadError: missing or corrupt file, with the path and a hint.
@@ -158,12 +170,22 @@ def raster_shape(path: str | os.PathLike[str]) -> tuple[int, int, int]:
         )
     try:
         with rasterio.open(path) as ds:
-            return ds.count, ds.height, ds.width
+            return RasterHeader(ds.count, ds.shape, ds.transform, ds.crs, ds.nodata, dict(ds.tags()))
     except RasterioIOError as exc:
         raise RasterReadError(
             f"{path}: not a readable raster ({exc}). The file is corrupt or truncated: delete it and "
             "re-download / regenerate it."
         ) from exc
+
+
+def raster_shape(path: str | os.PathLike[str]) -> tuple[int, int, int]:
+    """(bands, rows, cols) of a raster file, read from its header only.
+
+    Raises:
+        RasterReadError: missing or corrupt file, with the path and a hint.
+    """
+    h = raster_header(path)
+    return h.count, *h.shape
 
 
 def write_raster(
