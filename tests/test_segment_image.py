@@ -190,23 +190,79 @@ def test_stereo_ndsm_defects_fattens_and_holes_without_touching_input():
     assert not h0.any()
 
 
-def test_one_image_command_equals_rule_segment(tmp_path, tiny_checkpoint):
-    """`sat2lod segment` and rule segment share the network and the post-processing: on the same ortho + nDSM
-    they write the same mask (a post-processing step added to one path only fails here)."""
+def _coarsen(a: np.ndarray, k: int) -> np.ndarray:
+    """Mean of k x k blocks of (H, W) ``a``."""
+    h, w = a.shape[0] // k, a.shape[1] // k
+    return a[: h * k, : w * k].reshape(h, k, w, k).mean((1, 3)).astype(np.float32)
+
+
+def _ortho_pair(d, res: float, seed: int = 14):
+    """The chain's products on a ``res`` grid: ortho.tif (PAN only), ortho_ms.tif (PAN + 4 pansharpened MS bands
+    R, G, B, NIR, as rule ortho writes them) and ndsm.tif; the largest building box has the NDVI of leaves (0.5, the
+    others 0.09). Returns the paths, the truth and the 'vegetation' box, at ``res``."""
+    o, n, y = fake_scene(seed, n=128)
+    veg = np.zeros_like(y, bool)
+    from scipy import ndimage
+
+    lab, k = ndimage.label(y)
+    veg[lab == 1 + np.argmax(ndimage.sum(y, lab, range(1, k + 1)))] = True  # the largest box
+    if res != 0.5:
+        k = round(res / 0.5)
+        o, n = _coarsen(o, k), _coarsen(n, k)
+        y, veg = _coarsen(y, k) > 0.5, _coarsen(veg, k) > 0.5
+    red = o * 0.8
+    nir = np.where(veg, red * 3.0, red * 1.2)
+    tr = from_origin(500000.0, 4800000.0, res, res)
+    d.mkdir(exist_ok=True)
+    write_raster(d / "ortho.tif", o, tr, EPSG, nodata=float("nan"))
+    names = [{"NAME": "pan"}] + [{"NAME": f"ms{b}_pansharpened"} for b in range(1, 5)]
+    ms = np.stack([o, red, red * 0.95, red * 0.9, nir])
+    write_raster(d / "ortho_ms.tif", ms, tr, EPSG, nodata=float("nan"), band_tags=names)
+    write_raster(d / "ndsm.tif", n, tr, EPSG, nodata=float("nan"))
+    return d / "ortho.tif", d / "ortho_ms.tif", d / "ndsm.tif", y.astype(np.uint8), veg
+
+
+@pytest.mark.parametrize("res", [0.5, 1.0])
+def test_one_image_command_equals_rule_segment(tmp_path, tiny_checkpoint, res):
+    """`sat2lod segment` and rule segment share the network, the resampling to the model's GSD, the NDVI gate
+    and the post-processing: on the same ortho (PAN only, or PAN + MS as the chain writes it) + nDSM they write
+    the same mask, on the model's 0.5 m grid and on a 1.0 m grid (a step added to one path only fails here)."""
+    from sat2lod.io.raster import read_raster
     from sat2lod.segment.predict import segment_from_files
 
-    o, n, _ = fake_scene(14, n=128)
-    tr = from_origin(500000.0, 4800000.0, 0.5, 0.5)
-    write_raster(tmp_path / "ortho.tif", o, tr, EPSG, nodata=float("nan"))
-    write_raster(tmp_path / "ndsm.tif", n, tr, EPSG, nodata=float("nan"))
+    ortho, ortho_ms, ndsm, _, veg = _ortho_pair(tmp_path / "in", res)
     for method in ("unet", "ndsm_threshold"):
-        kw = {"method": method, "checkpoint": tiny_checkpoint, "tile_px": 64, "overlap_px": 16}
-        segment_from_files(
-            tmp_path / "ortho.tif", tmp_path / "ndsm.tif", tmp_path / "p.tif", tmp_path / "rule.tif", **kw
-        )
-        image_mod.segment_image_file(
-            tmp_path / "ortho.tif", tmp_path / "cli.tif", ndsm=tmp_path / "ndsm.tif", **kw
-        )
-        rule, cli = read(tmp_path / "rule.tif")[0], read(tmp_path / "cli.tif")[0]
-        assert (rule == 1).any(), method
-        np.testing.assert_array_equal(cli, rule, err_msg=method)
+        masks = {}
+        for o in (ortho, ortho_ms):
+            kw = {"method": method, "checkpoint": tiny_checkpoint, "tile_px": 64, "overlap_px": 16}
+            segment_from_files(o, ndsm, tmp_path / "p.tif", tmp_path / "rule.tif", **kw)
+            image_mod.segment_image_file(o, tmp_path / "cli.tif", ndsm=ndsm, **kw)
+            rule, cli = read_raster(tmp_path / "rule.tif"), read_raster(tmp_path / "cli.tif")
+            assert (rule.array == 1).any(), method
+            np.testing.assert_array_equal(cli.array, rule.array, err_msg=f"{method} {o.name}")
+            gated = o == ortho_ms
+            assert ("MAX_NDVI" in rule.tags) == gated and ("MAX_NDVI" in cli.tags) == gated
+            assert ("MODEL_GSD_M" in rule.tags) == (method == "unet" and res != 0.5)
+            masks[o.name] = rule.array
+        # the leafy box is a building to the PAN and the nDSM, not once the MS bands tell its NDVI
+        assert np.mean(masks["ortho.tif"][veg] == 1) > 0.3, method
+        assert np.mean(masks["ortho_ms.tif"][veg] == 1) < 0.05, method
+
+
+def test_rule_segment_resamples_an_ortho_off_the_model_gsd(tmp_path, tiny_checkpoint):
+    """Rule segment on a 1.0 m ortho (model trained at 0.5 m) runs the network at 0.5 m: its mask agrees with the
+    0.5 m run's, and the mask's tags say it was resampled."""
+    from sat2lod.io.raster import read_raster
+    from sat2lod.segment.predict import segment_from_files
+    from sat2lod.segment.train import iou
+
+    kw = {"checkpoint": tiny_checkpoint, "tile_px": 64, "overlap_px": 16}
+    out = {}
+    for res in (0.5, 1.0):
+        ortho, _, ndsm, y, _ = _ortho_pair(tmp_path / str(res), res)
+        segment_from_files(ortho, ndsm, tmp_path / "p.tif", tmp_path / f"m{res}.tif", **kw)
+        out[res] = read_raster(tmp_path / f"m{res}.tif")
+        assert iou(out[res].array, y) > 0.6, res
+    assert out[1.0].array.shape == (64, 64) and out[1.0].transform.a == 1.0
+    assert out[1.0].tags["MODEL_GSD_M"] == "0.5" and "MODEL_GSD_M" not in out[0.5].tags
+    assert iou(out[1.0].array, (_coarsen(out[0.5].array, 2) > 0.5).astype(np.uint8)) > 0.8
