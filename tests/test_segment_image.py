@@ -7,11 +7,13 @@ import numpy as np
 import pytest
 import rasterio
 import torch
+from rasterio.enums import ColorInterp
 from rasterio.transform import from_origin
 
 from sat2lod.cli import main
 from sat2lod.io.checkpoint import save_checkpoint
 from sat2lod.io.raster import write_raster
+from sat2lod.schema import defaults
 from sat2lod.segment import image as image_mod
 from sat2lod.segment.features import make_input
 from sat2lod.segment.train import Sample, TrainParams, checkpoint_payload, iou, train_model
@@ -135,6 +137,101 @@ def test_read_image_rgba_and_grey(tmp_path):
     )
     g = image_mod.read_image(tmp_path / "g.tif")
     assert g.bands_used == 1 and g.georeferenced and g.pan[3, 4] == 19.0
+
+
+def _rgbn(pan: np.ndarray, veg: np.ndarray) -> np.ndarray:
+    """(4, H, W) uint16 R, G, B, NIR of ``pan`` (rgb_of); NDVI 0.09 (roofs, roads), 0.5 on ``veg`` (leaves)."""
+    rgb = rgb_of(pan).astype(np.uint16)
+    nir = np.where(veg, rgb[0] * 3, rgb[0] * 6 // 5)
+    return np.concatenate([rgb, nir[None].astype(np.uint16)])
+
+
+def test_read_image_red_and_nir_bands(tmp_path):
+    veg = np.zeros((4, 5), bool)
+    veg[:, 3:] = True
+    pan = np.linspace(500, 900, 20, dtype=np.float32).reshape(4, 5)
+    a = _rgbn(pan, veg)
+    rgb_mean = a[:3].astype(np.float32).mean(0)
+    write_raster(tmp_path / "rgbn.tif", a, from_origin(0, 4, 1, 1), EPSG)
+    # by default a 4th band is not taken for NIR: the plain RGB reading, no NDVI
+    r = image_mod.read_image(tmp_path / "rgbn.tif")
+    assert r.ndvi is None and r.bands_used == 3 and np.array_equal(r.pan, rgb_mean)
+    # told which bands are red and NIR: the same PAN (NIR left out of the mean), and their NDVI
+    r = image_mod.read_image(tmp_path / "rgbn.tif", (1, 4))
+    assert r.ndvi_bands == (1, 4) and np.array_equal(r.pan, rgb_mean)
+    assert np.all(r.ndvi[:, 4] > 0.45) and np.all(np.abs(r.ndvi[:, :2] - 0.09) < 0.02)
+    # the same from the bands' colour interpretation
+    with rasterio.open(tmp_path / "rgbn.tif", "r+") as ds:
+        ds.colorinterp = [ColorInterp.red, ColorInterp.green, ColorInterp.blue, ColorInterp.nir]
+    d = image_mod.read_image(tmp_path / "rgbn.tif")
+    assert d.ndvi_bands == (1, 4) and np.array_equal(d.ndvi, r.ndvi)
+    # NIR named as an alpha band, or a band the image lacks: the file and the fix are named
+    with rasterio.open(
+        tmp_path / "a.png", "w", driver="PNG", width=5, height=4, count=4, dtype="uint8"
+    ) as ds:
+        ds.write(a.clip(0, 255).astype(np.uint8))
+    with pytest.raises(ValueError, match=r"a\.png: band 4.*alpha"):
+        image_mod.read_image(tmp_path / "a.png", (1, 4))
+    with pytest.raises(ValueError, match=r"rgbn\.tif.*band 5.*4 band"):
+        image_mod.read_image(tmp_path / "rgbn.tif", (1, 5))
+
+
+def test_read_image_of_a_chain_ortho_takes_its_pan_band(tmp_path):
+    from scipy import ndimage
+
+    _, ortho_ms, _, _, veg = _ortho_pair(tmp_path, 0.5)
+    pan = rasterio.open(ortho_ms).read(1)
+    r = image_mod.read_image(ortho_ms)
+    assert r.layout == "sat2lod_ortho" and np.array_equal(r.pan, pan)
+    assert r.ndvi_bands == tuple(defaults("segmentation")["ndvi_bands"]) and np.all(
+        r.ndvi[ndimage.binary_erosion(veg)] > 0.45
+    )
+    with pytest.raises(ValueError, match="ortho_ms.tif.*4 MS band"):
+        image_mod.read_image(ortho_ms, (1, 5))
+
+
+def test_cli_ndvi_gate_on_an_rgb_nir_image(tmp_path, tiny_checkpoint, capsys):
+    from scipy import ndimage
+
+    o, n, y = fake_scene(16, n=128)
+    lab, k = ndimage.label(y)
+    veg = lab == 1 + np.argmax(ndimage.sum(y, lab, range(1, k + 1)))  # the largest box: a tree crown
+    tr = from_origin(500000.0, 4800000.0, 0.5, 0.5)
+    write_raster(tmp_path / "rgbn.tif", _rgbn(o, veg), tr, EPSG)
+    write_raster(tmp_path / "rgb.tif", _rgbn(o, veg)[:3], tr, EPSG)
+    write_raster(tmp_path / "ndsm.tif", n, tr, EPSG, nodata=float("nan"))
+    base = ["segment", "--ndsm", str(tmp_path / "ndsm.tif"), "--checkpoint", str(tiny_checkpoint)]
+
+    def run(name: str, *extra: str) -> tuple[np.ndarray, dict]:
+        out = tmp_path / f"{name}.tif"
+        assert main([*base, *extra, "--out", str(out)]) == 0, capsys.readouterr().err
+        with rasterio.open(out) as ds:
+            return ds.read(1), ds.tags()
+
+    rgb, _ = run("rgb", "--image", str(tmp_path / "rgb.tif"))
+    plain, tags = run("plain", "--image", str(tmp_path / "rgbn.tif"))
+    np.testing.assert_array_equal(plain, rgb)  # a 4th band nobody named changes nothing
+    assert "MAX_NDVI" not in tags and np.mean(plain[veg] == 1) > 0.5
+    gated, tags = run("gated", "--image", str(tmp_path / "rgbn.tif"), "--ndvi-bands", "1", "4")
+    assert tags["NDVI_BANDS"] == "[1, 4]" and tags["MAX_NDVI"] == str(defaults("segmentation")["max_ndvi"])
+    assert np.mean(gated[veg] == 1) < 0.05  # the crown is gone
+    assert iou(gated, y * ~veg) > 0.8 * iou(plain, y)  # the roofs (NDVI 0.09) are kept
+    loose, _ = run(
+        "loose", "--image", str(tmp_path / "rgbn.tif"), "--ndvi-bands", "1", "4", "--max-ndvi", "0.9"
+    )
+    assert np.mean(loose[veg] == 1) > 0.5  # --max-ndvi reaches the gate
+
+
+def test_cli_threads_set_torch_threads(tmp_path, tiny_checkpoint, capsys):
+    write_raster(tmp_path / "i.tif", fake_scene(17, n=64)[0], from_origin(0, 32, 0.5, 0.5), EPSG)
+    args = ["segment", "--image", str(tmp_path / "i.tif"), "--checkpoint", str(tiny_checkpoint)]
+    torch.set_num_threads(2)
+    assert main([*args, "--out", str(tmp_path / "a.tif")]) == 0, capsys.readouterr().err
+    assert torch.get_num_threads() == defaults("segmentation")["torch_threads"] == 1
+    assert main([*args, "--threads", "3", "--out", str(tmp_path / "b.tif")]) == 0
+    assert torch.get_num_threads() == 3
+    with rasterio.open(tmp_path / "a.tif") as a, rasterio.open(tmp_path / "b.tif") as b:
+        assert a.read(1).shape == b.read(1).shape == (64, 64)
 
 
 def test_image_at_another_gsd_is_resampled_to_the_model_gsd(tiny_checkpoint):
