@@ -104,6 +104,26 @@ def _red_nir(
     return red, nir
 
 
+def _chain_ortho_bands(
+    path: object, a: np.ndarray, nodata: float | None, ndvi_bands: tuple[int, int] | list[int] | None
+) -> tuple[np.ndarray, np.ndarray | None, tuple[int, int] | None]:
+    """PAN band, NDVI and the MS band numbers used, of a (B, H, W) ortho written by the chain (band 1 PAN,
+    bands 2.. MS); ``ndvi_bands`` number the MS bands (default ``segmentation.ndvi_bands``), as in the rule."""
+    from sat2lod.segment.vegetation import ms_ndvi
+
+    a = a.astype(np.float32)
+    if nodata is not None and not np.isnan(nodata):
+        a[a == nodata] = np.nan
+    bands = tuple(int(b) for b in (ndvi_bands or _SEG["ndvi_bands"]))
+    if ndvi_bands is not None and max(bands) > a.shape[0] - 1:
+        raise ValueError(
+            f"{path}: --ndvi-bands {bands[0]} {bands[1]} number the MS bands after the PAN band, but the "
+            f"ortho has {a.shape[0] - 1} MS band(s)"
+        )
+    v = ms_ndvi(a[1:], bands)
+    return a[0], v, (bands if v is not None else None)
+
+
 def read_image(
     path: str | os.PathLike[str], ndvi_bands: tuple[int, int] | list[int] | None = None
 ) -> ImageRaster:
@@ -135,19 +155,8 @@ def read_image(
     a = r.array if r.array.ndim == 3 else r.array[np.newaxis]
     georef = r.crs is not None or not r.transform.is_identity
     if _is_sat2lod_ortho(r.band_tags, interp):
-        a = a.astype(np.float32)
-        if r.nodata is not None and not np.isnan(r.nodata):
-            a[a == r.nodata] = np.nan
-        bands = tuple(int(b) for b in (ndvi_bands or _SEG["ndvi_bands"]))
-        if ndvi_bands is not None and max(bands) > a.shape[0] - 1:
-            raise ValueError(
-                f"{path}: --ndvi-bands {bands[0]} {bands[1]} number the MS bands after the PAN band, but the "
-                f"ortho has {a.shape[0] - 1} MS band(s)"
-            )
-        v = ms_ndvi(a[1:], bands)
-        return ImageRaster(
-            a[0], r.transform, r.crs, georef, 1, v, bands if v is not None else None, "sat2lod_ortho"
-        )
+        pan, v, used = _chain_ortho_bands(path, a, r.nodata, ndvi_bands)
+        return ImageRaster(pan, r.transform, r.crs, georef, 1, v, used, "sat2lod_ortho")
     alpha = [i for i, c in enumerate(interp) if c == "alpha"]
     red_nir = _red_nir(path, interp, ndvi_bands)
     nir = [] if red_nir is None else [red_nir[1]]
