@@ -153,7 +153,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sat2lod", description=_DESCRIPTION)
     parser.add_argument("--version", action="version", version=f"sat2lod {sat2lod.__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging, tracebacks on errors")
-    parser.add_argument("--threads", type=int, default=2, help="threads for numba/torch/GDAL (default 2)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=2,
+        help="threads for numba/torch/GDAL (default 2); `segment --threads` sets torch's for the inference",
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser(
