@@ -77,8 +77,8 @@ def main(argv: list[str] | None = None) -> int:
         )
         seconds = time.perf_counter() - t0
         x = make_input(s["ortho"], r["ndsm"])
-        before = scores(load_segmenter(None, "cpu")[0], x, ref, veg, block)
-        after = scores(load_segmenter(d / "m.pt", "cpu")[0], x, ref, veg, block)
+        before = scores(load_segmenter(None, "cpu", 1)[0], x, ref, veg, block)
+        after = scores(load_segmenter(d / "m.pt", "cpu", 1)[0], x, ref, veg, block)
     # how far the labels themselves are from the LiDAR's buildings (the most fine-tuning can learn from them)
     labels = rasterize_footprints(read_footprint_labels(shp), r["transform"], ref.shape, EPSG)
     labels_iou = iou(labels[block], ref[block])

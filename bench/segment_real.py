@@ -82,6 +82,7 @@ class Method:
     method: str
     checkpoint: Path | None = None
     device: str = "cpu"
+    threads: int = 1
 
     @property
     def needs_ndsm(self) -> bool:
@@ -93,7 +94,12 @@ class Method:
     @property
     def kwargs(self) -> dict:
         """Arguments of segment_image / segment_image_file."""
-        return {"method": self.method, "checkpoint": self.checkpoint, "device": self.device}
+        return {
+            "method": self.method,
+            "checkpoint": self.checkpoint,
+            "device": self.device,
+            "threads": self.threads,
+        }
 
 
 def parse_methods(names: str, checkpoints: list[str]) -> list[Method]:
@@ -461,7 +467,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     methods = parse_methods(args.methods, args.checkpoint)
     for m in methods:
-        m.device = args.device
+        m.device, m.threads = args.device, args.threads
     if not methods:
         print("no method to run")
         return 1

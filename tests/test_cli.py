@@ -55,3 +55,26 @@ def test_help_is_plain_text_and_lists_the_commands():
         assert "``" not in proc.stdout and ":func:" not in proc.stdout, proc.stdout
     top = _cli("--help").stdout
     assert "synth" in top and "validate-config" in top and "--version" in top
+
+
+def test_segment_options_default_to_the_schema():
+    """`sat2lod segment`'s defaults are the rule segment's (config/schema.yaml), not restated numbers."""
+    from sat2lod.cli import build_parser
+    from sat2lod.schema import defaults
+
+    seg = defaults("segmentation")
+    args = build_parser().parse_args(["segment", "--image", "i.tif", "--out", "m.tif"])
+    assert args.ndvi_bands is None  # per image: the chain ortho's schema bands, or the file's red / NIR
+    assert (args.max_ndvi, args.torch_threads, args.threshold) == (
+        seg["max_ndvi"],
+        seg["torch_threads"],
+        seg["threshold"],
+    )
+    assert (args.min_area_m2, args.method, args.device) == (seg["min_area_m2"], seg["method"], seg["device"])
+    args = build_parser().parse_args(
+        ["--threads", "2", "segment", "--image", "i", "--out", "m.tif", "--threads", "4"]
+        + ["--ndvi-bands", "1", "4", "--max-ndvi", "0.4"]
+    )
+    assert (args.threads, args.torch_threads, args.ndvi_bands, args.max_ndvi) == (2, 4, [1, 4], 0.4)
+    help_text = _cli("segment", "--help").stdout
+    assert "--ndvi-bands RED NIR" in help_text and "--max-ndvi" in help_text and "--threads N" in help_text

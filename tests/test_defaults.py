@@ -43,6 +43,11 @@ SECTIONS: dict[str, list[tuple[str, ...]]] = {
 NOT_THE_KEY: dict[tuple[str, str, str], str] = {
     # the ramp calibrated on the scene (fractions per distance), not the on/off switch lod.roof_edge_ramp
     ("lod.roof", "RoofParams", "edge_ramp"): "calibrated ramp",
+    # a user's image has no gate unless its red / NIR bands are named (the schema's [1, 4] counts the MS bands
+    # of the chain's ortho, which segment_image_file recognises and then applies)
+    ("segment.image", "ImageRaster", "ndvi_bands"): "bands of a user's image",
+    ("segment.image", "read_image", "ndvi_bands"): "bands of a user's image",
+    ("segment.image", "segment_image_file", "ndvi_bands"): "bands of a user's image",
 }
 
 

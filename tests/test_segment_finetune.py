@@ -174,7 +174,7 @@ def test_finetuning_improves_the_held_out_block_and_is_deterministic(tmp_path):
     x = make_input(read_raster(paths["ortho"], bands=1).array, read_raster(paths["ndsm"], bands=1).array)
     fp, tp = [], []
     for ck in (None, tmp_path / "m1.pt"):
-        model, *_ = load_segmenter(ck, "cpu")
+        model, *_ = load_segmenter(ck, "cpu", 1)
         p = predict_tiled(model, x, 128, 32)[:, val_cols] > 0.5
         t = truth[:, val_cols]
         fp.append(int((p & ~t).sum()))

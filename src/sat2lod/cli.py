@@ -64,7 +64,10 @@ def _segment(args: argparse.Namespace) -> int:
             checkpoint=args.checkpoint,
             threshold=args.threshold,
             min_area_m2=args.min_area_m2,
+            ndvi_bands=args.ndvi_bands,
+            max_ndvi=args.max_ndvi,
             device=args.device,
+            threads=args.torch_threads,
         )
     except (
         OSError,
@@ -80,25 +83,66 @@ def _segment(args: argparse.Namespace) -> int:
 
 
 def _add_segment(sub: argparse._SubParsersAction) -> None:
+    from sat2lod.schema import defaults
+
+    seg = defaults("segmentation")  # the rule segment's defaults: one definition
     p = sub.add_parser(
         "segment",
         help="building mask (0/1 uint8) of one image, with or without an nDSM",
         description="Write the 0/1 building mask of one image (GeoTIFF, or PNG/JPEG/TIFF without "
         "georeferencing) with the U-Net (default: the model shipped with sat2lod) or the nDSM threshold. "
-        "An RGB image is made panchromatic as the mean of its colour bands. Without --ndsm the U-Net runs "
-        "on the image alone. The output keeps the input's georeferencing.",
+        "An RGB image is made panchromatic as the mean of its colour bands; an ortho written by sat2lod "
+        "(band 1 PAN, then MS bands) uses its PAN band. Without --ndsm the U-Net runs on the image alone. "
+        "With red and near-infrared bands the probability goes through the NDVI vegetation gate of the rule "
+        "segment. The output keeps the input's georeferencing.",
     )
     p.add_argument("--image", required=True, help="image file (GeoTIFF, TIFF, PNG, JPEG)")
     p.add_argument("--ndsm", default=None, help="nDSM (m above terrain) on the image's grid (optional)")
     p.add_argument("--out", required=True, help="output mask (.tif: GeoTIFF, nodata 255; or .png)")
-    p.add_argument("--method", choices=("unet", "ndsm_threshold"), default="unet")
+    p.add_argument("--method", choices=("unet", "ndsm_threshold"), default=seg["method"])
     p.add_argument("--checkpoint", default=None, help="model file (default: the model shipped with sat2lod)")
     p.add_argument(
         "--gsd-m", type=float, default=None, help="pixel size (m) of an image without georeferencing"
     )
-    p.add_argument("--threshold", type=float, default=0.5, help="probability threshold (default 0.5)")
-    p.add_argument("--min-area-m2", type=float, default=10.0, help="smallest building kept (m², default 10)")
-    p.add_argument("--device", choices=("cpu", "cuda", "auto"), default="cpu")
+    p.add_argument(
+        "--threshold",
+        type=float,
+        default=seg["threshold"],
+        help=f"probability threshold (default {seg['threshold']})",
+    )
+    p.add_argument(
+        "--min-area-m2",
+        type=float,
+        default=seg["min_area_m2"],
+        help=f"smallest building kept (m², default {seg['min_area_m2']})",
+    )
+    p.add_argument(
+        "--ndvi-bands",
+        type=int,
+        nargs=2,
+        metavar=("RED", "NIR"),
+        default=None,
+        help="1-based numbers of the red and near-infrared bands: enables the NDVI vegetation gate "
+        "(e.g. 1 4 for R, G, B, NIR). For an ortho written by sat2lod they number its MS bands after the "
+        f"PAN band, default {' '.join(map(str, seg['ndvi_bands']))} (segmentation.ndvi_bands); for other "
+        "images default: the bands the file declares red and NIR, else no gate",
+    )
+    p.add_argument(
+        "--max-ndvi",
+        type=float,
+        default=seg["max_ndvi"],
+        help=f"NDVI above which a pixel is vegetation, not building (default {seg['max_ndvi']})",
+    )
+    p.add_argument("--device", choices=("cpu", "cuda", "auto"), default=seg["device"])
+    p.add_argument(
+        "--threads",
+        dest="torch_threads",
+        type=int,
+        metavar="N",
+        default=seg["torch_threads"],
+        help="torch CPU threads of the inference, fixed for bit-identical masks "
+        f"(default {seg['torch_threads']}, segmentation.torch_threads)",
+    )
     p.set_defaults(func=_segment)
 
 
@@ -109,7 +153,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sat2lod", description=_DESCRIPTION)
     parser.add_argument("--version", action="version", version=f"sat2lod {sat2lod.__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging, tracebacks on errors")
-    parser.add_argument("--threads", type=int, default=2, help="threads for numba/torch/GDAL (default 2)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=2,
+        help="threads for numba/torch/GDAL (default 2); `segment --threads` sets torch's for the inference",
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser(

@@ -200,7 +200,7 @@ def finetune_segmenter(
     )
     y[~np.isfinite(ortho_a)] = 255
     x = make_input(ortho_a, n.array.astype(np.float32))
-    _, payload, start_path, device = load_segmenter(checkpoint, device)
+    _, payload, start_path, device = load_segmenter(checkpoint, device, threads)
     net, met, params = finetune_model(
         x, y, payload, steps, batch_size, patch_px, lr, seed, val_fraction, device
     )

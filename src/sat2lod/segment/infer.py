@@ -18,6 +18,10 @@ log = logging.getLogger(__name__)
 
 #: ``format`` key of the segmenter checkpoints (sat2lod.segment.train writes them)
 CHECKPOINT_FORMAT = "sat2lod-segmenter-1"
+#: training GSD (m) assumed for a checkpoint that does not record one (the synthetic cities' default)
+DEFAULT_MODEL_GSD_M = 0.5
+#: an input whose GSD differs from the model's by more than this fraction is resampled to the model's GSD
+GSD_TOLERANCE = 0.1
 
 
 def model_from_checkpoint(payload: dict) -> UNet:
@@ -28,24 +32,100 @@ def model_from_checkpoint(payload: dict) -> UNet:
 
 
 def load_segmenter(
-    checkpoint: str | os.PathLike[str] | None, device: str
+    checkpoint: str | os.PathLike[str] | None, device: str, threads: int
 ) -> tuple[UNet, dict[str, Any], Path, str]:
     """The eval-mode U-Net of a checkpoint on ``device``, for rule ``segment`` and ``sat2lod segment``.
 
     Args:
         checkpoint: checkpoint file; None = the shipped default model (:mod:`sat2lod.segment.shipped`).
         device: ``cpu``, ``cuda`` or ``auto`` (CUDA when visible).
+        threads: torch CPU threads of the inference (``segmentation.torch_threads``), set here for the process
+            (torch has no per-model setting): a fixed number, not the machine's cores, because probabilities
+            differ in their last bits between thread counts.
     Returns:
         (model, checkpoint dict, checkpoint path, device used).
     """
     from sat2lod.io.checkpoint import load_checkpoint
     from sat2lod.segment.shipped import resolve_checkpoint
 
+    torch.set_num_threads(max(1, int(threads)))
     path = resolve_checkpoint(checkpoint)
     payload = load_checkpoint(path, CHECKPOINT_FORMAT)
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     return model_from_checkpoint(payload).to(device), payload, path, device
+
+
+def model_gsd_m(payload: dict[str, Any]) -> float:
+    """Ground sampling distance (m) a checkpoint was trained at (``data.gsd_m``; 0.5 m when not recorded)."""
+    return float(payload.get("data", {}).get("gsd_m") or DEFAULT_MODEL_GSD_M)
+
+
+def needs_resampling(gsd_m: float | None, model_gsd: float) -> bool:
+    """Whether an input of ``gsd_m`` (None = unknown: never) is resampled to the model's ``model_gsd``."""
+    return gsd_m is not None and abs(gsd_m / model_gsd - 1.0) > GSD_TOLERANCE
+
+
+def _zoom_to(a: np.ndarray, shape: tuple[int, int], order: int) -> np.ndarray:
+    """Resample (H, W) ``a`` onto ``shape`` (same extent), spline ``order``; NaN cells are filled first."""
+    from sat2lod.arrays import fill_nearest
+
+    filled = fill_nearest(a) if np.isnan(a).any() else a
+    z = (shape[0] / a.shape[0], shape[1] / a.shape[1])
+    return ndimage.zoom(np.nan_to_num(filled), z, order=order, mode="nearest", grid_mode=True).astype(
+        np.float32
+    )
+
+
+def _zoom_nodata(a: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Bilinear :func:`_zoom_to` of (H, W) ``a``, NaN where more than half the support was NaN."""
+    z = _zoom_to(a, shape, 1)
+    z[_zoom_to(np.isnan(a).astype(np.float32), shape, 1) > 0.5] = np.nan
+    return z
+
+
+def unet_probability(
+    model: UNet,
+    pan: np.ndarray,
+    ndsm: np.ndarray | None,
+    gsd_m: float | None,
+    model_gsd: float,
+    tile_px: int,
+    overlap_px: int,
+    batch_size: int,
+    device: str,
+) -> tuple[np.ndarray, bool]:
+    """U-Net building probability on the input grid, computed at the model's training GSD.
+
+    Shared by rule ``segment`` and ``sat2lod segment``. When ``gsd_m`` differs from ``model_gsd`` by more than
+    :data:`GSD_TOLERANCE`, the image (and nDSM) are resampled bilinearly to ``model_gsd`` (cells more than half
+    nodata stay nodata), the network runs there (:func:`predict_tiled`) and the probability is resampled
+    bilinearly back onto the input grid; otherwise the input goes to the network as it is.
+
+    Args:
+        model: the network (:func:`load_segmenter`).
+        pan: (H, W) panchromatic image (any radiometric unit), NaN = nodata.
+        ndsm: (H, W) height above terrain (m) on the same grid, NaN = nodata; None = image only.
+        gsd_m: the grid's ground sampling distance (m); None = unknown (no resampling).
+        model_gsd: the model's training GSD (m), :func:`model_gsd_m`.
+        tile_px, overlap_px, batch_size, device: :func:`predict_tiled`.
+    Returns:
+        (H, W) float32 probability in [0, 1] (nodata cells are not masked here), and whether it was resampled.
+    """
+    from sat2lod.segment.features import make_input
+
+    h, w = pan.shape
+    resampled = needs_resampling(gsd_m, model_gsd)
+    p_in, n_in = pan, ndsm
+    if resampled:
+        f = gsd_m / model_gsd
+        shape = (max(8, round(h * f)), max(8, round(w * f)))
+        p_in = _zoom_nodata(pan, shape)
+        n_in = None if ndsm is None else _zoom_nodata(ndsm, shape)
+    prob = predict_tiled(model, make_input(p_in, n_in), tile_px, overlap_px, batch_size, device)
+    if resampled:
+        prob = np.clip(_zoom_to(prob, (h, w), 1), 0.0, 1.0)
+    return prob.astype(np.float32), resampled
 
 
 def _ramp(n: int, overlap: int, lead: bool, trail: bool) -> np.ndarray:

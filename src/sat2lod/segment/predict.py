@@ -59,6 +59,10 @@ def segment_from_files(
 ) -> dict:
     """Segment buildings on the ortho grid.
 
+    The U-Net runs at its training GSD (checkpoint ``data.gsd_m``): an ortho grid more than 10 % finer or
+    coarser is resampled for the network and the probability back onto the grid, as in ``sat2lod segment``
+    (:func:`sat2lod.segment.infer.unet_probability`); the mask's tags then say so (``MODEL_GSD_M``).
+
     Args:
         ortho: true ortho COG (band 1 = PAN); ndsm: nDSM COG on the same grid (m, NaN nodata).
         prob, mask: outputs: float32 probability (NaN nodata) and uint8 mask (1 building, 0 not, 255 nodata).
@@ -70,7 +74,7 @@ def segment_from_files(
     from sat2lod.grid import check_same_grid
     from sat2lod.io.raster import read_raster, write_raster
     from sat2lod.segment.infer import ndsm_threshold_probability, probability_to_mask
-    from sat2lod.segment.vegetation import ortho_ndvi, vegetation_gate
+    from sat2lod.segment.vegetation import gate_probability, ortho_ndvi
 
     prm = SegmentParams(**params)
     method, threshold, max_ndvi, ndvi_bands = prm.method, prm.threshold, prm.max_ndvi, prm.ndvi_bands
@@ -84,19 +88,17 @@ def segment_from_files(
     ndsm_a = n.array.astype(np.float32)
     valid = np.isfinite(ortho_a) | np.isfinite(ndsm_a)
     if method == "unet":
-        import torch
-
         from sat2lod.io.digest import sha256_file
-        from sat2lod.segment.features import make_input
-        from sat2lod.segment.infer import load_segmenter, predict_tiled
+        from sat2lod.segment.infer import load_segmenter, model_gsd_m, unet_probability
         from sat2lod.segment.shipped import DEFAULT_MODEL_VERSION
 
         # the tag names the model, not where this install keeps it (products must not depend on the install)
         model_id = os.fspath(checkpoint) if checkpoint else f"sat2lod default model v{DEFAULT_MODEL_VERSION}"
-        torch.set_num_threads(max(1, int(prm.torch_threads)))
-        model, payload, checkpoint, device = load_segmenter(checkpoint, prm.device)
-        x = make_input(ortho_a, ndsm_a)
-        p = predict_tiled(model, x, prm.tile_px, prm.overlap_px, prm.batch_size, device)
+        model, payload, checkpoint, device = load_segmenter(checkpoint, prm.device, prm.torch_threads)
+        model_gsd = model_gsd_m(payload)
+        p, resampled = unet_probability(
+            model, ortho_a, ndsm_a, res, model_gsd, prm.tile_px, prm.overlap_px, prm.batch_size, device
+        )
         p[~valid] = np.nan
         tags = {
             "SAT2LOD_METHOD": "unet",
@@ -104,6 +106,9 @@ def segment_from_files(
             "CHECKPOINT_SHA256": sha256_file(checkpoint),
             "CHECKPOINT_VAL_IOU": str(payload.get("metrics", {}).get("val_iou_mean")),
         }
+        if resampled:  # only then, so products on the model's grid keep their tags
+            tags |= {"MODEL_GSD_M": str(model_gsd), "RESAMPLED_TO_MODEL_GSD": "bilinear"}
+            log.info("ortho grid %.3g m, model trained at %.3g m: resampled for the network", res, model_gsd)
     elif method == "ndsm_threshold":
         p = ndsm_threshold_probability(ndsm_a, res, prm.min_height_m, prm.max_roughness_m)
         tags = {"SAT2LOD_METHOD": "ndsm_threshold", "MIN_HEIGHT_M": str(prm.min_height_m)}
@@ -111,15 +116,8 @@ def segment_from_files(
         raise ValueError(f"segmentation.method must be 'unet' or 'ndsm_threshold', got {method!r}")
     veg = ortho_ndvi(ortho_all, ndvi_bands)
     if veg is not None:
-        gate = vegetation_gate(veg, max_ndvi)
-        p = (p * gate).astype(np.float32)
+        p, _ = gate_probability(p, veg, max_ndvi, valid)
         tags = {**tags, "NDVI_BANDS": str(list(ndvi_bands)), "MAX_NDVI": str(max_ndvi)}
-        log.info(
-            "NDVI gate (MS bands %s, max %.2f): %.1f %% of the valid cells are vegetation",
-            list(ndvi_bands),
-            max_ndvi,
-            100.0 * float(np.mean(gate[valid] < 0.5)) if valid.any() else 0.0,
-        )
     infer_s = time.perf_counter() - t0
     m = probability_to_mask(p, threshold, res, prm.min_area_m2, valid)
     write_raster(
