@@ -31,7 +31,12 @@ rule qualify:
         mem_mb=lambda wildcards, attempt: 3000 * attempt,
         runtime=lambda wildcards, attempt: 20 * attempt,
     params:
-        thresholds_m=config["qualify"]["thresholds_m"],
-        slope_bins_deg=config["qualify"]["slope_bins_deg"],
+        # the section but for the reference_* files (inputs, above): every key is a field of
+        # sat2lod.qualify.QualifyParams
+        qualify={
+            k: v
+            for k, v in config["qualify"].items()
+            if not k.startswith("reference_")
+        },
     script:
         "../scripts/qualify.py"

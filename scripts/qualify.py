@@ -19,5 +19,5 @@ qualify(
     ref_buildings=inp.get("ref_buildings"),
     out_json=snakemake.output.json,  # noqa: F821
     out_md=snakemake.output.md,  # noqa: F821
-    **dict(snakemake.params.items()),  # noqa: F821
+    **snakemake.params.qualify,  # noqa: F821
 )

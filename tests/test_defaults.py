@@ -175,6 +175,7 @@ def test_sections_passed_whole_match_their_params_objects():
     run)."""
     from sat2lod.lod.pipeline import LodParams
     from sat2lod.ortho import OrthoParams
+    from sat2lod.qualify import QualifyParams
     from sat2lod.stereo.pipeline import StereoParams
     from sat2lod.terrain import DTMParams
 
@@ -186,6 +187,10 @@ def test_sections_passed_whole_match_their_params_objects():
     assert 'terrain=config["terrain"]' in smk["terrain"] and 'stereo=config["stereo"]' in smk["stereo"]
     assert smk["lod"].count('lod=config["lod"]') == 3
     assert 'ortho=config["ortho"]' in smk["ortho"]
+    # rule qualify passes the section but for its reference files (inputs)
+    refs = {k for k in defaults("qualify") if k.startswith("reference_")}
+    assert refs and set(defaults("qualify")) - refs == {f.name for f in dataclasses.fields(QualifyParams)}
+    assert re.search(r'qualify=\{\s*k: v\s*for k, v in config\["qualify"\]\.items\(\)', smk["qualify"])
     # rule tiles passes section tiling whole to make_tiles' keywords
     from sat2lod.tiling import make_tiles
 

@@ -29,6 +29,7 @@ import json
 import logging
 import math
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +44,22 @@ _QUALIFY = defaults("qualify")  # defaults of config section qualify
 
 log = logging.getLogger(__name__)
 PathLike = str | os.PathLike[str]
+
+
+@dataclass(frozen=True)
+class QualifyParams:
+    """Parameters of rule ``qualify``: config section ``qualify`` without the ``reference_*`` keys (files, the
+    rule's inputs); one field per key, defaults from the schema (see config/schema.yaml). The rule passes the
+    section whole but for those.
+
+    Attributes:
+        thresholds_m: the share of cells whose absolute height error exceeds each of these (m) is reported.
+        slope_bins_deg: edges of the terrain-slope classes (degrees) of the error breakdown by slope.
+    """
+
+    thresholds_m: tuple[float, ...] | list[float] = tuple(_QUALIFY["thresholds_m"])
+    slope_bins_deg: tuple[float, ...] | list[float] = tuple(_QUALIFY["slope_bins_deg"])
+
 
 #: class ladder (cm) used to name the class: the smallest value >= RMSE (ASPRS allows any X; these are the
 #: values of the Edition 2 example tables)
@@ -418,12 +435,14 @@ def qualify(
     ref_dtm: PathLike | None = None,
     ref_classes: PathLike | None = None,
     ref_buildings: PathLike | None = None,
-    thresholds_m: list[float] = tuple(_QUALIFY["thresholds_m"]),
-    slope_bins_deg: list[float] = tuple(_QUALIFY["slope_bins_deg"]),
     out_json: PathLike,
     out_md: PathLike,
+    **params: Any,
 ) -> dict[str, Any]:
     """Qualify the products against whatever reference is given; write ``accuracy.json`` and ``accuracy.md``.
+
+    ``params``: fields of :class:`QualifyParams` (config section ``qualify`` but the references); an unknown
+    name is an error.
 
     Raises:
         ValueError: no reference at all (name the config keys to set).
@@ -431,7 +450,8 @@ def qualify(
     from sat2lod.io.cityjson import read_cityjson
     from sat2lod.io.vector import read_vector
 
-    thresholds_m, slope_bins_deg = list(thresholds_m), list(slope_bins_deg)
+    prm = QualifyParams(**params)
+    thresholds_m, slope_bins_deg = list(prm.thresholds_m), list(prm.slope_bins_deg)
     res: dict[str, Any] = {
         "reference": {
             "dsm": str(ref_dsm) if ref_dsm else None,
