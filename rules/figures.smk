@@ -45,7 +45,7 @@ rule figures:
         runtime=lambda wildcards, attempt: 15 * attempt,
     params:
         names=FIGURE_NAMES,
-        dpi=config["figures"]["dpi"],
-        error_range_m=config["figures"]["error_range_m"],
+        # the whole section: every key is a field of sat2lod.figures.FigureParams
+        figures=config["figures"],
     script:
         "../scripts/figures.py"

@@ -21,6 +21,5 @@ make_figures(
     out_pdf=out.pdf,
     done=out.done,
     benchmarks=list(inp.benchmarks),
-    dpi=prm.dpi,
-    error_range_m=prm.error_range_m,
+    **prm.figures,
 )

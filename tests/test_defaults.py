@@ -173,6 +173,7 @@ def test_sections_passed_whole_match_their_params_objects():
     """rules/terrain.smk, stereo.smk, lod.smk and ortho.smk pass their whole config section to one typed params
     object: every key of the section must be a field (a new schema key without code fails here, not in a
     run)."""
+    from sat2lod.figures import FigureParams
     from sat2lod.lod.pipeline import LodParams
     from sat2lod.ortho import OrthoParams
     from sat2lod.qualify import QualifyParams
@@ -187,6 +188,8 @@ def test_sections_passed_whole_match_their_params_objects():
     assert 'terrain=config["terrain"]' in smk["terrain"] and 'stereo=config["stereo"]' in smk["stereo"]
     assert smk["lod"].count('lod=config["lod"]') == 3
     assert 'ortho=config["ortho"]' in smk["ortho"]
+    assert set(defaults("figures")) == {f.name for f in dataclasses.fields(FigureParams)}
+    assert 'figures=config["figures"]' in smk["figures"]
     # rule qualify passes the section but for its reference files (inputs)
     refs = {k for k in defaults("qualify") if k.startswith("reference_")}
     assert refs and set(defaults("qualify")) - refs == {f.name for f in dataclasses.fields(QualifyParams)}

@@ -11,6 +11,7 @@ import glob
 import logging
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,21 @@ _FIGURES = defaults("figures")  # defaults of config section figures
 
 log = logging.getLogger(__name__)
 PathLike = str | os.PathLike[str]
+
+
+@dataclass(frozen=True)
+class FigureParams:
+    """Parameters of rule ``figures``: config section ``figures``, one field per key, defaults from the schema
+    (see config/schema.yaml); the rule passes the whole section.
+
+    Attributes:
+        dpi: resolution of the PNG figures (dots per inch).
+        error_range_m: colour / histogram range of the height error figures: +- this (m).
+    """
+
+    dpi: int = _FIGURES["dpi"]
+    error_range_m: float = _FIGURES["error_range_m"]
+
 
 #: figure name -> title; the rule declares one PNG per name
 FIGURES = {
@@ -386,15 +402,18 @@ def make_figures(
     ref_dtm: PathLike | None = None,
     ref_buildings: PathLike | None = None,
     benchmarks: PathLike | Sequence[PathLike] = "benchmarks",
-    dpi: int = _FIGURES["dpi"],
-    error_range_m: float = _FIGURES["error_range_m"],
+    **params: Any,
 ) -> list[Path]:
     """Render every figure of :data:`FIGURES` to ``out_pngs[name]``, all of them into ``out_pdf``, and write
-    the ``done`` marker listing the files. Missing optional inputs give a figure that says what is missing."""
+    the ``done`` marker listing the files. Missing optional inputs give a figure that says what is missing.
+
+    ``params``: fields of :class:`FigureParams` (config section ``figures``); an unknown name is an error.
+    """
     from sat2lod.io.cityjson import read_cityjson
     from sat2lod.io.vector import read_vector
     from sat2lod.qualify import on_grid, read_accuracy
 
+    prm = FigureParams(**params)
     missing = set(FIGURES) - set(out_pngs)
     if missing:
         raise ValueError(f"make_figures: no output path for {sorted(missing)}")
@@ -412,8 +431,8 @@ def make_figures(
     if ref_dtm and dtm:
         r = read_raster(ref_dtm, masked_to_nan=True)
         errors["DTM"] = on_grid(read_raster(dtm, masked_to_nan=True), r) - r.array
-    figs["error_map"] = fig_error_map(err_map, ext or [0, 1, 0, 1], error_range_m, err_crs)
-    figs["error_histogram"] = fig_error_hist(errors, error_range_m)
+    figs["error_map"] = fig_error_map(err_map, ext or [0, 1, 0, 1], prm.error_range_m, err_crs)
+    figs["error_histogram"] = fig_error_hist(errors, prm.error_range_m)
     figs["ortho_footprints"] = fig_ortho_footprints(
         read_raster(ortho) if ortho else None,
         read_vector(footprints) if footprints else None,
@@ -430,7 +449,7 @@ def make_figures(
     for name, fig in figs.items():
         p = Path(out_pngs[name])
         with atomic_path(p) as tmp:
-            fig.savefig(tmp, dpi=dpi, bbox_inches="tight", format="png")
+            fig.savefig(tmp, dpi=prm.dpi, bbox_inches="tight", format="png")
         written.append(p)
     # no creation date in the PDF: the same products give the same file (but for the measured times it plots)
     with atomic_path(out_pdf) as tmp, PdfPages(tmp, metadata={"CreationDate": None}) as pdf:
