@@ -24,11 +24,8 @@ rule synth_city:
         mem_mb=lambda wc, attempt: 3000 * attempt,
         runtime=20,
     params:
-        seed=config["source"]["synthetic"]["seed"],
-        size_m=config["source"]["synthetic"]["size_m"],
-        n_views=config["source"]["synthetic"]["n_views"],
-        gsd_m=config["source"]["synthetic"]["gsd_m"],
-        n_buildings=config["source"]["synthetic"]["n_buildings"],
+        # the whole section: every key is a field of sat2lod.synth.SynthParams
+        synthetic=config["source"]["synthetic"],
         truth_res_m=config["output"]["resolution_m"],
     script:
         "../scripts/synth_city.py"

@@ -11,10 +11,6 @@ from sat2lod.synth import generate_city
 p = snakemake.params  # noqa: F821
 generate_city(
     Path(snakemake.output.scene).parent,  # noqa: F821
-    seed=p.seed,
-    size_m=p.size_m,
-    n_views=p.n_views,
-    gsd_m=p.gsd_m,
-    n_buildings=p.n_buildings,
     truth_res_m=p.truth_res_m,
+    **p.synthetic,
 )

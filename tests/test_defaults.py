@@ -178,6 +178,7 @@ def test_sections_passed_whole_match_their_params_objects():
     from sat2lod.ortho import OrthoParams
     from sat2lod.qualify import QualifyParams
     from sat2lod.stereo.pipeline import StereoParams
+    from sat2lod.synth import SynthParams
     from sat2lod.terrain import DTMParams
 
     assert set(defaults("terrain")) == {f.name for f in dataclasses.fields(DTMParams)}
@@ -190,6 +191,11 @@ def test_sections_passed_whole_match_their_params_objects():
     assert 'ortho=config["ortho"]' in smk["ortho"]
     assert set(defaults("figures")) == {f.name for f in dataclasses.fields(FigureParams)}
     assert 'figures=config["figures"]' in smk["figures"]
+    # rule synth_city: section source.synthetic, and output.resolution_m as truth_res_m (an alias checked above)
+    synth_fields = {f.name for f in dataclasses.fields(SynthParams)}
+    assert set(defaults("source", "synthetic")) == synth_fields - {"truth_res_m"}
+    assert 'synthetic=config["source"]["synthetic"]' in smk["synth"]
+    assert 'truth_res_m=config["output"]["resolution_m"]' in smk["synth"]
     # rule qualify passes the section but for its reference files (inputs)
     refs = {k for k in defaults("qualify") if k.startswith("reference_")}
     assert refs and set(defaults("qualify")) - refs == {f.name for f in dataclasses.fields(QualifyParams)}

@@ -15,6 +15,7 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import geopandas as gpd
 import numpy as np
@@ -99,16 +100,34 @@ def view_geometries(n_views: int, rng: np.random.Generator) -> list[dict[str, fl
     ]
 
 
-def generate_city(
-    out_dir: str | os.PathLike[str],
-    seed: int = _SOURCE_SYNTHETIC["seed"],
-    size_m: float = _SOURCE_SYNTHETIC["size_m"],
-    n_views: int = _SOURCE_SYNTHETIC["n_views"],
-    gsd_m: float = _SOURCE_SYNTHETIC["gsd_m"],
-    n_buildings: int | None = _SOURCE_SYNTHETIC["n_buildings"],
-    truth_res_m: float = _OUTPUT["resolution_m"],
-) -> dict:
+@dataclass(frozen=True)
+class SynthParams:
+    """Parameters of rule ``synth_city``: config section ``source.synthetic``, one field per key, and
+    ``truth_res_m`` (key ``output.resolution_m``); defaults from the schema (see config/schema.yaml). The rule
+    passes the section whole.
+
+    Attributes:
+        seed: random seed (the same seed writes the same files, bit for bit).
+        size_m: side of the square AOI (m; rounded up to a multiple of ``truth_res_m``).
+        n_views: number of views (2 or 3).
+        gsd_m: ground sampling distance of the views (m).
+        n_buildings: number of buildings; None = :func:`default_n_buildings` of ``size_m``.
+        truth_res_m: cell size of the truth rasters (m).
+    """
+
+    seed: int = _SOURCE_SYNTHETIC["seed"]
+    size_m: float = _SOURCE_SYNTHETIC["size_m"]
+    n_views: int = _SOURCE_SYNTHETIC["n_views"]
+    gsd_m: float = _SOURCE_SYNTHETIC["gsd_m"]
+    n_buildings: int | None = _SOURCE_SYNTHETIC["n_buildings"]
+    truth_res_m: float = _OUTPUT["resolution_m"]
+
+
+def generate_city(out_dir: str | os.PathLike[str], **params: Any) -> dict:
     """Generate a synthetic city and write it to ``out_dir``.
+
+    ``params``: fields of :class:`SynthParams` (config section ``source.synthetic`` and ``truth_res_m``); an
+    unknown name is an error.
 
     Writes:
         view_{i}.tif: uint16 (rows, cols) pushbroom images with RPC tags, no CRS/geotransform.
@@ -120,6 +139,9 @@ def generate_city(
     Returns:
         The scene metadata written to scene.json.
     """
+    prm = SynthParams(**params)
+    seed, size_m, n_views, gsd_m = prm.seed, prm.size_m, prm.n_views, prm.gsd_m
+    n_buildings, truth_res_m = prm.n_buildings, prm.truth_res_m
     t0 = time.perf_counter()
     out = Path(out_dir)
     rng = np.random.default_rng(seed)
