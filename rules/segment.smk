@@ -105,8 +105,12 @@ rule segment:
             if SEG["method"] == "unet" and not SEG["checkpoint"] and not SEG_FINETUNES
             else None
         ),
-        # the section but for train (rule train_segmenter's) and checkpoint (an input): every key is a field
-        # of sat2lod.segment.predict.SegmentParams
-        segmentation={k: v for k, v in SEG.items() if k not in ("train", "checkpoint")},
+        # the section but for the keys of rules train_segmenter (train) and finetune_segmenter (finetune,
+        # labels) and checkpoint (an input): every key is a field of sat2lod.segment.predict.SegmentParams
+        segmentation={
+            k: v
+            for k, v in SEG.items()
+            if k not in ("train", "finetune", "labels", "checkpoint")
+        },
     script:
         "../scripts/segment.py"

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 import sat2lod
-from sat2lod.schema import defaults
+from sat2lod.schema import defaults, load_schema
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -189,6 +189,14 @@ def test_sections_passed_whole_match_their_params_objects():
     assert 'terrain=config["terrain"]' in smk["terrain"] and 'stereo=config["stereo"]' in smk["stereo"]
     assert smk["lod"].count('lod=config["lod"]') == 3
     assert 'ortho=config["ortho"]' in smk["ortho"]
+    # rule segment passes the section but for the keys it names (other rules' and its checkpoint input)
+    from sat2lod.segment.predict import SegmentParams
+
+    left_out = re.search(r"segmentation=\{.*?if k not in \(([^)]*)\)", smk["segment"], re.DOTALL)
+    assert left_out, "rules/segment.smk: segmentation={k: v for k, v in SEG.items() if k not in (...)}"
+    seg_keys = set(load_schema()["properties"]["segmentation"]["properties"])
+    left = set(re.findall(r'"(\w+)"', left_out.group(1)))
+    assert seg_keys - left == {f.name for f in dataclasses.fields(SegmentParams)}
     assert set(defaults("figures")) == {f.name for f in dataclasses.fields(FigureParams)}
     assert 'figures=config["figures"]' in smk["figures"]
     # rule synth_city: section source.synthetic, and output.resolution_m as truth_res_m (an alias checked above)
