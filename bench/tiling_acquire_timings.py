@@ -80,7 +80,7 @@ def main() -> None:
                 sheet=d / "scenes.json",
                 downloads=d / "downloads",
                 catalog_dir=d / "catalog",
-                local_images=[{"image": str(p)} for p in views],
+                local={"images": [{"image": str(p)} for p in views]},
                 selection=SELECTION,
                 height_range=meta["height_range"],
                 bbox_lonlat=meta["lonlat_bounds"],

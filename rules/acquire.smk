@@ -39,14 +39,14 @@ rule acquire:
         mem_mb=lambda wildcards, attempt: 2000 * attempt,
         runtime=lambda wildcards, attempt: 60 * attempt,
     params:
-        kind=config["source"]["kind"],
+        # the section but for providers_file (an input) and synthetic (rule synth_city's): every key is a
+        # field of sat2lod.acquire.pipeline.AcquireParams, as are these two keys of other sections
+        source={
+            k: v
+            for k, v in config["source"].items()
+            if k not in ("providers_file", "synthetic")
+        },
         epsg=config["output"]["epsg"],
         bbox_lonlat=config["aoi"]["bbox_lonlat"],
-        height_range=config["source"]["height_range"],
-        local_images=config["source"]["local"]["images"],
-        stac=config["source"]["stac"],
-        selection=config["source"]["selection"],
-        download_timeout_min=config["source"]["download_timeout_min"],
-        max_download_mb=config["source"]["max_download_mb"],
     script:
         "../scripts/acquire.py"

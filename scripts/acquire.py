@@ -18,5 +18,7 @@ acquire(
     synthetic_scene=inp.get("scene"),
     truth=truth,
     providers_file=inp.get("providers"),
-    **dict(snakemake.params.items()),  # noqa: F821
+    epsg=snakemake.params.epsg,  # noqa: F821
+    bbox_lonlat=snakemake.params.bbox_lonlat,  # noqa: F821
+    **snakemake.params.source,  # noqa: F821
 )

@@ -431,7 +431,7 @@ def test_local_scenes_from_config(tmp_path: Path) -> None:
         sheet=out / "scenes.json",
         downloads=out / "downloads",
         catalog_dir=out / "catalog",
-        local_images=images,
+        local={"images": images},
         selection={"bh_min": 0.2, "bh_max": 0.6},
         epsg=2154,
     )
@@ -462,14 +462,16 @@ def test_local_scene_errors_name_the_file(tmp_path: Path) -> None:
     }
     with pytest.raises(AcquisitionError, match=r"images\[1\]: .*missing.tif: file not found"):
         acquire(
-            local_images=[
-                {"image": str(tmp_path / views[0]["file"])},
-                {"image": str(tmp_path / "missing.tif")},
-            ],
+            local={
+                "images": [
+                    {"image": str(tmp_path / views[0]["file"])},
+                    {"image": str(tmp_path / "missing.tif")},
+                ]
+            },
             **kw,
         )
     with pytest.raises(AcquisitionError, match="stereo needs at least 2"):
-        acquire(local_images=[{"image": str(tmp_path / views[0]["file"])}], **kw)
+        acquire(local={"images": [{"image": str(tmp_path / views[0]["file"])}]}, **kw)
 
 
 def test_local_real_pleiades_pair_with_geom_rpc(tmp_path: Path, shared_data: Path) -> None:
@@ -486,7 +488,7 @@ def test_local_real_pleiades_pair_with_geom_rpc(tmp_path: Path, shared_data: Pat
         sheet=out / "scenes.json",
         downloads=out / "downloads",
         catalog_dir=out / "catalog",
-        local_images=images,
+        local={"images": images},
         selection={"bh_min": 0.05, "bh_max": 1.0},
     )
     assert sheet["epsg"] == 32636  # Giza, 31.1 E
@@ -513,7 +515,7 @@ def test_local_real_pleiades_crops_overlapping_only_near_the_ground(
         sheet=out / "scenes.json",
         downloads=out / "downloads",
         catalog_dir=out / "catalog",
-        local_images=images,
+        local={"images": images},
         selection={"bh_min": 0.05, "bh_max": 1.0},
     )
     assert sheet["height_range"] == pytest.approx([190.0, 1960.0])
@@ -792,10 +794,10 @@ def test_local_multispectral_image_goes_to_the_scene_sheet(tmp_path: Path, share
         "catalog_dir": out / "catalog",
         "selection": {"bh_min": 0.05, "bh_max": 1.0},
     }
-    sheet = acquire(sheet=out / "scenes.json", local_images=images, **kw)
+    sheet = acquire(sheet=out / "scenes.json", local={"images": images}, **kw)
     v0, v1 = sheet["views"]
     assert v0["ms_image"].endswith("lowres_color_image.tif") and v0["ms_rpc"].endswith(".geom")
     assert "ms_image" not in v1
     images[0]["ms_image"] = str(d / "missing_xs.tif")
     with pytest.raises(AcquisitionError, match=r"images\[0\]\.ms_image: .*missing_xs.tif not found"):
-        acquire(sheet=out / "s2.json", local_images=images, **kw)
+        acquire(sheet=out / "s2.json", local={"images": images}, **kw)

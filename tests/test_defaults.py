@@ -37,6 +37,7 @@ SECTIONS: dict[str, list[tuple[str, ...]]] = {
     "qualify": [("qualify",)],
     "figures": [("figures",)],
     "synth": [("source", "synthetic"), ("output",)],
+    "acquire": [("source",), ("source", "selection"), ("source", "stac"), ("output",), ("aoi",)],
 }
 
 #: (module, object, parameter) that share a key's name but not its meaning, with the reason
@@ -48,6 +49,8 @@ NOT_THE_KEY: dict[tuple[str, str, str], str] = {
     ("segment.image", "ImageRaster", "ndvi_bands"): "bands of a user's image",
     ("segment.image", "read_image", "ndvi_bands"): "bands of a user's image",
     ("segment.image", "segment_image_file", "ndvi_bands"): "bands of a user's image",
+    # the file itself, an input of rule acquire (the schema's path is relative to the repository); None: none
+    ("acquire.pipeline", "acquire", "providers_file"): "the input file",
 }
 
 
@@ -173,6 +176,7 @@ def test_sections_passed_whole_match_their_params_objects():
     """rules/terrain.smk, stereo.smk, lod.smk and ortho.smk pass their whole config section to one typed params
     object: every key of the section must be a field (a new schema key without code fails here, not in a
     run)."""
+    from sat2lod.acquire.pipeline import AcquireParams
     from sat2lod.figures import FigureParams
     from sat2lod.lod.pipeline import LodParams
     from sat2lod.ortho import OrthoParams
@@ -204,6 +208,13 @@ def test_sections_passed_whole_match_their_params_objects():
     assert set(defaults("source", "synthetic")) == synth_fields - {"truth_res_m"}
     assert 'synthetic=config["source"]["synthetic"]' in smk["synth"]
     assert 'truth_res_m=config["output"]["resolution_m"]' in smk["synth"]
+    # rule acquire: section source but for providers_file (an input) and synthetic (rule synth_city's), and
+    # output.epsg, aoi.bbox_lonlat
+    source = set(load_schema()["properties"]["source"]["properties"]) - {"providers_file", "synthetic"}
+    assert source | {"epsg", "bbox_lonlat"} == {f.name for f in dataclasses.fields(AcquireParams)}
+    assert re.search(r'source=\{\s*k: v\s*for k, v in config\["source"\]\.items\(\)', smk["acquire"])
+    assert 'epsg=config["output"]["epsg"]' in smk["acquire"]
+    assert 'bbox_lonlat=config["aoi"]["bbox_lonlat"]' in smk["acquire"]
     # rule qualify passes the section but for its reference files (inputs)
     refs = {k for k in defaults("qualify") if k.startswith("reference_")}
     assert refs and set(defaults("qualify")) - refs == {f.name for f in dataclasses.fields(QualifyParams)}

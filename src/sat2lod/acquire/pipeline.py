@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from tempfile import TemporaryDirectory
@@ -50,6 +51,7 @@ from sat2lod.acquire.selection import SelectionError, ViewInfo, select_stereo
 from sat2lod.acquire.verify import VerificationError, verify_file, verify_image
 from sat2lod.io.rpc_files import RPCReadError, read_rpc
 from sat2lod.rpc import RPCModel
+from sat2lod.schema import defaults
 
 log = logging.getLogger(__name__)
 
@@ -451,53 +453,90 @@ def _stac(
 
 
 # ---------------------------------------------------------------------------------------------- entry point
+_SOURCE = defaults("source")  # defaults of config section source (its leaf keys)
+
+
+@dataclass(frozen=True)
+class AcquireParams:
+    """Parameters of rule ``acquire``: config section ``source`` without ``providers_file`` (a file, an input
+    of the rule) and ``synthetic`` (rule synth_city's), one field per key, plus ``epsg`` (key
+    ``output.epsg``) and ``bbox_lonlat`` (key ``aoi.bbox_lonlat``); defaults from the schema (see
+    config/schema.yaml for each). The rule passes the section whole but for those two. ``local``, ``stac`` and
+    ``selection`` are sub-sections: a key left out of one takes the schema's default (:meth:`local_images`,
+    :meth:`stac_query`, :meth:`selection_kwargs`).
+
+    Attributes:
+        kind: ``synthetic``, ``local`` or ``stac``.
+        local: ``{images: [{image, rpc?, ms_image?, ms_rpc?, datetime?, id?}]}`` (kind local).
+        stac: ``{provider, collection, start, end, asset?, rpc_asset?, max_items?}`` (kind stac).
+        height_range: [hmin, hmax] ellipsoidal metres; None = the synthetic scene's, or the RPC height
+            offsets/scales.
+        download_timeout_min: retry budget of a failed download (minutes).
+        max_download_mb: cap of a download whose catalog entry gives no ``file:size`` (MiB).
+        selection: keyword arguments of :func:`sat2lod.acquire.selection.select_stereo`.
+        epsg: output EPSG; None = UTM zone of the AOI centre.
+        bbox_lonlat: [min_lon, min_lat, max_lon, max_lat] AOI; None = the scene (synthetic) / common footprint
+            (local).
+    """
+
+    kind: str = _SOURCE["kind"]
+    local: Mapping[str, Any] = field(default_factory=lambda: defaults("source", "local"))
+    stac: Mapping[str, Any] = field(default_factory=lambda: defaults("source", "stac"))
+    height_range: list[float] | None = _SOURCE["height_range"]
+    download_timeout_min: float = _SOURCE["download_timeout_min"]
+    max_download_mb: float = _SOURCE["max_download_mb"]
+    selection: Mapping[str, Any] = field(default_factory=lambda: defaults("source", "selection"))
+    epsg: int | None = defaults("output")["epsg"]
+    bbox_lonlat: list[float] | None = defaults("aoi")["bbox_lonlat"]
+
+    def local_images(self) -> list[dict[str, Any]]:
+        """``local.images``, the schema's default where left out."""
+        return list({**defaults("source", "local"), **self.local}["images"])
+
+    def stac_query(self) -> dict[str, Any]:
+        """``stac``, each key left out set to the schema's default."""
+        return {**defaults("source", "stac"), **self.stac}
+
+    def selection_kwargs(self) -> dict[str, Any]:
+        """``selection``, each key left out set to the schema's default."""
+        return {**defaults("source", "selection"), **self.selection}
+
+
 def acquire(
     *,
-    kind: str,
     aoi: str,
     sheet: str | os.PathLike[str],
     downloads: str | os.PathLike[str],
     catalog_dir: str | os.PathLike[str],
-    epsg: int | None = None,
-    bbox_lonlat: list[float] | None = None,
-    height_range: list[float] | None = None,
     synthetic_scene: str | os.PathLike[str] | None = None,
     truth: dict[str, str] | None = None,
-    local_images: list[dict[str, Any]] | None = None,
-    stac: dict[str, Any] | None = None,
     providers_file: str | os.PathLike[str] | None = None,
-    selection: dict[str, Any] | None = None,
-    download_timeout_min: float = 2.0,
-    max_download_mb: float = 16384.0,
+    **params: Any,
 ) -> dict[str, Any]:
     """Acquire the scenes of ``aoi`` and write the scene sheet ``sheet`` (JSON, see docs/ARCHITECTURE.md).
 
     Args:
-        kind: ``synthetic``, ``local`` or ``stac``.
         aoi: AOI name.
         sheet: output scene sheet path.
         downloads: directory for downloaded files (created; nothing is written outside it but the sheet and catalog).
         catalog_dir: directory of the published STAC catalog and EODAG scratch files (synthetic/stac).
-        epsg: output EPSG; None = UTM zone of the AOI centre.
-        bbox_lonlat: [min_lon, min_lat, max_lon, max_lat] AOI; None = the scene (synthetic) / common footprint (local).
-        height_range: [hmin, hmax] ellipsoidal metres; None = synthetic scene's, or the RPC height offsets/scales.
         synthetic_scene: ``results/synth/{aoi}/scene.json`` (kind synthetic).
         truth: reference files by key (dsm, dtm, ndsm, classes, buildings) or None.
-        local_images: [{image, rpc?, datetime?, id?}] (kind local).
-        stac: {provider, collection, start, end, asset?, rpc_asset?, max_items?} (kind stac).
         providers_file: EODAG provider YAML (config/eodag_providers.yaml).
-        selection: keyword arguments of :func:`sat2lod.acquire.selection.select_stereo`.
-        download_timeout_min: retry budget of a failed download (minutes).
-        max_download_mb: cap of a download whose catalog entry gives no ``file:size`` (MiB).
+        **params: fields of :class:`AcquireParams` (config section ``source``, ``output.epsg``,
+            ``aoi.bbox_lonlat``); an unknown name is an error.
     Returns:
         The scene sheet (also written to ``sheet``).
     Raises:
         AcquisitionError: with the provider / file and the fix.
     """
+    prm = AcquireParams(**params)
+    kind, epsg, bbox_lonlat, height_range = prm.kind, prm.epsg, prm.bbox_lonlat, prm.height_range
+    download_timeout_min, max_download_mb = prm.download_timeout_min, prm.max_download_mb
     downloads, catalog_dir = Path(downloads), Path(catalog_dir)
     downloads.mkdir(parents=True, exist_ok=True)
     catalog_dir.mkdir(parents=True, exist_ok=True)  # stays empty for local scenes
-    selection = dict(selection or {})
+    selection = prm.selection_kwargs()
     if kind == "synthetic":
         if synthetic_scene is None or providers_file is None:
             raise AcquisitionError(
@@ -518,10 +557,10 @@ def acquire(
             res["height_range"] = [float(height_range[0]), float(height_range[1])]
     elif kind == "local":
         local_sel = {k: selection[k] for k in ("bh_min", "bh_max") if k in selection}
-        res = _local(list(local_images or []), local_sel, bbox_lonlat, height_range)
+        res = _local(prm.local_images(), local_sel, bbox_lonlat, height_range)
     elif kind == "stac":
         res = _stac(
-            dict(stac or {}),
+            prm.stac_query(),
             downloads,
             catalog_dir / "_eodag",
             Path(providers_file) if providers_file else None,
