@@ -173,7 +173,8 @@ def test_defaults_are_fresh_copies():
 
 
 def test_sections_passed_whole_match_their_params_objects():
-    """rules/terrain.smk, stereo.smk, lod.smk and ortho.smk pass their whole config section to one typed params
+    """The rules that pass their config section whole (terrain, stereo, lod, ortho, segment, qualify, figures,
+    synth_city, acquire; some leave out the keys that are inputs or other rules') hand it to one typed params
     object: every key of the section must be a field (a new schema key without code fails here, not in a
     run)."""
     from sat2lod.acquire.pipeline import AcquireParams
