@@ -104,6 +104,19 @@ def test_workflow_schema_is_the_package_schema():
     )
 
 
+def test_schema_loader_reads_what_safe_load_reads():
+    """sat2lod.schema parses the schema with libyaml's loader (a tenth of the start-up of every job): the
+    same keys, values and types as the pure-Python ``yaml.safe_load`` (a float default stays a float)."""
+    import json
+
+    from sat2lod.schema import _LOADER, SCHEMA_PATH, load_schema
+
+    if _LOADER is yaml.SafeLoader:
+        pytest.skip("PyYAML without libyaml: the schema is read by yaml.SafeLoader itself")
+    reference = yaml.safe_load(SCHEMA_PATH.read_text())
+    assert json.dumps(load_schema(), sort_keys=True) == json.dumps(reference, sort_keys=True)
+
+
 def test_yaml_1_1_exponent_without_dot_is_read_as_a_number():
     """Issue 18.8: ``resolution_m: 1e-6`` is a string for PyYAML (YAML 1.1); it was refused as 'not a number'."""
     cfg = validate_config(yaml.safe_load("output:\n  resolution_m: 1e-1\ntiling:\n  tile_size_m: 2E+2\n"))
