@@ -15,6 +15,8 @@ from rasterio.transform import Affine, from_origin
 from scipy import ndimage
 from scipy.interpolate import griddata
 
+from sat2lod.io.lidar import read_points  # noqa: F401  (re-exported for the benches)
+
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 DATASETS = {
     "montpellier": (
@@ -31,38 +33,6 @@ EPSG = 2154
 BUILDING = 6
 VEGETATION = (3, 4, 5)
 GROUND = 2
-
-
-def read_points(files: list[Path]) -> dict[str, np.ndarray]:
-    """x, y, z (m), c (class) of every return but noise; with ``i`` (intensity) and ``rgb`` ((N, 3) 16-bit
-    colour, present only when some point has a non-zero colour)."""
-    import laspy
-
-    parts = []
-    for f in files:
-        las = laspy.read(f)
-        c = np.asarray(las.classification)
-        keep = ~np.isin(c, (7, 18))  # noise classes
-        dims = set(las.point_format.dimension_names)
-        rgb = (
-            np.column_stack([np.asarray(las[b])[keep] for b in ("red", "green", "blue")])
-            if {"red", "green", "blue"} <= dims
-            else np.zeros((int(keep.sum()), 3), np.uint16)
-        )
-        parts.append(
-            (
-                np.asarray(las.x)[keep],
-                np.asarray(las.y)[keep],
-                np.asarray(las.z)[keep],
-                c[keep],
-                np.asarray(las.intensity)[keep],
-                rgb,
-            )
-        )
-    pts = {k: np.concatenate([p[i] for p in parts]) for i, k in enumerate(("x", "y", "z", "c", "i", "rgb"))}
-    if not pts["rgb"].any():
-        del pts["rgb"]
-    return pts
 
 
 @dataclass

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from sat2lod.io.checkpoint import load_checkpoint
-from sat2lod.segment.default_model import schema_training_defaults
+from sat2lod.segment.default_model import LIDAR_FILES, LIDAR_SHARE, schema_training_defaults
 from sat2lod.segment.infer import CHECKPOINT_FORMAT, model_from_checkpoint
 from sat2lod.segment.shipped import DEFAULT_MODEL_VERSION, default_checkpoint, resolve_checkpoint
 
@@ -29,7 +29,10 @@ def test_default_model_records_its_recipe(payload: dict) -> None:
     for k in ("steps", "batch_size", "patch_px", "lr", "base_channels", "depth", "seed", "ndsm_fatten_px"):
         assert tr[k] == seg["train"][k], k
     assert payload["data"]["source"] == "synthetic" and payload["data"]["seeds"] == seg["train"]["seeds"]
-    assert "synthetic" in meta["data_licence"]
+    assert "synthetic" in meta["data_licence"] and "Etalab" in meta["data_licence"]
+    # real geometry and labels: the recipe's IGN LiDAR HD files, each by its sha256, and their share
+    extra = payload["data"]["extra"]
+    assert extra["files"] == LIDAR_FILES and extra["share"] == LIDAR_SHARE
 
 
 def test_default_model_recorded_metrics(payload: dict) -> None:

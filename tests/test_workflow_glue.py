@@ -23,8 +23,8 @@ def test_training_and_fewer_cores_take_longer():
     cfg = load_config(REPO / "config" / "config.yaml")
     quick = run_overview(cfg, 2, "m.pt", trains=False)[2]
     trains = run_overview(cfg, 2, "results/models/segmenter.pt", trains=True)
-    assert "U-Net trained first (400 steps" in trains[1]
-    assert trains[2].startswith("Expected: roughly 6 min with 2 cores") and quick != trains[2]
+    assert "U-Net trained first (800 steps" in trains[1]
+    assert trains[2].startswith("Expected: roughly 10 min with 2 cores") and quick != trains[2]
     assert run_overview(cfg, 1, "m.pt", trains=False)[2].startswith("Expected: roughly 4 min with 1 core ")
 
 

@@ -26,7 +26,8 @@ import sat2lod
 DEMO_WALL_S_2CORES = 114.0
 DEMO_AREA_KM2 = 0.36
 #: Seconds per training step of train_segmenter with the demo's training settings (segmentation.torch_threads
-#: 1): the default model's recipe, 400 steps, took 250 CPU-s of training on this machine, 0.63 s a step.
+#: 1): the synthetic-only recipe of default model v1, 400 steps, took 250 CPU-s of training on this machine, 0.63 s
+#: a step.
 TRAIN_S_PER_STEP_2CORES = 0.63
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 #: file name of the default checkpoint inside the package's ``data`` folder
 DEFAULT_MODEL_FILE = "segmenter_default.pt"
 #: version of the shipped default model; bump it with every retrained file
-DEFAULT_MODEL_VERSION = "1"
+DEFAULT_MODEL_VERSION = "2"
 
 
 def default_checkpoint() -> Path:

@@ -31,6 +31,7 @@ from scipy import ndimage
 from torch.nn import functional as F
 
 from sat2lod.progress import Progress
+from sat2lod.schema import defaults
 from sat2lod.segment.features import CHANNELS, make_input
 from sat2lod.segment.infer import CHECKPOINT_FORMAT, predict_tiled
 from sat2lod.segment.unet import UNet
@@ -45,22 +46,30 @@ class Sample:
     x: np.ndarray
     y: np.ndarray
     name: str = "sample"
+    #: patches are drawn with probability proportional to area x weight
+    weight: float = 1.0
+    #: grid cell (m) of the sample's source heights when coarser than its grid (upsampled LiDAR), else None
+    cell_m: float | None = None
+
+
+#: defaults of config section segmentation.train
+_TR = defaults("segmentation", "train")
 
 
 @dataclass
 class TrainParams:
-    """Training hyper-parameters (config section ``segmentation.train``)."""
+    """Training hyper-parameters (config section ``segmentation.train``; defaults from the schema)."""
 
-    steps: int = 400
-    batch_size: int = 8
-    patch_px: int = 128
-    lr: float = 2e-3
-    base_channels: int = 16
-    depth: int = 3
-    seed: int = 0
-    ndsm_dropout: float = 0.15
+    steps: int = _TR["steps"]
+    batch_size: int = _TR["batch_size"]
+    patch_px: int = _TR["patch_px"]
+    lr: float = _TR["lr"]
+    base_channels: int = _TR["base_channels"]
+    depth: int = _TR["depth"]
+    seed: int = _TR["seed"]
+    ndsm_dropout: float = _TR["ndsm_dropout"]
     device: str = "cpu"
-    ndsm_fatten_px: int = 3
+    ndsm_fatten_px: int = _TR["ndsm_fatten_px"]
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -173,6 +182,15 @@ def stereo_ndsm_defects(
     return n, holes
 
 
+def _set_group_share(samples: list[Sample], share: float) -> list[Sample]:
+    """Scale the weights of ``samples`` so that the group gets ``share`` of the patches (drawn in proportion to
+    area x weight), each sample keeping its relative weight; returns the samples."""
+    total = sum(s.y.size * s.weight for s in samples)
+    for s in samples:
+        s.weight = s.weight * share / total
+    return samples
+
+
 def _batch(
     samples: list[Sample],
     rng: np.random.Generator,
@@ -181,7 +199,7 @@ def _batch(
     ndsm_dropout: float,
     fatten_px: int = 0,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    areas = np.array([s.y.size for s in samples], float)
+    areas = np.array([s.y.size * s.weight for s in samples], float)
     xs, ys = [], []
     for _ in range(batch_size):
         s = samples[int(rng.choice(len(samples), p=areas / areas.sum()))]
@@ -314,21 +332,24 @@ def train_segmenter(
     metrics: str | os.PathLike[str],
     seeds: list[int],
     val_seeds: list[int],
-    city_size_m: float = 250.0,
-    n_views: int = 3,
+    city_size_m: float = _TR["city_size_m"],
+    n_views: int = _TR["n_views"],
     gsd_m: float = 0.5,
-    steps: int = 400,
-    batch_size: int = 8,
-    patch_px: int = 128,
-    lr: float = 2e-3,
-    base_channels: int = 16,
-    depth: int = 3,
-    seed: int = 0,
-    ndsm_dropout: float = 0.15,
-    ndsm_fatten_px: int = 3,
+    steps: int = _TR["steps"],
+    batch_size: int = _TR["batch_size"],
+    patch_px: int = _TR["patch_px"],
+    lr: float = _TR["lr"],
+    base_channels: int = _TR["base_channels"],
+    depth: int = _TR["depth"],
+    seed: int = _TR["seed"],
+    ndsm_dropout: float = _TR["ndsm_dropout"],
+    ndsm_fatten_px: int = _TR["ndsm_fatten_px"],
     device: str = "cpu",
     threads: int = 1,
     work_dir: str | os.PathLike[str] | None = None,
+    extra_samples: list[Sample] | None = None,
+    extra_share: float = 0.0,
+    extra_data: dict | None = None,
 ) -> dict:
     """Rule ``train_segmenter``: generate labelled synthetic cities, train, save checkpoint + metrics JSON.
 
@@ -337,6 +358,10 @@ def train_segmenter(
         seeds, val_seeds: synthetic city seeds for training / validation (must differ from the AOI's seed).
         city_size_m, n_views, gsd_m: synthetic city parameters.
         work_dir: where to write the cities (None: a temporary directory, deleted afterwards).
+        extra_samples: more labelled scenes trained on beside the cities (e.g. LiDAR renders,
+            :mod:`sat2lod.segment.lidar_samples`), each drawn in proportion to its area x ``weight`` within
+            the group; ``extra_share``: the share of training patches drawn from them (0..1);
+            ``extra_data``: what they are, recorded in the checkpoint's ``data``.
         others: see :class:`TrainParams`.
     """
     from sat2lod.io.checkpoint import save_checkpoint
@@ -361,6 +386,11 @@ def train_segmenter(
             (val if s in val_seeds else samples).append(city_sample(city, f"s{s}"))
         data_seconds = time.perf_counter() - t0
         log.info("%d training / %d validation cities ready in %.0f s", len(samples), len(val), data_seconds)
+        if extra_samples:
+            if not 0.0 < extra_share < 1.0:
+                raise ValueError(f"extra_share must be in (0, 1) with extra samples, got {extra_share}")
+            _set_group_share(samples, 1.0 - extra_share)
+            samples = samples + _set_group_share(list(extra_samples), extra_share)
         params = TrainParams(
             steps, batch_size, patch_px, lr, base_channels, depth, seed, ndsm_dropout, device, ndsm_fatten_px
         )
@@ -381,6 +411,8 @@ def train_segmenter(
         "n_views": n_views,
         "gsd_m": gsd_m,
     }
+    if extra_samples:
+        data["extra"] = {"share": extra_share, **(extra_data or {})}
     # wall times change from run to run: returned and logged, kept out of the products (checkpoint, metrics
     # file) so that the same config trains the same files, bit for bit
     saved = {k: v for k, v in met.items() if k not in TIMING_KEYS}
