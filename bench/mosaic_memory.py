@@ -27,9 +27,7 @@ import argparse
 import json
 import os
 import platform
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -40,6 +38,9 @@ from rasterio.transform import Affine
 import sat2lod
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).parent))
+from measure import run_measured
+
 OUT = REPO / "bench" / "out" / "mosaic_memory"
 RESULTS = REPO / "bench" / "results"
 EPSG = 32631
@@ -120,29 +121,6 @@ def measure(method: str, metas_json: Path, out: Path, res: float) -> dict:
     if out.exists():
         out.unlink()
     return run_measured([sys.executable, __file__, "--child", method, str(metas_json), str(out), str(res)])
-
-
-def run_measured(cmd: list[str]) -> dict:
-    """Run ``cmd``; its peak RSS (MB), CPU (s) and wall (s), by GNU time (``/usr/bin/time -f %M``). Not by
-    ``os.wait4`` from here: a child forked from this process starts with this process's resident pages, and
-    Linux counts them in the child's ``ru_maxrss`` (a 27 MB parent made a bare interpreter read 27 MB, an
-    800 MB one 790 MB); GNU time forks the measured command from its own few-MB process."""
-    with tempfile.NamedTemporaryFile("r", suffix=".time") as f:
-        t0 = time.perf_counter()
-        proc = subprocess.run(
-            ["/usr/bin/time", "-f", "%M %U %S", "-o", f.name, *cmd],
-            env=dict(os.environ, PYTHONPATH=str(REPO / "src")),
-            check=False,
-        )
-        wall = time.perf_counter() - t0
-        if proc.returncode != 0:
-            raise SystemExit(f"failed ({proc.returncode}): {cmd}")
-        kb, user, sys_s = f.read().split()[-3:]
-    return {
-        "peak_rss_mb": round(int(kb) / 1024, 1),
-        "cpu_s": round(float(user) + float(sys_s), 2),
-        "wall_s": round(wall, 2),
-    }
 
 
 def main() -> None:

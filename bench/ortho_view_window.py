@@ -14,10 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -28,6 +25,9 @@ from rasterio.transform import from_origin
 import sat2lod
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).parent))
+from measure import run_measured
+
 OUT = REPO / "bench" / "out" / "ortho_view_window"
 EPSG, X0, Y0, GSD = 32631, 500000.0, 4800000.0, 0.5
 SX, SY = 0.2, 0.1  # line of sight, horizontal metres per metre of height
@@ -76,29 +76,6 @@ def measure(dest: Path, windowed: bool) -> dict:
         f"windowed={windowed})"
     )
     return dict(run_measured([sys.executable, "-c", code]), out=out)
-
-
-def run_measured(cmd: list[str]) -> dict:
-    """Run ``cmd``; its peak RSS (MB), CPU (s) and wall (s), by GNU time (``/usr/bin/time -f %M``). Not by
-    ``os.wait4`` from here: a child forked from this process starts with this process's resident pages, and
-    Linux counts them in the child's ``ru_maxrss`` (a 27 MB parent made a bare interpreter read 27 MB, an
-    800 MB one 790 MB); GNU time forks the measured command from its own few-MB process."""
-    with tempfile.NamedTemporaryFile("r", suffix=".time") as f:
-        t0 = time.perf_counter()
-        proc = subprocess.run(
-            ["/usr/bin/time", "-f", "%M %U %S", "-o", f.name, *cmd],
-            env=dict(os.environ, PYTHONPATH=str(REPO / "src")),
-            check=False,
-        )
-        wall = time.perf_counter() - t0
-        if proc.returncode != 0:
-            raise SystemExit(f"failed ({proc.returncode}): {cmd}")
-        kb, user, sys_s = f.read().split()[-3:]
-    return {
-        "peak_rss_mb": round(int(kb) / 1024, 1),
-        "cpu_s": round(float(user) + float(sys_s), 2),
-        "wall_s": round(wall, 2),
-    }
 
 
 def main() -> None:

@@ -98,6 +98,25 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
             tmp_path.unlink()
 
 
+@contextlib.contextmanager
+def _open_for_reading(path: str | os.PathLike[str]) -> Iterator[Any]:
+    """The open rasterio dataset of ``path``; a missing file, or one GDAL cannot read (on opening or while
+    reading within the block), raises :class:`RasterReadError` naming the file and what to do."""
+    path = Path(path)
+    if not path.exists():
+        raise RasterReadError(
+            f"{path}: file not found. Check the path in your config or rerun the step that makes it."
+        )
+    try:
+        with rasterio.open(path) as ds:
+            yield ds
+    except RasterioIOError as exc:
+        raise RasterReadError(
+            f"{path}: not a readable raster ({exc}). The file is corrupt or truncated: delete it and "
+            "re-download / regenerate it."
+        ) from exc
+
+
 def read_raster(
     path: str | os.PathLike[str],
     bands: list[int] | int | None = None,
@@ -116,27 +135,16 @@ def read_raster(
     Raises:
         RasterReadError: missing or corrupt file, with the path and a hint.
     """
-    path = Path(path)
-    if not path.exists():
-        raise RasterReadError(
-            f"{path}: file not found. Check the path in your config or rerun the step that makes it."
-        )
-    try:
-        with rasterio.open(path) as ds:
-            if bands is None:
-                arr = ds.read(window=window) if ds.count > 1 else ds.read(1, window=window)
-            else:
-                arr = ds.read(bands, window=window)
-            nodata = ds.nodata
-            tags = dict(ds.tags())
-            band_tags = [dict(ds.tags(i)) for i in range(1, ds.count + 1)]
-            transform = ds.transform if window is None else ds.window_transform(window)
-            raster = Raster(arr, transform, ds.crs, nodata, tags, band_tags)
-    except RasterioIOError as exc:
-        raise RasterReadError(
-            f"{path}: not a readable raster ({exc}). The file is corrupt or truncated: delete it and "
-            "re-download / regenerate it."
-        ) from exc
+    with _open_for_reading(path) as ds:
+        if bands is None:
+            arr = ds.read(window=window) if ds.count > 1 else ds.read(1, window=window)
+        else:
+            arr = ds.read(bands, window=window)
+        nodata = ds.nodata
+        tags = dict(ds.tags())
+        band_tags = [dict(ds.tags(i)) for i in range(1, ds.count + 1)]
+        transform = ds.transform if window is None else ds.window_transform(window)
+        raster = Raster(arr, transform, ds.crs, nodata, tags, band_tags)
     if masked_to_nan and nodata is not None and not (isinstance(nodata, float) and np.isnan(nodata)):
         a = raster.array.astype(np.float32)
         a[raster.array == nodata] = np.nan
@@ -163,19 +171,8 @@ def raster_header(path: str | os.PathLike[str]) -> RasterHeader:
     Raises:
         RasterReadError: missing or corrupt file, with the path and a hint.
     """
-    path = Path(path)
-    if not path.exists():
-        raise RasterReadError(
-            f"{path}: file not found. Check the path in your config or rerun the step that makes it."
-        )
-    try:
-        with rasterio.open(path) as ds:
-            return RasterHeader(ds.count, ds.shape, ds.transform, ds.crs, ds.nodata, dict(ds.tags()))
-    except RasterioIOError as exc:
-        raise RasterReadError(
-            f"{path}: not a readable raster ({exc}). The file is corrupt or truncated: delete it and "
-            "re-download / regenerate it."
-        ) from exc
+    with _open_for_reading(path) as ds:
+        return RasterHeader(ds.count, ds.shape, ds.transform, ds.crs, ds.nodata, dict(ds.tags()))
 
 
 def raster_shape(path: str | os.PathLike[str]) -> tuple[int, int, int]:
