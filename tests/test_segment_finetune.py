@@ -141,7 +141,7 @@ def _sha256(path) -> str:
 
 def test_finetuning_improves_the_held_out_block_and_is_deterministic(tmp_path):
     """The user's footprints: the truth's, 1 m off (misregistration) and one building missing (incomplete
-    OpenStreetMap); the shipped model starts from its synthetic training and marks tree crowns."""
+    OpenStreetMap); fine-tuning starts from the shipped model."""
     from shapely.affinity import translate
 
     from sat2lod.segment.features import make_input
@@ -168,18 +168,21 @@ def test_finetuning_improves_the_held_out_block_and_is_deterministic(tmp_path):
     # bit-identical weights and files from the same inputs and seed
     assert _sha256(tmp_path / "m1.pt") == _sha256(tmp_path / "m2.pt")
     assert (tmp_path / "m1.json").read_text() == (tmp_path / "m2.json").read_text()
-    # against the complete truth, on the held-out block: fewer trees taken for buildings, most roofs kept
+    # against the complete truth, on the held-out block: the fine-tuned model is at least as good as the shipped
+    # one (default model v1 took the crowns for roofs and fine-tuning removed them; v2, trained on LiDAR too,
+    # no longer does, and fine-tuning must then recover roof cells without adding false ones)
     from sat2lod.io.raster import read_raster
 
     x = make_input(read_raster(paths["ortho"], bands=1).array, read_raster(paths["ndsm"], bands=1).array)
-    fp, tp = [], []
+    fp, tp, ious = [], [], []
+    t = truth[:, val_cols]
     for ck in (None, tmp_path / "m1.pt"):
         model, *_ = load_segmenter(ck, "cpu", 1)
         p = predict_tiled(model, x, 128, 32)[:, val_cols] > 0.5
-        t = truth[:, val_cols]
         fp.append(int((p & ~t).sum()))
         tp.append(int((p & t).sum()) / t.sum())
-    assert fp[1] < fp[0] / 2 and tp[1] > 0.9, (fp, tp)
+        ious.append(float((p & t).sum() / (p | t).sum()))
+    assert ious[1] >= ious[0] and fp[1] <= fp[0] + 0.01 * t.sum() and tp[1] > 0.75, (fp, tp, ious)
 
 
 # --------------------------------------------------------------------------------------------- workflow
