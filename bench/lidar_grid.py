@@ -16,6 +16,7 @@ from scipy import ndimage
 from scipy.interpolate import griddata
 
 from sat2lod.io.lidar import read_points  # noqa: F401  (re-exported for the benches)
+from sat2lod.segment.lidar_samples import top_return_cells
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 DATASETS = {
@@ -93,9 +94,7 @@ def rasters(pts: dict[str, np.ndarray]) -> dict:
 
 def top_returns(pts: dict[str, np.ndarray], g: Grid) -> np.ndarray:
     """Index of the highest return of each non-empty cell of ``g`` (one per cell)."""
-    cell = g.row.astype(np.int64) * g.shape[1] + g.col
-    order = np.lexsort((-pts["z"], cell))  # by cell, highest first
-    return order[np.r_[True, cell[order][1:] != cell[order][:-1]]]
+    return top_return_cells(pts, g.x0, g.y1, RES, g.shape)[2]
 
 
 def surface_rasters(pts: dict[str, np.ndarray]) -> dict:

@@ -17,5 +17,11 @@ def fill_nearest(z: np.ndarray) -> np.ndarray:
         return z.astype(np.float32, copy=True)
     if invalid.all():
         raise ValueError("the grid has no valid cell (all nodata): nothing to fill the holes from")
-    idx = ndimage.distance_transform_edt(invalid, return_distances=False, return_indices=True)
-    return z[tuple(idx)].astype(np.float32)
+    return fill_nearest_where(z, invalid).astype(np.float32)
+
+
+def fill_nearest_where(a: np.ndarray, empty: np.ndarray) -> np.ndarray:
+    """A copy of ``a`` (H, W, any dtype) whose ``empty`` cells ((H, W) bool) take the value of the nearest
+    non-empty cell (Euclidean distance on the grid); at least one cell must be non-empty."""
+    idx = ndimage.distance_transform_edt(empty, return_distances=False, return_indices=True)
+    return a[tuple(idx)]

@@ -36,17 +36,8 @@ def feather_weights(
     shape: tuple[int, int], transform: Affine, bounds: Sequence[float], margin_m: float
 ) -> np.ndarray:
     """(rows, cols) float32 weights: distance of each cell centre to the nearest edge of ``bounds``, / 2 margin,
-    clipped to [0, 1] (all ones when ``margin_m`` is 0)."""
-    rows, cols = shape
-    res = transform.a
-    xc = transform.c + (np.arange(cols) + 0.5) * res
-    yc = transform.f - (np.arange(rows) + 0.5) * res
-    dx = np.minimum(xc - bounds[0], bounds[2] - xc)
-    dy = np.minimum(yc - bounds[1], bounds[3] - yc)
-    d = np.minimum(dy[:, None], dx[None, :])
-    if margin_m <= 0:
-        return np.where(d > 0, 1.0, 0.0).astype(np.float32)
-    return np.clip(d / (2.0 * margin_m), 1e-4, 1.0).astype(np.float32)
+    clipped to [0, 1] (all ones when ``margin_m`` is 0): :func:`feather_window` over the whole tile."""
+    return feather_window(transform, bounds, margin_m, (0, shape[0]), (0, shape[1]))
 
 
 def blend_tiles(
@@ -115,9 +106,9 @@ def feather_window(
     rows: tuple[int, int],
     cols: tuple[int, int],
 ) -> np.ndarray:
-    """Rows ``rows`` = (start, stop) and columns ``cols`` of :func:`feather_weights` of a tile, computed alone:
-    bit-identical to slicing the whole tile's weights (same arithmetic per cell), with memory bounded by the
-    window."""
+    """Rows ``rows`` = (start, stop) and columns ``cols`` of a tile's feathering weights (:func:`feather_weights`),
+    computed alone: each cell's value depends on its own position only, so a window equals the slice of the
+    whole tile's weights to the bit, with memory bounded by the window."""
     res = transform.a
     xc = transform.c + (np.arange(cols[0], cols[1]) + 0.5) * res
     yc = transform.f - (np.arange(rows[0], rows[1]) + 0.5) * res

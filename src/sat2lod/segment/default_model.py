@@ -88,6 +88,7 @@ def lidar_training_samples(lidar_dir: str | os.PathLike[str]) -> list:
         FileNotFoundError / ValueError: a file is missing or differs from the recipe's (names it and the fix).
     """
     from sat2lod.segment.lidar_samples import lidar_sample
+    from sat2lod.segment.train import set_group_share
 
     root = Path(lidar_dir)
     samples = []
@@ -105,12 +106,8 @@ def lidar_training_samples(lidar_dir: str | os.PathLike[str]) -> list:
         samples.append(lidar_sample(path, name=rel, res=OUTPUT_RES_M))
     # full-density crops (heights on the output grid) and coarse-gridded decimated tiles each get half of the
     # LiDAR patches: by area alone the 1 km tiles would take 98 % of them
-    fine = [s for s in samples if s.cell_m == OUTPUT_RES_M]
-    coarse = [s for s in samples if s.cell_m != OUTPUT_RES_M]
-    for group in (fine, coarse):
-        total = sum(s.y.size for s in group)
-        for s in group:
-            s.weight = 0.5 / total
+    set_group_share([s for s in samples if s.cell_m == OUTPUT_RES_M], 0.5)
+    set_group_share([s for s in samples if s.cell_m != OUTPUT_RES_M], 0.5)
     return samples
 
 

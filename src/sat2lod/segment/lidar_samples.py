@@ -27,13 +27,17 @@ from __future__ import annotations
 import math
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from scipy import ndimage
 from scipy.interpolate import griddata
 
+from sat2lod.arrays import fill_nearest_where
 from sat2lod.segment.features import make_input
-from sat2lod.segment.train import Sample
+
+if TYPE_CHECKING:
+    from sat2lod.segment.train import Sample
 
 BUILDING = 6
 GROUND = 2
@@ -53,10 +57,11 @@ def surface_cell_m(density_per_m2: float, res: float) -> float:
     return k * res
 
 
-def _top_returns(
+def top_return_cells(
     pts: dict[str, np.ndarray], x0: float, y1: float, cell: float, shape: tuple[int, int]
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Row, column and index of the highest return of each non-empty cell of the grid (x0, y1, cell, shape)."""
+    """Row, column and index in ``pts`` of the highest return of each non-empty cell of the grid whose top-left
+    corner is (x0, y1), of ``cell`` metres and ``shape`` (rows, cols); returns outside it go to the edge cells."""
     h, w = shape
     col = np.clip(((pts["x"] - x0) / cell).astype(np.int64), 0, w - 1)
     row = np.clip(((y1 - pts["y"]) / cell).astype(np.int64), 0, h - 1)
@@ -90,11 +95,6 @@ def _terrain(
     return np.where(np.isfinite(lin), lin, near)
 
 
-def _fill_nearest(a: np.ndarray, empty: np.ndarray) -> np.ndarray:
-    idx = ndimage.distance_transform_edt(empty, return_distances=False, return_indices=True)
-    return a[tuple(idx)]
-
-
 def _upsample(a: np.ndarray, k: int, shape: tuple[int, int]) -> np.ndarray:
     """Bilinear upsampling by ``k`` (cell centres kept in place), cropped to ``shape``."""
     if k == 1:
@@ -120,6 +120,7 @@ def lidar_sample(
         labels (1 building, 0 not, 255 ignored), H, W = the cloud's extent / ``res``.
     """
     from sat2lod.io.lidar import read_points
+    from sat2lod.segment.train import Sample  # torch: only when a sample is made
 
     files = [files] if isinstance(files, (str, os.PathLike)) else list(files)
     pts = read_points(files)
@@ -129,7 +130,7 @@ def lidar_sample(
     cell = surface_cell_m(pts["x"].size / max(w_m * h_m, 1.0), res)
     k = int(round(cell / res))
     cshape = (math.ceil(shape[0] / k), math.ceil(shape[1] / k))
-    row, col, top = _top_returns(pts, x0, y1, cell, cshape)
+    row, col, top = top_return_cells(pts, x0, y1, cell, cshape)
     empty = np.ones(cshape, bool)
     empty[row, col] = False
     z = np.zeros(cshape)
@@ -139,7 +140,7 @@ def lidar_sample(
     radio[row, col] = value
     cls = np.zeros(cshape, np.uint8)
     cls[row, col] = pts["c"][top]
-    z, radio, cls = (_fill_nearest(a, empty) for a in (z, radio, cls))
+    z, radio, cls = (fill_nearest_where(a, empty) for a in (z, radio, cls))
     tcell = max(TERRAIN_CELL_M, cell)
     kt = int(round(tcell / res))
     terrain = _terrain(pts, x0, y1, tcell, (math.ceil(shape[0] / kt), math.ceil(shape[1] / kt)))
@@ -153,6 +154,4 @@ def lidar_sample(
         y = np.repeat(np.repeat(y, k, 0), k, 1)[: shape[0], : shape[1]]
         edge = ndimage.morphological_gradient(np.where(y == 255, 2, y), size=(2 * k + 1, 2 * k + 1)) > 0
         y[edge] = 255
-    sample = Sample(make_input(ortho, ndsm), y, name or Path(files[0]).stem, weight)
-    sample.cell_m = cell
-    return sample
+    return Sample(make_input(ortho, ndsm), y, name or Path(files[0]).stem, weight, cell)

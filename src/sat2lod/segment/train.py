@@ -48,7 +48,8 @@ class Sample:
     name: str = "sample"
     #: patches are drawn with probability proportional to area x weight
     weight: float = 1.0
-    #: grid cell (m) of the sample's source heights when coarser than its grid (upsampled LiDAR), else None
+    #: cell (m) the sample's heights were gridded at (LiDAR renders: the grid's own, or a coarser one upsampled
+    #: for a sparse cloud); None when not recorded (synthetic cities: the grid's)
     cell_m: float | None = None
 
 
@@ -182,7 +183,7 @@ def stereo_ndsm_defects(
     return n, holes
 
 
-def _set_group_share(samples: list[Sample], share: float) -> list[Sample]:
+def set_group_share(samples: list[Sample], share: float) -> list[Sample]:
     """Scale the weights of ``samples`` so that the group gets ``share`` of the patches (drawn in proportion to
     area x weight), each sample keeping its relative weight; returns the samples."""
     total = sum(s.y.size * s.weight for s in samples)
@@ -389,8 +390,8 @@ def train_segmenter(
         if extra_samples:
             if not 0.0 < extra_share < 1.0:
                 raise ValueError(f"extra_share must be in (0, 1) with extra samples, got {extra_share}")
-            _set_group_share(samples, 1.0 - extra_share)
-            samples = samples + _set_group_share(list(extra_samples), extra_share)
+            set_group_share(samples, 1.0 - extra_share)
+            samples = samples + set_group_share(list(extra_samples), extra_share)
         params = TrainParams(
             steps, batch_size, patch_px, lr, base_channels, depth, seed, ndsm_dropout, device, ndsm_fatten_px
         )
