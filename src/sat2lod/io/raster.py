@@ -257,6 +257,7 @@ def write_raster_blocks(
     compress: str = "deflate",
     level: int | None = None,
     cache_mb: int = 16,
+    rpcs: Any = None,
 ) -> Path:
     """Write a raster block by block, atomically, with memory bounded by the block, not the raster: the streamed
     twin of :func:`write_raster` (same file for the same data: same profile, codec and COG options).
@@ -273,6 +274,7 @@ def write_raster_blocks(
         shape: (bands, rows, cols) of the raster.
         dtype: numpy dtype of the arrays.
         cog: write a Cloud Optimized GeoTIFF (else a tiled GeoTIFF, deflate as asked).
+        rpcs: RPC tags of a raw sensor image (no geotransform then; only with ``cog=False``).
         Other arguments as :func:`write_raster`.
     Raises:
         RasterWriteError: disk full or I/O error (nothing written at ``path``), as :func:`write_raster`.
@@ -284,6 +286,12 @@ def write_raster_blocks(
     elif isinstance(crs, str):
         crs = CRS.from_user_input(crs)
     profile = _gtiff_profile(shape, dtype, transform, crs, nodata, compress, level)
+    if rpcs is not None:
+        if cog:
+            raise ValueError(
+                "write_raster_blocks: a sensor image with RPCs is written as a GeoTIFF (cog=False)"
+            )
+        del profile["transform"]  # a raw sensor image is located by its RPCs alone
     # the block the read-back check compares (the last of the written file, see _last_block), kept as written
     last = rasterio.windows.Window(
         (width - 1) // BLOCK_CELLS * BLOCK_CELLS,
@@ -322,7 +330,8 @@ def write_raster_blocks(
                 finally:
                     stage.unlink(missing_ok=True)
             else:
-                with rasterio.open(tmp, "w", **dict(profile, tiled=True)) as ds:
+                extra = {"rpcs": rpcs} if rpcs is not None else {}
+                with rasterio.open(tmp, "w", **dict(profile, tiled=True), **extra) as ds:
                     fill(ds)
         except (RasterioIOError, CPLE_BaseError, OSError) as exc:
             raise _write_error(path, f"{type(exc).__name__}: {exc}") from exc

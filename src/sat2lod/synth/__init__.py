@@ -30,6 +30,13 @@ from sat2lod.io.vector import write_vector
 from sat2lod.rpc import RPCModel, fit_rpc
 from sat2lod.schema import defaults
 from sat2lod.synth._kernels import _render
+from sat2lod.synth.blocked import (
+    BLOCK_PX,
+    WHOLE_GRID_MAX_M,
+    render_view_blocks,
+    write_truth_rasters,
+    write_view,
+)
 from sat2lod.synth.camera import PushbroomCamera, make_camera
 from sat2lod.synth.layout import Layout, make_layout
 from sat2lod.synth.scene import albedo_map, irradiance_map, rasterize_layout, wall_normals
@@ -161,6 +168,8 @@ def generate_city(out_dir: str | os.PathLike[str], **params: Any) -> dict:
         len(layout.trees),
         layout.water is not None,
     )
+    if size_m > WHOLE_GRID_MAX_M:
+        return _generate_blocked(out, prm, rng, layout, bounds, to_lonlat, t0)
 
     # ---- ground truth on the output grid
     t_tr, shape_tr = grid_for_bounds(bounds, truth_res_m)
@@ -220,38 +229,9 @@ def generate_city(out_dir: str | os.PathLike[str], **params: Any) -> dict:
         when = date0 + timedelta(seconds=i * 20.0)
         name = f"view_{i}.tif"
         write_raster(
-            out / name,
-            img,
-            t_tr,
-            None,
-            nodata=None,
-            rpcs=rpc.to_rasterio(),
-            tags={
-                "ACQUISITION_DATETIME": when.isoformat(),
-                "SENSOR": "synthetic pushbroom (Pleiades-like)",
-                "INCIDENCE_DEG": f"{cam.incidence_deg():.3f}",
-                "VIEW_AZIMUTH_DEG": f"{cam.view_azimuth_deg():.3f}",
-                "GAIN": f"{gain:.1f}",
-                "RPC_HEIGHT_DATUM": ELLIPSOID_DATUM,
-            },
+            out / name, img, t_tr, None, nodata=None, rpcs=rpc.to_rasterio(), tags=_view_tags(when, cam, gain)
         )
-        views.append(
-            {
-                "file": name,
-                "datetime": when.isoformat(),
-                "incidence_deg": cam.incidence_deg(),
-                "azimuth_deg": cam.view_azimuth_deg(),
-                "pitch_deg": g["pitch"],
-                "roll_deg": g["roll"],
-                "track_azimuth_deg": g["track"],
-                "rows": cam.rows,
-                "cols": cam.cols,
-                "gain": gain,
-                "offset": offset,
-                "rpc_residual_max_px": rep.max_px,
-                "rpc_residual_rms_px": rep.rms_px,
-            }
-        )
+        views.append(_view_record(name, when, g, cam, gain, offset, rep))
         log.info(
             "view %d: %dx%d px, incidence %.1f deg, RPC residual max %.4f px",
             i,
@@ -262,21 +242,35 @@ def generate_city(out_dir: str | os.PathLike[str], **params: Any) -> dict:
         )
 
     _write_truth(out / "truth", truth, t_tr, layout)
+    return _write_meta(out, prm, layout, bounds, to_lonlat, (hmin, hmax), (sun_az, sun_el), views, t0)
+
+
+def _write_meta(
+    out: Path,
+    prm: SynthParams,
+    layout: Layout,
+    bounds: tuple[float, float, float, float],
+    to_lonlat: Transformer,
+    height_range: tuple[float, float],
+    sun: tuple[float, float],
+    views: list[dict],
+    t0: float,
+) -> dict:
     lon0, lat0 = to_lonlat.transform(bounds[0], bounds[1])
     lon1, lat1 = to_lonlat.transform(bounds[2], bounds[3])
     meta = {
-        "seed": seed,
+        "seed": prm.seed,
         "epsg": EPSG,
         "bounds": list(bounds),
         "lonlat_bounds": [lon0, lat0, lon1, lat1],
-        "height_range": [hmin, hmax],
+        "height_range": list(height_range),
         "vertical_datum": ELLIPSOID_DATUM,
-        "gsd_m": gsd_m,
-        "truth_res_m": truth_res_m,
+        "gsd_m": prm.gsd_m,
+        "truth_res_m": prm.truth_res_m,
         "n_buildings": len(layout.buildings),
         "n_trees": len(layout.trees),
         "orientations_deg": [math.degrees(a) % 180 for a in layout.orientations],
-        "sun": {"azimuth_deg": math.degrees(sun_az), "elevation_deg": math.degrees(sun_el)},
+        "sun": {"azimuth_deg": math.degrees(sun[0]), "elevation_deg": math.degrees(sun[1])},
         "views": views,
         "truth": {
             "dsm": "truth/dsm.tif",
@@ -293,26 +287,122 @@ def generate_city(out_dir: str | os.PathLike[str], **params: Any) -> dict:
     return meta
 
 
-def _write_truth(out: Path, truth: dict[str, np.ndarray], transform, layout: Layout) -> None:
+def _view_tags(when: datetime, cam: PushbroomCamera, gain: float) -> dict[str, str]:
+    return {
+        "ACQUISITION_DATETIME": when.isoformat(),
+        "SENSOR": "synthetic pushbroom (Pleiades-like)",
+        "INCIDENCE_DEG": f"{cam.incidence_deg():.3f}",
+        "VIEW_AZIMUTH_DEG": f"{cam.view_azimuth_deg():.3f}",
+        "GAIN": f"{gain:.1f}",
+        "RPC_HEIGHT_DATUM": ELLIPSOID_DATUM,
+    }
+
+
+def _view_record(
+    name: str, when: datetime, g: dict, cam: PushbroomCamera, gain: float, offset: float, rep
+) -> dict:
+    return {
+        "file": name,
+        "datetime": when.isoformat(),
+        "incidence_deg": cam.incidence_deg(),
+        "azimuth_deg": cam.view_azimuth_deg(),
+        "pitch_deg": g["pitch"],
+        "roll_deg": g["roll"],
+        "track_azimuth_deg": g["track"],
+        "rows": cam.rows,
+        "cols": cam.cols,
+        "gain": gain,
+        "offset": offset,
+        "rpc_residual_max_px": rep.max_px,
+        "rpc_residual_rms_px": rep.rms_px,
+    }
+
+
+def _generate_blocked(
+    out: Path,
+    prm: SynthParams,
+    rng: np.random.Generator,
+    layout: Layout,
+    bounds: tuple[float, float, float, float],
+    to_lonlat: Transformer,
+    t0: float,
+) -> dict:
+    """generate_city for a city larger than WHOLE_GRID_MAX_M: the same files, made block by block
+    (sat2lod.synth.blocked), with position-keyed textures and per-block sensor noise."""
+    size_m = bounds[2] - bounds[0]
+    t_tr, shape_tr = grid_for_bounds(bounds, prm.truth_res_m)
+    hmin, hmax = write_truth_rasters(out / "truth", layout, t_tr, shape_tr, EPSG, _truth_tags())
+    _write_buildings(out / "truth", layout)
+    res_f = prm.gsd_m / 2.0
+    margin = math.ceil((0.12 * size_m + 30.0) / 10) * 10.0
+    fb = (bounds[0] - margin, bounds[1] - margin, bounds[2] + margin, bounds[3] + margin)
+    t_f, shape_f = grid_for_bounds(fb, res_f)
+    sun_az, sun_el = math.radians(float(rng.uniform(140, 200))), math.radians(float(rng.uniform(50, 65)))
+    n_id = max((b.id for b in layout.buildings), default=0) + 1
+    roof_alb = np.zeros(n_id, np.float32)
+    roof_alb[1:] = rng.uniform(0.18, 0.6, n_id - 1)
+    texture_key = int(rng.integers(0, 2**62))
+    date0 = datetime(2026, 6, 1, 10, 42, 0, tzinfo=UTC) + timedelta(days=int(prm.seed) % 90)
+    views = []
+    for i, g in enumerate(view_geometries(prm.n_views, rng)):
+        drift = (float(rng.uniform(-1e-8, 1e-8)), float(rng.uniform(-2e-12, 2e-12)))
+        cam = make_camera(bounds, hmin, hmax, g["pitch"], g["roll"], g["track"], prm.gsd_m, drift=drift)
+        gain = float(rng.uniform(1800, 3000))
+        offset = float(rng.uniform(80, 140))
+        rpc, rep = fit_camera_rpc(cam, hmin, hmax, to_lonlat, rng)
+        if rep.max_px >= 0.05:
+            raise RuntimeError(f"RPC fit residual {rep.max_px:.3f} px >= 0.05 px for view {i}")
+        when = date0 + timedelta(seconds=i * 20.0)
+        name = f"view_{i}.tif"
+        blocks = render_view_blocks(
+            layout,
+            cam,
+            (t_f.c, t_f.f),
+            shape_f,
+            res_f,
+            hmin,
+            hmax,
+            (sun_az, sun_el),
+            roof_alb,
+            texture_key,
+            (gain, offset),
+            texture_key + 101 + i,
+            SKIP_RADIUS,
+        )
+        write_view(out / name, blocks, (cam.rows, cam.cols), rpc.to_rasterio(), _view_tags(when, cam, gain))
+        views.append(_view_record(name, when, g, cam, gain, offset, rep))
+        log.info("view %d: %dx%d px rendered in blocks of %d px", i, cam.rows, cam.cols, BLOCK_PX)
+    return _write_meta(out, prm, layout, bounds, to_lonlat, (hmin, hmax), (sun_az, sun_el), views, t0)
+
+
+def _truth_tags() -> dict[str, dict[str, str]]:
+    """Tags of the truth rasters (truth/<name>.tif)."""
     tags = {"VERTICAL_DATUM": ELLIPSOID_DATUM, "SOURCE": "sat2lod synthetic city (exact truth)"}
-    write_raster(out / "dsm.tif", truth["dsm"], transform, EPSG, nodata=float("nan"), tags=tags)
-    write_raster(out / "dtm.tif", truth["dtm"], transform, EPSG, nodata=float("nan"), tags=tags)
+    return {
+        "dsm": tags,
+        "dtm": tags,
+        "ndsm": {**tags, "VERTICAL_DATUM": HEIGHT_ABOVE_DTM, "DTM_VERTICAL_DATUM": ELLIPSOID_DATUM},
+        "classes": {"CLASSES": ", ".join(f"{k}={v}" for k, v in CLASS_NAMES.items())},
+    }
+
+
+def _write_truth(out: Path, truth: dict[str, np.ndarray], transform, layout: Layout) -> None:
+    tags = _truth_tags()
+    write_raster(out / "dsm.tif", truth["dsm"], transform, EPSG, nodata=float("nan"), tags=tags["dsm"])
+    write_raster(out / "dtm.tif", truth["dtm"], transform, EPSG, nodata=float("nan"), tags=tags["dtm"])
     write_raster(
         out / "ndsm.tif",
         (truth["dsm"] - truth["dtm"]).astype(np.float32),
         transform,
         EPSG,
         nodata=float("nan"),
-        tags={**tags, "VERTICAL_DATUM": HEIGHT_ABOVE_DTM, "DTM_VERTICAL_DATUM": ELLIPSOID_DATUM},
+        tags=tags["ndsm"],
     )
-    write_raster(
-        out / "classes.tif",
-        truth["classes"],
-        transform,
-        EPSG,
-        nodata=255,
-        tags={"CLASSES": ", ".join(f"{k}={v}" for k, v in CLASS_NAMES.items())},
-    )
+    write_raster(out / "classes.tif", truth["classes"], transform, EPSG, nodata=255, tags=tags["classes"])
+    _write_buildings(out, layout)
+
+
+def _write_buildings(out: Path, layout: Layout) -> None:
     rows = [
         {
             "id": b.id,

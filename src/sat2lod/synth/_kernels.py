@@ -111,8 +111,10 @@ def _render(
     sun_y: float,
     dsm_max: np.ndarray,
     radius: int,
+    block_row: int = 0,
+    block_col: int = 0,
 ) -> np.ndarray:
-    """Render a pushbroom view of a height field by ray casting.
+    """Render a pushbroom view of a height field by ray casting (or the block of it from (block_row, block_col)).
 
     Args:
         dsm, albedo, irr: (H, W) float32 fine grids (height m, albedo [0, 1], irradiance of horizontal
@@ -121,6 +123,7 @@ def _render(
         rows, cols: image size; ns: ns x ns rays per pixel.
         dsm_max: max of ``dsm`` over the (2 radius + 1)^2 cells around each cell (empty-space skipping:
             a ray above it cannot hit anything within ``radius`` cells, so it advances several steps at once).
+        block_row, block_col: image pixel of the block's top-left corner (``rows`` x ``cols`` is then the block's size).
     Returns:
         (rows, cols) float32 radiance in [0, 1].
     """
@@ -147,13 +150,13 @@ def _render(
         for q in range(cols):
             acc = 0.0
             for a in range(ns):
-                pp = p + (a + 0.5) / ns - 0.5
+                pp = (block_row + p) + (a + 0.5) / ns - 0.5
                 th = th0 + th1 * pp + th2 * pp * pp
                 tt = math.tan(th)
                 sx = p0x + pp * gsd * ux
                 sy = p0y + pp * gsd * uy
                 for b in range(ns):
-                    qq = q + (b + 0.5) / ns - 0.5
+                    qq = (block_col + q) + (b + 0.5) / ns - 0.5
                     tf = tanroll + (qq - col0) / k
                     gx = tt * ux + tf * cx
                     gy = tt * uy + tf * cy

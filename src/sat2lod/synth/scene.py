@@ -101,11 +101,24 @@ def albedo_map(
     fine = value_noise(rng, shape, max(1.0, 0.5 / res))
     mid = value_noise(rng, shape, max(2.0, 3.0 / res))
     coarse = value_noise(rng, shape, max(4.0, 20.0 / res))
+    roof_alb = np.zeros(int(bid.max()) + 1, np.float32)
+    roof_alb[1:] = rng.uniform(0.18, 0.6, roof_alb.size - 1)
+    return albedo_from_noise(classes, bid, roof_alb, fine, mid, coarse)
+
+
+def albedo_from_noise(
+    classes: np.ndarray,
+    bid: np.ndarray,
+    roof_alb: np.ndarray,
+    fine: np.ndarray,
+    mid: np.ndarray,
+    coarse: np.ndarray,
+) -> np.ndarray:
+    """Material albedo in [0, 1] per cell from the class and building-id grids, the albedo of each roof
+    (``roof_alb[id]``) and three noise textures in ~[-1, 1] (features of ~0.5 m, 3 m and 20 m)."""
     alb = 0.30 + 0.06 * coarse + 0.05 * mid + 0.04 * fine  # soil and grass
     alb = np.where(classes == ROAD, 0.16 + 0.02 * mid + 0.03 * fine, alb)
     alb = np.where(classes == VEGETATION, 0.12 + 0.05 * fine + 0.03 * mid, alb)
-    roof_alb = np.zeros(int(bid.max()) + 1, np.float32)
-    roof_alb[1:] = rng.uniform(0.18, 0.6, roof_alb.size - 1)
     alb = np.where(classes == BUILDING, roof_alb[bid] + 0.04 * fine + 0.02 * mid, alb)
     alb = np.where(classes == WATER, 0.06, alb)
     return np.clip(alb, 0.02, 1.0).astype(np.float32)
