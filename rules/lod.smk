@@ -1,12 +1,55 @@
 # Building models: LOD0 footprints (regularized, shared walls kept), LOD1 blocks, LOD2 roofs (sat2lod.lod).
+# LOD0 runs per tile (each group of touching buildings made whole by the tile owning it, sat2lod.lod.tiled), then
+# one job numbers and writes the footprints.
+
+# a lod0_tile job: ~150 bytes per cell of its window (core + 2 halos; lod0 over the whole AOI measured 147 bytes
+# per cell, issue 16) + ~400 MB of interpreter and libraries
+LOD0_TILE_MB = int(
+    400
+    + 150e-6
+    * (
+        (config["tiling"]["tile_size_m"] + 2 * config["lod"]["tile_halo_m"])
+        / config["output"]["resolution_m"]
+    )
+    ** 2
+)
+
+
+rule lod0_tile:
+    input:
+        mask="results/segment/{aoi}/building_mask.tif",
+        ndsm="results/terrain/{aoi}/ndsm.tif",
+        ortho="results/ortho/{aoi}/ortho.tif",
+        tiles="results/tiles/{aoi}/tiles.geojson",
+    output:
+        part=temp("results/lod0/{aoi}/tiles/{tile}.gpkg"),
+    log:
+        "logs/lod0_tile/{aoi}/{tile}.log",
+    benchmark:
+        "benchmarks/lod0_tile/{aoi}/{tile}.tsv"
+    conda:
+        "../envs/lod.yaml"
+    threads: 1
+    resources:
+        # ~150 bytes per cell of the tile's window (core + 2 halos); a group of touching buildings larger than
+        # the halo doubles it (sat2lod.lod.tiled), hence more on a retry
+        mem_mb=lambda wildcards, attempt: attempt * LOD0_TILE_MB,
+        runtime=lambda wildcards, attempt: 20 * attempt,
+    params:
+        # the whole section: every key is a field of sat2lod.lod.pipeline.LodParams
+        lod=config["lod"],
+    script:
+        "../scripts/lod0_tile.py"
 
 
 rule lod0:
     input:
-        mask="results/segment/{aoi}/building_mask.tif",
-        ndsm="results/terrain/{aoi}/ndsm.tif",
-        # roof-image edges split touching buildings of one height (lod.split_contrast)
-        ortho="results/ortho/{aoi}/ortho.tif",
+        # every tile of the tiling checkpoint
+        parts=lambda wildcards: expand(
+            "results/lod0/{aoi}/tiles/{tile}.gpkg",
+            aoi=wildcards.aoi,
+            tile=tile_ids(wildcards),
+        ),
     output:
         gpkg="results/lod0/{aoi}/footprints.gpkg",
         fgb="results/lod0/{aoi}/footprints.fgb",
@@ -18,12 +61,11 @@ rule lod0:
         "../envs/lod.yaml"
     threads: 1
     resources:
-        # mask + nDSM + label images: ~ 30 bytes per cell; grows on retry
-        mem_mb=lambda wildcards, attempt: 2000 * attempt,
-        runtime=lambda wildcards, attempt: 20 * attempt,
+        # holds the footprints (vectors, ~1 KB per building), no raster
+        mem_mb=lambda wildcards, attempt: 1000 * attempt,
+        runtime=lambda wildcards, attempt: 10 * attempt,
     params:
-        # the whole section: every key is a field of sat2lod.lod.pipeline.LodParams
-        lod=config["lod"],
+        layer="footprints",
     script:
         "../scripts/lod0.py"
 

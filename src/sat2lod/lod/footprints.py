@@ -899,6 +899,8 @@ class Footprint:
     block: int
     orientation_deg: float
     traced_area_m2: float
+    #: (row, col) of the first pixel of the footprint's block in raster order (the block's label order)
+    block_first: tuple[int, int] = (-1, -1)
 
 
 def extract_footprints(
@@ -935,6 +937,8 @@ def extract_footprints(
     for i, p in polys.items():
         ys, xs = np.nonzero(lab == i)
         block_of[i] = int(blocks[ys[0], xs[0]])
+    labels, first = np.unique(blocks.ravel(), return_index=True)
+    first_px = {int(b): divmod(int(f), blocks.shape[1]) for b, f in zip(labels, first) if b > 0}
     out: list[Footprint] = []
     by_block: dict[int, dict[int, Polygon]] = {}
     for i, b in block_of.items():
@@ -966,7 +970,7 @@ def extract_footprints(
                     prm.min_area_m2,
                 )
                 continue
-            out.append(Footprint(0, p, b, math.degrees(theta), parts[i].area))
+            out.append(Footprint(0, p, b, math.degrees(theta), parts[i].area, first_px[b]))
         lost += len(parts) - len(reg)
     progress.update(len(by_block))
     out.sort(key=lambda f: (-f.polygon.centroid.y, f.polygon.centroid.x))

@@ -12,6 +12,8 @@ from typing import Any
 import geopandas as gpd
 import numpy as np
 import pandas as pd
+import rasterio.windows
+from rasterio.transform import Affine
 
 from sat2lod.grid import check_same_grid
 from sat2lod.io.cityjson import city_model, validate_cityjson, write_cityjson, write_cityjsonseq, write_obj
@@ -60,6 +62,7 @@ class LodParams:
     plane_tol_m: float = _LOD["plane_tol_m"]
     max_planes: int = _LOD["max_planes"]
     edge_buffer_m: float = _LOD["edge_buffer_m"]
+    tile_halo_m: float = _LOD["tile_halo_m"]
 
     @classmethod
     def of(cls, section: LodParams | Mapping[str, Any] | None) -> LodParams:
@@ -113,9 +116,12 @@ class LodParams:
         )
 
 
-def _brightness(ortho: PathLike, ref: Raster, ref_path: PathLike) -> np.ndarray:
-    """(H, W) float32 brightness of the true ortho (mean of its bands, NaN = nodata) on ``ref``'s grid."""
-    o = read_raster(ortho, masked_to_nan=True)
+def brightness(
+    ortho: PathLike, ref: Raster, ref_path: PathLike, window: rasterio.windows.Window | None = None
+) -> np.ndarray:
+    """(H, W) float32 brightness of the true ortho (mean of its bands, NaN = nodata) on ``ref``'s grid (``ref``
+    read over ``window`` of the same grid, when given)."""
+    o = read_raster(ortho, masked_to_nan=True, window=window)
     check_same_grid(ref, o, ref_path, ortho)
     img = o.array.astype(np.float32)
     if img.ndim == 3:
@@ -166,14 +172,46 @@ def run_lod0(
         r = read_raster(ndsm, masked_to_nan=True)
         check_same_grid(m, r, mask, ndsm)
         nd = r.array.astype(np.float32)
-    img = None if ortho is None else _brightness(ortho, m, mask)
-    prm = LodParams.of(lod).footprints()
-    fps = extract_footprints(m.array, nd, m.transform, prm, img)
+    img = None if ortho is None else brightness(ortho, m, mask)
+    gdf = footprint_table(m.array, nd, m.transform, m.crs, LodParams.of(lod).footprints(), img)
+    write_vector(gpkg, gdf, layer="footprints")
+    if fgb is not None:
+        write_vector(fgb, gdf)
+    log.info("lod0: %d footprints -> %s", len(gdf), gpkg)
+    return gdf
+
+
+#: columns of the footprint table (rule lod0's GeoPackage), in order
+FOOTPRINT_COLUMNS = [
+    "id",
+    "block",
+    "area_m2",
+    "perimeter_m",
+    "n_vertices",
+    "orientation_deg",
+    "traced_area_m2",
+    "ndsm_median_m",
+    "geometry",
+]
+
+
+def footprint_table(
+    mask: np.ndarray,
+    nd: np.ndarray | None,
+    transform: Affine,
+    crs: Any,
+    prm: FootprintParams,
+    img: np.ndarray | None = None,
+    block_first: bool = False,
+) -> gpd.GeoDataFrame:
+    """:func:`sat2lod.lod.footprints.extract_footprints` as a table (:data:`FOOTPRINT_COLUMNS`); with
+    ``block_first`` also ``block_row``, ``block_col``: the first pixel of each footprint's block on this grid."""
+    fps = extract_footprints(mask, nd, transform, prm, img)
     rows = []
     for f in fps:
         med = float("nan")
         if nd is not None:
-            v = pixels_in(f.polygon, nd, m.transform)[2]
+            v = pixels_in(f.polygon, nd, transform)[2]
             v = v[np.isfinite(v)]
             med = float(np.median(v)) if len(v) else float("nan")
         rows.append(
@@ -187,25 +225,12 @@ def run_lod0(
                 "traced_area_m2": round(f.traced_area_m2, 2),
                 "ndsm_median_m": round(med, 2),
                 "geometry": f.polygon,
+                "block_row": f.block_first[0],
+                "block_col": f.block_first[1],
             }
         )
-    cols = [
-        "id",
-        "block",
-        "area_m2",
-        "perimeter_m",
-        "n_vertices",
-        "orientation_deg",
-        "traced_area_m2",
-        "ndsm_median_m",
-        "geometry",
-    ]
-    gdf = gpd.GeoDataFrame(pd.DataFrame(rows, columns=cols), geometry="geometry", crs=m.crs)
-    write_vector(gpkg, gdf, layer="footprints")
-    if fgb is not None:
-        write_vector(fgb, gdf)
-    log.info("lod0: %d footprints -> %s", len(gdf), gpkg)
-    return gdf
+    cols = FOOTPRINT_COLUMNS + (["block_row", "block_col"] if block_first else [])
+    return gpd.GeoDataFrame(pd.DataFrame(rows, columns=cols), geometry="geometry", crs=crs)
 
 
 def _footprints(path: PathLike) -> gpd.GeoDataFrame:
@@ -284,7 +309,7 @@ def run_lod2(
     check_same_grid(s, t, dsm, dtm)
     epsg = _epsg(s, dsm)
     prm = lp.roofs()
-    img = None if ortho is None else _brightness(ortho, s, dsm)
+    img = None if ortho is None else brightness(ortho, s, dsm)
     # the DSM noise correlation is a property of the DSM: one scene value (median over roofs), so that a roof
     # no primitive fits (model misfit in its residuals) does not take its own large correlation area
     pts = [pixels_in(geom, s.array, s.transform, prm.edge_buffer_m) for geom in gdf.geometry]
