@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
+from rasterio.transform import from_origin
 
+from sat2lod.io.raster import read_raster, write_raster
 from sat2lod.segment.plausibility import PlausibilityParams, component_evidence, plausibility_filter
+from sat2lod.segment.predict import segment_from_files
 
 RES = 0.5
 N = 120  # 60 m scenes
@@ -136,3 +141,62 @@ def test_local_a_crop_with_the_halo_gives_the_same_answer() -> None:
     r0, r1, c0, c1 = 40 - halo, 60 + halo, 40 - halo, 80 + halo
     crop, _ = plausibility_filter(m[r0:r1, c0:c1], ndsm[r0:r1, c0:c1], RES, dsm[r0:r1, c0:c1])
     assert np.array_equal(crop, whole[r0:r1, c0:c1])
+
+
+def test_rule_segment_removes_the_terrace_with_the_dsm(tmp_path: Path) -> None:
+    """Rule segment's function (ndsm_threshold, no network): the terrace goes when the DSM is given, the house
+    stays; the mask's tags say so; off keeps both; a DSM on another grid is an error naming the file."""
+    crag, dsm, _ = _hillside_crag()
+    house = _box(90, 100, 10, 30)
+    dsm = np.where(house, dsm + 5.0, dsm).astype(np.float32)
+    # the nDSM of a DTM that missed the terrace where the segmenter took it (so ndsm_threshold takes it too)
+    ndsm = np.where(crag, 6.0, np.where(house, 5.0, 0.0)).astype(np.float32)
+    tr = from_origin(500000.0, 4800000.0, RES, RES)
+    paths = {}
+    for name, a in (("ortho", np.full((N, N), 500.0, np.float32)), ("ndsm", ndsm), ("dsm", dsm)):
+        paths[name] = tmp_path / f"{name}.tif"
+        write_raster(paths[name], a, tr, 32631, nodata=float("nan"))
+    kw = {"method": "ndsm_threshold", "min_height_m": 2.0, "max_roughness_m": 3.0}
+    out = {}
+    for key, prm in (("on", {}), ("off", {"enabled": False})):
+        mask = tmp_path / f"mask_{key}.tif"
+        s = segment_from_files(
+            paths["ortho"], paths["ndsm"], tmp_path / "p.tif", mask, dsm=paths["dsm"], plausibility=prm, **kw
+        )
+        out[key] = read_raster(mask)
+        assert s["plausibility"]["components"] == 2
+    on, off = out["on"].array, out["off"].array
+    assert off[50, 60] == 1 and off[95, 20] == 1
+    assert on[50, 60] == 0 and on[95, 20] == 1
+    assert out["on"].tags["PLAUSIBILITY"] == "on" and out["on"].tags["PLAUSIBILITY_REJECTED"] == "1"
+    assert out["off"].tags["PLAUSIBILITY"] == "off"
+    write_raster(
+        tmp_path / "dsm_bad.tif", dsm, from_origin(500001.0, 4800000.0, RES, RES), 32631, nodata=float("nan")
+    )
+    with pytest.raises(Exception, match="dsm_bad.tif"):
+        segment_from_files(
+            paths["ortho"],
+            paths["ndsm"],
+            tmp_path / "p.tif",
+            tmp_path / "m.tif",
+            dsm=tmp_path / "dsm_bad.tif",
+            **kw,
+        )
+
+
+def test_cli_no_plausibility(tmp_path: Path) -> None:
+    """``sat2lod segment --ndsm``: the filter by default (walls on the nDSM), ``--no-plausibility`` keeps all."""
+    from sat2lod.cli import main
+
+    # a slope the DTM missed: the nDSM rises evenly from 0 to 10 m eastwards, smooth, no wall anywhere
+    ramp = np.repeat(np.linspace(0.0, 10.0, N, dtype=np.float32)[None, :], N, axis=0)
+    tr = from_origin(500000.0, 4800000.0, RES, RES)
+    write_raster(tmp_path / "img.tif", np.full((N, N), 500.0, np.float32), tr, 32631, nodata=float("nan"))
+    write_raster(tmp_path / "ndsm.tif", ramp, tr, 32631, nodata=float("nan"))
+    fractions = {}
+    for flag in ([], ["--no-plausibility"]):
+        out = tmp_path / f"m{len(flag)}.tif"
+        args = ["segment", "--image", str(tmp_path / "img.tif"), "--ndsm", str(tmp_path / "ndsm.tif")]
+        assert main([*args, "--method", "ndsm_threshold", "--out", str(out), *flag]) == 0
+        fractions[bool(flag)] = float((read_raster(out).array == 1).mean())
+    assert fractions[True] > 0.4 and fractions[False] == 0.0
