@@ -83,6 +83,8 @@ rule segment:
     input:
         ortho="results/ortho/{aoi}/ortho.tif",
         ndsm="results/terrain/{aoi}/ndsm.tif",
+        # the surface of the plausibility filter's walls (a hillside above a component counts against it)
+        dsm="results/mosaic/{aoi}/dsm.tif",
         checkpoint=SEG_FINETUNED if SEG_FINETUNES else SEG_CHECKPOINT,
     output:
         prob="results/segment/{aoi}/building_prob.tif",

@@ -10,6 +10,7 @@ from sat2lod.segment.predict import segment_from_files
 segment_from_files(
     ortho=snakemake.input.ortho,  # noqa: F821
     ndsm=snakemake.input.ndsm,  # noqa: F821
+    dsm=snakemake.input.dsm,  # noqa: F821
     checkpoint=snakemake.input.checkpoint or None,  # noqa: F821
     prob=snakemake.output.prob,  # noqa: F821
     mask=snakemake.output.mask,  # noqa: F821

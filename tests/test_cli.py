@@ -71,6 +71,9 @@ def test_segment_options_default_to_the_schema():
         seg["threshold"],
     )
     assert (args.min_area_m2, args.method, args.device) == (seg["min_area_m2"], seg["method"], seg["device"])
+    assert args.plausibility is defaults("segmentation", "plausibility")["enabled"]
+    no_filter = build_parser().parse_args(["segment", "--image", "i", "--out", "m.tif", "--no-plausibility"])
+    assert no_filter.plausibility is False
     args = build_parser().parse_args(
         ["--threads", "2", "segment", "--image", "i", "--out", "m.tif", "--threads", "4"]
         + ["--ndvi-bands", "1", "4", "--max-ndvi", "0.4"]

@@ -32,6 +32,7 @@ SECTIONS: dict[str, list[tuple[str, ...]]] = {
     "segment.train": [("segmentation", "train")],
     "segment.unet": [("segmentation", "train")],
     "segment.finetune": [("segmentation", "finetune")],
+    "segment.plausibility": [("segmentation", "plausibility")],
     "segment": [("segmentation",)],
     "tiling": [("tiling",), ("output",)],
     "qualify": [("qualify",)],

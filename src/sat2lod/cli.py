@@ -68,6 +68,7 @@ def _segment(args: argparse.Namespace) -> int:
             max_ndvi=args.max_ndvi,
             device=args.device,
             threads=args.torch_threads,
+            plausibility={"enabled": args.plausibility},
         )
     except (
         OSError,
@@ -94,7 +95,8 @@ def _add_segment(sub: argparse._SubParsersAction) -> None:
         "An RGB image is made panchromatic as the mean of its colour bands; an ortho written by sat2lod "
         "(band 1 PAN, then MS bands) uses its PAN band. Without --ndsm the U-Net runs on the image alone. "
         "With red and near-infrared bands the probability goes through the NDVI vegetation gate of the rule "
-        "segment. The output keeps the input's georeferencing.",
+        "segment; with --ndsm, its plausibility filter drops components without walls all round. The output "
+        "keeps the input's georeferencing.",
     )
     p.add_argument("--image", required=True, help="image file (GeoTIFF, TIFF, PNG, JPEG)")
     p.add_argument("--ndsm", default=None, help="nDSM (m above terrain) on the image's grid (optional)")
@@ -134,6 +136,14 @@ def _add_segment(sub: argparse._SubParsersAction) -> None:
         help=f"NDVI above which a pixel is vegetation, not building (default {seg['max_ndvi']})",
     )
     p.add_argument("--device", choices=("cpu", "cuda", "auto"), default=seg["device"])
+    p.add_argument(
+        "--no-plausibility",
+        dest="plausibility",
+        action="store_false",
+        default=defaults("segmentation", "plausibility")["enabled"],
+        help="keep every mask component; by default, with --ndsm, components without walls all round (crags, "
+        "terraces, canopy patches) are dropped (segmentation.plausibility, walls measured on the nDSM)",
+    )
     p.add_argument(
         "--threads",
         dest="torch_threads",

@@ -199,6 +199,7 @@ def segment_image(
     batch_size: int = _SEG["batch_size"],
     device: str = _SEG["device"],
     threads: int = _SEG["torch_threads"],
+    plausibility: dict | None = None,
 ) -> tuple[np.ndarray, np.ndarray, dict]:
     """Building probability and mask of one image.
 
@@ -216,15 +217,20 @@ def segment_image(
         tile_px, overlap_px, batch_size, device: tiled inference (:func:`sat2lod.segment.infer.predict_tiled`;
             tile and overlap are rounded down to multiples of the model's ``2**depth``).
         threads: torch CPU threads (``segmentation.torch_threads``: a fixed count for bit-identical results).
+        plausibility: section ``segmentation.plausibility`` (None = its defaults): the geometric filter of the
+            mask's components as in rule ``segment`` (:func:`sat2lod.segment.plausibility.plausibility_filter`),
+            walls measured on the nDSM; without an nDSM the mask is left as it is.
     Returns:
         (H, W) float32 probability (NaN = nodata), (H, W) uint8 mask (1 building, 0 not, 255 nodata), and a
         summary dict (method, checkpoint, GSDs, seconds, building fraction, vegetation share).
     """
     from sat2lod.segment.infer import DEFAULT_MODEL_GSD_M, ndsm_threshold_probability, probability_to_mask
+    from sat2lod.segment.plausibility import PlausibilityParams, plausibility_filter
     from sat2lod.segment.vegetation import gate_probability
 
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    plaus = PlausibilityParams(**(plausibility or {}))
     for name, a in (("nDSM", ndsm), ("NDVI", ndvi)):
         if a is not None and a.shape != pan.shape:
             raise ValueError(f"the {name} ({a.shape}) and the image ({pan.shape}) must have the same grid")
@@ -249,6 +255,8 @@ def segment_image(
         prob, veg_share = gate_probability(prob, ndvi, max_ndvi, valid)
         info |= {"max_ndvi": max_ndvi, "vegetation_share": veg_share}
     mask = probability_to_mask(prob, threshold, res, min_area_m2, valid)
+    if ndsm is not None:
+        mask, info["plausibility"] = plausibility_filter(mask, ndsm, res, None, plaus)
     ok = mask != 255
     info |= {
         "seconds": round(time.perf_counter() - t0, 3),

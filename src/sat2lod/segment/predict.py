@@ -6,7 +6,7 @@ import logging
 import math
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -33,6 +33,8 @@ class SegmentParams:
         ndvi_bands, max_ndvi: when the ortho carries pansharpened MS bands, the probability is multiplied by a
             gate that is ~0 where the NDVI of MS bands ``ndvi_bands`` (red, NIR; 1-based) exceeds ``max_ndvi``
             (vegetation, :mod:`sat2lod.segment.vegetation`).
+        plausibility: section ``segmentation.plausibility``: the geometric filter of the mask's components
+            (walls all round, :mod:`sat2lod.segment.plausibility`); ``{"enabled": False}`` turns it off.
     """
 
     method: str = _SEG["method"]
@@ -47,6 +49,7 @@ class SegmentParams:
     max_roughness_m: float = _SEG["max_roughness_m"]
     ndvi_bands: tuple[int, int] | list[int] = tuple(_SEG["ndvi_bands"])
     max_ndvi: float = _SEG["max_ndvi"]
+    plausibility: dict = field(default_factory=lambda: defaults("segmentation", "plausibility"))
 
 
 def segment_from_files(
@@ -55,6 +58,7 @@ def segment_from_files(
     prob: str | os.PathLike[str],
     mask: str | os.PathLike[str],
     checkpoint: str | os.PathLike[str] | None = None,
+    dsm: str | os.PathLike[str] | None = None,
     **params: Any,
 ) -> dict:
     """Segment buildings on the ortho grid.
@@ -67,6 +71,8 @@ def segment_from_files(
         ortho: true ortho COG (band 1 = PAN); ndsm: nDSM COG on the same grid (m, NaN nodata).
         prob, mask: outputs: float32 probability (NaN nodata) and uint8 mask (1 building, 0 not, 255 nodata).
         checkpoint: U-Net checkpoint; None = the shipped default model (:mod:`sat2lod.segment.default_model`).
+        dsm: DSM COG on the same grid (m, NaN nodata), the surface of the plausibility filter's walls (a hillside
+            above a component counts against it); None = the nDSM's.
         **params: fields of :class:`SegmentParams` (config section ``segmentation``); an unknown name is an error.
     Returns:
         Summary (seconds, building fraction, megapixels per second).
@@ -74,14 +80,21 @@ def segment_from_files(
     from sat2lod.grid import check_same_grid
     from sat2lod.io.raster import read_raster, write_raster
     from sat2lod.segment.infer import ndsm_threshold_probability, probability_to_mask
+    from sat2lod.segment.plausibility import PlausibilityParams, plausibility_filter
     from sat2lod.segment.vegetation import gate_probability, ortho_ndvi
 
     prm = SegmentParams(**params)
+    plaus = PlausibilityParams(**prm.plausibility)  # checked before the network runs
     method, threshold, max_ndvi, ndvi_bands = prm.method, prm.threshold, prm.max_ndvi, prm.ndvi_bands
     t0 = time.perf_counter()
     o = read_raster(ortho, masked_to_nan=True)
     n = read_raster(ndsm, bands=1, masked_to_nan=True)
     check_same_grid(o, n, ortho, ndsm, fix="both must come from the same DSM mosaic")
+    dsm_a = None
+    if dsm is not None and plaus.enabled:
+        d = read_raster(dsm, bands=1, masked_to_nan=True)
+        check_same_grid(o, d, ortho, dsm, fix="the ortho is made on the DSM mosaic's grid")
+        dsm_a = d.array.astype(np.float32)
     res = abs(o.transform.a)
     ortho_all = o.array.astype(np.float32)
     ortho_a = ortho_all[0] if ortho_all.ndim == 3 else ortho_all
@@ -120,6 +133,12 @@ def segment_from_files(
         tags = {**tags, "NDVI_BANDS": str(list(ndvi_bands)), "MAX_NDVI": str(max_ndvi)}
     infer_s = time.perf_counter() - t0
     m = probability_to_mask(p, threshold, res, prm.min_area_m2, valid)
+    m, plaus_summary = plausibility_filter(m, ndsm_a, res, dsm_a, plaus)
+    mask_tags = {"PLAUSIBILITY": "on" if plaus.enabled else "off"}
+    if plaus.enabled:
+        mask_tags["PLAUSIBILITY_REJECTED"] = str(
+            plaus_summary["rejected_walls"] + plaus_summary["rejected_roughness"]
+        )
     write_raster(
         prob,
         p.astype(np.float32),
@@ -137,6 +156,7 @@ def segment_from_files(
         nodata=255,
         tags={
             **tags,
+            **mask_tags,
             "SAT2LOD_PRODUCT": "building_mask",
             "THRESHOLD": str(threshold),
             "CLASSES": "0=not building, 1=building, 255=nodata",
@@ -149,6 +169,7 @@ def segment_from_files(
         "megapixels": mp,
         "mp_per_s": mp / max(infer_s, 1e-9),
         "building_fraction": float(np.mean(m[m != 255] == 1)) if (m != 255).any() else math.nan,
+        "plausibility": plaus_summary,
     }
     log.info("segmentation (%s) written to %s, %s: %s", method, prob, mask, summary)
     return summary
