@@ -12,6 +12,8 @@ them. This bench reproduces the comparison and adds evidence that does not come 
    bicubic, to 0.001 px) in the raw images, triangulated with the RPCs by an independent finite-difference
    Gauss-Newton (local metres, pointing correction as sat2lod applies it, and without it); both DSMs are sampled
    at those points (flat, textured cells): median DSM - sparse is each DSM's offset from the RPC intersection.
+   With ``--shareloc-python`` (or ``--run-cars``) the same matches are also triangulated by CNES shareloc in the
+   CARS venv: RPC reading and pixel conventions checked against CARS's own library.
 4. The pair's own geometry: across-epipolar residual of the sparse matches before / after the correction, RPC
    localize -> project round trip, the disparity-to-height ratio (m per px), EGM96 undulation at the scene
    (what a geoid / ellipsoid mix-up would look like).
@@ -22,7 +24,8 @@ them. This bench reproduces the comparison and adds evidence that does not come 
 CARS (1.3.0, default pipeline) is run when ``--run-cars VENV`` is given (``cars`` of that venv, 2 workers,
 0.5 m, ``geoid: false``, intermediate data kept), or an existing CARS output folder is read (``--cars-out``).
 
-Run: python bench/gizeh_bias.py --cars-out /tmp/gz/cars/out   -> bench/results/gizeh_bias.json + .md
+Run: python bench/gizeh_bias.py --cars-out /tmp/gz/cars/out --shareloc-python /work/cars_venv/bin/python
+     -> bench/results/gizeh_bias.json + .md
      python bench/gizeh_bias.py --run-cars /work/cars_venv     (CARS ~3-20 min on a loaded 2-core machine)
 """
 
@@ -127,6 +130,36 @@ def run_cars(venv: Path, work: Path) -> Path:
             [str(venv / "bin" / "cars"), str(path)], check=True, stdout=log, stderr=subprocess.STDOUT
         )
     return out
+
+
+SHARELOC = r"""
+import sys, numpy as np
+from shareloc.geomodels.geomodel import GeoModel
+from shareloc.geofunctions.triangulation import sensor_triangulation
+d, m, (a0, b0), (a1, b1) = sys.argv[1], np.load(sys.argv[2]), map(float, sys.argv[3].split(",")), map(float, sys.argv[4].split(","))
+g1, g2 = GeoModel(d + "/img1.geom", "RPC"), GeoModel(d + "/img2.geom", "RPC")
+# array pixel centre (r, c) of a crop with origin (row0, col0) -> shareloc full-scene coordinate (top-left convention)
+mt = np.stack([m["c1"] + b0 + 0.5, m["r1"] + a0 + 0.5, m["c2"] + b1 + 0.5, m["r2"] + a1 + 0.5], 1)
+np.save(sys.argv[5], sensor_triangulation(mt, g1, g2)[1])
+"""
+
+
+def shareloc_heights(python: Path, work: Path, c1, r1, c2, r2) -> np.ndarray:
+    """Heights of the matches triangulated by CNES shareloc (CARS's geometry library, line-of-sight
+    intersection) in the CARS venv: an RPC / pixel-convention check independent of sat2lod's code."""
+    from sat2lod.io.rpc_files import crop_origin
+
+    np.savez(work / "matches.npz", c1=c1, r1=r1, c2=c2, r2=r2)
+    o1, o2 = (",".join(str(v) for v in crop_origin(DATA / f"img{i}.tif")) for i in (1, 2))
+    script = work / "shareloc_tri.py"
+    script.write_text(SHARELOC)
+    out = work / "shareloc.npy"
+    subprocess.run(
+        [str(python), str(script), str(DATA), str(work / "matches.npz"), o1, o2, str(out)],
+        check=True,
+        capture_output=True,
+    )
+    return np.load(out)[:, 2]
 
 
 # ------------------------------------------------------------------------------------------------ rasters
@@ -341,6 +374,11 @@ def main() -> None:
         "--cars-out", type=Path, help="existing CARS output folder (dsm/dsm.tif, intermediate_data)"
     )
     ap.add_argument("--run-cars", type=Path, metavar="VENV", help="run CARS with this venv's cars command")
+    ap.add_argument(
+        "--shareloc-python",
+        type=Path,
+        help="python with shareloc (default: the --run-cars venv's) to triangulate the sparse matches with it",
+    )
     ap.add_argument("--work", type=Path, help="working folder (default: a temporary one)")
     ap.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "gizeh_bias")
     args = ap.parse_args()
@@ -515,6 +553,15 @@ def main() -> None:
             "sat2lod_minus_sparse": diff_stats(za[ok] - h[ok]),
             "cars_minus_sparse": diff_stats(zc[ok] - h[ok]),
         }
+    py = args.shareloc_python or (args.run_cars / "bin" / "python" if args.run_cars else None)
+    if py is not None:
+        _, _, h_raw, _ = triangulate_fd(rpc1, rpc2, c1, r1, c2, r2)
+        d_sl = h_raw - shareloc_heights(py, work, c1, r1, c2, r2)
+        sparse["raw_rpcs_minus_shareloc_m"] = {
+            "median": round(float(np.median(d_sl)), 4),
+            "nmad": round(float(1.4826 * np.median(np.abs(d_sl - np.median(d_sl)))), 4),
+            "max_abs": round(float(np.abs(d_sl).max()), 4),
+        }
     res["sparse_reference"] = sparse
 
     # --- 4. the pair's geometry and the datum
@@ -577,7 +624,7 @@ def render(r: dict) -> str:
         "# Gizeh: sat2lod vs CARS, which DSM is biased? (issue 17)",
         "",
         (
-            f"Command: `python bench/gizeh_bias.py --cars-out <CARS 1.3.0 output>` (or `--run-cars /work/cars_venv`). "
+            f"Command: `python bench/gizeh_bias.py --cars-out <CARS 1.3.0 output> --shareloc-python /work/cars_venv/bin/python` (or `--run-cars /work/cars_venv`). "
             f"Pair {r['pair']}, EPSG:{r['epsg']}, {r['resolution_m']} m; heights ellipsoidal in both "
             f"(sat2lod VERTICAL_DATUM {r['sat2lod']['vertical_datum']}, CARS {r['cars']['crs_vertical']})."
         ),
@@ -628,6 +675,16 @@ def render(r: dict) -> str:
                 f"{s['pyramid_cars_minus_sparse']['median_dh']} / {s['pyramid_cars_minus_sparse']['nmad']} |"
             )
     g = r["geometry"]
+    if "raw_rpcs_minus_shareloc_m" in sp:
+        q = sp["raw_rpcs_minus_shareloc_m"]
+        lines += [
+            "",
+            (
+                f"The same matches triangulated by CNES shareloc (CARS's geometry library, line-of-sight intersection, "
+                f"its own RPC reader and pixel convention): heights differ by median {q['median']} m (NMAD {q['nmad']}, "
+                f"max {q['max_abs']} m) from the raw-RPC triangulation here: same models, same conventions."
+            ),
+        ]
     lines += [
         "",
         (
