@@ -38,7 +38,7 @@ from sat2lod.io import raster as raster_io
 from sat2lod.io.raster import RasterWriteError, read_raster, write_raster, write_raster_blocks
 from sat2lod.io.rpc_files import RPCReadError, read_rpc, read_rpc_file
 from sat2lod.stereo import pipeline as stereo_pipeline
-from sat2lod.stereo.pipeline import SearchRangeError, StereoParams, process_pair
+from sat2lod.stereo.pipeline import MAX_OUTSIDE_NARROWED, SearchRangeError, StereoParams, process_pair
 from sat2lod.stereo.rasterize import grid_for_bounds
 from sat2lod.workflow import (
     RUN_FILE,
@@ -554,7 +554,8 @@ def test_a_search_range_missing_the_scene_is_widened(gizeh_pair: tuple, wrong: t
     if wrong != (-100.0, -100.0):
         assert abs(np.nanmedian(dsm) - np.nanmedian(ref)) < 3.0
     # (-100, -100): the keypoints of the widened range miss the pyramid's faces (NCC ambiguity on its steps), so
-    # the keypoint narrowing (stereo.keypoint_range) cuts it above ~103 m: 9 % of the cells, median 81 vs 92 m
+    # the keypoint narrowing (stereo.keypoint_range) cut it above ~103 m (9 % of the cells) until the cut check
+    # (MAX_OUTSIDE_NARROWED) extended the range's top by range_probe_m and matched again (issue 17)
     # without the probe (stereo.range_probe_m: 0) this case still gives the wrong DSM: the probe is what catches it
     if wrong == (-100.0, -100.0):
         bad, _ = _gizeh_heights(gizeh_pair, wrong, range_probe_m=0.0)
@@ -575,6 +576,34 @@ def test_search_range_beyond_every_probe_fails_clearly(
     monkeypatch.setattr(stereo_pipeline, "match_keypoints", at_the_low_end)
     with pytest.raises(SearchRangeError, match=r"does not contain the scene.*Set source.height_range"):
         _gizeh_heights(gizeh_pair, (100.0, 100.0))
+
+
+def test_keypoint_narrowing_does_not_cut_the_great_pyramid(gizeh_pair: tuple) -> None:
+    """Issue 17: the keypoints (strongest corners) miss the smooth faces of Khufu's pyramid, so the keypoint
+    height range (stereo.keypoint_range) stopped at 167 m and the DSM lost the top ~40 m of the pyramid
+    (p99 167.4 m, 87 % valid) without a warning; the pair is now matched again up to the range's top."""
+    dsm, info = _gizeh_heights(gizeh_pair, (40.0, 200.0))
+    assert info["range_cut_share"] > MAX_OUTSIDE_NARROWED
+    assert info["height_range"][1] == 220.0  # the top of the search range (40 .. 200 m +- height_margin_m)
+    # apex ~212 m ellipsoidal (plateau ~74 m + 138.5 m); as good as without narrowing
+    assert np.nanpercentile(dsm, 99) > 200.0
+    ref, _ = _gizeh_heights(gizeh_pair, (40.0, 200.0), keypoint_range=False)
+    assert np.isfinite(dsm).mean() >= 0.98 * np.isfinite(ref).mean()
+    both = np.isfinite(dsm) & np.isfinite(ref)
+    # no bias; cell by cell they differ by the pair's noise (1 px of disparity = 6 m here; median |dh| ~0.7 m
+    # between two search ranges, rectified on slightly different grids)
+    assert abs(np.median(dsm[both] - ref[both])) < 0.3
+
+
+def test_keypoint_narrowing_kept_where_it_holds_the_scene(gizeh_pair: tuple) -> None:
+    """The re-matching is only for a cut scene: on the flat part of the plateau the narrowed range stays."""
+    (img1, img2), (rpc1, rpc2) = gizeh_pair
+    tile = (320150.0, 3317700.0, 320300.0, 3317800.0)  # mastaba field south-east of the pyramid
+    transform, shape = grid_for_bounds(tile, 1.0)
+    res = process_pair(img1, rpc1, img2, rpc2, tile, 32636, (40.0, 200.0), transform, shape, StereoParams())
+    assert "range_cut_share" not in res.info
+    assert res.info["height_range"][1] - res.info["height_range"][0] < 100.0
+    assert res.info["outside_range_share"] <= MAX_OUTSIDE_NARROWED
 
 
 # ------------------------------------------------------------------------------------------- smaller points
