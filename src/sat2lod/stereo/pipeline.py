@@ -1,10 +1,12 @@
-"""One stereo tile end to end: rectify -> pointing correction -> SGM -> triangulate -> rasterize -> fuse.
+"""One stereo tile end to end: rectify -> pointing correction -> SGM -> sub-pixel refinement -> triangulate ->
+rasterize -> fuse.
 
 Why one job per tile (rule ``stereo_tile``) rather than four rules (rectify, match, triangulate, rasterize):
 the intermediates (rectified pairs, disparity maps, point clouds) are 10-50x larger than the DSM tile and used
 exactly once; writing them would make the job I/O bound and multiply the file count by the pair count, for no
 reuse. Every stage is still a separate, tested package function (:mod:`sat2lod.stereo.rectify`, ``sgm``,
-``triangulate``, ``rasterize``), and the log reports each stage's time, pointing correction and valid ratio.
+``subpixel``, ``triangulate``, ``rasterize``), and the log reports each stage's time, pointing correction and valid
+ratio.
 
 Memory per tile job: the SGM volumes (2-3 bytes x rectified pixels x disparities on one thread, capped by
 ``max_mem_mb``; see :mod:`sat2lod.stereo.sgm`) plus a few float32 images of the rectified size; the tests and

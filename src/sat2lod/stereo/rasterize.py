@@ -19,6 +19,9 @@ import numpy as np
 from rasterio.transform import Affine
 
 from sat2lod.grid import grid_for_bounds
+from sat2lod.schema import defaults
+
+_STEREO = defaults("stereo")  # defaults of config section stereo
 
 __all__ = ["grid_for_bounds"]  # re-exported: the output grid rule lives in sat2lod.grid
 
@@ -134,8 +137,8 @@ def rasterize_points(
     transform: Affine,
     shape: tuple[int, int],
     radius: float = 0.0,
-    sigma: float = 0.5,
-    tol_m: float = 1.0,
+    sigma: float = _STEREO["raster_sigma"],
+    tol_m: float = _STEREO["raster_tol_m"],
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Height (radius-0 mean, or edge-preserving weighted mean within ``radius``) and mean quality per cell.
 
@@ -143,7 +146,8 @@ def rasterize_points(
         x, y: (N,) projected coordinates (same CRS as ``transform``); z: (N,) heights (m); quality: (N,) e.g.
             intersection residual (px).
         transform, shape: north-up output grid.
-        radius: splatting radius (cells, from the cell centre); 0 = each point to its own cell only.
+        radius: splatting radius (cells, from the cell centre); 0 (here; the chain's default is the schema's
+            ``stereo.raster_radius``) = each point to its own cell only.
         sigma: Gaussian weight scale (cells) of the splatting.
         tol_m: a point is averaged into a cell only within this height (m) of the cell's own radius-0 mean.
     Returns:

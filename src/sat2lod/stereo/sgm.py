@@ -9,7 +9,9 @@ Aggregation (Hirschmüller 2008): for each path direction r,
 and ``S = sum_r L_r``. 4 paths (horizontal + vertical) or 8 paths (+ diagonals), in two raster passes: the
 forward pass (left-to-right, top-to-bottom paths) stores its sum, the backward pass adds its own paths and, on one
 thread, selects the disparity of each pixel as soon as its ``S`` is complete (``S`` is never stored whole twice).
-Disparity: winner-take-all on ``S``, parabola sub-pixel refinement, left-right consistency, optional 3x3 median.
+Disparity: winner-take-all on ``S``, sub-pixel fit through the winner's and its neighbours' ``S`` (parabola, or the
+equiangular V fit, less locked to the integers on these L1-like costs; the images' own sub-pixel refinement is
+:mod:`sat2lod.stereo.subpixel`), left-right consistency, optional 3x3 median.
 Left-right check: the right image's winners are read from the same ``S`` along ``x + k = const`` (every candidate,
 not only the left winners as OpenCV's SGBM does; see :func:`_right_winners`); a left pixel is kept when the
 winner of its right pixel is within ``lr_tol`` of its own disparity.
@@ -762,7 +764,8 @@ def select_disparity(
     right_width: int | None = None,
     fit: str = "parabola",
 ) -> np.ndarray:
-    """WTA + sub-pixel fit (``fit``: "parabola" or "v", see :func:`_lr_row`) + left-right check (``lr_tol < 0`` disables it) -> (H, W) float32, NaN invalid.
+    """WTA + sub-pixel fit (``fit``: "parabola" or "v", see :func:`_lr_row`) + left-right check (``lr_tol < 0``
+    disables it) -> (H, W) float32, NaN invalid.
 
     ``total`` (H, W, D) holds aggregated costs below 16000 (as :func:`aggregate` returns). Disparities on the
     border of the searched range are rejected (the true value may lie outside it).

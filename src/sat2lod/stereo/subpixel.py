@@ -14,14 +14,25 @@ disparity is re-measured on the images themselves, around the SGM integer ``d0 =
    convolution ``(-1, 9, 9, -1) / 16``), and the mean of the two estimates: their pixel-locking errors have
    opposite signs and cancel to first order.
 
-The new value stays within 1 px of ``d0``; pixels whose windows hold no data (NaN) or no texture (zero variance)
-keep their SGM value. Disparities follow :mod:`sat2lod.stereo.sgm`: left ``(y, x)`` matches right
+Where the images are well textured, SGM's own value (census window, regularised along 8 paths) is already precise
+and keeps finer relief than a correlation window: :func:`sgm_precision` predicts its precision from the image
+noise (:func:`image_noise`) and the epipolar gradient energy in the census window, and :func:`refinement_weight`
+turns it into the share of the ZNCC value per pixel (``stereo.subpixel_noise_px``). Measured
+(``bench/stereo_accuracy.py``): the synthetic city's images are noise-limited (median predicted precision
+0.25 px), the Réunion Pléiades pair is not (0.08 px); refining everywhere with an 11 x 11 window brings the
+synthetic pair's NMAD from 0.59 to 0.35 m but moves the Réunion DSM away from s2p's (median |dh| 0.22 -> 0.28 m),
+refining where SGM is noise-limited gets both: with the defaults (13 x 13, ``subpixel_noise_px`` 0.1) pair NMAD
+0.59 -> 0.34 m, Réunion median |dh| 0.219 -> 0.200 m.
+
+The new value stays within 1.5 px of the SGM value; pixels whose windows hold no data (NaN) or no texture (zero
+variance) keep their SGM value. Disparities follow :mod:`sat2lod.stereo.sgm`: left ``(y, x)`` matches right
 ``(y, x + d)``, px, NaN = invalid.
 
-Cost: the window sums of L, L², R, R² are running sums; the cross sums L x R of every shift in the
-map's disparity range are kept per row as column sums over the window's rows (one image row in, one out) and
-a pixel's window cross sum is the sum of its columns: about 4 x (disparity range + 5) multiply-adds (vectorized)
-plus 6 x window width adds per pixel (0.3-0.4 s per megapixel on one core with 40 disparities).
+Cost: the window sums of L, L², R, R² are running sums; the cross sums L x R of the shifts each column needs
+(the local SGM disparities -3 .. +2, over a band of rows) are kept per row as column sums over the window's rows
+(one image row in, one out) and a pixel's window cross sum is the sum of its columns: 0.35-0.42 CPU-s per
+megapixel on one core (41 disparities, every pixel refined, 13 x 13), about the SGM's own time
+(``cpu_cost`` in ``bench/stereo_accuracy.py``).
 """
 
 from __future__ import annotations
@@ -30,6 +41,10 @@ from collections.abc import Callable
 
 import numba
 import numpy as np
+
+from sat2lod.schema import defaults
+
+_STEREO = defaults("stereo")  # defaults of config section stereo
 
 #: fits accepted by :func:`refine_disparity`
 FITS = ("parabola", "zncc2")
@@ -141,24 +156,28 @@ def _vertex(a: float, b: float, c: float) -> float:
 
 
 @numba.njit(cache=True, inline="always")
-def _add_row(col: np.ndarray, lz: np.ndarray, rz: np.ndarray, yy: int, smin: int, sign: float) -> None:
-    """``col[j, x] += sign * L[yy, x] * R[yy, x + smin + j]`` (zero outside R): one image row entering or
-    leaving the column sums of every shift."""
+def _add_row(
+    col: np.ndarray, lz: np.ndarray, rz: np.ndarray, yy: int, lo: np.ndarray, hi: np.ndarray, sign: float
+) -> None:
+    """``col[x, s - lo[x]] += sign * L[yy, x] * R[yy, x + s]`` for ``s`` in ``lo[x] .. hi[x]`` (zero outside R):
+    one image row entering or leaving the column sums of the shifts each column needs."""
     h, w = lz.shape
     w2 = rz.shape[1]
     if yy < 0 or yy >= h:
         return
-    for j in range(col.shape[0]):
-        s = smin + j
-        x0 = max(0, -s)
-        x1 = min(w, w2 - s)
-        for x in range(x0, x1):
-            col[j, x] += sign * lz[yy, x] * rz[yy, x + s]
+    for x in range(w):
+        a = sign * lz[yy, x]
+        s0 = max(lo[x], -x)
+        s1 = min(hi[x], w2 - 1 - x)
+        for s in range(s0, s1 + 1):
+            col[x, s - lo[x]] += a * rz[yy, x + s]
 
 
 @numba.njit(cache=True, inline="always")
 def _shift_cost(
     col: np.ndarray,
+    lo: np.ndarray,
+    hi: np.ndarray,
     sl: float,
     sll: float,
     sr: np.ndarray,
@@ -167,20 +186,44 @@ def _shift_cost(
     y: int,
     x: int,
     s: int,
-    smin: int,
     rx: int,
     n: int,
 ) -> float:
     """1 - ZNCC of the left window at (y, x) against the right one at (y, x + s), from the column sums ``col``
-    of the current row; NaN when the shift is outside the tabulated ones or the right window is not valid."""
-    j = s - smin
+    of the current row; NaN when a column lacks the shift or the right window is not valid."""
     xr = x + s
-    if j < 0 or j >= col.shape[0] or xr < 0 or xr >= okr.shape[1] or not okr[y, xr]:
+    if xr < 0 or xr >= okr.shape[1] or not okr[y, xr]:
         return np.nan
     slr = 0.0
     for xx in range(x - rx, x + rx + 1):
-        slr += col[j, xx]
+        if s < lo[xx] or s > hi[xx]:
+            return np.nan
+        slr += col[xx, s - lo[xx]]
     return _zncc_cost(slr, sl, sll, sr[y, xr], srr[y, xr], n)
+
+
+@numba.njit(cache=True, inline="always")
+def _band_shifts(
+    disp: np.ndarray, okl: np.ndarray, weight: np.ndarray, y0: int, y1: int, rx: int
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """Per column, the shifts the band's pixels whose window covers it may ask for (SGM integer -3 .. +2: one
+    step, its neighbours, the half-pixel triple), and the widest span (0: none)."""
+    w = disp.shape[1]
+    lo = np.full(w, 2**30, np.int64)
+    hi = np.full(w, -(2**30), np.int64)
+    for y in range(y0, y1):
+        for x in range(w):
+            d = disp[y, x]
+            if not np.isfinite(d) or not okl[y, x] or not weight[y, x] > 0:
+                continue
+            d0 = int(np.floor(d + 0.5))
+            for xx in range(max(0, x - rx), min(w, x + rx + 1)):
+                lo[xx] = min(lo[xx], d0 - 3)
+                hi[xx] = max(hi[xx], d0 + 2)
+    span = 0
+    for x in range(w):
+        span = max(span, hi[x] - lo[x] + 1)
+    return lo, hi, span
 
 
 @numba.njit(cache=True, parallel=True)
@@ -202,14 +245,12 @@ def _refine(
     ry: int,
     rx: int,
     two_step: bool,
-    smin: int,
-    ns: int,
     band: int,
 ) -> np.ndarray:
-    """Rows in bands of ``band`` (one per thread at a time). Per row, the cross sums of every shift ``smin ..
-    smin + ns - 1`` are kept as column sums over the window's rows (one row added, one removed per row): a
-    window's cross sum is then the sum of its columns' (a prefix sum along the row would be a serial chain over
-    every shift, slower)."""
+    """Rows in bands of ``band`` (one per thread at a time). Per row, the cross sums of the shifts each column
+    needs (:func:`_band_shifts`: the local disparities, not the whole range) are kept as column sums over the
+    window's rows (one row added, one removed per row): a window's cross sum is the sum of its columns' (a
+    prefix sum along the row would be a serial chain over the shifts, slower)."""
     h, w = disp.shape
     out = disp.copy()
     n = (2 * ry + 1) * (2 * rx + 1)
@@ -217,37 +258,40 @@ def _refine(
     for b in numba.prange(nb):
         y0 = b * band
         y1 = min(h, y0 + band)
-        cr = np.zeros((ns, w))
-        ch = np.zeros((ns if two_step else 0, w))
+        lo, hi, span = _band_shifts(disp, okl, weight, y0, y1, rx)
+        if span <= 0:
+            continue
+        cr = np.zeros((w, span))
+        ch = np.zeros((w if two_step else 0, span))
         for yy in range(y0 - ry, y0 + ry):  # the first row's window but its last row
-            _add_row(cr, lz, rz, yy, smin, 1.0)
+            _add_row(cr, lz, rz, yy, lo, hi, 1.0)
             if two_step:
-                _add_row(ch, lz, hz, yy, smin, 1.0)
+                _add_row(ch, lz, hz, yy, lo, hi, 1.0)
         for y in range(y0, y1):
-            _add_row(cr, lz, rz, y + ry, smin, 1.0)
+            _add_row(cr, lz, rz, y + ry, lo, hi, 1.0)
             if y > y0:
-                _add_row(cr, lz, rz, y - ry - 1, smin, -1.0)
+                _add_row(cr, lz, rz, y - ry - 1, lo, hi, -1.0)
             if two_step:
-                _add_row(ch, lz, hz, y + ry, smin, 1.0)
+                _add_row(ch, lz, hz, y + ry, lo, hi, 1.0)
                 if y > y0:
-                    _add_row(ch, lz, hz, y - ry - 1, smin, -1.0)
+                    _add_row(ch, lz, hz, y - ry - 1, lo, hi, -1.0)
             for x in range(w):
                 d = disp[y, x]
                 if not np.isfinite(d) or not okl[y, x] or not weight[y, x] > 0:
                     continue
                 a, aa = sl[y, x], sll[y, x]
                 d0 = int(np.floor(d + 0.5))
-                cm = _shift_cost(cr, a, aa, sr, srr, okr, y, x, d0 - 1, smin, rx, n)
-                c0 = _shift_cost(cr, a, aa, sr, srr, okr, y, x, d0, smin, rx, n)
-                cp = _shift_cost(cr, a, aa, sr, srr, okr, y, x, d0 + 1, smin, rx, n)
+                cm = _shift_cost(cr, lo, hi, a, aa, sr, srr, okr, y, x, d0 - 1, rx, n)
+                c0 = _shift_cost(cr, lo, hi, a, aa, sr, srr, okr, y, x, d0, rx, n)
+                cp = _shift_cost(cr, lo, hi, a, aa, sr, srr, okr, y, x, d0 + 1, rx, n)
                 if cm < c0 and cm <= cp:  # one step toward the lower neighbour
                     d0 -= 1
                     cp, c0 = c0, cm
-                    cm = _shift_cost(cr, a, aa, sr, srr, okr, y, x, d0 - 1, smin, rx, n)
+                    cm = _shift_cost(cr, lo, hi, a, aa, sr, srr, okr, y, x, d0 - 1, rx, n)
                 elif cp < c0:
                     d0 += 1
                     cm, c0 = c0, cp
-                    cp = _shift_cost(cr, a, aa, sr, srr, okr, y, x, d0 + 1, smin, rx, n)
+                    cp = _shift_cost(cr, lo, hi, a, aa, sr, srr, okr, y, x, d0 + 1, rx, n)
                 # NaN compares false: a missing cost keeps the SGM value
                 if not (c0 <= cm and c0 <= cp):
                     continue
@@ -256,9 +300,9 @@ def _refine(
                     # half-pixel samples: hz[y, j] is the right image at j + 0.5; the triple centred on the side
                     # of s1 (shift d0 + 0.5 is hz at x + d0, d0 - 0.5 at x + d0 - 1)
                     j = d0 if s1 >= 0 else d0 - 1
-                    hm = _shift_cost(ch, a, aa, sh, shh, okh, y, x, j - 1, smin, rx, n)
-                    h0 = _shift_cost(ch, a, aa, sh, shh, okh, y, x, j, smin, rx, n)
-                    hp = _shift_cost(ch, a, aa, sh, shh, okh, y, x, j + 1, smin, rx, n)
+                    hm = _shift_cost(ch, lo, hi, a, aa, sh, shh, okh, y, x, j - 1, rx, n)
+                    h0 = _shift_cost(ch, lo, hi, a, aa, sh, shh, okh, y, x, j, rx, n)
+                    hp = _shift_cost(ch, lo, hi, a, aa, sh, shh, okh, y, x, j + 1, rx, n)
                     if np.isfinite(hm) and np.isfinite(h0) and np.isfinite(hp):
                         s2 = (0.5 if s1 >= 0 else -0.5) + min(max(_vertex(hm, h0, hp), -1.0), 1.0)
                         s1 = 0.5 * (s1 + s2)
@@ -324,7 +368,7 @@ def refine_disparity(
     right: np.ndarray,
     disp: np.ndarray,
     fit: str = "zncc2",
-    window: tuple[int, int] = (5, 5),
+    window: tuple[int, int] = tuple(_STEREO["subpixel_window"]),
     weight: np.ndarray | None = None,
 ) -> np.ndarray:
     """Sub-pixel disparities re-measured by ZNCC around ``round(disp)`` (see the module docstring).
@@ -345,17 +389,11 @@ def refine_disparity(
         raise ValueError(f"shapes differ: left {left.shape}, right {right.shape}, disparity {disp.shape}")
     (lf, sl, sll, okl, rf, sr, srr, okr, hf, sh, shh, okh), ry, rx = _inputs(left, right, window)
     d = np.ascontiguousarray(disp, np.float32)
-    fin = np.isfinite(d)
-    if not fin.any():
-        return d.copy()
-    # every shift a pixel may ask for: its SGM integer -2 .. +2 (one step, its neighbours; half shifts -2 .. +1)
-    smin = int(np.floor(d[fin].min() + 0.5)) - 2
-    ns = int(np.floor(d[fin].max() + 0.5)) + 3 - smin
     lz, rz, hz = (np.where(np.isfinite(a), a, 0.0) for a in (lf, rf, hf))  # NaN windows are not valid anyway
     band = max(16, -(-d.shape[0] // (4 * numba.get_num_threads())))
     arrays = (lz, sl, sll, okl, rz, sr, srr, okr, hz, sh, shh, okh)
     wt = np.ones(d.shape) if weight is None else np.ascontiguousarray(weight, np.float64)
-    return _refine(*arrays, d, wt, ry, rx, fit == "zncc2", smin, ns, band)
+    return _refine(*arrays, d, wt, ry, rx, fit == "zncc2", band)
 
 
 def refine_disparity_reference(
@@ -363,7 +401,7 @@ def refine_disparity_reference(
     right: np.ndarray,
     disp: np.ndarray,
     fit: str = "zncc2",
-    window: tuple[int, int] = (5, 5),
+    window: tuple[int, int] = tuple(_STEREO["subpixel_window"]),
     weight: np.ndarray | None = None,
 ) -> np.ndarray:
     """NumPy reference of :func:`refine_disparity` (every cost of every pixel at shifts -2 .. 2 and the half
