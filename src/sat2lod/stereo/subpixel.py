@@ -30,9 +30,9 @@ variance) keep their SGM value. Disparities follow :mod:`sat2lod.stereo.sgm`: le
 
 Cost: the window sums of L, L², R, R² are running sums; the cross sums L x R of the shifts each column needs
 (the local SGM disparities -3 .. +2, over a band of rows) are kept per row as column sums over the window's rows
-(one image row in, one out) and a pixel's window cross sum is the sum of its columns: 0.35-0.42 CPU-s per
-megapixel on one core (41 disparities, every pixel refined, 13 x 13), about the SGM's own time
-(``cpu_cost`` in ``bench/stereo_accuracy.py``).
+(one image row in, one out) and a pixel's window cross sum is the sum of its columns: 0.26-0.35 CPU-s per
+megapixel on one core (41 disparities, every pixel refined, 13 x 13, with the precision map), about the SGM's own
+time (``cpu_cost`` in ``bench/stereo_accuracy.py``); pixels that keep their SGM value cost nothing.
 """
 
 from __future__ import annotations
@@ -157,9 +157,16 @@ def _vertex(a: float, b: float, c: float) -> float:
 
 @numba.njit(cache=True, inline="always")
 def _add_row(
-    col: np.ndarray, lz: np.ndarray, rz: np.ndarray, yy: int, lo: np.ndarray, hi: np.ndarray, sign: float
+    col: np.ndarray,
+    lz: np.ndarray,
+    rz: np.ndarray,
+    yy: int,
+    lo: np.ndarray,
+    hi: np.ndarray,
+    smin: int,
+    sign: float,
 ) -> None:
-    """``col[x, s - lo[x]] += sign * L[yy, x] * R[yy, x + s]`` for ``s`` in ``lo[x] .. hi[x]`` (zero outside R):
+    """``col[s - smin, x] += sign * L[yy, x] * R[yy, x + s]`` for ``s`` in ``lo[x] .. hi[x]`` (zero outside R):
     one image row entering or leaving the column sums of the shifts each column needs."""
     h, w = lz.shape
     w2 = rz.shape[1]
@@ -170,14 +177,13 @@ def _add_row(
         s0 = max(lo[x], -x)
         s1 = min(hi[x], w2 - 1 - x)
         for s in range(s0, s1 + 1):
-            col[x, s - lo[x]] += a * rz[yy, x + s]
+            col[s - smin, x] += a * rz[yy, x + s]
 
 
 @numba.njit(cache=True, inline="always")
 def _shift_cost(
     col: np.ndarray,
-    lo: np.ndarray,
-    hi: np.ndarray,
+    smin: int,
     sl: float,
     sll: float,
     sr: np.ndarray,
@@ -190,24 +196,24 @@ def _shift_cost(
     n: int,
 ) -> float:
     """1 - ZNCC of the left window at (y, x) against the right one at (y, x + s), from the column sums ``col``
-    of the current row; NaN when a column lacks the shift or the right window is not valid."""
+    of the current row (which hold every shift the pixel asks for in every column of its window, by
+    :func:`_band_shifts`); NaN when the right window is not valid."""
     xr = x + s
-    if xr < 0 or xr >= okr.shape[1] or not okr[y, xr]:
+    j = s - smin
+    if xr < 0 or xr >= okr.shape[1] or not okr[y, xr] or j < 0 or j >= col.shape[0]:
         return np.nan
     slr = 0.0
-    for xx in range(x - rx, x + rx + 1):
-        if s < lo[xx] or s > hi[xx]:
-            return np.nan
-        slr += col[xx, s - lo[xx]]
+    for xx in range(x - rx, x + rx + 1):  # contiguous: vectorizes
+        slr += col[j, xx]
     return _zncc_cost(slr, sl, sll, sr[y, xr], srr[y, xr], n)
 
 
 @numba.njit(cache=True, inline="always")
 def _band_shifts(
     disp: np.ndarray, okl: np.ndarray, weight: np.ndarray, y0: int, y1: int, rx: int
-) -> tuple[np.ndarray, np.ndarray, int]:
+) -> tuple[np.ndarray, np.ndarray, int, int]:
     """Per column, the shifts the band's pixels whose window covers it may ask for (SGM integer -3 .. +2: one
-    step, its neighbours, the half-pixel triple), and the widest span (0: none)."""
+    step, its neighbours, the half-pixel triple), the smallest of them and their span over the band (0: none)."""
     w = disp.shape[1]
     lo = np.full(w, 2**30, np.int64)
     hi = np.full(w, -(2**30), np.int64)
@@ -220,10 +226,13 @@ def _band_shifts(
             for xx in range(max(0, x - rx), min(w, x + rx + 1)):
                 lo[xx] = min(lo[xx], d0 - 3)
                 hi[xx] = max(hi[xx], d0 + 2)
-    span = 0
+    smin = 2**30
+    smax = -(2**30)
     for x in range(w):
-        span = max(span, hi[x] - lo[x] + 1)
-    return lo, hi, span
+        if lo[x] <= hi[x]:
+            smin = min(smin, lo[x])
+            smax = max(smax, hi[x])
+    return lo, hi, smin, max(0, smax - smin + 1)
 
 
 @numba.njit(cache=True, parallel=True)
@@ -258,40 +267,40 @@ def _refine(
     for b in numba.prange(nb):
         y0 = b * band
         y1 = min(h, y0 + band)
-        lo, hi, span = _band_shifts(disp, okl, weight, y0, y1, rx)
+        lo, hi, smin, span = _band_shifts(disp, okl, weight, y0, y1, rx)
         if span <= 0:
             continue
-        cr = np.zeros((w, span))
-        ch = np.zeros((w if two_step else 0, span))
+        cr = np.zeros((span, w))  # (shift - smin, column): a window's columns are contiguous
+        ch = np.zeros((span if two_step else 0, w))
         for yy in range(y0 - ry, y0 + ry):  # the first row's window but its last row
-            _add_row(cr, lz, rz, yy, lo, hi, 1.0)
+            _add_row(cr, lz, rz, yy, lo, hi, smin, 1.0)
             if two_step:
-                _add_row(ch, lz, hz, yy, lo, hi, 1.0)
+                _add_row(ch, lz, hz, yy, lo, hi, smin, 1.0)
         for y in range(y0, y1):
-            _add_row(cr, lz, rz, y + ry, lo, hi, 1.0)
+            _add_row(cr, lz, rz, y + ry, lo, hi, smin, 1.0)
             if y > y0:
-                _add_row(cr, lz, rz, y - ry - 1, lo, hi, -1.0)
+                _add_row(cr, lz, rz, y - ry - 1, lo, hi, smin, -1.0)
             if two_step:
-                _add_row(ch, lz, hz, y + ry, lo, hi, 1.0)
+                _add_row(ch, lz, hz, y + ry, lo, hi, smin, 1.0)
                 if y > y0:
-                    _add_row(ch, lz, hz, y - ry - 1, lo, hi, -1.0)
+                    _add_row(ch, lz, hz, y - ry - 1, lo, hi, smin, -1.0)
             for x in range(w):
                 d = disp[y, x]
                 if not np.isfinite(d) or not okl[y, x] or not weight[y, x] > 0:
                     continue
                 a, aa = sl[y, x], sll[y, x]
                 d0 = int(np.floor(d + 0.5))
-                cm = _shift_cost(cr, lo, hi, a, aa, sr, srr, okr, y, x, d0 - 1, rx, n)
-                c0 = _shift_cost(cr, lo, hi, a, aa, sr, srr, okr, y, x, d0, rx, n)
-                cp = _shift_cost(cr, lo, hi, a, aa, sr, srr, okr, y, x, d0 + 1, rx, n)
+                cm = _shift_cost(cr, smin, a, aa, sr, srr, okr, y, x, d0 - 1, rx, n)
+                c0 = _shift_cost(cr, smin, a, aa, sr, srr, okr, y, x, d0, rx, n)
+                cp = _shift_cost(cr, smin, a, aa, sr, srr, okr, y, x, d0 + 1, rx, n)
                 if cm < c0 and cm <= cp:  # one step toward the lower neighbour
                     d0 -= 1
                     cp, c0 = c0, cm
-                    cm = _shift_cost(cr, lo, hi, a, aa, sr, srr, okr, y, x, d0 - 1, rx, n)
+                    cm = _shift_cost(cr, smin, a, aa, sr, srr, okr, y, x, d0 - 1, rx, n)
                 elif cp < c0:
                     d0 += 1
                     cm, c0 = c0, cp
-                    cp = _shift_cost(cr, lo, hi, a, aa, sr, srr, okr, y, x, d0 + 1, rx, n)
+                    cp = _shift_cost(cr, smin, a, aa, sr, srr, okr, y, x, d0 + 1, rx, n)
                 # NaN compares false: a missing cost keeps the SGM value
                 if not (c0 <= cm and c0 <= cp):
                     continue
@@ -300,9 +309,9 @@ def _refine(
                     # half-pixel samples: hz[y, j] is the right image at j + 0.5; the triple centred on the side
                     # of s1 (shift d0 + 0.5 is hz at x + d0, d0 - 0.5 at x + d0 - 1)
                     j = d0 if s1 >= 0 else d0 - 1
-                    hm = _shift_cost(ch, lo, hi, a, aa, sh, shh, okh, y, x, j - 1, rx, n)
-                    h0 = _shift_cost(ch, lo, hi, a, aa, sh, shh, okh, y, x, j, rx, n)
-                    hp = _shift_cost(ch, lo, hi, a, aa, sh, shh, okh, y, x, j + 1, rx, n)
+                    hm = _shift_cost(ch, smin, a, aa, sh, shh, okh, y, x, j - 1, rx, n)
+                    h0 = _shift_cost(ch, smin, a, aa, sh, shh, okh, y, x, j, rx, n)
+                    hp = _shift_cost(ch, smin, a, aa, sh, shh, okh, y, x, j + 1, rx, n)
                     if np.isfinite(hm) and np.isfinite(h0) and np.isfinite(hp):
                         s2 = (0.5 if s1 >= 0 else -0.5) + min(max(_vertex(hm, h0, hp), -1.0), 1.0)
                         s1 = 0.5 * (s1 + s2)
