@@ -398,7 +398,9 @@ def refine_disparity(
         raise ValueError(f"shapes differ: left {left.shape}, right {right.shape}, disparity {disp.shape}")
     (lf, sl, sll, okl, rf, sr, srr, okr, hf, sh, shh, okh), ry, rx = _inputs(left, right, window)
     d = np.ascontiguousarray(disp, np.float32)
-    lz, rz, hz = (np.where(np.isfinite(a), a, 0.0) for a in (lf, rf, hf))  # NaN windows are not valid anyway
+    for a in (lf, rf, hf):  # in place (fresh arrays of _inputs): windows holding NaN are not valid anyway
+        a[~np.isfinite(a)] = 0.0
+    lz, rz, hz = lf, rf, hf
     band = max(16, -(-d.shape[0] // (4 * numba.get_num_threads())))
     arrays = (lz, sl, sll, okl, rz, sr, srr, okr, hz, sh, shh, okh)
     wt = np.ones(d.shape) if weight is None else np.ascontiguousarray(weight, np.float64)
