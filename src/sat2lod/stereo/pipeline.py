@@ -1,10 +1,12 @@
-"""One stereo tile end to end: rectify -> pointing correction -> SGM -> triangulate -> rasterize -> fuse.
+"""One stereo tile end to end: rectify -> pointing correction -> SGM -> sub-pixel refinement -> triangulate ->
+rasterize -> fuse.
 
 Why one job per tile (rule ``stereo_tile``) rather than four rules (rectify, match, triangulate, rasterize):
 the intermediates (rectified pairs, disparity maps, point clouds) are 10-50x larger than the DSM tile and used
 exactly once; writing them would make the job I/O bound and multiply the file count by the pair count, for no
 reuse. Every stage is still a separate, tested package function (:mod:`sat2lod.stereo.rectify`, ``sgm``,
-``triangulate``, ``rasterize``), and the log reports each stage's time, pointing correction and valid ratio.
+``subpixel``, ``triangulate``, ``rasterize``), and the log reports each stage's time, pointing correction and valid
+ratio.
 
 Memory per tile job: the SGM volumes (2-3 bytes x rectified pixels x disparities on one thread, capped by
 ``max_mem_mb``; see :mod:`sat2lod.stereo.sgm`) plus a few float32 images of the rectified size; the tests and
@@ -40,12 +42,18 @@ from sat2lod.stereo.rasterize import (
     rasterize_points,
 )
 from sat2lod.stereo.rectify import PairRectification, image_window, rectify_pair, warp_affine
-from sat2lod.stereo.sgm import sgm_disparity
+from sat2lod.stereo.sgm import median_filter, sgm_disparity
+from sat2lod.stereo.subpixel import refine_disparity, refinement_weight, sgm_precision
 from sat2lod.stereo.triangulate import triangulate_rectified
 
 _STEREO = defaults("stereo")  # defaults of config section stereo
 
 log = logging.getLogger(__name__)
+
+#: stereo.subpixel -> the fit of :func:`sat2lod.stereo.subpixel.refine_disparity` ("sgm": no refinement)
+SUBPIXEL_FITS = {"zncc": "parabola", "zncc2": "zncc2"}
+#: stereo.subpixel -> the fit on the SGM costs of :func:`sat2lod.stereo.sgm.sgm_disparity` (no refinement)
+SGM_FITS = {"sgm": "parabola", "sgm_v": "v"}
 
 
 @dataclass
@@ -58,6 +66,12 @@ class StereoParams:
     paths: int = _STEREO["paths"]
     lr_tol: float = _STEREO["lr_tol"]
     median: bool = _STEREO["median"]
+    subpixel: str = _STEREO["subpixel"]
+    subpixel_window: tuple[int, int] = tuple(_STEREO["subpixel_window"])
+    subpixel_noise_px: float = _STEREO["subpixel_noise_px"]
+    raster_radius: float = _STEREO["raster_radius"]
+    raster_sigma: float = _STEREO["raster_sigma"]
+    raster_tol_m: float = _STEREO["raster_tol_m"]
     max_mem_mb: float = 600.0
     pointing_correction: bool = _STEREO["pointing_correction"]
     max_pointing_px: int = _STEREO["max_pointing_px"]
@@ -76,8 +90,9 @@ class StereoParams:
         unknown = set(kw) - names
         if unknown:
             raise TypeError(f"unknown stereo parameters: {sorted(unknown)}")
-        if "census_window" in kw:
-            kw["census_window"] = tuple(int(v) for v in kw["census_window"])
+        for key in ("census_window", "subpixel_window"):
+            if key in kw:
+                kw[key] = tuple(int(v) for v in kw[key])
         return cls(**kw)
 
 
@@ -397,10 +412,23 @@ def _pair_heights(
         p2=params.p2,
         paths=params.paths,
         lr_tol=params.lr_tol,
-        median=params.median,
+        median=params.median and params.subpixel in SGM_FITS,
+        fit=SGM_FITS.get(params.subpixel, "v"),
         max_mem_mb=params.max_mem_mb,
     )
     t2 = time.perf_counter()
+    if (
+        params.subpixel not in SGM_FITS
+    ):  # re-measured on the images (sat2lod.stereo.subpixel), then the median
+        # where SGM's own value is precise enough (textured images) it is kept: see stereo.subpixel_noise_px
+        weight = refinement_weight(sgm_precision(left, right, params.census_window), params.subpixel_noise_px)
+        info["refined_share"] = float(np.mean(weight[np.isfinite(disp)])) if np.isfinite(disp).any() else 0.0
+        disp = refine_disparity(
+            left, right, disp, SUBPIXEL_FITS[params.subpixel], params.subpixel_window, weight
+        )
+        if params.median:
+            disp = median_filter(disp)
+    t2b = time.perf_counter()
     xs, ys, d = densify_disparity(disp, params.densify, max_jump=1.0)
     tr = Transformer.from_crs(CRS.from_epsg(4326), CRS.from_epsg(epsg), always_xy=True)
     x, y, h, res = triangulate_rectified(rpc1, rpc2, pr, xs, ys, d, tr.transform)
@@ -416,7 +444,17 @@ def _pair_heights(
     if good.any():
         info["all_points_heights"] = tuple(float(v) for v in np.percentile(h[good], [1, 99]))
     x, y = x[keep], y[keep]
-    height, residual, count = rasterize_points(x, y, h[keep], res[keep], transform, shape)
+    height, residual, count = rasterize_points(
+        x,
+        y,
+        h[keep],
+        res[keep],
+        transform,
+        shape,
+        radius=params.raster_radius,
+        sigma=params.raster_sigma,
+        tol_m=params.raster_tol_m,
+    )
     t3 = time.perf_counter()
     info.update(
         valid_disparity=float(np.isfinite(disp).mean()),
@@ -424,7 +462,8 @@ def _pair_heights(
         median_residual_px=float(np.median(res[keep])) if keep.any() else float("nan"),
         seconds_rectify=t1 - t0,
         seconds_sgm=t2 - t1,
-        seconds_triangulate=t3 - t2,
+        seconds_subpixel=t2b - t2,
+        seconds_triangulate=t3 - t2b,
         input_pixels=int(left.size),
     )
     log.info("pair done: %s", {k: (round(v, 3) if isinstance(v, float) else v) for k, v in info.items()})

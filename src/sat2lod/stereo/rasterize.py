@@ -1,7 +1,12 @@
 """Points -> DSM grid, multi-pair fusion and small-hole filling.
 
-Gridding follows s2p's ``plyflatten`` with radius 0: a point contributes only to the cell it falls in; the cell
-value is the mean of its points' heights; cells without points stay NaN. Fusion of tri-stereo pairs: per cell,
+Gridding: with ``radius`` 0, s2p's ``plyflatten`` with radius 0: a point contributes only to the cell it falls
+in; the cell value is the mean of its points' heights; cells without points stay NaN. With ``radius`` > 0 (cells),
+as CARS's rasterization but edge-preserving: a cell that has points of its own takes the Gaussian-weighted mean
+(``sigma`` cells, distance point - cell centre) of the points within ``radius`` of its centre whose heights lie
+within ``tol_m`` of its own radius-0 mean, so flat surfaces average several disparities while a point across a
+height step (a wall, > ``tol_m``) is not averaged into the other side; cells without points of their own stay NaN
+(no filling). Fusion of tri-stereo pairs: per cell,
 the median of the pairs' heights, then the mean of the pairs within ``tol_m`` of it (a pair that disagrees is
 dropped, not averaged in). Hole filling is optional and flagged in a mask: a NaN cell with enough valid
 neighbours takes the mean of the lower half of them (occlusion-aware), for at most ``iterations`` passes (so only holes up to ~2 x iterations cells).
@@ -14,6 +19,9 @@ import numpy as np
 from rasterio.transform import Affine
 
 from sat2lod.grid import grid_for_bounds
+from sat2lod.schema import defaults
+
+_STEREO = defaults("stereo")  # defaults of config section stereo
 
 __all__ = ["grid_for_bounds"]  # re-exported: the output grid rule lives in sat2lod.grid
 
@@ -45,6 +53,82 @@ def _accumulate(
     return zsum, qsum, count
 
 
+@numba.njit(cache=True)
+def _splat(
+    x: np.ndarray,
+    y: np.ndarray,
+    z: np.ndarray,
+    h0: np.ndarray,
+    x0: float,
+    y0: float,
+    res: float,
+    radius: float,
+    sigma: float,
+    tol: float,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Weighted sums (sum w z, sum w) per cell of the points within ``radius`` cells of its centre and ``tol``
+    of its radius-0 mean ``h0`` (NaN: the cell takes nothing); ``sigma`` in cells."""
+    rows, cols = h0.shape
+    zw = np.zeros((rows, cols))
+    ws = np.zeros((rows, cols))
+    reach = int(np.ceil(radius))
+    r2 = radius * radius
+    k = -0.5 / (sigma * sigma)
+    for i in range(x.shape[0]):
+        if not np.isfinite(z[i]):
+            continue
+        u = (x[i] - x0) / res  # position in cells from the grid's corner
+        v = (y0 - y[i]) / res
+        c = int(np.floor(u))
+        r = int(np.floor(v))
+        for rr in range(r - reach, r + reach + 1):
+            for cc in range(c - reach, c + reach + 1):
+                if rr < 0 or rr >= rows or cc < 0 or cc >= cols:
+                    continue
+                d2 = (u - cc - 0.5) ** 2 + (v - rr - 0.5) ** 2
+                if d2 > r2 or not abs(z[i] - h0[rr, cc]) <= tol:  # (NaN h0: no point)
+                    continue
+                wt = np.exp(k * d2)
+                zw[rr, cc] += wt * z[i]
+                ws[rr, cc] += wt
+    return zw, ws
+
+
+def _splat_reference(
+    x: np.ndarray,
+    y: np.ndarray,
+    z: np.ndarray,
+    h0: np.ndarray,
+    x0: float,
+    y0: float,
+    res: float,
+    radius: float,
+    sigma: float,
+    tol: float,
+) -> tuple[np.ndarray, np.ndarray]:
+    """NumPy reference of :func:`_splat` (vectorised over the points, one neighbour offset at a time)."""
+    rows, cols = h0.shape
+    fin = np.isfinite(z)
+    u, v, zz = (x[fin] - x0) / res, (y0 - y[fin]) / res, z[fin]
+    c0, r0 = np.floor(u).astype(int), np.floor(v).astype(int)
+    zw = np.zeros(rows * cols)
+    ws = np.zeros(rows * cols)
+    reach = int(np.ceil(radius))
+    for dr in range(-reach, reach + 1):
+        for dc in range(-reach, reach + 1):
+            rr, cc = r0 + dr, c0 + dc
+            inside = (rr >= 0) & (rr < rows) & (cc >= 0) & (cc < cols)
+            d2 = (u - cc - 0.5) ** 2 + (v - rr - 0.5) ** 2
+            near = np.full(zz.shape, np.nan)
+            near[inside] = h0[rr[inside], cc[inside]]
+            ok = inside & (d2 <= radius * radius) & (np.abs(zz - near) <= tol)
+            idx = rr[ok] * cols + cc[ok]
+            wt = np.exp(-0.5 * d2[ok] / (sigma * sigma))
+            zw += np.bincount(idx, wt * zz[ok], rows * cols)
+            ws += np.bincount(idx, wt, rows * cols)
+    return zw.reshape(rows, cols), ws.reshape(rows, cols)
+
+
 def rasterize_points(
     x: np.ndarray,
     y: np.ndarray,
@@ -52,20 +136,29 @@ def rasterize_points(
     quality: np.ndarray,
     transform: Affine,
     shape: tuple[int, int],
+    radius: float = 0.0,
+    sigma: float = _STEREO["raster_sigma"],
+    tol_m: float = _STEREO["raster_tol_m"],
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Mean height and mean quality per cell.
+    """Height (radius-0 mean, or edge-preserving weighted mean within ``radius``) and mean quality per cell.
 
     Args:
         x, y: (N,) projected coordinates (same CRS as ``transform``); z: (N,) heights (m); quality: (N,) e.g.
             intersection residual (px).
         transform, shape: north-up output grid.
+        radius: splatting radius (cells, from the cell centre); 0 (here; the chain's default is the schema's
+            ``stereo.raster_radius``) = each point to its own cell only.
+        sigma: Gaussian weight scale (cells) of the splatting.
+        tol_m: a point is averaged into a cell only within this height (m) of the cell's own radius-0 mean.
     Returns:
-        height (rows, cols) float32 NaN-empty, quality (rows, cols) float32, count (rows, cols) int32.
+        height (rows, cols) float32 NaN-empty (NaN where the cell has no point of its own, whatever the
+        radius), quality (rows, cols) float32, count (rows, cols) int32 (the cell's own points).
     """
+    xs, ys, zs = np.asarray(x, float), np.asarray(y, float), np.asarray(z, float)
     zsum, qsum, count = _accumulate(
-        np.asarray(x, float),
-        np.asarray(y, float),
-        np.asarray(z, float),
+        xs,
+        ys,
+        zs,
         np.asarray(quality, float),
         transform.c,
         transform.f,
@@ -74,9 +167,17 @@ def rasterize_points(
         int(shape[1]),
     )
     with np.errstate(invalid="ignore", divide="ignore"):
-        h = np.where(count > 0, zsum / count, np.nan).astype(np.float32)
+        h = np.where(count > 0, zsum / count, np.nan)
         q = np.where(count > 0, qsum / count, np.nan).astype(np.float32)
-    return h, q, count
+    if radius > 0:
+        if sigma <= 0 or tol_m < 0:
+            raise ValueError(f"splatting needs sigma > 0 and tol_m >= 0, got sigma={sigma}, tol_m={tol_m}")
+        zw, ws = _splat(
+            xs, ys, zs, h, transform.c, transform.f, transform.a, float(radius), float(sigma), tol_m
+        )
+        with np.errstate(invalid="ignore", divide="ignore"):
+            h = np.where(ws > 0, zw / ws, h)
+    return h.astype(np.float32), q, count
 
 
 def fuse_heights(

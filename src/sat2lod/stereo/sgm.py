@@ -9,7 +9,9 @@ Aggregation (Hirschmüller 2008): for each path direction r,
 and ``S = sum_r L_r``. 4 paths (horizontal + vertical) or 8 paths (+ diagonals), in two raster passes: the
 forward pass (left-to-right, top-to-bottom paths) stores its sum, the backward pass adds its own paths and, on one
 thread, selects the disparity of each pixel as soon as its ``S`` is complete (``S`` is never stored whole twice).
-Disparity: winner-take-all on ``S``, parabola sub-pixel refinement, left-right consistency, optional 3x3 median.
+Disparity: winner-take-all on ``S``, sub-pixel fit through the winner's and its neighbours' ``S`` (parabola, or the
+equiangular V fit, less locked to the integers on these L1-like costs; the images' own sub-pixel refinement is
+:mod:`sat2lod.stereo.subpixel`), left-right consistency, optional 3x3 median.
 Left-right check: the right image's winners are read from the same ``S`` along ``x + k = const`` (every candidate,
 not only the left winners as OpenCV's SGBM does; see :func:`_right_winners`); a left pixel is kept when the
 winner of its right pixel is within ``lr_tol`` of its own disparity.
@@ -418,14 +420,17 @@ def _lr_row(
     lnext: np.ndarray,
     rbest: np.ndarray,
     disp: np.ndarray,
+    vfit: bool,
 ) -> None:
-    """Sub-pixel offsets (parabola through the winner and its neighbours), left-right check of one row against
-    the right-image winners ``rbest`` (k, -1 = none), then the kept disparities written into ``disp[y]``."""
+    """Sub-pixel offsets (parabola through the winner and its neighbours, or with ``vfit`` the equiangular V fit
+    ``(a - c) / 2 (max(a, c) - b)``, suited to L1-like costs), left-right check of one row against the
+    right-image winners ``rbest`` (k, -1 = none), then the kept disparities written into ``disp[y]``."""
     last = wr - 1
     for x in range(w):  # one pass, no early exit (vectorizes; a branch per pixel mispredicts at edges)
         a = np.float32(lprev[x])
         c = np.float32(lnext[x])
-        den = a - np.float32(2.0) * np.float32(lcost[x]) + c
+        b = np.float32(lcost[x])
+        den = max(a, c) - b if vfit else a - np.float32(2.0) * b + c
         sub = np.float32(0.5) * (a - c) / den if den > 0 else np.float32(0.0)
         best = lbest[x]
         ok = (best > 0) & (best < nd - 1)  # on the border of the range: the true disparity may lie outside
@@ -492,7 +497,7 @@ def _sgm_pass(
     backward: bool,
     s: np.ndarray,
     pen: tuple[int, int, int, type, int],
-    sel: tuple[bool, int, float, int],
+    sel: tuple[bool, int, float, int, bool],
     disp: np.ndarray,
 ) -> None:
     """One raster pass of the SGM aggregation over ``paths // 2`` directions; ``pen`` = (P1, P2, paths, type of
@@ -518,7 +523,7 @@ def _sgm_pass(
     """
     h, w, nd = s.shape
     paths, pty, big = pen[2:]
-    select, dmin, lr_tol, wr = sel
+    select, dmin, lr_tol, wr, vfit = sel
     ndu = _U(nd)
     su = _U(nd + 2)  # stride of one padded path vector
     # pixel x in slot x + 1; slots 0 and w + 1 are virtual zero pixels (paths entering the image)
@@ -608,7 +613,7 @@ def _sgm_pass(
             _store_d1(d1, d1min, tmp, pend, _U(1) + _U((w - 1) & 1), pend_min, su)
         if select:
             _right_winners(tot, _U(0), w, nd, dmin, wr, rk, kinv, rbest)
-            _lr_row(y, w, nd, dmin, lr_tol, wr, lbest, lcost, lprev, lnext, rbest, disp)
+            _lr_row(y, w, nd, dmin, lr_tol, wr, lbest, lcost, lprev, lnext, rbest, disp, vfit)
 
 
 @numba.njit(cache=True, parallel=True)
@@ -626,10 +631,10 @@ def _both_passes(
     dummy = np.empty((0, 0), np.float32)
     if threads >= 2:
         for d in numba.prange(2):
-            _sgm_pass(cost, codes, from_codes, d == 1, both[d], pen, (False, 0, -1.0, wr), dummy)
+            _sgm_pass(cost, codes, from_codes, d == 1, both[d], pen, (False, 0, -1.0, wr, False), dummy)
     else:
         for d in range(2):
-            _sgm_pass(cost, codes, from_codes, d == 1, both[d], pen, (False, 0, -1.0, wr), dummy)
+            _sgm_pass(cost, codes, from_codes, d == 1, both[d], pen, (False, 0, -1.0, wr, False), dummy)
     return both
 
 
@@ -730,7 +735,7 @@ def aggregate_reference(cost: np.ndarray, p1: float, p2: float, paths: int = _ST
 
 # ------------------------------------------------------------------------------------------------ WTA
 @numba.njit(cache=True, parallel=True)
-def _select(total: np.ndarray, dmin: int, lr_tol: float, wr: int) -> np.ndarray:
+def _select(total: np.ndarray, dmin: int, lr_tol: float, wr: int, vfit: bool) -> np.ndarray:
     h, w, nd = total.shape
     disp = np.full((h, w), np.nan, np.float32)
     ndu = _U(nd)
@@ -741,14 +746,26 @@ def _select(total: np.ndarray, dmin: int, lr_tol: float, wr: int) -> np.ndarray:
         for x in range(w):
             lbest[x], lcost[x], lprev[x], lnext[x] = _wta(row, _U(x) * ndu, ndu, kidx)
         _right_winners(row, _U(0), w, nd, dmin, wr, rk, kinv, rbest)
-        _lr_row(y, w, nd, dmin, lr_tol, wr, lbest, lcost, lprev, lnext, rbest, disp)
+        _lr_row(y, w, nd, dmin, lr_tol, wr, lbest, lcost, lprev, lnext, rbest, disp, vfit)
     return disp
 
 
+def _vfit(fit: str) -> bool:
+    """True for the V fit, False for the parabola; anything else is an error naming both."""
+    if fit not in ("parabola", "v"):
+        raise ValueError(f"SGM sub-pixel fit {fit!r}: expected 'parabola' or 'v'")
+    return fit == "v"
+
+
 def select_disparity(
-    total: np.ndarray, dmin: int, lr_tol: float = _STEREO["lr_tol"], right_width: int | None = None
+    total: np.ndarray,
+    dmin: int,
+    lr_tol: float = _STEREO["lr_tol"],
+    right_width: int | None = None,
+    fit: str = "parabola",
 ) -> np.ndarray:
-    """WTA + parabola sub-pixel + left-right check (``lr_tol < 0`` disables it) -> (H, W) float32, NaN invalid.
+    """WTA + sub-pixel fit (``fit``: "parabola" or "v", see :func:`_lr_row`) + left-right check (``lr_tol < 0``
+    disables it) -> (H, W) float32, NaN invalid.
 
     ``total`` (H, W, D) holds aggregated costs below 16000 (as :func:`aggregate` returns). Disparities on the
     border of the searched range are rejected (the true value may lie outside it).
@@ -756,11 +773,15 @@ def select_disparity(
     wr = total.shape[1] if right_width is None else int(right_width)
     if total.size and int(total.max()) >= int(_BIG):
         raise ValueError("aggregated costs must be < 16000")
-    return _select(np.ascontiguousarray(total), int(dmin), float(lr_tol), wr)
+    return _select(np.ascontiguousarray(total), int(dmin), float(lr_tol), wr, _vfit(fit))
 
 
 def select_disparity_reference(
-    total: np.ndarray, dmin: int, lr_tol: float = _STEREO["lr_tol"], right_width: int | None = None
+    total: np.ndarray,
+    dmin: int,
+    lr_tol: float = _STEREO["lr_tol"],
+    right_width: int | None = None,
+    fit: str = "parabola",
 ) -> np.ndarray:
     """NumPy reference of :func:`select_disparity`."""
     h, w, nd = total.shape
@@ -770,7 +791,7 @@ def select_disparity_reference(
     bv = np.take_along_axis(t, best[..., None], 2)[..., 0].astype(np.float32)
     a = np.take_along_axis(t, np.clip(best - 1, 0, nd - 1)[..., None], 2)[..., 0].astype(np.float32)
     c = np.take_along_axis(t, np.clip(best + 1, 0, nd - 1)[..., None], 2)[..., 0].astype(np.float32)
-    den = a - np.float32(2) * bv + c
+    den = np.maximum(a, c) - bv if _vfit(fit) else a - np.float32(2) * bv + c
     sub = np.where(den > 0, np.float32(0.5) * (a - c) / np.where(den > 0, den, np.float32(1)), np.float32(0))
     disp = (dmin + best + sub).astype(np.float32)
     ok = (best > 0) & (best < nd - 1)
@@ -930,6 +951,7 @@ def sgm_disparity(
     paths: int = _STEREO["paths"],
     lr_tol: float = _STEREO["lr_tol"],
     median: bool = _STEREO["median"],
+    fit: str = "parabola",
     max_mem_mb: float = 600.0,
     strip_overlap: int = 32,
     workspace: SGMWorkspace | None = None,
@@ -940,6 +962,7 @@ def sgm_disparity(
         left: (H, W) reference image; right: (H, W2) image, same rows.
         dmin, dmax: integer disparity range (right x = left x + d).
         census_window, p1, p2, paths, lr_tol, median: see the module docstring.
+        fit: sub-pixel fit on the aggregated costs, "parabola" or "v" (see :func:`_lr_row`).
         max_mem_mb: bound on the cost + aggregation volumes (2-3 bytes/voxel on one thread, 4 on two; see the
             module docstring); above it the costs are recomputed per pass, then the image is processed in
             horizontal strips overlapping by ``strip_overlap`` rows.
@@ -948,6 +971,7 @@ def sgm_disparity(
     Returns:
         (H, W) float32 disparities, NaN where invalid (no data, border of the range, left-right mismatch).
     """
+    _vfit(fit)  # a bad name fails before any work
     dmin, dmax = int(math.floor(dmin)), int(math.ceil(dmax))
     dmax = max(dmax, dmin + 2)
     h, w = left.shape
@@ -1002,14 +1026,15 @@ def sgm_disparity(
                 nocost, codes, True, pen, threads, ws.array("both", (2, *shape), np.int16), wr
             )
             both[0] += both[1]
-            d = _select(both[0], dmin, float(lr_tol), wr)
+            d = _select(both[0], dmin, float(lr_tol), wr, _vfit(fit))
             del both
         else:  # forward pass stored, backward pass fused with the winner selection
             fwd = ws.array("forward", shape, fwd_type)
             cost = ws.array("cost", shape, np.uint8) if keep_cost else nocost
             d = np.full((b - a, w), np.nan, np.float32)
-            _sgm_pass(cost, codes, True, False, fwd, pen, (False, 0, -1.0, wr), d)
-            _sgm_pass(cost, codes, not keep_cost, True, fwd, pen, (True, dmin, float(lr_tol), wr), d)
+            _sgm_pass(cost, codes, True, False, fwd, pen, (False, 0, -1.0, wr, False), d)
+            sel = (True, dmin, float(lr_tol), wr, _vfit(fit))
+            _sgm_pass(cost, codes, not keep_cost, True, fwd, pen, sel, d)
             del fwd, cost
         disp[c0:c1] = d[c0 - a : c1 - a]
     disp[~vl] = np.nan
