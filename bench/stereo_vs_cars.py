@@ -312,8 +312,9 @@ def build_cars(venv: Path) -> None:
 
 
 # ----------------------------------------------------------------------------------------------- accuracy
-def read_on(path: Path, ref_profile: dict) -> np.ndarray:
-    """The DSM of ``path`` (nodata -> NaN) resampled by nearest onto the reference grid."""
+def read_on(path: Path, ref_profile: dict, crs_if_none: object = None) -> np.ndarray:
+    """The DSM of ``path`` (nodata -> NaN) resampled by nearest onto the reference grid (``crs_if_none``: the
+    CRS of a raster written without one, e.g. CARS's filling.tif beside its dsm.tif)."""
     with rasterio.open(path) as ds:
         src = ds.read(1, masked=True).astype("float64").filled(np.nan)
         dst = np.full((ref_profile["height"], ref_profile["width"]), np.nan)
@@ -321,7 +322,7 @@ def read_on(path: Path, ref_profile: dict) -> np.ndarray:
             src,
             dst,
             src_transform=ds.transform,
-            src_crs=ds.crs,
+            src_crs=ds.crs or crs_if_none,
             dst_transform=ref_profile["transform"],
             dst_crs=ref_profile["crs"],
             src_nodata=np.nan,
@@ -364,9 +365,11 @@ def vs_truth(dsm: Path, inputs: dict, filled: Path | None) -> dict:
     out = diff_stats(d)
     out["completeness"] = round(float(np.isfinite(ours[land]).mean()), 4)
     out["road_nmad"] = diff_stats(np.where(classes == 3, d, np.nan)).get("nmad")
-    if filled is not None:  # CARS's filled cells: flagged in filling.tif (non-zero), left out here
-        f = read_on(filled, grid)
-        measured = np.where(np.isfinite(f) & (f != 0), np.nan, d)
+    if filled is not None:  # CARS's filled cells, left out here: filling.tif 0 = no data, 1 = no_edition
+        f = read_on(
+            filled, grid, grid_of(dsm)["crs"]
+        )  # (measured), >= 2 = a filling method (3: interpolation)
+        measured = np.where(np.isfinite(f) & (f >= 2), np.nan, d)
         out["without_filled"] = diff_stats(measured)
         out["without_filled"]["completeness"] = round(float(np.isfinite(measured[land]).mean()), 4)
         out["without_filled"]["road_nmad"] = diff_stats(np.where(classes == 3, measured, np.nan)).get("nmad")
