@@ -409,6 +409,10 @@ def evaluate(name: str, inputs: dict, dsms: dict[str, Path]) -> dict[str, dict]:
 
 
 # ------------------------------------------------------------------------------------------------- report
+def _loads(entry: dict) -> str:
+    return ", ".join(str(r.get("loadavg_1min_at_end", "-")) for r in entry.get("runs", [])) or "-"
+
+
 def render(res: dict) -> str:
     lines = [
         "# Stereo: sat2lod vs CNES CARS 1.3.0 (bench/stereo_vs_cars.py)",
@@ -421,11 +425,16 @@ def render(res: dict) -> str:
             + ". CPU = user + sys summed over each command's whole process tree "
             "(psutil); min of the runs. Peak RSS = largest sum of the tree's RSS at one sample (largest single process in "
             "brackets). Both on the whole images, 0.5 m, ellipsoidal heights; sat2lod = default config through "
-            "Snakemake `--cores 2`, CARS = default pipeline, `nb_workers: 2`. Shared 2-core machine."
+            "Snakemake `--cores 2`, CARS = default pipeline, `nb_workers: 2`. Shared 2-core machine: the load "
+            "(1-min load average at the end of each run) inflates the CPU time of both; runs of one pipeline alone "
+            "(`--pipelines`) were not interleaved with the other's."
         ),
         "",
-        "| case | CARS CPU-s | CARS peak RSS MB | sat2lod CPU-s | sat2lod peak RSS MB | CPU ratio CARS/sat2lod | >= 10 |",
-        "|---|---|---|---|---|---|---|",
+        (
+            "| case | CARS CPU-s | CARS peak RSS MB | sat2lod CPU-s | sat2lod peak RSS MB | CPU ratio CARS/sat2lod "
+            "| >= 10 | load at end CARS / sat2lod |"
+        ),
+        "|---|---|---|---|---|---|---|---|",
     ]
     for name, c in res["cases"].items():
         ca, sa = c.get("cars", {}), c.get("sat2lod", {})
@@ -433,7 +442,8 @@ def render(res: dict) -> str:
         lines.append(
             f"| {name} | {ca.get('cpu_s', '-')} | {ca.get('peak_rss_mb', '-')} ({ca.get('max_process_rss_mb', '-')}) "
             f"| {sa.get('cpu_s', '-')} | {sa.get('peak_rss_mb', '-')} ({sa.get('max_process_rss_mb', '-')}) "
-            f"| {ratio if ratio is not None else '-'} | {'yes' if ratio and ratio >= 10 else 'no'} |"
+            f"| {ratio if ratio is not None else '-'} | {'yes' if ratio and ratio >= 10 else 'no'} "
+            f"| {_loads(ca)} / {_loads(sa)} |"
         )
     lines += [
         "",
