@@ -103,7 +103,10 @@ def job_times(run_dir: Path) -> dict[str, dict]:
 
 def collect(run_dirs: list[Path], command: str) -> dict:
     """The results dict over finished run directories (sorted by size)."""
-    runs = sorted((json.loads((d / "run.json").read_text()), job_times(d)) for d in run_dirs)
+    runs = sorted(
+        ((json.loads((d / "run.json").read_text()), job_times(d)) for d in run_dirs),
+        key=lambda r: r[0]["size_m"],
+    )
     sizes = [r["size_m"] for r, _ in runs]
     km2 = [round((s / 1000) ** 2, 4) for s in sizes]
     names = sorted({rule for _, t in runs for rule in t})

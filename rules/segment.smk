@@ -130,8 +130,9 @@ rule segment_tile:
     threads: SEG["torch_threads"]
     resources:
         **SEG_GPU,
-        # the window (tile + halo) is read and segmented alone: torch and the model (~400 MB) plus ~1 KB per
-        # window cell (ortho, nDSM, network input and activations; bench/results/scaling_chain.md), not the AOI
+        # the window (tile + halo) is read and segmented alone, not the AOI: torch and the model plus the
+        # window's arrays and activations. Measured 670-750 MB for 300 m tiles (0.63 Mcells windows) at 0.6 and
+        # 1.2 km (bench/results/scaling_chain.md); asked: 500 MB + 1 KB per window cell (1130 MB there)
         mem_mb=lambda wildcards, attempt: round(500 + 1000 * SEG_TILE_MCELLS) * attempt,
         runtime=lambda wildcards, attempt: round(5 + 5 * SEG_TILE_MCELLS) * attempt,
     params:

@@ -8,15 +8,18 @@ functions as the untiled rule (:func:`sat2lod.segment.predict.building_probabili
 :func:`sat2lod.segment.predict.building_mask`) and writes its core only. Rule ``segment`` pastes the cores into
 building_prob.tif and building_mask.tif (:func:`sat2lod.io.raster.paste_tiles`, streamed).
 
-Why the tile equals the untiled product away from the seams: the network's output at a cell depends on the
-input within its receptive half-width (44 px at depth 3); the halo (96 px at 0.5 m by default) is wider, and
-the window starts on a multiple of ``2**depth`` cells of the AOI grid (the same pooling phase as the untiled
-inference tiles). The untiled inference blends overlapping inference tiles, which agree there to rounding, so
-the probabilities differ by rounding; the mask's steps (threshold, 3 x 3 opening, components under
-``min_area_m2``) are local to a component, so the mask is the untiled one wherever the components crossing the
-tile edge reach less than the halo beyond it. tests/test_segment_tiled.py and bench/segment_tiled.py measure
-the differences. With the nDSM-threshold fallback, the hole filling of the nDSM reaches as far as the holes
-are wide: cells near large nDSM holes at a tile edge can differ.
+Why a tile equals the segmentation of the whole AOI: the network's output at a cell depends on the input
+within its receptive half-width (44 px of 3 x 3 convolutions at depth 3, ~58 px with the pooling and
+up-sampling offsets); the halo (96 px at 0.5 m by default) is wider, and the window starts on a multiple of
+``2**depth`` cells of the AOI grid (the pooling phase of the whole image). With inference tiles
+(``segmentation.tile_px``) at least as large as the window, the probability in the core is the network's on the
+whole AOI at once, to the bit. The former single whole-AOI job blended overlapping inference tiles, whose
+outer quarter of overlap (48 px at the default 192 px) is inside that receptive field: it differs from the
+network on the whole AOI, and from the tiles, by up to ~0.005 in its blend bands (bench/segment_tiled.py). The
+mask's steps (threshold, 3 x 3 opening, components under ``min_area_m2``) are local to a component, so the
+mask is the whole-AOI one wherever the components crossing the tile edge reach less than the halo beyond it
+(tests/test_segment_tiled.py). With the nDSM-threshold fallback, the hole filling of the nDSM reaches as far
+as the holes are wide: cells near large nDSM holes at a tile edge can differ.
 """
 
 from __future__ import annotations
