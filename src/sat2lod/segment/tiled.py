@@ -38,7 +38,7 @@ from sat2lod.segment.predict import SegmentParams, building_mask, building_proba
 log = logging.getLogger(__name__)
 
 #: cells of the ortho read at once by :func:`ortho_range_file` (rows of this many cells' worth of columns)
-RANGE_BLOCK_CELLS = 1 << 22
+RANGE_BLOCK_CELLS = 1 << 20
 #: pooling phase of the windows: a multiple of 2**depth of any shipped or trained network (depth <= 4)
 WINDOW_ALIGN = 16
 
