@@ -68,8 +68,8 @@ def reference_files(wildcards, classes=True):
 
 def benchmark_files(wildcards):
     """Benchmark files of the AOI's upstream jobs (the throughput figure), declared as inputs so that the
-    DAG and remote storage see them: one per rule, one per stereo tile, the training run when the workflow
-    trains the segmenter; only rules this workflow defines (a workflow of some stages charts those).
+    DAG and remote storage see them: one per rule, one per tile of the per-tile rules, the training run when
+    the workflow trains the segmenter; only rules this workflow defines (a workflow of some stages charts those).
     """
     aoi = wildcards.aoi
     names = ["synth_city", "acquire", "tiles", "mosaic_dsm", "dtm", "ortho", "segment"]
@@ -77,8 +77,13 @@ def benchmark_files(wildcards):
     if config["source"]["kind"] != "synthetic":
         names.remove("synth_city")
     files = [f"benchmarks/{r}/{aoi}.tsv" for r in names if rules.has(r)]
-    if rules.has("tiles") and rules.has("stereo_tile"):
-        files += [f"benchmarks/stereo_tile/{aoi}/{t}.tsv" for t in tile_ids(wildcards)]
+    if rules.has("segment_range") and config["segmentation"]["method"] == "unet":
+        files.append(f"benchmarks/segment_range/{aoi}.tsv")
+    for per_tile in ("stereo_tile", "segment_tile"):
+        if rules.has("tiles") and rules.has(per_tile):
+            files += [
+                f"benchmarks/{per_tile}/{aoi}/{t}.tsv" for t in tile_ids(wildcards)
+            ]
     if rules.has("train_segmenter") and trains_segmenter():
         files.append("benchmarks/train_segmenter/segmenter.tsv")
     seg = config["segmentation"]

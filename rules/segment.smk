@@ -1,4 +1,5 @@
-# Building segmentation: U-Net training on synthetic cities of other seeds, tiled inference (sat2lod.segment).
+# Building segmentation: U-Net training on synthetic cities of other seeds; inference per tile of the tiling
+# checkpoint's grid (segment_tile, with a halo), assembled by a streamed paste (segment): sat2lod.segment.tiled.
 
 SEG = config["segmentation"]
 # Request a GPU from the scheduler only when the configuration asks for CUDA.
@@ -79,27 +80,63 @@ rule finetune_segmenter:
         "../scripts/finetune_segmenter.py"
 
 
-rule segment:
+rule segment_range:
+    input:
+        ortho="results/ortho/{aoi}/ortho.tif",
+    output:
+        range="results/segment/{aoi}/ortho_range.json",
+    log:
+        "logs/segment_range/{aoi}.log",
+    benchmark:
+        "benchmarks/segment_range/{aoi}.tsv"
+    conda:
+        "../envs/segment.yaml"
+    threads: 1
+    resources:
+        # streamed: a few passes over the ortho in 4-Mcell blocks, whatever the area
+        mem_mb=lambda wildcards, attempt: 500 * attempt,
+        runtime=lambda wildcards, attempt: 20 * attempt,
+    # no params: the range is the 2-98 % percentiles the network input always takes (sat2lod.segment.features)
+    script:
+        "../scripts/segment_range.py"
+
+
+# cells of a segment_tile window (tile core + halo on each side), which size its memory and runtime
+SEG_TILE_MCELLS = (
+    (config["tiling"]["tile_size_m"] + 2 * SEG["tile_halo_m"])
+    / config["output"]["resolution_m"]
+) ** 2 / 1e6
+
+
+rule segment_tile:
     input:
         ortho="results/ortho/{aoi}/ortho.tif",
         ndsm="results/terrain/{aoi}/ndsm.tif",
         # the surface of the plausibility filter's walls (a hillside above a component counts against it)
         dsm="results/mosaic/{aoi}/dsm.tif",
+        tiles="results/tiles/{aoi}/tiles.geojson",
+        # the AOI's radiometric range of the network input (none for the nDSM-threshold method)
+        ortho_range=(
+            "results/segment/{aoi}/ortho_range.json" if SEG["method"] == "unet" else []
+        ),
         checkpoint=SEG_FINETUNED if SEG_FINETUNES else SEG_CHECKPOINT,
     output:
-        prob="results/segment/{aoi}/building_prob.tif",
-        mask="results/segment/{aoi}/building_mask.tif",
+        prob=temp("results/segment/{aoi}/{tile}/building_prob.tif"),
+        mask=temp("results/segment/{aoi}/{tile}/building_mask.tif"),
     log:
-        "logs/segment/{aoi}.log",
+        "logs/segment_tile/{aoi}/{tile}.log",
     benchmark:
-        "benchmarks/segment/{aoi}.tsv"
+        "benchmarks/segment_tile/{aoi}/{tile}.tsv"
     conda:
         "../envs/segment.yaml"
     threads: SEG["torch_threads"]
     resources:
         **SEG_GPU,
-        mem_mb=lambda wildcards, attempt: 6000 * attempt,
-        runtime=lambda wildcards, attempt: 30 * attempt,
+        # the window (tile + halo) is read and segmented alone, not the AOI: torch and the model plus the
+        # window's arrays and activations. Measured 670-750 MB for 300 m tiles (0.63 Mcells windows) at 0.6 and
+        # 1.2 km (bench/results/scaling_chain.md); asked: 500 MB + 1 KB per window cell (1130 MB there)
+        mem_mb=lambda wildcards, attempt: round(500 + 1000 * SEG_TILE_MCELLS) * attempt,
+        runtime=lambda wildcards, attempt: round(5 + 5 * SEG_TILE_MCELLS) * attempt,
     params:
         # a new shipped model reruns the rule
         default_model=(
@@ -114,5 +151,38 @@ rule segment:
             for k, v in SEG.items()
             if k not in ("train", "finetune", "labels", "checkpoint")
         },
+    script:
+        "../scripts/segment_tile.py"
+
+
+rule segment:
+    input:
+        # every tile of the tiling checkpoint
+        probs=lambda wildcards: expand(
+            "results/segment/{aoi}/{tile}/building_prob.tif",
+            aoi=wildcards.aoi,
+            tile=tile_ids(wildcards),
+        ),
+        masks=lambda wildcards: expand(
+            "results/segment/{aoi}/{tile}/building_mask.tif",
+            aoi=wildcards.aoi,
+            tile=tile_ids(wildcards),
+        ),
+        ortho="results/ortho/{aoi}/ortho.tif",
+    output:
+        prob="results/segment/{aoi}/building_prob.tif",
+        mask="results/segment/{aoi}/building_mask.tif",
+    log:
+        "logs/segment/{aoi}.log",
+    benchmark:
+        "benchmarks/segment/{aoi}.tsv"
+    conda:
+        "../envs/segment.yaml"
+    threads: 1
+    resources:
+        # streamed (sat2lod.io.raster.paste_tiles): 1024-cell blocks, bounded by the block, not the area
+        mem_mb=lambda wildcards, attempt: 500 * attempt,
+        runtime=lambda wildcards, attempt: 20 * attempt,
+    # no params: the rule only pastes its tiles' cores (sat2lod.segment.tiled.assemble_segmentation)
     script:
         "../scripts/segment.py"

@@ -1,19 +1,15 @@
-"""Adapter of rule ``segment``: ortho + nDSM (+ checkpoint) -> building probability + mask (sat2lod.segment)."""
+"""Adapter of rule ``segment``: the tiles' building probabilities and masks -> the AOI's (sat2lod.segment.tiled)."""
 
 from sat2lod.workflow import setup
 
 setup(snakemake)  # noqa: F821  (injected by Snakemake)
 
-from sat2lod.segment.predict import segment_from_files
+from sat2lod.segment.tiled import assemble_segmentation
 
-# params.default_model (the shipped model's identity) is only there to rerun the rule when it changes
-segment_from_files(
+assemble_segmentation(
+    probs=list(snakemake.input.probs),  # noqa: F821
+    masks=list(snakemake.input.masks),  # noqa: F821
     ortho=snakemake.input.ortho,  # noqa: F821
-    ndsm=snakemake.input.ndsm,  # noqa: F821
-    dsm=snakemake.input.dsm,  # noqa: F821
-    checkpoint=snakemake.input.checkpoint or None,  # noqa: F821
     prob=snakemake.output.prob,  # noqa: F821
     mask=snakemake.output.mask,  # noqa: F821
-    # torch_threads is a fixed thread count, not snakemake.threads: the probabilities must not depend on --cores
-    **snakemake.params.segmentation,  # noqa: F821
 )

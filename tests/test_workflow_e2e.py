@@ -132,6 +132,44 @@ def test_accuracy_against_truth(tiny_run):
 
 
 @pytest.mark.slow
+def test_segment_per_tile_matches_untiled(tiny_run, tmp_path):
+    """Rule segment assembles the per-tile jobs (segment_tile, 2 x 2 tiles + halo): the mask equals the untiled
+    segmentation of the whole AOI (sat2lod.segment.predict.segment_from_files, same model and parameters) but
+    for a few cells, and the probability differs only by where the inference tiles are blended (the tiny
+    config's 128 px inference tiles are smaller than a tile + halo; with larger ones they are equal to the bit:
+    tests/test_segment_tiled.py)."""
+    import yaml
+
+    from sat2lod.segment.predict import segment_from_files
+
+    cfg = yaml.safe_load((tiny_run / "tests" / "data" / "config_tiny.yaml").read_text())["segmentation"]
+    res = tiny_run / "results"
+    segment_from_files(
+        res / "ortho" / AOI / "ortho.tif",
+        res / "terrain" / AOI / "ndsm.tif",
+        tmp_path / "prob.tif",
+        tmp_path / "mask.tif",
+        checkpoint=tiny_run / cfg["checkpoint"],
+        tile_px=cfg["tile_px"],
+        overlap_px=cfg["overlap_px"],
+    )
+    tiled_m, whole_m = (
+        read_raster(res / "segment" / AOI / "building_mask.tif"),
+        read_raster(tmp_path / "mask.tif"),
+    )
+    tiled_p, whole_p = (
+        read_raster(res / "segment" / AOI / "building_prob.tif"),
+        read_raster(tmp_path / "prob.tif"),
+    )
+    assert tiled_m.transform == whole_m.transform and tiled_m.shape == whole_m.shape
+    assert len(list((res / "segment" / AOI).glob("t*"))) == 0  # the tiles' outputs are temporary
+    assert (whole_m.array == 1).any()
+    assert np.mean(tiled_m.array != whole_m.array) < 0.002
+    np.testing.assert_array_equal(np.isnan(tiled_p.array), np.isnan(whole_p.array))
+    assert np.nanmax(np.abs(tiled_p.array - whole_p.array)) < 0.05
+
+
+@pytest.mark.slow
 def test_rerun_resumes_without_work(tiny_run):
     proc = _smk(
         ["-n", "--cores", "2", "--configfile", "tests/data/config_tiny.yaml"], cwd=tiny_run, timeout=300

@@ -13,7 +13,7 @@ import logging
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -492,3 +492,86 @@ def _fill(
         ds.update_tags(**{k: str(v) for k, v in tags.items()})
     for i, bt in enumerate(band_tags or [], start=1):
         ds.update_tags(i, **{k: str(v) for k, v in bt.items()})
+
+
+def paste_tiles(
+    paths: Sequence[str | os.PathLike[str]],
+    out: str | os.PathLike[str],
+    transform: Affine,
+    shape: tuple[int, int],
+    crs: object,
+    dtype: np.dtype | type,
+    nodata: float,
+    tags: dict[str, str] | None = None,
+    block: int = 1024,
+) -> str:
+    """Assemble rasters that each cover their own window of a grid (the tile cores of per-tile jobs, which do
+    not overlap) into the COG ``out`` on that grid, block by block: memory bounded by ``block``, not the area.
+    Cells no raster covers are ``nodata``. The same file as :func:`write_raster` (``cog=True``) of the whole
+    array (:func:`write_raster_blocks`).
+
+    Args:
+        paths: the tile rasters (``count`` bands, ``dtype``), on the grid's resolution and alignment, inside it.
+        transform, shape, crs: the output grid (rows, cols).
+        tags: the output's tags; None = those of the tiles, which must then all be equal.
+    Raises:
+        ValueError: a tile off the grid or in another CRS, or tiles with different tags (outputs of different
+            runs), naming the file.
+    """
+    if not paths:
+        raise ValueError("no tile raster to assemble: the tile grid is empty (check the AOI and the views)")
+    sources, count, own_tags = [], None, tags
+    for p in paths:
+        head = raster_header(p)
+        # upper-left cell of the tile in the output grid
+        r0 = int(round((transform.f - head.transform.f) / transform.a))
+        c0 = int(round((head.transform.c - transform.c) / transform.a))
+        off_grid = (
+            abs(head.transform.a - transform.a) > 1e-9
+            or abs(head.transform.e - transform.e) > 1e-9
+            or abs((head.transform.c - transform.c) / transform.a - c0) > 1e-6
+            or abs((transform.f - head.transform.f) / transform.a - r0) > 1e-6
+        )
+        outside = r0 < 0 or c0 < 0 or r0 + head.shape[0] > shape[0] or c0 + head.shape[1] > shape[1]
+        if off_grid or outside or head.crs != crs:
+            raise ValueError(
+                f"{p}: not a window of the output grid (transform {tuple(transform)[:6]}); rerun its job"
+            )
+        if own_tags is None:
+            if tags is None:
+                tags = head.tags
+            elif head.tags != tags:
+                raise ValueError(
+                    f"{p}: tags differ from {paths[0]}'s (tiles of different runs); rerun its job"
+                )
+        count = count or head.count
+        sources.append((Path(p), r0, c0, head.shape))
+    extents = np.array([(r, c, r + s[0], c + s[1]) for _, r, c, s in sources])
+
+    def blocks() -> Iterator[tuple[rasterio.windows.Window, np.ndarray]]:
+        for row0 in range(0, shape[0], block):
+            for col0 in range(0, shape[1], block):
+                h, w = min(block, shape[0] - row0), min(block, shape[1] - col0)
+                arr = np.full((count, h, w), nodata, dtype)
+                hit = (
+                    (extents[:, 0] < row0 + h)
+                    & (extents[:, 2] > row0)
+                    & (extents[:, 1] < col0 + w)
+                    & (extents[:, 3] > col0)
+                )
+                for i in np.flatnonzero(hit):
+                    path, r, c, _ = sources[i]
+                    ra, ca = max(row0, r), max(col0, c)
+                    rb, cb = min(row0 + h, extents[i, 2]), min(col0 + w, extents[i, 3])
+                    win = rasterio.windows.Window(ca - c, ra - r, cb - ca, rb - ra)
+                    sub = read_raster(path, window=win).array
+                    arr[:, ra - row0 : rb - row0, ca - col0 : cb - col0] = sub.reshape(
+                        count, rb - ra, cb - ca
+                    )
+                yield rasterio.windows.Window(col0, row0, w, h), arr
+
+    write_raster_blocks(
+        out, blocks(), (count, *shape), dtype, transform, crs, nodata=nodata, tags=tags, cog=True
+    )
+    log.info("%d tiles assembled into %s (%d x %d)", len(sources), out, shape[1], shape[0])
+    return str(out)

@@ -94,6 +94,7 @@ def unet_probability(
     overlap_px: int,
     batch_size: int,
     device: str,
+    ortho_range: tuple[float, float] | None = None,
 ) -> tuple[np.ndarray, bool]:
     """U-Net building probability on the input grid, computed at the model's training GSD.
 
@@ -109,6 +110,8 @@ def unet_probability(
         gsd_m: the grid's ground sampling distance (m); None = unknown (no resampling).
         model_gsd: the model's training GSD (m), :func:`model_gsd_m`.
         tile_px, overlap_px, batch_size, device: :func:`predict_tiled`.
+        ortho_range: radiometric (low, high) of the image mapped to (0, 1) (a tile of an AOI passes the AOI's);
+            None = the 2-98 % percentiles of ``pan`` (:func:`sat2lod.segment.features.make_input`).
     Returns:
         (H, W) float32 probability in [0, 1] (nodata cells are not masked here), and whether it was resampled.
     """
@@ -122,7 +125,7 @@ def unet_probability(
         shape = (max(8, round(h * f)), max(8, round(w * f)))
         p_in = _zoom_nodata(pan, shape)
         n_in = None if ndsm is None else _zoom_nodata(ndsm, shape)
-    prob = predict_tiled(model, make_input(p_in, n_in), tile_px, overlap_px, batch_size, device)
+    prob = predict_tiled(model, make_input(p_in, n_in, ortho_range), tile_px, overlap_px, batch_size, device)
     if resampled:
         prob = np.clip(_zoom_to(prob, (h, w), 1), 0.0, 1.0)
     return prob.astype(np.float32), resampled

@@ -35,6 +35,7 @@ class SegmentParams:
             (vegetation, :mod:`sat2lod.segment.vegetation`).
         plausibility: section ``segmentation.plausibility``: the geometric filter of the mask's components
             (walls all round, :mod:`sat2lod.segment.plausibility`); ``{"enabled": False}`` turns it off.
+        tile_halo_m: context read around each tile of rule ``segment_tile`` (:mod:`sat2lod.segment.tiled`).
     """
 
     method: str = _SEG["method"]
@@ -50,6 +51,7 @@ class SegmentParams:
     ndvi_bands: tuple[int, int] | list[int] = tuple(_SEG["ndvi_bands"])
     max_ndvi: float = _SEG["max_ndvi"]
     plausibility: dict = field(default_factory=lambda: defaults("segmentation", "plausibility"))
+    tile_halo_m: float = _SEG["tile_halo_m"]
 
 
 def segment_from_files(
@@ -79,13 +81,10 @@ def segment_from_files(
     """
     from sat2lod.grid import check_same_grid
     from sat2lod.io.raster import read_raster, write_raster
-    from sat2lod.segment.infer import ndsm_threshold_probability, probability_to_mask
-    from sat2lod.segment.plausibility import PlausibilityParams, plausibility_filter
-    from sat2lod.segment.vegetation import gate_probability, ortho_ndvi
+    from sat2lod.segment.plausibility import PlausibilityParams
 
     prm = SegmentParams(**params)
     plaus = PlausibilityParams(**prm.plausibility)  # checked before the network runs
-    method, threshold, max_ndvi, ndvi_bands = prm.method, prm.threshold, prm.max_ndvi, prm.ndvi_bands
     t0 = time.perf_counter()
     o = read_raster(ortho, masked_to_nan=True)
     n = read_raster(ndsm, bands=1, masked_to_nan=True)
@@ -97,73 +96,16 @@ def segment_from_files(
         dsm_a = d.array.astype(np.float32)
     res = abs(o.transform.a)
     ortho_all = o.array.astype(np.float32)
-    ortho_a = ortho_all[0] if ortho_all.ndim == 3 else ortho_all
     ndsm_a = n.array.astype(np.float32)
-    valid = np.isfinite(ortho_a) | np.isfinite(ndsm_a)
-    if method == "unet":
-        from sat2lod.io.digest import sha256_file
-        from sat2lod.segment.infer import load_segmenter, model_gsd_m, unet_probability
-        from sat2lod.segment.shipped import DEFAULT_MODEL_VERSION
-
-        # the tag names the model, not where this install keeps it (products must not depend on the install)
-        model_id = os.fspath(checkpoint) if checkpoint else f"sat2lod default model v{DEFAULT_MODEL_VERSION}"
-        model, payload, checkpoint, device = load_segmenter(checkpoint, prm.device, prm.torch_threads)
-        model_gsd = model_gsd_m(payload)
-        p, resampled = unet_probability(
-            model, ortho_a, ndsm_a, res, model_gsd, prm.tile_px, prm.overlap_px, prm.batch_size, device
-        )
-        p[~valid] = np.nan
-        tags = {
-            "SAT2LOD_METHOD": "unet",
-            "CHECKPOINT": model_id,
-            "CHECKPOINT_SHA256": sha256_file(checkpoint),
-            "CHECKPOINT_VAL_IOU": str(payload.get("metrics", {}).get("val_iou_mean")),
-        }
-        if resampled:  # only then, so products on the model's grid keep their tags
-            tags |= {"MODEL_GSD_M": str(model_gsd), "RESAMPLED_TO_MODEL_GSD": "bilinear"}
-            log.info("ortho grid %.3g m, model trained at %.3g m: resampled for the network", res, model_gsd)
-    elif method == "ndsm_threshold":
-        p = ndsm_threshold_probability(ndsm_a, res, prm.min_height_m, prm.max_roughness_m)
-        tags = {"SAT2LOD_METHOD": "ndsm_threshold", "MIN_HEIGHT_M": str(prm.min_height_m)}
-    else:
-        raise ValueError(f"segmentation.method must be 'unet' or 'ndsm_threshold', got {method!r}")
-    veg = ortho_ndvi(ortho_all, ndvi_bands)
-    if veg is not None:
-        p, _ = gate_probability(p, veg, max_ndvi, valid)
-        tags = {**tags, "NDVI_BANDS": str(list(ndvi_bands)), "MAX_NDVI": str(max_ndvi)}
+    p, valid, tags = building_probability(ortho_all, ndsm_a, res, checkpoint, prm)
     infer_s = time.perf_counter() - t0
-    m = probability_to_mask(p, threshold, res, prm.min_area_m2, valid)
-    m, plaus_summary = plausibility_filter(m, ndsm_a, res, dsm_a, plaus)
-    mask_tags = {"PLAUSIBILITY": "on" if plaus.enabled else "off"}
-    if plaus.enabled:
-        mask_tags["PLAUSIBILITY_REJECTED"] = str(
-            plaus_summary["rejected_walls"] + plaus_summary["rejected_roughness"]
-        )
+    m, plaus_summary = building_mask(p, ndsm_a, valid, res, prm, dsm_a)
+    prob_tags, mask_tags = product_tags(tags, prm)
     write_raster(
-        prob,
-        p.astype(np.float32),
-        o.transform,
-        o.crs,
-        nodata=float("nan"),
-        tags={**tags, "SAT2LOD_PRODUCT": "building_probability"},
-        cog=True,
+        prob, p.astype(np.float32), o.transform, o.crs, nodata=float("nan"), tags=prob_tags, cog=True
     )
-    write_raster(
-        mask,
-        m,
-        o.transform,
-        o.crs,
-        nodata=255,
-        tags={
-            **tags,
-            **mask_tags,
-            "SAT2LOD_PRODUCT": "building_mask",
-            "THRESHOLD": str(threshold),
-            "CLASSES": "0=not building, 1=building, 255=nodata",
-        },
-        cog=True,
-    )
-    mp = ortho_a.size / 1e6
+    write_raster(mask, m, o.transform, o.crs, nodata=255, tags=mask_tags, cog=True)
+    mp = ndsm_a.size / 1e6
     summary = {
         "seconds": time.perf_counter() - t0,
         "megapixels": mp,
@@ -171,5 +113,122 @@ def segment_from_files(
         "building_fraction": float(np.mean(m[m != 255] == 1)) if (m != 255).any() else math.nan,
         "plausibility": plaus_summary,
     }
-    log.info("segmentation (%s) written to %s, %s: %s", method, prob, mask, summary)
+    log.info("segmentation (%s) written to %s, %s: %s", prm.method, prob, mask, summary)
     return summary
+
+
+def building_probability(
+    ortho: np.ndarray,
+    ndsm: np.ndarray,
+    resolution_m: float,
+    checkpoint: str | os.PathLike[str] | None,
+    prm: SegmentParams,
+    ortho_range: tuple[float, float] | None = None,
+) -> tuple[np.ndarray, np.ndarray, dict[str, str]]:
+    """Building probability of an ortho + nDSM (the whole AOI, or a tile with its halo): the network (or the
+    nDSM-threshold fallback), then the vegetation gate when the ortho carries MS bands.
+
+    Args:
+        ortho: (H, W) PAN or (B, H, W) PAN + pansharpened MS ortho, float32, NaN = nodata.
+        ndsm: (H, W) height above terrain (m), NaN = nodata, on the same grid; resolution_m: its cell (m).
+        checkpoint: U-Net checkpoint; None = the shipped default model.
+        prm: the segmentation parameters.
+        ortho_range: radiometric (low, high) of the network input; None = the 2-98 % of ``ortho`` (a tile
+            passes the whole AOI's, :func:`sat2lod.segment.features.streamed_range`).
+    Returns:
+        (H, W) float32 probability (NaN where neither ortho nor nDSM is valid), (H, W) bool valid cells, and the
+        products' tags (method, model).
+    """
+    from sat2lod.segment.infer import ndsm_threshold_probability
+    from sat2lod.segment.vegetation import gate_probability, ortho_ndvi
+
+    ortho_a = ortho[0] if ortho.ndim == 3 else ortho
+    valid = np.isfinite(ortho_a) | np.isfinite(ndsm)
+    if prm.method == "unet":
+        from sat2lod.io.digest import sha256_file
+        from sat2lod.segment.infer import load_segmenter, model_gsd_m, unet_probability
+        from sat2lod.segment.shipped import DEFAULT_MODEL_VERSION
+
+        # the tag names the model, not where this install keeps it (products must not depend on the install)
+        model_id = os.fspath(checkpoint) if checkpoint else f"sat2lod default model v{DEFAULT_MODEL_VERSION}"
+        model, payload, path, device = load_segmenter(checkpoint, prm.device, prm.torch_threads)
+        model_gsd = model_gsd_m(payload)
+        p, resampled = unet_probability(
+            model,
+            ortho_a,
+            ndsm,
+            resolution_m,
+            model_gsd,
+            prm.tile_px,
+            prm.overlap_px,
+            prm.batch_size,
+            device,
+            ortho_range,
+        )
+        p[~valid] = np.nan
+        tags = {
+            "SAT2LOD_METHOD": "unet",
+            "CHECKPOINT": model_id,
+            "CHECKPOINT_SHA256": sha256_file(path),
+            "CHECKPOINT_VAL_IOU": str(payload.get("metrics", {}).get("val_iou_mean")),
+        }
+        if resampled:  # only then, so products on the model's grid keep their tags
+            tags |= {"MODEL_GSD_M": str(model_gsd), "RESAMPLED_TO_MODEL_GSD": "bilinear"}
+            log.info(
+                "ortho grid %.3g m, model trained at %.3g m: resampled for the network",
+                resolution_m,
+                model_gsd,
+            )
+    elif prm.method == "ndsm_threshold":
+        p = ndsm_threshold_probability(ndsm, resolution_m, prm.min_height_m, prm.max_roughness_m)
+        tags = {"SAT2LOD_METHOD": "ndsm_threshold", "MIN_HEIGHT_M": str(prm.min_height_m)}
+    else:
+        raise ValueError(f"segmentation.method must be 'unet' or 'ndsm_threshold', got {prm.method!r}")
+    veg = ortho_ndvi(ortho, prm.ndvi_bands)
+    if veg is not None:
+        p, _ = gate_probability(p, veg, prm.max_ndvi, valid)
+        tags = {**tags, "NDVI_BANDS": str(list(prm.ndvi_bands)), "MAX_NDVI": str(prm.max_ndvi)}
+    return p, valid, tags
+
+
+def building_mask(
+    prob: np.ndarray,
+    ndsm: np.ndarray,
+    valid: np.ndarray,
+    resolution_m: float,
+    prm: SegmentParams,
+    dsm: np.ndarray | None = None,
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """The mask post-processing, one call for rule ``segment`` on a whole AOI and for each ``segment_tile``
+    job on its tile + halo: threshold, opening, components under ``min_area_m2`` dropped
+    (:func:`sat2lod.segment.infer.probability_to_mask`), then the plausibility filter of the components
+    (walls all round, :func:`sat2lod.segment.plausibility.plausibility_filter`). Every step is local to a
+    component and a ring of a few metres around it, so a tile's halo wider than the components that cross its
+    edge gives the untiled mask on the tile.
+
+    Args:
+        prob: (H, W) probability, NaN = nodata; ndsm: (H, W) nDSM (m) on the same grid, for per-component
+            filters on heights; valid: (H, W) bool valid cells; resolution_m: cell (m).
+        dsm: (H, W) DSM (m) on the same grid, the surface the walls are measured on; None = the nDSM.
+    Returns:
+        (H, W) uint8 mask (1 building, 0 not, 255 nodata), and the plausibility filter's summary.
+    """
+    from sat2lod.segment.infer import probability_to_mask
+    from sat2lod.segment.plausibility import PlausibilityParams, plausibility_filter
+
+    m = probability_to_mask(prob, prm.threshold, resolution_m, prm.min_area_m2, valid)
+    return plausibility_filter(m, ndsm, resolution_m, dsm, PlausibilityParams(**prm.plausibility))
+
+
+def product_tags(tags: dict[str, str], prm: SegmentParams) -> tuple[dict[str, str], dict[str, str]]:
+    """Tags of the probability and of the mask products (those of :func:`building_probability` plus each
+    product's own), the same from rule ``segment`` untiled and from its tiles."""
+    prob = {**tags, "SAT2LOD_PRODUCT": "building_probability"}
+    mask = {
+        **tags,
+        "SAT2LOD_PRODUCT": "building_mask",
+        "THRESHOLD": str(prm.threshold),
+        "CLASSES": "0=not building, 1=building, 255=nodata",
+        "PLAUSIBILITY": "on" if prm.plausibility.get("enabled", True) else "off",
+    }
+    return prob, mask
