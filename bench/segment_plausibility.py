@@ -46,8 +46,8 @@ from sat2lod.segment.shipped import default_checkpoint
 from sat2lod.segment.train import iou
 
 sys.path.insert(0, str(Path(__file__).parent))
-from lidar_grid import DATASETS, RES, VEGETATION, rasters, read_points, surface_rasters
-from segment_real import RAISED_M, TARGETS, _figure, _finite, _pairs, degraded_ndsm, lidar_scores
+from lidar_grid import DATASETS, RES
+from segment_real import TARGETS, _figure, _finite, _pairs, degraded_ndsm, lidar_reference, lidar_scores
 
 OUT = Path(__file__).parent / "results"
 FIGURES = Path(__file__).parent / "out"  # git-ignored
@@ -139,12 +139,7 @@ def run_lidar(draws: int, threads: int) -> tuple[dict, list[str]]:
         if not files or not all(f.exists() for f in files):
             print(f"lidar {name}: skipped, LAZ files not found")
             continue
-        pts = read_points(files)
-        r, s = rasters(pts), surface_rasters(pts)
-        ref = (s["top_class"] == 6).astype(np.uint8)
-        ref[s["empty"]] = 255
-        veg = np.isin(s["top_class"], VEGETATION)
-        raised = (ref == 0) & (r["ndsm"] > RAISED_M)
+        r, s, ref, veg, raised = lidar_reference(files)
         ndsms = {
             "raw": [r["ndsm"]],
             "degraded": [degraded_ndsm(s["ortho"], r["ndsm"], k) for k in range(draws)],

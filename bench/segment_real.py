@@ -194,6 +194,19 @@ def degraded_ndsm(ortho: np.ndarray, ndsm: np.ndarray, seed: int) -> np.ndarray:
     return n.astype(np.float32)
 
 
+def lidar_reference(files: list[Path]) -> tuple[dict, dict, np.ndarray, np.ndarray, np.ndarray]:
+    """A LiDAR dataset as the benches score it: its rasters (lidar_grid.rasters, surface_rasters), the reference
+    mask (uint8: 1 = class 6 on top, 0 = other, 255 = no return), the vegetation cells (classes 3-5 on top) and
+    the raised non-building cells (reference 0, nDSM above RAISED_M)."""
+    pts = read_points(files)
+    r, s = rasters(pts), surface_rasters(pts)
+    ref = (s["top_class"] == 6).astype(np.uint8)
+    ref[s["empty"]] = 255
+    veg = np.isin(s["top_class"], VEGETATION)
+    raised = (ref == 0) & (r["ndsm"] > RAISED_M)
+    return r, s, ref, veg, raised
+
+
 def run_lidar(methods: list[Method], draws: int) -> tuple[dict, list[str]]:
     res, md = {}, ["## IGN LiDAR HD: building IoU vs class 6, vegetation labelled building", ""]
     md += [
@@ -213,12 +226,7 @@ def run_lidar(methods: list[Method], draws: int) -> tuple[dict, list[str]]:
         if not files or not all(f.exists() for f in files):
             print(f"lidar {name}: skipped, LAZ files not found under {DATA}")
             continue
-        pts = read_points(files)
-        r, s = rasters(pts), surface_rasters(pts)
-        ref = (s["top_class"] == 6).astype(np.uint8)
-        ref[s["empty"]] = 255
-        veg = np.isin(s["top_class"], VEGETATION)
-        raised = (ref == 0) & (r["ndsm"] > RAISED_M)
+        r, s, ref, veg, raised = lidar_reference(files)
         ref_frac = float(ref[ref != 255].mean())
         entry = {
             "files": [f.name for f in files],
