@@ -18,9 +18,11 @@ from shapely.geometry import box
 
 from cityjson_schema import official_schemas, schema_errors
 from sat2lod.io.cityjson import validate_cityjson
+from sat2lod.io.jsonio import write_json
 from sat2lod.io.raster import write_raster
 from sat2lod.io.vector import write_vector
 from sat2lod.synth.layout import Building
+from sat2lod.tiling import grid_spec, tile_cores, tiles_feature_collection
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -93,10 +95,22 @@ def _scene(root: Path) -> None:
     write_vector(root / "results/synth/demo/truth/buildings.gpkg", gdf, layer="buildings")
     (root / "benchmarks/dtm").mkdir(parents=True)
     (root / "benchmarks/dtm/demo.tsv").write_text("s\th:m:s\n3.0\t0:00:03\n")
+    # the tiling checkpoint's grid (2 x 2 tiles of 60 m: rule lod0 runs per tile), given to the workflow by a
+    # stand-in of rule tiles (the scene sheet it reads is not part of this workflow)
+    spec = grid_spec([x0, y0, x0 + 100, y0 + 100], 60.0, 10.0, res)
+    fc = tiles_feature_collection(spec, tile_cores(spec), np.ones(4, bool), 32631)
+    write_json(root / "tiles_grid.geojson", fc)
     (root / "Snakefile").write_text(
-        f'configfile: "{REPO}/config/config.yaml"\n\n\n'
+        "from snakemake.utils import validate\n\n"
+        f'configfile: "{REPO}/config/config.yaml"\n\n'
+        f'validate(config, "{REPO}/config/schema.yaml")\n\n'
         f'include: "{REPO}/rules/common.smk"\ninclude: "{REPO}/rules/lod.smk"\n'
-        f'include: "{REPO}/rules/qualify.smk"\ninclude: "{REPO}/rules/figures.smk"\n'
+        f'include: "{REPO}/rules/qualify.smk"\ninclude: "{REPO}/rules/figures.smk"\n\n'
+        "checkpoint tiles:\n"
+        '    input: "tiles_grid.geojson"\n'
+        '    output: tiles="results/tiles/{aoi}/tiles.geojson"\n'
+        '    benchmark: "benchmarks/tiles/{aoi}.tsv"\n'
+        '    shell: "cp {input} {output}"\n'
     )
 
 
