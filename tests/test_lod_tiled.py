@@ -108,7 +108,7 @@ def test_ownership_of_cells_not_kept(scene):
 
 def test_bad_grid(tmp_path):
     write_json(tmp_path / "bad.geojson", {"features": [{"properties": {}}]})
-    with pytest.raises(ValueError, match="bad.geojson"):
+    with pytest.raises(RuntimeError, match="bad.geojson"):
         read_ownership(tmp_path / "bad.geojson")
 
 

@@ -12,7 +12,15 @@ from rasterio.windows import Window
 
 from sat2lod.io.scene_sheet import read_scene_sheet
 
-__all__ = ["SensorImageError", "image_shape", "read_scene_sheet", "read_tile", "read_tiles", "read_window"]
+__all__ = [
+    "SensorImageError",
+    "image_shape",
+    "read_scene_sheet",
+    "read_tile",
+    "read_tile_grid",
+    "read_tiles",
+    "read_window",
+]
 
 
 class SensorImageError(RuntimeError):
@@ -71,15 +79,30 @@ def read_window(
         return out
 
 
-def read_tiles(path: str | os.PathLike[str]) -> dict[str, dict]:
-    """All tiles of ``tiles.geojson``: id -> properties (``tile``, ``row``, ``col``, ``core``, ``bounds``, ``epsg``)."""
+def _load_tile_grid(path: Path) -> dict:
     import json
 
-    path = Path(path)
     try:
-        grid = json.loads(path.read_text())
+        return json.loads(path.read_text())
     except (FileNotFoundError, json.JSONDecodeError) as exc:
         raise SensorImageError(f"{path}: unreadable tile grid ({exc}); rerun the tiles step.") from exc
+
+
+def read_tile_grid(path: str | os.PathLike[str]) -> dict:
+    """The grid of ``tiles.geojson`` (every tile, kept or not): ``x0``, ``y0`` (west and north edges, m),
+    ``tile_px``, ``margin_px``, ``n_rows``, ``n_cols`` and ``resolution_m``."""
+    path = Path(path)
+    doc = _load_tile_grid(path)
+    try:
+        return {**doc["grid"], "resolution_m": float(doc["resolution_m"])}
+    except (KeyError, TypeError, ValueError) as exc:
+        raise SensorImageError(f"{path}: no tile grid (grid, resolution_m); rerun the tiles step.") from exc
+
+
+def read_tiles(path: str | os.PathLike[str]) -> dict[str, dict]:
+    """All tiles of ``tiles.geojson``: id -> properties (``tile``, ``row``, ``col``, ``core``, ``bounds``, ``epsg``)."""
+    path = Path(path)
+    grid = _load_tile_grid(path)
     epsg = None
     crs = grid.get("crs")
     name = str(crs.get("properties", {}).get("name", "")) if isinstance(crs, dict) else str(crs or "")

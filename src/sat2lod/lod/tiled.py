@@ -29,8 +29,8 @@ import rasterio.windows
 from scipy import ndimage
 
 from sat2lod.grid import check_same_grid
-from sat2lod.io.jsonio import read_json
 from sat2lod.io.raster import raster_header, read_raster
+from sat2lod.io.sensor_image import SensorImageError, read_tile_grid, read_tiles
 from sat2lod.io.vector import read_vector, write_vector
 from sat2lod.lod.pipeline import FOOTPRINT_COLUMNS, LodParams, brightness, footprint_table
 
@@ -82,23 +82,12 @@ class Ownership:
 
 
 def read_ownership(tiles: PathLike) -> Ownership:
-    """The :class:`Ownership` of a tiling checkpoint's GeoJSON (rule tiles: ``grid``, ``resolution_m`` and the
-    kept tiles' ``tile``, ``row``, ``col``)."""
-    fc = read_json(tiles)
-    try:
-        g, res = fc["grid"], float(fc["resolution_m"])
-        kept = [
-            (int(f["properties"]["row"]), int(f["properties"]["col"]), str(f["properties"]["tile"]))
-            for f in fc["features"]
-        ]
-        n_rows, n_cols = int(g["n_rows"]), int(g["n_cols"])
-        x0, y0, cell_m = float(g["x0"]), float(g["y0"]), int(g["tile_px"]) * res
-    except (KeyError, TypeError, ValueError) as exc:
-        raise ValueError(
-            f"{tiles}: not a tile grid of rule tiles (grid, resolution_m, features with tile, row, col)"
-        ) from exc
+    """The :class:`Ownership` of a tiling checkpoint's GeoJSON (its grid and its kept tiles' row and col)."""
+    g = read_tile_grid(tiles)
+    kept = [(int(p["row"]), int(p["col"]), str(t)) for t, p in read_tiles(tiles).items()]
     if not kept:
-        raise ValueError(f"{tiles}: no tile kept")
+        raise SensorImageError(f"{tiles}: no tile kept; rerun the tiles step.")
+    n_rows, n_cols = int(g["n_rows"]), int(g["n_cols"])
     rr, cc = np.meshgrid(np.arange(n_rows), np.arange(n_cols), indexing="ij")
     best = np.full((n_rows, n_cols), np.inf)
     cells = np.empty((n_rows, n_cols), object)
@@ -106,7 +95,7 @@ def read_ownership(tiles: PathLike) -> Ownership:
         d = (rr - r) ** 2 + (cc - c) ** 2
         closer = d < best
         best[closer], cells[closer] = d[closer], t
-    return Ownership(x0, y0, cell_m, cells)
+    return Ownership(float(g["x0"]), float(g["y0"]), int(g["tile_px"]) * float(g["resolution_m"]), cells)
 
 
 def _groups(building: np.ndarray) -> tuple[np.ndarray, int]:
