@@ -22,6 +22,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,7 @@ from sat2lod.synth.camera import PushbroomCamera
 from sat2lod.synth.layout import Layout
 from sat2lod.synth.scene import (
     albedo_from_noise,
+    cell_centres,
     irradiance_map,
     rasterize_layout,
     wall_normals,
@@ -122,12 +124,6 @@ def lattice_noise(key: int, xs: np.ndarray, ys: np.ndarray, spacing_m: float) ->
     return np.clip(out, -1.5, 1.5).astype(np.float32)
 
 
-def _centres(transform: Affine, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
-    h, w = shape
-    res = transform.a
-    return transform.c + (np.arange(w) + 0.5) * res, transform.f - (np.arange(h) + 0.5) * res
-
-
 def _sub_layout(layout: Layout, bounds: tuple[float, float, float, float]) -> Layout:
     """The layout restricted to the buildings and trees that may touch ``bounds`` (same terrain, roads, water)."""
     x0, y0, x1, y1 = bounds
@@ -141,16 +137,7 @@ def _sub_layout(layout: Layout, bounds: tuple[float, float, float, float]) -> La
         for t in layout.trees
         if t.x + t.radius >= x0 and t.x - t.radius <= x1 and t.y + t.radius >= y0 and t.y - t.radius <= y1
     ]
-    return Layout(
-        bounds=layout.bounds,
-        terrain=layout.terrain,
-        orientations=layout.orientations,
-        roads=layout.roads,
-        water=layout.water,
-        water_level=layout.water_level,
-        buildings=buildings,
-        trees=trees,
-    )
+    return replace(layout, buildings=buildings, trees=trees)
 
 
 def truth_strips(
@@ -170,7 +157,7 @@ def truth_strips(
 def _albedo_window(
     key: int, fine: dict[str, np.ndarray], roof_albedo: np.ndarray, transform: Affine, res: float
 ) -> np.ndarray:
-    xs, ys = _centres(transform, fine["classes"].shape)
+    xs, ys = cell_centres(transform, fine["classes"].shape)
     # the feature sizes of sat2lod.synth.scene.albedo_map, in metres
     noises = [
         lattice_noise(key + k, xs, ys, s)

@@ -19,6 +19,12 @@ from sat2lod.synth.layout import Layout
 GROUND, BUILDING, VEGETATION, ROAD, WATER = 0, 1, 2, 3, 4
 
 
+def cell_centres(transform: Affine, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """Map x (W,) and y (H,) of the cell centres of a north-up grid of ``shape`` (H, W)."""
+    h, w = shape
+    return transform.c + (np.arange(w) + 0.5) * transform.a, transform.f - (np.arange(h) + 0.5) * transform.a
+
+
 def rasterize_layout(layout: Layout, transform: Affine, shape: tuple[int, int]) -> dict[str, np.ndarray]:
     """Evaluate the layout at cell centres.
 
@@ -27,8 +33,7 @@ def rasterize_layout(layout: Layout, transform: Affine, shape: tuple[int, int]) 
     """
     h, w = shape
     res = transform.a
-    xs = transform.c + (np.arange(w) + 0.5) * res
-    ys = transform.f - (np.arange(h) + 0.5) * res
+    xs, ys = cell_centres(transform, shape)
     xx, yy = np.meshgrid(xs, ys)
     dtm = layout.terrain.height(xx, yy)
     classes = np.full(shape, GROUND, np.uint8)
