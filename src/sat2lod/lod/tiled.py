@@ -223,12 +223,11 @@ def merge_lod0(
     """Per-tile footprints (:func:`lod0_tile`) -> rule lod0's footprints, numbered as the untiled rule numbers
     them: ``id`` 1..N by centroid (north to south, then west to east), ``block`` by the block's first pixel."""
     frames = [read_vector(p) for p in parts]
-    frames = [f for f in frames if len(f)]
     crs = next((f.crs for f in frames if f.crs is not None), None)
+    frames = [f for f in frames if len(f)]
     if frames:
         gdf = gpd.GeoDataFrame(pd.concat(frames, ignore_index=True), geometry="geometry", crs=crs)
     else:
-        crs = read_vector(parts[0]).crs if parts else None
         gdf = gpd.GeoDataFrame(
             pd.DataFrame(columns=[*FOOTPRINT_COLUMNS, "block_row", "block_col"]), geometry="geometry", crs=crs
         )
