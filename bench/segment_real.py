@@ -111,8 +111,11 @@ def parse_methods(names: str, checkpoints: list[str]) -> list[Method]:
             if checkpoints:
                 out += [Method(f"unet:{Path(c).stem}", "unet", Path(c)) for c in checkpoints]
             else:
+                # the shipped models, as sat2lod segment picks them: the default one with an nDSM, the
+                # image-only one without
                 try:
-                    out.append(Method("unet:default", "unet", default_checkpoint()))
+                    default_checkpoint(), default_checkpoint(image_only=True)
+                    out.append(Method("unet:shipped", "unet", None))
                 except FileNotFoundError as exc:
                     print(f"unet skipped: {exc}")
         else:
@@ -125,11 +128,17 @@ def checkpoint_summary(path: Path) -> dict:
     from sat2lod.io.digest import sha256_file
 
     p = load_checkpoint(path)
+    shipped = set()
+    for image_only in (False, True):
+        try:
+            shipped.add(default_checkpoint(image_only).resolve())
+        except FileNotFoundError:
+            pass
     return {
-        # the shipped model by its package path (not where this install keeps it), others as given
+        # the shipped models by their package path (not where this install keeps them), others as given
         "path": (
             f"sat2lod/data/{path.name} (shipped, sha256 {sha256_file(path)[:16]})"
-            if path.resolve() == default_checkpoint().resolve()
+            if path.resolve() in shipped
             else os.fspath(path)
         ),
         "data": p.get("data"),
@@ -444,6 +453,15 @@ def _figure(mask: np.ndarray, ortho: Path | None, out: Path, title: str) -> None
 
 
 # ------------------------------------------------------------------------------------------ main
+def _checkpoint_text(c: dict) -> str:
+    """One line on a model of :func:`checkpoint_summary`."""
+    tr = c["train"] or {}
+    return (
+        f"`{c['path']}` (data: {json.dumps(c['data'])}; train steps {tr.get('steps')}, ndsm_dropout "
+        f"{tr.get('ndsm_dropout')}, val IoU {_r(c['val_iou_mean'])})"
+    )
+
+
 def _pairs(items: list[str], flag: str) -> dict[str, Path]:
     out = {}
     for it in items:
@@ -493,6 +511,14 @@ def main(argv: list[str] | None = None) -> int:
         "methods": [
             {"label": m.label, "method": m.method}
             | ({"checkpoint": checkpoint_summary(m.checkpoint)} if m.checkpoint else {})
+            | (
+                {
+                    "checkpoint": checkpoint_summary(default_checkpoint()),
+                    "checkpoint_image_only": checkpoint_summary(default_checkpoint(image_only=True)),
+                }
+                if m.method == "unet" and m.checkpoint is None
+                else {}
+            )
             for m in methods
         ],
     }
@@ -504,13 +530,10 @@ def main(argv: list[str] | None = None) -> int:
         f"- date: {head['date']}; machine: {head['machine']}; torch {head['torch']}",
     ]
     for m in head["methods"]:
-        c = m.get("checkpoint")
-        desc = (
-            f"`{c['path']}` (data: {json.dumps(c['data'])}; train steps {(c['train'] or {}).get('steps')}, "
-            f"val IoU {_r(c['val_iou_mean'])})"
-            if c
-            else "nDSM height + roof smoothness, no network"
-        )
+        c, ci = m.get("checkpoint"), m.get("checkpoint_image_only")
+        desc = _checkpoint_text(c) if c else "nDSM height + roof smoothness, no network"
+        if ci:
+            desc = f"with an nDSM (LiDAR) {desc}; image only (tiles, SpaceNet) {_checkpoint_text(ci)}"
         md.append(f"- method {m['label']}: {desc}")
     md += [f"- note: {n}" for n in args.note] + [""]
     runners = {

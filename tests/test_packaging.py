@@ -50,6 +50,8 @@ def wheel(tmp_path_factory) -> Path:
 def test_wheel_contents(wheel):
     names = set(zipfile.ZipFile(wheel).namelist())
     assert "sat2lod/data/schema.yaml" in names
+    # the shipped models: the chain's default one and the image-only one of sat2lod segment
+    assert {"sat2lod/data/segmenter_default.pt", "sat2lod/data/segmenter_image_only.pt"} <= names
     assert "sat2lod/py.typed" in names
     assert "sat2lod/schema.py" in names and "sat2lod/grid.py" in names
     with zipfile.ZipFile(wheel) as z:

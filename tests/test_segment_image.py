@@ -248,23 +248,44 @@ def test_default_checkpoint_missing_names_the_file(monkeypatch, tmp_path, capsys
     from sat2lod.segment import shipped
 
     monkeypatch.setattr(shipped, "DEFAULT_MODEL_FILE", "no_such_model.pt")
+    monkeypatch.setattr(shipped, "IMAGE_ONLY_MODEL_FILE", "no_such_image_only_model.pt")
     with pytest.raises(FileNotFoundError, match="no_such_model.pt"):
         shipped.default_checkpoint()
     write_raster(tmp_path / "i.tif", np.ones((16, 16), np.uint8), from_origin(0, 16, 1, 1), EPSG)
-    assert main(["segment", "--image", str(tmp_path / "i.tif"), "--out", str(tmp_path / "m.tif")]) == 1
-    assert "no_such_model.pt" in capsys.readouterr().err and not (tmp_path / "m.tif").exists()
+    write_raster(tmp_path / "n.tif", np.ones((16, 16), np.float32), from_origin(0, 16, 1, 1), EPSG)
+    # an image alone needs the image-only model, an image with its nDSM the default one
+    for extra, name in (
+        ([], "no_such_image_only_model.pt"),
+        (["--ndsm", str(tmp_path / "n.tif")], "no_such_model.pt"),
+    ):
+        args = ["segment", "--image", str(tmp_path / "i.tif"), *extra, "--out", str(tmp_path / "m.tif")]
+        assert main(args) == 1
+        assert name in capsys.readouterr().err and not (tmp_path / "m.tif").exists()
 
 
-def test_shipped_default_checkpoint_loads():
+@pytest.mark.parametrize("image_only", [False, True])
+def test_shipped_default_checkpoint_loads(image_only):
     from sat2lod.io.checkpoint import load_checkpoint
     from sat2lod.segment.infer import CHECKPOINT_FORMAT
     from sat2lod.segment.shipped import default_checkpoint
 
     try:
-        path = default_checkpoint()
+        path = default_checkpoint(image_only)
     except FileNotFoundError as exc:
         pytest.skip(str(exc))
     assert load_checkpoint(path, CHECKPOINT_FORMAT)["format"] == CHECKPOINT_FORMAT
+
+
+def test_image_alone_uses_the_image_only_model():
+    """Without an nDSM and without --checkpoint, the shipped image-only model runs; with an nDSM the default."""
+    from sat2lod.segment.shipped import default_checkpoint
+
+    rng = np.random.default_rng(0)
+    pan = rng.random((32, 32)).astype(np.float32)
+    _, _, alone = image_mod.segment_image(pan, gsd_m=0.5)
+    _, _, with_ndsm = image_mod.segment_image(pan, np.zeros_like(pan), gsd_m=0.5)
+    assert alone["checkpoint"] == str(default_checkpoint(image_only=True))
+    assert with_ndsm["checkpoint"] == str(default_checkpoint())
 
 
 def test_stereo_ndsm_defects_fattens_and_holes_without_touching_input():

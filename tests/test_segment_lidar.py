@@ -91,6 +91,29 @@ def test_read_points_errors(tmp_path: Path) -> None:
         read_points([bad])
 
 
+@pytest.mark.parametrize("constant", [True, False])
+def test_read_points_constant_colour_is_no_colour(tmp_path: Path, constant: bool) -> None:
+    """A cloud whose points all carry one colour (IGN's pacasam test clouds: 65280 everywhere) has no usable
+    colour: the ortho of its samples is the intensity, not a blank image."""
+    f = tmp_path / "rgb.las"
+    write_cloud(f, 2.0)
+    src = laspy.read(f)
+    las = laspy.LasData(laspy.LasHeader(point_format=3, version="1.2"))
+    las.header.offsets, las.header.scales = src.header.offsets, src.header.scales
+    las.x, las.y, las.z = src.x, src.y, src.z
+    las.classification, las.intensity = src.classification, src.intensity
+    colour = np.full(len(src.points), 65280, np.uint16)
+    if not constant:
+        colour = np.where(np.asarray(src.classification) == 6, 30000, 65280).astype(np.uint16)
+    las.red, las.green, las.blue = colour, colour, colour
+    las.write(f)
+    assert ("rgb" in read_points([f])) is not constant
+    s = lidar_sample(f)
+    ok = s.y != 255
+    # either way the ortho tells the roof from the ground (intensity 200 vs 100, or colour 30000 vs 65280)
+    assert abs(np.median(s.x[0][ok & (s.y == 1)]) - np.median(s.x[0][ok & (s.y == 0)])) > 0.5
+
+
 def test_default_model_lidar_files_present_and_unchanged() -> None:
     """The recipe's LiDAR files are the ones of ../shared/data (checked by sha256 when rebuilding); none of the
     clouds the benches evaluate on is among them."""

@@ -102,7 +102,11 @@ def _add_segment(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--ndsm", default=None, help="nDSM (m above terrain) on the image's grid (optional)")
     p.add_argument("--out", required=True, help="output mask (.tif: GeoTIFF, nodata 255; or .png)")
     p.add_argument("--method", choices=("unet", "ndsm_threshold"), default=seg["method"])
-    p.add_argument("--checkpoint", default=None, help="model file (default: the model shipped with sat2lod)")
+    p.add_argument(
+        "--checkpoint",
+        default=None,
+        help="model file (default: the model shipped with sat2lod; without --ndsm its image-only model)",
+    )
     p.add_argument(
         "--gsd-m", type=float, default=None, help="pixel size (m) of an image without georeferencing"
     )

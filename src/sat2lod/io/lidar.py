@@ -24,7 +24,9 @@ def read_points(files: list[str | os.PathLike[str]]) -> dict[str, np.ndarray]:
 
     Returns:
         ``x``, ``y``, ``z`` (N,) float64 in the files' CRS (metres), ``c`` (N,) uint8 ASPRS class, ``i`` (N,)
-        intensity, and ``rgb`` (N, 3) 16-bit colour when some point has a non-zero colour (absent otherwise).
+        intensity, and ``rgb`` (N, 3) 16-bit colour when the points' colours differ (absent otherwise: no colour
+        dimension, all zero, or one colour for every point, as IGN's pacasam test clouds, whose RGB is a constant
+        65280 and whose ortho would be blank).
     Raises:
         LidarReadError: laspy (or its LAZ backend) is missing, or a file is absent or unreadable.
     """
@@ -62,6 +64,6 @@ def read_points(files: list[str | os.PathLike[str]]) -> dict[str, np.ndarray]:
             )
         )
     pts = {k: np.concatenate([p[i] for p in parts]) for i, k in enumerate(("x", "y", "z", "c", "i", "rgb"))}
-    if not pts["rgb"].any():
+    if not pts["rgb"].size or (pts["rgb"] == pts["rgb"][0]).all():
         del pts["rgb"]
     return pts

@@ -13,6 +13,12 @@ trained on. The checkpoint records the recipe, the data, the seed and the valida
     python -m sat2lod.segment.default_model src/sat2lod/data/segmenter_default.pt \
         --lidar-dir ../shared/data/ign_lidarhd_more
 
+The image-only model (``sat2lod segment --image`` without ``--ndsm``) is the same recipe with the nDSM hidden
+in every training patch (:data:`IMAGE_ONLY_TRAIN`)::
+
+    python -m sat2lod.segment.default_model src/sat2lod/data/segmenter_image_only.pt --image-only \
+        --lidar-dir ../shared/data/ign_lidarhd_more
+
 Training with the same recipe, seed and thread count on the same platform gives the same weights, bit for bit.
 """
 
@@ -26,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from sat2lod.io.digest import sha256_file
-from sat2lod.segment.shipped import DEFAULT_MODEL_VERSION
+from sat2lod.segment.shipped import DEFAULT_MODEL_VERSION, IMAGE_ONLY_MODEL_VERSION
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +41,16 @@ RECIPE = (
     "sat2lod.segment.default_model.build_default_model: train_segmenter with the schema defaults of "
     "segmentation, synthetic cities + IGN LiDAR HD renders"
 )
+#: recipe id of the image-only model (``--image-only``)
+IMAGE_ONLY_RECIPE = (
+    "sat2lod.segment.default_model.build_default_model(image_only=True): train_segmenter with the schema "
+    "defaults of segmentation and IMAGE_ONLY_TRAIN, synthetic cities + IGN LiDAR HD renders"
+)
+#: what the image-only recipe changes in the schema defaults of ``segmentation.train``: the nDSM channels are
+#: hidden in every patch (the default model hides them in 15 % of its patches and, measured on the real
+#: building tiles, labels nothing from an image alone: bench/results/segment_real.md), and half the steps
+#: (400: ~16 min on one thread of the shared 2-core build machine)
+IMAGE_ONLY_TRAIN: dict[str, Any] = {"ndsm_dropout": 1.0, "steps": 400}
 #: IGN LiDAR HD clouds trained on (path under the data folder: sha256), from ign_lidarhd_more/SOURCE.md:
 #: full-density crops (buildings, trees, a bridge, water, mountain slopes), two lower-density strips and a
 #: field, and decimated 1 km tiles (towns, villages, forest) gridded coarser than the output
@@ -124,9 +140,13 @@ def build_default_model(
     out: str | os.PathLike[str],
     work_dir: str | os.PathLike[str] | None = None,
     lidar_dir: str | os.PathLike[str] = DEFAULT_LIDAR_DIR,
+    image_only: bool = False,
 ) -> dict:
     """Train the default model with the schema defaults and write it to ``out`` (+ ``out`` .json metrics).
 
+    ``image_only``: the image-only model instead (:data:`IMAGE_ONLY_TRAIN` over the schema defaults: the nDSM
+    channels are hidden in every patch, and validated so), shipped as
+    :data:`sat2lod.segment.shipped.IMAGE_ONLY_MODEL_FILE` for ``sat2lod segment`` without ``--ndsm``.
     Returns:
         The training metrics.
     """
@@ -137,7 +157,7 @@ def build_default_model(
     from sat2lod.segment.train import train_segmenter
 
     seg = schema_training_defaults()
-    tr = seg["train"]
+    tr = seg["train"] | (IMAGE_ONLY_TRAIN if image_only else {})
     out = Path(out)
     metrics_path = out.with_suffix(".json")
     met = train_segmenter(
@@ -168,9 +188,10 @@ def build_default_model(
     )
     payload = load_checkpoint(out, CHECKPOINT_FORMAT)
     payload["default_model"] = {
-        "version": DEFAULT_MODEL_VERSION,
-        "recipe": RECIPE,
-        "config": {"segmentation": seg},
+        "version": IMAGE_ONLY_MODEL_VERSION if image_only else DEFAULT_MODEL_VERSION,
+        "recipe": IMAGE_ONLY_RECIPE if image_only else RECIPE,
+        "image_only": image_only,
+        "config": {"segmentation": seg | {"train": tr}},
         "torch": str(torch.__version__),
         "platform": f"{platform.system()}-{platform.machine()}",
         "data_licence": (
@@ -179,7 +200,7 @@ def build_default_model(
         ),
     }
     save_checkpoint(out, payload)
-    log.info("default model v%s written to %s (sha256 %s)", DEFAULT_MODEL_VERSION, out, sha256_file(out))
+    log.info("model written to %s (sha256 %s)", out, sha256_file(out))
     return met
 
 
@@ -188,11 +209,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("out", help="output checkpoint, e.g. src/sat2lod/data/segmenter_default.pt")
     ap.add_argument("--work-dir", default=None, help="keep the generated training cities here")
     ap.add_argument(
+        "--image-only",
+        action="store_true",
+        help="the image-only model (src/sat2lod/data/segmenter_image_only.pt): nDSM hidden in every patch",
+    )
+    ap.add_argument(
         "--lidar-dir", default=os.fspath(DEFAULT_LIDAR_DIR), help="the ign_lidarhd_more folder (LIDAR_FILES)"
     )
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    build_default_model(args.out, args.work_dir, args.lidar_dir)
+    build_default_model(args.out, args.work_dir, args.lidar_dir, args.image_only)
     return 0
 
 

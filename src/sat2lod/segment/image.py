@@ -14,7 +14,10 @@ image given by a user: a GeoTIFF, or a plain PNG / JPEG / TIFF without georefere
   probability goes through the rule's NDVI gate (:func:`sat2lod.segment.vegetation.gate_probability`). A plain
   RGB / RGBA image has no gate.
 - Height: with an nDSM (metres above terrain, same grid as the image) the network gets it; without one it runs
-  image-only (nDSM channel absent, as in training's ``ndsm_dropout``). ``ndsm_threshold`` needs the nDSM.
+  image-only (nDSM channels absent), by default with the shipped image-only model
+  (``sat2lod/data/segmenter_image_only.pt``, trained with the nDSM hidden in every patch: the chain's default
+  model, which hides it in 15 % of its patches, labels next to nothing from an image alone).
+  ``ndsm_threshold`` needs the nDSM.
 - Scale: the network was trained at the ground sampling distance recorded in its checkpoint (``data.gsd_m``;
   0.5 m when absent). When the image's GSD is known (its geotransform, or ``gsd_m`` for an image without
   georeferencing) and differs from it by more than 10 %, the image (and nDSM) are resampled bilinearly to the
@@ -209,7 +212,9 @@ def segment_image(
         gsd_m: the image's ground sampling distance (m); None = unknown (no resampling; areas counted at the
             model's GSD).
         method: ``unet`` or ``ndsm_threshold`` (needs ``ndsm``).
-        checkpoint: model file; None = the shipped default (:func:`sat2lod.segment.shipped.default_checkpoint`).
+        checkpoint: model file; None = the shipped default (:func:`sat2lod.segment.shipped.default_checkpoint`):
+            with an nDSM the chain's default model, without one the image-only model (trained with the nDSM
+            hidden in every patch; the default model hides it in 15 % and labels next to nothing without it).
         threshold, min_area_m2: mask threshold and smallest kept component (m²), as in rule ``segment``.
         min_height_m, max_roughness_m: ``ndsm_threshold`` parameters.
         ndvi, max_ndvi: (H, W) NDVI on the image grid (:func:`read_image`); when given, the probability goes
@@ -279,8 +284,11 @@ def _unet_probability(
     """U-Net probability on the image grid (:func:`sat2lod.segment.infer.unet_probability`, as rule ``segment``);
     returns (prob, GSD used for areas, info)."""
     from sat2lod.segment.infer import load_segmenter, model_gsd_m, unet_probability
+    from sat2lod.segment.shipped import resolve_checkpoint
 
-    model, payload, ckpt, device = load_segmenter(checkpoint, device, threads)
+    # no model given: the shipped one for the input, the image-only model when there is no nDSM
+    ckpt = resolve_checkpoint(checkpoint, image_only=ndsm is None)
+    model, payload, ckpt, device = load_segmenter(ckpt, device, threads)
     model_gsd = model_gsd_m(payload)
     m = model.multiple
     tile = max(m, tile_px // m * m)

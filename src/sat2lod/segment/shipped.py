@@ -14,15 +14,21 @@ from pathlib import Path
 DEFAULT_MODEL_FILE = "segmenter_default.pt"
 #: version of the shipped default model; bump it with every retrained file
 DEFAULT_MODEL_VERSION = "2"
+#: file name of the image-only checkpoint (``sat2lod segment`` without an nDSM), beside the default one
+IMAGE_ONLY_MODEL_FILE = "segmenter_image_only.pt"
+#: version of the shipped image-only model
+IMAGE_ONLY_MODEL_VERSION = "1"
 
 
-def default_checkpoint() -> Path:
-    """Path of the shipped default checkpoint (``sat2lod/data/segmenter_default.pt``).
+def default_checkpoint(image_only: bool = False) -> Path:
+    """Path of the shipped default checkpoint (``sat2lod/data/segmenter_default.pt``), or with ``image_only``
+    of the image-only one (``sat2lod/data/segmenter_image_only.pt``, for an image without nDSM).
 
     Raises:
         FileNotFoundError: the package was installed without it; the message names the file and the fixes.
     """
-    path = Path(str(resources.files("sat2lod") / "data" / DEFAULT_MODEL_FILE))
+    name = IMAGE_ONLY_MODEL_FILE if image_only else DEFAULT_MODEL_FILE
+    path = Path(str(resources.files("sat2lod") / "data" / name))
     if not path.is_file():
         raise FileNotFoundError(
             f"{path}: the default segmentation model is not installed with this sat2lod. Reinstall the package, "
@@ -32,6 +38,7 @@ def default_checkpoint() -> Path:
     return path
 
 
-def resolve_checkpoint(checkpoint: str | os.PathLike[str] | None) -> Path:
-    """The checkpoint to use: ``checkpoint`` when given, else the shipped default."""
-    return Path(checkpoint) if checkpoint else default_checkpoint()
+def resolve_checkpoint(checkpoint: str | os.PathLike[str] | None, image_only: bool = False) -> Path:
+    """The checkpoint to use: ``checkpoint`` when given, else the shipped default (the image-only one for an
+    input without nDSM, ``image_only``)."""
+    return Path(checkpoint) if checkpoint else default_checkpoint(image_only)

@@ -254,7 +254,8 @@ def train_model(
 
     Returns:
         The trained model (eval mode, on CPU) and metrics: loss history (every 10 steps), seconds, and
-        IoU / pixel accuracy on ``val`` at probability 0.5 when given.
+        IoU / pixel accuracy on ``val`` at probability 0.5 when given (on the image alone, nDSM channels
+        zeroed, when ``params.ndsm_dropout`` is 1: an image-only model).
     """
     if not samples:
         raise ValueError("no training sample")
@@ -308,7 +309,11 @@ def train_model(
     if val:
         ious = []
         for s in val:
-            prob = predict_tiled(model, s.x, tile_px=64 * m, overlap_px=8 * m, batch_size=2)
+            x = s.x
+            if params.ndsm_dropout >= 1.0:  # an image-only model is validated on the image alone
+                x = x.copy()
+                x[1:] = 0.0
+            prob = predict_tiled(model, x, tile_px=64 * m, overlap_px=8 * m, batch_size=2)
             ious.append(iou((prob > 0.5).astype(np.uint8), s.y))
         metrics["val_iou"] = ious
         metrics["val_iou_mean"] = float(np.nanmean(ious))
