@@ -31,7 +31,7 @@ GX0, GY1 = X0 + 10.0, Y0 - 10.0  # north-west corner of the DSM grid
 def _scene(d):
     """DSM with buildings, one 30 m tower 3 m west of the vertical tile edge (the nadir view's line of sight
     climbs west: it hides 9 cells of ground east of the tower, 3 in the east tile), one across the horizontal
-    edge, a hole; two views of different gains,
+    edge, holes (one across the vertical edge); two views of different gains,
     the first with a 3-band MS image misregistered by (2, -1) pixels; the 2 x 2 grid of 40 m tiles."""
     yy, xx = np.mgrid[0:N, 0:N]
     dsm = (100.0 + 0.02 * xx + 0.01 * yy).astype(np.float32)
@@ -39,6 +39,12 @@ def _scene(d):
     dsm[70:95, 100:130] += 12.0  # across the horizontal edge (row 80)
     dsm[120:140, 20:45] += 8.0
     dsm[130:133, 110:113] = np.nan  # a hole, filled with the nearest height
+    dsm[100:106, 77:84] = (
+        np.nan
+    )  # one across the vertical tile edge: filled from both sides as in the whole AOI
+    dsm[104:106, 84:87] = (
+        140.0  # with a roof at its east edge, 3 cells beyond the edge: the fill must reach it
+    )
     d.mkdir(parents=True, exist_ok=True)
     write_raster(
         d / "dsm.tif",
@@ -188,3 +194,17 @@ def test_the_shared_quantities_come_from_the_central_block(tmp_path):
     assert [tuple(g) for g in info["gains"]] == list(shared.gains)
     assert tuple(info["ms_registration_shift_px"]) == shared.ms_shift != (0.0, 0.0)
     assert tuple(info["pan_match"]) == shared.pan_match
+
+
+def test_fill_halo_reaches_as_far_as_the_holes_take_their_heights():
+    """A hole cell d cells from its nearest valid cell of the core needs the window d cells beyond it."""
+    from sat2lod.ortho_tiled import fill_halo
+
+    z = np.ones((10, 10))
+    assert fill_halo(z) == (0, 0, 0, 0)
+    z[0:3, 4:6] = np.nan  # at the top edge: (0, 4) is 1 cell from (0, 3), 0 cells from the edge
+    z[5, 7:10] = np.nan  # at the right edge: (5, 9) is 1 cell from (4, 9)
+    assert fill_halo(z) == (1, 0, 0, 1)
+    z[6:10, 0:10] = np.nan  # the bottom rows: (9, 0) is 4 cells from (5, 0), (9, 9) 5 from (4, 9)
+    assert fill_halo(z) == (1, 5, 4, 5) and fill_halo(z, max_px=3) == (1, 3, 3, 3)
+    assert fill_halo(np.full((4, 4), np.nan), max_px=7) == (7, 7, 7, 7)

@@ -27,11 +27,12 @@ at the AOI's highest height in both (``zmax`` is shared). This is ``(zmax - zmin
 tallest surface around the tile needs it, and less on flat ground far from towers. The halo also covers the
 pansharpening shift (``ndimage.shift`` reads ``|shift| + 1`` cells away).
 
-What is not exact at a tile edge: the nearest-height filling of DSM holes (``ortho.fill_dsm_holes``) sees only
-the window, so a core cell in a hole whose nearest valid height lies beyond the window differs; cells of the
-DSM grid outside every kept tile are nodata (the whole-AOI ortho fills them when the DSM there is filled).
-Elsewhere the tiles equal the whole-AOI ortho with the same shared quantities up to float rounding (the cell
-centres of a window are computed from its own origin: positions differ by ~1e-10 m).
+The nearest-height filling of DSM holes (``ortho.fill_dsm_holes``) sees only the window: the halo also reaches,
+on each side, as far as the core's holes take their heights (:func:`fill_halo`, at most ``FILL_HALO_MAX_PX``);
+a core cell in a wider hole at a tile edge can take another height than in the whole AOI. Cells of the DSM grid
+outside every kept tile are nodata (the whole-AOI ortho fills them when the DSM there is filled). Elsewhere the
+tiles equal the whole-AOI ortho with the same shared quantities up to float rounding (the cell centres of a
+window are computed from its own origin: positions differ by ~1e-10 m).
 """
 
 from __future__ import annotations
@@ -62,6 +63,8 @@ log = logging.getLogger(__name__)
 
 #: side (cells) of the DSM blocks whose highest height rule ortho_gains records (the occlusion halo's map)
 ZMAX_BLOCK_CELLS = 128
+#: widest reach (cells) beyond a tile core of the filling of its DSM holes (:func:`fill_halo`)
+FILL_HALO_MAX_PX = 64
 #: tag of a tile's ortho with its cell counts (:func:`sat2lod.ortho.ortho_counts`), summed by rule ortho
 COUNTS_TAG = "SAT2LOD_ORTHO_TILE_COUNTS"
 
@@ -246,6 +249,31 @@ def _halo(
     return halo
 
 
+def fill_halo(core: np.ndarray, max_px: int = FILL_HALO_MAX_PX) -> tuple[int, int, int, int]:
+    """Cells (top, bottom, left, right) to read around a tile core so that the nearest-height filling of its
+    holes sees every cell the whole AOI's filling could take: a hole cell whose nearest valid cell of the core is
+    ``d`` cells away takes a height within ``d``, so the window must reach ``d`` beyond the cell; at most
+    ``max_px`` per side (a wider hole at a tile edge can take another height than in the whole AOI).
+
+    Args:
+        core: (H, W) heights of the core, NaN = hole.
+    """
+    from scipy import ndimage
+
+    holes = ~np.isfinite(core)
+    if not holes.any():
+        return 0, 0, 0, 0
+    if holes.all():
+        return max_px, max_px, max_px, max_px
+    d = ndimage.distance_transform_edt(holes)
+    rows, cols = np.nonzero(holes)
+    dd = d[holes]
+    h, w = core.shape
+    need = [dd - rows, dd - (h - 1 - rows), dd - cols, dd - (w - 1 - cols)]
+    top, bottom, left, right = (min(max_px, max(0, math.ceil(float(n.max())))) for n in need)
+    return top, bottom, left, right
+
+
 def _directed_distance(step: float, a0: int, a1: int, b0: np.ndarray, b1: np.ndarray) -> np.ndarray:
     """Cells from the core span [a0, a1) to the block spans [b0, b1) in the direction of ``step``'s sign: 0 where
     they overlap, inf for blocks behind (or beside, when ``step`` is 0)."""
@@ -295,6 +323,7 @@ def ortho_tile_from_files(
     # read again with the halo of the filled core's lowest height (once is enough unless the hole is wider than
     # the halo; the AOI's lowest height bounds it all)
     zmin = float(np.nanmin(z)) if np.isfinite(z).any() else glob.zmin
+    fill = fill_halo(z) if prm.fill_dsm_holes else (0, 0, 0, 0)
     for attempt in range(3):
         halo = _halo(
             prm,
@@ -306,6 +335,7 @@ def ortho_tile_from_files(
             head.transform,
             head.shape,
         )
+        halo = [max(h, f) for h, f in zip(halo, fill, strict=True)]
         ra, rb = max(0, r0 - halo[0]), min(head.shape[0], r1 + halo[1])
         ca, cb = max(0, c0 - halo[2]), min(head.shape[1], c1 + halo[3])
         win = rasterio.windows.Window(ca, ra, cb - ca, rb - ra)
