@@ -79,7 +79,7 @@ def compare(a: np.ndarray, b: np.ndarray, dist: np.ndarray) -> dict:
 def bench_run(run: Path, out: Path) -> dict:
     from sat2lod.io.raster import raster_header, read_raster
     from sat2lod.io.sensor_image import read_tiles
-    from sat2lod.segment.tiled import tile_windows
+    from sat2lod.ortho_tiled import core_window
 
     aoi = next((run / "results/mosaic").iterdir()).name
     dsm = run / f"results/mosaic/{aoi}/dsm.tif"
@@ -106,8 +106,7 @@ def bench_run(run: Path, out: Path) -> dict:
             )
         )
         paths.append(p)
-        core, _ = tile_windows(tiles[t]["core"], head.transform, head.shape, 0, align=1)
-        cores.append(core)
+        cores.append(core_window(tiles[t]["core"], head.transform, head.shape))
     summaries = [json.loads((out / f"{t}.json").read_text()) for t in sorted(tiles)]
     res["ortho_tile"] = {
         "jobs": len(jobs),

@@ -15,6 +15,10 @@ Pansharpening: when a view carries a multispectral image (``ms_image`` [+ ``ms_r
 bands are orthorectified the same way (bilinear, from the coarser grid) and sharpened with the panchromatic
 ortho by generalized IHS (component substitution with the PAN matched to the MS intensity).
 
+The workflow makes the ortho per tile (:mod:`sat2lod.ortho_tiled`): the lines of sight, gains and
+pansharpening shift and match are estimated once for the AOI (:class:`OrthoGlobals`) and every tile takes them
+(``shared``); :func:`ortho_from_files` on the whole AOI is the reference the tiles are tested equal to.
+
 Only :mod:`sat2lod.io` opens files; the array functions take arrays, transforms and RPC models.
 """
 
