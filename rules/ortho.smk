@@ -29,8 +29,8 @@ rule ortho_gains:
     threads: 1
     resources:
         # the true ortho of the central block (ortho.gains_window_m) plus the DSM streamed in 128-row strips:
-        # the whole-AOI ortho measured ~170 bytes per cell over ~260 MB (bench/results/scaling_chain.md);
-        # asked 400 MB + 250 bytes per block cell
+        # 395 MB for the default 1-Mcell block at 0.6 and 1.2 km (bench/results/ortho_tiled.md); asked 400 MB +
+        # 250 bytes per block cell (650 MB there)
         mem_mb=lambda wildcards, attempt: round(400 + 250 * ORTHO_GAINS_MCELLS)
         * attempt,
         runtime=lambda wildcards, attempt: round(5 + 5 * ORTHO_GAINS_MCELLS) * attempt,
@@ -58,8 +58,8 @@ rule ortho_tile:
         "../envs/terrain.yaml"
     threads: 1
     resources:
-        # the window (tile + halo) and the view windows that see it, not the AOI: asked 400 MB + 250 bytes
-        # per window cell (as ortho_gains)
+        # the window (tile + halo) and the view windows that see it, not the AOI: 270-282 MB for 300 m tiles
+        # at 0.6 and 1.2 km (bench/results/ortho_tiled.md); asked 400 MB + 250 bytes per window cell (560 MB)
         mem_mb=lambda wildcards, attempt: round(400 + 250 * ORTHO_TILE_MCELLS) * attempt,
         runtime=lambda wildcards, attempt: round(5 + 5 * ORTHO_TILE_MCELLS) * attempt,
     params:
