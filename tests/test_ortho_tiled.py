@@ -208,3 +208,21 @@ def test_fill_halo_reaches_as_far_as_the_holes_take_their_heights():
     z[6:10, 0:10] = np.nan  # the bottom rows: (9, 0) is 4 cells from (5, 0), (9, 9) 5 from (4, 9)
     assert fill_halo(z) == (1, 5, 4, 5) and fill_halo(z, max_px=3) == (1, 3, 3, 3)
     assert fill_halo(np.full((4, 4), np.nan), max_px=7) == (7, 7, 7, 7)
+
+
+def test_a_central_block_without_heights_is_refused(tmp_path):
+    """ortho_gains needs heights in its block to estimate the gains: the error names the key to raise."""
+    import pytest
+
+    from sat2lod.io.raster import read_raster
+
+    _scene(tmp_path)
+    dsm = read_raster(tmp_path / "dsm.tif", bands=1)
+    a = dsm.array.copy()
+    a[60:100, 60:100] = np.nan
+    write_raster(tmp_path / "dsm.tif", a, dsm.transform, EPSG, nodata=float("nan"), tags=dsm.tags)
+    with pytest.raises(ValueError, match="ortho.gains_window_m"):
+        ortho_globals_from_files(
+            tmp_path / "dsm.tif", tmp_path / "scenes.json", tmp_path / "s.json", gains_window_m=10.0
+        )
+    assert not (tmp_path / "s.json").exists()
