@@ -15,6 +15,10 @@ Pansharpening: when a view carries a multispectral image (``ms_image`` [+ ``ms_r
 bands are orthorectified the same way (bilinear, from the coarser grid) and sharpened with the panchromatic
 ortho by generalized IHS (component substitution with the PAN matched to the MS intensity).
 
+The workflow makes the ortho per tile (:mod:`sat2lod.ortho_tiled`): the lines of sight, gains and
+pansharpening shift and match are estimated once for the AOI (:class:`OrthoGlobals`) and every tile takes them
+(``shared``); :func:`ortho_from_files` on the whole AOI is the reference the tiles are tested equal to.
+
 Only :mod:`sat2lod.io` opens files; the array functions take arrays, transforms and RPC models.
 """
 
@@ -55,6 +59,8 @@ class OrthoParams:
         radiometric_match: map each view's radiometry linearly onto the most nadir view before the mosaic.
         fill_dsm_holes: fill DSM nodata with the nearest height before projecting (else those cells are nodata).
         pansharpen: pansharpen (generalized IHS) when the most nadir view has an ``ms_image`` in the scene sheet.
+        gains_window_m: side (m) of the block at the AOI centre on which rule ``ortho_gains`` estimates the
+            quantities every tile shares (:class:`OrthoGlobals`).
     """
 
     occlusion_tol_m: float = _ORTHO["occlusion_tol_m"]
@@ -62,6 +68,56 @@ class OrthoParams:
     radiometric_match: bool = _ORTHO["radiometric_match"]
     fill_dsm_holes: bool = _ORTHO["fill_dsm_holes"]
     pansharpen: bool = _ORTHO["pansharpen"]
+    gains_window_m: float = _ORTHO["gains_window_m"]
+
+
+@dataclass(frozen=True)
+class OrthoGlobals:
+    """What every part of one AOI's ortho must share, or the mosaic of per-tile orthos shows seams: estimated
+    once (rule ``ortho_gains``, :func:`sat2lod.ortho_tiled.ortho_globals_from_files`) and passed to each tile.
+
+    Attributes:
+        los: per view, the line of sight's horizontal displacement (dx, dy) in map metres per metre of height
+            (:func:`line_of_sight`); sets the occlusion rays and the views' priority (smallest incidence first).
+        zmin, zmax: lowest and highest DSM height of the AOI (m): the occlusion rays stop at ``zmax``.
+        gains: per view, (gain, offset) of its radiometric match onto the most nadir view ((1, 0) for that one);
+            None = no match.
+        ms_shift: (drow, dcol) registration of the MS ortho onto the PAN (cells); None = no pansharpening.
+        pan_match: (gain, offset) of the PAN onto the MS intensity (generalized IHS); None with ``ms_shift``.
+    """
+
+    los: tuple[tuple[float, float], ...]
+    zmin: float
+    zmax: float
+    gains: tuple[tuple[float, float], ...] | None = None
+    ms_shift: tuple[float, float] | None = None
+    pan_match: tuple[float, float] | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-able dict (floats kept to the bit: JSON numbers round-trip Python floats)."""
+        return {k: getattr(self, k) for k in ("los", "zmin", "zmax", "gains", "ms_shift", "pan_match")}
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> OrthoGlobals:
+        """Inverse of :meth:`to_json`."""
+
+        def pairs(v: Any) -> tuple[tuple[float, float], ...] | None:
+            return None if v is None else tuple((float(a), float(b)) for a, b in v)
+
+        def pair(v: Any) -> tuple[float, float] | None:
+            return None if v is None else (float(v[0]), float(v[1]))
+
+        los = pairs(d["los"])
+        if los is None:
+            raise ValueError("shared ortho quantities without lines of sight: rerun rule ortho_gains")
+        return cls(
+            los,
+            float(d["zmin"]),
+            float(d["zmax"]),
+            pairs(d["gains"]),
+            pair(d["ms_shift"]),
+            pair(d["pan_match"]),
+        )
 
 
 @dataclass
@@ -121,17 +177,21 @@ def _occlusion(dsm: np.ndarray, drow: float, dcol: float, zmax: float, tol: floa
             z = dsm[i, j]
             if not np.isfinite(z):
                 continue
+            k = 1
             t = dt
             while t <= zmax - z:
-                ii = int(np.floor(i + 0.5 + drow * t))
-                jj = int(np.floor(j + 0.5 + dcol * t))
+                # the offset first, then the cell: the same step reaches the same offset from every cell,
+                # whatever the grid's origin (a tile's window gives the AOI's result)
+                ii = i + int(np.floor(0.5 + drow * t))
+                jj = j + int(np.floor(0.5 + dcol * t))
                 if ii < 0 or ii >= h or jj < 0 or jj >= w:
                     break
                 s = dsm[ii, jj]
                 if s > z + t + tol:
                     occ[i, j] = True
                     break
-                t += dt
+                k += 1
+                t = k * dt
     return occ
 
 
@@ -158,8 +218,8 @@ def occlusion_reference(dsm: np.ndarray, drow: float, dcol: float, zmax: float, 
     while alive.any():
         t = k * dt
         alive &= t <= zmax - np.where(np.isfinite(z), z, np.inf)
-        ii = np.floor(ii0 + 0.5 + drow * t).astype(int)
-        jj = np.floor(jj0 + 0.5 + dcol * t).astype(int)
+        ii = ii0 + int(np.floor(0.5 + drow * t))
+        jj = jj0 + int(np.floor(0.5 + dcol * t))
         inside = (ii >= 0) & (ii < h) & (jj >= 0) & (jj < w)
         alive &= inside
         s = np.where(alive, dsm[np.clip(ii, 0, h - 1), np.clip(jj, 0, w - 1)], -np.inf)
@@ -309,6 +369,8 @@ def true_ortho(
     occlusion_tol_m: float = _ORTHO["occlusion_tol_m"],
     radiometric_match: bool = _ORTHO["radiometric_match"],
     detect_occlusions: bool = _ORTHO["detect_occlusions"],
+    shared: OrthoGlobals | None = None,
+    core: tuple[slice, slice] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, dict]:
     """Orthorectify ``views`` on the DSM grid with occlusion handling.
 
@@ -319,76 +381,118 @@ def true_ortho(
         occlusion_tol_m: height margin of the visibility test (m): surfaces within it of the ray are visible.
         radiometric_match: map each view's radiometry linearly onto the most nadir view first.
         detect_occlusions: False gives the plain (non-true) ortho: every cell from the most nadir view.
+        shared: the AOI's lines of sight, height range and gains (a tile of a larger AOI); None = estimated
+            here from ``dsm`` (the line of sight at the grid centre and median height, the gains over the grid).
+        core: the part of the grid the statistics of ``info`` count (a tile's core); None = all of it.
     Returns:
         ortho (H, W) float32 (NaN nodata), source (H, W) int8 (index into ``views``, -1 = none),
-        info dict (per-view incidence, occluded and used fractions).
+        info dict (per-view incidence, occluded and used fractions and cell counts, gains).
     """
     if not views:
         raise ValueError("true_ortho needs at least one view")
-    shape = dsm.shape
-    to_lonlat = Transformer.from_crs(CRS.from_user_input(crs), "EPSG:4326", always_xy=True)
-    to_map = Transformer.from_crs("EPSG:4326", CRS.from_user_input(crs), always_xy=True)
     valid = np.isfinite(dsm)
     if not valid.any():
         raise ValueError("the DSM has no valid cell: nothing to orthorectify")
-    xc, yc = cell_centres(transform, shape)
-    ci, cj = shape[0] // 2, shape[1] // 2
-    h_mid = float(np.nanmedian(dsm))
-    zmax = float(np.nanmax(dsm))
-    res = abs(transform.a)
-
-    samples, occluded, tan_inc = [], [], []
-    for v in views:
-        dx, dy = line_of_sight(v.rpc, to_lonlat, to_map, float(xc[ci, cj]), float(yc[ci, cj]), h_mid)
-        tan_inc.append(float(np.hypot(dx, dy)))
+    if shared is None:
+        los = _lines_of_sight(dsm, transform, crs, views)
+        zmax = float(np.nanmax(dsm))
+    elif len(shared.los) != len(views):
+        raise ValueError(f"{len(views)} views but the shared ortho quantities have {len(shared.los)}")
+    else:
+        los, zmax = list(shared.los), shared.zmax
+    tan_inc = [float(np.hypot(dx, dy)) for dx, dy in los]
+    samples, occluded = [], []
+    to_lonlat = Transformer.from_crs(CRS.from_user_input(crs), "EPSG:4326", always_xy=True)
+    dsm64 = dsm.astype(np.float64)
+    for v, (dx, dy) in zip(views, los, strict=True):
         rows, cols = project_grid(v.rpc, dsm, transform, to_lonlat)
         pan = v.image if v.image.ndim == 2 else v.image[0]
-        val = _sample_view(pan, rows, cols, v.offset, v.full_shape, v.name)
+        samples.append(_sample_view(pan, rows, cols, v.offset, v.full_shape, v.name))
         if detect_occlusions:
             # map metres per metre of height -> grid pixels per metre (rows go down when e < 0)
-            drow, dcol = dy / transform.e, dx / transform.a
-            occ = _occlusion(dsm.astype(np.float64), drow, dcol, zmax, occlusion_tol_m)
+            occluded.append(_occlusion(dsm64, dy / transform.e, dx / transform.a, zmax, occlusion_tol_m))
         else:
-            occ = np.zeros(shape, bool)
-        samples.append(val)
-        occluded.append(occ)
-
+            occluded.append(np.zeros(dsm.shape, bool))
     order = np.argsort(tan_inc, kind="stable")
-    ref = order[0]
+    gains = None
     if radiometric_match and len(views) > 1:
-        ref_vis = np.where(occluded[ref], np.nan, samples[ref])
-        for k in order[1:]:
-            a, b = _linear_match(np.where(occluded[k], np.nan, samples[k]), ref_vis)
-            samples[k] = (a * samples[k] + b).astype(np.float32)
-            log.info(
-                "view %s: radiometry mapped onto %s with gain %.4f, offset %.2f",
-                views[k].name,
-                views[ref].name,
-                a,
-                b,
+        gains = shared.gains if shared is not None else _match_gains(samples, occluded, order)
+        if gains is None or len(gains) != len(views):
+            raise ValueError(
+                "radiometric_match needs one (gain, offset) per view in the shared ortho quantities"
             )
-
-    ortho = np.full(shape, np.nan, np.float32)
-    source = np.full(shape, -1, np.int8)
+        for k in order[1:]:
+            a, b = gains[k]
+            samples[k] = (a * samples[k] + b).astype(np.float32)
+            log.info("view %s: radiometry mapped with gain %.4f, offset %.2f", views[k].name, a, b)
+    ortho = np.full(dsm.shape, np.nan, np.float32)
+    source = np.full(dsm.shape, -1, np.int8)
     for k in order:
         take = (source < 0) & valid & ~occluded[k] & np.isfinite(samples[k])
         ortho[take] = samples[k][take]
         source[take] = k
-    info = {
+    cut = core if core is not None else (slice(None), slice(None))
+    counts = ortho_counts(valid[cut], [o[cut] for o in occluded], source[cut])
+    info = ortho_info([v.name for v in views], tan_inc, counts, abs(transform.a))
+    info["los"] = [list(p) for p in los]
+    info["gains"] = None if gains is None else [list(g) for g in gains]
+    return ortho, source, info
+
+
+def _lines_of_sight(
+    dsm: np.ndarray, transform: Affine, crs: Any, views: list[OrthoView]
+) -> list[tuple[float, float]]:
+    """Each view's line of sight (:func:`line_of_sight`) at the grid's centre cell and median DSM height."""
+    to_lonlat = Transformer.from_crs(CRS.from_user_input(crs), "EPSG:4326", always_xy=True)
+    to_map = Transformer.from_crs("EPSG:4326", CRS.from_user_input(crs), always_xy=True)
+    ci, cj = dsm.shape[0] // 2, dsm.shape[1] // 2
+    xc = transform.c + (cj + 0.5) * transform.a + (ci + 0.5) * transform.b
+    yc = transform.f + (cj + 0.5) * transform.d + (ci + 0.5) * transform.e
+    h_mid = float(np.nanmedian(dsm))
+    return [line_of_sight(v.rpc, to_lonlat, to_map, float(xc), float(yc), h_mid) for v in views]
+
+
+def _match_gains(
+    samples: list[np.ndarray], occluded: list[np.ndarray], order: np.ndarray
+) -> list[tuple[float, float]]:
+    """(gain, offset) of each view onto the most nadir one (``order[0]``) over the cells both see."""
+    ref = order[0]
+    ref_vis = np.where(occluded[ref], np.nan, samples[ref])
+    gains = [(1.0, 0.0)] * len(samples)
+    for k in order[1:]:
+        gains[k] = _linear_match(np.where(occluded[k], np.nan, samples[k]), ref_vis)
+    return gains
+
+
+def ortho_counts(valid: np.ndarray, occluded: list[np.ndarray], source: np.ndarray) -> dict[str, Any]:
+    """Cell counts of an ortho (summable over tiles): valid DSM cells, per view the valid cells it cannot see
+    and those it gives, and the valid cells no view gives."""
+    return {
+        "valid_cells": int(valid.sum()),
+        "occluded_cells": [int((o & valid).sum()) for o in occluded],
+        "used_cells": [int(((source == k) & valid).sum()) for k in range(len(occluded))],
+        "masked_cells": int(((source < 0) & valid).sum()),
+    }
+
+
+def ortho_info(names: list[str], tan_inc: list[float], counts: dict[str, Any], res: float) -> dict[str, Any]:
+    """The ortho's summary (the ``SAT2LOD_ORTHO_INFO`` tag) from its :func:`ortho_counts`."""
+    n = max(counts["valid_cells"], 1)
+    return {
         "views": [
             {
-                "name": v.name,
+                "name": name,
                 "tan_incidence": tan_inc[k],
                 "incidence_deg": float(np.degrees(np.arctan(tan_inc[k]))),
-                "occluded_fraction": float(occluded[k][valid].mean()),
-                "used_fraction": float((source == k)[valid].mean()),
+                "occluded_fraction": counts["occluded_cells"][k] / n,
+                "used_fraction": counts["used_cells"][k] / n,
             }
-            for k, v in enumerate(views)
+            for k, name in enumerate(names)
         ],
-        "masked_fraction": float((source < 0)[valid].mean()),
+        "masked_fraction": counts["masked_cells"] / n,
         "resolution_m": res,
+        "counts": counts,
     }
-    return ortho, source, info
 
 
 def orthorectify_bands(
@@ -439,7 +543,12 @@ def estimate_shift(ref: np.ndarray, mov: np.ndarray, max_shift_px: float = 16.0)
 
 
 def pansharpen(
-    pan: np.ndarray, ms: np.ndarray, register: bool = True, ms_pixel_ratio: int = 4
+    pan: np.ndarray,
+    ms: np.ndarray,
+    register: bool = True,
+    ms_pixel_ratio: int = 4,
+    shift: tuple[float, float] | None = None,
+    match: tuple[float, float] | None = None,
 ) -> tuple[np.ndarray, tuple[float, float]]:
     """Generalized IHS pansharpening.
 
@@ -449,73 +558,98 @@ def pansharpen(
         register: first shift the MS bands onto the PAN (phase correlation of the MS intensity with the PAN
             low-passed to the MS pixel): PAN and MS RPCs of one product commonly disagree by a pixel or two.
         ms_pixel_ratio: MS pixel / PAN pixel (4 for Pléiades), the low-pass of the PAN used for registration.
+        shift, match: the registration shift and the (gain, offset) of the PAN onto the MS intensity, as
+            :func:`pansharpen_fit` gives them (a tile takes its AOI's); None = estimated on these arrays.
     Returns:
         (B, H, W) float32 ``ms_b + (pan' - I)``, with I the band mean and pan' the PAN linearly matched to I (the
         low-pass content of each band is kept, the PAN adds the high frequencies); and the (drow, dcol) shift
         applied to the MS.
     """
+    if shift is None or match is None:
+        shift, match = pansharpen_fit(pan, ms, register, ms_pixel_ratio)
+    ms = _shift_bands(ms, shift)
+    intensity = ms.mean(axis=0)
+    detail = match[0] * pan + match[1] - intensity
+    return (ms + detail[np.newaxis]).astype(np.float32), shift
+
+
+def _shift_bands(ms: np.ndarray, shift: tuple[float, float]) -> np.ndarray:
+    """(B, H, W) bands shifted by (drow, dcol) cells (bilinear, NaN from outside)."""
+    if shift == (0.0, 0.0):
+        return ms
+    return np.stack([ndimage.shift(b, shift, order=1, mode="constant", cval=np.nan) for b in ms])
+
+
+def pansharpen_fit(
+    pan: np.ndarray, ms: np.ndarray, register: bool = True, ms_pixel_ratio: int = 4
+) -> tuple[tuple[float, float], tuple[float, float]]:
+    """The quantities of :func:`pansharpen` estimated on ``pan`` (H, W) and ``ms`` (B, H, W): the MS
+    registration shift (drow, dcol) ((0, 0) without ``register``) and the (gain, offset) of the PAN onto the
+    registered MS intensity."""
     shift = (0.0, 0.0)
     if register:
         low = ndimage.uniform_filter(np.where(np.isfinite(pan), pan, np.nanmean(pan)), ms_pixel_ratio)
         shift = estimate_shift(low, ms.mean(axis=0))
-        if shift != (0.0, 0.0):
-            ms = np.stack([ndimage.shift(b, shift, order=1, mode="constant", cval=np.nan) for b in ms])
-    intensity = ms.mean(axis=0)
-    a, b = _linear_match(pan, intensity)
-    detail = a * pan + b - intensity
-    return (ms + detail[np.newaxis]).astype(np.float32), shift
+    return shift, _linear_match(pan, _shift_bands(ms, shift).mean(axis=0))
 
 
 # --------------------------------------------------------------------------------------------- workflow entry
-def ortho_from_files(
-    dsm: str | os.PathLike[str],
-    scenes: str | os.PathLike[str],
-    ortho: str | os.PathLike[str],
-    windowed: bool = True,
-    **params: Any,
-) -> dict:
-    """Rule ``ortho``: DSM mosaic + scene sheet -> true ortho COG.
+def load_dsm(
+    path: str | os.PathLike[str], prm: OrthoParams, window: Any = None
+) -> tuple[np.ndarray, Affine, Any, str]:
+    """The DSM the ortho projects on: (H, W) float32 heights (holes filled with the nearest height when
+    ``prm.fill_dsm_holes``; NaN otherwise), its transform and CRS (of ``window``, a ``rasterio.windows.Window``,
+    when given) and its vertical datum.
 
-    ``params``: fields of :class:`OrthoParams` (config section ``ortho``); an unknown name is an error.
-
-    Each view (and the MS image) is read only over the window that sees the DSM grid (:func:`view_window`), not
-    whole: a scene of 40k x 40k pixels over a small AOI costs the AOI's pixels. The output is the same to the
-    bit as reading the views whole (``windowed=False``, kept for the comparison).
-
-    Output: float32 COG on the DSM grid, NaN nodata; band 1 = PAN true ortho, bands 2.. = pansharpened MS bands
-    when the most nadir view has an ``ms_image`` (+ optional ``ms_rpc``) in the scene sheet. Tags: per-view
-    incidence, occluded and used fractions, ``SAT2LOD_PRODUCT=ortho``.
+    Raises:
+        ValueError: the DSM is not on a projected grid, naming the file.
     """
-    from rasterio.windows import Window
+    from sat2lod.io.raster import read_raster
 
-    from sat2lod.io.raster import raster_shape, read_raster, write_raster
-    from sat2lod.io.rpc_files import read_rpc
-    from sat2lod.io.scene_sheet import read_scene_sheet
-
-    prm = OrthoParams(**params)
-    t0 = time.perf_counter()
-    src = read_raster(dsm, bands=1, masked_to_nan=True)
+    src = read_raster(path, bands=1, masked_to_nan=True, window=window)
     if src.crs is None or not src.crs.is_projected:
-        raise ValueError(f"{dsm}: the DSM must be on a projected grid (got CRS {src.crs})")
+        raise ValueError(f"{path}: the DSM must be on a projected grid (got CRS {src.crs})")
     datum = src.tags.get("VERTICAL_DATUM", sat2lod.ELLIPSOID_DATUM)
     if datum != sat2lod.ELLIPSOID_DATUM:
         log.warning(
-            "%s: VERTICAL_DATUM is %r, RPCs expect ellipsoidal heights: the ortho may be shifted", dsm, datum
+            "%s: VERTICAL_DATUM is %r, RPCs expect ellipsoidal heights: the ortho may be shifted", path, datum
         )
     heights = src.array.astype(np.float32)
     valid = np.isfinite(heights)
     if prm.fill_dsm_holes and not valid.all() and valid.any():
         heights = fill_nearest(heights)
+    return heights, src.transform, src.crs, datum
+
+
+#: the multispectral image of a scene: its pixels (B, rows, cols), RPC and :class:`OrthoView` window fields
+MSImage = tuple[np.ndarray, RPCModel, dict[str, Any]]
+
+
+def load_views(
+    scenes: str | os.PathLike[str],
+    heights: np.ndarray,
+    transform: Affine,
+    crs: Any,
+    prm: OrthoParams,
+    windowed: bool = True,
+) -> tuple[list[OrthoView], MSImage | None]:
+    """The scene sheet's views (PAN band) and the MS image of the first view that has one (when
+    ``prm.pansharpen``), each read only over the window that sees the ``heights`` grid (:func:`view_window`;
+    whole when not ``windowed``), float32 NaN-empty."""
+    from rasterio.windows import Window
+
+    from sat2lod.io.raster import raster_shape, read_raster
+    from sat2lod.io.rpc_files import read_rpc
+    from sat2lod.io.scene_sheet import read_scene_sheet
+
     sheet = read_scene_sheet(scenes)
     h_range = (float(np.nanmin(heights)), float(np.nanmax(heights))) if np.isfinite(heights).any() else None
 
     def read_view(path: str, rpc: RPCModel, bands: int | None) -> tuple[np.ndarray, dict[str, Any]]:
-        """The view's pixels that see the DSM (all of them when not ``windowed``), float32 NaN-empty, and the
-        OrthoView offset / full_shape fields."""
         full = raster_shape(path)[1:]
         win = None
         if windowed and h_range is not None:
-            win = view_window(rpc, src.transform, heights.shape, src.crs, h_range, full)
+            win = view_window(rpc, transform, heights.shape, crs, h_range, full)
         if win is None:
             return read_raster(path, bands=bands, masked_to_nan=True).array.astype(np.float32), {}
         r0, c0, nr, nc = win
@@ -526,40 +660,106 @@ def ortho_from_files(
     views = []
     ms = None
     for i, v in enumerate(sheet["views"]):
-        img_path = v["image"]
-        rpc = read_rpc(img_path, v.get("rpc"))
-        img, where = read_view(img_path, rpc, 1)
+        rpc = read_rpc(v["image"], v.get("rpc"))
+        img, where = read_view(v["image"], rpc, 1)
         views.append(OrthoView(img, rpc, str(v.get("id", f"view{i}")), **where))
         if v.get("ms_image") and prm.pansharpen and ms is None:
-            ms = (i, v["ms_image"], v.get("ms_rpc"))
-    ortho_arr, _source, info = true_ortho(
+            ms_rpc = read_rpc(v["ms_image"], v.get("ms_rpc"))
+            ms_img, ms_where = read_view(v["ms_image"], ms_rpc, None)
+            ms = (ms_img, ms_rpc, ms_where)
+    return views, ms
+
+
+def ortho_bands(
+    heights: np.ndarray,
+    transform: Affine,
+    crs: Any,
+    views: list[OrthoView],
+    ms: MSImage | None,
+    prm: OrthoParams,
+    shared: OrthoGlobals | None = None,
+    core: tuple[slice, slice] | None = None,
+) -> tuple[np.ndarray, list[dict[str, str]], dict[str, Any]]:
+    """The ortho's bands on the ``heights`` grid: (B, H, W) float32, NaN nodata, band 1 the PAN true ortho,
+    bands 2.. the pansharpened MS bands when ``ms`` is given; their band tags (``NAME``); the info dict
+    (:func:`true_ortho`'s, plus the MS registration shift and PAN match). ``shared``, ``core``: as
+    :func:`true_ortho` (with ``shared`` the pansharpening takes its shift and match too)."""
+    pan, _source, info = true_ortho(
         heights,
-        src.transform,
-        src.crs,
+        transform,
+        crs,
         views,
         prm.occlusion_tol_m,
         prm.radiometric_match,
         prm.detect_occlusions,
+        shared=shared,
+        core=core,
     )
-    bands = [ortho_arr]
-    band_tags = [{"NAME": "pan"}]
+    bands = [pan]
     if ms is not None:
-        ms_rpc = read_rpc(ms[1], ms[2])
-        ms_img, where = read_view(ms[1], ms_rpc, None)
-        ms_ortho = orthorectify_bands(ms_img, ms_rpc, heights, src.transform, src.crs, **where)
-        sharp, shift = pansharpen(ortho_arr, ms_ortho)
+        ms_ortho = orthorectify_bands(ms[0], ms[1], heights, transform, crs, **ms[2])
+        if shared is not None and (shared.ms_shift is None or shared.pan_match is None):
+            raise ValueError(
+                "the shared ortho quantities have no pansharpening shift: rerun rule ortho_gains"
+            )
+        shift, match = (
+            (shared.ms_shift, shared.pan_match) if shared is not None else pansharpen_fit(pan, ms_ortho)
+        )
+        sharp, _ = pansharpen(pan, ms_ortho, shift=shift, match=match)
         info["ms_registration_shift_px"] = list(shift)
-        bands += list(sharp)
-        band_tags += [{"NAME": f"ms{b + 1}_pansharpened"} for b in range(sharp.shape[0])]
+        info["pan_match"] = list(match)
         info["pansharpened_bands"] = int(sharp.shape[0])
-    tags = {"SAT2LOD_PRODUCT": "ortho", "SAT2LOD_ORTHO_INFO": str(info), "HEIGHTS_USED": datum}
+        bands += list(sharp)
+    return np.stack(bands), ortho_band_tags(len(bands)), info
+
+
+def ortho_band_tags(count: int) -> list[dict[str, str]]:
+    """Band tags of an ortho of ``count`` bands: the PAN, then the pansharpened MS bands."""
+    return [{"NAME": "pan"}] + [{"NAME": f"ms{b}_pansharpened"} for b in range(1, count)]
+
+
+def ortho_tags(info: dict[str, Any], datum: str) -> dict[str, str]:
+    """Dataset tags of the ortho product."""
+    return {"SAT2LOD_PRODUCT": "ortho", "SAT2LOD_ORTHO_INFO": str(info), "HEIGHTS_USED": datum}
+
+
+def ortho_from_files(
+    dsm: str | os.PathLike[str],
+    scenes: str | os.PathLike[str],
+    ortho: str | os.PathLike[str],
+    windowed: bool = True,
+    shared: OrthoGlobals | None = None,
+    **params: Any,
+) -> dict:
+    """The true ortho of the whole AOI at once: DSM mosaic + scene sheet -> true ortho COG. The workflow makes
+    it per tile (:mod:`sat2lod.ortho_tiled`); this is the reference the tiles are tested equal to.
+
+    ``params``: fields of :class:`OrthoParams` (config section ``ortho``); an unknown name is an error.
+    ``shared``: the AOI-wide quantities (:class:`OrthoGlobals`, as rule ``ortho_gains`` estimates them); None =
+    estimated on the whole AOI here.
+
+    Each view (and the MS image) is read only over the window that sees the DSM grid (:func:`view_window`), not
+    whole: a scene of 40k x 40k pixels over a small AOI costs the AOI's pixels. The output is the same to the
+    bit as reading the views whole (``windowed=False``, kept for the comparison).
+
+    Output: float32 COG on the DSM grid, NaN nodata; band 1 = PAN true ortho, bands 2.. = pansharpened MS bands
+    when the most nadir view has an ``ms_image`` (+ optional ``ms_rpc``) in the scene sheet. Tags: per-view
+    incidence, occluded and used fractions, ``SAT2LOD_PRODUCT=ortho``.
+    """
+    from sat2lod.io.raster import write_raster
+
+    prm = OrthoParams(**params)
+    t0 = time.perf_counter()
+    heights, transform, crs, datum = load_dsm(dsm, prm)
+    views, ms = load_views(scenes, heights, transform, crs, prm, windowed)
+    bands, band_tags, info = ortho_bands(heights, transform, crs, views, ms, prm, shared)
     write_raster(
         ortho,
-        np.stack(bands),
-        src.transform,
-        src.crs,
+        bands,
+        transform,
+        crs,
         nodata=float("nan"),
-        tags=tags,
+        tags=ortho_tags(info, datum),
         band_tags=band_tags,
         cog=True,
     )

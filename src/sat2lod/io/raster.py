@@ -258,6 +258,7 @@ def write_raster_blocks(
     level: int | None = None,
     cache_mb: int = 16,
     rpcs: Any = None,
+    band_tags: list[dict[str, Any]] | None = None,
 ) -> Path:
     """Write a raster block by block, atomically, with memory bounded by the block, not the raster: the streamed
     twin of :func:`write_raster` (same file for the same data: same profile, codec and COG options).
@@ -275,6 +276,7 @@ def write_raster_blocks(
         dtype: numpy dtype of the arrays.
         cog: write a Cloud Optimized GeoTIFF (else a tiled GeoTIFF, deflate as asked).
         rpcs: RPC tags of a raw sensor image (no geotransform then; only with ``cog=False``).
+        band_tags: per band, its tags (e.g. ``NAME``), as :func:`write_raster`.
         Other arguments as :func:`write_raster`.
     Raises:
         RasterWriteError: disk full or I/O error (nothing written at ``path``), as :func:`write_raster`.
@@ -313,6 +315,8 @@ def write_raster_blocks(
                 ]
         if tags:
             ds.update_tags(**{k: str(v) for k, v in tags.items()})
+        for i, bt in enumerate(band_tags or [], start=1):
+            ds.update_tags(i, **{k: str(v) for k, v in bt.items()})
 
     path = Path(path)
     with atomic_path(path) as tmp, rasterio.Env(GDAL_CACHEMAX=int(cache_mb) * 2**20):
@@ -504,6 +508,7 @@ def paste_tiles(
     nodata: float,
     tags: dict[str, str] | None = None,
     block: int = 1024,
+    band_tags: list[dict[str, str]] | None = None,
 ) -> str:
     """Assemble rasters that each cover their own window of a grid (the tile cores of per-tile jobs, which do
     not overlap) into the COG ``out`` on that grid, block by block: memory bounded by ``block``, not the area.
@@ -514,6 +519,7 @@ def paste_tiles(
         paths: the tile rasters (``count`` bands, ``dtype``), on the grid's resolution and alignment, inside it.
         transform, shape, crs: the output grid (rows, cols).
         tags: the output's tags; None = those of the tiles, which must then all be equal.
+        band_tags: the output's per-band tags (e.g. ``NAME``); None = none.
     Raises:
         ValueError: a tile off the grid or in another CRS, or tiles with different tags (outputs of different
             runs), naming the file.
@@ -571,7 +577,16 @@ def paste_tiles(
                 yield rasterio.windows.Window(col0, row0, w, h), arr
 
     write_raster_blocks(
-        out, blocks(), (count, *shape), dtype, transform, crs, nodata=nodata, tags=tags, cog=True
+        out,
+        blocks(),
+        (count, *shape),
+        dtype,
+        transform,
+        crs,
+        nodata=nodata,
+        tags=tags,
+        cog=True,
+        band_tags=band_tags,
     )
     log.info("%d tiles assembled into %s (%d x %d)", len(sources), out, shape[1], shape[0])
     return str(out)
