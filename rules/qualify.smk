@@ -1,6 +1,9 @@
 # Qualification: accuracy of DSM/DTM, footprints, LOD1/LOD2 against the synthetic truth or a given
 # reference (sat2lod.qualify); ASPRS Ed. 2 accuracy classes.
 
+#: cells of a block of the streamed comparisons (millions)
+QUALIFY_BLOCK_MCELLS = config["qualify"]["block_px"] ** 2 / 1e6
+
 
 rule qualify:
     input:
@@ -27,9 +30,13 @@ rule qualify:
         "../envs/qualify.yaml"
     threads: 1
     resources:
-        # a few float32 copies of the DSM grid plus the reference; grows on retry
-        mem_mb=lambda wildcards, attempt: 3000 * attempt,
-        runtime=lambda wildcards, attempt: 20 * attempt,
+        # streamed (sat2lod.qualify.streamed): block_px blocks of the reference grid (~60 B per cell), GDAL
+        # cache 64 MB, the reference nDSM read per building: bounded by the block, not the area.
+        # Interpreter + geopandas/shapely/lod imports ~200 MB of it (bench/results/qualify_memory.md).
+        # One job over the AOI (its CPU ~3-4 s per km2): a 400 km2 scene ~25 min, under the runtime.
+        mem_mb=lambda wildcards, attempt: round(400 + 100 * QUALIFY_BLOCK_MCELLS)
+        * attempt,
+        runtime=lambda wildcards, attempt: 60 * attempt,
     params:
         # the section but for the reference_* files (inputs, above): every key is a field of
         # sat2lod.qualify.QualifyParams
