@@ -12,8 +12,9 @@ rule qualify:
         dsm="results/mosaic/{aoi}/dsm.tif",
         dtm="results/terrain/{aoi}/dtm.tif",
         footprints="results/lod0/{aoi}/footprints.gpkg",
-        lod1="results/lod1/{aoi}/city.json",
-        lod2="results/lod2/{aoi}/city.json",
+        # the CityJSONSeq models: qualify reads their attributes feature by feature, not the geometry
+        lod1="results/lod1/{aoi}/city.jsonl",
+        lod2="results/lod2/{aoi}/city.jsonl",
     output:
         json="results/qualify/{aoi}/accuracy.json",
         md=report(

@@ -147,6 +147,22 @@ def test_building_scores_through_qualify(tmp_path):
     assert b["lod2"]["roof_type_recall"] == pytest.approx(2 / 4) and b["lod2"]["n_ref"] == 4
     assert b["lod2"]["confusion_truth_to_predicted"]["hip"]["gable"] == 1
     assert out["targets"]["roof_type_accuracy"]["met"] is False
+    # the rule reads the models' CityJSONSeq feature by feature (attributes only): same scores
+    from sat2lod.io.cityjson import read_cityjson, write_cityjsonseq
+
+    write_cityjsonseq(tmp_path / "c.jsonl", read_cityjson(tmp_path / "c.json"))
+    seq = qualify(
+        tmp_path / "dsm.tif",
+        footprints=tmp_path / "fp.gpkg",
+        lod1=tmp_path / "c.jsonl",
+        lod2=tmp_path / "c.jsonl",
+        ref_buildings=tmp_path / "ref.gpkg",
+        out_json=tmp_path / "s.json",
+        out_md=tmp_path / "s.md",
+    )
+    a, b = (json.loads((tmp_path / f).read_text()) for f in ("a.json", "s.json"))
+    assert b["buildings"] == a["buildings"] and b["products"] == a["products"]
+    assert seq["products"]["lod2_buildings"] == 3
 
 
 def test_lod1_height_is_compared_like_for_like_on_a_gable(tmp_path):

@@ -222,7 +222,7 @@ class WindowReader:
 
 
 @contextlib.contextmanager
-def open_windows(path: str | os.PathLike[str], cache_mb: int = 64) -> Iterator[WindowReader]:
+def open_windows(path: str | os.PathLike[str], cache_mb: int = 16) -> Iterator[WindowReader]:
     """A :class:`WindowReader` on ``path`` for the duration of the block; GDAL's block cache is held to
     ``cache_mb`` meanwhile (its default, 5 % of the RAM, would keep every block read: memory growing with the
     area streamed).

@@ -241,12 +241,9 @@ def compare_heights(
     return out
 
 
-def _lod_attrs(doc: dict[str, Any]) -> dict[int, dict[str, Any]]:
-    out = {}
-    for oid, o in doc.get("CityObjects", {}).items():
-        if oid.startswith("b") and oid[1:].isdigit():
-            out[int(oid[1:])] = o.get("attributes", {})
-    return out
+def _lod_attrs(attrs: dict[str, dict[str, Any]]) -> dict[int, dict[str, Any]]:
+    """Attributes of the buildings ``b<id>`` by id, from the attributes of a model's objects by object id."""
+    return {int(oid[1:]): a for oid, a in attrs.items() if oid.startswith("b") and oid[1:].isdigit()}
 
 
 #: definitions of the LOD1 reference heights (stated in accuracy.json / accuracy.md)
@@ -328,8 +325,8 @@ def lod1_height_scores(
 def building_scores(
     footprints: Any,
     ref: Any,
-    lod1: dict[str, Any] | None,
-    lod2: dict[str, Any] | None,
+    lod1: dict[str, dict[str, Any]] | None,
+    lod2: dict[str, dict[str, Any]] | None,
     ref_ndsm: Any = None,
 ) -> dict[str, Any]:
     """Footprint metrics and LOD1/LOD2 height and roof-type scores against reference buildings.
@@ -338,7 +335,8 @@ def building_scores(
         footprints: GeoDataFrame with ``id`` and polygons (rule lod0).
         ref: GeoDataFrame of reference buildings; optional columns ``height`` (m above ground, for LOD1),
             ``ridge_height``, ``eave_height`` (m above ground) and ``roof_type`` (for LOD2).
-        lod1, lod2: CityJSON dicts (objects ``b<id>`` with the attributes written by sat2lod.lod) or None.
+        lod1, lod2: attributes of the models' objects by object id (``b<id>``, the attributes written by sat2lod.lod;
+            :func:`sat2lod.io.cityjson.read_city_attributes`) or None.
         ref_ndsm: the reference nDSM read per footprint (:class:`sat2lod.qualify.streamed.NdsmWindows`), in the
             footprints' CRS; when given, LOD1 heights are compared like for like (:func:`lod1_height_scores`).
     """
@@ -400,12 +398,14 @@ def _targets(res: dict[str, Any]) -> dict[str, Any]:
 
 
 def product_summary(
-    dsm: RasterHeader, footprints: PathLike | None, lod1: PathLike | None, lod2: PathLike | None
+    dsm: RasterHeader,
+    footprints: PathLike | None,
+    lod1: dict[str, dict[str, Any]] | None,
+    lod2: dict[str, dict[str, Any]] | None,
 ) -> dict[str, Any]:
     """What the chain made, reference or not: footprint count and area (m², and as a fraction of the extent of
-    the DSM, whose header is ``dsm``), building counts of the LOD1 / LOD2 models. Zero buildings is a valid result
-    and is said so."""
-    from sat2lod.io.cityjson import read_cityjson
+    the DSM, whose header is ``dsm``), building counts of the LOD1 / LOD2 models (``lod1``, ``lod2``: their
+    objects' attributes by id). Zero buildings is a valid result and is said so."""
     from sat2lod.io.vector import read_vector
 
     left, bottom, right, top = array_bounds(*dsm.shape, dsm.transform)
@@ -418,9 +418,9 @@ def product_summary(
             "footprint_area_m2": round(area, 1),
             "footprint_area_fraction": area / out["scene_area_m2"] if out["scene_area_m2"] > 0 else None,
         }
-    for key, path in (("lod1_buildings", lod1), ("lod2_buildings", lod2)):
-        if path:
-            out[key] = len(read_cityjson(path).get("CityObjects", {}))
+    for key, model in (("lod1_buildings", lod1), ("lod2_buildings", lod2)):
+        if model is not None:
+            out[key] = len(model)
     if out.get("footprints") == 0:
         out["note"] = "no building found in the scene: the building products are valid and empty"
     return out
@@ -449,7 +449,7 @@ def qualify(
     Raises:
         ValueError: no reference at all (name the config keys to set).
     """
-    from sat2lod.io.cityjson import read_cityjson
+    from sat2lod.io.cityjson import read_city_attributes
     from sat2lod.io.vector import read_vector
     from sat2lod.qualify.streamed import NdsmWindows, compare_files, valid_fraction
 
@@ -475,7 +475,10 @@ def qualify(
     d = raster_header(dsm)
     res["vertical_datum"] = d.tags.get("VERTICAL_DATUM", "unknown")
     res["dsm_valid_fraction"] = valid_fraction(dsm, prm.block_px)
-    res["products"] = product_summary(d, footprints, lod1, lod2)
+    # the models' attributes only (a CityJSONSeq is read feature by feature): not their geometry
+    lod1_attrs = read_city_attributes(lod1) if lod1 else None
+    lod2_attrs = read_city_attributes(lod2) if lod2 else None
+    res["products"] = product_summary(d, footprints, lod1_attrs, lod2_attrs)
     # the class raster serves a comparison whose reference grid has its shape (as the reference DSM's)
     classes_shape = raster_header(ref_classes).shape if ref_dsm and ref_classes else None
     compare = {
@@ -515,8 +518,8 @@ def qualify(
             res["buildings"] = building_scores(
                 fp,
                 rb,
-                read_cityjson(lod1) if lod1 else None,
-                read_cityjson(lod2) if lod2 else None,
+                lod1_attrs,
+                lod2_attrs,
                 ref_ndsm,
             )
     res["targets"] = _targets(res)
