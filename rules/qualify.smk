@@ -32,10 +32,12 @@ rule qualify:
     threads: 1
     resources:
         # streamed (sat2lod.qualify.streamed): block_px blocks of the reference grid (~60 B per cell), GDAL
-        # cache 64 MB, the reference nDSM read per building: bounded by the block, not the area.
-        # Interpreter + geopandas/shapely/lod imports ~200 MB of it (bench/results/qualify_memory.md).
-        # One job over the AOI (its CPU ~3-4 s per km2): a 400 km2 scene ~25 min, under the runtime.
-        mem_mb=lambda wildcards, attempt: round(400 + 100 * QUALIFY_BLOCK_MCELLS)
+        # cache 16 MB, the reference nDSM read per building: the rasters bounded by the block, not the area
+        # (249 -> 265 MB from 0.36 to 5.76 km2, interpreter + imports ~200 MB of it; bench/results/
+        # qualify_memory.md). The vector part (footprint matching, model attributes) grows ~10 KB per
+        # building: the ~400 MB of headroom cover ~40 000 buildings, a retry doubles it.
+        # One job over the AOI (its CPU ~3.5 s per km2): a 400 km2 scene ~25 min, under the runtime.
+        mem_mb=lambda wildcards, attempt: round(600 + 100 * QUALIFY_BLOCK_MCELLS)
         * attempt,
         runtime=lambda wildcards, attempt: 60 * attempt,
     params:
