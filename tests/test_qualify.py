@@ -319,6 +319,10 @@ def test_error_accumulator_merges_to_the_union():
     with pytest.raises(ValueError, match="same qualify parameters"):
         merged.merge(ErrorAccumulator((0.5,)))
     assert ErrorAccumulator().stats()["median"] is None
+    # absurd errors (an undeclared float32 nodata) are counted on their side, not wrapped around an int64
+    odd = ErrorAccumulator()
+    odd.add(np.r_[np.zeros(5), np.full(6, 3.4e38)])
+    assert odd.stats()["max_abs"] == 3.4e38 and odd.stats()["median"] > 1e15
 
 
 def test_streamed_resampling_equals_whole_grid(tmp_path):

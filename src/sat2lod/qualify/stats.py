@@ -63,7 +63,8 @@ class ErrorAccumulator:
         if e.size == 0:
             return
         a = np.abs(e)
-        keys, counts = _histogram(np.floor(e / self.bin_m).astype(np.int64))
+        # clipped to +/- 2^62 bins (4.6e15 m at 1 mm) so that an absurd value (an undeclared nodata) stays an int64
+        keys, counts = _histogram(np.floor(np.clip(e / self.bin_m, -(2.0**62), 2.0**62)).astype(np.int64))
         mean = float(e.mean())
         block = ErrorAccumulator(
             self.thresholds,
