@@ -147,6 +147,22 @@ def test_building_scores_through_qualify(tmp_path):
     assert b["lod2"]["roof_type_recall"] == pytest.approx(2 / 4) and b["lod2"]["n_ref"] == 4
     assert b["lod2"]["confusion_truth_to_predicted"]["hip"]["gable"] == 1
     assert out["targets"]["roof_type_accuracy"]["met"] is False
+    # the rule reads the models' CityJSONSeq feature by feature (attributes only): same scores
+    from sat2lod.io.cityjson import read_cityjson, write_cityjsonseq
+
+    write_cityjsonseq(tmp_path / "c.jsonl", read_cityjson(tmp_path / "c.json"))
+    seq = qualify(
+        tmp_path / "dsm.tif",
+        footprints=tmp_path / "fp.gpkg",
+        lod1=tmp_path / "c.jsonl",
+        lod2=tmp_path / "c.jsonl",
+        ref_buildings=tmp_path / "ref.gpkg",
+        out_json=tmp_path / "s.json",
+        out_md=tmp_path / "s.md",
+    )
+    a, b = (json.loads((tmp_path / f).read_text()) for f in ("a.json", "s.json"))
+    assert b["buildings"] == a["buildings"] and b["products"] == a["products"]
+    assert seq["products"]["lod2_buildings"] == 3
 
 
 def test_lod1_height_is_compared_like_for_like_on_a_gable(tmp_path):
@@ -201,3 +217,137 @@ def test_lod1_height_is_compared_like_for_like_on_a_gable(tmp_path):
     assert set(l1["definitions"]) == {"height_error", "height_error_vs_mean_roof", "height_error_vs_ridge"}
     md = (tmp_path / "a.md").read_text()
     assert "height_error_vs_ridge" in md and "like for like" in md
+
+
+def _whole_grid_figures(pred, ref, classes, res, nva_codes):
+    """The figures of the former whole-array qualify (compare_heights + NVA), the reference of the streamed ones."""
+    from sat2lod.qualify import compare_heights
+
+    out = compare_heights(pred, ref, classes, res, [0.5, 1.0, 3.0], [0, 10, 30, 90])
+    ok = np.isfinite(ref) & np.isfinite(pred)
+    out["nva"] = error_stats((pred - ref)[ok & np.isin(classes, nva_codes)])
+    out["vva"] = error_stats((pred - ref)[ok & (classes == 2)])
+    return out
+
+
+def _assert_streamed_equal(got, want):
+    """Exact figures equal (to float rounding), histogram ones within the 1 mm bin (NMAD: 1.4826 bins)."""
+    from sat2lod.qualify.stats import BIN_M
+
+    assert set(got) == set(want)
+    for k, v in want.items():
+        if v is None or k == "n":
+            assert got[k] == v, k
+        elif k in ("median", "le90", "p95"):
+            assert abs(got[k] - v) <= BIN_M / 2 + 1e-9, k
+        elif k == "nmad":
+            assert abs(got[k] - v) <= 1.4826 * BIN_M + 1e-9, k
+        else:
+            assert got[k] == pytest.approx(v, rel=1e-9, abs=1e-9), k
+
+
+@pytest.mark.parametrize("block_px", [16, 23, 1024])
+def test_streamed_comparison_equals_whole_grid(tmp_path, block_px):
+    # a sloped terrain (all three slope bands), classes with nodata, holes, gross errors; blocks that do not divide
+    # the grid: the streamed figures are the whole-grid ones (slopes across block borders included)
+    from sat2lod.qualify.streamed import compare_files
+
+    rng = np.random.default_rng(1)
+    h, w, res = 61, 75, 0.5
+    yy, xx = np.mgrid[0:h, 0:w] * res
+    # rough terrain, slopes of ~0 to 50 degrees: a block without its 1-cell halo would change slopes at its borders
+    ref = (0.02 * (xx - 10) ** 2 + 0.05 * yy + rng.normal(0, 0.05, xx.shape)).astype(np.float32)
+    ref[5:9, 40:44] = np.nan
+    pred = ref + rng.normal(0.1, 0.4, ref.shape).astype(np.float32)
+    pred[rng.random(ref.shape) < 0.05] = np.nan
+    pred[30, 30], pred[31, 50] = ref[30, 30] + 40.0, ref[31, 50] - 25.0  # gross errors stay in
+    classes = rng.integers(0, 5, ref.shape).astype(np.uint8)
+    classes[:, :3] = 255
+    tr = from_origin(500000.0, 4800100.0, res, res)
+    for name, a in (("pred", pred), ("ref", ref)):
+        write_raster(tmp_path / f"{name}.tif", a, tr, 32631, nodata=float("nan"))
+    write_raster(tmp_path / "classes.tif", classes, tr, 32631, nodata=255)
+    got = compare_files(
+        tmp_path / "pred.tif",
+        tmp_path / "ref.tif",
+        tmp_path / "classes.tif",
+        thresholds=(0.5, 1.0, 3.0),
+        slope_bins=(0, 10, 30, 90),
+        nva_codes=(0, 1, 3),
+        vva_code=2,
+        block_px=block_px,
+    )
+    want = _whole_grid_figures(pred, ref, classes, res, (0, 1, 3))
+    assert got["completeness"] == pytest.approx(want["completeness"], rel=1e-12)
+    _assert_streamed_equal(got["all"], want["all"])
+    assert (
+        set(got["by_class"]) == set(want["by_class"]) == {"ground", "building", "vegetation", "road", "water"}
+    )
+    for name, s in want["by_class"].items():
+        assert got["by_class"][name]["completeness"] == pytest.approx(s.pop("completeness"), rel=1e-12)
+        _assert_streamed_equal({k: v for k, v in got["by_class"][name].items() if k != "completeness"}, s)
+    assert list(got["by_slope"]) == list(want["by_slope"]) == ["0-10deg", "10-30deg", "30-90deg"]
+    for band, s in want["by_slope"].items():
+        _assert_streamed_equal(got["by_slope"][band], s)
+    assert got["nva"]["n_checkpoints"] == want["nva"]["n"]
+    assert got["nva"]["rmse_v_cm"] == round(100 * want["nva"]["rmse"], 2)
+    assert abs(got["nva"]["le90_m"] - want["nva"]["le90"]) <= 0.0005 + 1e-9
+    assert got["vva"]["n"] == want["vva"]["n"] and got["vva"]["rmse_v_cm"] == round(
+        100 * want["vva"]["rmse"], 2
+    )
+
+
+def test_error_accumulator_merges_to_the_union():
+    # partial statistics of separate blocks (or tiles) merge to those of all errors at once, in any order
+    from sat2lod.qualify.stats import ErrorAccumulator
+
+    rng = np.random.default_rng(2)
+    e = np.r_[rng.normal(0.3, 0.5, 5000), rng.standard_cauchy(500), np.nan]
+    whole = ErrorAccumulator((0.5, 1.0))
+    whole.add(e)
+    parts = [ErrorAccumulator((0.5, 1.0)) for _ in range(3)]
+    for p, chunk in zip(parts, np.array_split(e, [1000, 4200]), strict=True):
+        p.add(chunk)
+    merged = ErrorAccumulator((0.5, 1.0))
+    for p in (parts[2], parts[0], ErrorAccumulator((0.5, 1.0)), parts[1]):
+        merged.merge(p)
+    a, b = whole.stats(), merged.stats()
+    assert a.keys() == b.keys() and a["n"] == b["n"] == 5500
+    for k in a:
+        assert b[k] == pytest.approx(a[k], rel=1e-9), k
+    _assert_streamed_equal(a, error_stats(e, (0.5, 1.0)))
+    with pytest.raises(ValueError, match="same qualify parameters"):
+        merged.merge(ErrorAccumulator((0.5,)))
+    assert ErrorAccumulator().stats()["median"] is None
+    # absurd errors (an undeclared float32 nodata) are counted on their side, not wrapped around an int64
+    odd = ErrorAccumulator()
+    odd.add(np.r_[np.zeros(5), np.full(6, 3.4e38)])
+    assert odd.stats()["max_abs"] == 3.4e38 and odd.stats()["median"] > 1e15
+
+
+def test_streamed_resampling_equals_whole_grid(tmp_path):
+    # a product on another grid (offset by a third of a cell, coarser): resampled block by block as on the whole grid
+    from sat2lod.io.raster import open_windows, read_raster
+    from sat2lod.qualify import on_grid
+    from sat2lod.qualify.streamed import block_windows, on_grid_window
+
+    rng = np.random.default_rng(3)
+    src = rng.normal(100, 5, (40, 45)).astype(np.float32)
+    src[10:12, 5:30] = np.nan
+    write_raster(
+        tmp_path / "src.tif", src, from_origin(500000.3, 4800100.2, 0.75, 0.75), 32631, nodata=float("nan")
+    )
+    write_raster(
+        tmp_path / "ref.tif",
+        np.zeros((60, 62), np.float32),
+        from_origin(500000.0, 4800100.0, 0.5, 0.5),
+        32631,
+    )
+    want = on_grid(read_raster(tmp_path / "src.tif", masked_to_nan=True), read_raster(tmp_path / "ref.tif"))
+    got = np.full_like(want, -1.0)
+    with open_windows(tmp_path / "src.tif") as s, open_windows(tmp_path / "ref.tif") as r:
+        for win in block_windows(r.header.shape, 16):
+            rows, cols = win.toslices()
+            got[rows, cols] = on_grid_window(s, r.header, win)
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+    np.testing.assert_allclose(got, want, atol=1e-4)

@@ -226,6 +226,35 @@ def read_cityjson(path: str | os.PathLike[str]) -> dict[str, Any]:
         raise ValueError(f"{path}: not valid JSON ({exc}); delete it and rerun the rule.") from exc
 
 
+def read_city_attributes(path: str | os.PathLike[str]) -> dict[str, dict[str, Any]]:
+    """The attributes of every city object of a CityJSON (``.json``) or CityJSONSeq (``.jsonl``) file, by object
+    id. A CityJSONSeq is read line by line: memory is one feature plus the attributes, not the geometry of the
+    model (a CityJSON file is read whole).
+
+    Raises:
+        FileNotFoundError, ValueError: missing file, or a line / file that is not JSON (naming the file).
+    """
+    path = Path(path)
+    if path.suffix != ".jsonl":
+        return {oid: o.get("attributes", {}) for oid, o in read_cityjson(path).get("CityObjects", {}).items()}
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: file not found; rerun the lod1/lod2 rule that makes it.")
+    out: dict[str, dict[str, Any]] = {}
+    with open(path) as fh:
+        for i, line in enumerate(fh, start=1):
+            if not line.strip():
+                continue
+            try:
+                doc = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise ValueError(
+                    f"{path}: line {i} is not valid JSON ({exc}); delete it and rerun the rule."
+                ) from exc
+            for oid, o in doc.get("CityObjects", {}).items():
+                out[oid] = o.get("attributes", {})
+    return out
+
+
 def write_cityjsonseq(path: str | os.PathLike[str], doc: dict[str, Any]) -> Path:
     """Write a CityJSON document as CityJSONSeq (JSON Lines): a first CityJSON line with metadata and
     transform and no objects, then one CityJSONFeature per building with its own vertex list."""

@@ -185,6 +185,55 @@ def raster_shape(path: str | os.PathLike[str]) -> tuple[int, int, int]:
     return h.count, *h.shape
 
 
+class WindowReader:
+    """An open raster for many windowed reads (streamed statistics, per-object windows): the file is opened
+    once, each :meth:`read` decodes only the blocks under its window. Made by :func:`open_windows`.
+
+    Attributes:
+        header: the file's header (bands, shape, grid, nodata, tags).
+    """
+
+    def __init__(self, ds: Any, path: Path) -> None:
+        self._ds = ds
+        self._path = path
+        self.header = RasterHeader(ds.count, ds.shape, ds.transform, ds.crs, ds.nodata, dict(ds.tags()))
+
+    def read(self, window: rasterio.windows.Window, band: int = 1, masked_to_nan: bool = True) -> Raster:
+        """One band of ``window`` (pixel offsets and size, inside the raster) as a 2-D :class:`Raster` on the
+        window's grid; ``masked_to_nan``: nodata cells become NaN (float32 array).
+
+        Raises:
+            RasterReadError: the file cannot be decoded there, naming it.
+        """
+        try:
+            arr = self._ds.read(band, window=window)
+        except RasterioIOError as exc:
+            raise RasterReadError(
+                f"{self._path}: not a readable raster ({exc}). The file is corrupt or truncated: delete it and "
+                "re-download / regenerate it."
+            ) from exc
+        nodata = self.header.nodata
+        if masked_to_nan:
+            a = arr.astype(np.float32)
+            if nodata is not None and not (isinstance(nodata, float) and np.isnan(nodata)):
+                a[arr == nodata] = np.nan
+            arr, nodata = a, float("nan")
+        return Raster(arr, self._ds.window_transform(window), self.header.crs, nodata, self.header.tags)
+
+
+@contextlib.contextmanager
+def open_windows(path: str | os.PathLike[str], cache_mb: int = 16) -> Iterator[WindowReader]:
+    """A :class:`WindowReader` on ``path`` for the duration of the block; GDAL's block cache is held to
+    ``cache_mb`` meanwhile (its default, 5 % of the RAM, would keep every block read: memory growing with the
+    area streamed).
+
+    Raises:
+        RasterReadError: missing or corrupt file, with the path and a hint.
+    """
+    with rasterio.Env(GDAL_CACHEMAX=int(cache_mb) * 2**20), _open_for_reading(path) as ds:
+        yield WindowReader(ds, Path(path))
+
+
 def write_raster(
     path: str | os.PathLike[str],
     array: np.ndarray,

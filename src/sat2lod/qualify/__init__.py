@@ -20,10 +20,17 @@ on that error. The errors against the mean roof height and against the reference
 synthetic truth's ridge: a percentile block is below it by construction on pitched roofs) are reported beside,
 each with its definition (:data:`LOD1_REFERENCES`). Without a reference DSM and DTM only the ``height`` column
 can be used, and the report says so.
+
+Memory is bounded by a block, not the area: the DSM and DTM comparisons are streamed over ``block_px`` blocks of
+the reference grid (:mod:`sat2lod.qualify.streamed`; mean, std, RMSE, counts and shares exact, median, NMAD, LE90
+and p95 from a histogram of ``histogram_bin_m`` = 1 mm bins, within that of the exact figures:
+:mod:`sat2lod.qualify.stats`), and the LOD1 reference heights read the reference nDSM around each building.
+:func:`compare_heights` and :func:`error_stats` are the whole-array versions (tests, benches, figures).
 """
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import logging
@@ -34,10 +41,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from rasterio.transform import array_bounds
 from rasterio.warp import Resampling, reproject
 
+from sat2lod.grid import same_grid
 from sat2lod.io.jsonio import read_json, write_text
-from sat2lod.io.raster import Raster, read_raster
+from sat2lod.io.raster import Raster, RasterHeader, raster_header
+from sat2lod.qualify.stats import BIN_M
 from sat2lod.schema import defaults
 
 _QUALIFY = defaults("qualify")  # defaults of config section qualify
@@ -55,10 +65,12 @@ class QualifyParams:
     Attributes:
         thresholds_m: the share of cells whose absolute height error exceeds each of these (m) is reported.
         slope_bins_deg: edges of the terrain-slope classes (degrees) of the error breakdown by slope.
+        block_px: side (cells) of the blocks the raster comparisons are streamed in (memory bounded by the block).
     """
 
     thresholds_m: tuple[float, ...] | list[float] = tuple(_QUALIFY["thresholds_m"])
     slope_bins_deg: tuple[float, ...] | list[float] = tuple(_QUALIFY["slope_bins_deg"])
+    block_px: int = _QUALIFY["block_px"]
 
 
 #: class ladder (cm) used to name the class: the smallest value >= RMSE (ASPRS allows any X; these are the
@@ -169,11 +181,7 @@ def on_grid(src: Raster, ref: Raster) -> np.ndarray:
     a = src.array.astype(np.float32)
     if src.nodata is not None and not (isinstance(src.nodata, float) and np.isnan(src.nodata)):
         a = np.where(src.array == src.nodata, np.nan, a)
-    if (
-        src.shape == ref.shape
-        and src.crs == ref.crs
-        and np.allclose(tuple(src.transform)[:6], tuple(ref.transform)[:6])
-    ):
+    if same_grid(src, ref):
         return a
     out = np.full(ref.shape, np.nan, np.float32)
     reproject(
@@ -233,18 +241,9 @@ def compare_heights(
     return out
 
 
-def _nonveg(classes: np.ndarray | None, shape: tuple[int, int], codes: tuple[int, ...]) -> np.ndarray:
-    if classes is None:
-        return np.ones(shape, bool)
-    return np.isin(classes, codes)
-
-
-def _lod_attrs(doc: dict[str, Any]) -> dict[int, dict[str, Any]]:
-    out = {}
-    for oid, o in doc.get("CityObjects", {}).items():
-        if oid.startswith("b") and oid[1:].isdigit():
-            out[int(oid[1:])] = o.get("attributes", {})
-    return out
+def _lod_attrs(attrs: dict[str, dict[str, Any]]) -> dict[int, dict[str, Any]]:
+    """Attributes of the buildings ``b<id>`` by id, from the attributes of a model's objects by object id."""
+    return {int(oid[1:]): a for oid, a in attrs.items() if oid.startswith("b") and oid[1:].isdigit()}
 
 
 #: definitions of the LOD1 reference heights (stated in accuracy.json / accuracy.md)
@@ -269,8 +268,7 @@ def lod1_height_scores(
     ids: list[Any],
     pairs: list[tuple[int, int, float]],
     ref: Any,
-    ref_ndsm: np.ndarray | None = None,
-    ref_transform: Any = None,
+    ref_ndsm: Any = None,
 ) -> dict[str, Any]:
     """LOD1 block height errors (m, product - reference) of the matched buildings, against three reference
     heights (:data:`LOD1_REFERENCES`).
@@ -280,8 +278,10 @@ def lod1_height_scores(
         ids: product building ids, indexed like the predictions of ``pairs``.
         pairs: matches (i_pred, i_ref, IoU) from :func:`sat2lod.lod.metrics.match`.
         ref: reference buildings (GeoDataFrame, optional ``height`` column in m above ground).
-        ref_ndsm: (H, W) reference nDSM (m, NaN nodata) on the grid ``ref_transform`` in the footprints' CRS;
-            without it only the error against ``height`` is computed, and it is then the headline error.
+        ref_ndsm: the reference nDSM in the footprints' CRS, read around each reference footprint
+            (:class:`sat2lod.qualify.streamed.NdsmWindows`: ``around(bounds) -> (array m NaN nodata, transform)``,
+            never the whole grid); without it only the error against ``height`` is computed, and it is then the
+            headline error.
 
     Returns:
         dict with ``n``, ``height_error`` (the target's error), ``height_error_vs_mean_roof``,
@@ -300,10 +300,9 @@ def lod1_height_scores(
         if ref_ndsm is not None:
             poly = ref.geometry.iloc[j]
             buf = float(a.get("edge_buffer_m", LOD1_EDGE_BUFFER_M))
-            like.append(
-                h - block_height(poly, ref_ndsm, ref_transform, float(a.get("roof_percentile", 90.0)), buf)
-            )
-            v = pixels_in(poly, ref_ndsm, ref_transform, buffer_m=buf)[2]
+            ndsm, tr = ref_ndsm.around(poly.bounds)
+            like.append(h - block_height(poly, ndsm, tr, float(a.get("roof_percentile", 90.0)), buf))
+            v = pixels_in(poly, ndsm, tr, buffer_m=buf)[2]
             v = v[np.isfinite(v)]
             mean_roof.append(h - float(v.mean()) if len(v) else float("nan"))
     th = (0.5, 1.0, 3.0)
@@ -326,10 +325,9 @@ def lod1_height_scores(
 def building_scores(
     footprints: Any,
     ref: Any,
-    lod1: dict[str, Any] | None,
-    lod2: dict[str, Any] | None,
-    ref_ndsm: np.ndarray | None = None,
-    ref_transform: Any = None,
+    lod1: dict[str, dict[str, Any]] | None,
+    lod2: dict[str, dict[str, Any]] | None,
+    ref_ndsm: Any = None,
 ) -> dict[str, Any]:
     """Footprint metrics and LOD1/LOD2 height and roof-type scores against reference buildings.
 
@@ -337,9 +335,10 @@ def building_scores(
         footprints: GeoDataFrame with ``id`` and polygons (rule lod0).
         ref: GeoDataFrame of reference buildings; optional columns ``height`` (m above ground, for LOD1),
             ``ridge_height``, ``eave_height`` (m above ground) and ``roof_type`` (for LOD2).
-        lod1, lod2: CityJSON dicts (objects ``b<id>`` with the attributes written by sat2lod.lod) or None.
-        ref_ndsm, ref_transform: reference nDSM (H x W, m, NaN nodata) and its grid, in the footprints' CRS;
-            when given, LOD1 heights are compared like for like (:func:`lod1_height_scores`).
+        lod1, lod2: attributes of the models' objects by object id (``b<id>``, the attributes written by sat2lod.lod;
+            :func:`sat2lod.io.cityjson.read_city_attributes`) or None.
+        ref_ndsm: the reference nDSM read per footprint (:class:`sat2lod.qualify.streamed.NdsmWindows`), in the
+            footprints' CRS; when given, LOD1 heights are compared like for like (:func:`lod1_height_scores`).
     """
     from sat2lod.lod.metrics import footprint_scores, match, shared_wall_scores
 
@@ -352,7 +351,7 @@ def building_scores(
     pairs = match(pred, refp)
     ids = list(footprints["id"])
     if lod1 is not None and ("height" in ref.columns or ref_ndsm is not None):
-        out["lod1"] = lod1_height_scores(_lod_attrs(lod1), ids, pairs, ref, ref_ndsm, ref_transform)
+        out["lod1"] = lod1_height_scores(_lod_attrs(lod1), ids, pairs, ref, ref_ndsm)
     if lod2 is not None and "roof_type" in ref.columns:
         a2 = _lod_attrs(lod2)
         got = [(a2[ids[i]], ref.iloc[j]) for i, j, _ in pairs if ids[i] in a2]
@@ -399,14 +398,17 @@ def _targets(res: dict[str, Any]) -> dict[str, Any]:
 
 
 def product_summary(
-    dsm: Raster, footprints: PathLike | None, lod1: PathLike | None, lod2: PathLike | None
+    dsm: RasterHeader,
+    footprints: PathLike | None,
+    lod1: dict[str, dict[str, Any]] | None,
+    lod2: dict[str, dict[str, Any]] | None,
 ) -> dict[str, Any]:
-    """What the chain made, reference or not: footprint count and area (m², and as a fraction of the DSM's
-    extent), building counts of the LOD1 / LOD2 models. Zero buildings is a valid result and is said so."""
-    from sat2lod.io.cityjson import read_cityjson
+    """What the chain made, reference or not: footprint count and area (m², and as a fraction of the extent of
+    the DSM, whose header is ``dsm``), building counts of the LOD1 / LOD2 models (``lod1``, ``lod2``: their
+    objects' attributes by id). Zero buildings is a valid result and is said so."""
     from sat2lod.io.vector import read_vector
 
-    left, bottom, right, top = dsm.bounds
+    left, bottom, right, top = array_bounds(*dsm.shape, dsm.transform)
     out: dict[str, Any] = {"scene_area_m2": round(float((right - left) * (top - bottom)), 1)}
     if footprints:
         fp = read_vector(footprints)
@@ -416,9 +418,9 @@ def product_summary(
             "footprint_area_m2": round(area, 1),
             "footprint_area_fraction": area / out["scene_area_m2"] if out["scene_area_m2"] > 0 else None,
         }
-    for key, path in (("lod1_buildings", lod1), ("lod2_buildings", lod2)):
-        if path:
-            out[key] = len(read_cityjson(path).get("CityObjects", {}))
+    for key, model in (("lod1_buildings", lod1), ("lod2_buildings", lod2)):
+        if model is not None:
+            out[key] = len(model)
     if out.get("footprints") == 0:
         out["note"] = "no building found in the scene: the building products are valid and empty"
     return out
@@ -447,8 +449,9 @@ def qualify(
     Raises:
         ValueError: no reference at all (name the config keys to set).
     """
-    from sat2lod.io.cityjson import read_cityjson
+    from sat2lod.io.cityjson import read_city_attributes
     from sat2lod.io.vector import read_vector
+    from sat2lod.qualify.streamed import NdsmWindows, compare_files, valid_fraction
 
     prm = QualifyParams(**params)
     thresholds_m, slope_bins_deg = list(prm.thresholds_m), list(prm.slope_bins_deg)
@@ -461,77 +464,64 @@ def qualify(
         },
         "standard": "ASPRS Positional Accuracy Standards, Edition 2 (2023); classes by RMSE",
         "outliers_removed": 0,
+        # median, NMAD, LE90, p95 come from a histogram of this bin (streamed): within it of the exact figures
+        "histogram_bin_m": BIN_M,
     }
     if not any((ref_dsm, ref_dtm, ref_buildings)):
         log.warning(
             "no reference given: only product summaries are reported (set qualify.reference_dsm, "
             "qualify.reference_dtm or qualify.reference_buildings for real data)"
         )
-    d = read_raster(dsm, masked_to_nan=True)
+    d = raster_header(dsm)
     res["vertical_datum"] = d.tags.get("VERTICAL_DATUM", "unknown")
-    res["dsm_valid_fraction"] = float(np.isfinite(d.array).mean())
-    res["products"] = product_summary(d, footprints, lod1, lod2)
-    classes = None
-    ref_ndsm, ref_transform, ref_crs = None, None, None
+    res["dsm_valid_fraction"] = valid_fraction(dsm, prm.block_px)
+    # the models' attributes only (a CityJSONSeq is read feature by feature): not their geometry
+    lod1_attrs = read_city_attributes(lod1) if lod1 else None
+    lod2_attrs = read_city_attributes(lod2) if lod2 else None
+    res["products"] = product_summary(d, footprints, lod1_attrs, lod2_attrs)
+    # the class raster serves a comparison whose reference grid has its shape (as the reference DSM's)
+    classes_shape = raster_header(ref_classes).shape if ref_dsm and ref_classes else None
+    compare = {
+        "thresholds": tuple(thresholds_m),
+        "slope_bins": tuple(slope_bins_deg),
+        "block_px": prm.block_px,
+    }
     if ref_dsm:
-        r = read_raster(ref_dsm, masked_to_nan=True)
-        ref_transform, ref_crs = r.transform, r.crs
-        if ref_dtm:  # reference nDSM on the reference DSM grid: reference heights of the LOD1 blocks
-            ref_ndsm = r.array.astype(np.float32) - on_grid(read_raster(ref_dtm, masked_to_nan=True), r)
-        if ref_classes:
-            c = read_raster(ref_classes)
-            classes = c.array if c.shape == r.shape else None
-        pred = on_grid(d, r)
-        res["dsm"] = compare_heights(
-            pred, r.array.astype(np.float32), classes, abs(r.transform.a), thresholds_m, slope_bins_deg
+        same = classes_shape == raster_header(ref_dsm).shape
+        res["dsm"] = compare_files(
+            dsm, ref_dsm, ref_classes if same else None, nva_codes=(0, 1, 3), vva_code=2, **compare
         )
-        nonveg = _nonveg(classes, r.shape, (0, 1, 3)) & np.isfinite(r.array) & np.isfinite(pred)
-        e = (pred - r.array)[nonveg]
-        res["dsm"]["nva"] = asprs_vertical_class(
-            float(np.sqrt(np.mean(e**2))) if e.size else None, int(e.size)
-        )
-        res["dsm"]["nva"]["le90_m"] = float(np.percentile(np.abs(e), 90)) if e.size else None
-        if classes is not None:
-            v = (pred - r.array)[(classes == 2) & np.isfinite(pred) & np.isfinite(r.array)]
-            res["dsm"]["vva"] = {
-                "rmse_v_cm": round(float(np.sqrt(np.mean(v**2))) * 100, 2) if v.size else None,
-                "n": int(v.size),
-                "note": "as found (no pass/fail in ASPRS Ed. 2)",
-            }
     if ref_dtm and dtm:
-        r = read_raster(ref_dtm, masked_to_nan=True)
-        t = read_raster(dtm, masked_to_nan=True)
-        pred = on_grid(t, r)
-        cls = classes if classes is not None and classes.shape == r.shape else None
-        res["dtm"] = compare_heights(
-            pred, r.array.astype(np.float32), cls, abs(r.transform.a), thresholds_m, slope_bins_deg
-        )
+        same = classes_shape == raster_header(ref_dtm).shape
         # DTM NVA on open ground (ground + road): where the terrain is seen, not interpolated under objects
-        ground = _nonveg(cls, r.shape, (0, 3)) & np.isfinite(r.array) & np.isfinite(pred)
-        e = (pred - r.array)[ground]
-        res["dtm"]["nva"] = asprs_vertical_class(
-            float(np.sqrt(np.mean(e**2))) if e.size else None, int(e.size)
+        res["dtm"] = compare_files(
+            dtm, ref_dtm, ref_classes if same else None, nva_codes=(0, 3), vva_code=None, **compare
         )
-        res["dtm"]["nva"]["le90_m"] = float(np.percentile(np.abs(e), 90)) if e.size else None
     if footprints and ref_buildings:
         fp = read_vector(footprints)
         rb = read_vector(ref_buildings)
-        if ref_ndsm is not None and fp.crs is not None and ref_crs is not None and fp.crs != ref_crs:
-            log.warning(
-                "reference DSM CRS differs from the footprints' CRS: LOD1 heights are compared with the "
-                "reference 'height' column only"
+        with contextlib.ExitStack() as stack:
+            ref_ndsm = stack.enter_context(NdsmWindows(ref_dsm, ref_dtm)) if ref_dsm and ref_dtm else None
+            if (
+                ref_ndsm is not None
+                and fp.crs is not None
+                and ref_ndsm.crs is not None
+                and fp.crs != ref_ndsm.crs
+            ):
+                log.warning(
+                    "reference DSM CRS differs from the footprints' CRS: LOD1 heights are compared with the "
+                    "reference 'height' column only"
+                )
+                ref_ndsm = (
+                    None  # the reference buildings are compared in the footprints' CRS, the nDSM grid is not
+                )
+            res["buildings"] = building_scores(
+                fp,
+                rb,
+                lod1_attrs,
+                lod2_attrs,
+                ref_ndsm,
             )
-            ref_ndsm = (
-                None  # the reference buildings are compared in the footprints' CRS, the nDSM grid is not
-            )
-        res["buildings"] = building_scores(
-            fp,
-            rb,
-            read_cityjson(lod1) if lod1 else None,
-            read_cityjson(lod2) if lod2 else None,
-            ref_ndsm,
-            ref_transform,
-        )
     res["targets"] = _targets(res)
     write_text(out_json, json.dumps(_clean(res), indent=2))
     write_text(out_md, accuracy_markdown(res))
