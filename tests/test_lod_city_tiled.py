@@ -14,7 +14,7 @@ from sat2lod.grid import grid_for_bounds
 from sat2lod.io.cityjson import validate_cityjson
 from sat2lod.io.jsonio import write_json
 from sat2lod.io.raster import write_raster
-from sat2lod.io.vector import read_vector
+from sat2lod.io.vector import read_vector, write_vector
 from sat2lod.lod.pipeline import run_lod0, run_lod1, run_lod2
 from sat2lod.lod.tiled import read_ownership
 from sat2lod.lod.tiled_city import lod1_tile, lod2_noise_tile, lod2_scene, lod2_tile, merge_city
@@ -173,3 +173,18 @@ def test_merge_refuses_tiles_of_another_grid(scene, tmp_path):
     with pytest.raises(ValueError, match="b.jsonl: its transform differs"):
         merge_city([tmp_path / "a.jsonl", tmp_path / "b.jsonl"], tmp_path / "c.json", title="x")
     assert not (tmp_path / "c.json").exists()
+
+
+def test_a_city_of_no_building_merges_as_the_untiled_one(scene, tmp_path):
+    d = scene
+    fp = read_vector(d / "fp.gpkg")
+    write_vector(tmp_path / "none.gpkg", fp.iloc[:0], layer="footprints")
+    run_lod1(tmp_path / "none.gpkg", d / "dtm.tif", d / "ndsm.tif", tmp_path / "ref.json", title="T1")
+    tiles, ids = _tiles(d, 80.0)
+    parts = [tmp_path / f"{t}.jsonl" for t in ids]
+    for t, p in zip(ids, parts):
+        assert lod1_tile(tmp_path / "none.gpkg", d / "dtm.tif", d / "ndsm.tif", tiles, t, p) == 0
+    assert merge_city(parts, tmp_path / "m.json", title="T1") == 0
+    got = json.loads((tmp_path / "m.json").read_text())
+    assert validate_cityjson(got) == [] and "geographicalExtent" not in got["metadata"]
+    assert (tmp_path / "m.json").read_bytes() == (tmp_path / "ref.json").read_bytes()
