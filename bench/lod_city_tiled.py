@@ -24,7 +24,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from measure import REPO, run_measured  # noqa: E402
+from measure import REPO, run_measured
 
 
 def _py(code: str) -> list[str]:
