@@ -31,10 +31,18 @@ def _py(code: str) -> list[str]:
     return [sys.executable, "-c", code]
 
 
+def _lit(v: object) -> str:
+    """Python literal of an argument (paths as strings)."""
+    if isinstance(v, Path):
+        return repr(str(v))
+    if isinstance(v, list):
+        return "[" + ", ".join(_lit(x) for x in v) + "]"
+    return repr(v)
+
+
 def _call(fn: str, module: str, *args: object, **kw: object) -> dict:
-    a = ", ".join([*(repr(str(x)) if isinstance(x, Path) else repr(x) for x in args)])
-    k = ", ".join(f"{n}={str(v)!r}" if isinstance(v, Path) else f"{n}={v!r}" for n, v in kw.items())
-    return run_measured(_py(f"from {module} import {fn}; {fn}({', '.join(x for x in (a, k) if x)})"))
+    a = [_lit(x) for x in args] + [f"{n}={_lit(v)}" for n, v in kw.items()]
+    return run_measured(_py(f"from {module} import {fn}; {fn}({', '.join(a)})"))
 
 
 def _jobs(jobs: list[dict]) -> dict:
