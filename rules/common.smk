@@ -73,14 +73,22 @@ def benchmark_files(wildcards):
     """
     aoi = wildcards.aoi
     names = ["synth_city", "acquire", "tiles", "mosaic_dsm", "dtm", "ortho", "segment"]
-    names += ["ortho_gains"]
+    names += ["ortho_gains", "lod2_scene"]
     names += ["lod0", "lod1", "lod2", "qualify"]
     if config["source"]["kind"] != "synthetic":
         names.remove("synth_city")
     files = [f"benchmarks/{r}/{aoi}.tsv" for r in names if rules.has(r)]
     if rules.has("segment_range") and config["segmentation"]["method"] == "unet":
         files.append(f"benchmarks/segment_range/{aoi}.tsv")
-    for per_tile in ("stereo_tile", "ortho_tile", "segment_tile", "lod0_tile"):
+    for per_tile in (
+        "stereo_tile",
+        "ortho_tile",
+        "segment_tile",
+        "lod0_tile",
+        "lod1_tile",
+        "lod2_noise_tile",
+        "lod2_tile",
+    ):
         if rules.has("tiles") and rules.has(per_tile):
             files += [
                 f"benchmarks/{per_tile}/{aoi}/{t}.tsv" for t in tile_ids(wildcards)

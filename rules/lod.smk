@@ -1,6 +1,9 @@
 # Building models: LOD0 footprints (regularized, shared walls kept), LOD1 blocks, LOD2 roofs (sat2lod.lod).
 # LOD0 runs per tile (each group of touching buildings made whole by the tile owning it, sat2lod.lod.tiled), then
-# one job numbers and writes the footprints.
+# one job numbers and writes the footprints. LOD1 and LOD2 run per tile too (each footprint modelled by the tile
+# holding its representative point, from a window of the rasters around it, sat2lod.lod.tiled_city), then one job
+# streams the tiles' CityJSONSeq into the city model; LOD2 first estimates its scene-level roof parameters (DSM
+# noise per tile, merged with the edge ramp's calibration on <= 400 roofs in rule lod2_scene).
 
 # a lod0_tile job: ~150 bytes per cell of its window (core + 2 halos; lod0 over the whole AOI measured 147 bytes
 # per cell, issue 16) + ~400 MB of interpreter and libraries
@@ -70,11 +73,54 @@ rule lod0:
         "../scripts/lod0.py"
 
 
-rule lod1:
+# a lod1_tile / lod2_noise_tile / lod2_tile job reads its rasters over the window of the footprints it owns: the
+# tile's core, the buildings reaching past it (up to a group of touching buildings: lod.tile_halo_m, as lod0_tile)
+# and the ground ring; LOD1 holds 2 float32 rasters (DTM, nDSM), LOD2 3 (DSM, DTM, ortho brightness) and the roof
+# fits' temporaries: ~40 / ~80 bytes per cell + ~400 MB of interpreter and libraries
+LOD_WINDOW_CELLS = (
+    (config["tiling"]["tile_size_m"] + 2 * config["lod"]["tile_halo_m"])
+    / config["output"]["resolution_m"]
+) ** 2
+LOD1_TILE_MB = int(400 + 40e-6 * LOD_WINDOW_CELLS)
+LOD2_TILE_MB = int(400 + 80e-6 * LOD_WINDOW_CELLS)
+# minutes per tile (lod2: ~0.2 s per roof fit, a tile of 300 m holds a few hundred buildings in a dense city)
+LOD_TILE_MIN = max(10, int(20 * (config["tiling"]["tile_size_m"] / 300.0) ** 2))
+
+
+rule lod1_tile:
     input:
         footprints="results/lod0/{aoi}/footprints.gpkg",
         dtm="results/terrain/{aoi}/dtm.tif",
         ndsm="results/terrain/{aoi}/ndsm.tif",
+        tiles="results/tiles/{aoi}/tiles.geojson",
+    output:
+        part=temp("results/lod1/{aoi}/tiles/{tile}.jsonl"),
+    log:
+        "logs/lod1_tile/{aoi}/{tile}.log",
+    benchmark:
+        "benchmarks/lod1_tile/{aoi}/{tile}.tsv"
+    conda:
+        "../envs/lod.yaml"
+    threads: 1
+    resources:
+        # a building group larger than the halo widens the window: more on a retry
+        mem_mb=lambda wildcards, attempt: attempt * LOD1_TILE_MB,
+        runtime=lambda wildcards, attempt: attempt * LOD_TILE_MIN,
+    params:
+        # the whole section: every key is a field of sat2lod.lod.pipeline.LodParams
+        lod=config["lod"],
+    script:
+        "../scripts/lod1_tile.py"
+
+
+rule lod1:
+    input:
+        # every tile of the tiling checkpoint
+        parts=lambda wildcards: expand(
+            "results/lod1/{aoi}/tiles/{tile}.jsonl",
+            aoi=wildcards.aoi,
+            tile=tile_ids(wildcards),
+        ),
     output:
         city="results/lod1/{aoi}/city.json",
         seq="results/lod1/{aoi}/city.jsonl",
@@ -86,23 +132,109 @@ rule lod1:
         "../envs/lod.yaml"
     threads: 1
     resources:
-        mem_mb=lambda wildcards, attempt: 2000 * attempt,
-        runtime=lambda wildcards, attempt: 20 * attempt,
+        # streams one building at a time; holds the index of the distinct vertices (~150 bytes each, ~30 per
+        # building) and of the features (~100 bytes each), no raster
+        mem_mb=lambda wildcards, attempt: 1000 * attempt,
+        runtime=lambda wildcards, attempt: 10 * attempt,
     params:
-        # the whole section: every key is a field of sat2lod.lod.pipeline.LodParams
-        lod=config["lod"],
         title=lambda wildcards: f"sat2lod LoD1.2 {wildcards.aoi}",
     script:
         "../scripts/lod1.py"
 
 
-rule lod2:
+rule lod2_noise_tile:
+    input:
+        footprints="results/lod0/{aoi}/footprints.gpkg",
+        dsm="results/mosaic/{aoi}/dsm.tif",
+        tiles="results/tiles/{aoi}/tiles.geojson",
+    output:
+        noise=temp("results/lod2/{aoi}/tiles/{tile}.noise.json"),
+    log:
+        "logs/lod2_noise_tile/{aoi}/{tile}.log",
+    benchmark:
+        "benchmarks/lod2_noise_tile/{aoi}/{tile}.tsv"
+    conda:
+        "../envs/lod.yaml"
+    threads: 1
+    resources:
+        mem_mb=lambda wildcards, attempt: attempt * LOD1_TILE_MB,
+        runtime=lambda wildcards, attempt: attempt * LOD_TILE_MIN,
+    params:
+        # the whole section: every key is a field of sat2lod.lod.pipeline.LodParams
+        lod=config["lod"],
+    script:
+        "../scripts/lod2_noise_tile.py"
+
+
+rule lod2_scene:
+    input:
+        noise=lambda wildcards: expand(
+            "results/lod2/{aoi}/tiles/{tile}.noise.json",
+            aoi=wildcards.aoi,
+            tile=tile_ids(wildcards),
+        ),
+        footprints="results/lod0/{aoi}/footprints.gpkg",
+        dsm="results/mosaic/{aoi}/dsm.tif",
+        dtm="results/terrain/{aoi}/dtm.tif",
+        ortho="results/ortho/{aoi}/ortho.tif",
+    output:
+        scene="results/lod2/{aoi}/scene.json",
+    log:
+        "logs/lod2_scene/{aoi}.log",
+    benchmark:
+        "benchmarks/lod2_scene/{aoi}.tsv"
+    conda:
+        "../envs/lod.yaml"
+    threads: 1
+    resources:
+        # the footprints (vectors, ~1 KB per building) and one building's window at a time; the edge ramp is
+        # calibrated on at most 400 roofs, whatever the AOI
+        mem_mb=lambda wildcards, attempt: 1000 * attempt,
+        runtime=lambda wildcards, attempt: 20 * attempt,
+    params:
+        # the whole section: every key is a field of sat2lod.lod.pipeline.LodParams
+        lod=config["lod"],
+    script:
+        "../scripts/lod2_scene.py"
+
+
+rule lod2_tile:
     input:
         footprints="results/lod0/{aoi}/footprints.gpkg",
         dsm="results/mosaic/{aoi}/dsm.tif",
         dtm="results/terrain/{aoi}/dtm.tif",
         # roof face brightness: a second cue for the roof type (lod.roof_ortho_min_gain)
         ortho="results/ortho/{aoi}/ortho.tif",
+        tiles="results/tiles/{aoi}/tiles.geojson",
+        scene="results/lod2/{aoi}/scene.json",
+    output:
+        part=temp("results/lod2/{aoi}/tiles/{tile}.jsonl"),
+    log:
+        "logs/lod2_tile/{aoi}/{tile}.log",
+    benchmark:
+        "benchmarks/lod2_tile/{aoi}/{tile}.tsv"
+    conda:
+        "../envs/lod.yaml"
+    threads: 1
+    resources:
+        # a building group larger than the halo widens the window: more on a retry
+        mem_mb=lambda wildcards, attempt: attempt * LOD2_TILE_MB,
+        runtime=lambda wildcards, attempt: attempt * 2 * LOD_TILE_MIN,
+    params:
+        # the whole section: every key is a field of sat2lod.lod.pipeline.LodParams
+        lod=config["lod"],
+    script:
+        "../scripts/lod2_tile.py"
+
+
+rule lod2:
+    input:
+        # every tile of the tiling checkpoint
+        parts=lambda wildcards: expand(
+            "results/lod2/{aoi}/tiles/{tile}.jsonl",
+            aoi=wildcards.aoi,
+            tile=tile_ids(wildcards),
+        ),
     output:
         city="results/lod2/{aoi}/city.json",
         seq="results/lod2/{aoi}/city.jsonl",
@@ -115,11 +247,11 @@ rule lod2:
         "../envs/lod.yaml"
     threads: 1
     resources:
-        mem_mb=lambda wildcards, attempt: 3000 * attempt,
-        runtime=lambda wildcards, attempt: 30 * attempt,
+        # streams one building at a time; holds the index of the distinct vertices (~150 bytes each) and of
+        # the features (~100 bytes each), no raster
+        mem_mb=lambda wildcards, attempt: 1000 * attempt,
+        runtime=lambda wildcards, attempt: 10 * attempt,
     params:
-        # the whole section: every key is a field of sat2lod.lod.pipeline.LodParams
-        lod=config["lod"],
         title=lambda wildcards: f"sat2lod LoD2.2 {wildcards.aoi}",
     script:
         "../scripts/lod2.py"

@@ -12,8 +12,14 @@ from shapely.geometry import box
 from cityjson_schema import official_schemas, schema_errors
 from sat2lod.io.cityjson import (
     CityBuilding,
+    CityWriter,
+    city_features,
     city_model,
+    grid_translate,
+    iter_seq_features,
     read_cityjson,
+    read_seq_header,
+    seq_header,
     validate_cityjson,
     write_cityjson,
     write_cityjsonseq,
@@ -138,3 +144,40 @@ def test_official_schema_and_own_validator_reject_the_same_errors(mutate):
     doc = copy.deepcopy(city_model(_buildings(), 32631, "WGS84 ellipsoid", "test"))
     mutate(doc)
     assert schema_errors(city, doc) and validate_cityjson(doc)
+
+
+def test_city_writer_streams_the_documents_files(tmp_path):
+    """Features added one by one give write_cityjson's file byte for byte (vertices shared again across
+    features); an error inside the block leaves no file."""
+    doc = city_model(_buildings(), 32631, "WGS84 ellipsoid", "test", translate=grid_translate(-5.0, -5.0))
+    assert doc["transform"]["translate"] == [-5.0, -5.0, 0.0] and min(min(v) for v in doc["vertices"]) >= 0
+    with CityWriter(doc, tmp_path / "w.json", tmp_path / "w.jsonl") as w:
+        for f in city_features(doc):
+            w.add(f)
+    assert (tmp_path / "w.json").read_bytes() == write_cityjson(tmp_path / "c.json", doc).read_bytes()
+    assert (tmp_path / "w.jsonl").read_bytes() == write_cityjsonseq(tmp_path / "c.jsonl", doc).read_bytes()
+    with (
+        pytest.raises(RuntimeError, match="stop"),
+        CityWriter(doc, tmp_path / "x.json", obj=tmp_path / "x.obj") as w,
+    ):
+        w.add(next(city_features(doc)))
+        raise RuntimeError("stop")
+    assert not list(tmp_path.glob("x.*")) and not list(tmp_path.glob(".x.*"))
+
+
+def test_seq_features_in_key_order_with_few_open_files(tmp_path):
+    """Features of several CityJSONSeq files come in key order, whatever the file, with one file open."""
+    doc = city_model(_buildings() * 3, 32631, "e", "t")  # ids b1 b2 b1 b2 ...: renamed below
+    feats = list(city_features(doc))
+    paths = []
+    for k, ids in enumerate([(5, 1), (2, 4), (3, 6)]):
+        lines = [json.dumps(seq_header(doc))]
+        lines += [json.dumps(dict(feats[0], id=f"b{i}")) for i in ids]
+        paths.append(tmp_path / f"{k}.jsonl")
+        paths[-1].write_text("\n".join(lines) + "\n")
+    got = [f["id"] for f in iter_seq_features(paths, key=lambda i: int(i[1:]), max_open=1)]
+    assert got == ["b1", "b2", "b3", "b4", "b5", "b6"]
+    assert read_seq_header(paths[0])["metadata"] == doc["metadata"]
+    paths[1].write_text(paths[1].read_text() + "not json\n")
+    with pytest.raises(ValueError, match="1.jsonl: a line is not JSON"):
+        list(iter_seq_features(paths, key=str))

@@ -485,10 +485,12 @@ def test_tiny_sat2lod_chain_through_kubernetes_api(tmp_path: Path, s3_endpoint: 
     assert n_tiles > 1 and rules.pop("stereo_tile") == n_tiles, rules
     assert rules.pop("segment_tile") == n_tiles and rules.pop("lod0_tile") == n_tiles, rules
     assert rules.pop("ortho_tile") == n_tiles, rules
+    for per_tile in ("lod1_tile", "lod2_noise_tile", "lod2_tile"):
+        assert rules.pop(per_tile) == n_tiles, rules
     assert rules == dict.fromkeys(
         ["synth_city", "train_segmenter", "tiles", "mosaic_dsm", "dtm", "ortho_gains", "ortho"]
         + ["segment_range", "segment"]
-        + ["lod0", "lod1", "lod2", "qualify", "figures"],
+        + ["lod0", "lod1", "lod2_scene", "lod2", "qualify", "figures"],
         1,
     ), rules
     assert not (launch / "results" / "mosaic").exists(), "outputs must go to S3, not to the launch directory"

@@ -17,12 +17,17 @@ known surface ``type`` and ``values`` of the boundaries' shape with indices insi
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
+import tempfile
+from collections import OrderedDict
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from types import TracebackType
+from typing import Any, Self
 
 import numpy as np
 
@@ -168,32 +173,31 @@ def _extent(buildings: list[CityBuilding]) -> np.ndarray:
     return np.concatenate([pts.min(axis=0), pts.max(axis=0)])
 
 
-def city_model(
-    buildings: list[CityBuilding],
+def grid_translate(west: float, south: float) -> tuple[int, int, int]:
+    """A fixed ``transform.translate`` (integer millimetres): the west-south corner of the AOI's grid, z 0.
+
+    Chosen from the grid, not from the buildings, so that every tile of one AOI writes its vertices on the same
+    integers and the per-tile sequences merge exactly (:class:`CityWriter`)."""
+    return round(west / SCALE), round(south / SCALE), 0
+
+
+def city_header(
     epsg: int,
     vertical_datum: str,
     title: str,
+    translate: tuple[int, int, int],
+    extent: list[float] | None = None,
     reference_date: str | None = None,
 ) -> dict[str, Any]:
-    """A CityJSON 2.0 document (dict) with all buildings, vertices shared, transform at 1 mm.
-
-    ``vertical_datum`` (e.g. "WGS84 ellipsoid") is stated in ``metadata.title`` and as the attribute
-    ``height_reference`` of every building.
-    """
-    ext = _extent(buildings)
-    translate = ext[:3].copy()
-    index: dict[tuple[int, int, int], int] = {}
-    objs = {}
-    for b in buildings:
-        attrs = {**b.attributes, "height_reference": vertical_datum}
-        objs[b.id] = {"type": "Building", "attributes": attrs, "geometry": [_geometry(b, index, translate)]}
-    verts = [list(k) for k in index]
+    """The members of a CityJSON 2.0 document but its objects and vertices: type, version, transform (1 mm,
+    ``translate`` in integer millimetres), metadata (``extent``: geographicalExtent in metres, None for a
+    model of no building; ``vertical_datum`` stated in the title)."""
     # CityJSON 2.0 metadata takes only its 6 members and an EPSG URL names no vertical datum for ellipsoidal
     # heights over a projected CRS: the datum goes in the title (read by people) and in every building's
     # attributes (read by programs; attributes are free in the schema)
     meta: dict[str, Any] = {"referenceSystem": epsg_url(epsg)}
-    if buildings:  # a model of no building (a scene without any) has no extent
-        meta["geographicalExtent"] = [float(v) * SCALE for v in ext]
+    if extent is not None:  # a model of no building (a scene without any) has no extent
+        meta["geographicalExtent"] = list(extent)
     meta["title"] = f"{title} (heights in metres above the {vertical_datum})"
     if reference_date:
         meta["referenceDate"] = reference_date
@@ -202,9 +206,50 @@ def city_model(
         "version": VERSION,
         "transform": {"scale": [SCALE] * 3, "translate": [float(v) * SCALE for v in translate]},
         "metadata": meta,
-        "CityObjects": objs,
-        "vertices": verts,
     }
+
+
+def header_datum(header: dict[str, Any]) -> str:
+    """The vertical datum a :func:`city_header` states in its title."""
+    m = re.search(r"\(heights in metres above the (.*)\)$", str(header.get("metadata", {}).get("title", "")))
+    if m is None:
+        raise ValueError("the CityJSON title states no vertical datum ('(heights in metres above the ...)')")
+    return m.group(1)
+
+
+def header_epsg(header: dict[str, Any]) -> int:
+    """The EPSG code of a CityJSON header's ``metadata.referenceSystem`` (:func:`epsg_url`)."""
+    url = str(header.get("metadata", {}).get("referenceSystem", ""))
+    m = re.fullmatch(r"https?://www.opengis.net/def/crs/EPSG/0/(\d+)", url)
+    if m is None:
+        raise ValueError(f"referenceSystem {url!r} is not an EPSG CRS URL")
+    return int(m.group(1))
+
+
+def city_model(
+    buildings: list[CityBuilding],
+    epsg: int,
+    vertical_datum: str,
+    title: str,
+    reference_date: str | None = None,
+    translate: tuple[int, int, int] | None = None,
+) -> dict[str, Any]:
+    """A CityJSON 2.0 document (dict) with all buildings, vertices shared, transform at 1 mm.
+
+    ``vertical_datum`` (e.g. "WGS84 ellipsoid") is stated in ``metadata.title`` and as the attribute
+    ``height_reference`` of every building. ``translate``: integer millimetres (:func:`grid_translate`);
+    None = the buildings' lowest corner.
+    """
+    ext = _extent(buildings)
+    tr = np.asarray(ext[:3] if translate is None else translate, np.int64)
+    index: dict[tuple[int, int, int], int] = {}
+    objs = {}
+    for b in buildings:
+        attrs = {**b.attributes, "height_reference": vertical_datum}
+        objs[b.id] = {"type": "Building", "attributes": attrs, "geometry": [_geometry(b, index, tr)]}
+    extent = [float(v) * SCALE for v in ext] if buildings else None
+    doc = city_header(epsg, vertical_datum, title, tuple(int(v) for v in tr), extent, reference_date)
+    return {**doc, "CityObjects": objs, "vertices": [list(k) for k in index]}
 
 
 def write_cityjson(path: str | os.PathLike[str], doc: dict[str, Any]) -> Path:
@@ -255,24 +300,92 @@ def read_city_attributes(path: str | os.PathLike[str]) -> dict[str, dict[str, An
     return out
 
 
+def city_features(doc: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """The CityJSONFeatures of a CityJSON document, one per CityObject in order, each with its own vertex list
+    (in order of first use; integers of the document's transform)."""
+    verts = doc["vertices"]
+    for oid, obj in doc["CityObjects"].items():
+        local: dict[int, int] = {}
+        o = dict(obj)
+        o["geometry"] = [dict(g, boundaries=_remap(g["boundaries"], local)) for g in obj["geometry"]]
+        fv = [verts[i] for i in sorted(local, key=local.get)]  # type: ignore[arg-type]
+        yield {"type": "CityJSONFeature", "id": oid, "CityObjects": {oid: o}, "vertices": fv}
+
+
+def seq_header(doc: dict[str, Any]) -> dict[str, Any]:
+    """The first line of a CityJSONSeq: the document with no objects and no vertices."""
+    first = {k: v for k, v in doc.items() if k not in ("CityObjects", "vertices")}
+    return {**first, "CityObjects": {}, "vertices": []}
+
+
 def write_cityjsonseq(path: str | os.PathLike[str], doc: dict[str, Any]) -> Path:
     """Write a CityJSON document as CityJSONSeq (JSON Lines): a first CityJSON line with metadata and
     transform and no objects, then one CityJSONFeature per building with its own vertex list."""
     path = Path(path)
-    first = {k: v for k, v in doc.items() if k not in ("CityObjects", "vertices")}
-    first["CityObjects"] = {}
-    first["vertices"] = []
-    verts = doc["vertices"]
     with atomic_path(path) as tmp, open(tmp, "w") as fh:
-        fh.write(json.dumps(first, separators=(",", ":")) + "\n")
-        for oid, obj in doc["CityObjects"].items():
-            local: dict[int, int] = {}
-            o = dict(obj)
-            o["geometry"] = [dict(g, boundaries=_remap(g["boundaries"], local)) for g in obj["geometry"]]
-            fv = [verts[i] for i in sorted(local, key=local.get)]  # type: ignore[arg-type]
-            feat = {"type": "CityJSONFeature", "id": oid, "CityObjects": {oid: o}, "vertices": fv}
-            fh.write(json.dumps(feat, separators=(",", ":")) + "\n")
+        fh.write(_dumps(seq_header(doc)) + "\n")
+        fh.writelines(_dumps(feat) + "\n" for feat in city_features(doc))
     return path
+
+
+def read_seq_header(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The first line of a CityJSONSeq (the CityJSON header: transform, metadata), nothing else read."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: file not found; rerun the rule that makes it.")
+    with open(path) as fh:
+        line = fh.readline()
+    try:
+        header = json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise ValueError(
+            f"{path}: the first line is not JSON ({exc}); delete it and rerun the rule."
+        ) from exc
+    if not isinstance(header, dict) or header.get("type") != "CityJSON":
+        raise ValueError(f"{path}: the first line is not a CityJSON header; delete it and rerun the rule.")
+    return header
+
+
+def iter_seq_features(
+    paths: list[str | os.PathLike[str]], key: Callable[[str], Any], max_open: int = 64
+) -> Iterator[dict[str, Any]]:
+    """The CityJSONFeatures of several CityJSONSeq files in the order of ``key(feature id)``, one feature in
+    memory at a time: a first pass records each feature's id and byte offset (~100 bytes per feature), the
+    second reads them in order, keeping at most ``max_open`` files open (least recently used closed first)."""
+    index = []
+    for k, p in enumerate(paths):
+        with open(p, "rb") as fh:
+            fh.readline()
+            while True:
+                off = fh.tell()
+                line = fh.readline()
+                if not line:
+                    break
+                if line.strip():
+                    index.append((key(_feature(line, p)["id"]), k, off))
+    index.sort(key=lambda e: (e[0], e[1]))
+    handles: OrderedDict[int, Any] = OrderedDict()
+    try:
+        for _, k, off in index:
+            fh = handles.pop(k, None) or open(paths[k], "rb")  # noqa: SIM115  (closed in finally or when evicted)
+            handles[k] = fh
+            if len(handles) > max_open:
+                handles.popitem(last=False)[1].close()
+            fh.seek(off)
+            yield _feature(fh.readline(), paths[k])
+    finally:
+        for fh in handles.values():
+            fh.close()
+
+
+def _feature(line: bytes, path: str | os.PathLike[str]) -> dict[str, Any]:
+    try:
+        feat = json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path}: a line is not JSON ({exc}); delete the file and rerun the rule.") from exc
+    if not isinstance(feat, dict) or feat.get("type") != "CityJSONFeature" or "id" not in feat:
+        raise ValueError(f"{path}: a line is not a CityJSONFeature; delete the file and rerun the rule.")
+    return feat
 
 
 def _remap(x: Any, local: dict[int, int]) -> Any:
@@ -284,54 +397,171 @@ def _remap(x: Any, local: dict[int, int]) -> Any:
     return local[x]
 
 
-def write_obj(path: str | os.PathLike[str], doc: dict[str, Any]) -> Path:
-    """Write the CityJSON solids as a Wavefront OBJ for viewers (one group per building, coordinates
-    relative to the CityJSON ``transform.translate`` so that float precision holds). Faces with holes are
-    triangulated (constrained Delaunay in the face plane)."""
-    import shapely
-    from shapely.geometry import Polygon
+def _dumps(x: Any) -> str:
+    return json.dumps(x, separators=(",", ":"))
 
+
+class CityWriter:
+    """Writes CityJSONFeatures, one at a time, as one CityJSON file (vertices shared across features), and
+    optionally as CityJSONSeq and OBJ; memory: the vertex index (~150 bytes per distinct vertex), no object.
+
+    Use as a context manager: ``with CityWriter(header, city, seq, obj) as w: w.add(feature)``; the files
+    appear (atomically) when the block ends without error. ``header``: :func:`city_header` (the features'
+    vertices are integers of its transform). The CityJSON written equals ``write_cityjson`` of the document
+    the features come from (:func:`city_features`), byte for byte.
+    """
+
+    def __init__(
+        self,
+        header: dict[str, Any],
+        city: str | os.PathLike[str],
+        seq: str | os.PathLike[str] | None = None,
+        obj: str | os.PathLike[str] | None = None,
+    ) -> None:
+        self.header = {k: v for k, v in header.items() if k not in ("CityObjects", "vertices")}
+        self.paths = (Path(city), None if seq is None else Path(seq), None if obj is None else Path(obj))
+        self.index: dict[tuple[int, int, int], int] = {}
+        self.obj_ids: list[
+            int
+        ] = []  # OBJ vertex number of each vertex (extra triangulation points shift them)
+        self.n_obj = 0
+        self.n_features = 0
+
+    def __enter__(self) -> Self:
+        self._stack = contextlib.ExitStack()
+        try:
+            city, seq, obj = self.paths
+            self._city = self._stack.enter_context(open(self._stack.enter_context(atomic_path(city)), "w"))
+            self._city.write(_dumps(self.header)[:-1] + ',"CityObjects":{')
+            self._seq = None
+            if seq is not None:
+                self._seq = self._stack.enter_context(open(self._stack.enter_context(atomic_path(seq)), "w"))
+                self._seq.write(_dumps({**self.header, "CityObjects": {}, "vertices": []}) + "\n")
+            self._obj = None
+            if obj is not None:
+                self._obj = self._stack.enter_context(open(self._stack.enter_context(atomic_path(obj)), "w"))
+                self._obj.write(
+                    f"# sat2lod OBJ export, origin = {self.header['transform']['translate']} in "
+                    f"{self.header['metadata']['referenceSystem']}\n"
+                )
+        except BaseException:
+            self._stack.close()
+            raise
+        return self
+
+    def add(self, feature: dict[str, Any]) -> None:
+        """Append one CityJSONFeature (its own vertex list, integers of the header's transform)."""
+        lut = []
+        new = []
+        for v in feature["vertices"]:
+            key = (int(v[0]), int(v[1]), int(v[2]))
+            i = self.index.get(key)
+            if i is None:
+                i = self.index[key] = len(self.index)
+                new.append(i)
+            lut.append(i)
+        for oid, o in feature["CityObjects"].items():
+            glob = dict(o)
+            if "geometry" in o:
+                glob["geometry"] = [dict(g, boundaries=_relabel(g["boundaries"], lut)) for g in o["geometry"]]
+            self._city.write(("," if self.n_features else "") + _dumps(oid) + ":" + _dumps(glob))
+            self.n_features += 1
+        if self._seq is not None:
+            self._seq.write(_dumps(feature) + "\n")
+        if self._obj is not None:
+            self._obj.write(self._obj_lines(feature, lut, new))
+
+    def _obj_lines(self, feature: dict[str, Any], lut: list[int], new: list[int]) -> str:
+        scale = np.array(self.header["transform"]["scale"])
+        local = np.array(feature["vertices"], float).reshape(-1, 3) * scale
+        out = []
+        first_local = {g: k for k, g in reversed(list(enumerate(lut)))}
+        for g in new:
+            self.n_obj += 1
+            self.obj_ids.append(self.n_obj)
+            x, y, z = local[first_local[g]]
+            out.append(f"v {x:.3f} {y:.3f} {z:.3f}")
+        faces: list[str] = []
+        for oid, o in feature["CityObjects"].items():
+            faces.append(f"g {oid}")
+            for geom in o.get("geometry", []):
+                for shell in geom["boundaries"]:
+                    for surf in shell:
+                        faces += self._faces(surf, local, lut, out)
+        return "\n".join(out + faces) + "\n"
+
+    def _faces(self, surf: list[list[int]], local: np.ndarray, lut: list[int], extra: list[str]) -> list[str]:
+        """OBJ face lines of one surface (local vertex indices); a face with holes is triangulated (constrained
+        Delaunay in the face plane); a point the triangulation adds is appended to ``extra``."""
+        import shapely
+        from shapely.geometry import Polygon
+
+        num = self.obj_ids
+        if len(surf) == 1:
+            return ["f " + " ".join(str(num[lut[i]]) for i in surf[0])]
+        pts = local[surf[0]]
+        n = np.cross(pts[1] - pts[0], pts[2] - pts[0])
+        drop = int(np.argmax(np.abs(n)))
+        keep = [i for i in range(3) if i != drop]
+        poly = Polygon(local[surf[0]][:, keep], [local[r][:, keep] for r in surf[1:]])
+        lookup = {tuple(np.round(local[i][keep], 6)): num[lut[i]] for r in surf for i in r}
+        lines = []
+        for tri in shapely.get_parts(shapely.constrained_delaunay_triangles(poly)):
+            ids = []
+            for c in np.asarray(tri.exterior.coords)[:3]:
+                key = tuple(np.round(c, 6))
+                if (
+                    key not in lookup
+                ):  # a new vertex from the triangulation (should not happen for simple faces)
+                    full = np.zeros(3)
+                    full[keep] = c
+                    full[drop] = float(np.mean(local[surf[0]][:, drop]))
+                    extra.append(f"v {full[0]:.3f} {full[1]:.3f} {full[2]:.3f}")
+                    self.n_obj += 1
+                    lookup[key] = self.n_obj
+                ids.append(lookup[key])
+            lines.append("f " + " ".join(map(str, ids)))
+        return lines
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if exc_type is not None:  # the temporary files are removed, nothing is half-written
+            self._stack.__exit__(exc_type, exc, tb)
+            return
+        try:
+            self._city.write('},"vertices":[')
+            keys = iter(self.index)
+            sep = ""
+            while chunk := [_dumps(list(k)) for _, k in zip(range(100_000), keys)]:
+                self._city.write(sep + ",".join(chunk))
+                sep = ","
+            self._city.write("]}")
+        except BaseException as err:
+            self._stack.__exit__(type(err), err, err.__traceback__)
+            raise
+        self._stack.__exit__(None, None, None)
+
+
+def _relabel(x: Any, lut: list[int]) -> Any:
+    """Nested vertex indices mapped through ``lut``."""
+    if isinstance(x, list):
+        return [_relabel(i, lut) for i in x]
+    return lut[x]
+
+
+def write_obj(path: str | os.PathLike[str], doc: dict[str, Any]) -> Path:
+    """Write the CityJSON solids as a Wavefront OBJ for viewers (one group per building, each preceded by the
+    vertices it uses first; coordinates relative to the CityJSON ``transform.translate`` so that float
+    precision holds). Faces with holes are triangulated (constrained Delaunay in the face plane)."""
     path = Path(path)
-    scale = np.array(doc["transform"]["scale"])
-    verts = np.array(doc["vertices"], float).reshape(-1, 3) * scale  # (0, 3) for a model of no building
-    lines = [
-        f"# sat2lod OBJ export, origin = {doc['transform']['translate']} in {doc['metadata']['referenceSystem']}"
-    ]
-    lines += [f"v {x:.3f} {y:.3f} {z:.3f}" for x, y, z in verts]
-    extra: list[str] = []
-    nv = len(verts)
-    for oid, obj in doc["CityObjects"].items():
-        lines.append(f"g {oid}")
-        for geom in obj.get("geometry", []):
-            for shell in geom["boundaries"]:
-                for surf in shell:
-                    if len(surf) == 1:
-                        lines.append("f " + " ".join(str(i + 1) for i in surf[0]))
-                        continue
-                    # project on the dominant plane axis, triangulate, map back to vertex ids
-                    pts = verts[surf[0]]
-                    n = np.cross(pts[1] - pts[0], pts[2] - pts[0])
-                    drop = int(np.argmax(np.abs(n)))
-                    keep = [i for i in range(3) if i != drop]
-                    poly = Polygon(verts[surf[0]][:, keep], [verts[r][:, keep] for r in surf[1:]])
-                    lut = {tuple(np.round(verts[i][keep], 6)): i for r in surf for i in r}
-                    for tri in shapely.get_parts(shapely.constrained_delaunay_triangles(poly)):
-                        ids = []
-                        for c in np.asarray(tri.exterior.coords)[:3]:
-                            key = tuple(np.round(c, 6))
-                            if key in lut:
-                                ids.append(lut[key] + 1)
-                            else:  # a new vertex from the triangulation (should not happen for simple faces)
-                                z = float(np.mean(verts[surf[0]][:, drop]))
-                                full = np.zeros(3)
-                                full[keep] = c
-                                full[drop] = z
-                                extra.append(f"v {full[0]:.3f} {full[1]:.3f} {full[2]:.3f}")
-                                nv += 1
-                                ids.append(nv)
-                        lines.append("f " + " ".join(map(str, ids)))
-    with atomic_path(path) as tmp:
-        tmp.write_text("\n".join(lines[: len(verts) + 1] + extra + lines[len(verts) + 1 :]) + "\n")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with (
+        tempfile.TemporaryDirectory(dir=path.parent) as tmp,
+        CityWriter(doc, Path(tmp) / "c.json", obj=path) as w,
+    ):
+        for feat in city_features(doc):
+            w.add(feat)
     return path
 
 

@@ -14,13 +14,18 @@ class VectorReadError(RuntimeError):
     """A vector file could not be read; the message names the file and what to do."""
 
 
-def read_vector(path: str | os.PathLike[str], layer: str | None = None) -> gpd.GeoDataFrame:
-    """Read a vector file into a GeoDataFrame (empty files give an empty frame)."""
+def read_vector(
+    path: str | os.PathLike[str],
+    layer: str | None = None,
+    bbox: tuple[float, float, float, float] | None = None,
+) -> gpd.GeoDataFrame:
+    """Read a vector file into a GeoDataFrame (empty files give an empty frame); with ``bbox`` (xmin, ymin,
+    xmax, ymax in the file's CRS) only the features whose envelope meets it, in file order."""
     path = Path(path)
     if not path.exists():
         raise VectorReadError(f"{path}: file not found. Check the path or rerun the step that makes it.")
     try:
-        return gpd.read_file(path, layer=layer)
+        return gpd.read_file(path, layer=layer, bbox=bbox)
     except Exception as exc:  # pyogrio raises several types for corrupt files
         raise VectorReadError(
             f"{path}: not a readable vector file ({exc}). Regenerate or replace it."

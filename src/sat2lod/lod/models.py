@@ -102,10 +102,14 @@ def _lineal(g: BaseGeometry) -> BaseGeometry:
     return shapely.MultiLineString(lines) if lines else shapely.MultiLineString()
 
 
+#: width (m) of the ring around a footprint where its ground is measured (:func:`ground_height`)
+GROUND_RING_M = 2.0
+
+
 def ground_height(poly: Polygon, dtm: np.ndarray, transform: Affine, percentile: float = 50.0) -> float:
-    """Ground height of a building: ``percentile`` of the DTM inside the footprint and on a 2 m ring
-    around it (the DTM under a building is interpolated; its rim is measured). NaN when no valid cell."""
-    ring = poly.buffer(2.0).difference(poly)
+    """Ground height of a building: ``percentile`` of the DTM inside the footprint and on a ``GROUND_RING_M``
+    ring around it (the DTM under a building is interpolated; its rim is measured). NaN when no valid cell."""
+    ring = poly.buffer(GROUND_RING_M).difference(poly)
     vals = np.concatenate([pixels_in(poly, dtm, transform)[2], pixels_in(ring, dtm, transform)[2]])
     vals = vals[np.isfinite(vals)]
     return float(np.percentile(vals, percentile)) if len(vals) else float("nan")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
@@ -16,8 +16,15 @@ import rasterio.windows
 from rasterio.transform import Affine
 
 from sat2lod.grid import check_same_grid
-from sat2lod.io.cityjson import city_model, validate_cityjson, write_cityjson, write_cityjsonseq, write_obj
-from sat2lod.io.raster import Raster, read_raster
+from sat2lod.io.cityjson import (
+    CityBuilding,
+    CityWriter,
+    city_features,
+    city_model,
+    grid_translate,
+    validate_cityjson,
+)
+from sat2lod.io.raster import Raster, RasterHeader, read_raster
 from sat2lod.io.vector import read_vector, write_vector
 from sat2lod.lod.footprints import FootprintParams, extract_footprints
 from sat2lod.lod.metrics import n_vertices
@@ -129,14 +136,16 @@ def brightness(
     return img
 
 
-def _epsg(r: Raster, path: PathLike) -> int:
+def epsg_of(r: Raster | RasterHeader, path: PathLike) -> int:
+    """The EPSG code of a raster's CRS; the error names ``path`` and the fix."""
     epsg = r.crs.to_epsg() if r.crs is not None else None
     if epsg is None:
         raise ValueError(f"{path}: the raster has no EPSG-coded CRS; set config output.epsg and rerun.")
     return int(epsg)
 
 
-def _datum(*rasters: Raster) -> str:
+def datum_of(*rasters: Raster | RasterHeader) -> str:
+    """The vertical datum of the heights (the first ``VERTICAL_DATUM`` tag among the rasters)."""
     for r in rasters:
         if "VERTICAL_DATUM" in r.tags:
             return r.tags["VERTICAL_DATUM"]
@@ -252,28 +261,47 @@ def run_lod1(
 ) -> dict:
     """Footprints + DTM + nDSM -> LoD1.2 CityJSON 2.0 (and CityJSONSeq). Returns the CityJSON dict.
 
+    The whole AOI at once (rules lod1_tile + lod1 make the same file tile by tile, :mod:`sat2lod.lod.tiled_city`).
     ``lod``: config section ``lod`` (:class:`LodParams`: ``lod1_roof_percentile``, ``ground_percentile``)."""
     prm = LodParams.of(lod)
     gdf = _footprints(footprints)
     t = read_raster(dtm, masked_to_nan=True)
     n = read_raster(ndsm, masked_to_nan=True)
     check_same_grid(t, n, dtm, ndsm)
-    epsg = _epsg(t, dtm)
+    epsg = epsg_of(t, dtm)
+    blds = lod1_buildings(gdf["id"], gdf.geometry, t.array, n.array, t.transform, prm)
+    _log_unmodelled("lod1", len(gdf), len(blds))
+    translate = grid_corner(t.transform, t.array.shape)
+    return _write_city(blds, epsg, datum_of(t, n), title, city, cityjsonseq, translate=translate)
+
+
+def grid_corner(transform: Affine, shape: tuple[int, ...]) -> tuple[int, int, int]:
+    """The CityJSON ``transform.translate`` of an AOI (:func:`sat2lod.io.cityjson.grid_translate`): the
+    west-south corner of its raster grid (``transform``, ``shape`` (..., H, W) of the whole AOI)."""
+    h, w = shape[-2:]
+    xs = (transform.c, transform.c + w * transform.a)
+    ys = (transform.f, transform.f + h * transform.e)
+    return grid_translate(min(xs), min(ys))
+
+
+def lod1_buildings(
+    ids: Sequence[Any],
+    geoms: Sequence[Any],
+    dtm: np.ndarray,
+    ndsm: np.ndarray,
+    transform: Affine,
+    prm: LodParams,
+) -> list[CityBuilding]:
+    """The LoD1.2 blocks of footprints (``ids``, polygons) on (H, W) DTM and nDSM (m, NaN nodata) of one grid;
+    a footprint without valid heights is left out (with a log line)."""
     blds = []
-    for fid, geom in zip(gdf["id"], gdf.geometry):
+    for fid, geom in zip(ids, geoms):
         b = lod1_building(
-            f"b{int(fid)}",
-            geom,
-            t.array,
-            n.array,
-            t.transform,
-            prm.lod1_roof_percentile,
-            prm.ground_percentile,
+            f"b{int(fid)}", geom, dtm, ndsm, transform, prm.lod1_roof_percentile, prm.ground_percentile
         )
         if b is not None:
             blds.append(b)
-    _log_unmodelled("lod1", len(gdf), len(blds))
-    return _write_city(blds, epsg, _datum(t, n), title, city, cityjsonseq)
+    return blds
 
 
 def run_lod2(
@@ -290,85 +318,156 @@ def run_lod2(
 ) -> dict:
     """Footprints + DSM + DTM -> LoD2.2 CityJSON 2.0 (+ CityJSONSeq, OBJ). Returns the CityJSON dict.
 
-    Roof model selection (sat2lod.lod.roof.fit_roof) uses the DSM noise correlation area estimated once for
-    the scene (median over the roofs of :func:`sat2lod.lod.roof.roof_noise`), and the plane segmentation of
-    roofs no primitive fits the scene's DSM noise level (median NMAD, same roofs). With ``ortho`` (same grid as
-    the DSM; several bands are averaged) the brightness pattern of the roof faces is a second cue for the roof
-    type (``roof_ortho_min_gain``, see :class:`sat2lod.lod.roof.RoofParams`). With ``roof_edge_ramp`` the DSM's
-    blur across the walls is calibrated on the scene's roofs (:func:`sat2lod.lod.roof.calibrate_edge_ramp`, on
-    their free walls) and every roof fit models it: towards the ground beyond a free wall, towards the neighbour's
-    roof level (median of its DSM) beyond a wall shared with another footprint
-    (:func:`sat2lod.lod.models.wall_parts`). ``lod``: config section ``lod`` (:class:`LodParams`; None = the
-    schema's defaults).
+    The whole AOI at once (rules lod2_noise_tile, lod2_scene, lod2_tile and lod2 make the same file tile by
+    tile, :mod:`sat2lod.lod.tiled_city`). Roof model selection (sat2lod.lod.roof.fit_roof) uses the DSM noise
+    correlation area estimated once for the scene (median over the roofs of :func:`sat2lod.lod.roof.roof_noise`),
+    and the plane segmentation of roofs no primitive fits the scene's DSM noise level (median NMAD, same roofs).
+    With ``ortho`` (same grid as the DSM; several bands are averaged) the brightness pattern of the roof faces
+    is a second cue for the roof type (``roof_ortho_min_gain``, see :class:`sat2lod.lod.roof.RoofParams`). With
+    ``roof_edge_ramp`` the DSM's blur across the walls is calibrated on the scene's roofs
+    (:func:`sat2lod.lod.roof.calibrate_edge_ramp`, on their free walls) and every roof fit models it: towards
+    the ground beyond a free wall, towards the neighbour's roof level (median of its DSM) beyond a wall shared
+    with another footprint (:func:`sat2lod.lod.models.wall_parts`). ``lod``: config section ``lod``
+    (:class:`LodParams`; None = the schema's defaults).
     """
     lp = LodParams.of(lod)
-    ground_percentile = lp.ground_percentile
     gdf = _footprints(footprints)
+    geoms = list(gdf.geometry)
     s = read_raster(dsm, masked_to_nan=True)
     t = read_raster(dtm, masked_to_nan=True)
     check_same_grid(s, t, dsm, dtm)
-    epsg = _epsg(s, dsm)
+    epsg = epsg_of(s, dsm)
     prm = lp.roofs()
     img = None if ortho is None else brightness(ortho, s, dsm)
-    # the DSM noise correlation is a property of the DSM: one scene value (median over roofs), so that a roof
-    # no primitive fits (model misfit in its residuals) does not take its own large correlation area
-    pts = [pixels_in(geom, s.array, s.transform, prm.edge_buffer_m) for geom in gdf.geometry]
-    noise = np.array(
-        [roof_noise(geom, x, y, z, s.transform, prm) for geom, (x, y, z) in zip(gdf.geometry, pts)]
-    )
-    noise = noise[np.isfinite(noise).all(axis=1)] if len(noise) else noise
-    if len(noise):
-        prm = replace(prm, noise_m=float(np.median(noise[:, 0])), corr_area_px=float(np.median(noise[:, 1])))
-        log.info(
-            "lod2: DSM noise on roofs %.2f m (NMAD), correlation area %.1f px (medians over %d roofs)",
-            prm.noise_m,
-            prm.corr_area_px,
-            len(noise),
-        )
+    pts = roof_points(geoms, s.array, s.transform, prm)
+    prm = with_scene_noise(prm, roof_noise_table(geoms, pts, s.transform, prm))
     walls: list = [None] * len(gdf)
     if lp.roof_edge_ramp:
-        grounds = [ground_height(geom, t.array, s.transform, ground_percentile) for geom in gdf.geometry]
-        # beyond a wall shared with another footprint (or a gap under one DSM pixel) lies that roof, not the
-        # ground: the DSM is blurred towards the neighbour's roof level (median of its DSM)
-        levels = [float(np.nanmedian(z)) if np.isfinite(z).any() else float("nan") for _, _, z in pts]
-        walls = wall_parts(list(gdf.geometry), grounds, levels, abs(s.transform.a))
-        roofs = [
-            (
-                geom,
-                x,
-                y,
-                z.astype(float),
-                g,
-                None
-                if img is None
-                else pixels_in(geom, img, s.transform, prm.edge_buffer_m)[2].astype(float),
-                wl,
-            )
-            for geom, (x, y, z), g, wl in zip(gdf.geometry, pts, grounds, walls)
-        ]
-        prm = replace(prm, edge_ramp=calibrate_edge_ramp(roofs, prm, s.transform))
-        log.info(
-            "lod2: DSM edge spread (fraction of the wall height, per %.2f m from the outline): %s",
-            RAMP_STEP_M,
-            [round(v, 3) for v in prm.edge_ramp],
+        grounds, walls = roof_walls(geoms, pts, t.array, s.transform, lp.ground_percentile)
+        prm = with_edge_ramp(prm, ramp_roofs(geoms, pts, grounds, walls, img, s.transform, prm), s.transform)
+    blds = lod2_buildings(
+        gdf["id"], geoms, walls, s.array, t.array, s.transform, prm, lp.ground_percentile, img
+    )
+    _log_unmodelled("lod2", len(gdf), len(blds))
+    translate = grid_corner(s.transform, s.array.shape)
+    return _write_city(blds, epsg, datum_of(s, t), title, city, cityjsonseq, obj, translate)
+
+
+def roof_points(
+    geoms: Sequence[Any], dsm: np.ndarray, transform: Affine, prm: RoofParams
+) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Per footprint, the DSM pixels a roof is fitted to: centres (x, y) and heights z of the pixels inside the
+    footprint shrunk by ``prm.edge_buffer_m`` (:func:`sat2lod.lod.models.pixels_in`)."""
+    return [pixels_in(geom, dsm, transform, prm.edge_buffer_m) for geom in geoms]
+
+
+def roof_noise_table(
+    geoms: Sequence[Any],
+    pts: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]],
+    transform: Affine,
+    prm: RoofParams,
+) -> np.ndarray:
+    """(K, 2) DSM noise of the roofs that have one (NMAD in m, correlation area in pixels;
+    :func:`sat2lod.lod.roof.roof_noise`), NaN rows left out."""
+    noise = np.array([roof_noise(g, x, y, z, transform, prm) for g, (x, y, z) in zip(geoms, pts)]).reshape(
+        -1, 2
+    )
+    return noise[np.isfinite(noise).all(axis=1)]
+
+
+def with_scene_noise(prm: RoofParams, noise: np.ndarray) -> RoofParams:
+    """``prm`` with the scene's DSM noise: the medians of ``noise`` (:func:`roof_noise_table` of every roof of
+    the scene); unchanged when no roof has one."""
+    if not len(noise):
+        return prm
+    # the DSM noise correlation is a property of the DSM: one scene value (median over roofs), so that a roof
+    # no primitive fits (model misfit in its residuals) does not take its own large correlation area
+    prm = replace(prm, noise_m=float(np.median(noise[:, 0])), corr_area_px=float(np.median(noise[:, 1])))
+    log.info(
+        "lod2: DSM noise on roofs %.2f m (NMAD), correlation area %.1f px (medians over %d roofs)",
+        prm.noise_m,
+        prm.corr_area_px,
+        len(noise),
+    )
+    return prm
+
+
+def roof_walls(
+    geoms: Sequence[Any],
+    pts: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]],
+    dtm: np.ndarray,
+    transform: Affine,
+    ground_percentile: float,
+) -> tuple[list[float], list]:
+    """Per footprint its ground height (m) and what lies beyond its walls (:func:`sat2lod.lod.models.wall_parts`:
+    the neighbour's roof level, median of its DSM ``pts``, beyond a shared wall or a gap under one pixel)."""
+    grounds = [ground_height(geom, dtm, transform, ground_percentile) for geom in geoms]
+    levels = [float(np.nanmedian(z)) if np.isfinite(z).any() else float("nan") for _, _, z in pts]
+    return grounds, wall_parts(list(geoms), grounds, levels, abs(transform.a))
+
+
+def ramp_roofs(
+    geoms: Sequence[Any],
+    pts: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]],
+    grounds: Sequence[float],
+    walls: Sequence[Any],
+    img: np.ndarray | None,
+    transform: Affine,
+    prm: RoofParams,
+) -> list[tuple]:
+    """The roofs as :func:`sat2lod.lod.roof.calibrate_edge_ramp` takes them (footprint, x, y, z, ground, image
+    values or None, walls)."""
+    return [
+        (
+            geom,
+            x,
+            y,
+            z.astype(float),
+            g,
+            None if img is None else pixels_in(geom, img, transform, prm.edge_buffer_m)[2].astype(float),
+            wl,
         )
+        for geom, (x, y, z), g, wl in zip(geoms, pts, grounds, walls)
+    ]
+
+
+def with_edge_ramp(prm: RoofParams, roofs: list[tuple], transform: Affine) -> RoofParams:
+    """``prm`` with the DSM edge ramp calibrated on ``roofs`` (:func:`ramp_roofs`; more than
+    :data:`sat2lod.lod.roof.RAMP_MAX_ROOFS` are sampled, :func:`sat2lod.lod.roof.ramp_sample`)."""
+    prm = replace(prm, edge_ramp=calibrate_edge_ramp(roofs, prm, transform))
+    log.info(
+        "lod2: DSM edge spread (fraction of the wall height, per %.2f m from the outline): %s",
+        RAMP_STEP_M,
+        [round(v, 3) for v in prm.edge_ramp],
+    )
+    return prm
+
+
+def lod2_buildings(
+    ids: Sequence[Any],
+    geoms: Sequence[Any],
+    walls: Sequence[Any],
+    dsm: np.ndarray,
+    dtm: np.ndarray,
+    transform: Affine,
+    prm: RoofParams,
+    ground_percentile: float,
+    img: np.ndarray | None = None,
+) -> list[CityBuilding]:
+    """The LoD2.2 buildings of footprints (``ids``, polygons, ``walls`` from :func:`roof_walls` or None each) on
+    (H, W) DSM and DTM (m, NaN nodata) of one grid, with the scene's roof parameters ``prm``; a footprint
+    without valid heights is left out (with a log line)."""
     blds = []
     counts: dict[str, int] = {}
-    progress = Progress("lod2 building", len(gdf), log)
-    for k, (fid, geom, wl) in enumerate(zip(gdf["id"], gdf.geometry, walls), start=1):
-        res = lod2_building(
-            f"b{int(fid)}", geom, s.array, t.array, s.transform, prm, ground_percentile, img, wl
-        )
+    progress = Progress("lod2 building", len(geoms), log)
+    for k, (fid, geom, wl) in enumerate(zip(ids, geoms, walls), start=1):
+        res = lod2_building(f"b{int(fid)}", geom, dsm, dtm, transform, prm, ground_percentile, img, wl)
         if res is not None:
             blds.append(res[0])
             counts[res[1].roof_type] = counts.get(res[1].roof_type, 0) + 1
         progress.update(k)
     log.info("lod2 roof types: %s", counts)
-    _log_unmodelled("lod2", len(gdf), len(blds))
-    doc = _write_city(blds, epsg, _datum(s, t), title, city, cityjsonseq)
-    if obj is not None:
-        write_obj(obj, doc)
-    return doc
+    return blds
 
 
 def _log_unmodelled(rule: str, n_footprints: int, n_models: int) -> None:
@@ -383,13 +482,22 @@ def _log_unmodelled(rule: str, n_footprints: int, n_models: int) -> None:
     log.info("%s: %d of %d footprints modelled", rule, n_models, n_footprints)
 
 
-def _write_city(blds: list, epsg: int, datum: str, title: str, city: PathLike, seq: PathLike | None) -> dict:
-    doc = city_model(blds, epsg, datum, title)
+def _write_city(
+    blds: list[CityBuilding],
+    epsg: int,
+    datum: str,
+    title: str,
+    city: PathLike,
+    seq: PathLike | None,
+    obj: PathLike | None = None,
+    translate: tuple[int, int, int] | None = None,
+) -> dict:
+    doc = city_model(blds, epsg, datum, title, translate=translate)
     errors = validate_cityjson(doc)
     if errors:  # a writer bug, not bad input: refuse to write an invalid file
         raise RuntimeError(f"{city}: generated CityJSON is invalid: {errors[:5]}")
-    write_cityjson(city, doc)
-    if seq is not None:
-        write_cityjsonseq(seq, doc)
+    with CityWriter(doc, city, seq, obj) as w:
+        for feature in city_features(doc):
+            w.add(feature)
     log.info("%d buildings -> %s", len(blds), Path(city))
     return doc

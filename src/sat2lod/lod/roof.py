@@ -736,6 +736,18 @@ def _roof_z(planes: list[tuple[float, float, float]], x: np.ndarray, y: np.ndarr
     return np.min([_plane_z(p, x, y) for p in planes], axis=0)
 
 
+#: roofs the edge ramp is calibrated on, at most (:func:`calibrate_edge_ramp`)
+RAMP_MAX_ROOFS = 400
+
+
+def ramp_sample(n_roofs: int, max_roofs: int = RAMP_MAX_ROOFS) -> np.ndarray:
+    """Indices (sorted) of the roofs :func:`calibrate_edge_ramp` uses among ``n_roofs``: all, or ``max_roofs``
+    drawn at random with a fixed seed (the same roofs on every run, whether the scene is whole or tiled)."""
+    if n_roofs <= max_roofs:
+        return np.arange(n_roofs)
+    return np.sort(np.random.default_rng(0).choice(n_roofs, max_roofs, replace=False))
+
+
 def calibrate_edge_ramp(
     roofs: list[
         tuple[Polygon, np.ndarray, np.ndarray, np.ndarray, float, np.ndarray | None]
@@ -756,7 +768,7 @@ def calibrate_edge_ramp(
     max_dist_m: float = 3.0,
     min_roofs: int = 10,
     min_edge_height_m: float = 2.0,
-    max_roofs: int = 400,
+    max_roofs: int = RAMP_MAX_ROOFS,
 ) -> tuple[float, ...]:
     """Scene-level DSM edge spread (``RoofParams.edge_ramp``) from the roofs of one DSM.
 
@@ -783,8 +795,7 @@ def calibrate_edge_ramp(
     """
     nb = round(max_dist_m / RAMP_STEP_M)
     if len(roofs) > max_roofs:
-        keep = np.sort(np.random.default_rng(0).choice(len(roofs), max_roofs, replace=False))
-        roofs = [roofs[i] for i in keep]
+        roofs = [roofs[i] for i in ramp_sample(len(roofs), max_roofs)]
     ramp = np.zeros(nb)
     start = np.asarray(prm.edge_ramp, float)[:nb]
     ramp[: len(start)] = start
