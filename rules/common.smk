@@ -79,7 +79,7 @@ def benchmark_files(wildcards):
     files = [f"benchmarks/{r}/{aoi}.tsv" for r in names if rules.has(r)]
     if rules.has("segment_range") and config["segmentation"]["method"] == "unet":
         files.append(f"benchmarks/segment_range/{aoi}.tsv")
-    for per_tile in ("stereo_tile", "segment_tile", "lod0_tile"):
+    for per_tile in ("stereo_tile", "dtm_tile", "segment_tile", "lod0_tile"):
         if rules.has("tiles") and rules.has(per_tile):
             files += [
                 f"benchmarks/{per_tile}/{aoi}/{t}.tsv" for t in tile_ids(wildcards)
