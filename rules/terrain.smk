@@ -23,9 +23,9 @@ rule dtm_tile:
         "../envs/terrain.yaml"
     threads: 1
     resources:
-        # the window (tile + halo) is read and filtered alone, not the AOI: ~90 bytes per window cell (float32
-        # copies, openings, distance transform) on ~200 MB of interpreter and libraries; asked 300 MB + 250 B
-        # per cell (bench/results/terrain_tiled.md)
+        # the window (tile + halo) is read and filtered alone, not the AOI: measured 240 / 277 MB for windows of
+        # 0.37 / 0.66 Mcells (~130 bytes per cell on ~190 MB of interpreter and libraries,
+        # bench/results/terrain_tiled.md); asked 300 MB + 250 B per cell (610 MB for the demo's 300 m tiles)
         mem_mb=lambda wildcards, attempt: round(300 + 250 * DTM_TILE_MCELLS) * attempt,
         runtime=lambda wildcards, attempt: round(5 + 2 * DTM_TILE_MCELLS) * attempt,
     params:
