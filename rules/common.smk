@@ -82,6 +82,7 @@ def benchmark_files(wildcards):
         files.append(f"benchmarks/segment_range/{aoi}.tsv")
     for per_tile in (
         "stereo_tile",
+        "dtm_tile",
         "ortho_tile",
         "segment_tile",
         "lod0_tile",

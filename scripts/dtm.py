@@ -1,14 +1,16 @@
-"""Adapter of rule ``dtm``: DSM mosaic -> DTM + nDSM (sat2lod.terrain.dtm_from_dsm_file)."""
+"""Adapter of rule ``dtm``: the tiles' DTMs and nDSMs (rule dtm_tile) -> the AOI's dtm.tif and ndsm.tif,
+streamed (sat2lod.terrain.assemble_terrain)."""
 
 from sat2lod.workflow import setup
 
 setup(snakemake)  # noqa: F821  (injected by Snakemake)
 
-from sat2lod.terrain import dtm_from_dsm_file
+from sat2lod.terrain import assemble_terrain
 
-dtm_from_dsm_file(
+assemble_terrain(
+    dtms=list(snakemake.input.dtms),  # noqa: F821
+    ndsms=list(snakemake.input.ndsms),  # noqa: F821
     dsm=snakemake.input.dsm,  # noqa: F821
     dtm=snakemake.output.dtm,  # noqa: F821
     ndsm=snakemake.output.ndsm,  # noqa: F821
-    **snakemake.params.terrain,  # noqa: F821
 )

@@ -483,10 +483,10 @@ def test_tiny_sat2lod_chain_through_kubernetes_api(tmp_path: Path, s3_endpoint: 
         rules[rule] = rules.get(rule, 0) + 1
     n_tiles = len(json.loads((local / "results/tiles/tiny/tiles.geojson").read_text())["features"])
     assert n_tiles > 1 and rules.pop("stereo_tile") == n_tiles, rules
-    assert rules.pop("segment_tile") == n_tiles and rules.pop("lod0_tile") == n_tiles, rules
-    assert rules.pop("ortho_tile") == n_tiles, rules
+    for per_tile in ("dtm_tile", "ortho_tile", "segment_tile", "lod0_tile"):
+        assert rules.pop(per_tile) == n_tiles, (per_tile, rules)
     for per_tile in ("lod1_tile", "lod2_noise_tile", "lod2_tile"):
-        assert rules.pop(per_tile) == n_tiles, rules
+        assert rules.pop(per_tile) == n_tiles, (per_tile, rules)
     assert rules == dict.fromkeys(
         ["synth_city", "train_segmenter", "tiles", "mosaic_dsm", "dtm", "ortho_gains", "ortho"]
         + ["segment_range", "segment"]

@@ -215,3 +215,76 @@ def test_dtm_on_ign_lidar_reference():
     # Buildings rise up to 18 m here; the DSM itself is 4.9 m RMSE from the DTM.
     assert np.sqrt(np.mean((dsm[ok] - ref[ok]) ** 2)) > 3.0
     assert np.sqrt(np.mean(err**2)) < 0.25  # measured 0.12 m (bench/terrain_compare.py)
+
+
+def _tiled_scene(tmp_path, tile_m: float):
+    """The hill with boxes (120 m, 0.5 m) as a DSM COG with a nodata corner wider than the largest object,
+    and a grid of ``tile_m`` tiles over it (tiles.geojson as rule tiles writes it)."""
+    from sat2lod.io.jsonio import write_json
+    from sat2lod.tiling import grid_spec, tile_cores, tiles_feature_collection
+
+    dsm, _, _ = hill_with_boxes(n=240, seed=3)
+    dsm[:90, :90] = np.nan  # cells over 32 m from any valid one have no terrain
+    dsm[150:160, 100:140] = np.nan  # a stereo hole across a tile edge
+    x0, y1 = 500000.0, 4800000.0
+    src = write_raster(
+        tmp_path / "dsm.tif",
+        dsm,
+        from_origin(x0, y1, 0.5, 0.5),
+        32631,
+        nodata=float("nan"),
+        tags={"VERTICAL_DATUM": sat2lod.ELLIPSOID_DATUM},
+        cog=True,
+    )
+    spec = grid_spec([x0, y1 - 120.0, x0 + 120.0, y1], tile_m, 10.0, 0.5)
+    fc = tiles_feature_collection(spec, tile_cores(spec), np.ones(spec.n_rows * spec.n_cols, bool), 32631)
+    write_json(tmp_path / "tiles.geojson", fc)
+    return src, tmp_path / "tiles.geojson", [f["properties"]["tile"] for f in fc["features"]]
+
+
+def test_dtm_per_tile_equals_untiled(tmp_path):
+    """Rules dtm_tile + dtm (3 x 3 tiles of 40 m, a 32 m halo = the largest object): the pasted DTM and nDSM
+    have the untiled products' grid, tags and nodata cells, and their heights to within the harmonic solver's
+    convergence (its pyramid stops at a coarser level in the AOI than in a tile window)."""
+    from sat2lod.io.raster import read_raster
+    from sat2lod.terrain import assemble_terrain, dtm_tile_from_files
+
+    src, tiles, ids = _tiled_scene(tmp_path, 40.0)
+    prm = {"max_object_size_m": 32.0, "max_slope": 0.35, "tile_halo_m": 32.0}
+    dtm_from_dsm_file(src, tmp_path / "ref_dtm.tif", tmp_path / "ref_ndsm.tif", **prm)
+    out = {"dtm": [], "ndsm": []}
+    for t in ids:
+        out["dtm"].append(tmp_path / f"{t}_dtm.tif")
+        out["ndsm"].append(tmp_path / f"{t}_ndsm.tif")
+        dtm_tile_from_files(src, tiles, t, out["dtm"][-1], out["ndsm"][-1], **prm)
+    assemble_terrain(out["dtm"], out["ndsm"], src, tmp_path / "dtm.tif", tmp_path / "ndsm.tif")
+    assert len(ids) == 9
+    for name in ("dtm", "ndsm"):
+        got, ref = read_raster(tmp_path / f"{name}.tif"), read_raster(tmp_path / f"ref_{name}.tif")
+        assert got.transform == ref.transform and got.crs == ref.crs and got.tags == ref.tags
+        np.testing.assert_array_equal(np.isnan(got.array), np.isnan(ref.array))
+        assert np.isnan(ref.array).any() and np.isfinite(ref.array).mean() > 0.8
+        err = np.abs(got.array - ref.array)[np.isfinite(ref.array)]
+        # most cells to the float32 bit, the rest within the solver's convergence (cm), none off by a roof
+        assert (err == 0).mean() > 0.8 and (err < 1e-3).mean() > 0.98 and err.max() < 0.1, (
+            (err == 0).mean(),
+            (err < 1e-3).mean(),
+            err.max(),
+        )
+
+
+def test_dtm_tile_halo_must_cover_the_largest_object(tmp_path):
+    from sat2lod.terrain import dtm_tile_from_files
+
+    src, tiles, ids = _tiled_scene(tmp_path, 60.0)
+    with pytest.raises(ValueError, match="tile_halo_m"):
+        dtm_tile_from_files(
+            src,
+            tiles,
+            ids[0],
+            tmp_path / "a.tif",
+            tmp_path / "b.tif",
+            max_object_size_m=32.0,
+            tile_halo_m=16.0,
+        )
+    assert not (tmp_path / "a.tif").exists()

@@ -170,6 +170,23 @@ def test_segment_per_tile_matches_untiled(tiny_run, tmp_path):
 
 
 @pytest.mark.slow
+def test_terrain_per_tile_matches_untiled(tiny_run, tmp_path):
+    """Rule dtm pastes the per-tile jobs (dtm_tile, 2 x 2 tiles of up to 60 m + the 128 m default halo, so each
+    window is the whole 100 m AOI): the DTM and nDSM equal the untiled ones (sat2lod.terrain.dtm_from_dsm_file, same
+    DSM and parameters) to the bit, and the tiles' outputs are temporary (tests/test_terrain.py covers windows
+    smaller than the AOI)."""
+    from sat2lod.terrain import dtm_from_dsm_file
+
+    res = tiny_run / "results"
+    dtm_from_dsm_file(res / "mosaic" / AOI / "dsm.tif", tmp_path / "dtm.tif", tmp_path / "ndsm.tif")
+    for name in ("dtm.tif", "ndsm.tif"):
+        tiled, whole = read_raster(res / "terrain" / AOI / name), read_raster(tmp_path / name)
+        assert tiled.transform == whole.transform and tiled.tags == whole.tags
+        np.testing.assert_array_equal(tiled.array, whole.array)
+    assert not list((res / "terrain" / AOI).glob("t*"))
+
+
+@pytest.mark.slow
 def test_rerun_resumes_without_work(tiny_run):
     proc = _smk(
         ["-n", "--cores", "2", "--configfile", "tests/data/config_tiny.yaml"], cwd=tiny_run, timeout=300

@@ -80,3 +80,36 @@ def check_same_grid(
             f"{name_b}: grid differs from {name_a} (shape {tuple(b.shape)} vs {tuple(a.shape)}, transform "
             f"{tuple(b.transform)[:6]} vs {tuple(a.transform)[:6]}, CRS {b.crs} vs {a.crs}); {fix}."
         )
+
+
+def tile_windows(
+    core: Sequence[float], transform: Affine, shape: tuple[int, int], halo_px: int, align: int = 1
+) -> tuple[tuple[int, int, int, int], tuple[int, int, int, int]]:
+    """Cell windows of a tile on a raster grid: its core, and the core grown by ``halo_px`` cells (start rounded
+    down to a multiple of ``align`` cells of the grid, the phase of a stage's block-wise steps), both clipped
+    to the raster. Used by the per-tile rules that read a tile with context (segment_tile, dtm_tile).
+
+    Args:
+        core: [xmin, ymin, xmax, ymax] of the tile core (m), on the grid's cell edges.
+        transform: north-up grid of the raster; shape: its (rows, cols).
+    Returns:
+        (core, read) windows as (row0, row1, col0, col1).
+    Raises:
+        ValueError: the core does not meet the raster.
+    """
+    res = transform.a
+    r0 = max(0, round((transform.f - core[3]) / res))
+    r1 = min(shape[0], round((transform.f - core[1]) / res))
+    c0 = max(0, round((core[0] - transform.c) / res))
+    c1 = min(shape[1], round((core[2] - transform.c) / res))
+    if r1 <= r0 or c1 <= c0:
+        raise ValueError(
+            f"tile core {list(core)} does not meet the raster grid {tuple(transform)[:6]} {shape}"
+        )
+    read = (
+        max(0, (r0 - halo_px) // align * align),
+        min(shape[0], r1 + halo_px),
+        max(0, (c0 - halo_px) // align * align),
+        min(shape[1], c1 + halo_px),
+    )
+    return (r0, r1, c0, c1), read

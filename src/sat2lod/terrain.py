@@ -24,6 +24,11 @@ Method (own implementation, chosen against CNES Bulldozer by measurement: ``benc
 4. **Refinement.** Cells within ``ground_tolerance_m`` (+ a slope-proportional term) of that first surface are
    ground; interpolate again; optionally smooth with a Gaussian of ``smooth_sigma_px`` (stereo noise).
 
+Per tile (rules ``dtm_tile`` + ``dtm``, issue 16): :func:`dtm_tile_from_files` runs the same
+:func:`extract_dtm` on a tile of the tiling checkpoint's grid plus a halo of ``tile_halo_m`` (at least
+``max_object_size_m``) and writes the tile's core; :func:`assemble_terrain` pastes the cores, streamed. Memory
+follows the tile + halo, not the AOI; :func:`dtm_from_dsm_file` is the untiled reference.
+
 DTM heights are in metres in the DSM's vertical datum (kept in the ``VERTICAL_DATUM`` tag); nDSM values are
 metres above the DTM (tag ``VERTICAL_DATUM`` = :data:`sat2lod.HEIGHT_ABOVE_DTM`); nodata is NaN.
 The numba kernel is private; :func:`harmonic_fill_reference` is the exact sparse solve the tests compare it with.
@@ -75,6 +80,8 @@ class DTMParams:
         refine: run the refinement pass.
         despeckle: apply the 3 x 3 median first (stereo pits / spikes).
         smooth_sigma_px: Gaussian smoothing of the final DTM (pixels); 0 = none.
+        tile_halo_m: context (m) each per-tile job reads around its tile (:func:`dtm_tile_from_files`); not
+            used by :func:`extract_dtm` itself. At least ``max_object_size_m``.
     """
 
     max_object_size_m: float = _TERRAIN["max_object_size_m"]
@@ -90,6 +97,7 @@ class DTMParams:
     refine: bool = _TERRAIN["refine"]
     despeckle: bool = _TERRAIN["despeckle"]
     smooth_sigma_px: float = _TERRAIN["smooth_sigma_px"]
+    tile_halo_m: float = _TERRAIN["tile_halo_m"]
 
 
 # --------------------------------------------------------------------------------------------- helpers
@@ -330,10 +338,47 @@ def normalized_dsm(dsm: np.ndarray, dtm: np.ndarray) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------------------------- workflow entry
+def _dsm_grid(dsm: str | os.PathLike[str], head: Any) -> float:
+    """Pixel size (m) of a DSM header, checked: projected CRS, square pixels (error naming the file)."""
+    if head.crs is None or not head.crs.is_projected:
+        raise ValueError(
+            f"{dsm}: the DSM must be on a projected grid in metres (got CRS {head.crs}); "
+            "rerun the mosaic step with output.epsg set to a projected CRS"
+        )
+    res_x, res_y = abs(head.transform.a), abs(head.transform.e)
+    if not math.isclose(res_x, res_y, rel_tol=1e-3):
+        raise ValueError(f"{dsm}: pixels must be square (got {res_x} x {res_y} m); resample the DSM first")
+    return float(res_x)
+
+
+def _product_tags(
+    dsm: str | os.PathLike[str], dsm_tags: dict[str, str]
+) -> tuple[dict[str, str], dict[str, str]]:
+    """Tags of the DTM (the DSM's vertical datum) and of the nDSM (heights above the DTM)."""
+    datum = dsm_tags.get("VERTICAL_DATUM")
+    if not datum:
+        datum = sat2lod.ELLIPSOID_DATUM
+        log.warning("%s has no VERTICAL_DATUM tag; assuming %s", dsm, datum)
+    tags = {
+        "VERTICAL_DATUM": datum,
+        "SAT2LOD_PRODUCT": "dtm",
+        "SAT2LOD_METHOD": "progressive_morphology+harmonic",
+    }
+    ndsm_tags = {
+        **tags,
+        "VERTICAL_DATUM": sat2lod.HEIGHT_ABOVE_DTM,
+        "DTM_VERTICAL_DATUM": datum,
+        "SAT2LOD_PRODUCT": "ndsm",
+        "HEIGHT_REFERENCE": "DTM",
+    }
+    return tags, ndsm_tags
+
+
 def dtm_from_dsm_file(
     dsm: str | os.PathLike[str], dtm: str | os.PathLike[str], ndsm: str | os.PathLike[str], **params: Any
 ) -> dict[str, float]:
-    """Read a DSM GeoTIFF, write its DTM and nDSM as COGs (float32, NaN nodata).
+    """Read a DSM GeoTIFF whole, write its DTM and nDSM as COGs (float32, NaN nodata): the untiled terrain,
+    the reference the per-tile rule (:func:`dtm_tile_from_files`) is tested against.
 
     The DTM keeps the DSM's ``VERTICAL_DATUM``; the nDSM's is :data:`sat2lod.HEIGHT_ABOVE_DTM` (its
     values are heights above the DTM), with the DTM's datum in ``DTM_VERTICAL_DATUM``.
@@ -346,43 +391,15 @@ def dtm_from_dsm_file(
         Summary numbers (seconds, valid fractions, mean nDSM) also written to the log.
     """
     t0 = time.perf_counter()
+    prm = DTMParams(**params)
     src = read_raster(dsm, bands=1, masked_to_nan=True)
-    if src.crs is None or not src.crs.is_projected:
-        raise ValueError(
-            f"{dsm}: the DSM must be on a projected grid in metres (got CRS {src.crs}); "
-            "rerun the mosaic step with output.epsg set to a projected CRS"
-        )
-    res_x, res_y = abs(src.transform.a), abs(src.transform.e)
-    if not math.isclose(res_x, res_y, rel_tol=1e-3):
-        raise ValueError(f"{dsm}: pixels must be square (got {res_x} x {res_y} m); resample the DSM first")
+    res = _dsm_grid(dsm, src)
     arr = src.array.astype(np.float32)
-    datum = src.tags.get("VERTICAL_DATUM")
-    if not datum:
-        datum = sat2lod.ELLIPSOID_DATUM
-        log.warning("%s has no VERTICAL_DATUM tag; assuming %s", dsm, datum)
-    dtm_arr = extract_dtm(arr, res_x, DTMParams(**params))
+    tags, ndsm_tags = _product_tags(dsm, src.tags)
+    dtm_arr = extract_dtm(arr, res, prm)
     ndsm_arr = normalized_dsm(arr, dtm_arr)
-    tags = {
-        "VERTICAL_DATUM": datum,
-        "SAT2LOD_PRODUCT": "dtm",
-        "SAT2LOD_METHOD": "progressive_morphology+harmonic",
-    }
     write_raster(dtm, dtm_arr, src.transform, src.crs, nodata=float("nan"), tags=tags, cog=True)
-    write_raster(
-        ndsm,
-        ndsm_arr,
-        src.transform,
-        src.crs,
-        nodata=float("nan"),
-        tags={
-            **tags,
-            "VERTICAL_DATUM": sat2lod.HEIGHT_ABOVE_DTM,
-            "DTM_VERTICAL_DATUM": datum,
-            "SAT2LOD_PRODUCT": "ndsm",
-            "HEIGHT_REFERENCE": "DTM",
-        },
-        cog=True,
-    )
+    write_raster(ndsm, ndsm_arr, src.transform, src.crs, nodata=float("nan"), tags=ndsm_tags, cog=True)
     summary = {
         "seconds": time.perf_counter() - t0,
         "dsm_valid_fraction": float(np.isfinite(arr).mean()),
@@ -391,3 +408,107 @@ def dtm_from_dsm_file(
     }
     log.info("DTM %s and nDSM %s written (%s)", dtm, ndsm, summary)
     return summary
+
+
+#: the windows of the per-tile jobs start on multiples of this many cells of the AOI grid (and of the
+#: :data:`SLOPE_CELL_M` blocks of :func:`terrain_slope`): the first 6 levels of the harmonic fill's 2 x 2
+#: pyramid and the slope's coarse cells then pool the same cells in a tile as in the whole AOI
+WINDOW_ALIGN = 64
+
+
+def dtm_tile_from_files(
+    dsm: str | os.PathLike[str],
+    tiles: str | os.PathLike[str],
+    tile: str,
+    dtm: str | os.PathLike[str],
+    ndsm: str | os.PathLike[str],
+    **params: Any,
+) -> dict[str, Any]:
+    """Rule ``dtm_tile``: the DTM and nDSM of one tile's core, from the DSM over the core plus a halo of
+    ``tile_halo_m`` (windowed read): memory follows the tile, not the AOI.
+
+    Why a halo of (at least) ``max_object_size_m`` gives the terrain of the whole AOI in the core: the filter's
+    openings, the pits' closing, the slope's median and the buffer reach at most ``max_object_size_m`` / 2
+    (objects wider are terrain by definition); the harmonic fill of an object is solved from the ground
+    around that object alone (its connected unknown region), so it sees the same ground in the window as in
+    the AOI unless the region runs past the halo (touching objects longer than the halo, a wide DSM hole); the
+    no-evidence cut (farther than ``max_object_size_m`` from a valid cell) is exact. What differs is the
+    solver's convergence: its pyramid ends at a coarser level in the AOI than in a window, and its SOR sweeps
+    stop before convergence (< 2 mm on the demo city, up to ~0.5 m under wide vegetated relief where the fill
+    is far from converged in both: docs/distribution.md, bench/results/terrain_tiled.md).
+
+    Args:
+        dsm: the AOI's DSM mosaic (COG, projected CRS, square pixels, m).
+        tiles: the tiling checkpoint's grid (``tiles.geojson``); tile: the tile id.
+        dtm, ndsm: outputs over the tile core (GeoTIFF, float32, NaN nodata), with the untiled products' tags.
+        **params: fields of :class:`DTMParams` (config section ``terrain``).
+    Returns:
+        Summary (windows, seconds, valid fractions).
+    Raises:
+        ValueError: a halo narrower than ``max_object_size_m``, or no ground in the window (naming the tile).
+    """
+    import rasterio.windows
+
+    from sat2lod.grid import tile_windows
+    from sat2lod.io.raster import raster_header
+    from sat2lod.io.sensor_image import read_tile
+
+    t0 = time.perf_counter()
+    prm = DTMParams(**params)
+    if prm.tile_halo_m < prm.max_object_size_m:
+        raise ValueError(
+            f"terrain.tile_halo_m ({prm.tile_halo_m} m) is narrower than terrain.max_object_size_m "
+            f"({prm.max_object_size_m} m): the tiles would cut the largest objects; raise terrain.tile_halo_m"
+        )
+    head = raster_header(dsm)
+    res = _dsm_grid(dsm, head)
+    align = math.lcm(WINDOW_ALIGN, max(1, round(SLOPE_CELL_M / res)))
+    core, (ra, rb, ca, cb) = tile_windows(
+        read_tile(tiles, tile)["core"], head.transform, head.shape, math.ceil(prm.tile_halo_m / res), align
+    )
+    src = read_raster(
+        dsm, bands=1, masked_to_nan=True, window=rasterio.windows.Window(ca, ra, cb - ca, rb - ra)
+    )
+    arr = src.array.astype(np.float32)
+    tags, ndsm_tags = _product_tags(dsm, src.tags)
+    if np.isfinite(arr).any():
+        try:
+            dtm_arr = extract_dtm(arr, res, prm)
+        except ValueError as exc:
+            raise ValueError(f"{dsm}, tile {tile}: {exc}; or raise terrain.tile_halo_m") from exc
+    else:  # no DSM in the tile nor its halo: no terrain either (as the untiled DTM, far from valid cells)
+        dtm_arr = np.full(arr.shape, np.nan, np.float32)
+    cut = (slice(core[0] - ra, core[1] - ra), slice(core[2] - ca, core[3] - ca))
+    dtm_core = dtm_arr[cut]
+    ndsm_core = normalized_dsm(arr[cut], dtm_core)
+    t_core = rasterio.windows.transform(
+        rasterio.windows.Window(core[2], core[0], core[3] - core[2], core[1] - core[0]), head.transform
+    )
+    write_raster(dtm, dtm_core, t_core, head.crs, nodata=float("nan"), tags=tags)
+    write_raster(ndsm, ndsm_core, t_core, head.crs, nodata=float("nan"), tags=ndsm_tags)
+    summary = {
+        "tile": tile,
+        "core_window": core,
+        "read_window": (ra, rb, ca, cb),
+        "seconds": round(time.perf_counter() - t0, 2),
+        "dsm_valid_fraction": float(np.isfinite(arr[cut]).mean()),
+        "dtm_valid_fraction": float(np.isfinite(dtm_core).mean()),
+    }
+    log.info("terrain tile %s: %s", tile, summary)
+    return summary
+
+
+def assemble_terrain(
+    dtms: list[str | os.PathLike[str]],
+    ndsms: list[str | os.PathLike[str]],
+    dsm: str | os.PathLike[str],
+    dtm: str | os.PathLike[str],
+    ndsm: str | os.PathLike[str],
+) -> None:
+    """Rule ``dtm``: the tiles' DTMs and nDSMs pasted, streamed, into the AOI's dtm.tif and ndsm.tif (COG) on
+    the DSM's grid (cells of no tile: NaN); memory bounded by the paste's block, not the AOI."""
+    from sat2lod.io.raster import paste_tiles, raster_header
+
+    head = raster_header(dsm)
+    paste_tiles(dtms, dtm, head.transform, head.shape, head.crs, np.float32, float("nan"))
+    paste_tiles(ndsms, ndsm, head.transform, head.shape, head.crs, np.float32, float("nan"))

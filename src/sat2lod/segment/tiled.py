@@ -65,34 +65,6 @@ def ortho_range_file(ortho: str | os.PathLike[str], out: str | os.PathLike[str])
     return result
 
 
-def tile_windows(
-    core: list[float], transform: Any, shape: tuple[int, int], halo_px: int, align: int = WINDOW_ALIGN
-) -> tuple[tuple[int, int, int, int], tuple[int, int, int, int]]:
-    """Cell windows of a tile on a raster grid: its core, and the core grown by ``halo_px`` cells (start rounded
-    down to a multiple of ``align``), both clipped to the raster.
-
-    Args:
-        core: [xmin, ymin, xmax, ymax] of the tile core (m), on the grid's cell edges.
-        transform: north-up grid of the raster; shape: its (rows, cols).
-    Returns:
-        (core, read) windows as (row0, row1, col0, col1).
-    """
-    res = transform.a
-    r0 = max(0, round((transform.f - core[3]) / res))
-    r1 = min(shape[0], round((transform.f - core[1]) / res))
-    c0 = max(0, round((core[0] - transform.c) / res))
-    c1 = min(shape[1], round((core[2] - transform.c) / res))
-    if r1 <= r0 or c1 <= c0:
-        raise ValueError(f"tile core {core} does not meet the raster grid {tuple(transform)[:6]} {shape}")
-    read = (
-        max(0, (r0 - halo_px) // align * align),
-        min(shape[0], r1 + halo_px),
-        max(0, (c0 - halo_px) // align * align),
-        min(shape[1], c1 + halo_px),
-    )
-    return (r0, r1, c0, c1), read
-
-
 def segment_tile_from_files(
     ortho: str | os.PathLike[str],
     ndsm: str | os.PathLike[str],
@@ -122,7 +94,7 @@ def segment_tile_from_files(
     """
     import time
 
-    from sat2lod.grid import check_same_grid
+    from sat2lod.grid import check_same_grid, tile_windows
     from sat2lod.io.jsonio import read_json
     from sat2lod.io.raster import raster_header, read_raster, write_raster
     from sat2lod.io.sensor_image import read_tile
@@ -134,7 +106,7 @@ def segment_tile_from_files(
     res = abs(head_o.transform.a)
     halo_px = math.ceil(prm.tile_halo_m / res)
     core, (ra, rb, ca, cb) = tile_windows(
-        read_tile(tiles, tile)["core"], head_o.transform, head_o.shape, halo_px
+        read_tile(tiles, tile)["core"], head_o.transform, head_o.shape, halo_px, WINDOW_ALIGN
     )
     win = rasterio.windows.Window(ca, ra, cb - ca, rb - ra)
     o = read_raster(ortho, masked_to_nan=True, window=win)
