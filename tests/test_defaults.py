@@ -193,7 +193,8 @@ def test_sections_passed_whole_match_their_params_objects():
     assert set(defaults("stereo")) == {f.name for f in dataclasses.fields(StereoParams)} - {"max_mem_mb"}
     smk = {p.stem: p.read_text() for p in (REPO / "rules").glob("*.smk")}
     assert 'terrain=config["terrain"]' in smk["terrain"] and 'stereo=config["stereo"]' in smk["stereo"]
-    assert smk["lod"].count('lod=config["lod"]') == 3
+    # lod0_tile, lod1_tile, lod2_noise_tile, lod2_scene, lod2_tile (the merges take no lod key)
+    assert smk["lod"].count('lod=config["lod"]') == 5
     assert 'ortho=config["ortho"]' in smk["ortho"]
     # rule segment passes the section but for the keys it names (other rules' and its checkpoint input)
     from sat2lod.segment.predict import SegmentParams
