@@ -180,3 +180,32 @@ def test_noise_estimate_and_predicted_precision() -> None:
     w = refinement_weight(np.array([0.01, 0.05, 0.1, 0.15, 0.3, np.inf]), 0.1)
     np.testing.assert_allclose(w, [0, 0, 0.5, 1, 1, 1])
     assert refinement_weight(np.array([0.01]), 0.0)[0] == 1
+
+
+def test_relief_and_jump_gates_keep_sgm_at_ridges_and_walls_only() -> None:
+    """The relief gate drops the ZNCC value where it departs from SGM's in one direction over the neighbourhood
+    (a ridge averaged down), not where the two differ by zero-mean noise; the jump gate drops it on the upper
+    side of a wall (disparities grow with height) as far as the window reaches, not at the foot of the wall, on
+    a gentle slope or at a lone outlier."""
+    rng = np.random.default_rng(6)
+    h, w = 40, 60
+    sgm_d = np.repeat(np.linspace(10.0, 12.0, w)[None, :], h, 0)  # a plane: 2 px over 60 columns
+    noise = rng.choice([-0.2, 0.2], size=(h, w))  # zero-mean disagreement
+    zncc = sgm_d + noise
+    zncc[:, 28:33] -= 0.5  # a ridge flattened by the window
+    zncc[5, 5] = np.nan
+    g = subpixel.relief_gate(sgm_d, zncc, 2, 0.15)
+    assert g.shape == (h, w) and np.all((g >= 0) & (g <= 1))
+    assert np.all(g[5:-5, 29:32] == 0)  # the flattened band: SGM kept
+    assert np.mean(g[5:-5, 5:20] == 1) > 0.95  # noise only: ZNCC kept
+    np.testing.assert_array_equal(subpixel.relief_gate(sgm_d, zncc, 2, 0.0), np.ones((h, w)))
+
+    wall = sgm_d.copy()
+    wall[:, 40:] += 3.0  # a wall: a 3 px jump
+    wall[20, 10] = 25.0  # a lone outlier, removed by the median
+    wall[30, 15] = np.nan
+    j = subpixel.jump_gate(wall, (13, 13), 1.0)
+    assert np.all(j[:, 40:46] == 0)  # the roof's edge, as far as the window reaches the ground
+    assert np.all(j[:, :40] == 1) and np.all(j[:, 47:] == 1)  # the foot of the wall, the rest of the roof
+    # (the slope drops 0.2 px over half a window; the outlier and the hole change nothing)
+    np.testing.assert_array_equal(subpixel.jump_gate(wall, (13, 13), 0.0), np.ones((h, w)))

@@ -43,7 +43,13 @@ from sat2lod.stereo.rasterize import (
 )
 from sat2lod.stereo.rectify import PairRectification, image_window, rectify_pair, warp_affine
 from sat2lod.stereo.sgm import median_filter, sgm_disparity
-from sat2lod.stereo.subpixel import refine_disparity, refinement_weight, sgm_precision
+from sat2lod.stereo.subpixel import (
+    jump_gate,
+    refine_disparity,
+    refinement_weight,
+    relief_gate,
+    sgm_precision,
+)
 from sat2lod.stereo.triangulate import triangulate_rectified
 
 _STEREO = defaults("stereo")  # defaults of config section stereo
@@ -69,6 +75,9 @@ class StereoParams:
     subpixel: str = _STEREO["subpixel"]
     subpixel_window: tuple[int, int] = tuple(_STEREO["subpixel_window"])
     subpixel_noise_px: float = _STEREO["subpixel_noise_px"]
+    subpixel_relief_px: float = _STEREO["subpixel_relief_px"]
+    subpixel_relief_radius: int = _STEREO["subpixel_relief_radius"]
+    subpixel_jump_px: float = _STEREO["subpixel_jump_px"]
     raster_radius: float = _STEREO["raster_radius"]
     raster_sigma: float = _STEREO["raster_sigma"]
     raster_tol_m: float = _STEREO["raster_tol_m"]
@@ -423,8 +432,22 @@ def _pair_heights(
         # where SGM's own value is precise enough (textured images) it is kept: see stereo.subpixel_noise_px
         weight = refinement_weight(sgm_precision(left, right, params.census_window), params.subpixel_noise_px)
         info["refined_share"] = float(np.mean(weight[np.isfinite(disp)])) if np.isfinite(disp).any() else 0.0
-        disp = refine_disparity(
-            left, right, disp, SUBPIXEL_FITS[params.subpixel], params.subpixel_window, weight
+        fit = SUBPIXEL_FITS[params.subpixel]
+        # a roof's edge keeps SGM's value: its window would reach down the wall (stereo.subpixel_jump_px)
+        weight = weight * jump_gate(disp, params.subpixel_window, params.subpixel_jump_px)
+        if params.subpixel_relief_px > 0:
+            # the ZNCC value wherever it may be used, then kept only where it agrees with SGM's on average
+            zncc = refine_disparity(
+                left, right, disp, fit, params.subpixel_window, (weight > 0).astype(float)
+            )
+            weight = weight * relief_gate(
+                disp, zncc, params.subpixel_relief_radius, params.subpixel_relief_px
+            )
+            disp = (disp + weight * (zncc - disp)).astype(np.float32)
+        else:
+            disp = refine_disparity(left, right, disp, fit, params.subpixel_window, weight)
+        info["refined_share_after_gates"] = (
+            float(np.mean(weight[np.isfinite(disp)])) if np.isfinite(disp).any() else 0.0
         )
         if params.median:
             disp = median_filter(disp)
