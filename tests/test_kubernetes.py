@@ -381,6 +381,8 @@ def test_job_specs_and_run_through_kubernetes_api(tmp_path: Path, s3_endpoint: s
 
 # ------------------------------------------------------------------ the real chain, tiny synthetic scene
 TINY_CONFIG = "tests/data/config_tiny.yaml"
+# one tile: each per-tile rule runs once as a pod (tests/data/config_one_tile.yaml says why)
+ONE_TILE = "tests/data/config_one_tile.yaml"
 
 
 def git_workflow_copy(dest: Path) -> Path:
@@ -389,7 +391,7 @@ def git_workflow_copy(dest: Path) -> Path:
     files (config/schema.yaml, read by validate(), is only in the last group)."""
     from sat2lod.io.workdir import copy_workflow
 
-    copy_workflow(dest, REPO, extra=("tests/data/config_tiny.yaml",))
+    copy_workflow(dest, REPO, extra=(TINY_CONFIG, ONE_TILE))
     for cmd in (["init", "-q"], ["add", "-A"]):
         subprocess.run(["git", *cmd], cwd=dest, check=True, capture_output=True)
     return dest
@@ -424,9 +426,9 @@ def same_but_storage_path(a: Path, b: Path, storage: str) -> bool:
     return a.read_text() == b.read_text().replace(storage, "")
 
 
-@pytest.mark.slow  # 6-8 min on 2 (shared) cores: 17 pods, each runs snakemake twice, + a local run beside
+@pytest.mark.slow  # minutes on 2 (shared) cores: 23 pods (one tile), each runs snakemake twice, + a local run beside
 def test_tiny_sat2lod_chain_through_kubernetes_api(tmp_path: Path, s3_endpoint: str) -> None:
-    """The whole chain on tests/data/config_tiny.yaml (U-Net trained in the run: segmentation.checkpoint
+    """The whole chain on tests/data/config_tiny.yaml, one tile (config_one_tile.yaml), (U-Net trained in the run: segmentation.checkpoint
     results/models/segmenter.pt) through profiles/kubernetes: every rule but the local `acquire` and `all`
     in a "pod" that sees only S3; the tiling checkpoint's tile grid is read back through storage
     (tile_ids); the products in S3 equal those of a local run, by content."""
@@ -446,7 +448,7 @@ def test_tiny_sat2lod_chain_through_kubernetes_api(tmp_path: Path, s3_endpoint: 
     env["PYTHONPATH"] = src
     # the local reference run goes on while the Kubernetes run mostly waits on pods starting
     ref = subprocess.Popen(
-        [sys.executable, "-m", "snakemake", "--cores", "1", "--configfile", TINY_CONFIG],
+        [sys.executable, "-m", "snakemake", "--cores", "1", "--configfile", TINY_CONFIG, ONE_TILE],
         cwd=local,
         env={**os.environ, "PYTHONPATH": src},
         stdout=subprocess.DEVNULL,
@@ -459,7 +461,7 @@ def test_tiny_sat2lod_chain_through_kubernetes_api(tmp_path: Path, s3_endpoint: 
                 run_snakemake(
                     [
                         *("--workflow-profile", "none", "--profile", str(PROFILE)),
-                        *("--seconds-between-status-checks", "1", "--configfile", TINY_CONFIG),
+                        *("--seconds-between-status-checks", "1", "--configfile", TINY_CONFIG, ONE_TILE),
                     ],
                     cwd=launch,
                     env=env,
@@ -482,7 +484,7 @@ def test_tiny_sat2lod_chain_through_kubernetes_api(tmp_path: Path, s3_endpoint: 
         rule = re.search(r"--target-jobs '?(\w+):", cmd)[1]
         rules[rule] = rules.get(rule, 0) + 1
     n_tiles = len(json.loads((local / "results/tiles/tiny/tiles.geojson").read_text())["features"])
-    assert n_tiles > 1 and rules.pop("stereo_tile") == n_tiles, rules
+    assert n_tiles == 1 and rules.pop("stereo_tile") == n_tiles, rules
     for per_tile in ("dtm_tile", "ortho_tile", "segment_tile", "lod0_tile"):
         assert rules.pop(per_tile) == n_tiles, (per_tile, rules)
     for per_tile in ("lod1_tile", "lod2_noise_tile", "lod2_tile"):

@@ -12,7 +12,6 @@ from scipy import ndimage
 
 from sat2lod.grid import grid_for_bounds
 from sat2lod.io.cityjson import validate_cityjson
-from sat2lod.io.jsonio import write_json
 from sat2lod.io.raster import write_raster
 from sat2lod.io.vector import read_vector, write_vector
 from sat2lod.lod.pipeline import run_lod0, run_lod1, run_lod2
@@ -20,7 +19,7 @@ from sat2lod.lod.tiled import read_ownership
 from sat2lod.lod.tiled_city import lod1_tile, lod2_noise_tile, lod2_scene, lod2_tile, merge_city
 from sat2lod.synth.layout import make_layout
 from sat2lod.synth.scene import rasterize_layout
-from sat2lod.tiling import grid_spec, tile_cores, tiles_feature_collection
+from tile_grids import write_tiles
 
 X0, Y0, SIZE, EPSG = 374000.0, 4828000.0, 150.0, 32631
 DATUM = {"VERTICAL_DATUM": "WGS84 ellipsoid"}
@@ -59,14 +58,7 @@ def scene(tmp_path_factory):
 
 
 def _tiles(d, tile_m: float, drop: tuple[int, ...] = ()):
-    spec = grid_spec([X0, Y0, X0 + SIZE, Y0 + SIZE], tile_m, 10.0, 0.5)
-    cores = tile_cores(spec)
-    keep = np.ones(len(cores), bool)
-    keep[list(drop)] = False
-    fc = tiles_feature_collection(spec, cores, keep, EPSG)
-    path = d / f"tiles_{tile_m:.0f}_{len(drop)}.geojson"
-    write_json(path, fc)
-    return path, [f["properties"]["tile"] for f in fc["features"]]
+    return write_tiles(d, (X0, Y0, X0 + SIZE, Y0 + SIZE), EPSG, tile_m, drop)
 
 
 def _coords(doc: dict) -> dict[str, list]:

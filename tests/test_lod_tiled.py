@@ -14,7 +14,7 @@ from sat2lod.lod.pipeline import run_lod0
 from sat2lod.lod.tiled import lod0_tile, merge_lod0, read_ownership
 from sat2lod.synth.layout import make_layout
 from sat2lod.synth.scene import rasterize_layout
-from sat2lod.tiling import grid_spec, tile_cores, tiles_feature_collection
+from tile_grids import write_tiles
 
 X0, Y0, SIZE, EPSG = 374000.0, 4828000.0, 260.0, 32631
 
@@ -39,15 +39,8 @@ def scene(tmp_path_factory):
     return d, ref
 
 
-def _tiles(d, tile_m: float, drop: tuple[int, ...] = ()) -> tuple[object, list[str]]:
-    spec = grid_spec([X0, Y0, X0 + SIZE, Y0 + SIZE], tile_m, 10.0, 0.5)
-    cores = tile_cores(spec)
-    keep = np.ones(len(cores), bool)
-    keep[list(drop)] = False
-    fc = tiles_feature_collection(spec, cores, keep, EPSG)
-    path = d / f"tiles_{tile_m:.0f}_{len(drop)}.geojson"
-    write_json(path, fc)
-    return path, [f["properties"]["tile"] for f in fc["features"]]
+def _tiles(d, tile_m: float, drop: tuple[int, ...] = ()):
+    return write_tiles(d, (X0, Y0, X0 + SIZE, Y0 + SIZE), EPSG, tile_m, drop)
 
 
 def _tiled(d, tiles, ids, tag: str, halo: float | None = None):
@@ -117,11 +110,7 @@ def test_empty_tiles_merge_to_an_empty_layer(tmp_path):
     tr, _ = grid_for_bounds((X0, Y0, X0 + 10, Y0 + 10), 0.5)
     write_raster(tmp_path / "m.tif", empty, tr, EPSG, nodata=255)
     write_raster(tmp_path / "n.tif", empty.astype(np.float32), tr, EPSG, nodata=float("nan"))
-    spec = grid_spec([X0, Y0, X0 + 10, Y0 + 10], 10.0, 0.0, 0.5)
-    fc = tiles_feature_collection(spec, tile_cores(spec), np.ones(1, bool), EPSG)
-    write_json(tmp_path / "t.geojson", fc)
-    lod0_tile(
-        tmp_path / "m.tif", tmp_path / "n.tif", tmp_path / "t.geojson", "t0000_0000", tmp_path / "x.gpkg"
-    )
+    tiles, ids = write_tiles(tmp_path, (X0, Y0, X0 + 10, Y0 + 10), EPSG, 10.0, margin_m=0.0)
+    lod0_tile(tmp_path / "m.tif", tmp_path / "n.tif", tiles, ids[0], tmp_path / "x.gpkg")
     got = merge_lod0([tmp_path / "x.gpkg"], tmp_path / "all.gpkg")
     assert len(got) == 0 and read_vector(tmp_path / "all.gpkg").crs is not None

@@ -178,6 +178,8 @@ def test_tiny_workflow_through_slurm_matches_local(tmp_path: Path, slurm_partiti
 
 # ------------------------------------------------------------------ the real chain, tiny synthetic scene
 TINY_CONFIG = REPO / "tests" / "data" / "config_tiny.yaml"
+# one tile: each per-tile rule runs once through SLURM (tests/data/config_one_tile.yaml says why)
+ONE_TILE = REPO / "tests" / "data" / "config_one_tile.yaml"
 
 
 def workflow_copy(dest: Path) -> Path:
@@ -206,7 +208,7 @@ def test_tiny_sat2lod_chain_through_slurm_matches_local(tmp_path: Path, slurm_pa
         pytest.fail(f"{TINY_CONFIG} missing: the tiny synthetic configuration of the workflow tests")
     local = workflow_copy(tmp_path / "local")
     remote = workflow_copy(tmp_path / "slurm")
-    config = ["--configfile", str(TINY_CONFIG.relative_to(REPO))]
+    config = ["--configfile", *(str(p.relative_to(REPO)) for p in (TINY_CONFIG, ONE_TILE))]
     # the local reference run goes on while the SLURM run mostly waits on the scheduler
     local_run = Background(["--cores", "2", *config], cwd=local, timeout_s=1500)
     log = run_snakemake(
