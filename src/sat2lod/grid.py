@@ -87,7 +87,8 @@ def tile_windows(
 ) -> tuple[tuple[int, int, int, int], tuple[int, int, int, int]]:
     """Cell windows of a tile on a raster grid: its core, and the core grown by ``halo_px`` cells (start rounded
     down to a multiple of ``align`` cells of the grid, the phase of a stage's block-wise steps), both clipped
-    to the raster. Used by the per-tile rules that read a tile with context (segment_tile, dtm_tile).
+    to the raster. Used by the per-tile rules that read a tile with context (segment_tile, dtm_tile, and
+    ortho_tile for its core).
 
     Args:
         core: [xmin, ymin, xmax, ymax] of the tile core (m), on the grid's cell edges.

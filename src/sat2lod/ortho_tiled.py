@@ -292,23 +292,6 @@ def _directed_distance(step: float, a0: int, a1: int, b0: np.ndarray, b1: np.nda
     return np.where(overlap, 0.0, d).astype(np.float64)
 
 
-def core_window(core: list[float], transform: Any, shape: tuple[int, int]) -> tuple[int, int, int, int]:
-    """(row0, row1, col0, col1) of a tile core [xmin, ymin, xmax, ymax] (m, on the grid's cell edges) in a grid
-    of ``shape`` (rows, cols), clipped to it.
-
-    Raises:
-        ValueError: the core does not meet the grid.
-    """
-    from sat2lod.grid import grid_for_bounds, pixel_offset
-
-    t_core, (rows, cols) = grid_for_bounds(core, abs(transform.a))
-    r, c = pixel_offset(t_core, transform)
-    r0, r1, c0, c1 = max(0, r), min(shape[0], r + rows), max(0, c), min(shape[1], c + cols)
-    if r1 <= r0 or c1 <= c0:
-        raise ValueError(f"tile core {core} does not meet the DSM grid {tuple(transform)[:6]} {shape}")
-    return r0, r1, c0, c1
-
-
 def ortho_tile_from_files(
     dsm: str | os.PathLike[str],
     scenes: str | os.PathLike[str],
@@ -329,6 +312,7 @@ def ortho_tile_from_files(
     Returns:
         Summary (windows, halo, seconds, counts).
     """
+    from sat2lod.grid import tile_windows
     from sat2lod.io.raster import raster_header, read_raster, write_raster
     from sat2lod.io.sensor_image import read_tile
 
@@ -336,7 +320,8 @@ def ortho_tile_from_files(
     t0 = time.perf_counter()
     glob, zmax_blocks, block = read_ortho_globals(shared)
     head = raster_header(dsm)
-    r0, r1, c0, c1 = core_window(read_tile(tiles, tile)["core"], head.transform, head.shape)
+    # the core's cells (the halo is sized below, per side, from the block maxima)
+    (r0, r1, c0, c1), _ = tile_windows(read_tile(tiles, tile)["core"], head.transform, head.shape, 0)
     z = read_raster(
         dsm, bands=1, masked_to_nan=True, window=rasterio.windows.Window(c0, r0, c1 - c0, r1 - r0)
     ).array
