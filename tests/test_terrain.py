@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import itertools
+import logging
 
 import numpy as np
 import pytest
 import rasterio
 from rasterio.transform import from_origin
+from scipy import ndimage
 
 import sat2lod
 from conftest import shared_file
+from sat2lod import terrain
 from sat2lod.io.raster import write_raster
 from sat2lod.terrain import (
     DTMParams,
-    _harmonic_fill,
+    _harmonic_fill_multiscale,
     dtm_from_dsm_file,
     extract_dtm,
     harmonic_fill_reference,
@@ -137,15 +140,87 @@ def test_ndsm_and_nodata():
     assert np.isnan(out[:, 120:]).all() and np.isfinite(out[:, :40]).all()
 
 
-def test_harmonic_kernel_matches_sparse_solve():
+def _hostile_masks() -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """(z, known) pairs the harmonic fill must solve: odd shapes, edge-touching and ragged unknown regions."""
     rng = np.random.default_rng(3)
-    z = rng.normal(size=(24, 31))
-    known = rng.random(z.shape) < 0.3
+    out = {}
+    h, w = 37, 53
+    y, x = np.mgrid[0:h, 0:w]
+    z = 2300.0 + 0.8 * x - 0.5 * y + 3.0 * np.sin(x / 5.0) + rng.normal(0, 0.3, (h, w))
+    out["random 30 %"] = (z, rng.random((h, w)) < 0.3)
+    known = np.ones((h, w), bool)
+    known[4:33, 5:48] = False
+    out["one big hole"] = (z, known)
+    known = np.ones((h, w), bool)
+    known[10:, 20:] = False
+    out["hole touching two edges"] = (z, known)
+    known = np.zeros((h, w), bool)
+    known[17, 40] = True
+    out["a single known cell"] = (z, known)
+    known = np.zeros((h, w), bool)
+    known[::9, :] = True
+    known[:, 11] = True
+    known[3:30, 30] = True
+    out["thin known lines"] = (z, known)
+    field = ndimage.gaussian_filter(rng.normal(size=(h, w)), 3.0)
+    known = ndimage.binary_opening(field > 0.02, iterations=1)
+    known[20:24, 2:50] = False  # a long, thin object crossing the ragged ground
+    out["ragged real-looking"] = (z, known)
+    known = np.zeros((1, 41), bool)
+    known[0, [0, 17]] = True
+    out["one row"] = (np.linspace(0.0, 40.0, 41)[None, :] ** 2, known)
+    return out
+
+
+@pytest.mark.parametrize("case", list(_hostile_masks()))
+def test_harmonic_fill_converges_to_the_exact_solve(case):
+    """The multigrid fill equals the sparse direct solve (same equation: 4-neighbour Laplace on the unknown
+    cells, known cells fixed, Neumann at the raster edge) to its tolerance, known cells to the bit."""
+    z, known = _hostile_masks()[case]
+    assert known.any() and not known.all()
     exact = harmonic_fill_reference(z, known)
-    start = np.where(known, z, 0.0)
-    out = _harmonic_fill(start, known, 3000, 1.6)
-    np.testing.assert_allclose(out, exact, atol=1e-6)
-    np.testing.assert_array_equal(out[known], z[known])
+    out = _harmonic_fill_multiscale(np.where(known, z, 0.0), known)
+    assert out.dtype == np.float32 and out.shape == z.shape
+    np.testing.assert_array_equal(out[known], z[known].astype(np.float32))
+    # float32 rounding of ~2.3 km heights is 1.2e-4 m
+    np.testing.assert_allclose(out, exact, rtol=0, atol=2.5e-4)
+    # the start of the old solver (0) is far: a fill that stopped early would be off by metres
+    assert np.abs(exact[~known]).min() > 1.0
+
+
+def test_harmonic_fill_logs_when_the_iteration_cap_is_hit(monkeypatch, caplog):
+    z, known = _hostile_masks()["one big hole"]
+    monkeypatch.setattr(terrain, "FILL_MAX_ITER", 1)
+    with caplog.at_level(logging.WARNING, logger="sat2lod.terrain"):
+        out = _harmonic_fill_multiscale(np.where(known, z, 0.0), known)
+    assert "not converged after 1 iterations" in caplog.text
+    assert np.isfinite(out).all()
+
+
+def test_coarse_operator_is_the_galerkin_product():
+    """The numba coarsening equals P^T A P built with scipy.sparse (P: 2 x 2 aggregates, piecewise constant)."""
+    from scipy import sparse
+
+    z, known = _hostile_masks()["ragged real-looking"]
+    d, we, ws, _ = terrain._fine_operator(z, known)
+    h, w = d.shape
+    idx = np.arange(h * w).reshape(h, w)
+    a = sparse.diags(d.ravel()) - sparse.coo_matrix(
+        (we[:, :-1].ravel(), (idx[:, :-1].ravel(), idx[:, 1:].ravel())), shape=(h * w, h * w)
+    )
+    a = a - sparse.coo_matrix((ws[:-1].ravel(), (idx[:-1].ravel(), idx[1:].ravel())), shape=(h * w, h * w))
+    a = a + (a - sparse.diags(a.diagonal())).T
+    a = sparse.csr_matrix(a)
+    hc, wc = (h + 1) // 2, (w + 1) // 2
+    p = sparse.coo_matrix((np.ones(h * w), (idx.ravel(), ((idx // w // 2) * wc + (idx % w) // 2).ravel())))
+    ac = (p.T @ a @ p).toarray()
+    dc, wec, wsc = terrain._coarsen(d, we, ws)
+    np.testing.assert_array_equal(np.diag(ac), dc.ravel())
+    ic = np.arange(hc * wc).reshape(hc, wc)
+    np.testing.assert_array_equal(-ac[ic[:, :-1].ravel(), ic[:, 1:].ravel()], wec[:, :-1].ravel())
+    np.testing.assert_array_equal(-ac[ic[:-1].ravel(), ic[1:].ravel()], wsc[:-1].ravel())
+    assert not wec[:, -1].any() and not wsc[-1].any()
+    assert np.count_nonzero(ac) == np.count_nonzero(dc) + 2 * (np.count_nonzero(wec) + np.count_nonzero(wsc))
 
 
 def test_opening_windows_grow_to_max_size():
@@ -245,7 +320,10 @@ def _tiled_scene(tmp_path, tile_m: float):
 def test_dtm_per_tile_equals_untiled(tmp_path):
     """Rules dtm_tile + dtm (3 x 3 tiles of 40 m, a 32 m halo = the largest object): the pasted DTM and nDSM
     have the untiled products' grid, tags and nodata cells, and their heights to within the harmonic solver's
-    convergence (its pyramid stops at a coarser level in the AOI than in a tile window)."""
+    tolerance (not to the bit: its conjugate-gradient sums run over the window), except where a filled region
+    runs past the halo: here the 45 m nodata corner, boxes and the stereo hole make one unknown region of
+    16 k cells (rows 0-195, cols 0-180) that the window of tile t0001_0000 cuts (1.3 % of cells > 1 mm,
+    max 6 cm measured)."""
     from sat2lod.io.raster import read_raster
     from sat2lod.terrain import assemble_terrain, dtm_tile_from_files
 
@@ -265,9 +343,9 @@ def test_dtm_per_tile_equals_untiled(tmp_path):
         np.testing.assert_array_equal(np.isnan(got.array), np.isnan(ref.array))
         assert np.isnan(ref.array).any() and np.isfinite(ref.array).mean() > 0.8
         err = np.abs(got.array - ref.array)[np.isfinite(ref.array)]
-        # most cells to the float32 bit, the rest within the solver's convergence (cm), none off by a roof
-        assert (err == 0).mean() > 0.8 and (err < 1e-3).mean() > 0.98 and err.max() < 0.1, (
-            (err == 0).mean(),
+        # most cells within the solver's tolerance, the cut region within cm, none off by a roof
+        assert (err < 1e-4).mean() > 0.95 and (err < 1e-3).mean() > 0.98 and err.max() < 0.1, (
+            (err < 1e-4).mean(),
             (err < 1e-3).mean(),
             err.max(),
         )

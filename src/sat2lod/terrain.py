@@ -100,42 +100,212 @@ class DTMParams:
     tile_halo_m: float = _TERRAIN["tile_halo_m"]
 
 
-# --------------------------------------------------------------------------------------------- helpers
-def _upsample_to(z: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """Bilinear upsampling of a pooled level back to ``shape`` (cell centres aligned, edges clamped)."""
-    h, w = shape
-    rows = (np.arange(h) + 0.5) * z.shape[0] / h - 0.5
-    cols = (np.arange(w) + 0.5) * z.shape[1] / w - 0.5
-    rr, cc = np.meshgrid(rows, cols, indexing="ij")
-    return ndimage.map_coordinates(z, [rr, cc], order=1, mode="nearest").astype(np.float32)
+# --------------------------------------------------------------------------------------------- harmonic fill
+#: the harmonic fill stops when the multigrid correction of its last iteration (the preconditioned residual,
+#: an estimate of the remaining error) moves no cell by more than this (m). Measured on the Reunion DSM's
+#: first fill (0.53 M cells, 30 % unknown): 1e-4 -> 1.0 mm from the exact solve, 1e-5 -> 0.13-0.23 mm, the
+#: float32 rounding of its 2.3 km heights being 0.12 mm
+FILL_TOL_M = 1e-5
+#: iteration cap of the harmonic fill (conjugate gradient steps, one V-cycle each); hit = logged warning
+FILL_MAX_ITER = 200
 
 
-# --------------------------------------------------------------------------------------------- kernels
 @numba.njit(cache=True)
-def _harmonic_fill(z: np.ndarray, known: np.ndarray, n_iter: int, omega: float) -> np.ndarray:
-    h, w = z.shape
-    out = z.copy()
-    for _ in range(n_iter):
-        for i in range(h):
-            for j in range(w):
-                if known[i, j]:
-                    continue
-                s = 0.0
-                n = 0
-                if i > 0:
-                    s += out[i - 1, j]
-                    n += 1
-                if i < h - 1:
-                    s += out[i + 1, j]
-                    n += 1
-                if j > 0:
-                    s += out[i, j - 1]
-                    n += 1
-                if j < w - 1:
-                    s += out[i, j + 1]
-                    n += 1
-                out[i, j] += omega * (s / n - out[i, j])
+def _fine_operator(z: np.ndarray, known: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Laplace operator of the unknown cells of ``known`` (H, W) and its right-hand side from ``z`` (H, W).
+
+    Returns float64 (H, W) arrays ``d`` (diagonal: number of neighbours inside the raster, Neumann edge; 0 on
+    known cells), ``we`` / ``ws`` (weight of the link to the east / south neighbour when both are unknown) and
+    ``b`` (sum of the known neighbours' heights, m): unknown cells solve ``d u - sum(w u_nb) = b``.
+    """
+    h, w = known.shape
+    d = np.zeros((h, w))
+    we = np.zeros((h, w))
+    ws = np.zeros((h, w))
+    b = np.zeros((h, w))
+    for i in range(h):
+        for j in range(w):
+            if known[i, j]:
+                continue
+            n = 0.0
+            s = 0.0
+            for di, dj in ((-1, 0), (1, 0), (0, -1), (0, 1)):
+                a, c = i + di, j + dj
+                if 0 <= a < h and 0 <= c < w:
+                    n += 1.0
+                    if known[a, c]:
+                        s += float(z[a, c])
+            d[i, j] = n
+            b[i, j] = s
+            if i + 1 < h and not known[i + 1, j]:
+                ws[i, j] = 1.0
+            if j + 1 < w and not known[i, j + 1]:
+                we[i, j] = 1.0
+    return d, we, ws, b
+
+
+@numba.njit(cache=True)
+def _coarsen(d: np.ndarray, we: np.ndarray, ws: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Galerkin operator ``P^T A P`` of 2 x 2 aggregates (``P`` piecewise constant): again a 5-point stencil
+    (diagonal, east, south weights) on the ((H + 1) // 2, (W + 1) // 2) grid; 0 diagonal = no unknown cell."""
+    h, w = d.shape
+    dc = np.zeros(((h + 1) // 2, (w + 1) // 2))
+    wec = np.zeros_like(dc)
+    wsc = np.zeros_like(dc)
+    for i in range(h):
+        for j in range(w):
+            a, c = i // 2, j // 2
+            dc[a, c] += d[i, j]
+            if j % 2 == 0:
+                dc[a, c] -= 2.0 * we[i, j]  # link inside the aggregate
+            else:
+                wec[a, c] += we[i, j]
+            if i % 2 == 0:
+                dc[a, c] -= 2.0 * ws[i, j]
+            else:
+                wsc[a, c] += ws[i, j]
+    return dc, wec, wsc
+
+
+@numba.njit(cache=True)
+def _gauss_seidel(
+    x: np.ndarray, b: np.ndarray, d: np.ndarray, we: np.ndarray, ws: np.ndarray, colour: int
+) -> None:
+    """One Gauss-Seidel half sweep, in place, over the cells with ``(i + j) % 2 == colour`` (red-black)."""
+    h, w = x.shape
+    for i in range(h):
+        for j in range((i + colour) % 2, w, 2):
+            if d[i, j] == 0.0:
+                continue
+            s = b[i, j]
+            if j + 1 < w:
+                s += we[i, j] * x[i, j + 1]
+            if j > 0:
+                s += we[i, j - 1] * x[i, j - 1]
+            if i + 1 < h:
+                s += ws[i, j] * x[i + 1, j]
+            if i > 0:
+                s += ws[i - 1, j] * x[i - 1, j]
+            x[i, j] = s / d[i, j]
+
+
+@numba.njit(cache=True)
+def _apply(x: np.ndarray, d: np.ndarray, we: np.ndarray, ws: np.ndarray) -> np.ndarray:
+    """``A x`` of the 5-point operator (``d``, ``we``, ``ws``); 0 where ``d`` is 0."""
+    h, w = x.shape
+    out = np.zeros((h, w))
+    for i in range(h):
+        for j in range(w):
+            if d[i, j] == 0.0:
+                continue
+            s = d[i, j] * x[i, j]
+            if j + 1 < w:
+                s -= we[i, j] * x[i, j + 1]
+            if j > 0:
+                s -= we[i, j - 1] * x[i, j - 1]
+            if i + 1 < h:
+                s -= ws[i, j] * x[i + 1, j]
+            if i > 0:
+                s -= ws[i - 1, j] * x[i - 1, j]
+            out[i, j] = s
     return out
+
+
+@numba.njit(cache=True)
+def _restrict(r: np.ndarray) -> np.ndarray:
+    """``P^T r``: sum of each 2 x 2 aggregate."""
+    h, w = r.shape
+    out = np.zeros(((h + 1) // 2, (w + 1) // 2))
+    for i in range(h):
+        for j in range(w):
+            out[i // 2, j // 2] += r[i, j]
+    return out
+
+
+@numba.njit(cache=True)
+def _prolong_add(x: np.ndarray, e: np.ndarray, d: np.ndarray, scale: float) -> None:
+    """``x += scale * P e`` on the unknown cells (``d`` > 0), in place."""
+    h, w = x.shape
+    for i in range(h):
+        for j in range(w):
+            if d[i, j] != 0.0:
+                x[i, j] += scale * e[i // 2, j // 2]
+
+
+@numba.njit(cache=True)
+def _dot(a: np.ndarray, b: np.ndarray) -> float:
+    """Serial dot product (fixed summation order: the same bits on any thread count)."""
+    s = 0.0
+    for k in range(a.size):
+        s += a.flat[k] * b.flat[k]
+    return s
+
+
+#: coarse-grid correction factor of the aggregation V-cycle: a piecewise-constant prolongation under-corrects
+#: smooth errors by about half; any factor in (0, 2) keeps the V-cycle positive definite. 1.8 with 2 sweeps:
+#: 14 iterations on the Reunion DSM's first fill, against 40 unscaled with 1 sweep (0.36 vs 0.75 CPU-s)
+_COARSE_SCALE = 1.8
+#: red-black Gauss-Seidel sweeps before and after the coarse-grid correction
+_SWEEPS = 2
+
+
+def _v_cycle(
+    levels: list[tuple[np.ndarray, np.ndarray, np.ndarray]], r: np.ndarray, k: int = 0
+) -> np.ndarray:
+    """Symmetric V-cycle (red-black Gauss-Seidel, then black-red after the correction) approximating
+    ``A^{-1} r`` on level ``k`` of ``levels``: a symmetric positive definite preconditioner."""
+    d, we, ws = levels[k]
+    x = np.zeros_like(r)
+    if k == len(levels) - 1:
+        np.divide(r, d, out=x, where=d > 0)
+        return x
+    for _ in range(_SWEEPS):
+        _gauss_seidel(x, r, d, we, ws, 0)
+        _gauss_seidel(x, r, d, we, ws, 1)
+    e = _v_cycle(levels, _restrict(r - _apply(x, d, we, ws)), k + 1)
+    _prolong_add(x, e, d, _COARSE_SCALE)
+    for _ in range(_SWEEPS):
+        _gauss_seidel(x, r, d, we, ws, 1)
+        _gauss_seidel(x, r, d, we, ws, 0)
+    return x
+
+
+def _harmonic_fill_multiscale(z: np.ndarray, known: np.ndarray, tol: float = FILL_TOL_M) -> np.ndarray:
+    """Harmonic fill of the unknown cells of ``z`` (H, W), known cells kept: the discrete Laplace equation of
+    :func:`harmonic_fill_reference` solved by conjugate gradients preconditioned with one aggregation
+    multigrid V-cycle, to a multigrid correction under ``tol`` (m). Float64 inside, float32 (H, W) out."""
+    if known.all() or not known.any():
+        return z.astype(np.float32)
+    d, we, ws, b = _fine_operator(z, known)
+    levels = [(d, we, ws)]
+    while max(levels[-1][0].shape) > 1:
+        levels.append(_coarsen(*levels[-1]))
+    u = np.zeros_like(b)
+    r = b.copy()
+    g = _v_cycle(levels, r)
+    p = g.copy()
+    rg = _dot(r, g)
+    it = 0
+    while float(np.abs(g).max()) >= tol:
+        if it == FILL_MAX_ITER:
+            log.warning(
+                "harmonic fill: not converged after %d iterations (last correction %.2g m > %.2g m)",
+                it,
+                float(np.abs(g).max()),
+                tol,
+            )
+            break
+        q = _apply(p, d, we, ws)
+        alpha = rg / _dot(p, q)
+        u += alpha * p
+        r -= alpha * q
+        g = _v_cycle(levels, r)
+        rg_new = _dot(r, g)
+        p = g + (rg_new / rg) * p
+        rg = rg_new
+        it += 1
+    log.debug("harmonic fill: %d iterations, %d levels", it, len(levels))
+    return np.where(known, z, u).astype(np.float32)
 
 
 def harmonic_fill_reference(z: np.ndarray, known: np.ndarray, tol: float = 1e-6) -> np.ndarray:
@@ -172,29 +342,6 @@ def harmonic_fill_reference(z: np.ndarray, known: np.ndarray, tol: float = 1e-6)
     out = zf.copy()
     out[unk] = spsolve(a, rhs)
     return out.reshape(h, w)
-
-
-def _harmonic_fill_multiscale(z: np.ndarray, known: np.ndarray, n_iter: int = 30) -> np.ndarray:
-    """Harmonic fill of the unknown cells, coarse to fine (each level initialises the next, SOR smooths)."""
-    if known.all() or not known.any():
-        return z.astype(np.float32)
-    h, w = z.shape
-    if min(h, w) > 32:
-        # Coarse level: mean of known cells per 2 x 2 block.
-        ph, pw = h % 2, w % 2
-        zz = np.pad(np.where(known, z, 0.0), ((0, ph), (0, pw)))
-        kk = np.pad(known.astype(np.float32), ((0, ph), (0, pw)))
-        s = zz.reshape(zz.shape[0] // 2, 2, zz.shape[1] // 2, 2).sum(axis=(1, 3))
-        n = kk.reshape(kk.shape[0] // 2, 2, kk.shape[1] // 2, 2).sum(axis=(1, 3))
-        coarse_known = n > 0
-        coarse = np.where(coarse_known, s / np.maximum(n, 1), 0.0).astype(np.float32)
-        coarse = _harmonic_fill_multiscale(coarse, coarse_known, n_iter)
-        init = _upsample_to(coarse, (h, w))
-    else:
-        init = np.full((h, w), float(np.mean(z[known])), np.float32)
-        n_iter = max(n_iter, 4 * (h + w))
-    start = np.where(known, z, init).astype(np.float64)
-    return _harmonic_fill(start, known, n_iter, 1.6).astype(np.float32)
 
 
 # --------------------------------------------------------------------------------------------- algorithm
