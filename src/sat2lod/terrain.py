@@ -114,14 +114,15 @@ FILL_MAX_ITER = 200
 def _fine_operator(z: np.ndarray, known: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Laplace operator of the unknown cells of ``known`` (H, W) and its right-hand side from ``z`` (H, W).
 
-    Returns float64 (H, W) arrays ``d`` (diagonal: number of neighbours inside the raster, Neumann edge; 0 on
-    known cells), ``we`` / ``ws`` (weight of the link to the east / south neighbour when both are unknown) and
-    ``b`` (sum of the known neighbours' heights, m): unknown cells solve ``d u - sum(w u_nb) = b``.
+    Returns (H, W) arrays ``d`` (diagonal: number of neighbours inside the raster, Neumann edge; 0 on known
+    cells), ``we`` / ``ws`` (weight of the link to the east / south neighbour when both are unknown), float32
+    (small integers, exact: 12 bytes a cell less than float64), and ``b`` (float64, sum of the known
+    neighbours' heights, m): unknown cells solve ``d u - sum(w u_nb) = b``.
     """
     h, w = known.shape
-    d = np.zeros((h, w))
-    we = np.zeros((h, w))
-    ws = np.zeros((h, w))
+    d = np.zeros((h, w), np.float32)
+    we = np.zeros((h, w), np.float32)
+    ws = np.zeros((h, w), np.float32)
     b = np.zeros((h, w))
     for i in range(h):
         for j in range(w):
@@ -212,6 +213,42 @@ def _apply(x: np.ndarray, d: np.ndarray, we: np.ndarray, ws: np.ndarray) -> np.n
 
 
 @numba.njit(cache=True)
+def _residual(x: np.ndarray, b: np.ndarray, d: np.ndarray, we: np.ndarray, ws: np.ndarray) -> np.ndarray:
+    """``b - A x`` of the 5-point operator (``d``, ``we``, ``ws``); 0 where ``d`` is 0."""
+    h, w = x.shape
+    out = np.zeros((h, w))
+    for i in range(h):
+        for j in range(w):
+            if d[i, j] == 0.0:
+                continue
+            s = b[i, j] - d[i, j] * x[i, j]
+            if j + 1 < w:
+                s += we[i, j] * x[i, j + 1]
+            if j > 0:
+                s += we[i, j - 1] * x[i, j - 1]
+            if i + 1 < h:
+                s += ws[i, j] * x[i + 1, j]
+            if i > 0:
+                s += ws[i - 1, j] * x[i - 1, j]
+            out[i, j] = s
+    return out
+
+
+@numba.njit(cache=True)
+def _axpy(y: np.ndarray, a: float, x: np.ndarray) -> None:
+    """``y += a x`` in place (no temporary)."""
+    for k in range(y.size):
+        y.flat[k] += a * x.flat[k]
+
+
+@numba.njit(cache=True)
+def _xpby(x: np.ndarray, beta: float, y: np.ndarray) -> None:
+    """``y = x + beta y`` in place (no temporary)."""
+    for k in range(y.size):
+        y.flat[k] = x.flat[k] + beta * y.flat[k]
+
+
+@numba.njit(cache=True)
 def _restrict(r: np.ndarray) -> np.ndarray:
     """``P^T r``: sum of each 2 x 2 aggregate."""
     h, w = r.shape
@@ -262,7 +299,7 @@ def _v_cycle(
     for _ in range(_SWEEPS):
         _gauss_seidel(x, r, d, we, ws, 0)
         _gauss_seidel(x, r, d, we, ws, 1)
-    e = _v_cycle(levels, _restrict(r - _apply(x, d, we, ws)), k + 1)
+    e = _v_cycle(levels, _restrict(_residual(x, r, d, we, ws)), k + 1)
     _prolong_add(x, e, d, _COARSE_SCALE)
     for _ in range(_SWEEPS):
         _gauss_seidel(x, r, d, we, ws, 1)
@@ -280,8 +317,10 @@ def _harmonic_fill_multiscale(z: np.ndarray, known: np.ndarray, tol: float = FIL
     levels = [(d, we, ws)]
     while max(levels[-1][0].shape) > 1:
         levels.append(_coarsen(*levels[-1]))
-    u = np.zeros_like(b)
-    r = b.copy()
+    # start from the mean known height (14 -> 11 iterations on the Reunion DSM's first fill, against 0)
+    u = np.where(known, 0.0, float(np.mean(z[known], dtype=np.float64)))
+    r = _residual(u, b, d, we, ws)
+    del b
     g = _v_cycle(levels, r)
     p = g.copy()
     rg = _dot(r, g)
@@ -297,15 +336,18 @@ def _harmonic_fill_multiscale(z: np.ndarray, known: np.ndarray, tol: float = FIL
             break
         q = _apply(p, d, we, ws)
         alpha = rg / _dot(p, q)
-        u += alpha * p
-        r -= alpha * q
+        _axpy(u, alpha, p)
+        _axpy(r, -alpha, q)
+        del q
         g = _v_cycle(levels, r)
         rg_new = _dot(r, g)
-        p = g + (rg_new / rg) * p
+        _xpby(g, rg_new / rg, p)
         rg = rg_new
         it += 1
     log.debug("harmonic fill: %d iterations, %d levels", it, len(levels))
-    return np.where(known, z, u).astype(np.float32)
+    out = u.astype(np.float32)
+    out[known] = z[known]
+    return out
 
 
 def harmonic_fill_reference(z: np.ndarray, known: np.ndarray, tol: float = 1e-6) -> np.ndarray:
