@@ -9,8 +9,13 @@ tiles does), then, each in its own process under GNU time (bench/measure.py):
   assemble_terrain (rule dtm).
 The merged DTM is compared with the untiled one cell by cell: the same NaN cells, and |difference| (max, 99.9th
 percentile, fraction of cells over 1 mm and 1 cm, fraction equal to the bit) by distance to the nearest seam.
+The CPU of the tile jobs is also given per km2 of the DSM.
+Then, in this process, the untiled extract_dtm's harmonic fills (first pass and refinement) are each compared
+with the exact sparse solve of the same equation (sat2lod.terrain.harmonic_fill_reference): max |fill - exact|,
+the fill's own CPU (skipped for a DSM of more than --exact-max-cells cells: the direct solve's memory).
 
 Usage: python bench/terrain_tiled.py --dsm A.tif [B.tif ...] [--tile-m 150] [--halos 64 128] [--name terrain_tiled]
+       [--exact-max-cells 2000000]
 Writes bench/results/<name>.json and .md.
 """
 
@@ -23,6 +28,7 @@ import os
 import platform
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -84,6 +90,39 @@ def _compare(ref: Path, got: Path, tile_px: int) -> dict:
     return out
 
 
+def _fills_vs_exact(dsm: Path) -> list[dict]:
+    """Each harmonic fill of the untiled :func:`sat2lod.terrain.extract_dtm` of ``dsm`` (default parameters)
+    against the exact sparse solve of its (z, known): cells, unknown fraction, the fill's CPU-s, max |fill -
+    exact| (m). The fill is wrapped in place for the call (a bench's look inside, not a package API)."""
+    from sat2lod import terrain
+
+    src = read_raster(dsm, bands=1, masked_to_nan=True)
+    fill, fills = terrain._harmonic_fill_multiscale, []
+
+    def measured(z: np.ndarray, known: np.ndarray) -> np.ndarray:
+        t0 = time.process_time()
+        out = fill(z, known)
+        cpu = time.process_time() - t0
+        exact = terrain.harmonic_fill_reference(z, known)
+        fills.append(
+            {
+                "cells": int(known.size),
+                "unknown": round(float((~known).mean()), 4),
+                "fill_cpu_s": round(cpu, 3),
+                "max_m": float(np.abs(out - exact).max()),
+            }
+        )
+        return out
+
+    fill(np.zeros((40, 40)), np.eye(40, dtype=bool))  # compiled (or loaded from the cache) outside the timing
+    terrain._harmonic_fill_multiscale = measured
+    try:
+        terrain.extract_dtm(src.array.astype(np.float32), abs(src.transform.a))
+    finally:
+        terrain._harmonic_fill_multiscale = fill
+    return fills
+
+
 def _py(code: str) -> list[str]:
     return [sys.executable, "-c", code]
 
@@ -94,6 +133,7 @@ def main() -> None:
     ap.add_argument("--tile-m", type=float, default=150.0)
     ap.add_argument("--halos", type=float, nargs="+", default=[64.0, 128.0])
     ap.add_argument("--name", default="terrain_tiled")
+    ap.add_argument("--exact-max-cells", type=int, default=2_000_000)
     args = ap.parse_args()
     runs = []
     for dsm in args.dsm:
@@ -108,9 +148,11 @@ def main() -> None:
                 )
             )
             res = abs(raster_header(dsm).transform.a)
+            shape = raster_header(dsm).shape
             row = {
                 "dsm": str(dsm),
-                "shape": list(raster_header(dsm).shape),
+                "shape": list(shape),
+                "km2": shape[0] * shape[1] * res**2 / 1e6,
                 "tiles": len(tiles),
                 "untiled": untiled,
             }
@@ -140,6 +182,8 @@ def main() -> None:
                     "merge": merge,
                     "difference": _compare(ref, d / "dtm.tif", round(args.tile_m / res)),
                 }
+        if shape[0] * shape[1] <= args.exact_max_cells:
+            row["fills_vs_exact"] = _fills_vs_exact(dsm)
         runs.append(row)
         print(json.dumps(row), flush=True)
     result = {
@@ -160,9 +204,10 @@ def main() -> None:
         "",
         (
             "| DSM | tiles | halo (m) | seam distance | cells | max (m) | p99.9 (m) | > 1 mm | > 1 cm "
-            "| equal to the bit | NaN equal | peak RSS tile / whole (MB) | CPU-s tiles+merge / whole |"
+            "| equal to the bit | NaN equal | peak RSS tile / whole (MB) | CPU-s tiles+merge / whole "
+            "| tile jobs CPU-s per km2 |"
         ),
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in runs:
         for halo in args.halos:
@@ -176,8 +221,21 @@ def main() -> None:
                     f"{v['cells']} | {v['max_m']:.4f} | {v['p999_m']:.5f} | {100 * v['over_1mm']:.3f} % | "
                     f"{100 * v['over_1cm']:.3f} % | {100 * v['bit_equal']:.2f} % | {h['difference']['nan_equal']} | "
                     f"{h['tile_jobs']['peak_rss_mb_max']:.0f} / {r['untiled']['peak_rss_mb']:.0f} | "
-                    f"{cpu:.1f} / {r['untiled']['cpu_s']:.1f} |"
+                    f"{cpu:.1f} / {r['untiled']['cpu_s']:.1f} | {h['tile_jobs']['cpu_s_sum'] / r['km2']:.0f} |"
                 )
+    lines += [
+        "",
+        "Untiled harmonic fills (extract_dtm, default parameters) against the exact sparse solve:",
+        "",
+        "| DSM | fill | cells | unknown | fill CPU-s | max \\|fill - exact\\| (m) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in runs:
+        for k, f in enumerate(r.get("fills_vs_exact", [])):
+            lines.append(
+                f"| {Path(r['dsm']).name} | {('first', 'refinement')[min(k, 1)]} | {f['cells']} | "
+                f"{100 * f['unknown']:.1f} % | {f['fill_cpu_s']:.2f} | {f['max_m']:.2e} |"
+            )
     out.with_suffix(".md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
