@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import logging
 
+import numba
 import numpy as np
 import pytest
 import rasterio
@@ -221,6 +222,36 @@ def test_coarse_operator_is_the_galerkin_product():
     np.testing.assert_array_equal(-ac[ic[:-1].ravel(), ic[1:].ravel()], wsc[:-1].ravel())
     assert not wec[:, -1].any() and not wsc[-1].any()
     assert np.count_nonzero(ac) == np.count_nonzero(dc) + 2 * (np.count_nonzero(wec) + np.count_nonzero(wsc))
+    # the other kernels of the V-cycle against the same sparse matrices
+    x = np.random.default_rng(5).normal(size=(h, w)) * (d > 0)
+    b = np.random.default_rng(6).normal(size=(h, w)) * (d > 0)
+    np.testing.assert_allclose(terrain._apply(x, d, we, ws).ravel(), a @ x.ravel(), rtol=0, atol=1e-12)
+    np.testing.assert_allclose(
+        terrain._residual(x, b, d, we, ws).ravel(), b.ravel() - a @ x.ravel(), rtol=0, atol=1e-12
+    )
+    np.testing.assert_allclose(terrain._restrict(b).ravel(), p.T @ b.ravel(), rtol=0, atol=1e-12)
+    e = np.random.default_rng(7).normal(size=(hc, wc))
+    y = x.copy()
+    terrain._prolong_add(y, e, d, 1.8)
+    np.testing.assert_allclose(
+        y.ravel(), x.ravel() + 1.8 * (d.ravel() > 0) * (p @ e.ravel()), rtol=0, atol=1e-12
+    )
+
+
+@pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2, reason="numba limited to one thread here")
+def test_harmonic_fill_is_the_same_on_any_thread_count():
+    """Reproducible to the bit: the fill's kernels are serial, with a fixed summation order."""
+    z, known = _hostile_masks()["ragged real-looking"]
+    zz = np.where(known, z, 0.0)
+    outs = []
+    before = numba.get_num_threads()
+    try:
+        for n in (1, 2):
+            numba.set_num_threads(n)
+            outs.append(_harmonic_fill_multiscale(zz, known))
+    finally:
+        numba.set_num_threads(before)
+    np.testing.assert_array_equal(outs[0], outs[1])
 
 
 def test_opening_windows_grow_to_max_size():
