@@ -21,7 +21,8 @@ rule figures:
         dtm="results/terrain/{aoi}/dtm.tif",
         ortho="results/ortho/{aoi}/ortho.tif",
         footprints="results/lod0/{aoi}/footprints.gpkg",
-        lod2="results/lod2/{aoi}/city.json",
+        # read one line at a time (the whole-scene model is not loaded)
+        lod2="results/lod2/{aoi}/city.jsonl",
         accuracy="results/qualify/{aoi}/accuracy.json",
     output:
         **{

@@ -1,17 +1,22 @@
 """Paper figures (matplotlib, Agg backend): DSM hillshade, error map and histogram, ortho with footprints,
 LOD2 rendering, accuracy table, throughput chart (CPU time per km² per stage); PNGs plus one multi-page PDF.
 
-Rasters are shown decimated to at most ``max_px`` pixels a side (display only); map axes are in metres of
-the product CRS.
+Rasters are shown decimated to at most ``max_px`` pixels a side (every ``step``-th cell; display only); map
+axes are in metres of the product CRS. :func:`make_figures` reads the products as a whole-scene job must:
+rasters sampled block by block (:func:`sat2lod.io.raster.read_sampled`), the height errors streamed over
+blocks of the reference grid into running statistics (:class:`sat2lod.qualify.stats.ErrorAccumulator`: the
+histogram, RMSE and NMAD of every cell), the LOD2 rendering's buildings read one CityJSONSeq line at a time:
+its memory is bounded by the figures' pixels and one block, not by the area.
 """
 
 from __future__ import annotations
 
 import glob
+import json
 import logging
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -22,14 +27,19 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.backends.backend_pdf import PdfPages
 from mpl_toolkits.mplot3d.art3d import Poly3DCollection
+from rasterio.transform import array_bounds
+from rasterio.windows import Window
 
 from sat2lod.io.jsonio import write_text
-from sat2lod.io.raster import Raster, atomic_path, read_raster
+from sat2lod.io.raster import Raster, atomic_path, read_sampled
+from sat2lod.qualify.stats import ErrorAccumulator
 from sat2lod.schema import defaults
 
 _FIGURES = defaults("figures")  # defaults of config section figures
 
 log = logging.getLogger(__name__)
+#: longest side (px) of the raster maps of :func:`make_figures` (display only)
+MAP_MAX_PX = 1500
 PathLike = str | os.PathLike[str]
 
 
@@ -71,11 +81,128 @@ def hillshade(
     return np.where(np.isfinite(z), np.clip(hs, 0, 1), np.nan)
 
 
-def _decimate(r: Raster, max_px: int) -> tuple[np.ndarray, list[float], int]:
+@dataclass(frozen=True)
+class Sampled:
+    """Every ``step``-th cell of one band of a raster, for display.
+
+    Attributes:
+        array: (ceil(H / step), ceil(W / step)) the sampled cells (rows and columns 0, step, 2 step, ...).
+        extent: [left, right, bottom, top] of the whole raster (m, its CRS): matplotlib's ``extent``.
+        step: sampling step (cells).
+        res: cell size of the whole raster (m).
+        crs: the raster's CRS (None: unknown).
+        tags: the raster's dataset tags (``VERTICAL_DATUM``...).
+    """
+
+    array: np.ndarray
+    extent: list[float]
+    step: int
+    res: float
+    crs: Any = None
+    tags: dict[str, str] = field(default_factory=dict)
+
+
+def _decimate(r: Raster, max_px: int) -> Sampled:
+    """:class:`Sampled` of an in-memory raster (its first band)."""
     a = r.array if r.array.ndim == 2 else r.array[0]
     step = max(1, int(np.ceil(max(a.shape) / max_px)))
     left, bottom, right, top = r.bounds
-    return a[::step, ::step], [left, right, bottom, top], step
+    return Sampled(
+        a[::step, ::step], [left, right, bottom, top], step, abs(r.transform.a), r.crs, dict(r.tags)
+    )
+
+
+def sample_file(path: PathLike, max_px: int, masked_to_nan: bool = True) -> Sampled:
+    """:class:`Sampled` of the first band of a raster file, read block by block (the same cells as
+    :func:`_decimate` of the whole file)."""
+    a, head, step = read_sampled(path, max_px, 1, masked_to_nan)
+    left, bottom, right, top = array_bounds(head.shape[0], head.shape[1], head.transform)
+    return Sampled(a, [left, right, bottom, top], step, abs(head.transform.a), head.crs, dict(head.tags))
+
+
+def _as_sampled(r: Raster | Sampled, max_px: int) -> Sampled:
+    return r if isinstance(r, Sampled) else _decimate(r, max_px)
+
+
+def streamed_errors(
+    product: PathLike, reference: PathLike, vmax: float, max_px: int | None = None, block_px: int = 1024
+) -> tuple[ErrorAccumulator, Sampled | None]:
+    """Height errors ``product - reference`` (m) on the reference grid, streamed over blocks of it (the product
+    resampled onto each block as rule qualify does: :func:`sat2lod.qualify.streamed.on_grid_window`): their
+    running statistics (1 mm histogram; the share beyond ``vmax`` exact) and, with ``max_px``, the error map
+    sampled every ``step``-th cell (:class:`Sampled` on the reference grid; None without ``max_px``)."""
+    from sat2lod.io.raster import open_windows
+    from sat2lod.qualify.streamed import on_grid_window
+
+    acc = ErrorAccumulator(thresholds=(float(vmax),))
+    with open_windows(reference) as r, open_windows(product) as p:
+        h, w = r.header.shape
+        step = max(1, int(np.ceil(max(h, w) / max_px))) if max_px else 1
+        blk = step * max(1, block_px // step)
+        emap = np.full((-(-h // step), -(-w // step)), np.nan, np.float32) if max_px else None
+        for r0 in range(0, h, blk):
+            for c0 in range(0, w, blk):
+                win = Window(c0, r0, min(blk, w - c0), min(blk, h - r0))
+                e = on_grid_window(p, r.header, win) - r.read(win).array
+                acc.add(e)
+                if emap is not None:
+                    s = e[::step, ::step]
+                    emap[r0 // step : r0 // step + s.shape[0], c0 // step : c0 // step + s.shape[1]] = s
+        head = r.header
+    if emap is None:
+        return acc, None
+    left, bottom, right, top = array_bounds(head.shape[0], head.shape[1], head.transform)
+    return acc, Sampled(
+        emap, [left, right, bottom, top], step, abs(head.transform.a), head.crs, dict(head.tags)
+    )
+
+
+def lod2_preview(path: PathLike, max_objects: int = 400) -> dict[str, Any]:
+    """The first ``max_objects`` city objects of a CityJSONSeq (``city.jsonl``) as one CityJSON document (the
+    header's transform, those objects, their vertices), read one line at a time; ``metadata.n_city_objects``
+    = the file's total count (every line is parsed, none kept)."""
+    from sat2lod.io.cityjson import read_seq_header
+
+    header = read_seq_header(path)
+    doc: dict[str, Any] = {"transform": header["transform"], "CityObjects": {}, "vertices": []}
+    total = 0
+    with open(path) as fh:
+        fh.readline()
+        for line in fh:
+            if not line.strip():
+                continue
+            feat = json.loads(line)
+            objs = feat.get("CityObjects", {})
+            total += len(objs)
+            if len(doc["CityObjects"]) >= max_objects:
+                continue
+            off = len(doc["vertices"])
+            doc["vertices"].extend(feat.get("vertices", []))
+            for oid, o in objs.items():
+                if len(doc["CityObjects"]) >= max_objects:
+                    break
+                o = dict(o)
+                o["geometry"] = [
+                    {**g, "boundaries": _shift_indices(g["boundaries"], off)} for g in o.get("geometry", [])
+                ]
+                doc["CityObjects"][oid] = o
+    doc["metadata"] = {"n_city_objects": total}
+    return doc
+
+
+def _lod2_document(path: PathLike, max_objects: int = 400) -> dict[str, Any]:
+    """The LOD2 model to render: :func:`lod2_preview` of a CityJSONSeq (``.jsonl``, streamed), or a whole
+    CityJSON document (``.json``: small models, tests)."""
+    if Path(path).suffix == ".jsonl":
+        return lod2_preview(path, max_objects)
+    from sat2lod.io.cityjson import read_cityjson
+
+    return read_cityjson(path)
+
+
+def _shift_indices(x: Any, off: int) -> Any:
+    """Nested vertex indices plus ``off``."""
+    return [_shift_indices(i, off) for i in x] if isinstance(x, list) else x + off
 
 
 def _map_axes(ax: plt.Axes, crs: Any = None) -> None:
@@ -118,17 +245,15 @@ def _no_data_figure(title: str, why: str) -> plt.Figure:
     return fig
 
 
-def fig_hillshade(dsm: Raster, max_px: int = 1500) -> plt.Figure:
-    z, ext, step = _decimate(dsm, max_px)
-    z = z.astype(float)
+def fig_hillshade(dsm: Raster | Sampled, max_px: int = 1500) -> plt.Figure:
+    d = _as_sampled(dsm, max_px)
+    z, ext = d.array.astype(float), d.extent
     fig, ax = plt.subplots(figsize=(7, 6))
-    ax.imshow(hillshade(z, abs(dsm.transform.a) * step), cmap="gray", extent=ext, vmin=0, vmax=1)
+    ax.imshow(hillshade(z, d.res * d.step), cmap="gray", extent=ext, vmin=0, vmax=1)
     im = ax.imshow(z, cmap="terrain", alpha=0.45, extent=ext)
-    fig.colorbar(
-        im, ax=ax, label=f"height (m, {dsm.tags.get('VERTICAL_DATUM', 'datum unknown')})", shrink=0.8
-    )
+    fig.colorbar(im, ax=ax, label=f"height (m, {d.tags.get('VERTICAL_DATUM', 'datum unknown')})", shrink=0.8)
     ax.set_title(FIGURES["dsm_hillshade"])
-    _map_axes(ax, dsm.crs)
+    _map_axes(ax, d.crs)
     return fig
 
 
@@ -145,26 +270,31 @@ def fig_error_map(err: np.ndarray | None, ext: list[float], vmax: float, crs: An
     return fig
 
 
-def fig_error_hist(errors: dict[str, np.ndarray], vmax: float) -> plt.Figure:
+def fig_error_hist(errors: dict[str, np.ndarray | ErrorAccumulator], vmax: float) -> plt.Figure:
+    """Histogram (density, clipped to +- ``vmax``) of each error set: an array (m, NaN ignored) or the running
+    statistics of a streamed one (:func:`streamed_errors`: its 1 mm histogram)."""
     if not errors:
         return _no_data_figure(FIGURES["error_histogram"], "no reference DSM/DTM configured")
     fig, ax = plt.subplots(figsize=(7, 4))
     bins = np.linspace(-vmax, vmax, 121)
     for name, e in errors.items():
-        e = e[np.isfinite(e)]
-        if e.size == 0:
+        if not isinstance(e, ErrorAccumulator):
+            acc = ErrorAccumulator(thresholds=(float(vmax),))
+            acc.add(e)
+            e = acc
+        if e.n == 0:
             continue
-        med = np.median(e)
-        nmad = 1.4826 * np.median(np.abs(e - med))
-        rmse = float(np.sqrt(np.mean(e**2)))
-        out = float(np.mean(np.abs(e) > vmax))
-        ax.hist(
-            np.clip(e, -vmax, vmax),
-            bins=bins,
-            histtype="step",
-            density=True,
+        st = e.stats()
+        centres = (e.keys + 0.5) * e.bin_m
+        counts, _ = np.histogram(np.clip(centres, -vmax, vmax), bins=bins, weights=e.counts)
+        ax.stairs(
+            counts / (counts.sum() * np.diff(bins)),
+            bins,
             lw=1.5,
-            label=f"{name}: RMSE {rmse:.2f} m, NMAD {nmad:.2f} m, |e| > {vmax:g} m: {100 * out:.1f} %",
+            label=(
+                f"{name}: RMSE {st['rmse']:.2f} m, NMAD {st['nmad']:.2f} m, |e| > {vmax:g} m: "
+                f"{100 * st[f'above_{float(vmax):g}m']:.1f} %"
+            ),
         )
     ax.set_xlabel("error (m), clipped to the axis")
     ax.set_ylabel("density")
@@ -174,12 +304,12 @@ def fig_error_hist(errors: dict[str, np.ndarray], vmax: float) -> plt.Figure:
 
 
 def fig_ortho_footprints(
-    ortho: Raster | None, footprints: Any, reference: Any, max_px: int = 1500
+    ortho: Raster | Sampled | None, footprints: Any, reference: Any, max_px: int = 1500
 ) -> plt.Figure:
     fig, ax = plt.subplots(figsize=(7, 6))
     if ortho is not None:
-        a, ext, _ = _decimate(ortho, max_px)
-        a = a.astype(float)
+        o = _as_sampled(ortho, max_px)
+        a, ext = o.array.astype(float), o.extent
         lo, hi = np.nanpercentile(a, [1, 99]) if np.isfinite(a).any() else (0, 1)
         ax.imshow(a, cmap="gray", vmin=lo, vmax=hi, extent=ext)
     if reference is not None and len(reference):
@@ -237,7 +367,8 @@ def fig_lod2(doc: dict[str, Any], max_buildings: int = 400) -> plt.Figure:
     ax.set_box_aspect((span[0], span[1], span[2] * 2))  # heights x2 for legibility
     ax.view_init(elev=35, azim=-60)
     ax.set_axis_off()
-    ax.set_title(FIGURES["lod2_rendering"] + f" ({len(doc['CityObjects'])} buildings, heights x2)")
+    n = doc.get("metadata", {}).get("n_city_objects", len(doc["CityObjects"]))
+    ax.set_title(FIGURES["lod2_rendering"] + f" ({n} buildings, heights x2)")
     _scale_bar_north_3d(ax, lo, hi)
     return fig
 
@@ -409,40 +540,40 @@ def make_figures(
 
     ``params``: fields of :class:`FigureParams` (config section ``figures``); an unknown name is an error.
     """
-    from sat2lod.io.cityjson import read_cityjson
     from sat2lod.io.vector import read_vector
-    from sat2lod.qualify import on_grid, read_accuracy
+    from sat2lod.qualify import read_accuracy
 
     prm = FigureParams(**params)
     missing = set(FIGURES) - set(out_pngs)
     if missing:
         raise ValueError(f"make_figures: no output path for {sorted(missing)}")
-    d = read_raster(dsm, masked_to_nan=True)
+    d = sample_file(dsm, MAP_MAX_PX)
     figs: dict[str, plt.Figure] = {"dsm_hillshade": fig_hillshade(d)}
-    errors: dict[str, np.ndarray] = {}
-    err_map, ext, err_crs = None, None, None
+    errors: dict[str, ErrorAccumulator] = {}
+    err_map: Sampled | None = None
     if ref_dsm:
-        r = read_raster(ref_dsm, masked_to_nan=True)
-        e = on_grid(d, r) - r.array
-        errors["DSM"] = e
-        dec = Raster(e, r.transform, r.crs, float("nan"))
-        err_map, ext, _ = _decimate(dec, 1500)
-        err_crs = r.crs
+        errors["DSM"], err_map = streamed_errors(dsm, ref_dsm, prm.error_range_m, MAP_MAX_PX)
     if ref_dtm and dtm:
-        r = read_raster(ref_dtm, masked_to_nan=True)
-        errors["DTM"] = on_grid(read_raster(dtm, masked_to_nan=True), r) - r.array
-    figs["error_map"] = fig_error_map(err_map, ext or [0, 1, 0, 1], prm.error_range_m, err_crs)
+        errors["DTM"], _ = streamed_errors(dtm, ref_dtm, prm.error_range_m)
+    figs["error_map"] = fig_error_map(
+        err_map.array if err_map else None,
+        err_map.extent if err_map else [0, 1, 0, 1],
+        prm.error_range_m,
+        err_map.crs if err_map else None,
+    )
     figs["error_histogram"] = fig_error_hist(errors, prm.error_range_m)
     figs["ortho_footprints"] = fig_ortho_footprints(
-        read_raster(ortho) if ortho else None,
+        sample_file(ortho, MAP_MAX_PX, masked_to_nan=False) if ortho else None,
         read_vector(footprints) if footprints else None,
         read_vector(ref_buildings) if ref_buildings else None,
     )
     figs["lod2_rendering"] = (
-        fig_lod2(read_cityjson(lod2)) if lod2 else _no_data_figure(FIGURES["lod2_rendering"], "no LOD2 model")
+        fig_lod2(_lod2_document(lod2))
+        if lod2
+        else _no_data_figure(FIGURES["lod2_rendering"], "no LOD2 model")
     )
     figs["accuracy_table"] = fig_accuracy_table(read_accuracy(accuracy) if accuracy else {})
-    left, bottom, right, top = d.bounds
+    left, right, bottom, top = d.extent
     area_km2 = (right - left) * (top - bottom) / 1e6
     figs["throughput"] = fig_throughput(read_benchmarks(benchmarks, "cpu_time"), area_km2)
     written: list[Path] = []

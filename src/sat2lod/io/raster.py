@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import os
 import shutil
 import tempfile
@@ -232,6 +233,42 @@ def open_windows(path: str | os.PathLike[str], cache_mb: int = 16) -> Iterator[W
     """
     with rasterio.Env(GDAL_CACHEMAX=int(cache_mb) * 2**20), _open_for_reading(path) as ds:
         yield WindowReader(ds, Path(path))
+
+
+def read_sampled(
+    path: str | os.PathLike[str],
+    max_px: int,
+    band: int = 1,
+    masked_to_nan: bool = True,
+    block_px: int = 1024,
+) -> tuple[np.ndarray, RasterHeader, int]:
+    """Every ``step``-th row and column of one band (``a[::step, ::step]`` of the whole band, step =
+    ceil(longest side / ``max_px``)), read in blocks of about ``block_px`` cells aligned to the step: memory is
+    the output plus one block, whatever the raster's size (a preview of a whole-scene mosaic).
+
+    Returns:
+        (the sampled array (ceil(H / step), ceil(W / step)), float32 NaN nodata with ``masked_to_nan``, else the
+        file's dtype), the file's header, step).
+
+    Raises:
+        RasterReadError: missing or corrupt file, with the path and a hint.
+    """
+    with open_windows(path) as r:
+        h, w = r.header.shape
+        step = max(1, math.ceil(max(h, w) / max(int(max_px), 1)))
+        blk = step * max(1, block_px // step)
+        out: np.ndarray | None = None
+        for r0 in range(0, h, blk):
+            for c0 in range(0, w, blk):
+                win = rasterio.windows.Window(c0, r0, min(blk, w - c0), min(blk, h - r0))
+                a = r.read(win, band, masked_to_nan).array[::step, ::step]
+                if out is None:
+                    out = np.empty((-(-h // step), -(-w // step)), a.dtype)
+                out[r0 // step : r0 // step + a.shape[0], c0 // step : c0 // step + a.shape[1]] = a
+        header = r.header
+    if out is None:
+        raise RasterReadError(f"{path}: the raster has no cell; regenerate it.")
+    return out, header, step
 
 
 def write_raster(
