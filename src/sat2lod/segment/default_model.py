@@ -20,6 +20,9 @@ in every training patch (:data:`IMAGE_ONLY_TRAIN`)::
         --lidar-dir ../shared/data/ign_lidarhd_more
 
 Training with the same recipe, seed and thread count on the same platform gives the same weights, bit for bit.
+The shipped v2 predates a fix of the LiDAR renders (a colour constant over a cloud is dropped for its
+intensity: two clouds of :data:`LIDAR_FILES`); it is rebuilt bit for bit at the commit that made it, 33c1507
+(checked; docs/segmentation.md), not by this module as it is now.
 """
 
 from __future__ import annotations
