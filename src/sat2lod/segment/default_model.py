@@ -93,6 +93,9 @@ LIDAR_FILES = {
 OUTPUT_RES_M = 0.5
 #: share of the training patches drawn from the LiDAR renders (the rest from the synthetic cities)
 LIDAR_SHARE = 0.5
+#: share of the image-only model's training patches drawn from the LiDAR renders (real roofs, trees, roads and
+#: their real colours: what an image alone has to tell apart)
+IMAGE_ONLY_LIDAR_SHARE = 0.5
 #: the default place of the LiDAR data: ../shared/data/ign_lidarhd_more beside the repository
 DEFAULT_LIDAR_DIR = Path(__file__).resolve().parents[3].parent / "shared" / "data" / "ign_lidarhd_more"
 
@@ -176,11 +179,14 @@ def build_default_model(
         seed=tr["seed"],
         ndsm_dropout=tr["ndsm_dropout"],
         ndsm_fatten_px=tr["ndsm_fatten_px"],
+        scale_aug=tr["scale_aug"],
+        photometric_aug=tr["photometric_aug"],
+        patch_normalize=tr["patch_normalize"],
         device="cpu",
         threads=seg["torch_threads"],
         work_dir=work_dir,
         extra_samples=lidar_training_samples(lidar_dir),
-        extra_share=LIDAR_SHARE,
+        extra_share=IMAGE_ONLY_LIDAR_SHARE if image_only else LIDAR_SHARE,
         extra_data={
             "source": "IGN LiDAR HD (ign_lidarhd_more), rendered by sat2lod.segment.lidar_samples",
             "files": LIDAR_FILES,
