@@ -50,6 +50,8 @@ IMAGE_ONLY_RECIPE = (
 #: hidden in every patch (the default model hides them in 15 % of its patches and, measured on the real
 #: building tiles, labels nothing from an image alone: bench/results/segment_real.md), and half the steps
 #: (400: ~16 min on one thread of the shared 2-core build machine)
+#: (a candidate v2 with 1500 steps, ten cities and the image augmentations scale_aug / photometric_aug /
+#: patch_normalize was measured and not shipped: worse than v1 on the real tiles, docs/segmentation.md)
 IMAGE_ONLY_TRAIN: dict[str, Any] = {"ndsm_dropout": 1.0, "steps": 400}
 #: IGN LiDAR HD clouds trained on (path under the data folder: sha256), from ign_lidarhd_more/SOURCE.md:
 #: full-density crops (buildings, trees, a bridge, water, mountain slopes), two lower-density strips and a
