@@ -43,6 +43,9 @@ rule train_segmenter:
         seed=SEG["train"]["seed"],
         ndsm_dropout=SEG["train"]["ndsm_dropout"],
         ndsm_fatten_px=SEG["train"]["ndsm_fatten_px"],
+        scale_aug=SEG["train"]["scale_aug"],
+        photometric_aug=SEG["train"]["photometric_aug"],
+        patch_normalize=SEG["train"]["patch_normalize"],
         device=SEG["device"],
     script:
         "../scripts/train_segmenter.py"

@@ -99,3 +99,78 @@ def test_train_segmenter_writes_checkpoint_and_metrics(tmp_path, monkeypatch):
     assert s.x[0][s.y == 1].mean() > s.x[0][s.y == 0].mean() + 0.5  # roofs are bright in the ortho
     with pytest.raises(ValueError, match="overlap"):
         train_mod.train_segmenter(tmp_path / "x.pt", tmp_path / "x.json", seeds=[1], val_seeds=[1])
+
+
+def test_rescale_patch_keeps_image_and_labels_aligned():
+    """A window zoomed in twice: each label cell becomes 2 x 2 patch cells, and the image is sampled at the
+    same cell centres (a linear ramp comes out as the centres' coordinates)."""
+    h, w = 40, 50
+    rr, cc = np.mgrid[0:h, 0:w].astype(np.float32)
+    x = np.stack([cc, rr, np.ones((h, w), np.float32)])
+    y = np.zeros((h, w), np.uint8)
+    y[12:19, 20:31] = 1
+    y[25, 5] = 255
+    r, c, side, patch = 8, 4, 16, 32
+    xo, yo = train_mod.rescale_patch(x, y, r, c, side, patch)
+    assert xo.shape == (3, patch, patch) and xo.dtype == np.float32 and yo.dtype == np.uint8
+    win = y[r : r + side, c : c + side]
+    assert np.array_equal(yo, np.repeat(np.repeat(win, 2, 0), 2, 1))
+    t = (np.arange(patch) + 0.5) / 2 - 0.5  # patch cell centres in window cells
+    np.testing.assert_allclose(
+        xo[0][4:-4, 1:-1], np.broadcast_to(c + t[1:-1], (patch - 8, patch - 2)), atol=1e-4
+    )
+    np.testing.assert_allclose(
+        xo[1][1:-1, 4:-4].T, np.broadcast_to(r + t[1:-1], (patch - 8, patch - 2)), atol=1e-4
+    )
+    # zoomed out past the sample's edge: outside cells are ignored in the labels, 0 in the input
+    xo, yo = train_mod.rescale_patch(x, y, 30, 40, 32, 16)
+    assert (yo[-4:, :] == 255).all() and (yo[:, -4:] == 255).all() and (xo[2][-2:, :] == 0).all()
+    assert set(np.unique(yo)) <= {0, 1, 255}
+
+
+def test_augmentation_options_are_deterministic_and_keep_labels():
+    rng0 = np.random.default_rng(0)
+    h = w = 200
+    y = np.zeros((h, w), np.uint8)
+    for _ in range(12):
+        r, c = rng0.integers(0, h - 20, 2)
+        y[r : r + 15, c : c + 12] = 1
+    x = np.stack([0.2 + 0.6 * y + rng0.normal(0, 0.02, (h, w)), np.zeros((h, w)), np.zeros((h, w))])
+    s = train_mod.Sample(x.astype(np.float32), y)
+    kw = {"scale_aug": 0.5, "photometric": True, "normalize": True}
+    a = train_mod._batch([s], np.random.default_rng(3), 6, 64, 1.0, 0, **kw)
+    b = train_mod._batch([s], np.random.default_rng(3), 6, 64, 1.0, 0, **kw)
+    assert torch_equal(a, b)
+    xb, yb = (t.numpy() for t in a)
+    assert set(np.unique(yb)) <= {0, 1, 255} and (yb == 1).any()
+    assert (xb[:, 1:] == 0).all()  # image-only: the nDSM hidden
+    for xo, yo in zip(xb, yb):
+        o, lab = xo[0], yo
+        if (lab == 1).sum() > 20 and (lab == 0).sum() > 20:
+            # roofs stay brighter than the ground: the labels follow the (zoomed, rotated) image, nothing inverted
+            assert o[lab == 1].mean() > o[lab == 0].mean() + 0.2
+        # each patch's ortho scaled by its own percentiles, as at inference
+        lo, hi = np.percentile(o[lab != 255], [2, 98])
+        assert abs(lo) < 1e-3 and abs(hi - 1) < 1e-3
+    # with the options off the batch is the default recipe's (no extra random draw)
+    off = train_mod._batch([s], np.random.default_rng(3), 6, 64, 1.0, 0)
+    assert not torch_equal(a, off)
+    assert torch_equal(off, train_mod._batch([s], np.random.default_rng(3), 6, 64, 1.0, 0, 0.0, False, False))
+
+
+def test_photometric_jitter_and_normalize_patch():
+    rng = np.random.default_rng(1)
+    o = rng.random((64, 64)).astype(np.float32)
+    before = o.copy()
+    j1 = train_mod.photometric_jitter(o, np.random.default_rng(5))
+    j2 = train_mod.photometric_jitter(o, np.random.default_rng(5))
+    assert np.array_equal(j1, j2) and np.array_equal(o, before) and j1.dtype == np.float32
+    assert np.corrcoef(j1.ravel(), o.ravel())[0, 1] > 0  # not inverted
+    n = train_mod.normalize_patch(o)
+    np.testing.assert_allclose(np.percentile(n, [2, 98]), [0, 1], atol=1e-5)
+    np.testing.assert_allclose(train_mod.normalize_patch(3 * o + 7), n, atol=1e-5)  # gain / offset free
+    assert n.min() >= -0.5 and n.max() <= 1.5
+
+
+def torch_equal(a, b) -> bool:
+    return all(np.array_equal(u.numpy(), v.numpy()) for u, v in zip(a, b))

@@ -53,6 +53,8 @@ IMAGE_ONLY_RECIPE = (
 #: hidden in every patch (the default model hides them in 15 % of its patches and, measured on the real
 #: building tiles, labels nothing from an image alone: bench/results/segment_real.md), and half the steps
 #: (400: ~16 min on one thread of the shared 2-core build machine)
+#: (a candidate v2 with 1500 steps, ten cities and the image augmentations scale_aug / photometric_aug /
+#: patch_normalize was measured and not shipped: worse than v1 on the real tiles, docs/segmentation.md)
 IMAGE_ONLY_TRAIN: dict[str, Any] = {"ndsm_dropout": 1.0, "steps": 400}
 #: IGN LiDAR HD clouds trained on (path under the data folder: sha256), from ign_lidarhd_more/SOURCE.md:
 #: full-density crops (buildings, trees, a bridge, water, mountain slopes), two lower-density strips and a
@@ -96,6 +98,9 @@ LIDAR_FILES = {
 OUTPUT_RES_M = 0.5
 #: share of the training patches drawn from the LiDAR renders (the rest from the synthetic cities)
 LIDAR_SHARE = 0.5
+#: share of the image-only model's training patches drawn from the LiDAR renders (real roofs, trees, roads and
+#: their real colours: what an image alone has to tell apart)
+IMAGE_ONLY_LIDAR_SHARE = 0.5
 #: the default place of the LiDAR data: ../shared/data/ign_lidarhd_more beside the repository
 DEFAULT_LIDAR_DIR = Path(__file__).resolve().parents[3].parent / "shared" / "data" / "ign_lidarhd_more"
 
@@ -179,11 +184,14 @@ def build_default_model(
         seed=tr["seed"],
         ndsm_dropout=tr["ndsm_dropout"],
         ndsm_fatten_px=tr["ndsm_fatten_px"],
+        scale_aug=tr["scale_aug"],
+        photometric_aug=tr["photometric_aug"],
+        patch_normalize=tr["patch_normalize"],
         device="cpu",
         threads=seg["torch_threads"],
         work_dir=work_dir,
         extra_samples=lidar_training_samples(lidar_dir),
-        extra_share=LIDAR_SHARE,
+        extra_share=IMAGE_ONLY_LIDAR_SHARE if image_only else LIDAR_SHARE,
         extra_data={
             "source": "IGN LiDAR HD (ign_lidarhd_more), rendered by sat2lod.segment.lidar_samples",
             "files": LIDAR_FILES,

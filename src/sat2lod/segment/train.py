@@ -71,6 +71,9 @@ class TrainParams:
     ndsm_dropout: float = _TR["ndsm_dropout"]
     device: str = "cpu"
     ndsm_fatten_px: int = _TR["ndsm_fatten_px"]
+    scale_aug: float = _TR["scale_aug"]
+    photometric_aug: bool = _TR["photometric_aug"]
+    patch_normalize: bool = _TR["patch_normalize"]
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -121,10 +124,19 @@ def fatten(n: np.ndarray, length_px: int, angle: float) -> np.ndarray:
 
 
 def _augment(
-    x: np.ndarray, y: np.ndarray, rng: np.random.Generator, ndsm_dropout: float, fatten_px: int = 0
+    x: np.ndarray,
+    y: np.ndarray,
+    rng: np.random.Generator,
+    ndsm_dropout: float,
+    fatten_px: int = 0,
+    photometric: bool = False,
+    normalize: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Random rotation/flip; nDSM defects of a stereo chain (fattening by 1 to ``fatten_px`` cells in a random
-    direction, blur, noise, shift, holes) or dropout; gain/offset."""
+    """Random rotation/flip; gamma, blur, gain/offset, noise of the ortho; with ``photometric`` the wider
+    radiometry of :func:`photometric_jitter`, with ``normalize`` the ortho rescaled by the patch's own
+    percentiles (:func:`normalize_patch`); nDSM defects of a stereo chain (fattening by 1 to ``fatten_px`` cells
+    in a random direction, blur, noise, shift, holes) or dropout. Both options off draw the same random numbers
+    as before they existed (the default model's recipe)."""
     k = int(rng.integers(4))
     x, y = np.rot90(x, k, axes=(1, 2)), np.rot90(y, k)
     if rng.random() < 0.5:
@@ -137,6 +149,10 @@ def _augment(
         o = ndimage.gaussian_filter(o, rng.uniform(0.3, 1.2))
     o = o * rng.uniform(0.8, 1.25) + rng.uniform(-0.1, 0.1)
     x[0] = o + rng.normal(0.0, rng.uniform(0.0, 0.03), o.shape).astype(np.float32)
+    if photometric:
+        x[0] = photometric_jitter(x[0], rng)
+    if normalize:
+        x[0] = normalize_patch(x[0], y != 255)
     if rng.random() < ndsm_dropout:
         x[1:] = 0.0
         return x, y
@@ -144,6 +160,71 @@ def _augment(
     x[2][holes] = 0.0
     x[1] = n
     return x, y
+
+
+def photometric_jitter(o: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Radiometry of other sensors, dates and scenes than the training renders (``segmentation.train.
+    photometric_aug``), on top of :func:`_augment`'s gamma / gain / offset / blur / noise: a contrast change
+    about the patch mean (x U(0.6, 1.6)), an illumination ramp across the patch (haze, vignetting: up to 0.15
+    from side to side, random direction), a wider blur (half the patches, sigma U(0.5, 2) px: the MTF of a
+    coarser or resampled image) and more noise (standard deviation U(0, 0.06)). Nothing is inverted (shadows
+    stay dark, roofs keep their relation to the ground).
+
+    Args:
+        o: (H, W) float32 ortho channel in network units (~[0, 1]), not modified.
+        rng: random generator (the draw order is part of the training recipe).
+    Returns:
+        (H, W) float32 ortho channel.
+    """
+    m = float(o.mean())
+    o = m + (o - m) * rng.uniform(0.6, 1.6)
+    h, w = o.shape
+    a = rng.uniform(0.0, 2 * np.pi)
+    rr, cc = np.mgrid[0:h, 0:w]
+    ramp = (np.cos(a) * (cc / max(w - 1, 1) - 0.5) + np.sin(a) * (rr / max(h - 1, 1) - 0.5)).astype(
+        np.float32
+    )
+    o = o + rng.uniform(0.0, 0.15) * ramp
+    if rng.random() < 0.5:
+        o = ndimage.gaussian_filter(o, rng.uniform(0.5, 2.0))
+    o = o + rng.normal(0.0, rng.uniform(0.0, 0.06), o.shape)
+    return o.astype(np.float32)
+
+
+def normalize_patch(o: np.ndarray, valid: np.ndarray | None = None) -> np.ndarray:
+    """The ortho channel rescaled by its own 2-98 % percentiles (over ``valid`` cells) and clipped to
+    [-0.5, 1.5], as :func:`sat2lod.segment.features.make_input` scales an image at inference (each tile of a
+    user's image by its own range): training patches then see the value range inference gives
+    (``segmentation.train.patch_normalize``). (H, W) float32 in and out."""
+    from sat2lod.segment.features import robust_range
+
+    v = o[valid] if valid is not None and valid.any() else o
+    lo, hi = robust_range(v)
+    return np.clip((o - lo) / (hi - lo), -0.5, 1.5).astype(np.float32)
+
+
+def rescale_patch(
+    x: np.ndarray, y: np.ndarray, r: int, c: int, side: int, patch: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """The ``side`` x ``side`` window at (``r``, ``c``) of a sample, resampled to ``patch`` x ``patch``: another
+    ground sampling distance (``side / patch`` times the sample's). Input bilinear, labels nearest (a label
+    cell takes the label under its centre, so image and labels stay aligned); cells outside the sample are 0
+    in the input, 255 (ignored) in the labels.
+
+    Args:
+        x: (C, H, W) float32 sample input; y: (H, W) uint8 labels.
+    Returns:
+        (C, patch, patch) float32 and (patch, patch) uint8.
+    """
+    h, w = y.shape
+    t = (np.arange(patch) + 0.5) * (side / patch) - 0.5  # patch cell centres in window cells
+    rr, cc = np.meshgrid(r + t, c + t, indexing="ij")
+    xo = np.stack([ndimage.map_coordinates(ch, [rr, cc], order=1, mode="constant", cval=0.0) for ch in x])
+    ri, ci = np.floor(rr + 0.5).astype(np.int64), np.floor(cc + 0.5).astype(np.int64)
+    inside = (ri >= 0) & (ri < h) & (ci >= 0) & (ci < w)
+    yo = np.full((patch, patch), 255, np.uint8)
+    yo[inside] = y[ri[inside], ci[inside]]
+    return xo.astype(np.float32), yo
 
 
 #: share of nDSMs given occlusion holes by :func:`stereo_ndsm_defects`
@@ -199,21 +280,36 @@ def _batch(
     patch: int,
     ndsm_dropout: float,
     fatten_px: int = 0,
+    scale_aug: float = 0.0,
+    photometric: bool = False,
+    normalize: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
+    """A batch of augmented patches: (B, C, patch, patch) float32 input, (B, patch, patch) int64 labels.
+
+    ``scale_aug`` > 0: each patch covers ``z`` times the ground of a plain one (``z`` log-uniform in
+    [1 / (1 + scale_aug), 1 + scale_aug]), resampled to ``patch`` cells (:func:`rescale_patch`); 0 draws no
+    zoom (the default recipe's random numbers). Other options: :func:`_augment`.
+    """
     areas = np.array([s.y.size * s.weight for s in samples], float)
     xs, ys = [], []
     for _ in range(batch_size):
         s = samples[int(rng.choice(len(samples), p=areas / areas.sum()))]
         h, w = s.y.shape
-        r = int(rng.integers(0, max(1, h - patch + 1)))
-        c = int(rng.integers(0, max(1, w - patch + 1)))
-        x = s.x[:, r : r + patch, c : c + patch]
-        y = s.y[r : r + patch, c : c + patch]
+        side = patch
+        if scale_aug > 0:
+            side = max(8, int(round(patch * np.exp(rng.uniform(-1.0, 1.0) * np.log1p(scale_aug)))))
+        r = int(rng.integers(0, max(1, h - side + 1)))
+        c = int(rng.integers(0, max(1, w - side + 1)))
+        if side != patch:
+            x, y = rescale_patch(s.x, s.y, r, c, side, patch)
+        else:
+            x = s.x[:, r : r + patch, c : c + patch]
+            y = s.y[r : r + patch, c : c + patch]
         if y.shape != (patch, patch):
             pad = ((0, patch - y.shape[0]), (0, patch - y.shape[1]))
             x = np.pad(x, ((0, 0),) + pad)
             y = np.pad(y, pad, constant_values=255)
-        x, y = _augment(x, y, rng, ndsm_dropout, fatten_px)
+        x, y = _augment(x, y, rng, ndsm_dropout, fatten_px, photometric, normalize)
         xs.append(x)
         ys.append(y)
     return torch.from_numpy(np.stack(xs)), torch.from_numpy(np.stack(ys).astype(np.int64))
@@ -286,7 +382,15 @@ def train_model(
     progress = Progress("training step", params.steps, log)
     for step in range(params.steps):
         xb, yb = _batch(
-            samples, rng, params.batch_size, params.patch_px, params.ndsm_dropout, params.ndsm_fatten_px
+            samples,
+            rng,
+            params.batch_size,
+            params.patch_px,
+            params.ndsm_dropout,
+            params.ndsm_fatten_px,
+            params.scale_aug,
+            params.photometric_aug,
+            params.patch_normalize,
         )
         loss = segmentation_loss(model(xb.to(device)), yb.to(device))
         opt.zero_grad()
@@ -350,6 +454,9 @@ def train_segmenter(
     seed: int = _TR["seed"],
     ndsm_dropout: float = _TR["ndsm_dropout"],
     ndsm_fatten_px: int = _TR["ndsm_fatten_px"],
+    scale_aug: float = _TR["scale_aug"],
+    photometric_aug: bool = _TR["photometric_aug"],
+    patch_normalize: bool = _TR["patch_normalize"],
     device: str = "cpu",
     threads: int = 1,
     work_dir: str | os.PathLike[str] | None = None,
@@ -398,7 +505,19 @@ def train_segmenter(
             set_group_share(samples, 1.0 - extra_share)
             samples = samples + set_group_share(list(extra_samples), extra_share)
         params = TrainParams(
-            steps, batch_size, patch_px, lr, base_channels, depth, seed, ndsm_dropout, device, ndsm_fatten_px
+            steps,
+            batch_size,
+            patch_px,
+            lr,
+            base_channels,
+            depth,
+            seed,
+            ndsm_dropout,
+            device,
+            ndsm_fatten_px,
+            scale_aug,
+            photometric_aug,
+            patch_normalize,
         )
         net, met = train_model(samples, params, val)
     met.update(
