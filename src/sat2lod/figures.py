@@ -12,7 +12,7 @@ its memory is bounded by the figures' pixels and one block, not by the area.
 from __future__ import annotations
 
 import glob
-import json
+import itertools
 import logging
 import os
 from collections.abc import Sequence
@@ -28,10 +28,17 @@ import numpy as np
 from matplotlib.backends.backend_pdf import PdfPages
 from mpl_toolkits.mplot3d.art3d import Poly3DCollection
 from rasterio.transform import array_bounds
-from rasterio.windows import Window
 
 from sat2lod.io.jsonio import write_text
-from sat2lod.io.raster import Raster, atomic_path, read_sampled
+from sat2lod.io.raster import (
+    Raster,
+    RasterHeader,
+    atomic_path,
+    open_windows,
+    read_sampled,
+    sample_step,
+    sampled_blocks,
+)
 from sat2lod.qualify.stats import ErrorAccumulator
 from sat2lod.schema import defaults
 
@@ -105,19 +112,23 @@ class Sampled:
 def _decimate(r: Raster, max_px: int) -> Sampled:
     """:class:`Sampled` of an in-memory raster (its first band)."""
     a = r.array if r.array.ndim == 2 else r.array[0]
-    step = max(1, int(np.ceil(max(a.shape) / max_px)))
+    step = sample_step(a.shape, max_px)
     left, bottom, right, top = r.bounds
     return Sampled(
         a[::step, ::step], [left, right, bottom, top], step, abs(r.transform.a), r.crs, dict(r.tags)
     )
 
 
+def _sampled_of(a: np.ndarray, head: RasterHeader, step: int) -> Sampled:
+    """:class:`Sampled` of the cells ``a`` sampled every ``step`` from a grid with header ``head``."""
+    left, bottom, right, top = array_bounds(head.shape[0], head.shape[1], head.transform)
+    return Sampled(a, [left, right, bottom, top], step, abs(head.transform.a), head.crs, dict(head.tags))
+
+
 def sample_file(path: PathLike, max_px: int, masked_to_nan: bool = True) -> Sampled:
     """:class:`Sampled` of the first band of a raster file, read block by block (the same cells as
     :func:`_decimate` of the whole file)."""
-    a, head, step = read_sampled(path, max_px, 1, masked_to_nan)
-    left, bottom, right, top = array_bounds(head.shape[0], head.shape[1], head.transform)
-    return Sampled(a, [left, right, bottom, top], step, abs(head.transform.a), head.crs, dict(head.tags))
+    return _sampled_of(*read_sampled(path, max_px, 1, masked_to_nan))
 
 
 def _as_sampled(r: Raster | Sampled, max_px: int) -> Sampled:
@@ -131,61 +142,46 @@ def streamed_errors(
     resampled onto each block as rule qualify does: :func:`sat2lod.qualify.streamed.on_grid_window`): their
     running statistics (1 mm histogram; the share beyond ``vmax`` exact) and, with ``max_px``, the error map
     sampled every ``step``-th cell (:class:`Sampled` on the reference grid; None without ``max_px``)."""
-    from sat2lod.io.raster import open_windows
     from sat2lod.qualify.streamed import on_grid_window
 
     acc = ErrorAccumulator(thresholds=(float(vmax),))
     with open_windows(reference) as r, open_windows(product) as p:
         h, w = r.header.shape
-        step = max(1, int(np.ceil(max(h, w) / max_px))) if max_px else 1
-        blk = step * max(1, block_px // step)
+        step = sample_step((h, w), max_px) if max_px else 1
         emap = np.full((-(-h // step), -(-w // step)), np.nan, np.float32) if max_px else None
-        for r0 in range(0, h, blk):
-            for c0 in range(0, w, blk):
-                win = Window(c0, r0, min(blk, w - c0), min(blk, h - r0))
-                e = on_grid_window(p, r.header, win) - r.read(win).array
-                acc.add(e)
-                if emap is not None:
-                    s = e[::step, ::step]
-                    emap[r0 // step : r0 // step + s.shape[0], c0 // step : c0 // step + s.shape[1]] = s
+        for win, slot in sampled_blocks((h, w), step, block_px):
+            e = on_grid_window(p, r.header, win) - r.read(win).array
+            acc.add(e)
+            if emap is not None:
+                emap[slot] = e[::step, ::step]
         head = r.header
-    if emap is None:
-        return acc, None
-    left, bottom, right, top = array_bounds(head.shape[0], head.shape[1], head.transform)
-    return acc, Sampled(
-        emap, [left, right, bottom, top], step, abs(head.transform.a), head.crs, dict(head.tags)
-    )
+    return acc, (_sampled_of(emap, head, step) if emap is not None else None)
 
 
 def lod2_preview(path: PathLike, max_objects: int = 400) -> dict[str, Any]:
     """The first ``max_objects`` city objects of a CityJSONSeq (``city.jsonl``) as one CityJSON document (the
     header's transform, those objects, their vertices), read one line at a time; ``metadata.n_city_objects``
     = the file's total count (every line is parsed, none kept)."""
-    from sat2lod.io.cityjson import read_seq_header
+    from sat2lod.io.cityjson import read_seq_header, seq_lines
 
     header = read_seq_header(path)
     doc: dict[str, Any] = {"transform": header["transform"], "CityObjects": {}, "vertices": []}
     total = 0
-    with open(path) as fh:
-        fh.readline()
-        for line in fh:
-            if not line.strip():
-                continue
-            feat = json.loads(line)
-            objs = feat.get("CityObjects", {})
-            total += len(objs)
+    for feat in itertools.islice(seq_lines(path), 1, None):  # the features, after the header
+        objs = feat.get("CityObjects", {})
+        total += len(objs)
+        if len(doc["CityObjects"]) >= max_objects:
+            continue
+        off = len(doc["vertices"])
+        doc["vertices"].extend(feat.get("vertices", []))
+        for oid, o in objs.items():
             if len(doc["CityObjects"]) >= max_objects:
-                continue
-            off = len(doc["vertices"])
-            doc["vertices"].extend(feat.get("vertices", []))
-            for oid, o in objs.items():
-                if len(doc["CityObjects"]) >= max_objects:
-                    break
-                o = dict(o)
-                o["geometry"] = [
-                    {**g, "boundaries": _shift_indices(g["boundaries"], off)} for g in o.get("geometry", [])
-                ]
-                doc["CityObjects"][oid] = o
+                break
+            o = dict(o)
+            o["geometry"] = [
+                {**g, "boundaries": _shift_indices(g["boundaries"], off)} for g in o.get("geometry", [])
+            ]
+            doc["CityObjects"][oid] = o
     doc["metadata"] = {"n_city_objects": total}
     return doc
 

@@ -282,22 +282,33 @@ def read_city_attributes(path: str | os.PathLike[str]) -> dict[str, dict[str, An
     path = Path(path)
     if path.suffix != ".jsonl":
         return {oid: o.get("attributes", {}) for oid, o in read_cityjson(path).get("CityObjects", {}).items()}
+    out: dict[str, dict[str, Any]] = {}
+    for doc in seq_lines(path):
+        for oid, o in doc.get("CityObjects", {}).items():
+            out[oid] = o.get("attributes", {})
+    return out
+
+
+def seq_lines(path: str | os.PathLike[str]) -> Iterator[dict[str, Any]]:
+    """The JSON objects of a CityJSONSeq file (the header first, then the features), one line in memory at a
+    time; blank lines skipped.
+
+    Raises:
+        FileNotFoundError, ValueError: missing file, or a line that is not JSON (naming the file and line).
+    """
+    path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path}: file not found; rerun the lod1/lod2 rule that makes it.")
-    out: dict[str, dict[str, Any]] = {}
     with open(path) as fh:
         for i, line in enumerate(fh, start=1):
             if not line.strip():
                 continue
             try:
-                doc = json.loads(line)
+                yield json.loads(line)
             except json.JSONDecodeError as exc:
                 raise ValueError(
                     f"{path}: line {i} is not valid JSON ({exc}); delete it and rerun the rule."
                 ) from exc
-            for oid, o in doc.get("CityObjects", {}).items():
-                out[oid] = o.get("attributes", {})
-    return out
 
 
 def city_features(doc: dict[str, Any]) -> Iterator[dict[str, Any]]:

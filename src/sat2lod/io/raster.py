@@ -235,6 +235,37 @@ def open_windows(path: str | os.PathLike[str], cache_mb: int = 16) -> Iterator[W
         yield WindowReader(ds, Path(path))
 
 
+def block_windows(shape: tuple[int, int], block_px: int) -> Iterator[rasterio.windows.Window]:
+    """Windows of ``block_px`` x ``block_px`` cells (smaller at the right and bottom edges) covering a grid of
+    ``shape`` (rows, cols), row by row."""
+    h, w = shape
+    for r0 in range(0, h, block_px):
+        for c0 in range(0, w, block_px):
+            yield rasterio.windows.Window(c0, r0, min(block_px, w - c0), min(block_px, h - r0))
+
+
+def sample_step(shape: tuple[int, ...], max_px: int) -> int:
+    """Sampling step (cells) that shows a grid of ``shape`` in at most ``max_px`` cells a side."""
+    return max(1, math.ceil(max(shape) / max(int(max_px), 1)))
+
+
+def sampled_blocks(
+    shape: tuple[int, int], step: int, block_px: int = 1024
+) -> Iterator[tuple[rasterio.windows.Window, tuple[slice, slice]]]:
+    """Blocks of about ``block_px`` cells of a grid of ``shape``, aligned to ``step``, each with the slot its
+    cells ``[::step, ::step]`` fill in the grid's sampled array ``a[::step, ::step]`` (ceil(H / step),
+    ceil(W / step)): a whole-grid sample assembled block by block."""
+    for win in block_windows(shape, step * max(1, block_px // step)):
+        r0, c0 = int(win.row_off) // step, int(win.col_off) // step
+        yield (
+            win,
+            (
+                slice(r0, r0 - (-int(win.height) // step)),
+                slice(c0, c0 - (-int(win.width) // step)),
+            ),
+        )
+
+
 def read_sampled(
     path: str | os.PathLike[str],
     max_px: int,
@@ -243,8 +274,8 @@ def read_sampled(
     block_px: int = 1024,
 ) -> tuple[np.ndarray, RasterHeader, int]:
     """Every ``step``-th row and column of one band (``a[::step, ::step]`` of the whole band, step =
-    ceil(longest side / ``max_px``)), read in blocks of about ``block_px`` cells aligned to the step: memory is
-    the output plus one block, whatever the raster's size (a preview of a whole-scene mosaic).
+    :func:`sample_step`), read in blocks of about ``block_px`` cells aligned to the step (:func:`sampled_blocks`):
+    memory is the output plus one block, whatever the raster's size (a preview of a whole-scene mosaic).
 
     Returns:
         (the sampled array (ceil(H / step), ceil(W / step)), float32 NaN nodata with ``masked_to_nan``, else the
@@ -255,16 +286,13 @@ def read_sampled(
     """
     with open_windows(path) as r:
         h, w = r.header.shape
-        step = max(1, math.ceil(max(h, w) / max(int(max_px), 1)))
-        blk = step * max(1, block_px // step)
+        step = sample_step((h, w), max_px)
         out: np.ndarray | None = None
-        for r0 in range(0, h, blk):
-            for c0 in range(0, w, blk):
-                win = rasterio.windows.Window(c0, r0, min(blk, w - c0), min(blk, h - r0))
-                a = r.read(win, band, masked_to_nan).array[::step, ::step]
-                if out is None:
-                    out = np.empty((-(-h // step), -(-w // step)), a.dtype)
-                out[r0 // step : r0 // step + a.shape[0], c0 // step : c0 // step + a.shape[1]] = a
+        for win, slot in sampled_blocks((h, w), step, block_px):
+            a = r.read(win, band, masked_to_nan).array[::step, ::step]
+            if out is None:
+                out = np.empty((-(-h // step), -(-w // step)), a.dtype)
+            out[slot] = a
         header = r.header
     if out is None:
         raise RasterReadError(f"{path}: the raster has no cell; regenerate it.")

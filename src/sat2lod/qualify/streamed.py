@@ -1,6 +1,6 @@
 """Raster comparisons of rule qualify streamed block by block: memory bounded by the block, not the area.
 
-The reference grid is cut into ``block_px`` x ``block_px`` blocks (:func:`block_windows`); each block reads the
+The reference grid is cut into ``block_px`` x ``block_px`` blocks (:func:`sat2lod.io.raster.block_windows`); each block reads the
 reference with a 1-cell halo (the slope's central differences need the neighbours: slopes inside a block are then
 those of the whole grid, and the grid's own edges keep their one-sided differences), the product resampled onto
 the block (:func:`on_grid_window`) and the class codes, and adds its errors to a :class:`HeightComparison`
@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import itertools
 import math
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Self
 
@@ -28,21 +27,12 @@ from rasterio.warp import Resampling, reproject, transform_bounds
 from rasterio.windows import Window
 
 from sat2lod.grid import same_grid
-from sat2lod.io.raster import RasterHeader, WindowReader, open_windows
+from sat2lod.io.raster import RasterHeader, WindowReader, block_windows, open_windows
 from sat2lod.qualify import CLASS_NAMES, asprs_vertical_class, slope_deg
 from sat2lod.qualify.stats import ErrorAccumulator
 
 #: extra source cells read around a block before resampling (bilinear needs 1; 2 covers rounding)
 _RESAMPLE_MARGIN_PX = 2
-
-
-def block_windows(shape: tuple[int, int], block_px: int) -> Iterator[Window]:
-    """Windows of ``block_px`` x ``block_px`` cells (smaller at the right and bottom edges) covering a grid of
-    ``shape`` (rows, cols), row by row."""
-    h, w = shape
-    for r0 in range(0, h, block_px):
-        for c0 in range(0, w, block_px):
-            yield Window(c0, r0, min(block_px, w - c0), min(block_px, h - r0))
 
 
 def _grow(win: Window, px: int, shape: tuple[int, int]) -> Window:
