@@ -21,6 +21,12 @@ def robust_range(image: np.ndarray, lo_pct: float = 2.0, hi_pct: float = 98.0) -
     return float(lo), float(max(hi, lo + 1e-6))
 
 
+def scale_ortho(ortho: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    """The ortho's radiometric range (``lo``, ``hi``) mapped to (0, 1), clipped to [-0.5, 1.5]: the network's
+    image units. (H, W) in, float32 out (NaN stays NaN)."""
+    return np.clip((ortho.astype(np.float32) - lo) / (hi - lo), -0.5, 1.5).astype(np.float32, copy=False)
+
+
 def make_input(
     ortho: np.ndarray, ndsm: np.ndarray | None, ortho_range: tuple[float, float] | None = None
 ) -> np.ndarray:
@@ -35,8 +41,7 @@ def make_input(
         (3, H, W) float32: ortho scaled to ~[0, 1] (clipped to [-0.5, 1.5], 0 where NaN), nDSM / 10 m clipped to
         [-0.2, 4] (0 where NaN or absent), and 1/0 where the nDSM is valid / missing.
     """
-    lo, hi = ortho_range or robust_range(ortho)
-    o = np.clip((ortho.astype(np.float32) - lo) / (hi - lo), -0.5, 1.5)
+    o = scale_ortho(ortho, *(ortho_range or robust_range(ortho)))
     o[~np.isfinite(o)] = 0.0
     if ndsm is None:
         n = np.zeros_like(o)

@@ -196,11 +196,10 @@ def normalize_patch(o: np.ndarray, valid: np.ndarray | None = None) -> np.ndarra
     [-0.5, 1.5], as :func:`sat2lod.segment.features.make_input` scales an image at inference (each tile of a
     user's image by its own range): training patches then see the value range inference gives
     (``segmentation.train.patch_normalize``). (H, W) float32 in and out."""
-    from sat2lod.segment.features import robust_range
+    from sat2lod.segment.features import robust_range, scale_ortho
 
     v = o[valid] if valid is not None and valid.any() else o
-    lo, hi = robust_range(v)
-    return np.clip((o - lo) / (hi - lo), -0.5, 1.5).astype(np.float32)
+    return scale_ortho(o, *robust_range(v))
 
 
 def rescale_patch(
