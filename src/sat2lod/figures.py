@@ -266,18 +266,14 @@ def fig_error_map(err: np.ndarray | None, ext: list[float], vmax: float, crs: An
     return fig
 
 
-def fig_error_hist(errors: dict[str, np.ndarray | ErrorAccumulator], vmax: float) -> plt.Figure:
-    """Histogram (density, clipped to +- ``vmax``) of each error set: an array (m, NaN ignored) or the running
-    statistics of a streamed one (:func:`streamed_errors`: its 1 mm histogram)."""
+def fig_error_hist(errors: dict[str, ErrorAccumulator], vmax: float) -> plt.Figure:
+    """Histogram (density, clipped to +- ``vmax``) of each error set, from the running statistics of its
+    streamed comparison (:func:`streamed_errors`: the 1 mm histogram; thresholds holding ``vmax``)."""
     if not errors:
         return _no_data_figure(FIGURES["error_histogram"], "no reference DSM/DTM configured")
     fig, ax = plt.subplots(figsize=(7, 4))
     bins = np.linspace(-vmax, vmax, 121)
     for name, e in errors.items():
-        if not isinstance(e, ErrorAccumulator):
-            acc = ErrorAccumulator(thresholds=(float(vmax),))
-            acc.add(e)
-            e = acc
         if e.n == 0:
             continue
         st = e.stats()
