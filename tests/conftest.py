@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from background import BackgroundRun
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
 
@@ -40,3 +42,33 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+_RUNS = pytest.StashKey[dict]()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _background_runs(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
+    """Start the run of every selected test marked ``background`` (tests/background.py) when the session starts."""
+    runs: dict[str, BackgroundRun] = {}
+    for item in request.session.items:
+        marker = item.get_closest_marker("background")
+        if marker is None or item.nodeid in runs:
+            continue
+        fn = getattr(item.module, marker.args[0])
+        after = next(reversed(runs.values()), None)  # one after the other (tests/background.py says why)
+        runs[item.nodeid] = BackgroundRun(item.name, fn, tmp_path_factory.mktemp(item.name[:40]), after)
+    request.config.stash[_RUNS] = runs
+    for run in runs.values():
+        run.start()
+    yield
+    # a run whose test never joined it (test deselected by -x, interrupted) is left to its own timeouts
+
+
+@pytest.fixture
+def background_run(request: pytest.FixtureRequest):
+    """What this test's background function returned (waits for it; raises what it raised)."""
+    run = request.config.stash[_RUNS].get(request.node.nodeid)
+    if run is None:
+        pytest.fail(f"{request.node.nodeid} uses background_run without @pytest.mark.background")
+    return run.outcome(timeout_s=1800)

@@ -16,6 +16,7 @@ scheduler, node selection, GPU scheduling, real pod networking.
 from __future__ import annotations
 
 import base64
+import contextlib
 import importlib.metadata as md
 import json
 import logging
@@ -28,6 +29,7 @@ import sys
 import tempfile
 import threading
 import zipfile
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Self
@@ -51,22 +53,25 @@ KEY_ID, SECRET = "testing-key-id", "testing-secret"
 
 
 # ------------------------------------------------------------------ local S3
-@pytest.fixture(scope="module")
-def s3_endpoint() -> str:
+@contextlib.contextmanager
+def local_s3() -> Iterator[str]:
+    """A moto S3 server on 127.0.0.1 with the bucket; yields its endpoint URL."""
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per S3 request otherwise
     server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
-    host, port = server.get_host_and_port()
-    url = f"http://{host}:{port}"
-    boto3.client(
-        "s3",
-        endpoint_url=url,
-        region_name="us-east-1",
-        aws_access_key_id=KEY_ID,
-        aws_secret_access_key=SECRET,
-    ).create_bucket(Bucket=BUCKET)
-    yield url
-    server.stop()
+    try:
+        host, port = server.get_host_and_port()
+        url = f"http://{host}:{port}"
+        s3_client(url).create_bucket(Bucket=BUCKET)
+        yield url
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def s3_endpoint() -> Iterator[str]:
+    with local_s3() as url:
+        yield url
 
 
 def s3_client(endpoint: str):
@@ -426,26 +431,20 @@ def same_but_storage_path(a: Path, b: Path, storage: str) -> bool:
     return a.read_text() == b.read_text().replace(storage, "")
 
 
-@pytest.mark.slow  # minutes on 2 (shared) cores: 23 pods (one tile), each runs snakemake twice, + a local run beside
-def test_tiny_sat2lod_chain_through_kubernetes_api(tmp_path: Path, s3_endpoint: str) -> None:
-    """The whole chain on tests/data/config_tiny.yaml, one tile (config_one_tile.yaml), (U-Net trained in the run: segmentation.checkpoint
-    results/models/segmenter.pt) through profiles/kubernetes: every rule but the local `acquire` and `all`
-    in a "pod" that sees only S3; the tiling checkpoint's tile grid is read back through storage
-    (tile_ids); the products in S3 equal those of a local run, by content."""
-    from sat2lod.io.digest import is_run_record, product_digests
-
+def chain_run(tmp: Path) -> dict[str, Any]:
+    """The run phase of the chain test, in the background from the session's start (tests/background.py):
+    a local reference run and the run through profiles/kubernetes (own moto server, fake API), the S3
+    prefix downloaded. Returns the Jobs the plugin submitted and the folders to compare."""
     prefix = "chain"
-    launch = git_workflow_copy(tmp_path / "launch")
-    local = git_workflow_copy(tmp_path / "local")
-    pods = tmp_path / "pods"
+    launch = git_workflow_copy(tmp / "launch")
+    local = git_workflow_copy(tmp / "local")
+    pods = tmp / "pods"
     pods.mkdir()
     image_env = dockerfile_env()
-    image_env["PIP_FIND_LINKS"] = str(plugin_wheelhouse(tmp_path / "wheels"))
+    image_env["PIP_FIND_LINKS"] = str(plugin_wheelhouse(tmp / "wheels"))
     # the image holds the package of this checkout (it is the package under test here)
     src = str(REPO / "src")
     image_env["PYTHONPATH"] = src
-    env = profile_env(s3_endpoint, prefix)
-    env["PYTHONPATH"] = src
     # the local reference run goes on while the Kubernetes run mostly waits on pods starting
     ref = subprocess.Popen(
         [sys.executable, "-m", "snakemake", "--cores", "1", "--configfile", TINY_CONFIG, ONE_TILE],
@@ -455,8 +454,10 @@ def test_tiny_sat2lod_chain_through_kubernetes_api(tmp_path: Path, s3_endpoint: 
         stderr=subprocess.STDOUT,
     )
     try:
-        with FakeKubernetes(run_jobs=True, log_dir=pods, image_env=image_env) as k8s:
-            env["KUBECONFIG"] = str(k8s.kubeconfig(tmp_path / "kubeconfig"))
+        with local_s3() as endpoint, FakeKubernetes(run_jobs=True, log_dir=pods, image_env=image_env) as k8s:
+            env = profile_env(endpoint, prefix)
+            env["PYTHONPATH"] = src
+            env["KUBECONFIG"] = str(k8s.kubeconfig(tmp / "kubeconfig"))
             try:
                 run_snakemake(
                     [
@@ -467,15 +468,32 @@ def test_tiny_sat2lod_chain_through_kubernetes_api(tmp_path: Path, s3_endpoint: 
                     env=env,
                     timeout_s=1500,
                 )
-            except BaseException:
-                for p in sorted(pods.glob("*.log"), key=lambda p: p.stat().st_mtime)[-3:]:
-                    print(f"==== pod log {p.name}\n{p.read_text()[-4000:]}")
-                raise
+            except pytest.fail.Exception as exc:
+                last = sorted(pods.glob("*.log"), key=lambda p: p.stat().st_mtime)[-3:]
+                logs = "".join(f"\n==== pod log {p.name}\n{p.read_text()[-4000:]}" for p in last)
+                pytest.fail(f"{exc}{logs}")
             jobs = dict(k8s.jobs)
+            got = tmp / "s3"
+            download_prefix(endpoint, prefix, got)
         assert ref.wait(timeout=1500) == 0, f"local reference run failed in {local}"
     finally:
         if ref.poll() is None:
             ref.kill()
+    return {"jobs": jobs, "launch": launch, "local": local, "got": got, "prefix": prefix}
+
+
+@pytest.mark.slow  # minutes on 2 (shared) cores: 23 pods (one tile), each runs snakemake twice, + a local run beside
+@pytest.mark.background("chain_run")  # mostly waits on the pods: runs while the rest of the suite does
+def test_tiny_sat2lod_chain_through_kubernetes_api(background_run: dict[str, Any]) -> None:
+    """The whole chain on tests/data/config_tiny.yaml, one tile (config_one_tile.yaml), (U-Net trained in the run: segmentation.checkpoint
+    results/models/segmenter.pt) through profiles/kubernetes: every rule but the local `acquire` and `all`
+    in a "pod" that sees only S3; the tiling checkpoint's tile grid is read back through storage
+    (tile_ids); the products in S3 equal those of a local run, by content."""
+    from sat2lod.io.digest import is_run_record, product_digests
+
+    jobs, launch, local, got, prefix = (
+        background_run[k] for k in ("jobs", "launch", "local", "got", "prefix")
+    )
 
     # every rule of the chain ran as a Kubernetes Job (acquire is a localrule: providers need internet)
     rules: dict[str, int] = {}
@@ -498,8 +516,6 @@ def test_tiny_sat2lod_chain_through_kubernetes_api(tmp_path: Path, s3_endpoint: 
     assert not (launch / "results" / "mosaic").exists(), "outputs must go to S3, not to the launch directory"
 
     # the products are in S3 and equal the local run's, by content (sat2lod.io.digest)
-    got = tmp_path / "s3"
-    download_prefix(s3_endpoint, prefix, got)
     for rel in ["lod2/tiny/city.json", "qualify/tiny/accuracy.json", "figures/tiny/done.txt"]:
         assert (got / "results" / rel).is_file(), f"not in S3: results/{rel}"
     cj = json.loads((got / "results/lod2/tiny/city.json").read_text())

@@ -53,8 +53,8 @@ def _slurm_partition() -> str | None:
     return None
 
 
-@pytest.fixture(scope="module")
-def slurm_partition() -> str:
+def require_slurm() -> str:
+    """The partition to use, or skip (with how to start the local cluster) when no SLURM cluster answers."""
     part = _slurm_partition()
     if part is None:
         pytest.skip(
@@ -62,6 +62,11 @@ def slurm_partition() -> str:
             "`sudo tests/cluster/start_local_slurm.sh` before pytest, stop it with tests/cluster/stop_local_slurm.sh"
         )
     return part
+
+
+@pytest.fixture(scope="module")
+def slurm_partition() -> str:
+    return require_slurm()
 
 
 def run_snakemake(args: list[str], cwd: Path, timeout_s: int, env: dict[str, str] | None = None) -> str:
@@ -202,12 +207,15 @@ def assert_same_raster(a: Path, b: Path) -> None:
         np.testing.assert_array_equal(ra.array, rb.array, err_msg=str(a))
 
 
-@pytest.mark.slow
-def test_tiny_sat2lod_chain_through_slurm_matches_local(tmp_path: Path, slurm_partition: str) -> None:
+def chain_run(tmp: Path) -> tuple[Path, Path, str, dict[str, dict[str, str]]]:
+    """The run phase of the chain test, in the background from the session's start (tests/background.py):
+    the chain locally and through profiles/slurm. Returns the two run folders, the SLURM run's log and the
+    squeue rows of its jobs (read right after the run)."""
+    partition = require_slurm()
     if not TINY_CONFIG.is_file():
         pytest.fail(f"{TINY_CONFIG} missing: the tiny synthetic configuration of the workflow tests")
-    local = workflow_copy(tmp_path / "local")
-    remote = workflow_copy(tmp_path / "slurm")
+    local = workflow_copy(tmp / "local")
+    remote = workflow_copy(tmp / "slurm")
     config = ["--configfile", *(str(p.relative_to(REPO)) for p in (TINY_CONFIG, ONE_TILE))]
     # the local reference run goes on while the SLURM run mostly waits on the scheduler
     local_run = Background(["--cores", "2", *config], cwd=local, timeout_s=1500)
@@ -215,9 +223,16 @@ def test_tiny_sat2lod_chain_through_slurm_matches_local(tmp_path: Path, slurm_pa
         ["--profile", "profiles/slurm", *FAST_POLL, *config],
         cwd=remote,
         timeout_s=1500,
-        env=slurm_env(slurm_partition),
+        env=slurm_env(partition),
     )
     local_run.wait()
+    return local, remote, log, squeue_jobs([j for _, j, _ in submitted_jobs(log)])
+
+
+@pytest.mark.slow
+@pytest.mark.background("chain_run")  # mostly waits on the scheduler: runs while the rest of the suite does
+def test_tiny_sat2lod_chain_through_slurm_matches_local(background_run: tuple) -> None:
+    local, remote, log, info = background_run
     # inside each SLURM job, sat2lod.workflow.setup() saw the rule's threads (numba/torch/GDAL caps)
     tile_logs = list((remote / "logs" / "stereo_tile").rglob("*.log"))
     assert tile_logs and all("threads=2" in p.read_text() for p in tile_logs)
@@ -226,7 +241,6 @@ def test_tiny_sat2lod_chain_through_slurm_matches_local(tmp_path: Path, slurm_pa
     jobs = submitted_jobs(log)
     rules = {re.search(r"rule_(\w+)", str(p))[1] for _, _, p in jobs}
     assert {"synth_city", "stereo_tile", "mosaic_dsm", "dtm", "lod2", "qualify"} <= rules, rules
-    info = squeue_jobs([j for _, j, _ in jobs])
     assert {j for _, j, _ in jobs} == set(info)
     assert all(row["state"] == "COMPLETED" for row in info.values()), info
     for _, jid, slurm_log in jobs:

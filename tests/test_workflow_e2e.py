@@ -208,13 +208,21 @@ def test_lint_is_clean():
 
 
 # ------------------------------------------------------------------ reproducible to the bit, whatever --cores
+def one_core_run(tmp: Path) -> Path:
+    """The tiny chain with --cores 1, in the background from the session's start (tests/background.py: one
+    core of the two is idle during such a run)."""
+    one = copy_workflow(tmp / "workflow", REPO, extra=("tests/data",))
+    _smk(["--cores", "1", "--configfile", "tests/data/config_tiny.yaml"], cwd=one)
+    return one
+
+
 @pytest.mark.slow
-def test_products_bit_identical_with_one_core(tiny_run, tmp_path_factory):
+@pytest.mark.background("one_core_run")
+def test_products_bit_identical_with_one_core(tiny_run, background_run):
     """The same config with --cores 1 gives the same products as with --cores 2 (tiny_run), bit for bit:
     the U-Net is trained and run with a fixed torch thread count (segmentation.torch_threads), the numba and
     NumPy stages are deterministic."""
-    one = copy_workflow(tmp_path_factory.mktemp("tiny1") / "workflow", REPO, extra=("tests/data",))
-    _smk(["--cores", "1", "--configfile", "tests/data/config_tiny.yaml"], cwd=one)
+    one = background_run
     a, b = product_digests(tiny_run / "results"), product_digests(one / "results")
     assert a.keys() == b.keys()
     # not compared: what records the run itself (sat2lod.io.digest.is_run_record: the local STAC server's
