@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 from sat2lod.config import load_config
@@ -66,3 +69,34 @@ def test_finetuning_on_user_footprints_is_announced():
     cfg["segmentation"]["labels"] = "osm_buildings.gpkg"
     lines = run_overview(cfg, 2, "results/models/segmenter.pt", trains=True)
     assert "fine-tuned on the footprints of osm_buildings.gpkg (100 steps)" in lines[1]
+
+
+def test_cap_threads_caps_numba_imported_before_or_after():
+    """A job's thread cap holds for numba whether the rule's module imported it before setup() or imports it
+    later (setup does not import numba itself: rules without numba kernels skip its import), and never
+    raises a cap the environment set lower."""
+    code = (
+        "import sys, os\n"
+        "from sat2lod.workflow import cap_threads\n"
+        "{before}"
+        "cap_threads({threads})\n"
+        "loaded = 'numba' in sys.modules\n"
+        "import numba\n"
+        "print(loaded, numba.get_num_threads())\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_NUM_THREADS"}
+    cases = [
+        ("", 1, {}, "False 1"),
+        ("import numba\n", 1, {}, "True 1"),
+        ("", 1, {"NUMBA_NUM_THREADS": "1"}, "False 1"),
+    ]
+    cases.append(("", 2, {"NUMBA_NUM_THREADS": "1"}, "False 1"))  # a lower cap of the environment stays
+    for before, threads, extra, expected in cases:
+        out = subprocess.run(
+            [sys.executable, "-c", code.format(before=before, threads=threads)],
+            env={**env, **extra},
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        assert out == expected, (before, threads, extra, out)
