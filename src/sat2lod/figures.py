@@ -347,7 +347,13 @@ def fig_lod2(doc: dict[str, Any], max_buildings: int = 400) -> plt.Figure:
         return _no_data_figure(FIGURES["lod2_rendering"], "no roof or wall surface in the LOD2 model")
     fig = plt.figure(figsize=(8, 6))
     ax = fig.add_subplot(projection="3d")
-    ax.add_collection3d(Poly3DCollection(polys, facecolors=cols, edgecolors="k", linewidths=0.1))
+    # autolim=False: the limits are set below from the faces. matplotlib's own autoscaling (3.10+) runs on its
+    # padded face array, whose padding (faces with fewer vertices than the largest) is uninitialised
+    # (np.empty): it failed once with "Axis limits cannot be NaN or Inf" on the scaling bench's 1.2 km city,
+    # and not on a rerun of the same files
+    ax.add_collection3d(
+        Poly3DCollection(polys, facecolors=cols, edgecolors="k", linewidths=0.1), autolim=False
+    )
     pts = np.vstack(polys)
     lo, hi = pts.min(axis=0), pts.max(axis=0)
     span = np.maximum(hi - lo, MIN_SPAN_M)
