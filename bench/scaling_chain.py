@@ -52,13 +52,17 @@ _LINE = re.compile(r"^(\d+) ([\d.]+) ([\d.]+) ([\d.]+) .*tmp[^/ ]*\.(\w+)\.py")
 NOT_TARGETED = ("synth_city",)
 
 
-def run_config(size_m: float) -> dict:
-    """Config merged over the demo's for a city of ``size_m`` a side (the demo's building density)."""
+def run_config(size_m: float, tile_m: float | None = None) -> dict:
+    """Config merged over the demo's for a city of ``size_m`` a side (the demo's building density); tiles of
+    ``tile_m`` (None: the demo's 300 m)."""
     km2 = (size_m / 1000) ** 2
-    return {
+    config = {
         "aoi": {"name": f"city{int(size_m)}"},
         "source": {"synthetic": {"size_m": float(size_m), "n_buildings": round(100 * km2 / 0.36)}},
     }
+    if tile_m is not None:
+        config["tiling"] = {"tile_size_m": float(tile_m)}
+    return config
 
 
 def warm_numba_cache(src: Path) -> int:
@@ -79,13 +83,13 @@ def warm_numba_cache(src: Path) -> int:
     return n
 
 
-def run_one(size_m: float, cores: int, out: Path) -> Path:
+def run_one(size_m: float, cores: int, out: Path, tile_m: float | None = None) -> Path:
     """Run the chain for one size in a fresh copy of the workflow under ``out``; return the run directory."""
     dest = out / str(int(size_m))
     # the package too: the run imports this copy, not the worktree that may change while it runs
     copy_workflow(dest, REPO, extra=("src",), replace=True)
     warm_numba_cache(dest / "src")
-    (dest / "config" / "extra.yaml").write_text(yaml.safe_dump(run_config(size_m)))
+    (dest / "config" / "extra.yaml").write_text(yaml.safe_dump(run_config(size_m, tile_m)))
     # every job's script runs as "/usr/bin/time ... python tmpXXXX.<rule>.py" (Snakemake's shell prefix)
     (dest / "measured.smk").write_text(
         f"shell.prefix(\"set -euo pipefail; /usr/bin/time -a -o {dest / TIMES} -f '{TIME_FORMAT}' \")\n\n\n"
@@ -103,7 +107,15 @@ def run_one(size_m: float, cores: int, out: Path) -> Path:
         )  # fmt: skip
     wall = time.perf_counter() - t0
     (dest / "run.json").write_text(
-        json.dumps({"size_m": size_m, "wall_s": round(wall, 1), "load1": load1, "cores": cores})
+        json.dumps(
+            {
+                "size_m": size_m,
+                "wall_s": round(wall, 1),
+                "load1": load1,
+                "cores": cores,
+                "tile_m": tile_m or 300.0,
+            }
+        )
     )
     return dest
 
@@ -149,6 +161,7 @@ def collect(run_dirs: list[Path], command: str) -> dict:
         "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "host": {"cpus": os.cpu_count(), "python": platform.python_version()},
         "cores": runs[0][0]["cores"],
+        "tile_m": runs[0][0].get("tile_m", 300.0),
         "sizes_m": sizes,
         "km2": km2,
         "rules": rules,
@@ -185,7 +198,8 @@ def write(res: dict, name: str) -> None:
         f"# Whole chain vs city size, {res['date']}",
         "",
         (
-            f"Synthetic cities {sizes} a side (demo config, 100 buildings per 0.36 km², shipped model), "
+            f"Synthetic cities {sizes} a side (demo config, tiles of {res.get('tile_m', 300.0):g} m, 100 buildings "
+            "per 0.36 km², shipped model), "
             f"`snakemake --cores {res['cores']}` on a shared {res['host']['cpus']}-CPU machine (load1 before each run: "
             f"{res['load1_before']}). Peak RSS and CPU of every job by GNU time (max RSS / summed CPU over "
             f"the rule's jobs)."
@@ -215,6 +229,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", type=float, nargs="+", default=[600, 1200, 2400, 4800], help="city sides (m)")
     ap.add_argument("--cores", type=int, default=2)
+    ap.add_argument("--tile-m", type=float, help="tiling.tile_size_m (default: the demo config's 300 m)")
     ap.add_argument("--name", default="scaling_chain", help="results file stem under bench/results/")
     ap.add_argument("--collect", type=Path, help="only re-read the finished runs under this folder")
     args = ap.parse_args()
@@ -224,7 +239,7 @@ def main() -> None:
     else:
         dirs = []
         for s in args.sizes:
-            dirs.append(run_one(s, args.cores, OUT / args.name))
+            dirs.append(run_one(s, args.cores, OUT / args.name, args.tile_m))
             print(f"{s:g} m done: {json.loads((dirs[-1] / 'run.json').read_text())}", flush=True)
     write(collect(dirs, command), args.name)
 
