@@ -181,3 +181,29 @@ def test_seq_features_in_key_order_with_few_open_files(tmp_path):
     paths[1].write_text(paths[1].read_text() + "not json\n")
     with pytest.raises(ValueError, match="1.jsonl: a line is not JSON"):
         list(iter_seq_features(paths, key=str))
+
+
+def test_obj_triangulates_a_face_with_a_hole_whose_first_vertices_are_collinear(tmp_path):
+    """A flat roof with a hole whose exterior starts with three collinear vertices (the scaling bench's 2.4 km
+    city had one): the face's plane comes from the whole ring, so the triangulation sees the real face and
+    the OBJ's triangles cover the roof minus the hole."""
+    mm = 1000  # city_model takes the transform's integers (mm)
+    ext = [
+        (0, 0, 5 * mm),
+        (mm, 0, 5 * mm),
+        (2 * mm, 0, 5 * mm),
+        (2 * mm, 2 * mm, 5 * mm),
+        (0, 2 * mm, 5 * mm),
+    ]
+    hole = [(mm // 2, mm // 2, 5 * mm), (mm // 2, 3 * mm // 2, 5 * mm), (3 * mm // 2, 3 * mm // 2, 5 * mm)]
+    hole.append((3 * mm // 2, mm // 2, 5 * mm))
+    walls = [
+        ([[(0, 0, 0), (2 * mm, 0, 0), (2 * mm, 0, 5 * mm), (mm, 0, 5 * mm), (0, 0, 5 * mm)]], "WallSurface")
+    ]
+    doc = city_model([CityBuilding("b1", [([ext, hole], "RoofSurface"), *walls], "2.2", {})], 32631, "e", "t")
+    obj = write_obj(tmp_path / "c.obj", doc).read_text().splitlines()
+    verts = [tuple(map(float, line.split()[1:])) for line in obj if line.startswith("v ")]
+    tris = [[verts[int(i) - 1] for i in line.split()[1:]] for line in obj if line.startswith("f ")]
+    roof = [t for t in tris if len(t) == 3 and all(abs(p[2] - 5) < 1e-6 for p in t)]
+    area = sum(abs(np.cross(np.subtract(b, a), np.subtract(c, a))[2]) / 2 for a, b, c in roof)
+    assert area == pytest.approx(4.0 - 1.0, abs=1e-6)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import re
 import tempfile
@@ -32,6 +33,8 @@ from typing import Any, Self
 import numpy as np
 
 from sat2lod.io.raster import atomic_path
+
+log = logging.getLogger(__name__)
 
 VERSION = "2.0"
 SCALE = 0.001  # vertices are integer millimetres
@@ -510,14 +513,29 @@ class CityWriter:
         num = self.obj_ids
         if len(surf) == 1:
             return ["f " + " ".join(str(num[lut[i]]) for i in surf[0])]
-        pts = local[surf[0]]
-        n = np.cross(pts[1] - pts[0], pts[2] - pts[0])
+        # the face's plane from Newell's normal of its whole exterior ring (the first three vertices may be
+        # collinear: their cross product is zero and the projection then flattens the face to a line)
+        pts = local[surf[0]] - local[surf[0][0]]
+        n = np.cross(pts, np.roll(pts, -1, axis=0)).sum(axis=0)
         drop = int(np.argmax(np.abs(n)))
         keep = [i for i in range(3) if i != drop]
         poly = Polygon(local[surf[0]][:, keep], [local[r][:, keep] for r in surf[1:]])
         lookup = {tuple(np.round(local[i][keep], 6)): num[lut[i]] for r in surf for i in r}
+        try:
+            triangles = shapely.get_parts(shapely.constrained_delaunay_triangles(poly))
+        except shapely.errors.GEOSException:
+            # a face that is not a valid polygon in its plane (a hole touching the exterior after rounding):
+            # its valid parts; if even those fail, the exterior ring alone (the OBJ is a preview, the
+            # CityJSON keeps the face as it is)
+            try:
+                triangles = shapely.get_parts(
+                    shapely.constrained_delaunay_triangles(shapely.make_valid(poly))
+                )
+            except shapely.errors.GEOSException:
+                log.warning("OBJ: a face with holes could not be triangulated; written without its holes")
+                return ["f " + " ".join(str(num[lut[i]]) for i in surf[0])]
         lines = []
-        for tri in shapely.get_parts(shapely.constrained_delaunay_triangles(poly)):
+        for tri in triangles:
             ids = []
             for c in np.asarray(tri.exterior.coords)[:3]:
                 key = tuple(np.round(c, 6))
