@@ -133,6 +133,42 @@ def test_splat_numba_equals_reference() -> None:
         assert a[1][3, 4] == 0
 
 
+def test_splat_of_empty_cells_numba_equals_reference() -> None:
+    x, y, z, _, t = _points(n_per_cell=1)
+    z[::13] = np.nan
+    q = np.linspace(0.1, 0.9, z.size)
+    h0, _, _ = rasterize.rasterize_points(x, y, z, q, t, (30, 30))
+    assert np.isnan(h0).sum() > 20  # one point per cell on average: many cells get none
+    for radius, sigma in [(1.0, 0.5), (1.5, 1.0), (0.6, 0.3)]:
+        a = rasterize._splat_empty(x, y, z, q, h0, t.c, t.f, t.a, radius, sigma)
+        b = rasterize._splat_empty_reference(x, y, z, q, h0, t.c, t.f, t.a, radius, sigma)
+        for u, v in zip(a, b):
+            np.testing.assert_allclose(u, v, rtol=1e-12, atol=1e-9)
+        assert not a[2][np.isfinite(h0)].any()  # a cell with points of its own takes nothing here
+
+
+def test_empty_cells_take_agreeing_neighbours_only() -> None:
+    """A sampling gap on flat ground (at least 5 neighbours with points) takes its neighbours' points; a gap
+    between the ground's and a 6 m block's points stays empty; with empty_cells off nothing changes."""
+    x, y, z, _, t = _points(n_per_cell=1, seed=3)
+    z = np.where(x < 7.5, 10.0, 16.0) + np.random.default_rng(3).normal(0, 0.05, x.size)
+    args = (x, y, z, np.ones_like(z), t, (30, 30), 1.0, 0.5, 1.0)
+    off, _, n_off = rasterize.rasterize_points(*args)
+    on, _, n_on = rasterize.rasterize_points(*args, empty_cells=True)
+    np.testing.assert_array_equal(n_off, n_on)  # counts are the cells' own points either way
+    own = n_off > 0
+    np.testing.assert_array_equal(off[own], on[own])
+    filled = np.isnan(off) & np.isfinite(on)
+    cols = (np.arange(30) + 0.5) * 0.5
+    step = np.abs(cols - 7.5) < 0.75
+    nbrs = ndimage.convolve(own.astype(int), np.ones((3, 3), int), mode="constant") - own
+    gaps = np.isnan(off) & (nbrs >= 5)  # sampling gaps with points around them
+    assert filled[:, ~step].sum() > 0.9 * gaps[:, ~step].sum() > 20  # on flat ground: nearly all taken
+    truth = np.where(cols < 7.5, 10.0, 16.0)[None, :].repeat(30, 0)
+    assert np.abs(on - truth)[filled].max() < 0.3  # never a height from across the step
+    assert np.isnan(on[:, step]).sum() > 0  # some gaps at the step stay empty
+
+
 def test_weighted_rasterization_smooths_flat_ground_and_keeps_the_step() -> None:
     x, y, z, _, t = _points()
     plain, _, n = rasterize.rasterize_points(x, y, z, np.ones_like(z), t, (30, 30))

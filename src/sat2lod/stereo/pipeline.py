@@ -81,6 +81,7 @@ class StereoParams:
     raster_radius: float = _STEREO["raster_radius"]
     raster_sigma: float = _STEREO["raster_sigma"]
     raster_tol_m: float = _STEREO["raster_tol_m"]
+    raster_empty_cells: bool = _STEREO["raster_empty_cells"]
     max_mem_mb: float = 600.0
     pointing_correction: bool = _STEREO["pointing_correction"]
     max_pointing_px: int = _STEREO["max_pointing_px"]
@@ -477,6 +478,7 @@ def _pair_heights(
         radius=params.raster_radius,
         sigma=params.raster_sigma,
         tol_m=params.raster_tol_m,
+        empty_cells=params.raster_empty_cells,
     )
     t3 = time.perf_counter()
     info.update(

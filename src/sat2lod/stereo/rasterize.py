@@ -5,8 +5,9 @@ in; the cell value is the mean of its points' heights; cells without points stay
 as CARS's rasterization but edge-preserving: a cell that has points of its own takes the Gaussian-weighted mean
 (``sigma`` cells, distance point - cell centre) of the points within ``radius`` of its centre whose heights lie
 within ``tol_m`` of its own radius-0 mean, so flat surfaces average several disparities while a point across a
-height step (a wall, > ``tol_m``) is not averaged into the other side; cells without points of their own stay NaN
-(no filling). Fusion of tri-stereo pairs: per cell,
+height step (a wall, > ``tol_m``) is not averaged into the other side; cells without points of their own stay NaN,
+unless ``empty_cells`` (schema ``stereo.raster_empty_cells``, off by default): then a sampling gap inside one surface
+takes the points within ``radius`` of its centre, as CARS's rasterization does. Fusion of tri-stereo pairs: per cell,
 the median of the pairs' heights, then the mean of the pairs within ``tol_m`` of it (a pair that disagrees is
 dropped, not averaged in). Hole filling is optional and flagged in a mask: a NaN cell with enough valid
 neighbours takes the mean of the lower half of them (occlusion-aware), for at most ``iterations`` passes (so only holes up to ~2 x iterations cells).
@@ -129,6 +130,104 @@ def _splat_reference(
     return zw.reshape(rows, cols), ws.reshape(rows, cols)
 
 
+@numba.njit(cache=True)
+def _splat_empty(
+    x: np.ndarray,
+    y: np.ndarray,
+    z: np.ndarray,
+    q: np.ndarray,
+    h0: np.ndarray,
+    x0: float,
+    y0: float,
+    res: float,
+    radius: float,
+    sigma: float,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """For the cells without points of their own (NaN ``h0``): weighted sums (sum w z, sum w q, sum w) and the
+    lowest and highest height of the points within ``radius`` cells of the centre; ``sigma`` in cells."""
+    rows, cols = h0.shape
+    zw = np.zeros((rows, cols))
+    qw = np.zeros((rows, cols))
+    ws = np.zeros((rows, cols))
+    zmin = np.full((rows, cols), np.inf)
+    zmax = np.full((rows, cols), -np.inf)
+    reach = int(np.ceil(radius))
+    r2 = radius * radius
+    k = -0.5 / (sigma * sigma)
+    for i in range(x.shape[0]):
+        if not np.isfinite(z[i]):
+            continue
+        u = (x[i] - x0) / res
+        v = (y0 - y[i]) / res
+        c = int(np.floor(u))
+        r = int(np.floor(v))
+        for rr in range(r - reach, r + reach + 1):
+            for cc in range(c - reach, c + reach + 1):
+                if rr < 0 or rr >= rows or cc < 0 or cc >= cols or np.isfinite(h0[rr, cc]):
+                    continue
+                d2 = (u - cc - 0.5) ** 2 + (v - rr - 0.5) ** 2
+                if d2 > r2:
+                    continue
+                wt = np.exp(k * d2)
+                zw[rr, cc] += wt * z[i]
+                qw[rr, cc] += wt * q[i]
+                ws[rr, cc] += wt
+                zmin[rr, cc] = min(zmin[rr, cc], z[i])
+                zmax[rr, cc] = max(zmax[rr, cc], z[i])
+    return zw, qw, ws, zmin, zmax
+
+
+def _splat_empty_reference(
+    x: np.ndarray,
+    y: np.ndarray,
+    z: np.ndarray,
+    q: np.ndarray,
+    h0: np.ndarray,
+    x0: float,
+    y0: float,
+    res: float,
+    radius: float,
+    sigma: float,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """NumPy reference of :func:`_splat_empty` (vectorised over the points, one neighbour offset at a time)."""
+    rows, cols = h0.shape
+    fin = np.isfinite(z)
+    u, v, zz, qq = (x[fin] - x0) / res, (y0 - y[fin]) / res, z[fin], q[fin]
+    c0, r0 = np.floor(u).astype(int), np.floor(v).astype(int)
+    n = rows * cols
+    zw, qw, ws = np.zeros(n), np.zeros(n), np.zeros(n)
+    zmin, zmax = np.full(n, np.inf), np.full(n, -np.inf)
+    reach = int(np.ceil(radius))
+    for dr in range(-reach, reach + 1):
+        for dc in range(-reach, reach + 1):
+            rr, cc = r0 + dr, c0 + dc
+            inside = (rr >= 0) & (rr < rows) & (cc >= 0) & (cc < cols)
+            d2 = (u - cc - 0.5) ** 2 + (v - rr - 0.5) ** 2
+            empty = np.zeros(zz.shape, bool)
+            empty[inside] = ~np.isfinite(h0[rr[inside], cc[inside]])
+            ok = inside & empty & (d2 <= radius * radius)
+            idx = rr[ok] * cols + cc[ok]
+            wt = np.exp(-0.5 * d2[ok] / (sigma * sigma))
+            zw += np.bincount(idx, wt * zz[ok], n)
+            qw += np.bincount(idx, wt * qq[ok], n)
+            ws += np.bincount(idx, wt, n)
+            np.minimum.at(zmin, idx, zz[ok])
+            np.maximum.at(zmax, idx, zz[ok])
+    return tuple(a.reshape(rows, cols) for a in (zw, qw, ws, zmin, zmax))
+
+
+def _flat_surroundings(h0: np.ndarray, tol_m: float, min_neighbours: int = 5) -> np.ndarray:
+    """Cells whose 8 neighbours include at least ``min_neighbours`` with points of their own (finite ``h0``), all
+    within ``tol_m`` of each other: an empty cell there lies on one surface, not at a height step."""
+    from scipy import ndimage
+
+    valid = np.isfinite(h0)
+    lo = ndimage.minimum_filter(np.where(valid, h0, np.inf), size=3, mode="constant", cval=np.inf)
+    hi = ndimage.maximum_filter(np.where(valid, h0, -np.inf), size=3, mode="constant", cval=-np.inf)
+    n = ndimage.convolve(valid.astype(np.int32), np.ones((3, 3), np.int32), mode="constant") - valid
+    return (n >= min_neighbours) & (hi - lo <= tol_m)
+
+
 def rasterize_points(
     x: np.ndarray,
     y: np.ndarray,
@@ -139,6 +238,7 @@ def rasterize_points(
     radius: float = 0.0,
     sigma: float = _STEREO["raster_sigma"],
     tol_m: float = _STEREO["raster_tol_m"],
+    empty_cells: bool = _STEREO["raster_empty_cells"],
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Height (radius-0 mean, or edge-preserving weighted mean within ``radius``) and mean quality per cell.
 
@@ -150,9 +250,13 @@ def rasterize_points(
             ``stereo.raster_radius``) = each point to its own cell only.
         sigma: Gaussian weight scale (cells) of the splatting.
         tol_m: a point is averaged into a cell only within this height (m) of the cell's own radius-0 mean.
+        empty_cells: with ``radius`` > 0, a cell without points of its own takes the weighted mean (height and
+            quality) of the points within ``radius`` of its centre when their heights span at most ``tol_m`` and
+            at least 5 of its 8 neighbours have points of their own, all within ``tol_m`` of each other (a
+            sampling gap inside one surface; a cell at a height step stays NaN); its count stays 0.
     Returns:
-        height (rows, cols) float32 NaN-empty (NaN where the cell has no point of its own, whatever the
-        radius), quality (rows, cols) float32, count (rows, cols) int32 (the cell's own points).
+        height (rows, cols) float32 NaN-empty (NaN where the cell has no point of its own, unless
+        ``empty_cells``), quality (rows, cols) float32, count (rows, cols) int32 (the cell's own points).
     """
     xs, ys, zs = np.asarray(x, float), np.asarray(y, float), np.asarray(z, float)
     zsum, qsum, count = _accumulate(
@@ -175,8 +279,17 @@ def rasterize_points(
         zw, ws = _splat(
             xs, ys, zs, h, transform.c, transform.f, transform.a, float(radius), float(sigma), tol_m
         )
+        if empty_cells:
+            ezw, eqw, ews, zmin, zmax = _splat_empty(
+                xs, ys, zs, np.asarray(quality, float), h, transform.c, transform.f, transform.a,
+                float(radius), float(sigma),
+            )  # fmt: skip
+            take = (ews > 0) & (zmax - zmin <= tol_m) & _flat_surroundings(h, tol_m)
         with np.errstate(invalid="ignore", divide="ignore"):
             h = np.where(ws > 0, zw / ws, h)
+            if empty_cells:
+                h = np.where(take, ezw / ews, h)
+                q = np.where(take, eqw / ews, q).astype(np.float32)
     return h.astype(np.float32), q, count
 
 
