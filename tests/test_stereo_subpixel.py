@@ -121,30 +121,23 @@ def _points(
 
 
 def test_splat_numba_equals_reference() -> None:
-    x, y, z, _, t = _points()
-    z[::17] = np.nan
-    h0, _, _ = rasterize.rasterize_points(x, y, z, np.ones_like(z), t, (30, 30))
-    h0[3, 4] = np.nan  # a cell without a point of its own takes nothing
-    for radius, sigma, tol in [(1.0, 0.5, 1.0), (1.5, 1.0, 2.0), (0.6, 0.3, 0.0)]:
-        a = rasterize._splat(x, y, z, h0, t.c, t.f, t.a, radius, sigma, tol)
-        b = rasterize._splat_reference(x, y, z, h0, t.c, t.f, t.a, radius, sigma, tol)
-        np.testing.assert_allclose(a[0], b[0], rtol=1e-12, atol=1e-9)
-        np.testing.assert_allclose(a[1], b[1], rtol=1e-12, atol=1e-12)
-        assert a[1][3, 4] == 0
-
-
-def test_splat_of_empty_cells_numba_equals_reference() -> None:
     x, y, z, _, t = _points(n_per_cell=1)
-    z[::13] = np.nan
+    z[::17] = np.nan
     q = np.linspace(0.1, 0.9, z.size)
     h0, _, _ = rasterize.rasterize_points(x, y, z, q, t, (30, 30))
+    h0[3, 4] = np.nan  # a cell without a point of its own takes nothing, unless empty
     assert np.isnan(h0).sum() > 20  # one point per cell on average: many cells get none
-    for radius, sigma in [(1.0, 0.5), (1.5, 1.0), (0.6, 0.3)]:
-        a = rasterize._splat_empty(x, y, z, q, h0, t.c, t.f, t.a, radius, sigma)
-        b = rasterize._splat_empty_reference(x, y, z, q, h0, t.c, t.f, t.a, radius, sigma)
-        for u, v in zip(a, b):
-            np.testing.assert_allclose(u, v, rtol=1e-12, atol=1e-9)
-        assert not a[2][np.isfinite(h0)].any()  # a cell with points of its own takes nothing here
+    for radius, sigma, tol in [(1.0, 0.5, 1.0), (1.5, 1.0, 2.0), (0.6, 0.3, 0.0)]:
+        for empty in (False, True):
+            args = (x, y, z, q, h0, t.c, t.f, t.a, radius, sigma, tol, empty)
+            a, b = rasterize._splat(*args), rasterize._splat_reference(*args)
+            for u, v in zip(a, b):
+                np.testing.assert_allclose(u, v, rtol=1e-12, atol=1e-9)
+            assert a[1][3, 4] == 0
+            if empty:
+                assert a[4][np.isnan(h0)].any() and not a[4][np.isfinite(h0)].any()  # gaps only
+            else:
+                assert a[4].shape == (1, 1)
 
 
 def test_empty_cells_take_agreeing_neighbours_only() -> None:

@@ -59,6 +59,7 @@ def _splat(
     x: np.ndarray,
     y: np.ndarray,
     z: np.ndarray,
+    q: np.ndarray,
     h0: np.ndarray,
     x0: float,
     y0: float,
@@ -66,12 +67,21 @@ def _splat(
     radius: float,
     sigma: float,
     tol: float,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Weighted sums (sum w z, sum w) per cell of the points within ``radius`` cells of its centre and ``tol``
-    of its radius-0 mean ``h0`` (NaN: the cell takes nothing); ``sigma`` in cells."""
+    empty: bool,
+) -> tuple[np.ndarray, ...]:
+    """Points within ``radius`` cells of each cell's centre, Gaussian weights (``sigma`` in cells).
+
+    A cell with points of its own (finite radius-0 mean ``h0``) gets the weighted sums (sum w z, sum w) of those
+    within ``tol`` of ``h0``. With ``empty``, a cell without (NaN ``h0``) gets sum w z, sum w q, sum w and the
+    lowest and highest height of all of them; without, those five arrays are (1, 1) zeros.
+    Returns (zw, ws, ezw, eqw, ews, zmin, zmax).
+    """
     rows, cols = h0.shape
     zw = np.zeros((rows, cols))
     ws = np.zeros((rows, cols))
+    er, ec = (rows, cols) if empty else (1, 1)
+    ezw, eqw, ews = np.zeros((er, ec)), np.zeros((er, ec)), np.zeros((er, ec))
+    zmin, zmax = np.full((er, ec), np.inf), np.full((er, ec), -np.inf)
     reach = int(np.ceil(radius))
     r2 = radius * radius
     k = -0.5 / (sigma * sigma)
@@ -87,18 +97,27 @@ def _splat(
                 if rr < 0 or rr >= rows or cc < 0 or cc >= cols:
                     continue
                 d2 = (u - cc - 0.5) ** 2 + (v - rr - 0.5) ** 2
-                if d2 > r2 or not abs(z[i] - h0[rr, cc]) <= tol:  # (NaN h0: no point)
+                if d2 > r2:
                     continue
                 wt = np.exp(k * d2)
-                zw[rr, cc] += wt * z[i]
-                ws[rr, cc] += wt
-    return zw, ws
+                if np.isfinite(h0[rr, cc]):
+                    if abs(z[i] - h0[rr, cc]) <= tol:
+                        zw[rr, cc] += wt * z[i]
+                        ws[rr, cc] += wt
+                elif empty:
+                    ezw[rr, cc] += wt * z[i]
+                    eqw[rr, cc] += wt * q[i]
+                    ews[rr, cc] += wt
+                    zmin[rr, cc] = min(zmin[rr, cc], z[i])
+                    zmax[rr, cc] = max(zmax[rr, cc], z[i])
+    return zw, ws, ezw, eqw, ews, zmin, zmax
 
 
 def _splat_reference(
     x: np.ndarray,
     y: np.ndarray,
     z: np.ndarray,
+    q: np.ndarray,
     h0: np.ndarray,
     x0: float,
     y0: float,
@@ -106,14 +125,16 @@ def _splat_reference(
     radius: float,
     sigma: float,
     tol: float,
-) -> tuple[np.ndarray, np.ndarray]:
+    empty: bool,
+) -> tuple[np.ndarray, ...]:
     """NumPy reference of :func:`_splat` (vectorised over the points, one neighbour offset at a time)."""
     rows, cols = h0.shape
+    n = rows * cols
     fin = np.isfinite(z)
-    u, v, zz = (x[fin] - x0) / res, (y0 - y[fin]) / res, z[fin]
+    u, v, zz, qq = (x[fin] - x0) / res, (y0 - y[fin]) / res, z[fin], q[fin]
     c0, r0 = np.floor(u).astype(int), np.floor(v).astype(int)
-    zw = np.zeros(rows * cols)
-    ws = np.zeros(rows * cols)
+    zw, ws, ezw, eqw, ews = (np.zeros(n) for _ in range(5))
+    zmin, zmax = np.full(n, np.inf), np.full(n, -np.inf)
     reach = int(np.ceil(radius))
     for dr in range(-reach, reach + 1):
         for dc in range(-reach, reach + 1):
@@ -122,98 +143,20 @@ def _splat_reference(
             d2 = (u - cc - 0.5) ** 2 + (v - rr - 0.5) ** 2
             near = np.full(zz.shape, np.nan)
             near[inside] = h0[rr[inside], cc[inside]]
-            ok = inside & (d2 <= radius * radius) & (np.abs(zz - near) <= tol)
-            idx = rr[ok] * cols + cc[ok]
-            wt = np.exp(-0.5 * d2[ok] / (sigma * sigma))
-            zw += np.bincount(idx, wt * zz[ok], rows * cols)
-            ws += np.bincount(idx, wt, rows * cols)
-    return zw.reshape(rows, cols), ws.reshape(rows, cols)
-
-
-@numba.njit(cache=True)
-def _splat_empty(
-    x: np.ndarray,
-    y: np.ndarray,
-    z: np.ndarray,
-    q: np.ndarray,
-    h0: np.ndarray,
-    x0: float,
-    y0: float,
-    res: float,
-    radius: float,
-    sigma: float,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """For the cells without points of their own (NaN ``h0``): weighted sums (sum w z, sum w q, sum w) and the
-    lowest and highest height of the points within ``radius`` cells of the centre; ``sigma`` in cells."""
-    rows, cols = h0.shape
-    zw = np.zeros((rows, cols))
-    qw = np.zeros((rows, cols))
-    ws = np.zeros((rows, cols))
-    zmin = np.full((rows, cols), np.inf)
-    zmax = np.full((rows, cols), -np.inf)
-    reach = int(np.ceil(radius))
-    r2 = radius * radius
-    k = -0.5 / (sigma * sigma)
-    for i in range(x.shape[0]):
-        if not np.isfinite(z[i]):
-            continue
-        u = (x[i] - x0) / res
-        v = (y0 - y[i]) / res
-        c = int(np.floor(u))
-        r = int(np.floor(v))
-        for rr in range(r - reach, r + reach + 1):
-            for cc in range(c - reach, c + reach + 1):
-                if rr < 0 or rr >= rows or cc < 0 or cc >= cols or np.isfinite(h0[rr, cc]):
-                    continue
-                d2 = (u - cc - 0.5) ** 2 + (v - rr - 0.5) ** 2
-                if d2 > r2:
-                    continue
-                wt = np.exp(k * d2)
-                zw[rr, cc] += wt * z[i]
-                qw[rr, cc] += wt * q[i]
-                ws[rr, cc] += wt
-                zmin[rr, cc] = min(zmin[rr, cc], z[i])
-                zmax[rr, cc] = max(zmax[rr, cc], z[i])
-    return zw, qw, ws, zmin, zmax
-
-
-def _splat_empty_reference(
-    x: np.ndarray,
-    y: np.ndarray,
-    z: np.ndarray,
-    q: np.ndarray,
-    h0: np.ndarray,
-    x0: float,
-    y0: float,
-    res: float,
-    radius: float,
-    sigma: float,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """NumPy reference of :func:`_splat_empty` (vectorised over the points, one neighbour offset at a time)."""
-    rows, cols = h0.shape
-    fin = np.isfinite(z)
-    u, v, zz, qq = (x[fin] - x0) / res, (y0 - y[fin]) / res, z[fin], q[fin]
-    c0, r0 = np.floor(u).astype(int), np.floor(v).astype(int)
-    n = rows * cols
-    zw, qw, ws = np.zeros(n), np.zeros(n), np.zeros(n)
-    zmin, zmax = np.full(n, np.inf), np.full(n, -np.inf)
-    reach = int(np.ceil(radius))
-    for dr in range(-reach, reach + 1):
-        for dc in range(-reach, reach + 1):
-            rr, cc = r0 + dr, c0 + dc
-            inside = (rr >= 0) & (rr < rows) & (cc >= 0) & (cc < cols)
-            d2 = (u - cc - 0.5) ** 2 + (v - rr - 0.5) ** 2
-            empty = np.zeros(zz.shape, bool)
-            empty[inside] = ~np.isfinite(h0[rr[inside], cc[inside]])
-            ok = inside & empty & (d2 <= radius * radius)
-            idx = rr[ok] * cols + cc[ok]
-            wt = np.exp(-0.5 * d2[ok] / (sigma * sigma))
-            zw += np.bincount(idx, wt * zz[ok], n)
-            qw += np.bincount(idx, wt * qq[ok], n)
-            ws += np.bincount(idx, wt, n)
-            np.minimum.at(zmin, idx, zz[ok])
-            np.maximum.at(zmax, idx, zz[ok])
-    return tuple(a.reshape(rows, cols) for a in (zw, qw, ws, zmin, zmax))
+            wt = np.exp(-0.5 * d2 / (sigma * sigma))
+            cell = np.where(inside, rr * cols + cc, 0)
+            own = inside & (d2 <= radius * radius) & (np.abs(zz - near) <= tol)
+            zw += np.bincount(cell[own], wt[own] * zz[own], n)
+            ws += np.bincount(cell[own], wt[own], n)
+            gap = inside & (d2 <= radius * radius) & np.isnan(near) & empty
+            ezw += np.bincount(cell[gap], wt[gap] * zz[gap], n)
+            eqw += np.bincount(cell[gap], wt[gap] * qq[gap], n)
+            ews += np.bincount(cell[gap], wt[gap], n)
+            np.minimum.at(zmin, cell[gap], zz[gap])
+            np.maximum.at(zmax, cell[gap], zz[gap])
+    shape = (rows, cols) if empty else (1, 1)
+    out = [zw.reshape(rows, cols), ws.reshape(rows, cols)]
+    return (*out, *(a.reshape(rows, cols)[: shape[0], : shape[1]] for a in (ezw, eqw, ews, zmin, zmax)))
 
 
 def _flat_surroundings(h0: np.ndarray, tol_m: float, min_neighbours: int = 5) -> np.ndarray:
@@ -276,14 +219,11 @@ def rasterize_points(
     if radius > 0:
         if sigma <= 0 or tol_m < 0:
             raise ValueError(f"splatting needs sigma > 0 and tol_m >= 0, got sigma={sigma}, tol_m={tol_m}")
-        zw, ws = _splat(
-            xs, ys, zs, h, transform.c, transform.f, transform.a, float(radius), float(sigma), tol_m
-        )
+        zw, ws, ezw, eqw, ews, zmin, zmax = _splat(
+            xs, ys, zs, np.asarray(quality, float), h, transform.c, transform.f, transform.a,
+            float(radius), float(sigma), tol_m, bool(empty_cells),
+        )  # fmt: skip
         if empty_cells:
-            ezw, eqw, ews, zmin, zmax = _splat_empty(
-                xs, ys, zs, np.asarray(quality, float), h, transform.c, transform.f, transform.a,
-                float(radius), float(sigma),
-            )  # fmt: skip
             take = (ews > 0) & (zmax - zmin <= tol_m) & _flat_surroundings(h, tol_m)
         with np.errstate(invalid="ignore", divide="ignore"):
             h = np.where(ws > 0, zw / ws, h)
