@@ -12,7 +12,8 @@ fixture, which waits for it. Whatever the function raised (a failed run's ``pyte
 
 The background runs go one after the other, in the order of the tests: on a fresh checkout the first one
 compiles the numba kernels into their cache, and the next ones find them there instead of compiling them
-again at the same time.
+again at the same time. The modules holding such tests run last (tests/conftest.py), so that the suite does
+not wait on a run halfway through.
 """
 
 from __future__ import annotations

@@ -47,6 +47,14 @@ def one_torch_thread():
 _RUNS = pytest.StashKey[dict]()
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The modules holding a ``background`` test go last (their own order kept, so that module fixtures are
+    made once): the rest of the suite then runs while their background runs go on, instead of waiting on them
+    halfway through the session."""
+    waits = {item.module.__name__ for item in items if item.get_closest_marker("background")}
+    items.sort(key=lambda item: item.module.__name__ in waits)  # stable: the order within each group is kept
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _background_runs(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
     """Start the run of every selected test marked ``background`` (tests/background.py) when the session starts."""
