@@ -201,12 +201,12 @@ def rasterize_points(
         height (rows, cols) float32 NaN-empty (NaN where the cell has no point of its own, unless
         ``empty_cells``), quality (rows, cols) float32, count (rows, cols) int32 (the cell's own points).
     """
-    xs, ys, zs = np.asarray(x, float), np.asarray(y, float), np.asarray(z, float)
+    xs, ys, zs, qs = (np.asarray(a, float) for a in (x, y, z, quality))
     zsum, qsum, count = _accumulate(
         xs,
         ys,
         zs,
-        np.asarray(quality, float),
+        qs,
         transform.c,
         transform.f,
         transform.a,
@@ -220,7 +220,7 @@ def rasterize_points(
         if sigma <= 0 or tol_m < 0:
             raise ValueError(f"splatting needs sigma > 0 and tol_m >= 0, got sigma={sigma}, tol_m={tol_m}")
         zw, ws, ezw, eqw, ews, zmin, zmax = _splat(
-            xs, ys, zs, np.asarray(quality, float), h, transform.c, transform.f, transform.a,
+            xs, ys, zs, qs, h, transform.c, transform.f, transform.a,
             float(radius), float(sigma), tol_m, bool(empty_cells),
         )  # fmt: skip
         if empty_cells:
