@@ -50,11 +50,13 @@ TIME_FORMAT = "%M %U %S %e %C"
 _LINE = re.compile(r"^(\d+) ([\d.]+) ([\d.]+) ([\d.]+) .*tmp[^/ ]*\.(\w+)\.py")
 #: rule left out of the targets: the scene generator of the benchmark
 NOT_TARGETED = ("synth_city",)
+#: tile side of the runs without --tile-m (and of the runs recorded before tile_m was): the demo config's
+DEMO_TILE_M = float(yaml.safe_load((REPO / "config" / "config.yaml").read_text())["tiling"]["tile_size_m"])
 
 
 def run_config(size_m: float, tile_m: float | None = None) -> dict:
     """Config merged over the demo's for a city of ``size_m`` a side (the demo's building density); tiles of
-    ``tile_m`` (None: the demo's 300 m)."""
+    ``tile_m`` (None: the demo's, :data:`DEMO_TILE_M`)."""
     km2 = (size_m / 1000) ** 2
     config = {
         "aoi": {"name": f"city{int(size_m)}"},
@@ -113,7 +115,7 @@ def run_one(size_m: float, cores: int, out: Path, tile_m: float | None = None) -
                 "wall_s": round(wall, 1),
                 "load1": load1,
                 "cores": cores,
-                "tile_m": tile_m or 300.0,
+                "tile_m": tile_m or DEMO_TILE_M,
             }
         )
     )
@@ -161,7 +163,7 @@ def collect(run_dirs: list[Path], command: str) -> dict:
         "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "host": {"cpus": os.cpu_count(), "python": platform.python_version()},
         "cores": runs[0][0]["cores"],
-        "tile_m": runs[0][0].get("tile_m", 300.0),
+        "tile_m": runs[0][0].get("tile_m", DEMO_TILE_M),
         "sizes_m": sizes,
         "km2": km2,
         "rules": rules,
@@ -198,7 +200,7 @@ def write(res: dict, name: str) -> None:
         f"# Whole chain vs city size, {res['date']}",
         "",
         (
-            f"Synthetic cities {sizes} a side (demo config, tiles of {res.get('tile_m', 300.0):g} m, 100 buildings "
+            f"Synthetic cities {sizes} a side (demo config, tiles of {res['tile_m']:g} m, 100 buildings "
             "per 0.36 km², shipped model), "
             f"`snakemake --cores {res['cores']}` on a shared {res['host']['cpus']}-CPU machine (load1 before each run: "
             f"{res['load1_before']}). Peak RSS and CPU of every job by GNU time (max RSS / summed CPU over "
@@ -229,7 +231,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", type=float, nargs="+", default=[600, 1200, 2400, 4800], help="city sides (m)")
     ap.add_argument("--cores", type=int, default=2)
-    ap.add_argument("--tile-m", type=float, help="tiling.tile_size_m (default: the demo config's 300 m)")
+    ap.add_argument("--tile-m", type=float, help="tiling.tile_size_m (default: the demo config's)")
     ap.add_argument("--name", default="scaling_chain", help="results file stem under bench/results/")
     ap.add_argument("--collect", type=Path, help="only re-read the finished runs under this folder")
     args = ap.parse_args()
