@@ -21,8 +21,8 @@ DSM at 0.5 m in the same UTM zone:
 Measurement: each command runs in its own process group, watched by psutil every ``--sample-s`` seconds over the
 whole process tree (CARS's workers are forkserver grandchildren, which GNU time on the command only partly
 sees). CPU-s = max of two lower bounds of the tree's user + system time: (a) the sum over every process ever seen
-of its last sampled own CPU time, (b) this process's RUSAGE_CHILDREN growth (every descendant reaped by its
-parent up to the command). Peak RSS = the largest sum of the tree's resident sets at one sample (pages shared
+of its last sampled own CPU time, (b) the command's own rusage as ``os.wait4`` reaps it (itself and every
+descendant reaped by its parent up to the command). Peak RSS = the largest sum of the tree's resident sets at one sample (pages shared
 between processes, e.g. forked workers, count once per process: an upper side), and the largest single process.
 For sat2lod the per-rule CPU and max RSS come from Snakemake's ``benchmarks/`` files. The runs are interleaved
 (case by case, the pipeline order alternating between repeats); the figures are the min CPU of ``--repeat`` runs.
@@ -57,7 +57,6 @@ import datetime as dt
 import json
 import os
 import platform
-import resource
 import shutil
 import signal
 import subprocess
@@ -105,27 +104,28 @@ PIPELINES = ("sat2lod", "cars")
 
 
 # ---------------------------------------------------------------------------------------------- measurement
-def _children_cpu() -> float:
-    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return ru.ru_utime + ru.ru_stime
-
-
 def run_tree_measured(cmd: list[str], cwd: Path, env: dict, log: Path, sample_s: float) -> dict:
     """Run ``cmd`` (its own session); CPU-s and peak RSS of its whole process tree, sampled by psutil.
 
-    Returns cpu_s (max of the sampled sum and the RUSAGE_CHILDREN growth, both lower bounds), both bounds,
-    peak_rss_mb (largest sum of the tree's RSS at one sample), max_process_rss_mb, wall_s, processes (seen)."""
+    Returns cpu_s (max of the sampled sum and the command's own rusage as reaped by ``os.wait4``, itself
+    and the descendants it waited for: both lower bounds), both bounds, peak_rss_mb (largest sum of the
+    tree's RSS at one sample), max_process_rss_mb, wall_s, processes (seen). The reaped figure is the
+    command's alone (not RUSAGE_CHILDREN of this process, which also counts any other child reaped
+    meanwhile, e.g. by another thread)."""
     last_cpu: dict[tuple[int, float], float] = {}
     root_cpu = 0.0
     peak_sum, peak_one = 0, 0
-    before = _children_cpu()
     t0 = time.perf_counter()
     with open(log, "w") as out:
         proc = subprocess.Popen(
             cmd, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
         )
         root = psutil.Process(proc.pid)
-        while proc.poll() is None:
+        while True:
+            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+            if pid == proc.pid:
+                proc.returncode = os.waitstatus_to_exitcode(status)
+                break
             try:
                 procs = [root, *root.children(recursive=True)]
             except psutil.NoSuchProcess:
@@ -151,7 +151,7 @@ def run_tree_measured(cmd: list[str], cwd: Path, env: dict, log: Path, sample_s:
         os.killpg(proc.pid, signal.SIGKILL)
     except ProcessLookupError:
         pass
-    reaped = _children_cpu() - before
+    reaped = usage.ru_utime + usage.ru_stime
     sampled = sum(last_cpu.values())
     return {
         "returncode": proc.returncode,

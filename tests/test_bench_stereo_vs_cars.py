@@ -3,7 +3,9 @@ forkserver workers), which GNU time / RUSAGE_CHILDREN on the command miss."""
 
 from __future__ import annotations
 
+import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -41,6 +43,24 @@ def test_tree_cpu_counts_forkserver_workers(tmp_path: Path) -> None:
     # the reaped-children figure alone misses it: the reason for the tree sampling
     assert m["cpu_s_rusage_children"] < m["cpu_s_sampled_tree"] - 0.5
     assert m["processes"] >= 3 and m["peak_rss_mb"] > 5
+
+
+def test_tree_cpu_is_the_commands_own_while_other_threads_reap_children(tmp_path: Path) -> None:
+    """A child that another thread starts and reaps meanwhile (the suite's background workflow runs) is not
+    counted: RUSAGE_CHILDREN of this process would count it (CI failure of stop 26: 18.9 CPU-s)."""
+    burn = "import time\nt = time.process_time()\nwhile time.process_time() - t < 1.5:\n    pass\n"
+    other = threading.Thread(target=subprocess.run, args=([sys.executable, "-c", burn],))
+    other.start()
+    m = stereo_vs_cars.run_tree_measured(
+        [sys.executable, "-c", "import time, sys; time.sleep(2.0); sys.exit(3)"],
+        tmp_path,
+        {"PATH": "/usr/bin:/bin"},
+        tmp_path / "log",
+        0.02,
+    )
+    other.join()
+    assert m["returncode"] == 3
+    assert m["cpu_s_rusage_children"] < 0.5 and m["cpu_s"] < 0.5
 
 
 def test_cars_config_pairs_every_view_with_ellipsoidal_heights(tmp_path: Path) -> None:
