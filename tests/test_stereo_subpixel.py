@@ -146,7 +146,7 @@ def test_empty_cells_take_agreeing_neighbours_only() -> None:
     x, y, z, _, t = _points(n_per_cell=1, seed=3)
     z = np.where(x < 7.5, 10.0, 16.0) + np.random.default_rng(3).normal(0, 0.05, x.size)
     args = (x, y, z, np.ones_like(z), t, (30, 30), 1.0, 0.5, 1.0)
-    off, _, n_off = rasterize.rasterize_points(*args)
+    off, _, n_off = rasterize.rasterize_points(*args, empty_cells=False)
     on, _, n_on = rasterize.rasterize_points(*args, empty_cells=True)
     np.testing.assert_array_equal(n_off, n_on)  # counts are the cells' own points either way
     own = n_off > 0
@@ -165,7 +165,9 @@ def test_empty_cells_take_agreeing_neighbours_only() -> None:
 def test_weighted_rasterization_smooths_flat_ground_and_keeps_the_step() -> None:
     x, y, z, _, t = _points()
     plain, _, n = rasterize.rasterize_points(x, y, z, np.ones_like(z), t, (30, 30))
-    splat, _, n2 = rasterize.rasterize_points(x, y, z, np.ones_like(z), t, (30, 30), 1.0, 0.5, 1.5)
+    splat, _, n2 = rasterize.rasterize_points(
+        x, y, z, np.ones_like(z), t, (30, 30), 1.0, 0.5, 1.5, empty_cells=False
+    )
     np.testing.assert_array_equal(n, n2)
     np.testing.assert_array_equal(np.isnan(plain), np.isnan(splat))  # no cell filled
     cols = (np.arange(30) + 0.5) * 0.5

@@ -6,7 +6,7 @@ as CARS's rasterization but edge-preserving: a cell that has points of its own t
 (``sigma`` cells, distance point - cell centre) of the points within ``radius`` of its centre whose heights lie
 within ``tol_m`` of its own radius-0 mean, so flat surfaces average several disparities while a point across a
 height step (a wall, > ``tol_m``) is not averaged into the other side; cells without points of their own stay NaN,
-unless ``empty_cells`` (schema ``stereo.raster_empty_cells``, off by default): then a sampling gap inside one surface
+unless ``empty_cells`` (schema ``stereo.raster_empty_cells``, on by default): then a sampling gap inside one surface
 takes the points within ``radius`` of its centre, as CARS's rasterization does. Fusion of tri-stereo pairs: per cell,
 the median of the pairs' heights, then the mean of the pairs within ``tol_m`` of it (a pair that disagrees is
 dropped, not averaged in). Hole filling is optional and flagged in a mask: a NaN cell with enough valid
