@@ -10,6 +10,12 @@ of the suite runs meanwhile, and the test takes the function's return value from
 fixture, which waits for it. Whatever the function raised (a failed run's ``pytest.fail``, a
 ``pytest.skip``) is raised again in the test.
 
+While they run, the rest of the suite shares the process with them: a foreground test must not measure
+process-wide state that their subprocesses change. ``resource.getrusage(RUSAGE_CHILDREN)`` counts every child
+any thread reaped (a CPU bound of bench/stereo_vs_cars.py read 18.9 CPU-s of background runs this way; it now
+takes its command's own rusage from ``os.wait4``), and ``os.environ`` is copied into their subprocesses when
+they start.
+
 The background runs go one after the other, in the order of the tests: on a fresh checkout the first one
 compiles the numba kernels into their cache, and the next ones find them there instead of compiling them
 again at the same time. The modules holding such tests run last (tests/conftest.py), so that the suite does
