@@ -33,7 +33,7 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from segment_real import TARGETS, _figure
-from stereo_vs_cars import run_tree_measured, snakemake_benchmarks, vs_dsm
+from stereo_vs_cars import local_config, run_tree_measured, snakemake_benchmarks, vs_dsm
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data"
@@ -75,29 +75,18 @@ SCENES: dict[str, dict] = {
 
 def scene_config(name: str, folder: Path) -> dict:
     """The demo configuration with only the AOI name and the image list changed (a new user's first run)."""
-    config = yaml.safe_load((REPO / "config/config.yaml").read_text())
-    config["aoi"] = {"name": name}
-    config["source"] = {
-        "kind": "local",
-        "local": {
-            "images": [
-                {k: None if v is None else str(folder / v) for k, v in view.items()}
-                for view in SCENES[name]["views"]
-            ]
-        },
-    }
-    return config
+    images = [
+        {k: None if v is None else str(folder / v) for k, v in view.items()} for view in SCENES[name]["views"]
+    ]
+    return local_config(name, images)
 
 
-def products(res: Path, name: str) -> dict:
-    """What the run made, in numbers."""
+def products(res: Path, name: str, mask: np.ndarray, method: str) -> dict:
+    """What the run made, in numbers (``mask``: its building_mask.tif, made by segmentation ``method``)."""
     from sat2lod.io.vector import read_vector
 
     with rasterio.open(res / f"mosaic/{name}/dsm.tif") as ds:
         dsm = ds.read(1, masked=True)
-    with rasterio.open(res / f"segment/{name}/building_mask.tif") as ds:
-        mask = ds.read(1)
-        method = ds.tags().get("SAT2LOD_METHOD", "?")
     valid = mask != 255
     fp = read_vector(res / f"lod0/{name}/footprints.gpkg")
     acc = json.loads((res / f"qualify/{name}/accuracy.json").read_text())["products"]
@@ -132,7 +121,10 @@ def run_scene(name: str, work: Path) -> dict | None:
         print(f"{name}: the chain failed ({out['returncode']}): see {out['log']}")
         return out
     res = wf / "results"
-    out["products"] = products(res, name)
+    with rasterio.open(res / f"segment/{name}/building_mask.tif") as ds:
+        mask = ds.read(1)
+        method = ds.tags().get("SAT2LOD_METHOD", "?")
+    out["products"] = products(res, name, mask, method)
     if reference:
         out["dsm_vs_s2p"] = vs_dsm(res / f"mosaic/{name}/dsm.tif", folder / reference)
     frac = out["products"]["building_fraction"]
@@ -140,8 +132,6 @@ def run_scene(name: str, work: Path) -> dict | None:
         out["target_building_fraction"] = {"value": frac, "target": TARGETS["chain_fraction"]}
         out["target_building_fraction"]["met"] = frac is not None and frac <= TARGETS["chain_fraction"]
     FIGURES.mkdir(exist_ok=True)
-    with rasterio.open(res / f"segment/{name}/building_mask.tif") as ds:
-        mask = ds.read(1)
     fig = FIGURES / f"real_chains_{name}.png"
     _figure(mask, res / f"ortho/{name}/ortho.tif", fig, f"{name}: {frac:.2%} labelled building")
     out["figure"] = f"bench/out/{fig.name}"

@@ -22,8 +22,9 @@ Measurement: each command runs in its own process group, watched by psutil every
 whole process tree (CARS's workers are forkserver grandchildren, which GNU time on the command only partly
 sees). CPU-s = max of two lower bounds of the tree's user + system time: (a) the sum over every process ever seen
 of its last sampled own CPU time, (b) the command's own rusage as ``os.wait4`` reaps it (itself and every
-descendant reaped by its parent up to the command). Peak RSS = the largest sum of the tree's resident sets at one sample (pages shared
-between processes, e.g. forked workers, count once per process: an upper side), and the largest single process.
+descendant reaped by its parent up to the command). Peak RSS = the largest sum of the tree's resident sets at
+one sample (pages shared between processes, e.g. forked workers, count once per process: an upper side), and
+the largest single process.
 For sat2lod the per-rule CPU and max RSS come from Snakemake's ``benchmarks/`` files. The runs are interleaved
 (case by case, the pipeline order alternating between repeats); the figures are the min CPU of ``--repeat`` runs.
 
@@ -212,19 +213,21 @@ def dsm_path(pipeline: str, name: str, work: Path) -> Path:
     return work / "sat2lod" / name / "results" / "mosaic" / name / "dsm.tif"
 
 
+def local_config(name: str, images: list[dict]) -> dict:
+    """The demo configuration (config/config.yaml) with only the AOI name and ``source`` changed: ``kind: local``
+    on ``images`` (the entries of ``source.local.images``: image, rpc, optionally ms_image, ms_rpc)."""
+    config = yaml.safe_load((REPO / "config/config.yaml").read_text())
+    config["aoi"] = {"name": name}
+    config["source"] = {"kind": "local", "local": {"images": images}}
+    return config
+
+
 def run_sat2lod(name: str, inputs: dict, work: Path, sample_s: float) -> tuple[dict, Path]:
     from sat2lod.io.workdir import copy_workflow
 
     wf = copy_workflow(work / "sat2lod" / name, REPO, replace=True)
-    config = yaml.safe_load((REPO / "config/config.yaml").read_text())
-    config["aoi"] = {"name": name}
-    config["source"] = {
-        "kind": "local",
-        "local": {
-            "images": [{"image": str(i), "rpc": None if r is None else str(r)} for i, r in inputs["images"]]
-        },
-    }
-    (wf / "config/config.yaml").write_text(yaml.safe_dump(config))
+    images = [{"image": str(i), "rpc": None if r is None else str(r)} for i, r in inputs["images"]]
+    (wf / "config/config.yaml").write_text(yaml.safe_dump(local_config(name, images)))
     dsm = dsm_path("sat2lod", name, work)
     cmd = [sys.executable, "-m", "snakemake", str(dsm.relative_to(wf)), "--cores", "2"]
     env = dict(os.environ, PYTHONPATH=str(REPO / "src"))

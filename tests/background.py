@@ -25,7 +25,6 @@ not wait on a run halfway through.
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -43,18 +42,14 @@ class BackgroundRun(threading.Thread):
         self.fn, self.tmp, self.after = fn, tmp, after
         self.result: Any = None
         self.error: BaseException | None = None
-        self.started_at = self.ended_at = 0.0
 
     def run(self) -> None:
         if self.after is not None:
             self.after.join()
-        self.started_at = time.monotonic()
         try:
             self.result = self.fn(self.tmp)
         except BaseException as exc:  # noqa: BLE001 - pytest.fail / skip are BaseExceptions: handed to the test
             self.error = exc
-        finally:
-            self.ended_at = time.monotonic()
 
     def outcome(self, timeout_s: float) -> Any:
         """Wait (at most ``timeout_s``) for the run; its return value, or raise what it raised."""
