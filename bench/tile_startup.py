@@ -45,7 +45,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results"
 CONFIG = "tests/data/config_tiny.yaml"
-TILE = "results/stereo/tiny/t0000_0000"
+JOB = "results/stereo/tiny/j0000"  # the tiny config has one tile: one stereo job
+TILE = f"{JOB}/t0000_0000"
 #: the last commit before the start-up changes of issue 17 (branch s17)
 DEFAULT_BASE = "497e3f5"
 
@@ -134,7 +135,7 @@ def prepare_job(work: Path) -> Path:
     from sat2lod.io.workdir import copy_workflow
 
     copy_workflow(work, REPO, extra=("tests/data",))
-    cmd = [sys.executable, "-m", "snakemake", f"{TILE}/dsm.tif", "--cores", "2", "--skip-script-cleanup"]
+    cmd = [sys.executable, "-m", "snakemake", JOB, "--cores", "2", "--skip-script-cleanup"]
     proc = subprocess.run(
         [*cmd, "--configfile", CONFIG],
         cwd=work,

@@ -1,12 +1,15 @@
 # Workflow glue only: wildcard grammar, final targets, helpers that turn config into rule inputs.
 import json
 
+from sat2lod.workflow import tile_jobs
+
 AOI = config["aoi"]["name"]
 
 
 wildcard_constraints:
     aoi=r"[A-Za-z0-9_-]+",
     tile=r"t\d{4}_\d{4}",
+    job=r"j\d{4}",
     view=r"\d+",
 
 
@@ -68,7 +71,7 @@ def reference_files(wildcards, classes=True):
 
 def benchmark_files(wildcards):
     """Benchmark files of the AOI's upstream jobs (the throughput figure), declared as inputs so that the
-    DAG and remote storage see them: one per rule, one per tile of the per-tile rules, the training run when
+    DAG and remote storage see them: one per rule, one per job of stereo_tile, one per tile of the other per-tile rules, the training run when
     the workflow trains the segmenter; only rules this workflow defines (a workflow of some stages charts those).
     """
     aoi = wildcards.aoi
@@ -80,8 +83,11 @@ def benchmark_files(wildcards):
     files = [f"benchmarks/{r}/{aoi}.tsv" for r in names if rules.has(r)]
     if rules.has("segment_range") and config["segmentation"]["method"] == "unet":
         files.append(f"benchmarks/segment_range/{aoi}.tsv")
+    if rules.has("tiles") and rules.has("stereo_tile"):
+        files += [
+            f"benchmarks/stereo_tile/{aoi}/{j}.tsv" for j in stereo_jobs(wildcards)
+        ]
     for per_tile in (
-        "stereo_tile",
         "dtm_tile",
         "ortho_tile",
         "segment_tile",
@@ -120,6 +126,11 @@ def tile_ids(wildcards):
     # output from storage, where a plain open() finds no local copy
     with grid.open() as fh:
         return [f["properties"]["tile"] for f in json.load(fh)["features"]]
+
+
+def stereo_jobs(wildcards):
+    """The stereo_tile jobs of the AOI: {job id: [tile ids]} (sat2lod.workflow.tile_jobs, tiling.tiles_per_job)."""
+    return tile_jobs(tile_ids(wildcards), config["tiling"]["tiles_per_job"])
 
 
 def scene_files(wildcards):

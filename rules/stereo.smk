@@ -1,6 +1,7 @@
-# Stereo: one job per tile (all pairs of the scene sheet, fused), then the mosaic of the tile DSMs.
-# rectify -> pointing correction -> census/SGM -> RPC triangulation -> rasterization run in one job because
-# their intermediates are large and used once (see sat2lod.stereo.pipeline).
+# Stereo: jobs of tiles (tiling.tiles_per_job; each tile computed alone, all pairs of the scene sheet fused),
+# then the mosaic of the tile DSMs. rectify -> pointing correction -> census/SGM -> RPC triangulation ->
+# rasterization run in one job because their intermediates are large and used once (see
+# sat2lod.stereo.pipeline); a job takes several tiles, one after the other, to share its start-up.
 
 
 rule stereo_tile:
@@ -9,21 +10,24 @@ rule stereo_tile:
         scenes="results/acquire/{aoi}/scenes.json",
         tiles="results/tiles/{aoi}/tiles.geojson",
     output:
-        dsm="results/stereo/{aoi}/{tile}/dsm.tif",
-        quality="results/stereo/{aoi}/{tile}/quality.tif",
+        # {tile}/dsm.tif and {tile}/quality.tif for each tile of the job
+        tiles=directory("results/stereo/{aoi}/{job}"),
     log:
-        "logs/stereo_tile/{aoi}/{tile}.log",
+        "logs/stereo_tile/{aoi}/{job}.log",
     benchmark:
-        "benchmarks/stereo_tile/{aoi}/{tile}.tsv"
+        "benchmarks/stereo_tile/{aoi}/{job}.tsv"
     conda:
         "../envs/stereo.yaml"
     threads: 2
     resources:
-        # SGM volumes are capped to 55 % of mem_mb (strip processing), so a retry with more memory also
-        # processes larger strips; the rest holds the rectified images and the point cloud.
+        # one tile at a time: SGM volumes are capped to 55 % of mem_mb (strip processing), so a retry with more
+        # memory also processes larger strips; the rest holds the rectified images and the point cloud.
         mem_mb=lambda wildcards, attempt: 1000 * attempt,
-        runtime=lambda wildcards, attempt: 30 * attempt,
+        # ~2-40 CPU-s per tile of 300-500 m (bench/results/stereo_vs_cars.md): minutes per tile are ample
+        runtime=lambda wildcards, attempt: attempt
+        * (20 + 5 * len(stereo_jobs(wildcards)[wildcards.job])),
     params:
+        tiles=lambda wildcards: stereo_jobs(wildcards)[wildcards.job],
         resolution_m=config["output"]["resolution_m"],
         max_mem_mb=lambda wildcards, resources: 0.55 * resources.mem_mb,
         # the whole section: every key is a field of sat2lod.stereo.pipeline.StereoParams
@@ -34,11 +38,11 @@ rule stereo_tile:
 
 rule mosaic_dsm:
     input:
-        # every tile of the tiling checkpoint
-        dsms=lambda wildcards: expand(
-            "results/stereo/{aoi}/{tile}/dsm.tif",
+        # every stereo job of the tiling checkpoint (each holds its tiles' DSMs)
+        jobs=lambda wildcards: expand(
+            "results/stereo/{aoi}/{job}",
             aoi=wildcards.aoi,
-            tile=tile_ids(wildcards),
+            job=stereo_jobs(wildcards),
         ),
         tiles="results/tiles/{aoi}/tiles.geojson",
     output:

@@ -222,11 +222,18 @@ def test_sections_passed_whole_match_their_params_objects():
     refs = {k for k in defaults("qualify") if k.startswith("reference_")}
     assert refs and set(defaults("qualify")) - refs == {f.name for f in dataclasses.fields(QualifyParams)}
     assert re.search(r'qualify=\{\s*k: v\s*for k, v in config\["qualify"\]\.items\(\)', smk["qualify"])
-    # rule tiles passes section tiling whole to make_tiles' keywords
+    # rule tiles passes section tiling to make_tiles' keywords, but for tiles_per_job (rule stereo_tile's, read
+    # by stereo_jobs in rules/common.smk)
     from sat2lod.tiling import make_tiles
 
-    assert set(defaults("tiling")) <= set(inspect.signature(make_tiles).parameters)
-    assert 'tiling=config["tiling"]' in smk["tiling"]
+    assert set(defaults("tiling")) - {"tiles_per_job"} == set(inspect.signature(make_tiles).parameters) & set(
+        defaults("tiling")
+    )
+    assert "tiles_per_job" not in inspect.signature(make_tiles).parameters
+    assert re.search(
+        r'tiling=\{k: v for k, v in config\["tiling"\]\.items\(\) if k != "tiles_per_job"\}', smk["tiling"]
+    )
+    assert 'config["tiling"]["tiles_per_job"]' in (REPO / "rules/common.smk").read_text()
 
 
 def test_lod_bench_runs_like_the_rules():

@@ -1,5 +1,6 @@
 """The stereo rules on real data: two Réunion tiles through ``stereo_tile`` + ``mosaic_dsm`` (Snakemake),
-compared with the DSM s2p made from the same pair; and ``snakemake --lint`` on the stereo rules."""
+compared with the DSM s2p made from the same pair; the same products whether one job takes both tiles or each
+tile has its own (tiling.tiles_per_job); and ``snakemake --lint`` on the stereo rules."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ CORES = [[359830.0, 7651700.0, 359930.0, 7651800.0], [359930.0, 7651700.0, 36003
 MARGIN = 10.0
 
 
-def _workflow(tmp: Path) -> Path:
+def _workflow(tmp: Path, tiles_per_job: int | None = None) -> Path:
     d = "s2p_pleiades_pair_reunion"
     views = [
         {"id": f"v{i}", "image": str(shared_file(d, f"img_0{i + 1}.tif")), "rpc": None} for i in range(2)
@@ -52,6 +53,8 @@ def _workflow(tmp: Path) -> Path:
     (tmp / "grid_template.geojson").write_text(json.dumps(grid))
     config = yaml.safe_load((REPO / "config/config.yaml").read_text())
     config["aoi"]["name"] = "reunion"
+    if tiles_per_job is not None:
+        config["tiling"]["tiles_per_job"] = tiles_per_job
     (tmp / "config.yaml").write_text(yaml.safe_dump(config))
     (tmp / "Snakefile").write_text(f'''
 configfile: "config.yaml"
@@ -73,8 +76,7 @@ checkpoint tiles:
     return tmp
 
 
-def test_stereo_rules_on_real_pair_match_s2p(tmp_path: Path) -> None:
-    wf = _workflow(tmp_path)
+def _run_mosaic(wf: Path) -> None:
     cmd = [
         sys.executable,
         "-m",
@@ -89,14 +91,22 @@ def test_stereo_rules_on_real_pair_match_s2p(tmp_path: Path) -> None:
     ]
     proc = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
+
+
+def test_stereo_rules_on_real_pair_match_s2p(tmp_path: Path) -> None:
+    wf = _workflow(tmp_path)
+    _run_mosaic(wf)
+    # the demo config's tiles_per_job takes both tiles in one job
+    assert sorted(p.name for p in (wf / "results/stereo/reunion").iterdir()) == ["j0000"]
+    job_log = (wf / "logs/stereo_tile/reunion/j0000.log").read_text()
+    assert job_log.count("pointing correction") == 2  # once per tile
     for t in ("t0000_0000", "t0000_0001"):
-        with rasterio.open(wf / f"results/stereo/reunion/{t}/dsm.tif") as ds:
+        with rasterio.open(wf / f"results/stereo/reunion/j0000/{t}/dsm.tif") as ds:
             assert ds.tags()["VERTICAL_DATUM"].startswith("WGS84 ellipsoid")
             assert ds.res == (0.5, 0.5) and ds.transform.c % 0.5 == 0 and ds.transform.f % 0.5 == 0
-        with rasterio.open(wf / f"results/stereo/reunion/{t}/quality.tif") as ds:
+        with rasterio.open(wf / f"results/stereo/reunion/j0000/{t}/quality.tif") as ds:
             assert ds.count == 4 and ds.tags(1)["NAME"] == "intersection_residual_px"
             assert np.nanmedian(ds.read(1)) < 0.3
-        assert (wf / f"logs/stereo_tile/reunion/{t}.log").read_text().count("pointing correction") == 1
     with rasterio.open(wf / "results/mosaic/reunion/dsm.tif") as ds:
         ours = ds.read(1)
         t = ds.transform
@@ -112,6 +122,23 @@ def test_stereo_rules_on_real_pair_match_s2p(tmp_path: Path) -> None:
     assert np.isfinite(ours).mean() >= np.isfinite(ref).mean()  # at least s2p's completeness
     assert np.median(diff) < 0.35
     assert np.percentile(diff, 90) < 1.5
+
+    # one job per tile: the same tile products and mosaic, to the bit
+    wf1 = _workflow(tmp_path / "one_tile_per_job", tiles_per_job=1)
+    _run_mosaic(wf1)
+    assert sorted(p.name for p in (wf1 / "results/stereo/reunion").iterdir()) == ["j0000", "j0001"]
+    for job, t in (("j0000", "t0000_0000"), ("j0001", "t0000_0001")):
+        assert (wf1 / f"logs/stereo_tile/reunion/{job}.log").read_text().count("pointing correction") == 1
+        for name in ("dsm.tif", "quality.tif"):
+            one, own = (
+                wf / f"results/stereo/reunion/j0000/{t}/{name}",
+                wf1 / f"results/stereo/reunion/{job}/{t}/{name}",
+            )
+            with rasterio.open(one) as a, rasterio.open(own) as b:
+                assert a.transform == b.transform
+                np.testing.assert_array_equal(a.read(), b.read())
+    with rasterio.open(wf1 / "results/mosaic/reunion/dsm.tif") as ds:
+        np.testing.assert_array_equal(ds.read(1), ours)
 
 
 def test_stereo_rules_lint_clean(tmp_path: Path) -> None:

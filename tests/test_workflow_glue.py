@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from sat2lod.config import load_config
 from sat2lod.workflow import run_overview
 
@@ -100,3 +102,22 @@ def test_cap_threads_caps_numba_imported_before_or_after():
             check=True,
         ).stdout.strip()
         assert out == expected, (before, threads, extra, out)
+
+
+def test_tile_jobs_split_the_grid_in_order() -> None:
+    from sat2lod.workflow import tile_jobs
+
+    tiles = [f"t{r:04d}_{c:04d}" for r in range(3) for c in range(3)]
+    jobs = tile_jobs(tiles, 4)
+    # ceil(9 / 4) = 3 jobs of consecutive tiles, sizes within one of each other, the first ones larger
+    assert list(jobs) == ["j0000", "j0001", "j0002"]
+    assert [len(v) for v in jobs.values()] == [3, 3, 3]
+    assert [t for v in jobs.values() for t in v] == tiles
+    assert [len(v) for v in tile_jobs(tiles[:7], 3).values()] == [3, 2, 2]
+    assert tile_jobs(tiles, 1) == {f"j{k:04d}": [t] for k, t in enumerate(tiles)}
+    assert tile_jobs(tiles, 16) == {"j0000": tiles}
+    assert tile_jobs([], 4) == {}
+    with pytest.raises(ValueError, match="tiles_per_job must be >= 1"):
+        tile_jobs(tiles, 0)
+    with pytest.raises(ValueError, match="raise tiling.tiles_per_job"):
+        tile_jobs([f"t{k:04d}_0000" for k in range(10_001)], 1)

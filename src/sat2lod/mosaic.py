@@ -229,6 +229,22 @@ def mosaic_dsm(
     return str(out)
 
 
+def tile_dsms(job_dirs: Sequence[str | os.PathLike[str]]) -> list[str]:
+    """Tile DSMs of the ``stereo_tile`` jobs: ``{job dir}/{tile}/dsm.tif``, in job order then tile id order (the
+    order of the tile grid, so the mosaic adds the tiles in the same order whatever ``tiling.tiles_per_job``)."""
+    from sat2lod.io.sensor_image import SensorImageError
+
+    out = []
+    for d in job_dirs:
+        found = sorted(Path(d).glob("t*/dsm.tif"), key=lambda p: p.parent.name)
+        if not found:
+            raise SensorImageError(
+                f"{d}: no tile DSM ({{tile}}/dsm.tif) in this stereo job's folder; delete it and rerun the workflow."
+            )
+        out += [str(p) for p in found]
+    return out
+
+
 def mosaic_dsm_files(
     dsms: Sequence[str | os.PathLike[str]],
     tiles: str | os.PathLike[str],
@@ -239,12 +255,17 @@ def mosaic_dsm_files(
     from sat2lod.io.sensor_image import SensorImageError, read_tiles
 
     grid = read_tiles(tiles)
-    metas = []
+    metas, seen = [], set()
     for p in dsms:
         tile = Path(p).parent.name
         if tile not in grid:
             raise SensorImageError(
                 f"{p}: tile {tile!r} is not in {tiles}; the tile grid changed, rerun the workflow."
             )
+        if tile in seen:
+            raise SensorImageError(
+                f"{p}: tile {tile!r} is given twice; delete the stale stereo folders and rerun."
+            )
+        seen.add(tile)
         metas.append(grid[tile])
     return mosaic_dsm(dsms, metas, out, resolution_m)

@@ -52,6 +52,36 @@ def cap_threads(threads: int) -> None:
         sys.modules["torch"].set_num_threads(threads)
 
 
+def tile_jobs(tiles: list[str], tiles_per_job: int) -> dict[str, list[str]]:
+    """Group the tiles of the tiling checkpoint into jobs of a per-tile rule (``stereo_tile``).
+
+    Args:
+        tiles: tile ids in the grid's order (``t{row:04d}_{col:04d}``, row-major).
+        tiles_per_job: the most tiles one job takes (config ``tiling.tiles_per_job``, >= 1).
+    Returns:
+        ``{job id: [tile ids]}``, job ids ``j{k:04d}`` from 0: ``ceil(len(tiles) / tiles_per_job)`` jobs of
+        consecutive tiles, their sizes differing by at most one (the first jobs take the extra tiles), so the
+        grouping depends only on the tile list and ``tiles_per_job``. Concatenated in job order, the lists give
+        ``tiles`` back.
+    """
+    per_job = int(tiles_per_job)
+    if per_job < 1:
+        raise ValueError(f"tiling.tiles_per_job must be >= 1, not {tiles_per_job!r}")
+    n_jobs = -(-len(tiles) // per_job)
+    if n_jobs > 10_000:
+        raise ValueError(
+            f"{len(tiles)} tiles in jobs of {per_job} make {n_jobs} jobs, more than the job id j{{k:04d}} "
+            "can name: raise tiling.tiles_per_job or tiling.tile_size_m"
+        )
+    base, extra = divmod(len(tiles), max(n_jobs, 1))
+    jobs, start = {}, 0
+    for k in range(n_jobs):
+        size = base + (1 if k < extra else 0)
+        jobs[f"j{k:04d}"] = list(tiles[start : start + size])
+        start += size
+    return jobs
+
+
 def setup_logging(log_path: str | None = None, level: int = logging.INFO) -> None:
     """Send the package's logging to ``log_path`` (and stderr) with timestamps."""
     handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]

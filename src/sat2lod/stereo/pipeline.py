@@ -20,6 +20,7 @@ import os
 import time
 import warnings
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -607,3 +608,40 @@ def stereo_tile(
         100 * np.isfinite(filled).mean(),
     )
     return {"tile": tile, "pairs": infos}
+
+
+def stereo_job(
+    scenes: str | os.PathLike[str],
+    tiles: str | os.PathLike[str],
+    job_tiles: list[str],
+    out_dir: str | os.PathLike[str],
+    resolution_m: float,
+    **stereo: Any,
+) -> list[dict[str, Any]]:
+    """Rule ``stereo_tile``: the tiles of one job (``sat2lod.workflow.tile_jobs``), one after the other.
+
+    Each tile is :func:`stereo_tile` alone, as if it were its own job (same products to the bit): the job only
+    shares the process's start-up (imports, numba cache loads) between its tiles; its memory is one tile's.
+
+    Args:
+        scenes, tiles, resolution_m, stereo: as :func:`stereo_tile`.
+        job_tiles: tile ids of the job.
+        out_dir: the job's folder: ``{out_dir}/{tile}/dsm.tif`` and ``quality.tif`` per tile (see :func:`stereo_tile`).
+    Returns:
+        the per-tile information of :func:`stereo_tile`, in ``job_tiles`` order.
+    """
+    if not job_tiles:
+        raise ValueError(f"{out_dir}: a stereo job without tiles; check tiling.tiles_per_job")
+    infos = []
+    progress = Progress(f"stereo job {Path(out_dir).name}: tile", len(job_tiles), log, every_s=0.0)
+    for n, tile in enumerate(job_tiles):
+        progress.update(n, f"next {tile}")
+        folder = Path(out_dir) / tile
+        folder.mkdir(parents=True, exist_ok=True)
+        infos.append(
+            stereo_tile(
+                scenes, tiles, tile, folder / "dsm.tif", folder / "quality.tif", resolution_m, **stereo
+            )
+        )
+    progress.update(len(job_tiles))
+    return infos
