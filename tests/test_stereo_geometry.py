@@ -188,3 +188,32 @@ def test_densify_adds_points_only_inside_smooth_blocks() -> None:
     assert np.all((d[extra] == 5.0) | (d[extra] == 12.0))  # nothing interpolated across the edge
     x1, _, _ = densify_disparity(disp, 1)
     assert x1.size == np.isfinite(disp).sum()
+
+
+def test_ncc_search_numba_equals_reference_both_ways() -> None:
+    """The keypoint search's kernel (right windows' statistics from a shared map or per candidate, cross sums
+    vectorised over the disparities) gives the NumPy reference's result to the bit: NaN holes, keypoints next
+    to the borders, search boxes partly or wholly outside the image."""
+    from sat2lod.stereo import pointing
+
+    rng = np.random.default_rng(3)
+    base = rng.normal(100.0, 20.0, (90, 140))
+    left = base + rng.normal(0, 2.0, base.shape)
+    right = np.roll(base, 6, axis=1) + rng.normal(0, 2.0, base.shape)
+    right[40:44, 60:75] = np.nan
+    left[10:12, 100:104] = np.nan
+    ys, xs = pointing.corners(left, cell=12, n_max=40, border=9)
+    # keypoints at the border distance corners() keeps (their windows inside the image); search boxes leave it
+    ys = np.concatenate([ys, [4, 85]]).astype(np.int64)
+    xs = np.concatenate([xs, [4, 135]]).astype(np.int64)
+    refs = []
+    for dmin, dmax, max_dy in [(-4, 30, 5), (-60, 60, 3), (200, 210, 2)]:
+        ref = pointing._ncc_search_reference(left, right, ys, xs, 4, dmin, dmax, max_dy)
+        refs.append(ref)
+        for use_map in (False, True):
+            got = pointing._ncc_kernel(left, right, ys, xs, 4, dmin, dmax, max_dy, use_map)
+            np.testing.assert_array_equal(got, ref)
+        np.testing.assert_array_equal(pointing._ncc_search(left, right, ys, xs, 4, dmin, dmax, max_dy), ref)
+    found = np.isfinite(refs[0][:, 0])  # the true offset (6 px) inside the first search box
+    assert found.sum() > 20 and np.median(refs[0][found, 0]) == pytest.approx(6.0, abs=0.3)
+    assert not np.isfinite(refs[2][:, 0]).any()  # search boxes beyond the image: no match

@@ -15,6 +15,8 @@ benchmarks measure the peak.
 
 from __future__ import annotations
 
+import copy
+import functools
 import logging
 import os
 import time
@@ -496,6 +498,30 @@ def _pair_heights(
     return PairResult(height, residual, count, info)
 
 
+def _file_key(path: str | os.PathLike[str] | None) -> tuple[str, int, int] | None:
+    if path is None:
+        return None
+    st = os.stat(path)
+    return (os.path.abspath(path), st.st_mtime_ns, st.st_size)
+
+
+@functools.lru_cache(maxsize=32)
+def _read_rpc_cached(image: tuple[str, int, int], rpc: tuple[str, int, int] | None) -> RPCModel:
+    return read_rpc(image[0], None if rpc is None else rpc[0])
+
+
+def _read_rpc_once(image: str | os.PathLike[str], rpc: str | os.PathLike[str] | None) -> RPCModel:
+    """:func:`read_rpc` (read and validated: ~0.06 s) once per file content in a process: the tiles of one
+    stereo job share it. Each call gets its own copy, so a tile cannot change another's model."""
+    if not Path(image).exists():
+        return read_rpc(image, rpc)  # its error names the file
+    try:
+        key = (_file_key(image), _file_key(rpc))
+    except OSError:
+        return read_rpc(image, rpc)
+    return copy.deepcopy(_read_rpc_cached(*key))
+
+
 def stereo_tile(
     scenes: str | os.PathLike[str],
     tiles: str | os.PathLike[str],
@@ -526,7 +552,7 @@ def stereo_tile(
     transform, shape = grid_for_bounds(bounds, resolution_m)
     views = sheet["views"]
     pairs = sheet.get("pairs") or [[0, 1]]
-    rpcs = [read_rpc(v["image"], v.get("rpc")) for v in views]
+    rpcs = [_read_rpc_once(v["image"], v.get("rpc")) for v in views]
     heights, residuals, counts, infos = [], [], [], []
     # each pair of a tile takes about as long: after the first, the time left of the tile's job is known
     progress = Progress(f"tile {tile}: stereo pair", len(pairs), log, every_s=0.0)

@@ -66,8 +66,48 @@ def corners(
     return np.asarray(ys, int)[order], np.asarray(xs, int)[order]
 
 
+@numba.njit(cache=True)
+def _row_stats(img: np.ndarray, y: int, c0: int, c1: int, r: int, mean: np.ndarray, ss: np.ndarray) -> None:
+    """Mean and sum of squared deviations of the (2r+1)^2 windows of ``img`` centred on row ``y``, columns
+    [c0, c1) (all inside the image), into ``mean[:c1 - c0]`` and ``ss[:c1 - c0]``: each window's sums run over
+    its rows then columns, as :func:`_ncc_kernel` sums them, vectorised over the columns."""
+    n = c1 - c0
+    size = (2 * r + 1) * (2 * r + 1)
+    for k in range(n):
+        mean[k] = 0.0
+        ss[k] = 0.0
+    for a in range(2 * r + 1):
+        for b in range(2 * r + 1):
+            seg = img[y - r + a, c0 - r + b : c1 - r + b]
+            for k in range(n):
+                mean[k] += seg[k]
+    for k in range(n):
+        mean[k] /= size
+    for a in range(2 * r + 1):
+        for b in range(2 * r + 1):
+            seg = img[y - r + a, c0 - r + b : c1 - r + b]
+            for k in range(n):
+                q = seg[k] - mean[k]
+                ss[k] += q * q
+
+
 @numba.njit(cache=True, parallel=True)
-def _ncc_search(
+def _window_stats(img: np.ndarray, r: int, row0: int, row1: int) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`_row_stats` of every window centre of rows [row0, row1) of ``img``; NaN where the window leaves
+    the image. Returns (mean, ss), each (row1 - row0, width) float64."""
+    h, w = img.shape
+    mean = np.full((row1 - row0, w), np.nan)
+    ss = np.full((row1 - row0, w), np.nan)
+    for i in numba.prange(row1 - row0):
+        y = row0 + i
+        if y - r < 0 or y + r >= h or w - r <= r:
+            continue
+        _row_stats(img, y, r, w - r, r, mean[i, r : w - r], ss[i, r : w - r])
+    return mean, ss
+
+
+@numba.njit(cache=True, parallel=True)
+def _ncc_kernel(
     left: np.ndarray,
     right: np.ndarray,
     ys: np.ndarray,
@@ -76,12 +116,29 @@ def _ncc_search(
     dmin: int,
     dmax: int,
     max_dy: int,
+    use_map: bool,
 ) -> np.ndarray:
-    """For each keypoint: best (dx, dy) with sub-pixel parabola refinement, best NCC, second-best NCC."""
+    """(n, 4) :func:`_select_best` of each keypoint's NCC scores against the right image's windows at rows
+    y + dy (|dy| <= max_dy), columns x + d (dmin <= d <= dmax); -2 where a window leaves the image or has no
+    variance. Each candidate's mean, variance and cross sum are added in the same order whatever ``use_map``
+    (the right windows' means and variances from :func:`_window_stats`, shared by every keypoint, or computed
+    per candidate): both give the same result to the bit; the cross sums run over a row of candidates at once
+    (vectorised over the disparities)."""
     n = ys.shape[0]
     hr, wr = right.shape
-    out = np.full((n, 4), np.nan)
     size = (2 * r + 1) * (2 * r + 1)
+    nd = dmax - dmin + 1
+    ny = 2 * max_dy + 1
+    out = np.full((n, 4), np.nan)
+    row0 = 0
+    row1 = 0
+    if use_map and n > 0:
+        row0 = max(0, ys.min() - max_dy)
+        row1 = min(hr, ys.max() + max_dy + 1)
+    if use_map and n > 0:
+        qmap, smap = _window_stats(right, r, row0, row1)
+    else:
+        qmap, smap = np.zeros((1, 1)), np.zeros((1, 1))
     for i in numba.prange(n):
         y, x = ys[i], xs[i]
         pm = 0.0
@@ -95,64 +152,160 @@ def _ncc_search(
                 ps += (left[y + a, x + b] - pm) ** 2
         if not np.isfinite(ps) or ps <= 1e-9:
             continue
-        nd = dmax - dmin + 1
-        ny = 2 * max_dy + 1
         scores = np.full((ny, nd), -2.0)
+        lp = np.empty((2 * r + 1, 2 * r + 1))
+        for a in range(-r, r + 1):
+            for b in range(-r, r + 1):
+                lp[a + r, b + r] = left[y + a, x + b] - pm
+        qm = np.empty(nd)
+        qs = np.empty(nd)
+        cross = np.empty(nd)
+        # candidates whose window lies inside the right image: x + dmin + jd in [r, wr - r)
+        jd0 = max(0, r - x - dmin)
+        jd1 = min(nd, wr - r - x - dmin)
         for jy in range(ny):
             yy = y + jy - max_dy
-            if yy - r < 0 or yy + r >= hr:
+            if yy - r < 0 or yy + r >= hr or jd1 <= jd0:
                 continue
-            for jd in range(nd):
-                xx = x + dmin + jd
-                if xx - r < 0 or xx + r >= wr:
-                    continue
-                qm = 0.0
-                for a in range(-r, r + 1):
-                    for b in range(-r, r + 1):
-                        qm += right[yy + a, xx + b]
-                qm /= size
-                qs = 0.0
-                cross = 0.0
-                for a in range(-r, r + 1):
-                    for b in range(-r, r + 1):
-                        q = right[yy + a, xx + b] - qm
-                        qs += q * q
-                        cross += q * (left[y + a, x + b] - pm)
-                if np.isfinite(qs) and qs > 1e-9:
-                    scores[jy, jd] = cross / np.sqrt(ps * qs)
-        best = -2.0
-        by = 0
-        bd = 0
-        for jy in range(ny):
-            for jd in range(nd):
-                if scores[jy, jd] > best:
-                    best = scores[jy, jd]
-                    by = jy
-                    bd = jd
-        if best <= -1.0:
-            continue
-        second = -2.0
-        for jy in range(ny):
-            for jd in range(nd):
-                if abs(jy - by) > 2 or abs(jd - bd) > 2:
-                    second = max(second, scores[jy, jd])
-        sx = 0.0
-        if 0 < bd < nd - 1:
-            a0, c0 = scores[by, bd - 1], scores[by, bd + 1]
-            den = a0 - 2 * best + c0
-            if den < 0:
-                sx = 0.5 * (a0 - c0) / den
-        sy = 0.0
-        if 0 < by < ny - 1:
-            a0, c0 = scores[by - 1, bd], scores[by + 1, bd]
-            den = a0 - 2 * best + c0
-            if den < 0:
-                sy = 0.5 * (a0 - c0) / den
-        out[i, 0] = dmin + bd + sx
-        out[i, 1] = by - max_dy + sy
-        out[i, 2] = best
-        out[i, 3] = second
+            if use_map:
+                for jd in range(jd0, jd1):
+                    qm[jd] = qmap[yy - row0, x + dmin + jd]
+                    qs[jd] = smap[yy - row0, x + dmin + jd]
+            else:
+                _row_stats(right, yy, x + dmin + jd0, x + dmin + jd1, r, qm[jd0:jd1], qs[jd0:jd1])
+            for jd in range(jd0, jd1):
+                cross[jd] = 0.0
+            # views from jd0: indices from 0 (no wrap-around checks), contiguous: vectorised over disparities
+            nj = jd1 - jd0
+            cv = cross[jd0:jd1]
+            mv = qm[jd0:jd1]
+            for a in range(2 * r + 1):
+                for b in range(2 * r + 1):
+                    la = lp[a, b]
+                    seg = right[yy - r + a, x + dmin + jd0 - r + b : x + dmin + jd1 - r + b]
+                    for k in range(nj):
+                        cv[k] += (seg[k] - mv[k]) * la
+            for jd in range(jd0, jd1):
+                if np.isfinite(qs[jd]) and qs[jd] > 1e-9:
+                    scores[jy, jd] = cross[jd] / np.sqrt(ps * qs[jd])
+        out[i] = _select_best(scores, dmin, max_dy)
     return out
+
+
+def _ncc_search_reference(
+    left: np.ndarray,
+    right: np.ndarray,
+    ys: np.ndarray,
+    xs: np.ndarray,
+    r: int,
+    dmin: int,
+    dmax: int,
+    max_dy: int,
+) -> np.ndarray:
+    """NumPy reference of :func:`_ncc_search` (each candidate's sums in the same order, vectorised over the
+    candidates of a keypoint): equal to the bit."""
+    n, hr, wr = ys.shape[0], *right.shape
+    size = (2 * r + 1) * (2 * r + 1)
+    nd, ny = dmax - dmin + 1, 2 * max_dy + 1
+    out = np.full((n, 4), np.nan)
+    jy, jd = np.meshgrid(np.arange(ny), np.arange(nd), indexing="ij")
+    for i in range(n):
+        y, x = int(ys[i]), int(xs[i])
+        win = left[y - r : y + r + 1, x - r : x + r + 1]
+        pm = 0.0
+        for v in win.ravel():
+            pm += v
+        pm /= size
+        ps = 0.0
+        for v in win.ravel():
+            ps += (v - pm) ** 2
+        if not np.isfinite(ps) or ps <= 1e-9:
+            continue
+        yy, xx = y + jy - max_dy, x + dmin + jd
+        inside = (yy - r >= 0) & (yy + r < hr) & (xx - r >= 0) & (xx + r < wr)
+        yc, xc = np.where(inside, yy, r), np.where(inside, xx, r)
+        qm = np.zeros(inside.shape)
+        for a in range(-r, r + 1):
+            for b in range(-r, r + 1):
+                qm = qm + right[yc + a, xc + b]
+        qm = qm / size
+        qs, cross = np.zeros(inside.shape), np.zeros(inside.shape)
+        for a in range(-r, r + 1):
+            for b in range(-r, r + 1):
+                q = right[yc + a, xc + b] - qm
+                qs = qs + q * q
+        for a in range(-r, r + 1):
+            for b in range(-r, r + 1):
+                cross = cross + (right[yc + a, xc + b] - qm) * (left[y + a, x + b] - pm)
+        ok = inside & np.isfinite(qs) & (qs > 1e-9)
+        scores = np.full((ny, nd), -2.0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            scores[ok] = (cross / np.sqrt(ps * qs))[ok]
+        out[i] = _select_best(scores, dmin, max_dy)
+    return out
+
+
+@numba.njit(cache=True)
+def _select_best(scores: np.ndarray, dmin: int, max_dy: int) -> np.ndarray:
+    """From one keypoint's (2 max_dy + 1, nd) NCC scores: [best dx, best dy] (with sub-pixel parabola
+    refinement), best NCC, second-best NCC outside +-2 of the best; NaN when nothing matched (best <= -1)."""
+    ny, nd = scores.shape
+    res = np.full(4, np.nan)
+    best = -2.0
+    by = 0
+    bd = 0
+    for jy in range(ny):
+        for jd in range(nd):
+            if scores[jy, jd] > best:
+                best = scores[jy, jd]
+                by = jy
+                bd = jd
+    if best <= -1.0:
+        return res
+    second = -2.0
+    for jy in range(ny):
+        for jd in range(nd):
+            if abs(jy - by) > 2 or abs(jd - bd) > 2:
+                second = max(second, scores[jy, jd])
+    sx = 0.0
+    if 0 < bd < nd - 1:
+        a0, c0 = scores[by, bd - 1], scores[by, bd + 1]
+        den = a0 - 2 * best + c0
+        if den < 0:
+            sx = 0.5 * (a0 - c0) / den
+    sy = 0.0
+    if 0 < by < ny - 1:
+        a0, c0 = scores[by - 1, bd], scores[by + 1, bd]
+        den = a0 - 2 * best + c0
+        if den < 0:
+            sy = 0.5 * (a0 - c0) / den
+    res[0] = dmin + bd + sx
+    res[1] = by - max_dy + sy
+    res[2] = best
+    res[3] = second
+    return res
+
+
+def _ncc_search(
+    left: np.ndarray,
+    right: np.ndarray,
+    ys: np.ndarray,
+    xs: np.ndarray,
+    r: int,
+    dmin: int,
+    dmax: int,
+    max_dy: int,
+) -> np.ndarray:
+    """For each keypoint: best (dx, dy) with sub-pixel parabola refinement, best NCC, second-best NCC.
+
+    The right windows' means and variances come from a map of the rows the keypoints search when that is
+    cheaper than computing them per candidate (many keypoints x rows x disparities for the map's size); the
+    scores are the same to the bit either way (:func:`_ncc_scores`).
+    """
+    nd, ny = dmax - dmin + 1, 2 * max_dy + 1
+    rows = (int(ys.max()) - int(ys.min()) + ny) if ys.size else 0
+    use_map = ys.size * ny * nd > 2 * rows * right.shape[1]
+    return _ncc_kernel(left, right, ys, xs, r, dmin, dmax, max_dy, use_map)
 
 
 def match_keypoints(
