@@ -4,6 +4,9 @@ import json
 from sat2lod.workflow import tile_jobs
 
 AOI = config["aoi"]["name"]
+# the most tiles in one job of the per-tile rules; their runtimes are asked for this many (a static bound: a resource
+# that reads the tiling checkpoint fails in a remote job, e.g. a Kubernetes pod)
+TILES_PER_JOB = config["tiling"]["tiles_per_job"]
 
 
 wildcard_constraints:
@@ -71,7 +74,7 @@ def reference_files(wildcards, classes=True):
 
 def benchmark_files(wildcards):
     """Benchmark files of the AOI's upstream jobs (the throughput figure), declared as inputs so that the
-    DAG and remote storage see them: one per rule, one per job of stereo_tile, one per tile of the other per-tile rules, the training run when
+    DAG and remote storage see them: one per rule, one per job of the per-tile rules, the training run when
     the workflow trains the segmenter; only rules this workflow defines (a workflow of some stages charts those).
     """
     aoi = wildcards.aoi
@@ -83,11 +86,8 @@ def benchmark_files(wildcards):
     files = [f"benchmarks/{r}/{aoi}.tsv" for r in names if rules.has(r)]
     if rules.has("segment_range") and config["segmentation"]["method"] == "unet":
         files.append(f"benchmarks/segment_range/{aoi}.tsv")
-    if rules.has("tiles") and rules.has("stereo_tile"):
-        files += [
-            f"benchmarks/stereo_tile/{aoi}/{j}.tsv" for j in stereo_jobs(wildcards)
-        ]
     for per_tile in (
+        "stereo_tile",
         "dtm_tile",
         "ortho_tile",
         "segment_tile",
@@ -98,7 +98,7 @@ def benchmark_files(wildcards):
     ):
         if rules.has("tiles") and rules.has(per_tile):
             files += [
-                f"benchmarks/{per_tile}/{aoi}/{t}.tsv" for t in tile_ids(wildcards)
+                f"benchmarks/{per_tile}/{aoi}/{j}.tsv" for j in job_tiles(wildcards)
             ]
     if rules.has("train_segmenter") and trains_segmenter():
         files.append("benchmarks/train_segmenter/segmenter.tsv")
@@ -128,9 +128,16 @@ def tile_ids(wildcards):
         return [f["properties"]["tile"] for f in json.load(fh)["features"]]
 
 
-def stereo_jobs(wildcards):
-    """The stereo_tile jobs of the AOI: {job id: [tile ids]} (sat2lod.workflow.tile_jobs, tiling.tiles_per_job)."""
+def job_tiles(wildcards):
+    """The jobs of the per-tile rules: {job id: [tile ids]} (sat2lod.workflow.tile_jobs, tiling.tiles_per_job)."""
     return tile_jobs(tile_ids(wildcards), config["tiling"]["tiles_per_job"])
+
+
+def job_archives(pattern):
+    """Input function of a merge rule: ``pattern`` (with {aoi} and {job}) for every job of the AOI."""
+    return lambda wildcards: expand(
+        pattern, aoi=wildcards.aoi, job=job_tiles(wildcards)
+    )
 
 
 def scene_files(wildcards):

@@ -1,5 +1,5 @@
 # Building models: LOD0 footprints (regularized, shared walls kept), LOD1 blocks, LOD2 roofs (sat2lod.lod).
-# LOD0 runs per tile (each group of touching buildings made whole by the tile owning it, sat2lod.lod.tiled), then
+# LOD0 runs per tile, in jobs of tiling.tiles_per_job tiles (each group of touching buildings made whole by the tile owning it, sat2lod.lod.tiled), then
 # one job numbers and writes the footprints. LOD1 and LOD2 run per tile too (each footprint modelled by the tile
 # holding its representative point, from a window of the rasters around it, sat2lod.lod.tiled_city), then one job
 # streams the tiles' CityJSONSeq into the city model; LOD2 first estimates its scene-level roof parameters (DSM
@@ -25,11 +25,12 @@ rule lod0_tile:
         ortho="results/ortho/{aoi}/ortho.tif",
         tiles="results/tiles/{aoi}/tiles.geojson",
     output:
-        part=temp("results/lod0/{aoi}/tiles/{tile}.gpkg"),
+        # tar of {tile}/footprints.gpkg for each tile of the job (sat2lod.workflow.tile_folders)
+        job=temp("results/lod0/{aoi}/tiles/{job}.tar"),
     log:
-        "logs/lod0_tile/{aoi}/{tile}.log",
+        "logs/lod0_tile/{aoi}/{job}.log",
     benchmark:
-        "benchmarks/lod0_tile/{aoi}/{tile}.tsv"
+        "benchmarks/lod0_tile/{aoi}/{job}.tsv"
     conda:
         "../envs/lod.yaml"
     threads: 1
@@ -37,8 +38,9 @@ rule lod0_tile:
         # ~150 bytes per cell of the tile's window (core + 2 halos); a group of touching buildings larger than
         # the halo doubles it (sat2lod.lod.tiled), hence more on a retry
         mem_mb=lambda wildcards, attempt: attempt * LOD0_TILE_MB,
-        runtime=lambda wildcards, attempt: 20 * attempt,
+        runtime=lambda wildcards, attempt: 20 * TILES_PER_JOB * attempt,
     params:
+        tiles_per_job=TILES_PER_JOB,
         # the whole section: every key is a field of sat2lod.lod.pipeline.LodParams
         lod=config["lod"],
     script:
@@ -47,12 +49,8 @@ rule lod0_tile:
 
 rule lod0:
     input:
-        # every tile of the tiling checkpoint
-        parts=lambda wildcards: expand(
-            "results/lod0/{aoi}/tiles/{tile}.gpkg",
-            aoi=wildcards.aoi,
-            tile=tile_ids(wildcards),
-        ),
+        # every job of lod0_tile (each holds its tiles' footprints)
+        jobs=job_archives("results/lod0/{aoi}/tiles/{job}.tar"),
     output:
         gpkg="results/lod0/{aoi}/footprints.gpkg",
         fgb="results/lod0/{aoi}/footprints.fgb",
@@ -94,19 +92,21 @@ rule lod1_tile:
         ndsm="results/terrain/{aoi}/ndsm.tif",
         tiles="results/tiles/{aoi}/tiles.geojson",
     output:
-        part=temp("results/lod1/{aoi}/tiles/{tile}.jsonl"),
+        # tar of {tile}/city.jsonl for each tile of the job (sat2lod.workflow.tile_folders)
+        job=temp("results/lod1/{aoi}/tiles/{job}.tar"),
     log:
-        "logs/lod1_tile/{aoi}/{tile}.log",
+        "logs/lod1_tile/{aoi}/{job}.log",
     benchmark:
-        "benchmarks/lod1_tile/{aoi}/{tile}.tsv"
+        "benchmarks/lod1_tile/{aoi}/{job}.tsv"
     conda:
         "../envs/lod.yaml"
     threads: 1
     resources:
         # a building group larger than the halo widens the window: more on a retry
         mem_mb=lambda wildcards, attempt: attempt * LOD1_TILE_MB,
-        runtime=lambda wildcards, attempt: attempt * LOD_TILE_MIN,
+        runtime=lambda wildcards, attempt: attempt * LOD_TILE_MIN * TILES_PER_JOB,
     params:
+        tiles_per_job=TILES_PER_JOB,
         # the whole section: every key is a field of sat2lod.lod.pipeline.LodParams
         lod=config["lod"],
     script:
@@ -115,12 +115,8 @@ rule lod1_tile:
 
 rule lod1:
     input:
-        # every tile of the tiling checkpoint
-        parts=lambda wildcards: expand(
-            "results/lod1/{aoi}/tiles/{tile}.jsonl",
-            aoi=wildcards.aoi,
-            tile=tile_ids(wildcards),
-        ),
+        # every job of lod1_tile (each holds its tiles' buildings)
+        jobs=job_archives("results/lod1/{aoi}/tiles/{job}.tar"),
     output:
         city="results/lod1/{aoi}/city.json",
         seq="results/lod1/{aoi}/city.jsonl",
@@ -148,18 +144,20 @@ rule lod2_noise_tile:
         dsm="results/mosaic/{aoi}/dsm.tif",
         tiles="results/tiles/{aoi}/tiles.geojson",
     output:
-        noise=temp("results/lod2/{aoi}/tiles/{tile}.noise.json"),
+        # tar of {tile}/noise.json for each tile of the job (sat2lod.workflow.tile_folders)
+        job=temp("results/lod2/{aoi}/noise/{job}.tar"),
     log:
-        "logs/lod2_noise_tile/{aoi}/{tile}.log",
+        "logs/lod2_noise_tile/{aoi}/{job}.log",
     benchmark:
-        "benchmarks/lod2_noise_tile/{aoi}/{tile}.tsv"
+        "benchmarks/lod2_noise_tile/{aoi}/{job}.tsv"
     conda:
         "../envs/lod.yaml"
     threads: 1
     resources:
         mem_mb=lambda wildcards, attempt: attempt * LOD1_TILE_MB,
-        runtime=lambda wildcards, attempt: attempt * LOD_TILE_MIN,
+        runtime=lambda wildcards, attempt: attempt * LOD_TILE_MIN * TILES_PER_JOB,
     params:
+        tiles_per_job=TILES_PER_JOB,
         # the whole section: every key is a field of sat2lod.lod.pipeline.LodParams
         lod=config["lod"],
     script:
@@ -168,11 +166,8 @@ rule lod2_noise_tile:
 
 rule lod2_scene:
     input:
-        noise=lambda wildcards: expand(
-            "results/lod2/{aoi}/tiles/{tile}.noise.json",
-            aoi=wildcards.aoi,
-            tile=tile_ids(wildcards),
-        ),
+        # every job of lod2_noise_tile (each holds its tiles' noise estimates)
+        noise=job_archives("results/lod2/{aoi}/noise/{job}.tar"),
         footprints="results/lod0/{aoi}/footprints.gpkg",
         dsm="results/mosaic/{aoi}/dsm.tif",
         dtm="results/terrain/{aoi}/dtm.tif",
@@ -208,19 +203,21 @@ rule lod2_tile:
         tiles="results/tiles/{aoi}/tiles.geojson",
         scene="results/lod2/{aoi}/scene.json",
     output:
-        part=temp("results/lod2/{aoi}/tiles/{tile}.jsonl"),
+        # tar of {tile}/city.jsonl for each tile of the job (sat2lod.workflow.tile_folders)
+        job=temp("results/lod2/{aoi}/tiles/{job}.tar"),
     log:
-        "logs/lod2_tile/{aoi}/{tile}.log",
+        "logs/lod2_tile/{aoi}/{job}.log",
     benchmark:
-        "benchmarks/lod2_tile/{aoi}/{tile}.tsv"
+        "benchmarks/lod2_tile/{aoi}/{job}.tsv"
     conda:
         "../envs/lod.yaml"
     threads: 1
     resources:
         # a building group larger than the halo widens the window: more on a retry
         mem_mb=lambda wildcards, attempt: attempt * LOD2_TILE_MB,
-        runtime=lambda wildcards, attempt: attempt * 2 * LOD_TILE_MIN,
+        runtime=lambda wildcards, attempt: attempt * 2 * LOD_TILE_MIN * TILES_PER_JOB,
     params:
+        tiles_per_job=TILES_PER_JOB,
         # the whole section: every key is a field of sat2lod.lod.pipeline.LodParams
         lod=config["lod"],
     script:
@@ -229,12 +226,8 @@ rule lod2_tile:
 
 rule lod2:
     input:
-        # every tile of the tiling checkpoint
-        parts=lambda wildcards: expand(
-            "results/lod2/{aoi}/tiles/{tile}.jsonl",
-            aoi=wildcards.aoi,
-            tile=tile_ids(wildcards),
-        ),
+        # every job of lod2_tile (each holds its tiles' buildings)
+        jobs=job_archives("results/lod2/{aoi}/tiles/{job}.tar"),
     output:
         city="results/lod2/{aoi}/city.json",
         seq="results/lod2/{aoi}/city.jsonl",

@@ -49,11 +49,12 @@ rule ortho_tile:
         shared="results/ortho/{aoi}/ortho_shared.json",
         tiles="results/tiles/{aoi}/tiles.geojson",
     output:
-        ortho=temp("results/ortho/{aoi}/{tile}/ortho.tif"),
+        # tar of {tile}/ortho.tif for each tile of the job (sat2lod.workflow.tile_folders)
+        job=temp("results/ortho/{aoi}/{job}.tar"),
     log:
-        "logs/ortho_tile/{aoi}/{tile}.log",
+        "logs/ortho_tile/{aoi}/{job}.log",
     benchmark:
-        "benchmarks/ortho_tile/{aoi}/{tile}.tsv"
+        "benchmarks/ortho_tile/{aoi}/{job}.tsv"
     conda:
         "../envs/terrain.yaml"
     threads: 1
@@ -61,8 +62,11 @@ rule ortho_tile:
         # the window (tile + halo) and the view windows that see it, not the AOI: 270-282 MB for 300 m tiles
         # at 0.6 and 1.2 km (bench/results/ortho_tiled.md); asked 400 MB + 250 bytes per window cell (560 MB)
         mem_mb=lambda wildcards, attempt: round(400 + 250 * ORTHO_TILE_MCELLS) * attempt,
-        runtime=lambda wildcards, attempt: round(5 + 5 * ORTHO_TILE_MCELLS) * attempt,
+        runtime=lambda wildcards, attempt: round(5 + 5 * ORTHO_TILE_MCELLS)
+        * TILES_PER_JOB
+        * attempt,
     params:
+        tiles_per_job=TILES_PER_JOB,
         # the whole section: every key is a field of sat2lod.ortho.OrthoParams
         ortho=config["ortho"],
     script:
@@ -71,12 +75,8 @@ rule ortho_tile:
 
 rule ortho:
     input:
-        # every tile of the tiling checkpoint
-        tiles=lambda wildcards: expand(
-            "results/ortho/{aoi}/{tile}/ortho.tif",
-            aoi=wildcards.aoi,
-            tile=tile_ids(wildcards),
-        ),
+        # every job of ortho_tile (each holds its tiles' orthos)
+        jobs=job_archives("results/ortho/{aoi}/{job}.tar"),
         dsm="results/mosaic/{aoi}/dsm.tif",
         scenes="results/acquire/{aoi}/scenes.json",
         shared="results/ortho/{aoi}/ortho_shared.json",

@@ -124,12 +124,12 @@ rule segment_tile:
         ),
         checkpoint=SEG_FINETUNED if SEG_FINETUNES else SEG_CHECKPOINT,
     output:
-        prob=temp("results/segment/{aoi}/{tile}/building_prob.tif"),
-        mask=temp("results/segment/{aoi}/{tile}/building_mask.tif"),
+        # tar of {tile}/building_prob.tif and {tile}/building_mask.tif for each tile of the job (sat2lod.workflow.tile_folders)
+        job=temp("results/segment/{aoi}/{job}.tar"),
     log:
-        "logs/segment_tile/{aoi}/{tile}.log",
+        "logs/segment_tile/{aoi}/{job}.log",
     benchmark:
-        "benchmarks/segment_tile/{aoi}/{tile}.tsv"
+        "benchmarks/segment_tile/{aoi}/{job}.tsv"
     conda:
         "../envs/segment.yaml"
     threads: SEG["torch_threads"]
@@ -139,8 +139,11 @@ rule segment_tile:
         # window's arrays and activations. Measured 670-750 MB for 300 m tiles (0.63 Mcells windows) at 0.6 and
         # 1.2 km (bench/results/scaling_chain.md); asked: 500 MB + 1 KB per window cell (1130 MB there)
         mem_mb=lambda wildcards, attempt: round(500 + 1000 * SEG_TILE_MCELLS) * attempt,
-        runtime=lambda wildcards, attempt: round(5 + 5 * SEG_TILE_MCELLS) * attempt,
+        runtime=lambda wildcards, attempt: round(5 + 5 * SEG_TILE_MCELLS)
+        * TILES_PER_JOB
+        * attempt,
     params:
+        tiles_per_job=TILES_PER_JOB,
         # a new shipped model reruns the rule
         default_model=(
             default_model_id()
@@ -160,17 +163,8 @@ rule segment_tile:
 
 rule segment:
     input:
-        # every tile of the tiling checkpoint
-        probs=lambda wildcards: expand(
-            "results/segment/{aoi}/{tile}/building_prob.tif",
-            aoi=wildcards.aoi,
-            tile=tile_ids(wildcards),
-        ),
-        masks=lambda wildcards: expand(
-            "results/segment/{aoi}/{tile}/building_mask.tif",
-            aoi=wildcards.aoi,
-            tile=tile_ids(wildcards),
-        ),
+        # every job of segment_tile (each holds its tiles' probability and mask)
+        jobs=job_archives("results/segment/{aoi}/{job}.tar"),
         ortho="results/ortho/{aoi}/ortho.tif",
     output:
         prob="results/segment/{aoi}/building_prob.tif",

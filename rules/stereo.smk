@@ -10,8 +10,8 @@ rule stereo_tile:
         scenes="results/acquire/{aoi}/scenes.json",
         tiles="results/tiles/{aoi}/tiles.geojson",
     output:
-        # {tile}/dsm.tif and {tile}/quality.tif for each tile of the job
-        tiles=directory("results/stereo/{aoi}/{job}"),
+        # tar of {tile}/dsm.tif and {tile}/quality.tif for each tile of the job (sat2lod.workflow.tile_folders)
+        job="results/stereo/{aoi}/{job}.tar",
     log:
         "logs/stereo_tile/{aoi}/{job}.log",
     benchmark:
@@ -24,10 +24,9 @@ rule stereo_tile:
         # memory also processes larger strips; the rest holds the rectified images and the point cloud.
         mem_mb=lambda wildcards, attempt: 1000 * attempt,
         # ~2-40 CPU-s per tile of 300-500 m (bench/results/stereo_vs_cars.md): minutes per tile are ample
-        runtime=lambda wildcards, attempt: attempt
-        * (20 + 5 * len(stereo_jobs(wildcards)[wildcards.job])),
+        runtime=lambda wildcards, attempt: attempt * (20 + 5 * TILES_PER_JOB),
     params:
-        tiles=lambda wildcards: stereo_jobs(wildcards)[wildcards.job],
+        tiles_per_job=TILES_PER_JOB,
         resolution_m=config["output"]["resolution_m"],
         max_mem_mb=lambda wildcards, resources: 0.55 * resources.mem_mb,
         # the whole section: every key is a field of sat2lod.stereo.pipeline.StereoParams
@@ -38,12 +37,8 @@ rule stereo_tile:
 
 rule mosaic_dsm:
     input:
-        # every stereo job of the tiling checkpoint (each holds its tiles' DSMs)
-        jobs=lambda wildcards: expand(
-            "results/stereo/{aoi}/{job}",
-            aoi=wildcards.aoi,
-            job=stereo_jobs(wildcards),
-        ),
+        # every job of stereo_tile (each holds its tiles' DSMs)
+        jobs=job_archives("results/stereo/{aoi}/{job}.tar"),
         tiles="results/tiles/{aoi}/tiles.geojson",
     output:
         dsm="results/mosaic/{aoi}/dsm.tif",

@@ -1,5 +1,6 @@
 # Terrain: DTM from the DSM mosaic alone, and nDSM = DSM - DTM (sat2lod.terrain), per tile of the tiling
-# checkpoint's grid (dtm_tile reads its tile + terrain.tile_halo_m), assembled by a streamed paste (dtm).
+# checkpoint's grid (dtm_tile reads its tile + terrain.tile_halo_m; jobs of tiling.tiles_per_job tiles), assembled
+# by a streamed paste (dtm).
 
 # cells of a dtm_tile window (tile core + halo on each side), which size its memory and runtime
 DTM_TILE_MCELLS = (
@@ -13,12 +14,12 @@ rule dtm_tile:
         dsm="results/mosaic/{aoi}/dsm.tif",
         tiles="results/tiles/{aoi}/tiles.geojson",
     output:
-        dtm=temp("results/terrain/{aoi}/{tile}/dtm.tif"),
-        ndsm=temp("results/terrain/{aoi}/{tile}/ndsm.tif"),
+        # tar of {tile}/dtm.tif and {tile}/ndsm.tif for each tile of the job (sat2lod.workflow.tile_folders)
+        job=temp("results/terrain/{aoi}/{job}.tar"),
     log:
-        "logs/dtm_tile/{aoi}/{tile}.log",
+        "logs/dtm_tile/{aoi}/{job}.log",
     benchmark:
-        "benchmarks/dtm_tile/{aoi}/{tile}.tsv"
+        "benchmarks/dtm_tile/{aoi}/{job}.tsv"
     conda:
         "../envs/terrain.yaml"
     threads: 1
@@ -27,8 +28,11 @@ rule dtm_tile:
         # 0.37 / 0.66 Mcells (~130 bytes per cell on ~190 MB of interpreter and libraries,
         # bench/results/terrain_tiled.md); asked 300 MB + 250 B per cell (610 MB for the demo's 300 m tiles)
         mem_mb=lambda wildcards, attempt: round(300 + 250 * DTM_TILE_MCELLS) * attempt,
-        runtime=lambda wildcards, attempt: round(5 + 2 * DTM_TILE_MCELLS) * attempt,
+        runtime=lambda wildcards, attempt: round(5 + 2 * DTM_TILE_MCELLS)
+        * TILES_PER_JOB
+        * attempt,
     params:
+        tiles_per_job=TILES_PER_JOB,
         # the whole section: every key is a field of sat2lod.terrain.DTMParams
         terrain=config["terrain"],
     script:
@@ -37,17 +41,8 @@ rule dtm_tile:
 
 rule dtm:
     input:
-        # every tile of the tiling checkpoint
-        dtms=lambda wildcards: expand(
-            "results/terrain/{aoi}/{tile}/dtm.tif",
-            aoi=wildcards.aoi,
-            tile=tile_ids(wildcards),
-        ),
-        ndsms=lambda wildcards: expand(
-            "results/terrain/{aoi}/{tile}/ndsm.tif",
-            aoi=wildcards.aoi,
-            tile=tile_ids(wildcards),
-        ),
+        # every job of dtm_tile (each holds its tiles' DTM and nDSM)
+        jobs=job_archives("results/terrain/{aoi}/{job}.tar"),
         dsm="results/mosaic/{aoi}/dsm.tif",
     output:
         dtm="results/terrain/{aoi}/dtm.tif",

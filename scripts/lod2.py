@@ -1,15 +1,16 @@
 """Adapter of rule ``lod2``: the tiles' LoD2.2 CityJSONSeq streamed into one CityJSON + OBJ (sat2lod.lod.tiled_city.merge_city)."""
 
-from sat2lod.workflow import setup
+from sat2lod.workflow import setup, unpacked_tiles
 
 setup(snakemake)  # noqa: F821  (injected by Snakemake)
 
 from sat2lod.lod.tiled_city import merge_city
 
-merge_city(
-    parts=list(snakemake.input.parts),  # noqa: F821
-    city=snakemake.output.city,  # noqa: F821
-    seq=snakemake.output.seq,  # noqa: F821
-    obj=snakemake.output.obj,  # noqa: F821
-    **dict(snakemake.params.items()),  # noqa: F821
-)
+with unpacked_tiles(snakemake.input.jobs, "city.jsonl") as (parts,):  # noqa: F821
+    merge_city(
+        parts=parts,
+        city=snakemake.output.city,  # noqa: F821
+        seq=snakemake.output.seq,  # noqa: F821
+        obj=snakemake.output.obj,  # noqa: F821
+        **dict(snakemake.params.items()),  # noqa: F821
+    )

@@ -222,8 +222,8 @@ def test_sections_passed_whole_match_their_params_objects():
     refs = {k for k in defaults("qualify") if k.startswith("reference_")}
     assert refs and set(defaults("qualify")) - refs == {f.name for f in dataclasses.fields(QualifyParams)}
     assert re.search(r'qualify=\{\s*k: v\s*for k, v in config\["qualify"\]\.items\(\)', smk["qualify"])
-    # rule tiles passes section tiling to make_tiles' keywords, but for tiles_per_job (rule stereo_tile's, read
-    # by stereo_jobs in rules/common.smk)
+    # rule tiles passes section tiling to make_tiles' keywords, but for tiles_per_job (the per-tile rules', read
+    # by job_tiles in rules/common.smk)
     from sat2lod.tiling import make_tiles
 
     assert set(defaults("tiling")) - {"tiles_per_job"} == set(inspect.signature(make_tiles).parameters) & set(
@@ -253,7 +253,10 @@ def test_lod_bench_runs_like_the_rules():
         if rule in ("lod1", "lod2"):  # the merges of the tiles' models take no lod key
             assert re.findall(r"(\w+)=", params) == ["title"], rule
             continue
-        assert re.findall(r"(\w+)=", params) == ["lod"], rule
+        # the per-tile rules also pass tiles_per_job (sat2lod.workflow.job_params takes it out)
+        assert re.findall(r"(\w+)=", params) == (
+            ["lod"] if rule == "lod2_scene" else ["tiles_per_job", "lod"]
+        ), rule
         assert 'lod=config["lod"]' in params, rule
     assert lod_section() == defaults("lod")
 

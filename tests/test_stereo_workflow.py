@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import tarfile
 from pathlib import Path
 
 import numpy as np
@@ -96,15 +97,22 @@ def _run_mosaic(wf: Path) -> None:
 def test_stereo_rules_on_real_pair_match_s2p(tmp_path: Path) -> None:
     wf = _workflow(tmp_path)
     _run_mosaic(wf)
-    # the demo config's tiles_per_job takes both tiles in one job
-    assert sorted(p.name for p in (wf / "results/stereo/reunion").iterdir()) == ["j0000"]
+    # the demo config's tiles_per_job takes both tiles in one job: one archive of the tiles' files
+    assert sorted(p.name for p in (wf / "results/stereo/reunion").iterdir()) == ["j0000.tar"]
     job_log = (wf / "logs/stereo_tile/reunion/j0000.log").read_text()
     assert job_log.count("pointing correction") == 2  # once per tile
+    with tarfile.open(wf / "results/stereo/reunion/j0000.tar") as tar:
+        names = tar.getnames()
+        assert names == sorted(
+            f"{t}/{n}" for t in ("t0000_0000", "t0000_0001") for n in ("dsm.tif", "quality.tif")
+        )
+        assert {m.mtime for m in tar.getmembers()} == {0}  # the same bytes for the same files
+        tar.extractall(tmp_path / "j0000", filter="data")
     for t in ("t0000_0000", "t0000_0001"):
-        with rasterio.open(wf / f"results/stereo/reunion/j0000/{t}/dsm.tif") as ds:
+        with rasterio.open(tmp_path / f"j0000/{t}/dsm.tif") as ds:
             assert ds.tags()["VERTICAL_DATUM"].startswith("WGS84 ellipsoid")
             assert ds.res == (0.5, 0.5) and ds.transform.c % 0.5 == 0 and ds.transform.f % 0.5 == 0
-        with rasterio.open(wf / f"results/stereo/reunion/j0000/{t}/quality.tif") as ds:
+        with rasterio.open(tmp_path / f"j0000/{t}/quality.tif") as ds:
             assert ds.count == 4 and ds.tags(1)["NAME"] == "intersection_residual_px"
             assert np.nanmedian(ds.read(1)) < 0.3
     with rasterio.open(wf / "results/mosaic/reunion/dsm.tif") as ds:
@@ -126,17 +134,14 @@ def test_stereo_rules_on_real_pair_match_s2p(tmp_path: Path) -> None:
     # one job per tile: the same tile products and mosaic, to the bit
     wf1 = _workflow(tmp_path / "one_tile_per_job", tiles_per_job=1)
     _run_mosaic(wf1)
-    assert sorted(p.name for p in (wf1 / "results/stereo/reunion").iterdir()) == ["j0000", "j0001"]
+    assert sorted(p.name for p in (wf1 / "results/stereo/reunion").iterdir()) == ["j0000.tar", "j0001.tar"]
     for job, t in (("j0000", "t0000_0000"), ("j0001", "t0000_0001")):
         assert (wf1 / f"logs/stereo_tile/reunion/{job}.log").read_text().count("pointing correction") == 1
-        for name in ("dsm.tif", "quality.tif"):
-            one, own = (
-                wf / f"results/stereo/reunion/j0000/{t}/{name}",
-                wf1 / f"results/stereo/reunion/{job}/{t}/{name}",
-            )
-            with rasterio.open(one) as a, rasterio.open(own) as b:
-                assert a.transform == b.transform
-                np.testing.assert_array_equal(a.read(), b.read())
+        with tarfile.open(wf1 / f"results/stereo/reunion/{job}.tar") as tar:
+            assert tar.getnames() == [f"{t}/dsm.tif", f"{t}/quality.tif"]
+            for name in ("dsm.tif", "quality.tif"):
+                own = tar.extractfile(f"{t}/{name}").read()
+                assert own == (tmp_path / f"j0000/{t}/{name}").read_bytes()  # the same file, byte for byte
     with rasterio.open(wf1 / "results/mosaic/reunion/dsm.tif") as ds:
         np.testing.assert_array_equal(ds.read(1), ours)
 

@@ -229,22 +229,6 @@ def mosaic_dsm(
     return str(out)
 
 
-def tile_dsms(job_dirs: Sequence[str | os.PathLike[str]]) -> list[str]:
-    """Tile DSMs of the ``stereo_tile`` jobs: ``{job dir}/{tile}/dsm.tif``, in job order then tile id order (the
-    order of the tile grid, so the mosaic adds the tiles in the same order whatever ``tiling.tiles_per_job``)."""
-    from sat2lod.io.sensor_image import SensorImageError
-
-    out = []
-    for d in job_dirs:
-        found = sorted(Path(d).glob("t*/dsm.tif"), key=lambda p: p.parent.name)
-        if not found:
-            raise SensorImageError(
-                f"{d}: no tile DSM ({{tile}}/dsm.tif) in this stereo job's folder; delete it and rerun the workflow."
-            )
-        out += [str(p) for p in found]
-    return out
-
-
 def mosaic_dsm_files(
     dsms: Sequence[str | os.PathLike[str]],
     tiles: str | os.PathLike[str],

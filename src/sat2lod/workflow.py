@@ -11,8 +11,14 @@ import json
 import logging
 import math
 import os
+import re
+import shutil
 import socket
 import sys
+import tarfile
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -80,6 +86,125 @@ def tile_jobs(tiles: list[str], tiles_per_job: int) -> dict[str, list[str]]:
         jobs[f"j{k:04d}"] = list(tiles[start : start + size])
         start += size
     return jobs
+
+
+def job_params(smk: Any) -> tuple[list[str], dict[str, Any]]:
+    """For the adapter of a per-tile rule run as jobs of tiles: (the job's tile ids, the rule's other params).
+
+    The job's tiles are those :func:`tile_jobs` gives job ``{job}`` from the tiling checkpoint's grid
+    (``input.tiles``) and ``params.tiles_per_job``, which the rule lists so that a change of
+    ``tiling.tiles_per_job`` reruns the jobs (a param reading the checkpoint fails in a remote job: the grid is
+    an input, fetched from storage before the script runs).
+    """
+    params = dict(smk.params.items())
+    per_job = params.pop("tiles_per_job")
+    with open(smk.input.tiles, encoding="utf-8") as fh:
+        ids = [f["properties"]["tile"] for f in json.load(fh)["features"]]
+    jobs = tile_jobs(ids, per_job)
+    job = smk.wildcards.job
+    if job not in jobs:
+        raise ValueError(
+            f"{smk.input.tiles}: no job {job} in {len(jobs)} jobs of {per_job} tiles; the tile grid or "
+            "tiling.tiles_per_job changed: rerun the workflow."
+        )
+    return jobs[job], params
+
+
+def tile_folders(tiles: list[str], archive: str | os.PathLike[str]) -> Iterator[tuple[str, Path]]:
+    """Each tile of a job with a folder for its files, logging the job's progress; once every tile is done,
+    the folders are packed into ``archive``, the job's one output: an uncompressed tar of ``{tile}/<file>``
+    (one file per job, which every storage handles; a folder output is not seen in S3 by the storage plugin
+    once it was looked up missing). The tar is written to a temporary name then renamed, and is the same
+    bytes for the same files (sorted members, no time stamps or owners). The staging folder
+    ``{archive}.staging`` is removed whatever happens."""
+    from sat2lod.progress import Progress
+
+    log = logging.getLogger("sat2lod")
+    archive = Path(archive)
+    staging = archive.with_name(archive.name + ".staging")
+    shutil.rmtree(staging, ignore_errors=True)
+    try:
+        progress = Progress(f"job {archive.stem}: tile", len(tiles), log, every_s=0.0)
+        for n, tile in enumerate(tiles):
+            progress.update(n, f"next {tile}")
+            folder = staging / tile
+            folder.mkdir(parents=True, exist_ok=True)
+            yield tile, folder
+        progress.update(len(tiles))
+        _pack(staging, archive)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _pack(folder: Path, archive: Path) -> None:
+    """``folder``'s files into the uncompressed tar ``archive`` (members relative to ``folder``, sorted, mode
+    0644, no time stamp or owner), through a temporary file renamed at the end."""
+    part = archive.with_name(archive.name + ".part")
+    archive.parent.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(part, "w", format=tarfile.PAX_FORMAT) as tar:
+        for f in sorted(p for p in folder.rglob("*") if p.is_file()):
+            info = tarfile.TarInfo(f.relative_to(folder).as_posix())
+            info.size, info.mode, info.mtime = f.stat().st_size, 0o644, 0
+            with open(f, "rb") as fh:
+                tar.addfile(info, fh)
+    os.replace(part, archive)
+
+
+_TILE_MEMBER = re.compile(r"(t\d{4}_\d{4})/([^/]+)")
+
+
+@contextmanager
+def unpacked_tiles(archives: list[str] | tuple[str, ...], *names: str) -> Iterator[list[list[str]]]:
+    """The files ``{tile}/<name>`` of the jobs of a per-tile rule (the archives of :func:`tile_folders`),
+    unpacked into a temporary folder beside the first archive for the time of the ``with`` block: one list of
+    paths per name, in job order then tile id order (the order of the tile grid, whatever
+    ``tiling.tiles_per_job``, so a merge adds the tiles in the same order).
+
+    Raises:
+        FileNotFoundError: no archive, an archive without a tile's ``<name>``, or a tile two archives hold
+            (archives of another ``tiles_per_job``), naming the file and the fix.
+    """
+    if not archives:
+        raise FileNotFoundError("no job archive of a per-tile rule (empty tile grid): rerun the workflow.")
+    tmp = Path(tempfile.mkdtemp(prefix=".unpacked-", dir=Path(archives[0]).parent))
+    try:
+        out: list[list[str]] = [[] for _ in names]
+        seen: dict[str, str] = {}
+        for a in archives:
+            with tarfile.open(a, "r:") as tar:
+                members = {}
+                for m in tar.getmembers():
+                    hit = _TILE_MEMBER.fullmatch(m.name)
+                    if hit and m.isfile() and hit.group(2) in names:
+                        members[(hit.group(1), hit.group(2))] = m
+                tiles = sorted({t for t, _ in members})
+                if not tiles:
+                    raise FileNotFoundError(
+                        f"{a}: no tile file {list(names)} in this job's archive; delete it and rerun."
+                    )
+                for tile in tiles:
+                    if tile in seen:
+                        raise FileNotFoundError(
+                            f"{a}: tile {tile} is also in {seen[tile]} (archives of another "
+                            "tiling.tiles_per_job); delete both and rerun the workflow."
+                        )
+                    seen[tile] = str(a)
+                    for k, name in enumerate(names):
+                        m = members.get((tile, name))
+                        if m is None:
+                            raise FileNotFoundError(
+                                f"{a}: no {tile}/{name} in this job's archive; delete it and rerun."
+                            )
+                        dest = tmp / Path(a).name / tile / name
+                        dest.parent.mkdir(parents=True, exist_ok=True)
+                        src = tar.extractfile(m)
+                        assert src is not None  # a regular file
+                        with src, open(dest, "wb") as dst:
+                            shutil.copyfileobj(src, dst)
+                        out[k].append(str(dest))
+        yield out
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def setup_logging(log_path: str | None = None, level: int = logging.INFO) -> None:
