@@ -121,3 +121,50 @@ def test_tile_jobs_split_the_grid_in_order() -> None:
         tile_jobs(tiles, 0)
     with pytest.raises(ValueError, match="raise tiling.tiles_per_job"):
         tile_jobs([f"t{k:04d}_0000" for k in range(10_001)], 1)
+
+
+def test_job_archives_round_trip(tmp_path: Path) -> None:
+    """A job's tiles are packed into one deterministic tar; the merge side unpacks them in tile order, refuses a
+    tile two archives hold or a missing file, and leaves nothing behind; a failed job leaves no archive."""
+    import tarfile
+
+    from sat2lod.workflow import tile_folders, unpacked_tiles
+
+    def job(archive: Path, tiles: list[str]) -> None:
+        for tile, folder in tile_folders(tiles, archive):
+            (folder / "a.txt").write_text(f"a {tile}")
+            (folder / "b.txt").write_text(f"b {tile}")
+
+    job(tmp_path / "j0000.tar", ["t0000_0001", "t0000_0000"])
+    job(tmp_path / "j0001.tar", ["t0001_0000"])
+    with tarfile.open(tmp_path / "j0000.tar") as tar:
+        assert tar.getnames() == [
+            "t0000_0000/a.txt",
+            "t0000_0000/b.txt",
+            "t0000_0001/a.txt",
+            "t0000_0001/b.txt",
+        ]
+        assert {(m.mtime, m.uid, m.uname) for m in tar.getmembers()} == {(0, 0, "")}
+    first = (tmp_path / "j0000.tar").read_bytes()
+    job(tmp_path / "j0000.tar", ["t0000_0000", "t0000_0001"])
+    assert (tmp_path / "j0000.tar").read_bytes() == first  # the same files give the same bytes
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["j0000.tar", "j0001.tar"]  # no staging left
+
+    archives = [str(tmp_path / "j0000.tar"), str(tmp_path / "j0001.tar")]
+    with unpacked_tiles(archives, "b.txt", "a.txt") as (bs, as_):
+        assert [Path(p).read_text() for p in as_] == ["a t0000_0000", "a t0000_0001", "a t0001_0000"]
+        assert [Path(p).parent.name for p in bs] == ["t0000_0000", "t0000_0001", "t0001_0000"]
+        unpacked = Path(as_[0]).parents[2]
+    assert not unpacked.exists()
+    with (
+        pytest.raises(FileNotFoundError, match="also in"),
+        unpacked_tiles([archives[0], archives[0]], "a.txt"),
+    ):
+        pass
+    with pytest.raises(FileNotFoundError, match="no tile file"), unpacked_tiles(archives, "c.txt"):
+        pass
+
+    with pytest.raises(RuntimeError):  # a tile fails: no archive, no staging folder
+        for tile, _ in tile_folders(["t0002_0000"], tmp_path / "j0002.tar"):
+            raise RuntimeError(tile)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["j0000.tar", "j0001.tar"]

@@ -7,6 +7,8 @@ exactly the ``threads`` the rule asked for.
 
 from __future__ import annotations
 
+import ctypes
+import gc
 import json
 import logging
 import math
@@ -130,10 +132,23 @@ def tile_folders(tiles: list[str], archive: str | os.PathLike[str]) -> Iterator[
             folder = staging / tile
             folder.mkdir(parents=True, exist_ok=True)
             yield tile, folder
+            release_memory()
         progress.update(len(tiles))
         _pack(staging, archive)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def release_memory() -> None:
+    """Between two tiles of a job: collect garbage and hand the C heap's free pages back to the system
+    (glibc ``malloc_trim``; a no-op elsewhere). Without it the heap left by one tile fragments the next one's
+    large arrays: 16 segment_tile tiles of the 1.2 km city in one process peaked at 1118 MB, 796 MB with it
+    (one tile alone: ~645 MB)."""
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
 
 
 def _pack(folder: Path, archive: Path) -> None:
