@@ -6,7 +6,7 @@ Usage:
 Writes bench/results/scene_projection.{json,md}.
 
 The model, from the two largest cities of the scaling run (sizes a < b, areas A < B):
-- a per-tile rule (one job per tile) costs its CPU per km2 at b times the scene's area (flat per km2 is what
+- a per-tile rule (jobs of ``--tiles-per-job`` tiles) costs its CPU per km2 at b times the scene's area (flat per km2 is what
   the bench checks), spread over every core of the cluster; its memory per job is its peak at b (flat with the
   area is what the bench checks);
 - a single-job rule (a merge / streamed pass, or a rule over the scene sheet) costs a fixed part plus a marginal
@@ -23,6 +23,8 @@ import argparse
 import json
 from pathlib import Path
 
+import yaml
+
 REPO = Path(__file__).resolve().parents[1]
 PER_TILE_SUFFIX = "_tile"
 NOT_CHAIN = ("synth_city",)
@@ -32,7 +34,9 @@ SATURATING = {
 }
 
 
-def project(scaling: dict, side_km: float, nodes: int, cores_per_node: int, tile_m: float) -> dict:
+def project(
+    scaling: dict, side_km: float, nodes: int, cores_per_node: int, tile_m: float, tiles_per_job: int = 1
+) -> dict:
     (a, b), (area_a, area_b) = scaling["sizes_m"][-2:], scaling["km2"][-2:]
     scene_km2 = side_km**2
     cores = nodes * cores_per_node
@@ -45,7 +49,7 @@ def project(scaling: dict, side_km: float, nodes: int, cores_per_node: int, tile
         if rule.endswith(PER_TILE_SUFFIX):
             cpu = r["cpu_s_per_km2"][-1] * scene_km2
             kind = "per tile"
-            jobs = n_tiles
+            jobs = -(-n_tiles // tiles_per_job)
         elif rule in SATURATING:
             cpu, kind, jobs = cpu_b, "single job", 1
         else:
@@ -70,6 +74,7 @@ def project(scaling: dict, side_km: float, nodes: int, cores_per_node: int, tile
         "scene_km2": scene_km2,
         "tile_m": tile_m,
         "tiles": n_tiles,
+        "tiles_per_job": tiles_per_job,
         "jobs": sum(v["jobs"] for v in rows.values()),
         "cluster_cores": cores,
         "rules": rows,
@@ -89,7 +94,8 @@ def markdown(p: dict) -> str:
         (
             f"From `{p['from']['scaling']}` ({p['from']['date']}), cities of {p['from']['sizes_m']} m. "
             f"Command: `python bench/project_scene.py`. Tiles of {p['tile_m']:.0f} m: {p['tiles']} tiles, "
-            f"{p['jobs']} jobs; cluster of {p['cluster_cores']} cores."
+            f"{p.get('tiles_per_job', 1)} per job of the per-tile rules, {p['jobs']} jobs; cluster of "
+            f"{p['cluster_cores']} cores."
         ),
         "",
         "| rule | kind | jobs | CPU-s projected | peak RSS measured (MB, two sizes) | growth |",
@@ -126,10 +132,16 @@ def main() -> None:
     ap.add_argument("--nodes", type=int, default=16)
     ap.add_argument("--cores-per-node", type=int, default=32)
     ap.add_argument("--tile-m", type=float, default=300.0)
+    ap.add_argument(
+        "--tiles-per-job",
+        type=int,
+        default=yaml.safe_load((REPO / "config/config.yaml").read_text())["tiling"]["tiles_per_job"],
+        help="tiles per job of the per-tile rules (tiling.tiles_per_job; default: the demo config's)",
+    )
     ap.add_argument("--name", default="scene_projection")
     args = ap.parse_args()
     scaling = json.loads(args.scaling.read_text())
-    p = project(scaling, args.side_km, args.nodes, args.cores_per_node, args.tile_m)
+    p = project(scaling, args.side_km, args.nodes, args.cores_per_node, args.tile_m, args.tiles_per_job)
     out = REPO / "bench" / "results"
     (out / f"{args.name}.json").write_text(json.dumps(p, indent=1) + "\n")
     (out / f"{args.name}.md").write_text(markdown(p))
