@@ -30,13 +30,13 @@ def test_training_and_fewer_cores_take_longer():
     trains = run_overview(cfg, 2, "results/models/segmenter.pt", trains=True)
     assert "U-Net trained first (800 steps" in trains[1]
     assert trains[2].startswith("Expected: roughly 10 min with 2 cores") and quick != trains[2]
-    assert run_overview(cfg, 1, "m.pt", trains=False)[2].startswith("Expected: roughly 4 min with 1 core ")
+    assert run_overview(cfg, 1, "m.pt", trains=False)[2].startswith("Expected: roughly 3 min with 1 core ")
 
 
 def test_cluster_runs_get_a_cpu_time_estimate():
     cfg = load_config(REPO / "config" / "config.yaml")
     lines = run_overview(cfg, None, "m.pt", trains=False)
-    assert lines[2].startswith("Expected: roughly 4 min of CPU time over the cluster's jobs")
+    assert lines[2].startswith("Expected: roughly 3 min of CPU time over the cluster's jobs")
 
 
 def test_local_images_without_bbox_give_a_rate_per_km2():

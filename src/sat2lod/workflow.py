@@ -29,9 +29,9 @@ import sat2lod
 
 #: Wall time of the demo (0.36 km², 3 views, synthetic) without training, on an idle 2-core machine, and
 #: its area: the run overview scales it to the configured area and cores. Measured with
-#: `python bench/demo_run.py` (bench/results/demo_run.json: 114 s wall with the shipped model, no training);
+#: `python bench/demo_run.py` (bench/results/demo_run.json: 93 s wall with the shipped model, no training, jobs of 16 tiles);
 #: remeasure when the chain's speed changes.
-DEMO_WALL_S_2CORES = 114.0
+DEMO_WALL_S_2CORES = 93.0
 DEMO_AREA_KM2 = 0.36
 #: Seconds per training step of train_segmenter with the demo's training settings (segmentation.torch_threads
 #: 1): the synthetic-only recipe of default model v1, 400 steps, took 250 CPU-s of training on this machine, 0.63 s
