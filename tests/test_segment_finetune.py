@@ -204,9 +204,9 @@ def _dry_run(tmp_path, labels: str) -> str:
         "--directory",
         str(tmp_path),
     ]
-    # a tile's mask: rule segment_tile reads the fine-tuned model (the whole mask waits for the tiling checkpoint,
-    # which a dry run does not pass)
-    cmd += ["results/segment/tiny/t0000_0000/building_mask.tif"]
+    # a job of tiles' masks: rule segment_tile reads the fine-tuned model (the whole mask waits for the tiling
+    # checkpoint, which a dry run does not pass)
+    cmd += ["results/segment/tiny/j0000.tar"]
     proc = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=120)
     return proc.returncode, proc.stdout + proc.stderr
 
