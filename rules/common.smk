@@ -130,7 +130,7 @@ def tile_ids(wildcards):
 
 def job_tiles(wildcards):
     """The jobs of the per-tile rules: {job id: [tile ids]} (sat2lod.workflow.tile_jobs, tiling.tiles_per_job)."""
-    return tile_jobs(tile_ids(wildcards), config["tiling"]["tiles_per_job"])
+    return tile_jobs(tile_ids(wildcards), TILES_PER_JOB)
 
 
 def job_archives(pattern):

@@ -1,6 +1,6 @@
 # Building models: LOD0 footprints (regularized, shared walls kept), LOD1 blocks, LOD2 roofs (sat2lod.lod).
-# LOD0 runs per tile, in jobs of tiling.tiles_per_job tiles (each group of touching buildings made whole by the tile owning it, sat2lod.lod.tiled), then
-# one job numbers and writes the footprints. LOD1 and LOD2 run per tile too (each footprint modelled by the tile
+# LOD0 runs per tile, in jobs of tiling.tiles_per_job tiles (each group of touching buildings made whole by the
+# tile owning it, sat2lod.lod.tiled), then one job numbers and writes the footprints. LOD1 and LOD2 run per tile too (each footprint modelled by the tile
 # holding its representative point, from a window of the rasters around it, sat2lod.lod.tiled_city), then one job
 # streams the tiles' CityJSONSeq into the city model; LOD2 first estimates its scene-level roof parameters (DSM
 # noise per tile, merged with the edge ramp's calibration on <= 400 roofs in rule lod2_scene).

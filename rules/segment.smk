@@ -124,7 +124,8 @@ rule segment_tile:
         ),
         checkpoint=SEG_FINETUNED if SEG_FINETUNES else SEG_CHECKPOINT,
     output:
-        # tar of {tile}/building_prob.tif and {tile}/building_mask.tif for each tile of the job (sat2lod.workflow.tile_folders)
+        # tar of {tile}/building_prob.tif and {tile}/building_mask.tif for each tile of the job
+        # (sat2lod.workflow.tile_folders)
         job=temp("results/segment/{aoi}/{job}.tar"),
     log:
         "logs/segment_tile/{aoi}/{job}.log",

@@ -20,8 +20,8 @@ checkpoint tiles:
         mem_mb=1000,
         runtime=10,
     params:
-        # the section but tiles_per_job (how rule stereo_tile groups the tiles, not the grid): every key is a
-        # keyword of sat2lod.tiling.make_tiles
+        # the section but tiles_per_job (how the per-tile rules group the tiles into jobs, not the grid): every
+        # key is a keyword of sat2lod.tiling.make_tiles
         tiling={k: v for k, v in config["tiling"].items() if k != "tiles_per_job"},
         resolution_m=config["output"]["resolution_m"],
     script:

@@ -248,7 +248,7 @@ def mosaic_dsm_files(
             )
         if tile in seen:
             raise SensorImageError(
-                f"{p}: tile {tile!r} is given twice; delete the stale stereo folders and rerun."
+                f"{p}: tile {tile!r} is given twice (two DSMs of one tile); pass each tile once."
             )
         seen.add(tile)
         metas.append(grid[tile])

@@ -29,8 +29,8 @@ import sat2lod
 
 #: Wall time of the demo (0.36 km², 3 views, synthetic) without training, on an idle 2-core machine, and
 #: its area: the run overview scales it to the configured area and cores. Measured with
-#: `python bench/demo_run.py` (bench/results/demo_run.json: 93 s wall with the shipped model, no training, jobs of 16 tiles);
-#: remeasure when the chain's speed changes.
+#: `python bench/demo_run.py` (bench/results/demo_run.json: 93 s wall with the shipped model, no training, jobs
+#: of 16 tiles); remeasure when the chain's speed changes.
 DEMO_WALL_S_2CORES = 93.0
 DEMO_AREA_KM2 = 0.36
 #: Seconds per training step of train_segmenter with the demo's training settings (segmentation.torch_threads
@@ -61,7 +61,7 @@ def cap_threads(threads: int) -> None:
 
 
 def tile_jobs(tiles: list[str], tiles_per_job: int) -> dict[str, list[str]]:
-    """Group the tiles of the tiling checkpoint into jobs of a per-tile rule (``stereo_tile``).
+    """Group the tiles of the tiling checkpoint into the jobs of the per-tile rules (``stereo_tile`` ... ``lod2_tile``).
 
     Args:
         tiles: tile ids in the grid's order (``t{row:04d}_{col:04d}``, row-major).

@@ -22,7 +22,6 @@ import os
 import time
 import warnings
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -513,11 +512,9 @@ def _read_rpc_cached(image: tuple[str, int, int], rpc: tuple[str, int, int] | No
 def _read_rpc_once(image: str | os.PathLike[str], rpc: str | os.PathLike[str] | None) -> RPCModel:
     """:func:`read_rpc` (read and validated: ~0.06 s) once per file content in a process: the tiles of one
     stereo job share it. Each call gets its own copy, so a tile cannot change another's model."""
-    if not Path(image).exists():
-        return read_rpc(image, rpc)  # its error names the file
     try:
         key = (_file_key(image), _file_key(rpc))
-    except OSError:
+    except OSError:  # a missing or unreadable file: read_rpc's error names it
         return read_rpc(image, rpc)
     return copy.deepcopy(_read_rpc_cached(*key))
 

@@ -131,12 +131,9 @@ def _ncc_kernel(
     ny = 2 * max_dy + 1
     out = np.full((n, 4), np.nan)
     row0 = 0
-    row1 = 0
     if use_map and n > 0:
         row0 = max(0, ys.min() - max_dy)
-        row1 = min(hr, ys.max() + max_dy + 1)
-    if use_map and n > 0:
-        qmap, smap = _window_stats(right, r, row0, row1)
+        qmap, smap = _window_stats(right, r, row0, min(hr, ys.max() + max_dy + 1))
     else:
         qmap, smap = np.zeros((1, 1)), np.zeros((1, 1))
     for i in numba.prange(n):
@@ -300,7 +297,7 @@ def _ncc_search(
 
     The right windows' means and variances come from a map of the rows the keypoints search when that is
     cheaper than computing them per candidate (many keypoints x rows x disparities for the map's size); the
-    scores are the same to the bit either way (:func:`_ncc_scores`).
+    scores are the same to the bit either way (:func:`_ncc_kernel`).
     """
     nd, ny = dmax - dmin + 1, 2 * max_dy + 1
     rows = (int(ys.max()) - int(ys.min()) + ny) if ys.size else 0
