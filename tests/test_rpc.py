@@ -155,6 +155,62 @@ def test_numba_kernels_match_numpy_reference() -> None:
     np.testing.assert_allclose(lo, lon, atol=1e-9)
 
 
+@pytest.mark.parametrize("name", SAMPLE_FILES)
+def test_small_point_sets_in_numpy_equal_the_kernels_to_the_bit(name: str) -> None:
+    """project / localize run point sets up to NUMPY_MAX_POINTS in NumPy: the same bits as the numba kernels,
+    non-converging and NaN points included, so the path taken never changes a product."""
+    from sat2lod.rpc import _localize_numpy, _project_numpy
+    from sat2lod.rpc.kernels import localize_points, project_points
+
+    m = read_rpc_file(shared_file("rpc_samples", name))
+    lon, lat, h = _ground_samples(m, n=500, seed=3)
+    norm, coef = m._packed()
+    rng = np.random.default_rng(5)
+    # in the image, far outside it (Newton may not converge), at heights far off, and NaN
+    row = m.line_off + m.line_scale * np.concatenate(
+        [rng.uniform(-1, 1, 400), rng.uniform(-40, 40, 90), [np.nan] * 10]
+    )
+    col = m.samp_off + m.samp_scale * np.concatenate(
+        [rng.uniform(-1, 1, 400), rng.uniform(-40, 40, 90), [0.0] * 10]
+    )
+    hh = m.height_off + m.height_scale * np.concatenate([rng.uniform(-1, 1, 450), rng.uniform(-30, 30, 50)])
+    lon[:5] = np.nan
+    for numba_out, numpy_out in (
+        (project_points(lon, lat, h, norm, coef), _project_numpy(lon, lat, h, norm, coef)),
+        (
+            localize_points(row, col, hh, norm, coef, 30, 1e-8),
+            _localize_numpy(row, col, hh, norm, coef, 30, 1e-8),
+        ),
+        (
+            localize_points(row, col, hh, norm, coef, 3, 1e-8),
+            _localize_numpy(row, col, hh, norm, coef, 3, 1e-8),
+        ),
+    ):
+        for a, b in zip(numba_out, numpy_out, strict=True):
+            assert a.dtype == b.dtype and a.shape == b.shape
+            np.testing.assert_array_equal(a.view(np.int64), b.view(np.int64))
+
+
+def test_project_and_localize_take_numpy_for_small_point_sets(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Up to NUMPY_MAX_POINTS points, no numba kernel is called; above, the kernels are."""
+    from sat2lod import rpc
+    from sat2lod.rpc import kernels
+
+    m = read_rpc_file(shared_file("rpc_samples", "rpcm_rpc_WV3.xml"))
+    calls: list[str] = []
+    for name in ("project_points", "localize_points"):
+        real = getattr(kernels, name)
+        monkeypatch.setattr(kernels, name, lambda *a, _real=real, _n=name: calls.append(_n) or _real(*a))
+    for n in (1, rpc.NUMPY_MAX_POINTS):
+        r, c = m.project(np.full(n, m.long_off), np.full(n, m.lat_off), m.height_off)
+        m.localize(r, c, m.height_off)
+    assert calls == []
+    n = rpc.NUMPY_MAX_POINTS + 1
+    r, c = m.project(np.full(n, m.long_off), np.full(n, m.lat_off), m.height_off)
+    m.localize(r, c, m.height_off)
+    assert calls == ["project_points", "localize_points"]
+
+
 def test_shapes_are_broadcast() -> None:
     m = read_rpc_file(shared_file("rpc_samples", "rpcm_rpc_IKONOS.txt"))
     r, c = m.project(np.full((3, 4), m.long_off), np.full((3, 4), m.lat_off), 0.0)

@@ -12,7 +12,8 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from sat2lod.rpc import RPCModel, project_jacobian
+from sat2lod.rpc import RPCModel
+from sat2lod.rpc.kernels import project_jacobian
 from sat2lod.stereo.rectify import LocalFrame, PairRectification
 
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import numba
 import numpy as np
 
 
@@ -145,25 +144,38 @@ class RPCModel:
 
     # ------------------------------------------------------------------ geometry
     def project(self, lon: np.ndarray, lat: np.ndarray, h: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Ground -> image (numba kernel). lon, lat (deg), h (m, ellipsoidal), broadcastable -> (row, col) px."""
+        """Ground -> image. lon, lat (deg), h (m, ellipsoidal), broadcastable -> (row, col) px.
+
+        The numba kernel :func:`sat2lod.rpc.kernels.project_points`; up to :data:`NUMPY_MAX_POINTS` points, the
+        same operations in NumPy (equal to the bit).
+        """
         lon, lat, h = np.broadcast_arrays(
             np.asarray(lon, float), np.asarray(lat, float), np.asarray(h, float)
         )
         shape = lon.shape
         norm, coef = self._packed()
-        row, col = _project_kernel(
+        args = (
             np.ascontiguousarray(lon).ravel(),
             np.ascontiguousarray(lat).ravel(),
             np.ascontiguousarray(h).ravel(),
             norm,
             coef,
         )
+        if lon.size <= NUMPY_MAX_POINTS:
+            row, col = _project_numpy(*args)
+        else:
+            from sat2lod.rpc.kernels import project_points
+
+            row, col = project_points(*args)
         return row.reshape(shape), col.reshape(shape)
 
     def localize(
         self, row: np.ndarray, col: np.ndarray, h: np.ndarray, iters: int = 30, tol_px: float = 1e-8
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Image + height -> ground (numba kernel): Newton iterations with analytic Jacobians.
+        """Image + height -> ground: Newton iterations with analytic Jacobians.
+
+        The numba kernel :func:`sat2lod.rpc.kernels.localize_points`; up to :data:`NUMPY_MAX_POINTS` points,
+        the same operations in NumPy (equal to the bit).
 
         Args:
             row, col: pixel coordinates (centre convention), broadcastable with h.
@@ -177,15 +189,21 @@ class RPCModel:
         )
         shape = row.shape
         norm, coef = self._packed()
-        lon, lat = _localize_kernel(
+        args = (
             np.ascontiguousarray(row).ravel(),
             np.ascontiguousarray(col).ravel(),
             np.ascontiguousarray(h).ravel(),
             norm,
             coef,
-            iters,
-            tol_px,
+            int(iters),
+            float(tol_px),
         )
+        if row.size <= NUMPY_MAX_POINTS:
+            lon, lat = _localize_numpy(*args)
+        else:
+            from sat2lod.rpc.kernels import localize_points
+
+            lon, lat = localize_points(*args)
         return lon.reshape(shape), lat.reshape(shape)
 
     def project_reference(
@@ -242,10 +260,18 @@ class RPCModel:
         return lon.reshape(shape), lat.reshape(shape)
 
 
-# ---------------------------------------------------------------------------------------- numba kernels
-@numba.njit(cache=True, inline="always")
-def _poly_grad(c: np.ndarray, x: float, y: float, z: float) -> tuple[float, float, float]:
-    """RPC00B cubic c (20,) at normalized (x, y, z): (value, d/dx, d/dy)."""
+# ------------------------------------------------------------------------------- small point sets in NumPy
+#: up to this many points, :meth:`RPCModel.project` and :meth:`RPCModel.localize` run in NumPy rather than in
+#: their numba kernels: a process that only validates RPCs or takes footprints (acquire, tiles) then never
+#: starts numba (its import and cache load: ~0.4 CPU-s). The NumPy functions do the kernels' operations in the
+#: same order and give the same bits (tests/test_rpc.py), so the choice never changes a product.
+NUMPY_MAX_POINTS = 2048
+
+
+def _poly_grad_numpy(
+    c: np.ndarray, x: np.ndarray, y: np.ndarray, z: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`sat2lod.rpc.kernels.poly_grad` over arrays (same operations, same order)."""
     v = (
         c[0]
         + c[1] * x
@@ -295,75 +321,22 @@ def _poly_grad(c: np.ndarray, x: float, y: float, z: float) -> tuple[float, floa
     return v, dx, dy
 
 
-@numba.njit(cache=True, inline="always")
-def _poly_dz(c: np.ndarray, x: float, y: float, z: float) -> float:
-    """d/dz of the RPC00B cubic c (20,) at normalized (x, y, z)."""
-    return (
-        c[3]
-        + c[5] * x
-        + c[6] * y
-        + 2.0 * c[9] * z
-        + c[10] * x * y
-        + 2.0 * c[13] * x * z
-        + 2.0 * c[16] * y * z
-        + c[17] * x * x
-        + c[18] * y * y
-        + 3.0 * c[19] * z * z
-    )
-
-
-@numba.njit(cache=True)
-def project_jacobian(
-    norm: np.ndarray, coef: np.ndarray, lon: float, lat: float, h: float
-) -> tuple[float, float, float, float, float, float, float, float]:
-    """Project one point: (row, col, drow/dlon, drow/dlat, drow/dh, dcol/dlon, dcol/dlat, dcol/dh)."""
+def _project_numpy(
+    lon: np.ndarray, lat: np.ndarray, h: np.ndarray, norm: np.ndarray, coef: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`sat2lod.rpc.kernels.project_points` in NumPy (same arguments, same bits)."""
     x = (lon - norm[0]) / norm[1]
     y = (lat - norm[2]) / norm[3]
     z = (h - norm[4]) / norm[5]
-    ln, lnx, lny = _poly_grad(coef[0], x, y, z)
-    ld, ldx, ldy = _poly_grad(coef[1], x, y, z)
-    sn, snx, sny = _poly_grad(coef[2], x, y, z)
-    sd, sdx, sdy = _poly_grad(coef[3], x, y, z)
-    lnz = _poly_dz(coef[0], x, y, z)
-    ldz = _poly_dz(coef[1], x, y, z)
-    snz = _poly_dz(coef[2], x, y, z)
-    sdz = _poly_dz(coef[3], x, y, z)
-    kr = norm[7] / (ld * ld)
-    kc = norm[9] / (sd * sd)
-    return (
-        norm[6] + norm[7] * ln / ld,
-        norm[8] + norm[9] * sn / sd,
-        kr * (lnx * ld - ln * ldx) / norm[1],
-        kr * (lny * ld - ln * ldy) / norm[3],
-        kr * (lnz * ld - ln * ldz) / norm[5],
-        kc * (snx * sd - sn * sdx) / norm[1],
-        kc * (sny * sd - sn * sdy) / norm[3],
-        kc * (snz * sd - sn * sdz) / norm[5],
-    )
+    with np.errstate(all="ignore"):
+        ln = _poly_grad_numpy(coef[0], x, y, z)[0]
+        ld = _poly_grad_numpy(coef[1], x, y, z)[0]
+        sn = _poly_grad_numpy(coef[2], x, y, z)[0]
+        sd = _poly_grad_numpy(coef[3], x, y, z)[0]
+        return norm[6] + norm[7] * ln / ld, norm[8] + norm[9] * sn / sd
 
 
-@numba.njit(cache=True, parallel=True)
-def _project_kernel(
-    lon: np.ndarray, lat: np.ndarray, h: np.ndarray, norm: np.ndarray, coef: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    n = lon.shape[0]
-    row = np.empty(n)
-    col = np.empty(n)
-    for i in numba.prange(n):
-        x = (lon[i] - norm[0]) / norm[1]
-        y = (lat[i] - norm[2]) / norm[3]
-        z = (h[i] - norm[4]) / norm[5]
-        ln = _poly_grad(coef[0], x, y, z)[0]
-        ld = _poly_grad(coef[1], x, y, z)[0]
-        sn = _poly_grad(coef[2], x, y, z)[0]
-        sd = _poly_grad(coef[3], x, y, z)[0]
-        row[i] = norm[6] + norm[7] * ln / ld
-        col[i] = norm[8] + norm[9] * sn / sd
-    return row, col
-
-
-@numba.njit(cache=True, parallel=True)
-def _localize_kernel(
+def _localize_numpy(
     row: np.ndarray,
     col: np.ndarray,
     h: np.ndarray,
@@ -372,48 +345,49 @@ def _localize_kernel(
     iters: int,
     tol_px: float,
 ) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`sat2lod.rpc.kernels.localize_points` in NumPy (same arguments, same bits): every point takes the
+    kernel's Newton steps and stops where the kernel's loop stops."""
     n = row.shape[0]
-    lon = np.empty(n)
-    lat = np.empty(n)
-    for i in numba.prange(n):
-        z = (h[i] - norm[4]) / norm[5]
-        x = 0.0
-        y = 0.0
-        ok = False
+    x = np.zeros(n)
+    y = np.zeros(n)
+    ok = np.zeros(n, bool)
+    active = np.arange(n)
+    with np.errstate(all="ignore"):
+        z = (h - norm[4]) / norm[5]
         for _ in range(iters):
-            ln, lnx, lny = _poly_grad(coef[0], x, y, z)
-            ld, ldx, ldy = _poly_grad(coef[1], x, y, z)
-            sn, snx, sny = _poly_grad(coef[2], x, y, z)
-            sd, sdx, sdy = _poly_grad(coef[3], x, y, z)
-            er = row[i] - (norm[6] + norm[7] * ln / ld)
-            ec = col[i] - (norm[8] + norm[9] * sn / sd)
-            if abs(er) + abs(ec) < tol_px:
-                ok = True
+            if not active.size:
                 break
+            xa, ya, za = x[active], y[active], z[active]
+            ln, lnx, lny = _poly_grad_numpy(coef[0], xa, ya, za)
+            ld, ldx, ldy = _poly_grad_numpy(coef[1], xa, ya, za)
+            sn, snx, sny = _poly_grad_numpy(coef[2], xa, ya, za)
+            sd, sdx, sdy = _poly_grad_numpy(coef[3], xa, ya, za)
+            er = row[active] - (norm[6] + norm[7] * ln / ld)
+            ec = col[active] - (norm[8] + norm[9] * sn / sd)
+            converged = np.abs(er) + np.abs(ec) < tol_px
+            ok[active[converged]] = True
             a = norm[7] * (lnx * ld - ln * ldx) / (ld * ld)
             b = norm[7] * (lny * ld - ln * ldy) / (ld * ld)
             c = norm[9] * (snx * sd - sn * sdx) / (sd * sd)
             d = norm[9] * (sny * sd - sn * sdy) / (sd * sd)
             det = a * d - b * c
-            if det == 0.0:
-                break
-            x += (d * er - b * ec) / det
-            y += (-c * er + a * ec) / det
-        if not ok:
-            # accept a last step that converged below 1e-3 px (float noise on huge scenes)
-            ln = _poly_grad(coef[0], x, y, z)[0]
-            ld = _poly_grad(coef[1], x, y, z)[0]
-            sn = _poly_grad(coef[2], x, y, z)[0]
-            sd = _poly_grad(coef[3], x, y, z)[0]
-            er = row[i] - (norm[6] + norm[7] * ln / ld)
-            ec = col[i] - (norm[8] + norm[9] * sn / sd)
-            ok = abs(er) + abs(ec) < 1e-3
-        if ok:
-            lon[i] = norm[0] + norm[1] * x
-            lat[i] = norm[2] + norm[3] * y
-        else:
-            lon[i] = np.nan
-            lat[i] = np.nan
+            step = ~converged & (det != 0.0)
+            x[active[step]] = xa[step] + ((d * er - b * ec) / det)[step]
+            y[active[step]] = ya[step] + ((-c * er + a * ec) / det)[step]
+            active = active[step]
+        # the kernel accepts a last step that converged below 1e-3 px (float noise on huge scenes)
+        late = np.flatnonzero(~ok)
+        if late.size:
+            xl, yl, zl = x[late], y[late], z[late]
+            ln = _poly_grad_numpy(coef[0], xl, yl, zl)[0]
+            ld = _poly_grad_numpy(coef[1], xl, yl, zl)[0]
+            sn = _poly_grad_numpy(coef[2], xl, yl, zl)[0]
+            sd = _poly_grad_numpy(coef[3], xl, yl, zl)[0]
+            er = row[late] - (norm[6] + norm[7] * ln / ld)
+            ec = col[late] - (norm[8] + norm[9] * sn / sd)
+            ok[late] = np.abs(er) + np.abs(ec) < 1e-3
+        lon = np.where(ok, norm[0] + norm[1] * x, np.nan)
+        lat = np.where(ok, norm[2] + norm[3] * y, np.nan)
     return lon, lat
 
 
