@@ -254,6 +254,34 @@ def test_harmonic_fill_is_the_same_on_any_thread_count():
     np.testing.assert_array_equal(outs[0], outs[1])
 
 
+@pytest.mark.parametrize(
+    ("shape", "size", "dtype"),
+    [((278, 278), 33, np.float32), ((41, 67), 33, np.float64), ((9, 5), 33, np.float32), ((120, 90), 3, np.float64),
+     ((1, 1), 5, np.float32), ((3, 500), 9, np.float32)],
+)  # fmt: skip
+def test_median_filter_square_equals_scipy(shape, size, dtype):
+    """The running-histogram median is SciPy's median_filter (mode nearest) to the bit, ties included, on any
+    number of threads; NaN input goes to SciPy."""
+    rng = np.random.default_rng(size)
+    a = rng.normal(size=shape).astype(dtype)
+    tied = (np.round(a * 2) / 2).astype(dtype)
+    for arr in (a, tied):
+        ref = ndimage.median_filter(arr, size=size, mode="nearest")
+        before = numba.get_num_threads()
+        try:
+            for n in sorted({1, numba.config.NUMBA_NUM_THREADS}):
+                numba.set_num_threads(n)
+                got = terrain.median_filter_square(arr, size)
+                assert got.dtype == arr.dtype
+                np.testing.assert_array_equal(got, ref)
+        finally:
+            numba.set_num_threads(before)
+    a[0, 0] = np.nan
+    np.testing.assert_array_equal(
+        terrain.median_filter_square(a, size), ndimage.median_filter(a, size=size, mode="nearest")
+    )
+
+
 def test_opening_windows_grow_to_max_size():
     w = opening_windows(64.0, 0.5, 4.0)
     assert w[0] == 3 and w[-1] == 129 and all(b > a for a, b in itertools.pairwise(w))

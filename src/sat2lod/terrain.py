@@ -434,8 +434,76 @@ def terrain_slope(z: np.ndarray, resolution_m: float, params: DTMParams) -> np.n
         return np.zeros(z.shape, np.float32)
     slope = np.hypot(*np.gradient(coarse, k * resolution_m))
     size = max(3, round(params.max_object_size_m / (k * resolution_m)) | 1)
-    slope = ndimage.median_filter(slope, size=size, mode="nearest")
+    slope = median_filter_square(slope, size)
     return np.repeat(np.repeat(slope, k, axis=0), k, axis=1)[:h, :w].astype(np.float32)
+
+
+def median_filter_square(a: np.ndarray, size: int) -> np.ndarray:
+    """``scipy.ndimage.median_filter(a, size=size, mode="nearest")`` for a 2-D finite ``a`` and an odd ``size``,
+    the same values, by running histograms (:func:`_median_ranks`): each value is replaced by its rank in the
+    sorted array, the window's middle rank is found in a two-level histogram slid along the rows, then mapped
+    back to its value. SciPy selects among the size^2 values of each window anew: 0.35 s for the 33 x 33 median
+    of a 278 x 278 slope grid (a 300 m tile's terrain job), ~10x slower. Arrays with NaN go to SciPy.
+    """
+    a = np.asarray(a)
+    if a.ndim != 2 or size % 2 == 0 or a.size == 0 or not np.isfinite(a).all():
+        return ndimage.median_filter(a, size=size, mode="nearest")
+    order = np.argsort(a, axis=None, kind="stable")
+    ranks = np.empty(a.size, np.int64)
+    ranks[order] = np.arange(a.size)
+    r = size // 2
+    padded = np.pad(ranks.reshape(a.shape), r, mode="edge")
+    # coarse bins of 2^shift ranks, ~sqrt(n) of them: both histogram scans ~sqrt(n) steps per cell; blocks of
+    # rows for the threads, each with its own histograms (4 bytes a rank), at most 64 MB of them in all
+    shift = max(4, math.ceil(math.log2(math.sqrt(a.size))))
+    blocks = max(1, min(a.shape[0], 4 * numba.get_num_threads(), (64 << 20) // (4 * a.size)))
+    return a.ravel()[order][_median_ranks(padded, size, shift, blocks)]
+
+
+@numba.njit(cache=True, parallel=True)
+def _median_ranks(padded: np.ndarray, size: int, shift: int, n_blocks: int) -> np.ndarray:
+    """Median rank of each ``size`` x ``size`` window of ``padded`` (int ranks, edge-padded by size // 2;
+    coarse histogram bins of 2^``shift`` ranks): an (H, W) int64 array, rows in ``n_blocks`` blocks, each with its own histograms: every row's result is
+    the same whatever the blocks and threads."""
+    h = padded.shape[0] - size + 1
+    w = padded.shape[1] - size + 1
+    n = padded.max() + 1
+    half = (size * size) // 2
+    out = np.empty((h, w), np.int64)
+    for blk in numba.prange(n_blocks):
+        fine = np.zeros(n, np.int32)
+        coarse = np.zeros((n >> shift) + 1, np.int32)
+        for i in range(blk * h // n_blocks, (blk + 1) * h // n_blocks):
+            for a in range(size):
+                for b in range(size):
+                    v = padded[i + a, b]
+                    fine[v] += 1
+                    coarse[v >> shift] += 1
+            for j in range(w):
+                if j > 0:
+                    for a in range(size):
+                        v = padded[i + a, j - 1]
+                        fine[v] -= 1
+                        coarse[v >> shift] -= 1
+                        v = padded[i + a, j + size - 1]
+                        fine[v] += 1
+                        coarse[v >> shift] += 1
+                acc = 0
+                c = 0
+                while acc + coarse[c] <= half:
+                    acc += coarse[c]
+                    c += 1
+                f = c << shift
+                while acc + fine[f] <= half:
+                    acc += fine[f]
+                    f += 1
+                out[i, j] = f
+            for a in range(size):  # empty the histograms for the next row
+                for b in range(w - 1, w - 1 + size):
+                    v = padded[i + a, b]
+                    fine[v] -= 1
+                    coarse[v >> shift] -= 1
+    return out
 
 
 #: cell (m) of the coarse surface whose gradient gives the terrain slope (:func:`terrain_slope`)
