@@ -11,6 +11,20 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 
 
+def cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo``; the platform's machine name elsewhere): CPU seconds are compared
+    only between runs on the same model."""
+    import platform
+
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.machine()
+
+
 def run_measured(cmd: list[str]) -> dict:
     """Run ``cmd``; its peak RSS (MB), CPU (s) and wall (s), by GNU time (``/usr/bin/time -f %M``). Not by
     ``os.wait4`` from here: a child forked from this process starts with this process's resident pages, and

@@ -38,6 +38,7 @@ import time
 from pathlib import Path
 
 import yaml
+from measure import cpu_model
 
 from sat2lod.io.workdir import copy_workflow
 
@@ -161,7 +162,7 @@ def collect(run_dirs: list[Path], command: str) -> dict:
     result = {
         "command": command,
         "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "host": {"cpus": os.cpu_count(), "python": platform.python_version()},
+        "host": {"cpus": os.cpu_count(), "cpu": cpu_model(), "python": platform.python_version()},
         "cores": runs[0][0]["cores"],
         "tile_m": runs[0][0].get("tile_m", DEMO_TILE_M),
         "sizes_m": sizes,
@@ -202,7 +203,8 @@ def write(res: dict, name: str) -> None:
         (
             f"Synthetic cities {sizes} a side (demo config, tiles of {res['tile_m']:g} m, 100 buildings "
             "per 0.36 km², shipped model), "
-            f"`snakemake --cores {res['cores']}` on a shared {res['host']['cpus']}-CPU machine (load1 before each run: "
+            f"`snakemake --cores {res['cores']}` on a shared {res['host']['cpus']}-CPU machine"
+            f"{' (' + res['host']['cpu'] + ')' if res['host'].get('cpu') else ''} (load1 before each run: "
             f"{res['load1_before']}). Peak RSS and CPU of every job by GNU time (max RSS / summed CPU over "
             f"the rule's jobs)."
         ),

@@ -71,6 +71,7 @@ import psutil
 import rasterio
 import rasterio.transform
 import yaml
+from measure import cpu_model
 from rasterio.warp import Resampling, reproject
 
 REPO = Path(__file__).resolve().parents[1]
@@ -564,7 +565,7 @@ def main() -> None:
     header = {
         "command": "python bench/stereo_vs_cars.py " + " ".join(sys.argv[1:]),
         "date": dt.datetime.now().isoformat(timespec="minutes"),
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores (shared)",
+        "machine": f"{platform.machine()} {cpu_model()}, {os.cpu_count()} cores (shared)",
         "cars_version": CARS_VERSION,
     }
     inputs = {}
