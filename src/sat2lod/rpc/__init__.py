@@ -268,10 +268,12 @@ class RPCModel:
 NUMPY_MAX_POINTS = 2048
 
 
-def _poly_grad_numpy(
-    c: np.ndarray, x: np.ndarray, y: np.ndarray, z: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """:func:`sat2lod.rpc.kernels.poly_grad` over arrays (same operations, same order)."""
+def poly_grad(c: np.ndarray, x: Any, y: Any, z: Any) -> tuple[Any, Any, Any]:
+    """RPC00B cubic ``c`` (20,) at normalized (x, y, z), floats or arrays: (value, d/dx, d/dy).
+
+    Plain Python on purpose: the NumPy functions below call it with arrays, and :mod:`sat2lod.rpc.kernels`
+    compiles this very function for its kernels, so both evaluate the same expressions in the same order.
+    """
     v = (
         c[0]
         + c[1] * x
@@ -329,10 +331,10 @@ def _project_numpy(
     y = (lat - norm[2]) / norm[3]
     z = (h - norm[4]) / norm[5]
     with np.errstate(all="ignore"):
-        ln = _poly_grad_numpy(coef[0], x, y, z)[0]
-        ld = _poly_grad_numpy(coef[1], x, y, z)[0]
-        sn = _poly_grad_numpy(coef[2], x, y, z)[0]
-        sd = _poly_grad_numpy(coef[3], x, y, z)[0]
+        ln = poly_grad(coef[0], x, y, z)[0]
+        ld = poly_grad(coef[1], x, y, z)[0]
+        sn = poly_grad(coef[2], x, y, z)[0]
+        sd = poly_grad(coef[3], x, y, z)[0]
         return norm[6] + norm[7] * ln / ld, norm[8] + norm[9] * sn / sd
 
 
@@ -358,10 +360,10 @@ def _localize_numpy(
             if not active.size:
                 break
             xa, ya, za = x[active], y[active], z[active]
-            ln, lnx, lny = _poly_grad_numpy(coef[0], xa, ya, za)
-            ld, ldx, ldy = _poly_grad_numpy(coef[1], xa, ya, za)
-            sn, snx, sny = _poly_grad_numpy(coef[2], xa, ya, za)
-            sd, sdx, sdy = _poly_grad_numpy(coef[3], xa, ya, za)
+            ln, lnx, lny = poly_grad(coef[0], xa, ya, za)
+            ld, ldx, ldy = poly_grad(coef[1], xa, ya, za)
+            sn, snx, sny = poly_grad(coef[2], xa, ya, za)
+            sd, sdx, sdy = poly_grad(coef[3], xa, ya, za)
             er = row[active] - (norm[6] + norm[7] * ln / ld)
             ec = col[active] - (norm[8] + norm[9] * sn / sd)
             converged = np.abs(er) + np.abs(ec) < tol_px
@@ -379,10 +381,10 @@ def _localize_numpy(
         late = np.flatnonzero(~ok)
         if late.size:
             xl, yl, zl = x[late], y[late], z[late]
-            ln = _poly_grad_numpy(coef[0], xl, yl, zl)[0]
-            ld = _poly_grad_numpy(coef[1], xl, yl, zl)[0]
-            sn = _poly_grad_numpy(coef[2], xl, yl, zl)[0]
-            sd = _poly_grad_numpy(coef[3], xl, yl, zl)[0]
+            ln = poly_grad(coef[0], xl, yl, zl)[0]
+            ld = poly_grad(coef[1], xl, yl, zl)[0]
+            sn = poly_grad(coef[2], xl, yl, zl)[0]
+            sd = poly_grad(coef[3], xl, yl, zl)[0]
             er = row[late] - (norm[6] + norm[7] * ln / ld)
             ec = col[late] - (norm[8] + norm[9] * sn / sd)
             ok[late] = np.abs(er) + np.abs(ec) < 1e-3

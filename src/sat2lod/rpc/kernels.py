@@ -15,57 +15,11 @@ from __future__ import annotations
 import numba
 import numpy as np
 
+from sat2lod.rpc import poly_grad as _poly_grad_py
 
-@numba.njit(cache=True, inline="always")
-def poly_grad(c: np.ndarray, x: float, y: float, z: float) -> tuple[float, float, float]:
-    """RPC00B cubic c (20,) at normalized (x, y, z): (value, d/dx, d/dy)."""
-    v = (
-        c[0]
-        + c[1] * x
-        + c[2] * y
-        + c[3] * z
-        + c[4] * x * y
-        + c[5] * x * z
-        + c[6] * y * z
-        + c[7] * x * x
-        + c[8] * y * y
-        + c[9] * z * z
-        + c[10] * x * y * z
-        + c[11] * x * x * x
-        + c[12] * x * y * y
-        + c[13] * x * z * z
-        + c[14] * x * x * y
-        + c[15] * y * y * y
-        + c[16] * y * z * z
-        + c[17] * x * x * z
-        + c[18] * y * y * z
-        + c[19] * z * z * z
-    )
-    dx = (
-        c[1]
-        + c[4] * y
-        + c[5] * z
-        + 2.0 * c[7] * x
-        + c[10] * y * z
-        + 3.0 * c[11] * x * x
-        + c[12] * y * y
-        + c[13] * z * z
-        + 2.0 * c[14] * x * y
-        + 2.0 * c[17] * x * z
-    )
-    dy = (
-        c[2]
-        + c[4] * x
-        + c[6] * z
-        + 2.0 * c[8] * y
-        + c[10] * x * z
-        + c[12] * 2.0 * x * y
-        + c[14] * x * x
-        + 3.0 * c[15] * y * y
-        + c[16] * z * z
-        + 2.0 * c[18] * y * z
-    )
-    return v, dx, dy
+#: the RPC00B cubic and its x, y derivatives (:func:`sat2lod.rpc.poly_grad`, one source for the kernels and
+#: the NumPy functions, hence the same bits), compiled for the kernels
+poly_grad = numba.njit(cache=True, inline="always")(_poly_grad_py)
 
 
 @numba.njit(cache=True, inline="always")
