@@ -238,6 +238,11 @@ class FakeKubernetes:
             "PATH": os.environ["PATH"],
             "HOME": str(workdir),
             "LANG": "C.UTF-8",
+            # the host's OpenBLAS settings: OPENBLAS_CORETYPE picks OpenBLAS's kernels, hence the last bits of
+            # a least-squares fit (synth_city's RPCs), and the pods must compute as the local reference run does
+            # (on an AMD host with OPENBLAS_CORETYPE=Haswell set, pods without it fitted other RPC bits and
+            # every product downstream differed). A real cluster's nodes use what the image sets.
+            **{k: v for k, v in os.environ.items() if k.startswith("OPENBLAS_")},
             **self.image_env,
             **self._secret_env(container),
         }
