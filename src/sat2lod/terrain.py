@@ -463,8 +463,8 @@ def median_filter_square(a: np.ndarray, size: int) -> np.ndarray:
 @numba.njit(cache=True, parallel=True)
 def _median_ranks(padded: np.ndarray, size: int, shift: int, n_blocks: int) -> np.ndarray:
     """Median rank of each ``size`` x ``size`` window of ``padded`` (int ranks, edge-padded by size // 2;
-    coarse histogram bins of 2^``shift`` ranks): an (H, W) int64 array, rows in ``n_blocks`` blocks, each with its own histograms: every row's result is
-    the same whatever the blocks and threads."""
+    coarse histogram bins of 2^``shift`` ranks): an (H, W) int64 array. Rows go in ``n_blocks`` blocks, each
+    with its own histograms: every row's result is the same whatever the blocks and threads."""
     h = padded.shape[0] - size + 1
     w = padded.shape[1] - size + 1
     n = padded.max() + 1

@@ -52,7 +52,7 @@ def cap_threads(threads: int) -> None:
     # GDAL reads and writes in one thread whatever ``threads`` is: the jobs already keep their cores busy (numba,
     # torch, one job per core), and GDAL's threads cost more than they give on this chain's files. Measured
     # (rasterio, open + read): a window of a GeoTIFF sensor image in strips of 2 rows, 0.7 ms in one thread,
-    # 16 ms of wall and 12 ms of CPU with GDAL_NUM_THREADS=2 (0.9 of the Gizeh stereo job's 3.4 CPU-s); a
+    # 16 ms of wall and 12 ms of CPU with GDAL_NUM_THREADS=2 (~0.4 of the Gizeh stereo job's 3.5 CPU-s); a
     # whole 1238 x 986 DEFLATE COG, 10 ms in one thread, 12-17 ms of wall and 20 ms of CPU in two. The files
     # written are the same bytes (each block is compressed on its own).
     os.environ["GDAL_NUM_THREADS"] = "1"
