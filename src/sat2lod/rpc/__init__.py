@@ -323,6 +323,30 @@ def poly_grad(c: np.ndarray, x: Any, y: Any, z: Any) -> tuple[Any, Any, Any]:
     return v, dx, dy
 
 
+def image_of(norm: np.ndarray, ln: Any, ld: Any, sn: Any, sd: Any) -> tuple[Any, Any]:
+    """(row, col) px from the values of the four cubics (line num, line den, samp num, samp den) at a ground
+    point; ``norm`` as the kernels'. Floats or arrays: one source for the kernels and NumPy (:func:`poly_grad`)."""
+    return norm[6] + norm[7] * ln / ld, norm[8] + norm[9] * sn / sd
+
+
+def image_jacobian(
+    norm: np.ndarray, gl: tuple[Any, Any, Any], gld: tuple[Any, Any, Any], gs: tuple[Any, Any, Any],
+    gsd: tuple[Any, Any, Any],
+) -> tuple[Any, Any, Any, Any]:  # fmt: skip
+    """(drow/dx, drow/dy, dcol/dx, dcol/dy) at normalized ground (x, y) from :func:`poly_grad` of the four cubics
+    there. Floats or arrays: one source for the kernels and NumPy (:func:`poly_grad`)."""
+    ln, lnx, lny = gl
+    ld, ldx, ldy = gld
+    sn, snx, sny = gs
+    sd, sdx, sdy = gsd
+    return (
+        norm[7] * (lnx * ld - ln * ldx) / (ld * ld),
+        norm[7] * (lny * ld - ln * ldy) / (ld * ld),
+        norm[9] * (snx * sd - sn * sdx) / (sd * sd),
+        norm[9] * (sny * sd - sn * sdy) / (sd * sd),
+    )
+
+
 def _project_numpy(
     lon: np.ndarray, lat: np.ndarray, h: np.ndarray, norm: np.ndarray, coef: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -331,11 +355,7 @@ def _project_numpy(
     y = (lat - norm[2]) / norm[3]
     z = (h - norm[4]) / norm[5]
     with np.errstate(all="ignore"):
-        ln = poly_grad(coef[0], x, y, z)[0]
-        ld = poly_grad(coef[1], x, y, z)[0]
-        sn = poly_grad(coef[2], x, y, z)[0]
-        sd = poly_grad(coef[3], x, y, z)[0]
-        return norm[6] + norm[7] * ln / ld, norm[8] + norm[9] * sn / sd
+        return image_of(norm, *(poly_grad(coef[k], x, y, z)[0] for k in range(4)))
 
 
 def _localize_numpy(
@@ -360,18 +380,13 @@ def _localize_numpy(
             if not active.size:
                 break
             xa, ya, za = x[active], y[active], z[active]
-            ln, lnx, lny = poly_grad(coef[0], xa, ya, za)
-            ld, ldx, ldy = poly_grad(coef[1], xa, ya, za)
-            sn, snx, sny = poly_grad(coef[2], xa, ya, za)
-            sd, sdx, sdy = poly_grad(coef[3], xa, ya, za)
-            er = row[active] - (norm[6] + norm[7] * ln / ld)
-            ec = col[active] - (norm[8] + norm[9] * sn / sd)
+            g = [poly_grad(coef[k], xa, ya, za) for k in range(4)]
+            r, c = image_of(norm, g[0][0], g[1][0], g[2][0], g[3][0])
+            er = row[active] - r
+            ec = col[active] - c
             converged = np.abs(er) + np.abs(ec) < tol_px
             ok[active[converged]] = True
-            a = norm[7] * (lnx * ld - ln * ldx) / (ld * ld)
-            b = norm[7] * (lny * ld - ln * ldy) / (ld * ld)
-            c = norm[9] * (snx * sd - sn * sdx) / (sd * sd)
-            d = norm[9] * (sny * sd - sn * sdy) / (sd * sd)
+            a, b, c, d = image_jacobian(norm, *g)
             det = a * d - b * c
             step = ~converged & (det != 0.0)
             x[active[step]] = xa[step] + ((d * er - b * ec) / det)[step]
@@ -380,14 +395,8 @@ def _localize_numpy(
         # the kernel accepts a last step that converged below 1e-3 px (float noise on huge scenes)
         late = np.flatnonzero(~ok)
         if late.size:
-            xl, yl, zl = x[late], y[late], z[late]
-            ln = poly_grad(coef[0], xl, yl, zl)[0]
-            ld = poly_grad(coef[1], xl, yl, zl)[0]
-            sn = poly_grad(coef[2], xl, yl, zl)[0]
-            sd = poly_grad(coef[3], xl, yl, zl)[0]
-            er = row[late] - (norm[6] + norm[7] * ln / ld)
-            ec = col[late] - (norm[8] + norm[9] * sn / sd)
-            ok[late] = np.abs(er) + np.abs(ec) < 1e-3
+            r, c = image_of(norm, *(poly_grad(coef[k], x[late], y[late], z[late])[0] for k in range(4)))
+            ok[late] = np.abs(row[late] - r) + np.abs(col[late] - c) < 1e-3
         lon = np.where(ok, norm[0] + norm[1] * x, np.nan)
         lat = np.where(ok, norm[2] + norm[3] * y, np.nan)
     return lon, lat

@@ -15,11 +15,17 @@ from __future__ import annotations
 import numba
 import numpy as np
 
+from sat2lod.rpc import image_jacobian as _image_jacobian_py
+from sat2lod.rpc import image_of as _image_of_py
 from sat2lod.rpc import poly_grad as _poly_grad_py
 
 #: the RPC00B cubic and its x, y derivatives (:func:`sat2lod.rpc.poly_grad`, one source for the kernels and
 #: the NumPy functions, hence the same bits), compiled for the kernels
 poly_grad = numba.njit(cache=True, inline="always")(_poly_grad_py)
+#: (row, col) from the cubics' values, and its Jacobian in (x, y) (:func:`sat2lod.rpc.image_of`,
+#: :func:`sat2lod.rpc.image_jacobian`: the same functions the NumPy path calls), compiled for the kernels
+image_of = numba.njit(cache=True, inline="always")(_image_of_py)
+image_jacobian = numba.njit(cache=True, inline="always")(_image_jacobian_py)
 
 
 @numba.njit(cache=True, inline="always")
@@ -69,6 +75,18 @@ def project_jacobian(
     )
 
 
+@numba.njit(cache=True, inline="always")
+def _image_at(norm: np.ndarray, coef: np.ndarray, x: float, y: float, z: float) -> tuple[float, float]:
+    """(row, col) px of the normalized ground point (x, y, z)."""
+    return image_of(
+        norm,
+        poly_grad(coef[0], x, y, z)[0],
+        poly_grad(coef[1], x, y, z)[0],
+        poly_grad(coef[2], x, y, z)[0],
+        poly_grad(coef[3], x, y, z)[0],
+    )
+
+
 @numba.njit(cache=True, parallel=True)
 def project_points(
     lon: np.ndarray, lat: np.ndarray, h: np.ndarray, norm: np.ndarray, coef: np.ndarray
@@ -80,12 +98,7 @@ def project_points(
         x = (lon[i] - norm[0]) / norm[1]
         y = (lat[i] - norm[2]) / norm[3]
         z = (h[i] - norm[4]) / norm[5]
-        ln = poly_grad(coef[0], x, y, z)[0]
-        ld = poly_grad(coef[1], x, y, z)[0]
-        sn = poly_grad(coef[2], x, y, z)[0]
-        sd = poly_grad(coef[3], x, y, z)[0]
-        row[i] = norm[6] + norm[7] * ln / ld
-        col[i] = norm[8] + norm[9] * sn / sd
+        row[i], col[i] = _image_at(norm, coef, x, y, z)
     return row, col
 
 
@@ -108,19 +121,17 @@ def localize_points(
         y = 0.0
         ok = False
         for _ in range(iters):
-            ln, lnx, lny = poly_grad(coef[0], x, y, z)
-            ld, ldx, ldy = poly_grad(coef[1], x, y, z)
-            sn, snx, sny = poly_grad(coef[2], x, y, z)
-            sd, sdx, sdy = poly_grad(coef[3], x, y, z)
-            er = row[i] - (norm[6] + norm[7] * ln / ld)
-            ec = col[i] - (norm[8] + norm[9] * sn / sd)
+            gl = poly_grad(coef[0], x, y, z)
+            gld = poly_grad(coef[1], x, y, z)
+            gs = poly_grad(coef[2], x, y, z)
+            gsd = poly_grad(coef[3], x, y, z)
+            r, c = image_of(norm, gl[0], gld[0], gs[0], gsd[0])
+            er = row[i] - r
+            ec = col[i] - c
             if abs(er) + abs(ec) < tol_px:
                 ok = True
                 break
-            a = norm[7] * (lnx * ld - ln * ldx) / (ld * ld)
-            b = norm[7] * (lny * ld - ln * ldy) / (ld * ld)
-            c = norm[9] * (snx * sd - sn * sdx) / (sd * sd)
-            d = norm[9] * (sny * sd - sn * sdy) / (sd * sd)
+            a, b, c, d = image_jacobian(norm, gl, gld, gs, gsd)
             det = a * d - b * c
             if det == 0.0:
                 break
@@ -128,13 +139,8 @@ def localize_points(
             y += (-c * er + a * ec) / det
         if not ok:
             # accept a last step that converged below 1e-3 px (float noise on huge scenes)
-            ln = poly_grad(coef[0], x, y, z)[0]
-            ld = poly_grad(coef[1], x, y, z)[0]
-            sn = poly_grad(coef[2], x, y, z)[0]
-            sd = poly_grad(coef[3], x, y, z)[0]
-            er = row[i] - (norm[6] + norm[7] * ln / ld)
-            ec = col[i] - (norm[8] + norm[9] * sn / sd)
-            ok = abs(er) + abs(ec) < 1e-3
+            r, c = _image_at(norm, coef, x, y, z)
+            ok = abs(row[i] - r) + abs(col[i] - c) < 1e-3
         if ok:
             lon[i] = norm[0] + norm[1] * x
             lat[i] = norm[2] + norm[3] * y
