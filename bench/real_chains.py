@@ -6,7 +6,10 @@ Per scene: did every rule run (return code), CPU-s summed over the whole process
 command's own rusage, :func:`stereo_vs_cars.run_tree_measured`), wall, peak RSS, per-rule CPU / max RSS
 (Snakemake's benchmark files); the products: DSM valid share, share of the valid scene labelled building,
 footprints, LOD1 / LOD2 buildings, the tallest footprint's median nDSM; Réunion's DSM against s2p's
-(``expected_dsm_s2p.tif``: median and p90 of |dh|). A PNG of the building mask over the ortho per scene goes to
+(``expected_dsm_s2p.tif``: median and p90 of |dh|); Ventoux's DSM against the SRTM tile of the pair's folder
+(N44E005.hgt, 3 arc-seconds, EGM96 heights made ellipsoidal with ../shared/data/geoid/egm96_15.gtx, bilinear):
+90 m cells and ~10 m of error tell only blunders, so the figure is the share of the DSM's valid cells more than
+:data:`BLUNDER_M` off it, and the share of all cells within it. A PNG of the building mask over the ortho per scene goes to
 bench/out/ (git-ignored: it renders the scene's imagery) to check by eye.
 
 Targets (issue 15): ventoux (with and without its XS image) and reunion (few or no buildings): <= 1 % of the scene labelled building. Gizeh has
@@ -48,7 +51,13 @@ VENTOUX = [
     {"image": "right_image.tif", "rpc": "right_image.geom"},
 ]
 SCENES: dict[str, dict] = {
-    "ventoux": {"folder": "cnes_pleiades_ventoux_pair", "views": VENTOUX, "reference": None, "judged": True},
+    "ventoux": {
+        "folder": "cnes_pleiades_ventoux_pair",
+        "views": VENTOUX,
+        "reference": None,
+        "judged": True,
+        "srtm": "N44E005.hgt",
+    },
     "ventoux_xs": {
         "folder": "cnes_pleiades_ventoux_pair",
         "views": [
@@ -57,6 +66,7 @@ SCENES: dict[str, dict] = {
         ],
         "reference": None,
         "judged": True,
+        "srtm": "N44E005.hgt",
     },
     "reunion": {
         "folder": "s2p_pleiades_pair_reunion",
@@ -71,6 +81,60 @@ SCENES: dict[str, dict] = {
         "judged": False,
     },
 }
+
+
+#: a DSM cell more than this off SRTM is a blunder (m): SRTM's cells are 90 m wide (on Ventoux's 0.4 slopes,
+#: +-18 m between cell centres), its heights ~10 m off, and forest stands up to ~25 m above it
+BLUNDER_M = 50.0
+GEOID = DATA / "geoid" / "egm96_15.gtx"
+
+
+def vs_srtm(dsm_path: Path, hgt: Path) -> dict:
+    """The DSM against an SRTM .hgt tile (1201 x 1201 big-endian int16, EGM96 heights, -32768 = void) made
+    ellipsoidal with the EGM96 grid: valid share, blunder share of the valid cells (more than BLUNDER_M off),
+    share of all cells within BLUNDER_M, median difference (m)."""
+    from rasterio.transform import from_origin
+    from rasterio.warp import Resampling, reproject
+
+    lat, lon = (
+        int(hgt.stem[1:3]) * (1 if hgt.stem[0] == "N" else -1),
+        int(hgt.stem[4:7]) * (1 if hgt.stem[3] == "E" else -1),
+    )
+    z = np.frombuffer(hgt.read_bytes(), ">i2").reshape(1201, 1201).astype(np.float32)
+    z[z == -32768] = np.nan
+    step = 1.0 / 1200
+    with rasterio.open(dsm_path) as ds:
+        dsm = ds.read(1, masked=True).filled(np.nan).astype(np.float32)
+        ref = np.full(dsm.shape, np.nan, np.float32)
+        reproject(
+            z,
+            ref,
+            src_transform=from_origin(lon - step / 2, lat + 1 + step / 2, step, step),
+            src_crs="EPSG:4326",
+            dst_transform=ds.transform,
+            dst_crs=ds.crs,
+            resampling=Resampling.bilinear,
+            src_nodata=np.nan,
+            dst_nodata=np.nan,
+        )
+        geoid = np.full(dsm.shape, np.nan, np.float32)
+        with rasterio.open(GEOID) as g:
+            reproject(
+                rasterio.band(g, 1),
+                geoid,
+                dst_transform=ds.transform,
+                dst_crs=ds.crs,
+                resampling=Resampling.bilinear,
+            )
+    dh = dsm - (ref + geoid)
+    ok = np.isfinite(dh)
+    return {
+        "dsm_valid_fraction": round(float(np.isfinite(dsm).mean()), 4),
+        "blunder_share_of_valid": round(float(np.mean(np.abs(dh[ok]) > BLUNDER_M)), 4) if ok.any() else None,
+        "within_fraction_of_all": round(float(np.mean(ok & (np.abs(np.nan_to_num(dh)) <= BLUNDER_M))), 4),
+        "median_dh_m": round(float(np.median(dh[ok])), 2) if ok.any() else None,
+        "blunder_m": BLUNDER_M,
+    }
 
 
 def scene_config(name: str, folder: Path) -> dict:
@@ -127,6 +191,9 @@ def run_scene(name: str, work: Path) -> dict | None:
     out["products"] = products(res, name, mask, method)
     if reference:
         out["dsm_vs_s2p"] = vs_dsm(res / f"mosaic/{name}/dsm.tif", folder / reference)
+    srtm = SCENES[name].get("srtm")
+    if srtm and (folder / srtm).is_file() and GEOID.is_file():
+        out["dsm_vs_srtm"] = vs_srtm(res / f"mosaic/{name}/dsm.tif", folder / srtm)
     frac = out["products"]["building_fraction"]
     if judged:
         out["target_building_fraction"] = {"value": frac, "target": TARGETS["chain_fraction"]}
@@ -149,9 +216,10 @@ def render(res: dict) -> str:
         "",
         (
             "| scene | chain ran | CPU-s | wall s | peak RSS MB (tree / largest job) | DSM valid | labelled building | target <= 1 % | "
-            "footprints | LOD1 / LOD2 | tallest footprint (median nDSM, m) | DSM vs s2p: median / p90 abs(dh) (m) |"
+            "footprints | LOD1 / LOD2 | tallest footprint (median nDSM, m) | DSM vs s2p: median / p90 abs(dh) (m) | "
+            "DSM vs SRTM: blunders (> 50 m off) of valid / cells within 50 m |"
         ),
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, s in res["scenes"].items():
         m, p = s["measure"], s.get("products", {})
@@ -161,13 +229,17 @@ def render(res: dict) -> str:
         d = s.get("dsm_vs_s2p")
         job_rss = max((r["max_rss_mb"] for r in s["rules"].values()), default="–")
         vs_s2p = "–" if d is None else f"{d['median_abs_dh']} / {d['p90_abs_dh']}"
+        e = s.get("dsm_vs_srtm")
+        vs_srtm = (
+            "–" if e is None else f"{e['blunder_share_of_valid']:.2%} / {e['within_fraction_of_all']:.2%}"
+        )
         lines.append(
             f"| {name} | {'yes' if s['returncode'] == 0 else 'no (rc ' + str(s['returncode']) + ')'} | "
             f"{m['cpu_s']} | {m['wall_s']} | {m['peak_rss_mb']} / {job_rss} | {p.get('dsm_valid_fraction', '–')} | "
             f"{'–' if frac is None else f'{frac:.2%}'} | {met} | {p.get('footprints', '–')} | "
             f"{p.get('lod1_buildings', '–')} / {p.get('lod2_buildings', '–')} | "
             f"{p.get('max_footprint_ndsm_median_m', '–')} | "
-            f"{vs_s2p} |"
+            f"{vs_s2p} | {vs_srtm} |"
         )
     lines += [""] + [
         f"- {n}: `{s['command']}`, {s['date']}, {s['machine']}" for n, s in res["scenes"].items()

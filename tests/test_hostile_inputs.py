@@ -38,7 +38,15 @@ from sat2lod.io import raster as raster_io
 from sat2lod.io.raster import RasterWriteError, read_raster, write_raster, write_raster_blocks
 from sat2lod.io.rpc_files import RPCReadError, read_rpc, read_rpc_file
 from sat2lod.stereo import pipeline as stereo_pipeline
-from sat2lod.stereo.pipeline import MAX_OUTSIDE_NARROWED, SearchRangeError, StereoParams, process_pair
+from sat2lod.stereo.pipeline import (
+    CUT_MIN_COMPONENT_PX,
+    MAX_OUTSIDE_NARROWED,
+    SearchRangeError,
+    StereoParams,
+    process_pair,
+    range_end_coherence,
+)
+from sat2lod.stereo.pointing import range_keypoints
 from sat2lod.stereo.rasterize import grid_for_bounds
 from sat2lod.workflow import (
     RUN_FILE,
@@ -604,6 +612,74 @@ def test_keypoint_narrowing_kept_where_it_holds_the_scene(gizeh_pair: tuple) -> 
     assert "range_cut_share" not in res.info
     assert res.info["height_range"][1] - res.info["height_range"][0] < 100.0
     assert res.info["outside_range_share"] <= MAX_OUTSIDE_NARROWED
+
+
+def test_range_keypoints_fence_only_the_low_side() -> None:
+    """Keypoints far below the others are mismatches; far above, maybe a tower: kept."""
+    rng = np.random.default_rng(0)
+    h = np.r_[rng.uniform(499.0, 558.0, 40), 170.0, 213.1, 389.1, 760.0]
+    keep = range_keypoints(h, 50.0)
+    assert not keep[40:43].any()  # the three mismatches under the surface
+    assert keep[:40].all() and keep[43]  # the surface and the tower
+    # a spread-out scene (quartiles 100 m apart): 3 IQR = 300 m of fence, nothing left out
+    wide = np.r_[np.linspace(200.0, 500.0, 40), 0.0]
+    assert range_keypoints(wide, 50.0).all()
+    assert range_keypoints(np.array([1.0, 900.0, 901.0]), 50.0).all()  # too few to tell
+
+
+def test_range_end_coherence_tells_a_surface_from_specks() -> None:
+    """A surface cut by the range ends at it as an area; mismatches as scattered pixels."""
+    rng = np.random.default_rng(1)
+    disp = rng.uniform(3.0, 17.0, (200, 200)).astype(np.float32)
+    specks = rng.random((200, 200)) < 0.05
+    disp[specks & (np.indices(disp.shape).sum(0) % 2 == 0)] = 0.0  # a checkerboard of specks: none touch
+    disp[50:70, 100:120] = 20.0  # 400 px at the top end
+    disp[0:5, 0:5] = np.nan
+    low, high = range_end_coherence(disp, 0, 20)
+    assert low == 0.0
+    assert high == pytest.approx(400 / np.isfinite(disp).sum())
+    assert 400 >= CUT_MIN_COMPONENT_PX
+    assert range_end_coherence(np.full((10, 10), np.nan, np.float32), 0, 20) == (0.0, 0.0)
+
+
+VENTOUX_TILE = (675206.5, 4897003.0, 675496.5, 4897261.0)  # the whole pair's overlap, forest on a slope
+
+
+def test_mismatched_keypoints_do_not_open_the_range_on_a_steep_pair() -> None:
+    """Issue 15: on Ventoux (0.7 px of disparity per metre) 6 of 43 keypoints are mismatched along the epipolar
+    line at 170-389 m under a surface at 499-558 m. The 1-99 % keypoint range was [173, 566] m; mismatches of the
+    forest piled up at its low end, were taken for a cut surface, and the pair was matched twice more, down to
+    [-30, 1980] m: 33 % of the DSM's cells were blunders (more than 50 m off SRTM, down to -30 m). Now the
+    mismatched keypoints are fenced off, and scattered pixels at the end of the range are not a cut."""
+    from conftest import shared_file
+
+    d = "cnes_pleiades_ventoux_pair"
+    imgs = [str(shared_file(d, f"{s}_image.tif")) for s in ("left", "right")]
+    rpcs = [
+        read_rpc(shared_file(d, f"{s}_image.tif"), shared_file(d, f"{s}_image.geom"))
+        for s in ("left", "right")
+    ]
+    transform, shape = grid_for_bounds(VENTOUX_TILE, 0.5)
+    res = process_pair(
+        imgs[0],
+        rpcs[0],
+        imgs[1],
+        rpcs[1],
+        VENTOUX_TILE,
+        32631,
+        (190.0, 1960.0),
+        transform,
+        shape,
+        StereoParams(),
+    )
+    lo, hi = res.info["height_range"]
+    assert 450.0 < lo < 520.0 and 550.0 < hi < 620.0
+    assert "range_cut_share" not in res.info
+    assert res.info["range_keypoints"] < res.info["keypoints"]
+    assert res.info["below_end_coherent"] < 0.001  # what piled up there were specks
+    h = res.height[np.isfinite(res.height)]
+    assert h.size > 0.15 * res.height.size
+    assert np.percentile(h, 0.5) > lo - 5.0  # nothing hundreds of metres under the terrain
 
 
 # ------------------------------------------------------------------------------------------- smaller points

@@ -35,7 +35,7 @@ from sat2lod.io.sensor_image import image_shape, read_tile, read_window
 from sat2lod.progress import Progress
 from sat2lod.rpc import RPCModel
 from sat2lod.schema import defaults
-from sat2lod.stereo.pointing import across_track_offset, match_keypoints
+from sat2lod.stereo.pointing import across_track_offset, match_keypoints, range_keypoints
 from sat2lod.stereo.rasterize import (
     densify_disparity,
     fill_small_holes,
@@ -89,6 +89,7 @@ class StereoParams:
     max_pointing_px: int = _STEREO["max_pointing_px"]
     keypoint_range: bool = _STEREO["keypoint_range"]
     range_margin_m: float = _STEREO["range_margin_m"]
+    keypoint_fence_m: float = _STEREO["keypoint_fence_m"]
     max_residual_px: float = _STEREO["max_residual_px"]
     fuse_tol_m: float = _STEREO["fuse_tol_m"]
     fill_iterations: int = _STEREO["fill_iterations"]
@@ -327,11 +328,27 @@ def process_pair(
             # range, or range_probe_m beyond it when it was there already.
             ends = list(rng)
             for k, (side, sign) in enumerate((("below", -1.0), ("above", 1.0))):
-                if res.info[f"{side}_range_share"] > 0.5 * MAX_OUTSIDE_NARROWED:
+                if (
+                    res.info[f"{side}_range_share"] > 0.5 * MAX_OUTSIDE_NARROWED
+                    and res.info[f"{side}_end_coherent"] >= MIN_COHERENT_CUT
+                ):
                     end = hrange[k]
                     if abs(rng[k] - end) < 1.0:
                         end += sign * max(params.range_probe_m, params.height_margin_m)
                     ends[k] = end
+            if ends == list(rng):
+                # what piles up at the ends is scattered: mismatches (low texture, repetitive patterns) that
+                # SGM left at the end of its range, not a surface running past it
+                log.info(
+                    "%.1f %% of the triangulated points lie beyond the height range [%.0f, %.0f] m, scattered "
+                    "(surfaces at its ends: below %.2f %%, above %.2f %% of the disparities): mismatches, "
+                    "the range is kept",
+                    100 * share,
+                    *rng,
+                    100 * res.info["below_end_coherent"],
+                    100 * res.info["above_end_coherent"],
+                )
+                return res
             log.warning(
                 "the height range [%.0f, %.0f] m cut the scene: %.1f %% of the triangulated points lie beyond "
                 "it; matching again over [%.0f, %.0f] m",
@@ -349,6 +366,39 @@ def process_pair(
         "source.height_range does not contain the scene or the RPCs are wrong. Set source.height_range to the "
         "ellipsoidal heights of the terrain and buildings, or to null to use the RPC height range."
     )
+
+
+#: least 4-connected area (rectified pixels) of disparities at an end of the range for it to count as a
+#: surface running past that end (:func:`range_end_coherence`): the faces of Giza's pyramids cut by a narrowed
+#: range give areas of 100-2400 px; the mismatches of Ventoux's forest at the end of its range, specks of at
+#: most 40 px (3300 of them)
+CUT_MIN_COMPONENT_PX = 100
+#: least share of the valid disparities in such areas at an end for the range to be extended there
+MIN_COHERENT_CUT = 0.25 * 0.01
+
+
+def range_end_coherence(disp: np.ndarray, dmin: int, dmax: int) -> tuple[float, float]:
+    """How much of a disparity map lies at each end of its search range as a surface, not as specks.
+
+    Args:
+        disp: (H, W) disparities (rectified pixels), NaN = invalid; dmin, dmax: the search range.
+    Returns:
+        (low, high): for the pixels within 1 px of ``dmin`` / ``dmax``, the share of the valid pixels that lie in
+        their 4-connected areas of at least :data:`CUT_MIN_COMPONENT_PX` pixels.
+    """
+    from scipy import ndimage
+
+    fin = np.isfinite(disp)
+    n = max(int(fin.sum()), 1)
+    out = []
+    for at_end in (fin & (disp <= dmin + 1.0), fin & (disp >= dmax - 1.0)):
+        lab, k = ndimage.label(at_end)
+        if k == 0:
+            out.append(0.0)
+            continue
+        sizes = np.bincount(lab.ravel())[1:]
+        out.append(float(sizes[sizes >= CUT_MIN_COMPONENT_PX].sum()) / n)
+    return out[0], out[1]
 
 
 #: share of the triangulated points allowed outside the height search range before it is widened
@@ -399,6 +449,16 @@ def _pair_heights(
             )
         if keypoint_range and len(kp) >= 8:
             hk = pr.height_of_disparity(kp.dx)
+            sel = range_keypoints(hk, params.keypoint_fence_m)
+            info["range_keypoints"] = int(sel.sum())
+            if 8 <= sel.sum() < len(kp):
+                log.info(
+                    "%d of %d keypoints far below the others left out of the height range: %s m",
+                    len(kp) - int(sel.sum()),
+                    len(kp),
+                    np.round(np.sort(hk[~sel]), 1).tolist(),
+                )
+                hk = hk[sel]
             lo, hi = np.percentile(hk, [1, 99])
             rng = (max(hmin, lo - params.range_margin_m), min(hmax, hi + params.range_margin_m))
             if rng[1] - rng[0] < 2 * params.range_margin_m:
@@ -455,6 +515,13 @@ def _pair_heights(
         if params.median:
             disp = median_filter(disp)
     t2b = time.perf_counter()
+    ends = range_end_coherence(disp, pr.dmin, pr.dmax)
+    # the end of the disparity range that holds the lower heights
+    low_first = (
+        pr.height_of_disparity(np.array([float(pr.dmin)]))[0]
+        <= pr.height_of_disparity(np.array([float(pr.dmax)]))[0]
+    )
+    info["below_end_coherent"], info["above_end_coherent"] = ends if low_first else ends[::-1]
     xs, ys, d = densify_disparity(disp, params.densify, max_jump=1.0)
     tr = Transformer.from_crs(CRS.from_epsg(4326), CRS.from_epsg(epsg), always_xy=True)
     x, y, h, res = triangulate_rectified(rpc1, rpc2, pr, xs, ys, d, tr.transform)

@@ -345,3 +345,34 @@ def across_track_offset(m: KeypointMatches, min_matches: int = 8) -> tuple[float
     med = float(np.median(m.dy))
     mad = float(1.4826 * np.median(np.abs(m.dy - med)))
     return med, mad
+
+
+#: Tukey's far-out fence: interquartile ranges below the lower quartile
+FENCE_IQR = 3.0
+
+
+def range_keypoints(heights: np.ndarray, fence_m: float) -> np.ndarray:
+    """Which keypoints may set the low end of a pair's height search range: a (n,) bool mask.
+
+    A keypoint is left out when its height lies below the lower quartile by more than max(3 IQR, ``fence_m``)
+    (Tukey's far-out fence, widened). On a steep pair a keypoint mismatched along the epipolar line lands
+    anywhere in the search range (Ventoux: 6 of 43 at 170-389 m under a surface at 499-558 m), and one such
+    keypoint sets the end of a 1-99 % range by itself: SGM then searches hundreds of metres of empty space and
+    fills the forest with blunders there. Only the low side is fenced: a few keypoints far above the others are
+    as likely a tower or a pyramid that few corners hit (a 45 m building in the synthetic city, Khufu's
+    pyramid), and a range cut below such a surface loses it without a trace (SGM's left-right check drops what
+    it cannot match); nothing stands below the terrain but pits and valleys, which hold many keypoints or are
+    matched again when their surface piles up at the end of the range
+    (:func:`sat2lod.stereo.pipeline.process_pair`).
+
+    Args:
+        heights: (n,) keypoint heights (m).
+        fence_m: least distance (m) below the lower quartile that a height is kept at.
+    Returns:
+        (n,) bool; all True when there are fewer than 4 keypoints (too few to tell).
+    """
+    h = np.asarray(heights, float)
+    if h.size < 4:
+        return np.ones(h.size, bool)
+    q1, q3 = np.percentile(h, [25, 75])
+    return h >= q1 - max(FENCE_IQR * float(q3 - q1), float(fence_m))
