@@ -483,8 +483,10 @@ def render(res: dict) -> str:
         "",
         "## Accuracy",
         "",
-        "| case | pipeline | vs | NMAD | RMSE | median abs dh | p90 abs dh | median dh | road NMAD | completeness "
-        "(common cells: their share of the land) |",
+        (
+            "| case | pipeline | vs | NMAD | RMSE | median abs dh | p90 abs dh | median dh | road NMAD | completeness "
+            "(common cells: their share of the land) |"
+        ),
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, c in res["cases"].items():

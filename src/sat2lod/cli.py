@@ -69,6 +69,7 @@ def _segment(args: argparse.Namespace) -> int:
             device=args.device,
             threads=args.torch_threads,
             plausibility={"enabled": args.plausibility},
+            roof_completion={"enabled": args.roof_completion},
         )
     except (
         OSError,
@@ -147,6 +148,14 @@ def _add_segment(sub: argparse._SubParsersAction) -> None:
         default=defaults("segmentation", "plausibility")["enabled"],
         help="keep every mask component; by default, with --ndsm, components without walls all round (crags, "
         "terraces, canopy patches) are dropped (segmentation.plausibility, walls measured on the nDSM)",
+    )
+    p.add_argument(
+        "--no-roof-completion",
+        dest="roof_completion",
+        action="store_false",
+        default=defaults("segmentation", "roof_completion")["enabled"],
+        help="leave each component as the network drew it; by default, with --ndsm, the raised planar cells "
+        "next to it join it (the rest of a half-labelled roof: segmentation.roof_completion)",
     )
     p.add_argument(
         "--threads",

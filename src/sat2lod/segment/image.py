@@ -203,6 +203,7 @@ def segment_image(
     device: str = _SEG["device"],
     threads: int = _SEG["torch_threads"],
     plausibility: dict | None = None,
+    roof_completion: dict | None = None,
 ) -> tuple[np.ndarray, np.ndarray, dict]:
     """Building probability and mask of one image.
 
@@ -225,10 +226,14 @@ def segment_image(
         plausibility: section ``segmentation.plausibility`` (None = its defaults): the geometric filter of the
             mask's components as in rule ``segment`` (:func:`sat2lod.segment.plausibility.plausibility_filter`),
             walls measured on the nDSM; without an nDSM the mask is left as it is.
+        roof_completion: section ``segmentation.roof_completion`` (None = its defaults): each kept component
+            completed over its roof as in rule ``segment`` (:func:`sat2lod.segment.completion.complete_roofs`);
+            without an nDSM nothing is completed.
     Returns:
         (H, W) float32 probability (NaN = nodata), (H, W) uint8 mask (1 building, 0 not, 255 nodata), and a
         summary dict (method, checkpoint, GSDs, seconds, building fraction, vegetation share).
     """
+    from sat2lod.segment.completion import CompletionParams, complete_roofs
     from sat2lod.segment.infer import DEFAULT_MODEL_GSD_M, ndsm_threshold_probability, probability_to_mask
     from sat2lod.segment.plausibility import PlausibilityParams, plausibility_filter
     from sat2lod.segment.vegetation import gate_probability
@@ -236,6 +241,7 @@ def segment_image(
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     plaus = PlausibilityParams(**(plausibility or {}))
+    completion = CompletionParams(**(roof_completion or {}))
     for name, a in (("nDSM", ndsm), ("NDVI", ndvi)):
         if a is not None and a.shape != pan.shape:
             raise ValueError(f"the {name} ({a.shape}) and the image ({pan.shape}) must have the same grid")
@@ -262,6 +268,7 @@ def segment_image(
     mask = probability_to_mask(prob, threshold, res, min_area_m2, valid)
     if ndsm is not None:
         mask, info["plausibility"] = plausibility_filter(mask, ndsm, res, None, plaus)
+        mask, info["roof_completion"] = complete_roofs(mask, ndsm, prob, res, completion)
     ok = mask != 255
     info |= {
         "seconds": round(time.perf_counter() - t0, 3),

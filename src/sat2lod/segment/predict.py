@@ -35,6 +35,8 @@ class SegmentParams:
             (vegetation, :mod:`sat2lod.segment.vegetation`).
         plausibility: section ``segmentation.plausibility``: the geometric filter of the mask's components
             (walls all round, :mod:`sat2lod.segment.plausibility`); ``{"enabled": False}`` turns it off.
+        roof_completion: section ``segmentation.roof_completion``: the raised, planar cells next to each kept
+            component join it (:mod:`sat2lod.segment.completion`); ``{"enabled": False}`` turns it off.
         tile_halo_m: context read around each tile of rule ``segment_tile`` (:mod:`sat2lod.segment.tiled`).
     """
 
@@ -51,6 +53,7 @@ class SegmentParams:
     ndvi_bands: tuple[int, int] | list[int] = tuple(_SEG["ndvi_bands"])
     max_ndvi: float = _SEG["max_ndvi"]
     plausibility: dict = field(default_factory=lambda: defaults("segmentation", "plausibility"))
+    roof_completion: dict = field(default_factory=lambda: defaults("segmentation", "roof_completion"))
     tile_halo_m: float = _SEG["tile_halo_m"]
 
 
@@ -202,7 +205,8 @@ def building_mask(
     """The mask post-processing, one call for rule ``segment`` on a whole AOI and for each ``segment_tile``
     job on its tile + halo: threshold, opening, components under ``min_area_m2`` dropped
     (:func:`sat2lod.segment.infer.probability_to_mask`), then the plausibility filter of the components
-    (walls all round, :func:`sat2lod.segment.plausibility.plausibility_filter`). Every step is local to a
+    (walls all round, :func:`sat2lod.segment.plausibility.plausibility_filter`), then the completion of each
+    kept component over its roof (:func:`sat2lod.segment.completion.complete_roofs`). Every step is local to a
     component and a ring of a few metres around it, so a tile's halo wider than the components that cross its
     edge gives the untiled mask on the tile.
 
@@ -211,13 +215,19 @@ def building_mask(
             filters on heights; valid: (H, W) bool valid cells; resolution_m: cell (m).
         dsm: (H, W) DSM (m) on the same grid, the surface the walls are measured on; None = the nDSM.
     Returns:
-        (H, W) uint8 mask (1 building, 0 not, 255 nodata), and the plausibility filter's summary.
+        (H, W) uint8 mask (1 building, 0 not, 255 nodata), and the plausibility filter's summary with the
+        completion's (``roof_completion``).
     """
+    from sat2lod.segment.completion import CompletionParams, complete_roofs
     from sat2lod.segment.infer import probability_to_mask
     from sat2lod.segment.plausibility import PlausibilityParams, plausibility_filter
 
     m = probability_to_mask(prob, prm.threshold, resolution_m, prm.min_area_m2, valid)
-    return plausibility_filter(m, ndsm, resolution_m, dsm, PlausibilityParams(**prm.plausibility))
+    m, summary = plausibility_filter(m, ndsm, resolution_m, dsm, PlausibilityParams(**prm.plausibility))
+    m, summary["roof_completion"] = complete_roofs(
+        m, ndsm, prob, resolution_m, CompletionParams(**prm.roof_completion)
+    )
+    return m, summary
 
 
 def product_tags(tags: dict[str, str], prm: SegmentParams) -> tuple[dict[str, str], dict[str, str]]:
@@ -230,5 +240,6 @@ def product_tags(tags: dict[str, str], prm: SegmentParams) -> tuple[dict[str, st
         "THRESHOLD": str(prm.threshold),
         "CLASSES": "0=not building, 1=building, 255=nodata",
         "PLAUSIBILITY": "on" if prm.plausibility.get("enabled", True) else "off",
+        "ROOF_COMPLETION": "on" if prm.roof_completion.get("enabled", True) else "off",
     }
     return prob, mask

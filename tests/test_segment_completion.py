@@ -1,0 +1,87 @@
+"""Roof completion of the building mask (sat2lod.segment.completion)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from sat2lod.segment.completion import CompletionParams, complete_roofs, plane_roughness
+
+RES = 0.5
+
+
+def test_plane_roughness_is_the_plane_fit_residual() -> None:
+    yy, xx = np.mgrid[0:40, 0:50].astype(float)
+    plane = 3.0 + 0.2 * xx - 0.7 * yy
+    r = plane_roughness(plane)
+    assert np.nanmax(np.abs(r[2:-2, 2:-2])) < 1e-6
+    assert np.isnan(r[0, 0]) and np.isnan(r[-1, 10])  # the window reaches past the edge
+    noisy = plane + np.random.default_rng(0).normal(0.0, 0.3, plane.shape)
+    assert np.nanmedian(plane_roughness(noisy)) == pytest.approx(0.3, rel=0.15)
+    holed = plane.copy()
+    holed[20, 20] = np.nan
+    rh = plane_roughness(holed)
+    assert np.isnan(rh[18:23, 18:23]).all() and np.isfinite(rh[20, 24])
+    # brute force on one window
+    w = noisy[10:15, 30:35]
+    k = np.arange(-2, 3, dtype=float)
+    a = np.c_[np.ones(25), np.repeat(k, 5), np.tile(k, 5)]
+    res = w.ravel() - a @ np.linalg.lstsq(a, w.ravel(), rcond=None)[0]
+    assert plane_roughness(noisy)[12, 32] == pytest.approx(np.sqrt(res @ res / 22), rel=1e-9)
+
+
+def _scene() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A gable house (20 x 14 m, eaves 6 m, ridge 9 m) with half its roof in the mask, a domed tree crown 7 m
+    high touching its side, a 1 m garden wall: nDSM (m), mask, truth of the house."""
+    h, w = 120, 120
+    yy, xx = np.mgrid[0:h, 0:w].astype(float)
+    ndsm = np.zeros((h, w))
+    house = (yy >= 30) & (yy < 58) & (xx >= 30) & (xx < 70)
+    ridge = 44.0
+    ndsm[house] = 9.0 - 3.0 * np.abs(yy[house] - ridge) / 14.0
+    crown = (yy - 44.0) ** 2 + (xx - 80.0) ** 2 <= 10.0**2
+    rng = np.random.default_rng(3)
+    bumps = rng.normal(0.0, 0.8, (h, w))
+    ndsm[crown & ~house] = (7.0 - 0.05 * ((yy - 44.0) ** 2 + (xx - 80.0) ** 2) + bumps)[crown & ~house]
+    ndsm[(yy >= 60) & (yy < 62) & (xx >= 30) & (xx < 70)] = 1.0
+    mask = np.zeros((h, w), np.uint8)
+    mask[house & (yy < ridge)] = 1  # the north face only
+    return ndsm, mask, house
+
+
+def test_a_half_labelled_gable_roof_is_completed_and_the_tree_beside_it_is_not() -> None:
+    ndsm, mask, house = _scene()
+    prm = CompletionParams(distance_m=8.0)
+    out, summary = complete_roofs(mask, ndsm, None, RES, prm)
+    got = out == 1
+    assert (got & house).sum() / house.sum() > 0.97  # the south face joined, up to its walls
+    assert not (got & ~house).any()
+    assert not got[:, 72:].any()  # the crown stays out
+    assert not got[58:, :].any()  # the garden wall stays out
+    assert summary == {"components": 1, "cells_added": int(got.sum() - (mask == 1).sum())}
+    # the probability floor: cells the network ruled out entirely stay out
+    prob = np.where(house & (np.indices(mask.shape)[0] >= 50), 0.0, 0.5)
+    out2, _ = complete_roofs(mask, ndsm, prob, RES, prm)
+    assert not (out2[50:58] == 1).any() and (out2[44:50, 32:68] == 1).all()
+    # what the mask holds is never removed, nodata stays nodata
+    mask[0, 0] = 255
+    out3, _ = complete_roofs(mask, ndsm, None, RES, prm)
+    assert out3[0, 0] == 255 and ((out3 == 1) >= (mask == 1)).all()
+
+
+def test_completion_reaches_no_farther_than_distance_m() -> None:
+    ndsm, mask, _ = _scene()
+    out, _ = complete_roofs(mask, ndsm, None, RES, CompletionParams(distance_m=2.0))
+    rows = np.nonzero((out == 1).any(axis=1))[0]
+    assert rows.max() <= 44 + 4  # 2 m = 4 cells past the ridge
+    assert (out[44:48, 32:68] == 1).all()
+
+
+def test_completion_disabled_or_without_heights_leaves_the_mask() -> None:
+    ndsm, mask, _ = _scene()
+    same, s = complete_roofs(mask, ndsm, None, RES, {"enabled": False})
+    assert np.array_equal(same, mask) and s["cells_added"] == 0
+    same2, _ = complete_roofs(mask, None, None, RES)
+    assert np.array_equal(same2, mask)
+    with pytest.raises(ValueError, match="differ in shape"):
+        complete_roofs(mask, ndsm[:-1], None, RES)
