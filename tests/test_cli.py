@@ -75,7 +75,9 @@ def test_segment_options_default_to_the_schema():
     no_filter = build_parser().parse_args(["segment", "--image", "i", "--out", "m.tif", "--no-plausibility"])
     assert no_filter.plausibility is False
     assert args.roof_completion is defaults("segmentation", "roof_completion")["enabled"]
-    as_drawn = build_parser().parse_args(["segment", "--image", "i", "--out", "m.tif", "--no-roof-completion"])
+    as_drawn = build_parser().parse_args(
+        ["segment", "--image", "i", "--out", "m.tif", "--no-roof-completion"]
+    )
     assert as_drawn.roof_completion is False
     args = build_parser().parse_args(
         ["--threads", "2", "segment", "--image", "i", "--out", "m.tif", "--threads", "4"]
