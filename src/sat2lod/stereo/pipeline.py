@@ -265,8 +265,9 @@ def process_pair(
     range widened to their 1-99 % heights (keypoint narrowing off), and the job fails if that does not help.
     When a range cut the scene (more than :data:`MAX_OUTSIDE_NARROWED` of the points beyond it, e.g. a
     keypoint-narrowed range that missed a pyramid's faces), the pair is matched again with each cut end put
-    back at the end of the search range (or ``range_probe_m`` beyond it when it was already there). At most
-    3 matchings.
+    back at the end of the search range (or ``range_probe_m`` beyond it when it was already there); an end is
+    cut only where a surface lies at it (:func:`range_end_coherence`): specks there are mismatches, and the
+    result is kept. At most 3 matchings.
 
     Raises:
         SearchRangeError: the search range does not contain the scene (message names source.height_range).
@@ -374,7 +375,7 @@ def process_pair(
 #: most 40 px (3300 of them)
 CUT_MIN_COMPONENT_PX = 100
 #: least share of the valid disparities in such areas at an end for the range to be extended there
-MIN_COHERENT_CUT = 0.25 * 0.01
+MIN_COHERENT_CUT = 0.0025  # a quarter of MAX_OUTSIDE_NARROWED
 
 
 def range_end_coherence(disp: np.ndarray, dmin: int, dmax: int) -> tuple[float, float]:
