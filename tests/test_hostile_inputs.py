@@ -646,7 +646,7 @@ VENTOUX_TILE = (675206.5, 4897003.0, 675496.5, 4897261.0)  # the whole pair's ov
 
 
 def test_mismatched_keypoints_do_not_open_the_range_on_a_steep_pair() -> None:
-    """Issue 15: on Ventoux (0.7 px of disparity per metre) 6 of 43 keypoints are mismatched along the epipolar
+    """Issue 15: on Ventoux (0.7 px of disparity per metre) 5 of 43 keypoints are mismatched along the epipolar
     line at 170-389 m under a surface at 499-558 m. The 1-99 % keypoint range was [173, 566] m; mismatches of the
     forest piled up at its low end, were taken for a cut surface, and the pair was matched twice more, down to
     [-30, 1980] m: 33 % of the DSM's cells were blunders (more than 50 m off SRTM, down to -30 m). Now the

@@ -1,7 +1,7 @@
 """Roof completion: the raised, planar cells next to a building component that the segmenter left out.
 
 The segmenter often labels only part of a roof: the face lit like the street next to a dark shadow, one half of
-a gable (the synthetic demo's small detached houses: 8 of its 23 unmatched buildings are 24-47 % covered;
+a gable (the synthetic demo's small detached houses: 6 of its 23 unmatched buildings are 24-47 % covered;
 the eastern-France LiDAR houses lose a roof face the same way). The nDSM still stands there at roof height. For
 each component of the mask (after the plausibility filter: rejected components do not grow), this adds the
 cells that

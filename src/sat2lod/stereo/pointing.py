@@ -356,7 +356,7 @@ def range_keypoints(heights: np.ndarray, fence_m: float) -> np.ndarray:
 
     A keypoint is left out when its height lies below the lower quartile by more than max(3 IQR, ``fence_m``)
     (Tukey's far-out fence, widened). On a steep pair a keypoint mismatched along the epipolar line lands
-    anywhere in the search range (Ventoux: 6 of 43 at 170-389 m under a surface at 499-558 m), and one such
+    anywhere in the search range (Ventoux: 5 of 43 at 170-389 m under a surface at 499-558 m), and one such
     keypoint sets the end of a 1-99 % range by itself: SGM then searches hundreds of metres of empty space and
     fills the forest with blunders there. Only the low side is fenced: a few keypoints far above the others are
     as likely a tower or a pyramid that few corners hit (a 45 m building in the synthetic city, Khufu's
