@@ -233,9 +233,10 @@ def segment_image(
         (H, W) float32 probability (NaN = nodata), (H, W) uint8 mask (1 building, 0 not, 255 nodata), and a
         summary dict (method, checkpoint, GSDs, seconds, building fraction, vegetation share).
     """
-    from sat2lod.segment.completion import CompletionParams, complete_roofs
+    from sat2lod.segment.completion import CompletionParams
     from sat2lod.segment.infer import DEFAULT_MODEL_GSD_M, ndsm_threshold_probability, probability_to_mask
-    from sat2lod.segment.plausibility import PlausibilityParams, plausibility_filter
+    from sat2lod.segment.plausibility import PlausibilityParams
+    from sat2lod.segment.predict import component_steps
     from sat2lod.segment.vegetation import gate_probability
 
     if method not in METHODS:
@@ -267,8 +268,9 @@ def segment_image(
         info |= {"max_ndvi": max_ndvi, "vegetation_share": veg_share}
     mask = probability_to_mask(prob, threshold, res, min_area_m2, valid)
     if ndsm is not None:
-        mask, info["plausibility"] = plausibility_filter(mask, ndsm, res, None, plaus)
-        mask, info["roof_completion"] = complete_roofs(mask, ndsm, prob, res, completion)
+        mask, info["plausibility"], info["roof_completion"] = component_steps(
+            mask, ndsm, prob, res, plaus, completion
+        )
     ok = mask != 255
     info |= {
         "seconds": round(time.perf_counter() - t0, 3),

@@ -7,11 +7,15 @@ import math
 import os
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from sat2lod.schema import defaults
+
+if TYPE_CHECKING:
+    from sat2lod.segment.completion import CompletionParams
+    from sat2lod.segment.plausibility import PlausibilityParams
 
 log = logging.getLogger(__name__)
 _SEG = defaults("segmentation")  # defaults of config section segmentation
@@ -218,16 +222,43 @@ def building_mask(
         (H, W) uint8 mask (1 building, 0 not, 255 nodata), and the plausibility filter's summary with the
         completion's (``roof_completion``).
     """
-    from sat2lod.segment.completion import CompletionParams, complete_roofs
     from sat2lod.segment.infer import probability_to_mask
-    from sat2lod.segment.plausibility import PlausibilityParams, plausibility_filter
 
     m = probability_to_mask(prob, prm.threshold, resolution_m, prm.min_area_m2, valid)
-    m, summary = plausibility_filter(m, ndsm, resolution_m, dsm, PlausibilityParams(**prm.plausibility))
-    m, summary["roof_completion"] = complete_roofs(
-        m, ndsm, prob, resolution_m, CompletionParams(**prm.roof_completion)
+    m, summary, summary["roof_completion"] = component_steps(
+        m, ndsm, prob, resolution_m, prm.plausibility, prm.roof_completion, dsm
     )
     return m, summary
+
+
+def component_steps(
+    mask: np.ndarray,
+    ndsm: np.ndarray | None,
+    prob: np.ndarray | None,
+    resolution_m: float,
+    plausibility: dict | PlausibilityParams | None = None,
+    roof_completion: dict | CompletionParams | None = None,
+    dsm: np.ndarray | None = None,
+) -> tuple[np.ndarray, dict, dict]:
+    """The steps on a thresholded mask's components, in their order, for rule ``segment``
+    (:func:`building_mask`) and ``sat2lod segment`` (:func:`sat2lod.segment.image.segment_image`): the
+    plausibility filter (:func:`sat2lod.segment.plausibility.plausibility_filter`), then the completion of each
+    kept component over its roof (:func:`sat2lod.segment.completion.complete_roofs`).
+
+    Args:
+        mask: (H, W) uint8 mask (1 building, 0 not, 255 nodata); ndsm, prob, dsm: (H, W) on its grid (nDSM and DSM
+            in m, NaN = nodata; None: the steps that need them leave the mask as it is).
+        resolution_m: cell (m); plausibility, roof_completion: their config sections (dict, params or None =
+            defaults).
+    Returns:
+        The mask after both steps, the plausibility filter's summary and the completion's.
+    """
+    from sat2lod.segment.completion import complete_roofs
+    from sat2lod.segment.plausibility import plausibility_filter
+
+    m, plaus = plausibility_filter(mask, ndsm, resolution_m, dsm, plausibility)
+    m, completion = complete_roofs(m, ndsm, prob, resolution_m, roof_completion)
+    return m, plaus, completion
 
 
 def product_tags(tags: dict[str, str], prm: SegmentParams) -> tuple[dict[str, str], dict[str, str]]:
