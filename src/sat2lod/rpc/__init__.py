@@ -347,6 +347,11 @@ def image_jacobian(
     )
 
 
+def _image_numpy(norm: np.ndarray, coef: np.ndarray, x: np.ndarray, y: np.ndarray, z: np.ndarray) -> tuple:
+    """(row, col) px of normalized ground points (x, y, z): :func:`sat2lod.rpc.kernels._image_at` over arrays."""
+    return image_of(norm, *(poly_grad(coef[k], x, y, z)[0] for k in range(4)))
+
+
 def _project_numpy(
     lon: np.ndarray, lat: np.ndarray, h: np.ndarray, norm: np.ndarray, coef: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -355,7 +360,7 @@ def _project_numpy(
     y = (lat - norm[2]) / norm[3]
     z = (h - norm[4]) / norm[5]
     with np.errstate(all="ignore"):
-        return image_of(norm, *(poly_grad(coef[k], x, y, z)[0] for k in range(4)))
+        return _image_numpy(norm, coef, x, y, z)
 
 
 def _localize_numpy(
@@ -381,9 +386,9 @@ def _localize_numpy(
                 break
             xa, ya, za = x[active], y[active], z[active]
             g = [poly_grad(coef[k], xa, ya, za) for k in range(4)]
-            r, c = image_of(norm, g[0][0], g[1][0], g[2][0], g[3][0])
-            er = row[active] - r
-            ec = col[active] - c
+            pr, pc = image_of(norm, g[0][0], g[1][0], g[2][0], g[3][0])
+            er = row[active] - pr
+            ec = col[active] - pc
             converged = np.abs(er) + np.abs(ec) < tol_px
             ok[active[converged]] = True
             a, b, c, d = image_jacobian(norm, *g)
@@ -395,8 +400,8 @@ def _localize_numpy(
         # the kernel accepts a last step that converged below 1e-3 px (float noise on huge scenes)
         late = np.flatnonzero(~ok)
         if late.size:
-            r, c = image_of(norm, *(poly_grad(coef[k], x[late], y[late], z[late])[0] for k in range(4)))
-            ok[late] = np.abs(row[late] - r) + np.abs(col[late] - c) < 1e-3
+            pr, pc = _image_numpy(norm, coef, x[late], y[late], z[late])
+            ok[late] = np.abs(row[late] - pr) + np.abs(col[late] - pc) < 1e-3
         lon = np.where(ok, norm[0] + norm[1] * x, np.nan)
         lat = np.where(ok, norm[2] + norm[3] * y, np.nan)
     return lon, lat

@@ -125,9 +125,9 @@ def localize_points(
             gld = poly_grad(coef[1], x, y, z)
             gs = poly_grad(coef[2], x, y, z)
             gsd = poly_grad(coef[3], x, y, z)
-            r, c = image_of(norm, gl[0], gld[0], gs[0], gsd[0])
-            er = row[i] - r
-            ec = col[i] - c
+            pr, pc = image_of(norm, gl[0], gld[0], gs[0], gsd[0])
+            er = row[i] - pr
+            ec = col[i] - pc
             if abs(er) + abs(ec) < tol_px:
                 ok = True
                 break
@@ -139,8 +139,8 @@ def localize_points(
             y += (-c * er + a * ec) / det
         if not ok:
             # accept a last step that converged below 1e-3 px (float noise on huge scenes)
-            r, c = _image_at(norm, coef, x, y, z)
-            ok = abs(row[i] - r) + abs(col[i] - c) < 1e-3
+            pr, pc = _image_at(norm, coef, x, y, z)
+            ok = abs(row[i] - pr) + abs(col[i] - pc) < 1e-3
         if ok:
             lon[i] = norm[0] + norm[1] * x
             lat[i] = norm[2] + norm[3] * y

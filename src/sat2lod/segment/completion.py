@@ -129,6 +129,8 @@ def complete_roofs(
         floor = max(prm.min_roof_height_m, prm.height_fraction * float(np.median(zc)))
         near = ndimage.distance_transform_edt(~comp) * resolution_m <= prm.distance_m
         high = near & open_cells[r0:r1, c0:c1] & (np.nan_to_num(z, nan=-np.inf) >= floor)
+        # the roughness on the component's own crop, not once on the whole grid: its filters' sums then start
+        # at the same cells in a tile's window as in the whole AOI, so a tile gives the untiled bits
         with np.errstate(invalid="ignore"):
             cand = high & (plane_roughness(z) <= prm.max_plane_residual_m)
         cand |= comp
