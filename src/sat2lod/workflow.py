@@ -30,8 +30,10 @@ import sat2lod
 #: Wall time of the demo (0.36 km², 3 views, synthetic) without training, on an idle 2-core machine, and
 #: its area: the run overview scales it to the configured area and cores. Measured with
 #: `python bench/demo_run.py` with the shipped model, no training, jobs of 16 tiles: 93 s wall on the 2-core machine
-#: that also timed the training steps below; 39 s on a 2-core AMD EPYC (bench/results/demo_run.json, after the
-#: thread caps of the fifteenth stop). The slower machine's figure is kept: an estimate, not a promise.
+#: that also timed the training steps below; 39 s on a 2-core AMD EPYC after the thread caps of the fifteenth
+#: stop (bench/results/demo_run.json now has 47 s: ~9 s of it the SLURM executor plugin of the test extras,
+#: waiting at each snakemake start for a stopped controller). The slower machine's figure is kept: an estimate,
+#: not a promise.
 DEMO_WALL_S_2CORES = 93.0
 DEMO_AREA_KM2 = 0.36
 #: Seconds per training step of train_segmenter with the demo's training settings (segmentation.torch_threads
