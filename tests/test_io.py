@@ -100,3 +100,21 @@ def test_window_read_is_the_slice_with_its_transform(tmp_path):
     assert raster_shape(tmp_path / "a.tif") == (1, 300, 280)
     with pytest.raises(RasterReadError, match="missing.tif: file not found"):
         raster_shape(tmp_path / "missing.tif")
+
+
+@pytest.mark.parametrize("suffix", [".fgb", ".geojson", ".gpkg"])
+def test_vector_bytes_do_not_name_the_temporary_file(tmp_path, suffix):
+    """Two writes of the same frame give the same bytes (FlatGeobuf and GeoJSON store the layer name, which
+    was the atomic write's random temporary name); the layer is named after the product."""
+    import geopandas as gpd
+    from shapely.geometry import box
+
+    from sat2lod.io.vector import read_vector, write_vector
+
+    gdf = gpd.GeoDataFrame({"h": [1.0, 2.5]}, geometry=[box(0, 0, 1, 1), box(2, 0, 3, 2)], crs="EPSG:32631")
+    a = write_vector(tmp_path / "a" / f"footprints{suffix}", gdf)
+    b = write_vector(tmp_path / "b" / f"footprints{suffix}", gdf)
+    if suffix != ".gpkg":  # a GeoPackage records its write time
+        assert a.read_bytes() == b.read_bytes()
+    assert b".part" not in a.read_bytes()
+    assert sorted(read_vector(a)["h"]) == [1.0, 2.5]  # FlatGeobuf's spatial index orders the features

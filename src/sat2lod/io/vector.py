@@ -43,6 +43,7 @@ def write_vector(path: str | os.PathLike[str], gdf: gpd.GeoDataFrame, layer: str
         raise ValueError(f"{path}: unsupported vector suffix; use one of {sorted(_DRIVERS)}")
     with atomic_path(path) as tmp:
         tmp.unlink()  # GDAL drivers refuse to overwrite some formats
-        kwargs = {"layer": layer or path.stem.split(".")[0]} if driver == "GPKG" else {}
-        gdf.to_file(tmp, driver=driver, **kwargs)
+        # the layer is named after the product, not after the temporary file (FlatGeobuf and GeoJSON store the
+        # name in the file: the bytes would change from run to run)
+        gdf.to_file(tmp, driver=driver, layer=layer or path.stem.split(".")[0])
     return path
