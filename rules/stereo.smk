@@ -4,6 +4,13 @@
 # sat2lod.stereo.pipeline); a job takes several tiles, one after the other, to share its start-up.
 
 
+# cells of a stereo_tile window (tile core + margin on each side), which size its memory
+STEREO_TILE_MCELLS = (
+    (config["tiling"]["tile_size_m"] + 2 * config["tiling"]["margin_m"])
+    / config["output"]["resolution_m"]
+) ** 2 / 1e6
+
+
 rule stereo_tile:
     input:
         unpack(scene_files),
@@ -20,15 +27,18 @@ rule stereo_tile:
         "../envs/stereo.yaml"
     threads: 2
     resources:
-        # one tile at a time: SGM volumes are capped to 55 % of mem_mb (strip processing), so a retry with more
-        # memory also processes larger strips; the rest holds the rectified images and the point cloud.
-        mem_mb=lambda wildcards, attempt: 1000 * attempt,
+        # one tile at a time: the SGM volumes (<= stereo.sgm_volume_mb, strips beyond it) + ~600 bytes per cell of
+        # the tile window (interpreter, rectified images, point clouds): 645-889 MB measured on 300 m tiles
+        # (bench/results/scaling_chain.md). A retry gets more memory, the same strips (the same products).
+        mem_mb=lambda wildcards, attempt: round(
+            300 + 600 * STEREO_TILE_MCELLS + config["stereo"]["sgm_volume_mb"]
+        )
+        * attempt,
         # ~2-40 CPU-s per tile of 300-500 m (bench/results/stereo_vs_cars.md): minutes per tile are ample
         runtime=lambda wildcards, attempt: attempt * (20 + 5 * TILES_PER_JOB),
     params:
         tiles_per_job=TILES_PER_JOB,
         resolution_m=config["output"]["resolution_m"],
-        max_mem_mb=lambda wildcards, resources: 0.55 * resources.mem_mb,
         # the whole section: every key is a field of sat2lod.stereo.pipeline.StereoParams
         stereo=config["stereo"],
     script:

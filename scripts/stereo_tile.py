@@ -16,6 +16,5 @@ for tile, folder in tile_folders(tiles, snakemake.output.job):  # noqa: F821
         dsm=folder / "dsm.tif",
         quality=folder / "quality.tif",
         resolution_m=params["resolution_m"],
-        max_mem_mb=params["max_mem_mb"],
         **params["stereo"],
     )

@@ -190,7 +190,7 @@ def test_sections_passed_whole_match_their_params_objects():
     assert set(defaults("terrain")) == {f.name for f in dataclasses.fields(DTMParams)}
     assert set(defaults("lod")) == {f.name for f in dataclasses.fields(LodParams)}
     assert set(defaults("ortho")) == {f.name for f in dataclasses.fields(OrthoParams)}
-    assert set(defaults("stereo")) == {f.name for f in dataclasses.fields(StereoParams)} - {"max_mem_mb"}
+    assert set(defaults("stereo")) == {f.name for f in dataclasses.fields(StereoParams)}
     smk = {p.stem: p.read_text() for p in (REPO / "rules").glob("*.smk")}
     assert 'terrain=config["terrain"]' in smk["terrain"] and 'stereo=config["stereo"]' in smk["stereo"]
     # lod0_tile, lod1_tile, lod2_noise_tile, lod2_scene, lod2_tile (the merges take no lod key)

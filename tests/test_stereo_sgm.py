@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import numba
 import numpy as np
 import pytest
@@ -38,6 +40,27 @@ def test_census_matches_reference() -> None:
     assert not v[5, 7] and not v[3, 7]  # NaN centre and NaN inside the window
     with pytest.raises(ValueError, match="at most 63"):
         sgm.census_transform(img, (9, 9))
+
+
+@pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2, reason="needs 2 numba threads")
+def test_strip_layout_does_not_depend_on_threads(caplog: pytest.LogCaptureFixture) -> None:
+    """A budget between the one-thread volume (3 bytes per voxel) and the two-thread one (4) splits the image on
+    both thread counts alike: the paths are cut at the same rows, so the disparities are the same bits."""
+    left, right, _truth = _pair_with_disparity(160, 96)
+    budget = 3.5 * left.size * 15 / 1e6  # 15 disparities: 0..14
+    before = numba.get_num_threads()
+    maps, logged = {}, {}
+    try:
+        for threads in (1, 2):
+            numba.set_num_threads(threads)
+            caplog.clear()
+            with caplog.at_level(logging.INFO, logger=sgm.log.name):
+                maps[threads] = sgm.sgm_disparity(left, right, 0, 14, max_mem_mb=budget, strip_overlap=4)
+            logged[threads] = [r.getMessage() for r in caplog.records if "strips" in r.getMessage()]
+    finally:
+        numba.set_num_threads(before)
+    assert logged[1] == logged[2] != []  # split, the same way
+    np.testing.assert_array_equal(maps[1], maps[2])
 
 
 @pytest.mark.parametrize("paths", [4, 8])

@@ -8,8 +8,8 @@ reuse. Every stage is still a separate, tested package function (:mod:`sat2lod.s
 ``subpixel``, ``triangulate``, ``rasterize``), and the log reports each stage's time, pointing correction and valid
 ratio.
 
-Memory per tile job: the SGM volumes (2-3 bytes x rectified pixels x disparities on one thread, capped by
-``max_mem_mb``; see :mod:`sat2lod.stereo.sgm`) plus a few float32 images of the rectified size; the tests and
+Memory per tile job: the SGM volumes (2-4 bytes x rectified pixels x disparities, capped by ``sgm_volume_mb``
+through strips; see :mod:`sat2lod.stereo.sgm`) plus a few float32 images of the rectified size; the tests and
 benchmarks measure the peak.
 """
 
@@ -84,7 +84,7 @@ class StereoParams:
     raster_sigma: float = _STEREO["raster_sigma"]
     raster_tol_m: float = _STEREO["raster_tol_m"]
     raster_empty_cells: bool = _STEREO["raster_empty_cells"]
-    max_mem_mb: float = 600.0
+    sgm_volume_mb: float = _STEREO["sgm_volume_mb"]
     pointing_correction: bool = _STEREO["pointing_correction"]
     max_pointing_px: int = _STEREO["max_pointing_px"]
     keypoint_range: bool = _STEREO["keypoint_range"]
@@ -487,7 +487,7 @@ def _pair_heights(
         lr_tol=params.lr_tol,
         median=params.median and params.subpixel in SGM_FITS,
         fit=SGM_FITS.get(params.subpixel, "v"),
-        max_mem_mb=params.max_mem_mb,
+        max_mem_mb=params.sgm_volume_mb,
     )
     t2 = time.perf_counter()
     if (

@@ -28,9 +28,10 @@ Memory (documented peak, bytes per voxel H x W x D): on one thread the forward p
 into a uint8 volume (1) that the backward pass reads back, and stores its path sum in uint8 when
 ``paths / 2 x (C_max + P2) <= 255`` (4 paths with P2 <= 93 for census 5x7), else int16 (1 or 2): **2 bytes
 (4 paths) or 3 bytes (8 paths)**, plus O(W x D) row buffers. When that exceeds ``max_mem_mb`` the volume of costs
-is dropped (each pass computes its rows' costs again: 1-2 bytes, ~20 % slower), and beyond that
-:func:`sgm_disparity` splits the image into horizontal strips (with ``strip_overlap`` rows of overlap, discarded);
-paths are then cut at the strip border. On two threads both passes run concurrently, each computing its own
+is dropped (each pass computes its rows' costs again: 1-2 bytes, ~20 % slower). When 4 bytes per voxel (the
+two-thread case) exceed it, :func:`sgm_disparity` splits the image into horizontal strips (with ``strip_overlap``
+rows of overlap, discarded), on any thread count: paths are cut at the strip border, so the layout must not
+follow the threads for the disparities to be the same on any core count. On two threads both passes run concurrently, each computing its own
 costs, and store int16 sums (4 bytes). Volumes can be kept between calls in an :class:`SGMWorkspace` (no page
 faults on reuse). The integer kernels and the NumPy references (``*_reference``, float32, exact on these
 integers) give identical results.
@@ -51,6 +52,9 @@ from sat2lod.schema import defaults
 _STEREO = defaults("stereo")  # defaults of config section stereo
 
 log = logging.getLogger(__name__)
+
+#: bytes per voxel the strip layout is computed with (two threads: both passes' int16 sums), on any thread count
+_STRIP_BYTES_PER_VOXEL = 4.0
 
 _U = np.uint64
 _BIG = np.int16(16000)  # padding of the path vectors (above any L + P1; L <= C_max + P2 < 16000 is enforced)
@@ -964,8 +968,9 @@ def sgm_disparity(
         census_window, p1, p2, paths, lr_tol, median: see the module docstring.
         fit: sub-pixel fit on the aggregated costs, "parabola" or "v" (see :func:`_lr_row`).
         max_mem_mb: bound on the cost + aggregation volumes (2-3 bytes/voxel on one thread, 4 on two; see the
-            module docstring); above it the costs are recomputed per pass, then the image is processed in
-            horizontal strips overlapping by ``strip_overlap`` rows.
+            module docstring); above it the costs are recomputed per pass (one thread), and the image is
+            processed in horizontal strips overlapping by ``strip_overlap`` rows when 4 bytes per voxel exceed
+            it, whatever the thread count (so the disparities do not depend on the threads).
         workspace: scratch volumes to reuse across calls (see :class:`SGMWorkspace`); None = allocated here and
             freed on return.
     Returns:
@@ -993,7 +998,10 @@ def sgm_disparity(
     # slower but no volume); 2 threads: both passes' int16 sums (each pass computes its rows' costs)
     fsz = float(np.dtype(fwd_type).itemsize)
     keep_cost = threads < 2 and (1.0 + fsz) * w * nd * h <= max_mem_mb * 1e6
-    row_bytes = (4.0 if threads >= 2 else fsz + (1.0 if keep_cost else 0.0)) * w * nd
+    # the strips are laid out for the largest case (4 bytes per voxel, two threads) whatever the threads here:
+    # paths are cut at strip borders, so a layout that followed the thread count would change the disparities
+    # with the core count; keep_cost only trades memory for time (same result)
+    row_bytes = _STRIP_BYTES_PER_VOXEL * w * nd
     max_rows = max(int(max_mem_mb * 1e6 / row_bytes), 2 * strip_overlap + 16)
     if max_rows >= h:
         strips = [(0, h, 0, h)]
