@@ -17,6 +17,7 @@ time, which records the kernel's high-water RSS (``%M``) and CPU time of that pr
 sum over its jobs; wall = the whole ``snakemake`` command.
 
 Usage:  python bench/scaling_chain.py [--sizes 600 1200 2400 4800] [--name scaling_chain]
+                                     [--reuse-synth bench/out/scaling_chain/scaling_chain]   # keep the cities
         python bench/scaling_chain.py --collect bench/out/scaling_chain/scaling_chain   # re-read finished runs
         -> bench/results/<name>.json ({"sizes_m", "km2", "rules": {rule: {"peak_rss_mb", "cpu_s_per_km2", ...}},
            "wall_s", ...}) + bench/results/<name>.md
@@ -86,13 +87,55 @@ def warm_numba_cache(src: Path) -> int:
     return n
 
 
-def run_one(size_m: float, cores: int, out: Path, tile_m: float | None = None) -> Path:
-    """Run the chain for one size in a fresh copy of the workflow under ``out``; return the run directory."""
+#: what rule synth_city leaves in a run directory (its outputs, benchmark table and log: Snakemake reruns a job one
+#: of whose outputs, the benchmark table included, is missing)
+SYNTH_PATHS = ("results/synth", "benchmarks/synth_city", "logs/synth_city")
+
+
+def reuse_synth(dest: Path, previous: Path) -> None:
+    """Take the synthetic city of an earlier run of the same size (``previous``: its run directory, or a copy
+    of its :data:`SYNTH_PATHS`, config and GNU time lines) instead of making it again: its files and its
+    synth_city line of GNU time (the generator's cost stays in the table, marked reused in run.json). The
+    generator is seeded: the same config gives the same city, and ``synth_city`` is not a target (it took 53 of
+    the 70 min of the 4.8 km run)."""
+    lines = [ln for ln in (previous / TIMES).read_text().splitlines() if ln.endswith(".synth_city.py")]
+    if not all((previous / p).is_dir() for p in SYNTH_PATHS) or len(lines) != 1:
+        raise SystemExit(
+            f"--reuse-synth: no finished synth_city in {previous} ({', '.join(SYNTH_PATHS)}, {TIMES})"
+        )
+    prev_cfg = yaml.safe_load((previous / "config" / "extra.yaml").read_text())
+    new_cfg = yaml.safe_load((dest / "config" / "extra.yaml").read_text())
+    if prev_cfg.get("source") != new_cfg.get("source") or prev_cfg.get("aoi") != new_cfg.get("aoi"):
+        raise SystemExit(f"--reuse-synth: {previous} made another city ({prev_cfg} vs {new_cfg})")
+    for p in SYNTH_PATHS:
+        (dest / p).parent.mkdir(parents=True, exist_ok=True)
+        shutil.move(previous / p, dest / p)
+    (dest / TIMES).write_text(lines[0] + "\n")
+
+
+def run_one(
+    size_m: float, cores: int, out: Path, tile_m: float | None = None, synth_from: Path | None = None
+) -> Path:
+    """Run the chain for one size in a fresh copy of the workflow under ``out``; return the run directory.
+    ``synth_from``: a folder of earlier runs (``<size>/`` in it) whose synthetic city is reused, when it has
+    this size's."""
     dest = out / str(int(size_m))
+    previous = None
+    old = None if synth_from is None else synth_from / str(int(size_m))
+    if old is not None and all((old / p).is_dir() for p in SYNTH_PATHS):
+        # moved aside first: the fresh copy below replaces dest, which may be that very folder
+        previous = out / f".previous_{int(size_m)}"
+        shutil.rmtree(previous, ignore_errors=True)
+        for p in (*SYNTH_PATHS, "config"):
+            shutil.copytree(old / p, previous / p)
+        shutil.copy2(old / TIMES, previous / TIMES)
     # the package too: the run imports this copy, not the worktree that may change while it runs
     copy_workflow(dest, REPO, extra=("src",), replace=True)
     warm_numba_cache(dest / "src")
     (dest / "config" / "extra.yaml").write_text(yaml.safe_dump(run_config(size_m, tile_m)))
+    if previous is not None:
+        reuse_synth(dest, previous)
+        shutil.rmtree(previous)
     # every job's script runs as "/usr/bin/time ... python tmpXXXX.<rule>.py" (Snakemake's shell prefix)
     (dest / "measured.smk").write_text(
         f"shell.prefix(\"set -euo pipefail; /usr/bin/time -a -o {dest / TIMES} -f '{TIME_FORMAT}' \")\n\n\n"
@@ -117,6 +160,7 @@ def run_one(size_m: float, cores: int, out: Path, tile_m: float | None = None) -
                 "load1": load1,
                 "cores": cores,
                 "tile_m": tile_m or DEMO_TILE_M,
+                "synth_reused": previous is not None,
             }
         )
     )
@@ -236,6 +280,12 @@ def main() -> None:
     ap.add_argument("--tile-m", type=float, help="tiling.tile_size_m (default: the demo config's)")
     ap.add_argument("--name", default="scaling_chain", help="results file stem under bench/results/")
     ap.add_argument("--collect", type=Path, help="only re-read the finished runs under this folder")
+    ap.add_argument(
+        "--reuse-synth",
+        type=Path,
+        help="folder of earlier runs (e.g. bench/out/scaling_chain/scaling_chain): a size found there takes its "
+        "synthetic city (and that generator's measured cost) instead of making it again",
+    )
     args = ap.parse_args()
     command = "python bench/scaling_chain.py " + " ".join(sys.argv[1:])
     if args.collect:
@@ -243,7 +293,7 @@ def main() -> None:
     else:
         dirs = []
         for s in args.sizes:
-            dirs.append(run_one(s, args.cores, OUT / args.name, args.tile_m))
+            dirs.append(run_one(s, args.cores, OUT / args.name, args.tile_m, args.reuse_synth))
             print(f"{s:g} m done: {json.loads((dirs[-1] / 'run.json').read_text())}", flush=True)
     write(collect(dirs, command), args.name)
 
