@@ -7,7 +7,6 @@ exactly the ``threads`` the rule asked for.
 
 from __future__ import annotations
 
-import ctypes
 import gc
 import json
 import logging
@@ -26,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import sat2lod
+from sat2lod.memory import release_memory
 
 #: Wall time of the demo (0.36 km², 3 views, synthetic) without training, on an idle 2-core machine, and
 #: its area: the run overview scales it to the configured area and cores. Measured with
@@ -155,18 +155,6 @@ def tile_folders(tiles: list[str], archive: str | os.PathLike[str]) -> Iterator[
         _pack(staging, archive)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-
-
-def release_memory() -> None:
-    """Between two tiles of a job: collect garbage and hand the C heap's free pages back to the system
-    (glibc ``malloc_trim``; a no-op elsewhere). Without it the heap left by one tile fragments the next one's
-    large arrays: 16 segment_tile tiles of the 1.2 km city in one process peaked at 1118 MB, 796 MB with it
-    (one tile alone: ~645 MB)."""
-    gc.collect()
-    try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
 
 
 def _pack(folder: Path, archive: Path) -> None:

@@ -32,6 +32,7 @@ from sat2lod.io.raster import write_raster
 from sat2lod.io.rpc_files import read_rpc
 from sat2lod.io.scene_sheet import read_scene_sheet
 from sat2lod.io.sensor_image import image_shape, read_tile, read_window
+from sat2lod.memory import release_memory
 from sat2lod.progress import Progress
 from sat2lod.rpc import RPCModel
 from sat2lod.schema import defaults
@@ -643,6 +644,8 @@ def stereo_tile(
         residuals.append(res.residual)
         counts.append(res.count)
         infos.append({"pair": [i, j], **res.info})
+        del res
+        release_memory()  # the pair's freed volumes and point clouds, before the next pair allocates its own
     progress.update(len(pairs))
     if heights:
         # inverse-variance weights: a pair's height noise is its disparity noise / (disparity px per metre)
