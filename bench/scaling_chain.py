@@ -228,13 +228,24 @@ def targets(res: dict) -> dict:
         if rule in NOT_TARGETED or None in rss or len(rss) < 2:
             continue
         spread = max(cpu) / min(cpu) if min(cpu) > 0 else float("inf")
+        mean = sum(cpu) / len(cpu)
+        dev = max(abs(c / mean - 1) for c in cpu) if mean > 0 else float("inf")
         out[rule] = {
             "rss_ratio_largest_vs_smallest": round(rss[-1] / rss[0], 2),
             "rss_flat": rss[-1] <= 1.3 * rss[0] and rss[-1] <= 2048,
             "cpu_per_km2_max_over_min": round(spread, 2),
+            # the two readings of "within +-30 % across sizes": every size within 30 % of the sizes' mean, and
+            # the strict one, largest / smallest <= 1.3
+            "cpu_per_km2_max_dev_from_mean": round(dev, 2),
+            "cpu_within_30pct_of_mean": dev <= 0.3,
+            "cpu_max_over_min_le_1_3": spread <= 1.3,
         }
     out["chain_cpu_s_per_km2_le_100"] = all(c <= 100 for c in res["chain_cpu_s_per_km2"])
     return out
+
+
+def _pct(v: float | None) -> str:
+    return "–" if v is None else f"{v:.0%}"
 
 
 def write(res: dict, name: str) -> None:
@@ -254,21 +265,33 @@ def write(res: dict, name: str) -> None:
         ),
         f"Command: `{res['command']}`",
         "",
-        f"| rule | jobs | peak RSS (MB) {sizes} | CPU-s / km² {sizes} | RSS ratio | flat (≤ 1.3×, ≤ 2 GB) |",
-        "|---|---|---|---|---|---|",
+        (
+            f"| rule | jobs | peak RSS (MB) {sizes} | CPU-s / km² {sizes} | RSS ratio | flat (≤ 1.3×, ≤ 2 GB) | "
+            "CPU/km² largest dev. from mean (≤ 30 %) | CPU/km² max / min (≤ 1.3) |"
+        ),
+        "|---|---|---|---|---|---|---|---|",
     ]
     for rule, r in res["rules"].items():
         t = res["targets"].get(rule, {})
         lines.append(
             f"| {rule} | {' / '.join(map(str, r['jobs']))} | {' → '.join(map(str, r['peak_rss_mb']))} | "
             f"{' → '.join(map(str, r['cpu_s_per_km2']))} | {t.get('rss_ratio_largest_vs_smallest', '–')} | "
-            f"{t.get('rss_flat', '–')} |"
+            f"{t.get('rss_flat', '–')} | {_pct(t.get('cpu_per_km2_max_dev_from_mean'))} | "
+            f"{t.get('cpu_per_km2_max_over_min', '–')} |"
         )
     lines += [
         "",
         f"- wall (s): {res['wall_s']}",
         f"- chain CPU-s per km² (all rules but synth_city): {res['chain_cpu_s_per_km2']}",
     ]
+    tg = {r: t for r, t in res["targets"].items() if isinstance(t, dict)}
+    for key, text in (
+        ("rss_flat", "peak RSS flat (≤ 1.3×, ≤ 2 GB)"),
+        ("cpu_within_30pct_of_mean", "CPU-s per km² within 30 % of the sizes' mean"),
+        ("cpu_max_over_min_le_1_3", "CPU-s per km² largest / smallest ≤ 1.3"),
+    ):
+        miss = [r for r, t in tg.items() if not t.get(key)]
+        lines.append(f"- {text}: {len(tg) - len(miss)} of {len(tg)} rules; not: {', '.join(miss) or 'none'}")
     (RESULTS / f"{name}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

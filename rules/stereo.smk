@@ -27,11 +27,12 @@ rule stereo_tile:
         "../envs/stereo.yaml"
     threads: 2
     resources:
-        # one tile at a time: the SGM volumes (<= stereo.sgm_volume_mb, strips beyond it) + ~600 bytes per cell of
-        # the tile window (interpreter, rectified images, point clouds): 645-889 MB measured on 300 m tiles
-        # (bench/results/scaling_chain.md). A retry gets more memory, the same strips (the same products).
+        # one tile at a time: the SGM volumes (<= stereo.sgm_volume_mb, strips beyond it) + the interpreter,
+        # rectified images and point clouds (~500 bytes per cell of the tile window): 545-612 MB measured on the
+        # 300 m tiles of 0.6-4.8 km cities (bench/results/scaling_chain.md), 781 MB asked. A retry gets more
+        # memory and the same strips (the same products).
         mem_mb=lambda wildcards, attempt: round(
-            300 + 600 * STEREO_TILE_MCELLS + config["stereo"]["sgm_volume_mb"]
+            250 + 500 * STEREO_TILE_MCELLS + config["stereo"]["sgm_volume_mb"]
         )
         * attempt,
         # ~2-40 CPU-s per tile of 300-500 m (bench/results/stereo_vs_cars.md): minutes per tile are ample
