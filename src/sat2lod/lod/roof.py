@@ -31,6 +31,7 @@ Heights are absolute (datum of the DSM), coordinates map metres (projected CRS).
 
 from __future__ import annotations
 
+import copy
 import logging
 import math
 from dataclasses import dataclass, field, replace
@@ -331,19 +332,45 @@ def _ramp_terms(
     prm: RoofParams,
     walls: list[tuple[BaseGeometry, float]] | None = None,
     ground: float = float("nan"),
+    memo: dict | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Edge-spread weight w (N,) of each point (``prm.edge_ramp`` at its distance d from the nearest wall),
     that wall's nearest point (xe, ye), d (m) and the height beyond that wall (m), each (N,).
 
     ``walls``: parts of the outline with the height beyond each (absolute m: the ground for a free wall, the
     neighbour's roof level for a shared one; see :func:`sat2lod.lod.models.wall_parts`); None = the whole
-    outline (holes included) with ``ground`` beyond it.
+    outline (holes included) with ``ground`` beyond it. ``memo``: see :func:`fit_roof` (the wall geometry of
+    the same points is computed once; only w follows the ramp).
     """
+    key = ("walls", len(x))
+    if memo is not None and key in memo:
+        xe, ye, d, hb = memo[key]
+    else:
+        xe, ye, d, hb = _wall_terms(footprint, x, y, walls, ground)
+        if memo is not None:
+            memo[key] = (xe, ye, d, hb)
+    ramp = np.asarray(prm.edge_ramp, float)
+    i = np.full(len(d), len(ramp))  # no wall (d = inf): beyond the ramp, w = 0
+    near = np.isfinite(d)
+    i[near] = np.floor(d[near] / RAMP_STEP_M).astype(int)
+    w = np.where(i < len(ramp), ramp[np.clip(i, 0, len(ramp) - 1)], 0.0)
+    return w, xe, ye, d, hb
+
+
+def _wall_terms(
+    footprint: Polygon,
+    x: np.ndarray,
+    y: np.ndarray,
+    walls: list[tuple[BaseGeometry, float]] | None,
+    ground: float,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The geometry of :func:`_ramp_terms`: (xe, ye, d, hb), each (N,), independent of the ramp (no wall:
+    the points themselves, d = inf, hb = NaN)."""
     pts = shapely.points(x, y)
     parts = [(footprint.boundary, ground)] if walls is None else [(g, h) for g, h in walls if not g.is_empty]
     n = len(x)
     if not parts:
-        return np.zeros(n), x, y, np.full(n, np.inf), np.full(n, np.nan)
+        return x, y, np.full(n, np.inf), np.full(n, np.nan)
     dist = np.array([shapely.distance(pts, g) for g, _ in parts])
     k = np.argmin(dist, axis=0)
     d = dist[k, np.arange(n)]
@@ -352,10 +379,7 @@ def _ramp_terms(
         sel = k == j
         near = shapely.line_interpolate_point(g, shapely.line_locate_point(g, pts[sel]))
         xe[sel], ye[sel], hb[sel] = shapely.get_x(near), shapely.get_y(near), h
-    ramp = np.asarray(prm.edge_ramp, float)
-    i = np.floor(d / RAMP_STEP_M).astype(int)
-    w = np.where(i < len(ramp), ramp[np.clip(i, 0, len(ramp) - 1)], 0.0)
-    return w, xe, ye, d, hb
+    return xe, ye, d, hb
 
 
 def _primitive_fits(
@@ -366,6 +390,7 @@ def _primitive_fits(
     prm: RoofParams,
     ground: float | None = None,
     walls: list[tuple[BaseGeometry, float]] | None = None,
+    memo: dict | None = None,
 ) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
     """Huber fits of every primitive to finite points: kind -> (design (N, k), coefficients (k,), residuals
     (N,) m, shape function (N,)); ``shed`` is the free plane in x - mean(x), y - mean(y).
@@ -384,7 +409,7 @@ def _primitive_fits(
     blur = any(prm.edge_ramp) and (math.isfinite(g) if walls is None else bool(walls))
     w, xe, ye = np.zeros(n), x, y
     if blur:
-        w, xe, ye, _, hb = _ramp_terms(footprint, x, y, prm, walls, g)
+        w, xe, ye, _, hb = _ramp_terms(footprint, x, y, prm, walls, g, memo)
         w = np.where(np.isfinite(hb), w, 0.0)
         z = z - w * np.nan_to_num(hb)
         se, te = _local(xe, ye, frame)
@@ -517,6 +542,8 @@ def fit_roof(
     image: np.ndarray | None = None,
     ground: float | None = None,
     walls: list[tuple[BaseGeometry, float]] | None = None,
+    *,
+    memo: dict | None = None,
 ) -> RoofFit:
     """Fit a roof to DSM points inside a footprint.
 
@@ -554,6 +581,11 @@ def fit_roof(
         walls: parts of the outline with the height beyond each (absolute m: the ground for a free wall, the
             neighbour's roof level for a shared one; :func:`sat2lod.lod.models.wall_parts`), towards which the
             DSM is blurred; None = the ground (``ground``) all around.
+        memo: a dict kept by the caller across fits of one roof (the same footprint, points, image, grid
+            and walls) whose ``prm`` differ in ``edge_ramp`` only (:func:`calibrate_edge_ramp` refits each roof
+            up to ``max_iterations`` times): what does not depend on the ramp is computed once and read back
+            (the ortho's face BICs; the multi-plane segmentation for a given noise level). The same results
+            as without it.
 
     Returns:
         The selected model; ``scores`` holds the BIC of every admissible candidate (DSM + ortho when an
@@ -563,13 +595,18 @@ def fit_roof(
     ok = np.isfinite(z)
     img_bic: dict[str, float] = {}
     if image is not None:
-        img_bic = ortho_face_bic(footprint, x, y, np.asarray(image, float), transform)
+        if memo is not None and "img_bic" in memo:
+            img_bic = memo["img_bic"]
+        else:
+            img_bic = ortho_face_bic(footprint, x, y, np.asarray(image, float), transform)
+            if memo is not None:
+                memo["img_bic"] = img_bic
     x, y, z = x[ok], y[ok], z[ok]
     n = len(z)
     if n < 6:
         h = float(np.median(z)) if n else float("nan")
         return RoofFit("flat", [footprint], [(h, 0.0, 0.0)], h, h, float("nan"), n)
-    raw = _primitive_fits(footprint, x, y, z, prm, ground, walls)
+    raw = _primitive_fits(footprint, x, y, z, prm, ground, walls, memo)
     sigma, area, n_eff = _noise_model(raw, x, y, transform, prm)
     delta = 1.345 * sigma
 
@@ -609,9 +646,14 @@ def fit_roof(
     best.noise_m, best.n_eff = sigma, n_eff
     best_r = raw[best_kind][2]
     if _nmad(best_r) > prm.max_rmse_m and transform is not None:
-        multi = fit_multiplane(
-            footprint, x, y, z, transform, prm, noise_m=sigma if prm.noise_m is None else prm.noise_m
-        )
+        noise = sigma if prm.noise_m is None else prm.noise_m
+        key = ("multiplane", noise)
+        if memo is not None and key in memo:
+            multi = copy.copy(memo[key])  # its scores and noise are set below: the stored fit stays as made
+        else:
+            multi = fit_multiplane(footprint, x, y, z, transform, prm, noise_m=noise)
+            if memo is not None:
+                memo[key] = copy.copy(multi)
         if multi is not None:
             bic_m = bic(
                 _multiplane_residuals(multi, x, y, z, best_r), 3 * len({tuple(p) for p in multi.planes})
@@ -799,19 +841,21 @@ def calibrate_edge_ramp(
     ramp = np.zeros(nb)
     start = np.asarray(prm.edge_ramp, float)[:nb]
     ramp[: len(start)] = start
+    # per roof, what its fits share from one iteration to the next (the ramp changes, nothing else)
+    memos: list[dict] = [{} for _ in roofs]
     for _ in range(max_iterations):
         cur = replace(prm, edge_ramp=tuple(float(v) for v in ramp))
         per_bin: list[list[float]] = [[] for _ in range(nb)]
-        for footprint, x, y, z, ground, image, *more in roofs:
+        for (footprint, x, y, z, ground, image, *more), memo in zip(roofs, memos):
             walls = more[0] if more else None
             ok = np.isfinite(z)
             if ok.sum() < 12 or not math.isfinite(ground):
                 continue
-            fit = fit_roof(footprint, x, y, z, cur, transform, image, ground, walls)
+            fit = fit_roof(footprint, x, y, z, cur, transform, image, ground, walls, memo=memo)
             if fit.roof_type == "multiplane":
                 continue
             xs, ys, zs = x[ok], y[ok], z[ok]
-            w, xe, ye, d, hb = _ramp_terms(footprint, xs, ys, cur, walls, ground)
+            w, xe, ye, d, hb = _ramp_terms(footprint, xs, ys, cur, walls, ground, memo)
             edge = _roof_z(fit.planes, xe, ye) - hb
             # measured on free walls only (hb is the ground there): the ground beyond them is measured (DTM), a
             # neighbour's level is itself a blurred DSM median; the ramp found there also serves the shared walls
