@@ -28,7 +28,7 @@ rule stereo_tile:
     threads: 2
     resources:
         # one tile at a time: the SGM volumes (<= stereo.sgm_volume_mb, strips beyond it) + the interpreter,
-        # rectified images and point clouds (~500 bytes per cell of the tile window): 545-612 MB measured on the
+        # rectified images and point clouds (~500 bytes per cell of the tile window): 545-613 MB measured on the
         # 300 m tiles of 0.6-4.8 km cities (bench/results/scaling_chain.md), 781 MB asked. A retry gets more
         # memory and the same strips (the same products).
         mem_mb=lambda wildcards, attempt: round(
