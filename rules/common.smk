@@ -9,6 +9,15 @@ AOI = config["aoi"]["name"]
 TILES_PER_JOB = config["tiling"]["tiles_per_job"]
 
 
+def tile_window_mcells(halo_m):
+    """Cells (millions) of a per-tile job's window: the tile core plus ``halo_m`` on each side, at the output
+    resolution; the per-tile rules size their memory and runtime from it."""
+    return (
+        (config["tiling"]["tile_size_m"] + 2 * halo_m)
+        / config["output"]["resolution_m"]
+    ) ** 2 / 1e6
+
+
 wildcard_constraints:
     aoi=r"[A-Za-z0-9_-]+",
     tile=r"t\d{4}_\d{4}",

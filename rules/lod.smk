@@ -7,15 +7,7 @@
 
 # a lod0_tile job: ~150 bytes per cell of its window (core + 2 halos; lod0 over the whole AOI measured 147 bytes
 # per cell, issue 16) + ~400 MB of interpreter and libraries
-LOD0_TILE_MB = int(
-    400
-    + 150e-6
-    * (
-        (config["tiling"]["tile_size_m"] + 2 * config["lod"]["tile_halo_m"])
-        / config["output"]["resolution_m"]
-    )
-    ** 2
-)
+LOD0_TILE_MB = int(400 + 150 * tile_window_mcells(config["lod"]["tile_halo_m"]))
 
 
 rule lod0_tile:
@@ -75,12 +67,9 @@ rule lod0:
 # tile's core, the buildings reaching past it (up to a group of touching buildings: lod.tile_halo_m, as lod0_tile)
 # and the ground ring; LOD1 holds 2 float32 rasters (DTM, nDSM), LOD2 3 (DSM, DTM, ortho brightness) and the roof
 # fits' temporaries: ~40 / ~80 bytes per cell + ~400 MB of interpreter and libraries
-LOD_WINDOW_CELLS = (
-    (config["tiling"]["tile_size_m"] + 2 * config["lod"]["tile_halo_m"])
-    / config["output"]["resolution_m"]
-) ** 2
-LOD1_TILE_MB = int(400 + 40e-6 * LOD_WINDOW_CELLS)
-LOD2_TILE_MB = int(400 + 80e-6 * LOD_WINDOW_CELLS)
+LOD_WINDOW_MCELLS = tile_window_mcells(config["lod"]["tile_halo_m"])
+LOD1_TILE_MB = int(400 + 40 * LOD_WINDOW_MCELLS)
+LOD2_TILE_MB = int(400 + 80 * LOD_WINDOW_MCELLS)
 # minutes per tile (lod2: ~0.2 s per roof fit, a tile of 300 m holds a few hundred buildings in a dense city)
 LOD_TILE_MIN = max(10, int(20 * (config["tiling"]["tile_size_m"] / 300.0) ** 2))
 

@@ -8,9 +8,7 @@
 ORTHO_GAINS_MCELLS = (
     config["ortho"]["gains_window_m"] / config["output"]["resolution_m"]
 ) ** 2 / 1e6
-ORTHO_TILE_MCELLS = (
-    (config["tiling"]["tile_size_m"] + 2 * 50.0) / config["output"]["resolution_m"]
-) ** 2 / 1e6
+ORTHO_TILE_MCELLS = tile_window_mcells(50.0)
 
 
 rule ortho_gains:

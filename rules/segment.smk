@@ -105,10 +105,7 @@ rule segment_range:
 
 
 # cells of a segment_tile window (tile core + halo on each side), which size its memory and runtime
-SEG_TILE_MCELLS = (
-    (config["tiling"]["tile_size_m"] + 2 * SEG["tile_halo_m"])
-    / config["output"]["resolution_m"]
-) ** 2 / 1e6
+SEG_TILE_MCELLS = tile_window_mcells(SEG["tile_halo_m"])
 
 
 rule segment_tile:

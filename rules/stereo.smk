@@ -5,10 +5,7 @@
 
 
 # cells of a stereo_tile window (tile core + margin on each side), which size its memory
-STEREO_TILE_MCELLS = (
-    (config["tiling"]["tile_size_m"] + 2 * config["tiling"]["margin_m"])
-    / config["output"]["resolution_m"]
-) ** 2 / 1e6
+STEREO_TILE_MCELLS = tile_window_mcells(config["tiling"]["margin_m"])
 
 
 rule stereo_tile:

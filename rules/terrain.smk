@@ -3,10 +3,7 @@
 # by a streamed paste (dtm).
 
 # cells of a dtm_tile window (tile core + halo on each side), which size its memory and runtime
-DTM_TILE_MCELLS = (
-    (config["tiling"]["tile_size_m"] + 2 * config["terrain"]["tile_halo_m"])
-    / config["output"]["resolution_m"]
-) ** 2 / 1e6
+DTM_TILE_MCELLS = tile_window_mcells(config["terrain"]["tile_halo_m"])
 
 
 rule dtm_tile:
