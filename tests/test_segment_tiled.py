@@ -104,10 +104,14 @@ def test_tiles_equal_the_whole_aoi(tmp_path):
         assert a.array.dtype == b.array.dtype and a.nodata == b.nodata or np.isnan(a.nodata)
     np.testing.assert_array_equal(p.array, whole_p.array)
     np.testing.assert_array_equal(m.array, whole_m.array)
-    # no halo: the network sees the tile edges and the opening cuts there
-    p0, m0 = _tiled(tmp_path / "nohalo", ortho, ndsm, tiles, ids, tile_halo_m=0.0, **kw)
+    # no halo: the network sees the tile edges and the opening cuts there (the mask compared without the
+    # guided filter, whose smoothing of the probability happens to hide the cut on this small scene)
+    p0, _ = _tiled(tmp_path / "nohalo", ortho, ndsm, tiles, ids, tile_halo_m=0.0, **kw)
     assert np.nanmax(np.abs(p0.array - whole_p.array)) > 0.01
-    assert (m0.array != whole_m.array).any()
+    off = kw | {"guided_filter": {"radius_m": 0.0}}
+    segment_from_files(ortho, ndsm, tmp_path / "p_off.tif", tmp_path / "m_off.tif", **off)
+    _, m0 = _tiled(tmp_path / "nohalo_off", ortho, ndsm, tiles, ids, tile_halo_m=0.0, **off)
+    assert (m0.array != read_raster(tmp_path / "m_off.tif").array).any()
 
 
 def test_paste_refuses_a_tile_off_the_grid(tmp_path):

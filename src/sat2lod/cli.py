@@ -70,6 +70,7 @@ def _segment(args: argparse.Namespace) -> int:
             threads=args.torch_threads,
             plausibility={"enabled": args.plausibility},
             roof_completion={"enabled": args.roof_completion},
+            guided_filter={"radius_m": args.guided_radius_m},
         )
     except (
         OSError,
@@ -156,6 +157,14 @@ def _add_segment(sub: argparse._SubParsersAction) -> None:
         default=defaults("segmentation", "roof_completion")["enabled"],
         help="leave each component as the network drew it; by default, with --ndsm, the raised planar cells "
         "next to it join it (the rest of a half-labelled roof: segmentation.roof_completion)",
+    )
+    p.add_argument(
+        "--guided-radius-m",
+        type=float,
+        metavar="M",
+        default=defaults("segmentation", "guided_filter")["radius_m"],
+        help="radius (m) of the image-guided refinement of the U-Net probability along the image's edges "
+        "(segmentation.guided_filter; default %(default)s, 0 = off)",
     )
     p.add_argument(
         "--threads",

@@ -204,6 +204,7 @@ def segment_image(
     threads: int = _SEG["torch_threads"],
     plausibility: dict | None = None,
     roof_completion: dict | None = None,
+    guided_filter: dict | None = None,
 ) -> tuple[np.ndarray, np.ndarray, dict]:
     """Building probability and mask of one image.
 
@@ -229,11 +230,14 @@ def segment_image(
         roof_completion: section ``segmentation.roof_completion`` (None = its defaults): each kept component
             completed over its roof as in rule ``segment`` (:func:`sat2lod.segment.completion.complete_roofs`);
             without an nDSM nothing is completed.
+        guided_filter: section ``segmentation.guided_filter`` (None = its defaults): the U-Net probability refined
+            along the image's edges as in rule ``segment`` (:func:`sat2lod.segment.guided.refine_probability`).
     Returns:
         (H, W) float32 probability (NaN = nodata), (H, W) uint8 mask (1 building, 0 not, 255 nodata), and a
         summary dict (method, checkpoint, GSDs, seconds, building fraction, vegetation share).
     """
     from sat2lod.segment.completion import CompletionParams
+    from sat2lod.segment.guided import guided_tags, refine_probability
     from sat2lod.segment.infer import DEFAULT_MODEL_GSD_M, ndsm_threshold_probability, probability_to_mask
     from sat2lod.segment.plausibility import PlausibilityParams
     from sat2lod.segment.predict import component_steps
@@ -261,6 +265,8 @@ def segment_image(
             pan, ndsm, gsd_m, checkpoint, tile_px, overlap_px, batch_size, device, threads
         )
         info |= model_info
+        prob = refine_probability(prob, pan, res, None, guided_filter)
+        info |= {k.lower(): v for k, v in guided_tags(guided_filter, res).items()}
         valid = np.isfinite(pan)
         prob[~valid] = np.nan
     if ndvi is not None:

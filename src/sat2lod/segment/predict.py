@@ -41,6 +41,8 @@ class SegmentParams:
             (walls all round, :mod:`sat2lod.segment.plausibility`); ``{"enabled": False}`` turns it off.
         roof_completion: section ``segmentation.roof_completion``: the raised, planar cells next to each kept
             component join it (:mod:`sat2lod.segment.completion`); ``{"enabled": False}`` turns it off.
+        guided_filter: section ``segmentation.guided_filter``: the U-Net probability refined along the ortho's
+            edges (:mod:`sat2lod.segment.guided`); ``{"radius_m": 0}`` turns it off.
         tile_halo_m: context read around each tile of rule ``segment_tile`` (:mod:`sat2lod.segment.tiled`).
     """
 
@@ -58,6 +60,7 @@ class SegmentParams:
     max_ndvi: float = _SEG["max_ndvi"]
     plausibility: dict = field(default_factory=lambda: defaults("segmentation", "plausibility"))
     roof_completion: dict = field(default_factory=lambda: defaults("segmentation", "roof_completion"))
+    guided_filter: dict = field(default_factory=lambda: defaults("segmentation", "guided_filter"))
     tile_halo_m: float = _SEG["tile_halo_m"]
 
 
@@ -133,7 +136,8 @@ def building_probability(
     ortho_range: tuple[float, float] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, dict[str, str]]:
     """Building probability of an ortho + nDSM (the whole AOI, or a tile with its halo): the network (or the
-    nDSM-threshold fallback), then the vegetation gate when the ortho carries MS bands.
+    nDSM-threshold fallback), the U-Net's refined along the ortho's edges (:mod:`sat2lod.segment.guided`), then
+    the vegetation gate when the ortho carries MS bands.
 
     Args:
         ortho: (H, W) PAN or (B, H, W) PAN + pansharpened MS ortho, float32, NaN = nodata.
@@ -153,6 +157,7 @@ def building_probability(
     valid = np.isfinite(ortho_a) | np.isfinite(ndsm)
     if prm.method == "unet":
         from sat2lod.io.digest import sha256_file
+        from sat2lod.segment.guided import guided_tags, refine_probability
         from sat2lod.segment.infer import load_segmenter, model_gsd_m, unet_probability
         from sat2lod.segment.shipped import DEFAULT_MODEL_VERSION
 
@@ -172,6 +177,7 @@ def building_probability(
             device,
             ortho_range,
         )
+        p = refine_probability(p, ortho_a, resolution_m, ortho_range, prm.guided_filter)
         p[~valid] = np.nan
         tags = {
             "SAT2LOD_METHOD": "unet",
@@ -179,6 +185,7 @@ def building_probability(
             "CHECKPOINT_SHA256": sha256_file(path),
             "CHECKPOINT_VAL_IOU": str(payload.get("metrics", {}).get("val_iou_mean")),
         }
+        tags |= guided_tags(prm.guided_filter, resolution_m)
         if resampled:  # only then, so products on the model's grid keep their tags
             tags |= {"MODEL_GSD_M": str(model_gsd), "RESAMPLED_TO_MODEL_GSD": "bilinear"}
             log.info(
