@@ -6,10 +6,10 @@ stereo nDSM's fattened edges), while the true ortho has the roof edge sharp. The
 ``a``), and averages the windows' fits at each cell: where the window straddles a roof edge the probability
 follows the image edge; where the image is flat (its variance well under ``eps``) it is a plain box mean.
 
-Measured on the shipped model and two other training seeds (bench/results/segment_real.md, demo_run.md):
-radius 1 m (2 cells at 0.5 m) raised every figure or left it equal; 1.5 m helped two of the three models and
-cost one a large house on the eastern-France LiDAR (IoU 0.58 -> 0.43); 2.5 m cost eastern France on the shipped
-model too. docs/segmentation.md has the figures.
+Measured on the shipped model and three models of its recipe from other training draws
+(bench/results/segment_recipe_seeds.md): radius 1 m (2 cells at 0.5 m) raised every figure, or left it within
+0.001. In one-off runs 1.5 m cost one model a large house of the eastern-France LiDAR (IoU 0.58 -> 0.43) and
+2.5 m cost eastern France on the shipped model too. docs/segmentation.md has the figures.
 
 Box sums are direct sums over the window (``scipy.ndimage.correlate1d``, not running sums), so a cell's value
 depends only on the cells within ``2 r`` of it, never on where the array starts: a tile read with a halo wider
