@@ -67,13 +67,9 @@ def train_or_reuse(models: Path, steps: int, seed: int) -> Path:
             return out
         raise SystemExit(f"{out}: recorded recipe {got} is not {want}; remove it")
     models.mkdir(parents=True, exist_ok=True)
-    seg = dm.schema_training_defaults()
-    orig = dm.schema_training_defaults
-    dm.schema_training_defaults = lambda: {**seg, "train": want}
-    try:
-        dm.build_default_model(out, models / "cities", dm.DEFAULT_LIDAR_DIR)
-    finally:
-        dm.schema_training_defaults = orig
+    dm.build_default_model(
+        out, models / "cities", dm.DEFAULT_LIDAR_DIR, train_overrides={"steps": steps, "seed": seed}
+    )
     return out
 
 

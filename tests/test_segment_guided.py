@@ -58,7 +58,7 @@ def test_a_blurred_edge_moves_onto_the_image_edge():
     rng = np.random.default_rng(1)
     ortho = np.where(truth, 180.0, 90.0) + rng.normal(0, 4, truth.shape)
     prob = ndimage.gaussian_filter(ndimage.binary_dilation(truth).astype(np.float64), 2.0)
-    before = (prob > 0.5) & True
+    before = prob > 0.5
     after = refine_probability(prob, ortho, 0.5, None, {"radius_m": 1.0, "eps": 1e-3}) > 0.5
 
     def iou(m):

@@ -149,12 +149,15 @@ def build_default_model(
     work_dir: str | os.PathLike[str] | None = None,
     lidar_dir: str | os.PathLike[str] = DEFAULT_LIDAR_DIR,
     image_only: bool = False,
+    train_overrides: dict[str, Any] | None = None,
 ) -> dict:
     """Train the default model with the schema defaults and write it to ``out`` (+ ``out`` .json metrics).
 
     ``image_only``: the image-only model instead (:data:`IMAGE_ONLY_TRAIN` over the schema defaults: the nDSM
     channels are hidden in every patch, and validated so), shipped as
     :data:`sat2lod.segment.shipped.IMAGE_ONLY_MODEL_FILE` for ``sat2lod segment`` without ``--ndsm``.
+    ``train_overrides``: keys of ``segmentation.train`` set over the recipe's (a candidate recipe of a bench,
+    e.g. other ``steps`` / ``seed``: bench/segment_recipe_seeds.py); recorded in the checkpoint like the rest.
     Returns:
         The training metrics.
     """
@@ -165,7 +168,7 @@ def build_default_model(
     from sat2lod.segment.train import train_segmenter
 
     seg = schema_training_defaults()
-    tr = seg["train"] | (IMAGE_ONLY_TRAIN if image_only else {})
+    tr = seg["train"] | (IMAGE_ONLY_TRAIN if image_only else {}) | (train_overrides or {})
     out = Path(out)
     metrics_path = out.with_suffix(".json")
     met = train_segmenter(

@@ -41,6 +41,11 @@ class GuidedParams:
     radius_m: float = _GF["radius_m"]
     eps: float = _GF["eps"]
 
+    @classmethod
+    def of(cls, params: dict | GuidedParams | None) -> GuidedParams:
+        """The parameters from a config section (dict, None = the defaults) or as they are."""
+        return params if isinstance(params, GuidedParams) else cls(**(params or {}))
+
     def radius_px(self, resolution_m: float) -> int:
         """Window half-side in cells of a ``resolution_m`` grid (0 = off)."""
         return int(round(self.radius_m / resolution_m)) if self.radius_m > 0 else 0
@@ -98,7 +103,7 @@ def refine_probability(
         (H, W) float32 probability clipped to [0, 1], NaN where ``prob`` is NaN; ``prob`` itself (float32)
         when the filter is off. Nodata cells enter the windows as probability 0 and image level 0.
     """
-    prm = params if isinstance(params, GuidedParams) else GuidedParams(**(params or {}))
+    prm = GuidedParams.of(params)
     r = prm.radius_px(resolution_m)
     p = np.asarray(prob, np.float32)
     if r < 1:
@@ -118,6 +123,6 @@ def refine_probability(
 
 def guided_tags(params: dict | GuidedParams | None, resolution_m: float) -> dict[str, str]:
     """The probability's and mask's tags that say how the filter ran (none when it is off)."""
-    prm = params if isinstance(params, GuidedParams) else GuidedParams(**(params or {}))
+    prm = GuidedParams.of(params)
     r = prm.radius_px(resolution_m)
     return {"GUIDED_FILTER_RADIUS_PX": str(r), "GUIDED_FILTER_EPS": str(prm.eps)} if r >= 1 else {}
