@@ -46,6 +46,7 @@ rule train_segmenter:
         scale_aug=SEG["train"]["scale_aug"],
         photometric_aug=SEG["train"]["photometric_aug"],
         patch_normalize=SEG["train"]["patch_normalize"],
+        material_aug=SEG["train"]["material_aug"],
         device=SEG["device"],
     script:
         "../scripts/train_segmenter.py"

@@ -11,7 +11,7 @@ from sat2lod.segment.infer import CHECKPOINT_FORMAT, model_from_checkpoint
 from sat2lod.segment.shipped import DEFAULT_MODEL_VERSION, default_checkpoint, resolve_checkpoint
 
 #: segmentation.train options added after the default model v2 was trained, at their defaults (off)
-ADDED_OFF = {"scale_aug": 0.0, "photometric_aug": False, "patch_normalize": False}
+ADDED_OFF = {"scale_aug": 0.0, "photometric_aug": False, "patch_normalize": False, "material_aug": 0.0}
 
 
 def assert_same_recipe(recorded: dict, expected: dict) -> None:

@@ -61,6 +61,10 @@ def test_lidar_sample_labels_and_heights(tmp_path: Path, density: float) -> None
     # cells without a return (dense cloud: ~1 %) are ignored, every other one has its class
     for region, label in ((inside, 1), (crown, 0), (far, 0)):
         assert np.isin(s.y[region], (label, 255)).all() and (s.y[region] == label).mean() > 0.95
+    # materials of the highest returns (sat2lod.synth.scene codes: building 1, vegetation 2, ground 0)
+    assert s.materials.shape == s.y.shape and s.materials.dtype == np.uint8
+    for region, code in ((inside, 1), (crown, 2), (far, 0)):
+        assert (s.materials[region] == code).mean() > 0.95
     ndsm_m = s.x[1] * NDSM_SCALE_M
     assert abs(np.median(ndsm_m[inside]) - 9.0) < 0.3  # terrain removed (the ground slopes 3 m across)
     assert np.median(ndsm_m[far]) < 0.3

@@ -174,3 +174,72 @@ def test_photometric_jitter_and_normalize_patch():
 
 def torch_equal(a, b) -> bool:
     return all(np.array_equal(u.numpy(), v.numpy()) for u, v in zip(a, b))
+
+
+def test_material_gain_redraws_brightness_order_and_keeps_texture():
+    rng0 = np.random.default_rng(0)
+    mat = np.zeros((96, 96), np.uint8)
+    mat[40:56, :] = 3  # a road across
+    mat[8:28, 8:30] = 1  # two buildings
+    mat[64:90, 60:88] = 1
+    mat[70:80, 10:24] = 2  # a tree
+    o = (0.2 + 0.05 * rng0.random((96, 96))).astype(np.float32)
+    o[mat == 1] += 0.2  # roofs brighter than everything, as the synthetic renders make them
+    before = o.copy()
+    a = train_mod.material_gain(o, mat, np.random.default_rng(4))
+    assert np.array_equal(a, train_mod.material_gain(o, mat, np.random.default_rng(4)))  # deterministic
+    assert np.array_equal(o, before) and a.dtype == np.float32
+    core = ndimage_erode(mat)
+    gains = {}
+    for name, sl in (("b1", np.s_[8:28, 8:30]), ("b2", np.s_[64:90, 60:88]), ("road", np.s_[40:56, :])):
+        inner = core[sl]
+        g = a[sl][inner] / o[sl][inner]
+        np.testing.assert_allclose(g, g.mean(), rtol=1e-5)  # one gain per region: its texture kept
+        gains[name] = g.mean()
+    assert gains["b1"] != gains["b2"]  # each building its own gain
+    for g, (lo, hi) in ((gains["b1"], (0.4, 2.5)), (gains["road"], (0.67, 3.5))):
+        assert lo <= g <= hi
+    # over many draws a roof is sometimes darker than the road beside it: brightness no longer tells a roof
+    darker = 0
+    for seed in range(40):
+        b = train_mod.material_gain(o, mat, np.random.default_rng(seed))
+        darker += b[12:24, 12:26].mean() < b[44:52, 40:60].mean()
+    assert 5 <= darker <= 35
+    assert (
+        train_mod.material_gain(np.full((8, 8), 1.4, np.float32), np.ones((8, 8), np.uint8), rng0).max()
+        <= 1.5
+    )
+
+
+def ndimage_erode(mat: np.ndarray) -> np.ndarray:
+    """Cells whose 9 x 9 neighbourhood has one material (beyond the reach of the gain field's smoothing)."""
+    from scipy import ndimage
+
+    return ndimage.maximum_filter(mat, 9) == ndimage.minimum_filter(mat, 9)
+
+
+def test_material_aug_in_batches():
+    rng0 = np.random.default_rng(0)
+    y = np.zeros((120, 120), np.uint8)
+    y[20:50, 30:70] = 1
+    y[80:110, 10:40] = 1
+    x = np.stack([0.2 + 0.6 * y + rng0.normal(0, 0.02, y.shape), np.zeros(y.shape), np.zeros(y.shape)])
+    plain = train_mod.Sample(x.astype(np.float32), y)
+    with_mat = train_mod.Sample(x.astype(np.float32), y, materials=y.copy())
+    # off, or a sample without materials: no extra random draw, the default recipe's batch
+    ref = train_mod._batch([plain], np.random.default_rng(2), 4, 64, 1.0, 0)
+    assert torch_equal(ref, train_mod._batch([with_mat], np.random.default_rng(2), 4, 64, 1.0, 0))
+    assert torch_equal(
+        ref, train_mod._batch([plain], np.random.default_rng(2), 4, 64, 1.0, 0, material_aug=1.0)
+    )
+    on = train_mod._batch([with_mat], np.random.default_rng(2), 4, 64, 1.0, 0, material_aug=1.0)
+    assert not torch_equal(ref, on)
+    assert torch_equal(
+        on, train_mod._batch([with_mat], np.random.default_rng(2), 4, 64, 1.0, 0, material_aug=1.0)
+    )
+    assert set(np.unique(on[1].numpy())) <= {0, 1, 255}
+    # with scale augmentation the materials follow the labels' window
+    np.testing.assert_array_equal(train_mod.nearest_window(y, 5, 7, 64, 64, 0), y[5:69, 7:71])
+    zoomed = train_mod.nearest_window(y, 10, 10, 96, 64, 0)
+    _, yz = train_mod.rescale_patch(x.astype(np.float32), y, 10, 10, 96, 64)
+    np.testing.assert_array_equal(zoomed, yz)

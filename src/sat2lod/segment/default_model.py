@@ -190,6 +190,7 @@ def build_default_model(
         scale_aug=tr["scale_aug"],
         photometric_aug=tr["photometric_aug"],
         patch_normalize=tr["patch_normalize"],
+        material_aug=tr["material_aug"],
         device="cpu",
         threads=seg["torch_threads"],
         work_dir=work_dir,

@@ -43,6 +43,10 @@ BUILDING = 6
 GROUND = 2
 #: IGN LiDAR HD classes that are neither clearly building nor clearly not: ignored in the labels
 AMBIGUOUS = (64, 65, 66, 67)
+#: ASPRS class -> material code of :mod:`sat2lod.synth.scene` (the sample's ``materials``, for
+#: :func:`sat2lod.segment.train.material_gain`): building 6 -> 1, vegetation 3/4/5 -> 2, bridge deck 17 -> 3 (paved),
+#: water 9 -> 4; every other class (ground, unclassified, IGN extras) -> 0
+MATERIALS = {6: 1, 3: 2, 4: 2, 5: 2, 17: 3, 9: 4}
 #: cell (m) of the terrain: mean of the ground returns per cell
 TERRAIN_CELL_M = 2.0
 #: returns per surface cell aimed at when a cloud is too sparse for the output grid
@@ -117,7 +121,8 @@ def lidar_sample(
         weight: the sample's patch-drawing weight (see :class:`Sample`).
     Returns:
         Sample with x (3, H, W) network input (:func:`sat2lod.segment.features.make_input`) and y (H, W) uint8
-        labels (1 building, 0 not, 255 ignored), H, W = the cloud's extent / ``res``.
+        labels (1 building, 0 not, 255 ignored), H, W = the cloud's extent / ``res``, and the (H, W) materials
+        of the highest returns (:data:`MATERIALS`).
     """
     from sat2lod.io.lidar import read_points
     from sat2lod.segment.train import Sample  # torch: only when a sample is made
@@ -148,10 +153,14 @@ def lidar_sample(
     ortho = _upsample(radio, k, shape).astype(np.float32)
     y = (cls == BUILDING).astype(np.uint8)
     y[np.isin(cls, AMBIGUOUS)] = 255
+    lut = np.zeros(256, np.uint8)
+    lut[list(MATERIALS)] = list(MATERIALS.values())
+    materials = lut[cls]
     if k == 1:
         y[empty] = 255
     else:
         y = np.repeat(np.repeat(y, k, 0), k, 1)[: shape[0], : shape[1]]
         edge = ndimage.morphological_gradient(np.where(y == 255, 2, y), size=(2 * k + 1, 2 * k + 1)) > 0
         y[edge] = 255
-    return Sample(make_input(ortho, ndsm), y, name or Path(files[0]).stem, weight, cell)
+        materials = np.repeat(np.repeat(materials, k, 0), k, 1)[: shape[0], : shape[1]]
+    return Sample(make_input(ortho, ndsm), y, name or Path(files[0]).stem, weight, cell, materials)

@@ -51,6 +51,9 @@ class Sample:
     #: cell (m) the sample's heights were gridded at (LiDAR renders: the grid's own, or a coarser one upsampled
     #: for a sparse cloud); None when not recorded (synthetic cities: the grid's)
     cell_m: float | None = None
+    #: (H, W) uint8 material of each cell, codes of :mod:`sat2lod.synth.scene` (ground 0, building 1, vegetation
+    #: 2, road 3, water 4), for :func:`material_gain`; None = unknown (the sample gets no material gain)
+    materials: np.ndarray | None = None
 
 
 #: defaults of config section segmentation.train
@@ -74,6 +77,7 @@ class TrainParams:
     scale_aug: float = _TR["scale_aug"]
     photometric_aug: bool = _TR["photometric_aug"]
     patch_normalize: bool = _TR["patch_normalize"]
+    material_aug: float = _TR["material_aug"]
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -100,7 +104,10 @@ def city_sample(city_dir: str | os.PathLike[str], name: str | None = None) -> Sa
         read_vector(city / meta["truth"]["buildings"]), dsm.transform, dsm.shape, dsm.crs
     )
     y[~np.isfinite(ortho)] = 255
-    return Sample(make_input(ortho, ndsm), y, name or city.name)
+    materials = None  # the truth's classes (sat2lod.synth.scene codes) when the city has them
+    if "classes" in meta["truth"]:
+        materials = read_raster(city / meta["truth"]["classes"], bands=1).array.astype(np.uint8)
+    return Sample(make_input(ortho, ndsm), y, name or city.name, materials=materials)
 
 
 #: metrics that are wall times (not written into the checkpoint or the metrics file)
@@ -215,15 +222,60 @@ def rescale_patch(
     Returns:
         (C, patch, patch) float32 and (patch, patch) uint8.
     """
-    h, w = y.shape
     t = (np.arange(patch) + 0.5) * (side / patch) - 0.5  # patch cell centres in window cells
     rr, cc = np.meshgrid(r + t, c + t, indexing="ij")
     xo = np.stack([ndimage.map_coordinates(ch, [rr, cc], order=1, mode="constant", cval=0.0) for ch in x])
+    return xo.astype(np.float32), nearest_window(y, r, c, side, patch, 255)
+
+
+def nearest_window(a: np.ndarray, r: int, c: int, side: int, patch: int, fill: int) -> np.ndarray:
+    """The ``side`` x ``side`` window at (``r``, ``c``) of a (H, W) uint8 label grid on ``patch`` x ``patch``
+    cells, each taking the label under its centre (:func:`rescale_patch`'s labels); ``fill`` outside the grid."""
+    h, w = a.shape
+    t = (np.arange(patch) + 0.5) * (side / patch) - 0.5
+    rr, cc = np.meshgrid(r + t, c + t, indexing="ij")
     ri, ci = np.floor(rr + 0.5).astype(np.int64), np.floor(cc + 0.5).astype(np.int64)
     inside = (ri >= 0) & (ri < h) & (ci >= 0) & (ci < w)
-    yo = np.full((patch, patch), 255, np.uint8)
-    yo[inside] = y[ri[inside], ci[inside]]
-    return xo.astype(np.float32), yo
+    out = np.full((patch, patch), fill, np.uint8)
+    out[inside] = a[ri[inside], ci[inside]]
+    return out
+
+
+#: log-uniform gain ranges (low, high) of :func:`material_gain` per material code of :mod:`sat2lod.synth.scene`
+#: (ground 0, building 1, each building its own draw, vegetation 2, road 3, water 4): roofs from much darker to
+#: much brighter than their surroundings, paved surfaces up to as bright as concrete
+MATERIAL_GAINS = {0: (0.5, 2.0), 1: (0.4, 2.5), 2: (0.67, 2.0), 3: (0.67, 3.5), 4: (0.5, 3.0)}
+#: Gaussian smoothing (cells) of the gain field, so a material edge is as soft as the image's
+MATERIAL_GAIN_SIGMA = 0.7
+
+
+def material_gain(o: np.ndarray, materials: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Domain randomization of the ortho's radiometry (``segmentation.train.material_aug``): each material of
+    the patch, and each building (connected component of building cells) apart, is multiplied by its own gain,
+    log-uniform in :data:`MATERIAL_GAINS`. Texture and shading within a material, and the shadows, are kept;
+    what changes is which material is brighter than which. The synthetic renders give every roof a brighter
+    albedo than the roads and most of the ground, and a model trained on them takes bright, flat areas for
+    buildings (on real tiles: roads, car parks); with this the brightness order of roof, road and ground is
+    drawn anew in each patch.
+
+    Args:
+        o: (H, W) float32 ortho channel in network units (0 = the image's dark end), not modified.
+        materials: (H, W) uint8 material codes on the same cells (codes outside :data:`MATERIAL_GAINS`: gain 1).
+        rng: random generator (the draw order is part of the training recipe).
+    Returns:
+        (H, W) float32 ortho channel, clipped to the network input's range [-0.5, 1.5].
+    """
+    gain = np.ones(o.shape, np.float64)
+    for code, (lo, hi) in MATERIAL_GAINS.items():
+        cells = materials == code
+        if code == 1:
+            lab, n = ndimage.label(cells)
+            g = np.exp(rng.uniform(np.log(lo), np.log(hi), n + 1))
+            gain[cells] = g[lab[cells]]
+        else:
+            gain[cells] = np.exp(rng.uniform(np.log(lo), np.log(hi)))
+    gain = ndimage.gaussian_filter(gain, MATERIAL_GAIN_SIGMA, mode="nearest")
+    return np.clip(o * gain, -0.5, 1.5).astype(np.float32)
 
 
 #: share of nDSMs given occlusion holes by :func:`stereo_ndsm_defects`
@@ -282,12 +334,15 @@ def _batch(
     scale_aug: float = 0.0,
     photometric: bool = False,
     normalize: bool = False,
+    material_aug: float = 0.0,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """A batch of augmented patches: (B, C, patch, patch) float32 input, (B, patch, patch) int64 labels.
 
     ``scale_aug`` > 0: each patch covers ``z`` times the ground of a plain one (``z`` log-uniform in
     [1 / (1 + scale_aug), 1 + scale_aug]), resampled to ``patch`` cells (:func:`rescale_patch`); 0 draws no
-    zoom (the default recipe's random numbers). Other options: :func:`_augment`.
+    zoom (the default recipe's random numbers). ``material_aug`` > 0: that share of the patches of samples with
+    a material map get :func:`material_gain` before the other augmentations; 0 draws nothing. Other options:
+    :func:`_augment`.
     """
     areas = np.array([s.y.size * s.weight for s in samples], float)
     xs, ys = [], []
@@ -308,6 +363,9 @@ def _batch(
             pad = ((0, patch - y.shape[0]), (0, patch - y.shape[1]))
             x = np.pad(x, ((0, 0),) + pad)
             y = np.pad(y, pad, constant_values=255)
+        if material_aug > 0 and s.materials is not None and rng.random() < material_aug:
+            x = x.copy()
+            x[0] = material_gain(x[0], nearest_window(s.materials, r, c, side, patch, 0), rng)
         x, y = _augment(x, y, rng, ndsm_dropout, fatten_px, photometric, normalize)
         xs.append(x)
         ys.append(y)
@@ -390,6 +448,7 @@ def train_model(
             params.scale_aug,
             params.photometric_aug,
             params.patch_normalize,
+            params.material_aug,
         )
         loss = segmentation_loss(model(xb.to(device)), yb.to(device))
         opt.zero_grad()
@@ -456,6 +515,7 @@ def train_segmenter(
     scale_aug: float = _TR["scale_aug"],
     photometric_aug: bool = _TR["photometric_aug"],
     patch_normalize: bool = _TR["patch_normalize"],
+    material_aug: float = _TR["material_aug"],
     device: str = "cpu",
     threads: int = 1,
     work_dir: str | os.PathLike[str] | None = None,
@@ -517,6 +577,7 @@ def train_segmenter(
             scale_aug,
             photometric_aug,
             patch_normalize,
+            material_aug,
         )
         net, met = train_model(samples, params, val)
     met.update(
