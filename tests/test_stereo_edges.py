@@ -6,7 +6,13 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from sat2lod.stereo.edges import edge_refine, edge_refine_reference, jump_map, jump_map_reference
+from sat2lod.stereo.edges import (
+    edge_refine,
+    edge_refine_reference,
+    jump_map,
+    jump_map_reference,
+    occluded_side,
+)
 
 
 def scene(seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -92,3 +98,23 @@ def test_kernel_equals_reference_random_scenes(seed: int) -> None:
     out = edge_refine(d, g, 4, 0.1, 1.5)
     np.testing.assert_array_equal(out, edge_refine_reference(d, g, 4, 0.1, 1.5))
     assert (out != d)[np.isfinite(d)].any()  # the case does exercise the correction
+
+
+def test_one_side_only_when_the_view_sees_walls() -> None:
+    """The roof leans towards +x in the left view (its east edge hides the ground beyond it): fattening there is
+    taken back; west of the roof the view sees the wall, and a band there (the wall's pixels, given the roof's
+    disparity) is left as it is: given the ground's, they would triangulate inside the footprint."""
+    d, img, _ = scene()
+    d[20:40, 17:20] = 15.0 + d[20:40, 17:20] - 10.0  # the wall band west of the roof, at the roof's disparity
+    both = edge_refine(d, img, 5, 0.1, 1.5, 0)
+    east = edge_refine(d, img, 5, 0.1, 1.5, 1)
+    np.testing.assert_array_equal(east, edge_refine_reference(d, img, 5, 0.1, 1.5, 1))
+    np.testing.assert_array_equal(
+        edge_refine(d, img, 5, 0.1, 1.5, -1), edge_refine_reference(d, img, 5, 0.1, 1.5, -1)
+    )
+    fat_e, fat_w = np.s_[21:39, 50:53], np.s_[21:39, 17:20]
+    assert (both[fat_e] < 12.5).mean() > 0.9 and (both[fat_w] < 12.5).mean() > 0.9
+    assert (east[fat_e] < 12.5).mean() > 0.9
+    assert np.array_equal(east[fat_w], d[fat_w])  # the wall side untouched
+    assert occluded_side(0.4) == 1 and occluded_side(-0.4) == -1
+    assert occluded_side(0.2) == 0 and occluded_side(-0.015) == 0  # near nadir: no wall seen, both sides

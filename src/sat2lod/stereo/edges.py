@@ -15,7 +15,9 @@ What: only pixels near a wall are looked at, where three things hold in the ``(2
   valid pixels, and their mean disparities lie more than :data:`SEPARATION` standard deviations apart: two
   surfaces with a wall between them, not one noisy surface (on the noisy shaded face of a pyramid the jumps are
   spikes and pits, and a first version without this test dug pits there that moved the DTM);
-- the pixel is on the foreground side.
+- the pixel is on the foreground side, and, unless the left view is near nadir, its nearest background pixel
+  along the row lies on the side where the roof's edge meets the ground, not on the side where the view sees the
+  wall (:func:`occluded_side`: a wall pixel given the ground's disparity would land inside the footprint).
 
 Such a pixel whose grey level in the reference (left rectified) image lies closer to the background's mean grey
 level than to the foreground's, by more than ``sigma`` (a fraction of the image's 2-98 % range), looks like the
@@ -23,13 +25,14 @@ ground beside the wall, not like the roof: it takes the median of the background
 (fattening only spreads the foreground), and a pixel whose grey level does not tell (roof and ground alike)
 keeps its value. The new value is one of the window's disparities; invalid pixels stay NaN.
 
-Measured, without -> with (``bench/results/stereo_accuracy.md``): synthetic pair RMSE 1.003 -> 0.927 m,
-triplet 0.953 -> 0.836 m (ground beside buildings: 1.047 -> 0.816 m; the building class, whose outline cells
-now lose some roof height, 1.844 -> 2.067 m), NMAD unchanged; Réunion against s2p's DSM: median 0.200 m both,
-p90 0.569 -> 0.571 m. On the demo (``bench/results/demo_run.md``) the ring of cells just outside the true
-outlines standing above 2.5 m falls from 4863 to 3753 cells, and the building mask's IoU rises from 0.881 to
-0.891. Cost: 0.15 CPU-s per megapixel on one thread where a quarter of the pixels are roofs (``cpu_cost``), a
-few hundredths of a second per megapixel on the real pairs (a scan for jumps, then only the pixels near one).
+Measured, without -> with (``bench/results/stereo_accuracy.md``): synthetic pair RMSE 1.003 -> 0.926 m,
+triplet 0.953 -> 0.837 m (the ground beside buildings 1.047 -> 0.837 m; the building class, some of whose outline
+cells lose roof height, 1.844 -> 1.977 m; correcting both sides of every roof gave 2.067 m there), NMAD
+unchanged; Réunion against s2p's DSM: median 0.200 m both, p90 0.569 -> 0.571 m. On the demo
+(``bench/results/demo_run.md``) the ring of cells just outside the true outlines standing above 2.5 m falls from
+4863 to 3972 cells, and the building mask's IoU rises from 0.881 to 0.892. Cost: 0.15 CPU-s per megapixel on one
+thread where a quarter of the pixels are roofs (``cpu_cost``), 0.03-0.05 s per megapixel (wall) on the benches'
+pairs: a scan for jumps, then only the pixels near one.
 
 Disparities follow :mod:`sat2lod.stereo.sgm`: left ``(y, x)`` matches right ``(y, x + d)``, px, NaN = invalid.
 """
@@ -44,6 +47,8 @@ from scipy import ndimage
 MIN_SIDE_PX = 3
 #: least share of the window's valid pixels on each side of the jump (a few spikes are not a surface)
 MIN_SIDE_SHARE = 0.2
+#: a storey (m): a view whose roofs lean less than a pixel per storey sees no walls (:func:`occluded_side`)
+STOREY_M = 3.0
 #: least gap between the two sides' mean disparities, in standard deviations of the wider side: two surfaces,
 #: a wall between them, not one noisy surface (on a noisy face the jumps are spikes and pits, not a step)
 SEPARATION = 3.0
@@ -58,6 +63,22 @@ def image_scale(img: np.ndarray) -> float:
         return 1.0
     lo, hi = np.percentile(v, [2, 98])
     return 1.0 / float(hi - lo) if hi > lo else 1.0
+
+
+def occluded_side(lean_px_per_m: float) -> int:
+    """Along the rows of the left rectified image, the side of a roof where the roof's edge meets the ground
+    (+1: larger x, -1: smaller x), or 0 for both sides when the view is near nadir.
+
+    A roof is seen shifted by ``lean_px_per_m`` px per metre of height from its footprint: the wall facing the
+    view shows between the roof and the ground on the side opposite the lean, and on the lean side the roof's
+    edge hides the ground just beyond its own wall. Fattening there lays roof heights over the ground outside
+    the footprint, and is taken back; on the wall side a wall pixel given the ground's disparity would
+    triangulate at ground height inside the footprint, so that side is left alone. Below one pixel per
+    :data:`STOREY_M` the walls are not seen and both sides are corrected.
+    """
+    if abs(lean_px_per_m) * STOREY_M < 1.0:
+        return 0
+    return 1 if lean_px_per_m > 0 else -1
 
 
 def jump_map(disp: np.ndarray, img: np.ndarray) -> np.ndarray:
@@ -108,6 +129,7 @@ def _edge_refine(
     min_side: int,
     min_share: float,
     separation: float,
+    side: int,
 ) -> np.ndarray:  # pragma: no cover - compiled; edge_refine_reference is the tested twin
     h, w = disp.shape
     out = disp.copy()
@@ -167,12 +189,30 @@ def _edge_refine(
             spread = np.sqrt(max(df2 / nf - mf * mf, db2 / nb - mb * mb, 0.0))
             if mf - mb <= separation * spread:
                 continue
+            if side != 0:
+                # the background must lie on the occluded side along the row: nearer that way than the other
+                near_s = radius + 1
+                near_o = radius + 1
+                for k in range(1, radius + 1):
+                    b = j + side * k
+                    if 0 <= b < w and np.isfinite(disp[i, b]) and disp[i, b] <= mid:
+                        near_s = k
+                        break
+                for k in range(1, radius + 1):
+                    b = j - side * k
+                    if 0 <= b < w and np.isfinite(disp[i, b]) and disp[i, b] <= mid:
+                        near_o = k
+                        break
+                if near_s > radius or near_o < near_s:
+                    continue
             if abs(g0 - sb / nb) + sigma < abs(g0 - sf / nf):
                 out[i, j] = np.sort(bg[:nb])[nb // 2]
     return out
 
 
-def edge_refine(disp: np.ndarray, img: np.ndarray, radius: int, sigma: float, jump_px: float) -> np.ndarray:
+def edge_refine(
+    disp: np.ndarray, img: np.ndarray, radius: int, sigma: float, jump_px: float, side: int = 0
+) -> np.ndarray:
     """Foreground fattening at depth jumps taken back (module docstring).
 
     Args:
@@ -181,6 +221,8 @@ def edge_refine(disp: np.ndarray, img: np.ndarray, radius: int, sigma: float, ju
         radius: window half-side (px); 0 returns ``disp`` unchanged.
         sigma: grey-level margin, as a fraction of the image's 2-98 % range.
         jump_px: a pixel is looked at only where two 4-neighbours of its window differ by more than this (px).
+        side: :func:`occluded_side`: +1 / -1, only pixels whose nearest background pixel along the row lies on
+            that side (larger / smaller x) and no nearer the other way; 0, both sides.
     Returns:
         (H, W) float32 disparity.
     """
@@ -192,12 +234,31 @@ def edge_refine(disp: np.ndarray, img: np.ndarray, radius: int, sigma: float, ju
         return d
     g = np.ascontiguousarray(img, np.float32) * np.float32(image_scale(img))
     return _edge_refine(
-        d, g, near, int(radius), float(sigma), float(jump_px), MIN_SIDE_PX, MIN_SIDE_SHARE, SEPARATION
+        d,
+        g,
+        near,
+        int(radius),
+        float(sigma),
+        float(jump_px),
+        MIN_SIDE_PX,
+        MIN_SIDE_SHARE,
+        SEPARATION,
+        int(side),
     )
 
 
+def _nearest_background(row: np.ndarray, j: int, step: int, radius: int, mid: float) -> int:
+    """Distance (px) from ``j`` along ``row`` in direction ``step`` to the first valid disparity <= ``mid``
+    within ``radius``; ``radius + 1`` when none (:func:`edge_refine_reference`)."""
+    for k in range(1, radius + 1):
+        b = j + step * k
+        if 0 <= b < row.size and np.isfinite(row[b]) and float(row[b]) <= mid:
+            return k
+    return radius + 1
+
+
 def edge_refine_reference(
-    disp: np.ndarray, img: np.ndarray, radius: int, sigma: float, jump_px: float
+    disp: np.ndarray, img: np.ndarray, radius: int, sigma: float, jump_px: float, side: int = 0
 ) -> np.ndarray:
     """NumPy reference of :func:`edge_refine` (pixel by pixel; small arrays, tests)."""
     d = np.asarray(disp, np.float32)
@@ -229,6 +290,10 @@ def edge_refine_reference(
             # window sums in the kernel's order (row by row), so a tie is decided the same way
             gf = sum(gw[fg].tolist()) / fg.sum()
             gb = sum(gw[bgm].tolist()) / bgm.sum()
+            if side != 0:
+                this_way = _nearest_background(d[i], j, side, radius, mid)
+                if this_way > radius or _nearest_background(d[i], j, -side, radius, mid) < this_way:
+                    continue
             g0 = float(g[i, j])  # the kernel's float64 arithmetic
             if abs(g0 - gb) + sigma < abs(g0 - gf):
                 out[i, j] = np.sort(d[win][bgm])[bgm.sum() // 2]

@@ -36,7 +36,7 @@ from sat2lod.memory import release_memory
 from sat2lod.progress import Progress
 from sat2lod.rpc import RPCModel
 from sat2lod.schema import defaults
-from sat2lod.stereo.edges import edge_refine
+from sat2lod.stereo.edges import edge_refine, occluded_side
 from sat2lod.stereo.pointing import across_track_offset, match_keypoints, range_keypoints
 from sat2lod.stereo.rasterize import (
     densify_disparity,
@@ -523,7 +523,12 @@ def _pair_heights(
     t2e = time.perf_counter()
     if params.edge_radius_px > 0:  # foreground fattening taken back to the image's edges
         before = disp
-        disp = edge_refine(disp, left, params.edge_radius_px, params.edge_sigma, params.edge_jump_px)
+        # rectified left x per metre of height: roofs lean that way in the left view (sat2lod.stereo.edges)
+        lean = float((pr.rect1[:, :2] @ pr.cam1[:, 2])[0])
+        info["lean_px_per_m"] = lean
+        disp = edge_refine(
+            disp, left, params.edge_radius_px, params.edge_sigma, params.edge_jump_px, occluded_side(lean)
+        )
         valid = np.isfinite(before)
         info["edge_refined_share"] = float(np.mean(disp[valid] != before[valid])) if valid.any() else 0.0
     t2b = time.perf_counter()
