@@ -85,7 +85,7 @@ def _seconds(infos: list[dict]) -> dict[str, float]:
     pairs = [p for i in infos for p in i["pairs"]]
     mp = sum(p["input_pixels"] for p in pairs) / 1e6
     keys = ("seconds_sgm", "seconds_subpixel", "seconds_edges", "seconds_triangulate")
-    out = {k: sum(p.get(k, 0.0) for p in pairs) for k in keys}
+    out = {k: sum(p[k] for p in pairs) for k in keys}
     out.update({f"{k}_per_mp": v / mp for k, v in list(out.items())})
     out["input_mp"] = mp
     return out

@@ -118,6 +118,17 @@ def jump_map_reference(disp: np.ndarray, img: np.ndarray) -> np.ndarray:
     return out
 
 
+@numba.njit(cache=True)
+def _nearest_below(row: np.ndarray, j: int, step: int, radius: int, mid: float) -> int:  # pragma: no cover
+    """Distance (px) from ``j`` along ``row`` in direction ``step`` to the first valid disparity <= ``mid``
+    within ``radius``; ``radius + 1`` when none."""
+    for k in range(1, radius + 1):
+        b = j + step * k
+        if 0 <= b < row.size and np.isfinite(row[b]) and row[b] <= mid:
+            return k
+    return radius + 1
+
+
 @numba.njit(parallel=True, cache=True)
 def _edge_refine(
     disp: np.ndarray,
@@ -137,14 +148,14 @@ def _edge_refine(
     for i in numba.prange(h):
         bg = np.empty(n_win, np.float32)
         for j in range(w):
+            if near[i, j] <= jump:  # no wall within reach: most pixels stop here
+                continue
             d0 = disp[i, j]
             g0 = img[i, j]
             if not (np.isfinite(d0) and np.isfinite(g0)):
                 continue
             i0, i1 = max(0, i - radius), min(h, i + radius + 1)
             j0, j1 = max(0, j - radius), min(w, j + radius + 1)
-            if near[i, j] <= jump:  # no wall within reach: most pixels stop here
-                continue
             lo = np.inf
             hi = -np.inf
             for a in range(i0, i1):
@@ -191,19 +202,8 @@ def _edge_refine(
                 continue
             if side != 0:
                 # the background must lie on the occluded side along the row: nearer that way than the other
-                near_s = radius + 1
-                near_o = radius + 1
-                for k in range(1, radius + 1):
-                    b = j + side * k
-                    if 0 <= b < w and np.isfinite(disp[i, b]) and disp[i, b] <= mid:
-                        near_s = k
-                        break
-                for k in range(1, radius + 1):
-                    b = j - side * k
-                    if 0 <= b < w and np.isfinite(disp[i, b]) and disp[i, b] <= mid:
-                        near_o = k
-                        break
-                if near_s > radius or near_o < near_s:
+                this_way = _nearest_below(disp[i], j, side, radius, mid)
+                if this_way > radius or _nearest_below(disp[i], j, -side, radius, mid) < this_way:
                     continue
             if abs(g0 - sb / nb) + sigma < abs(g0 - sf / nf):
                 out[i, j] = np.sort(bg[:nb])[nb // 2]
@@ -265,7 +265,7 @@ def edge_refine_reference(
     if radius <= 0:
         return d
     g = np.asarray(img, np.float32) * np.float32(image_scale(img))
-    steps = jump_map(d, g)
+    steps = jump_map_reference(d, g)
     out = d.copy()
     h, w = d.shape
     for i in range(h):
