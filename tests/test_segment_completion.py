@@ -85,3 +85,45 @@ def test_completion_disabled_or_without_heights_leaves_the_mask() -> None:
     assert np.array_equal(same2, mask)
     with pytest.raises(ValueError, match="differ in shape"):
         complete_roofs(mask, ndsm[:-1], None, RES)
+
+
+def _row(gap: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Two flat-roofed houses 8 m high, ``gap`` cells apart, each with a mid-wall rim cell (4 m) all round as a
+    LiDAR cell straddling the wall gives, and the mask one cell inside their outlines: nDSM (m), mask, truth."""
+    h, w = 60, 80
+    ndsm = np.zeros((h, w))
+    truth = np.zeros((h, w), bool)
+    mask = np.zeros((h, w), np.uint8)
+    for c0 in (10, 30 + gap):
+        c1 = c0 + 20
+        ndsm[10:40, c0:c1] = 4.0
+        ndsm[11:39, c0 + 1 : c1 - 1] = 8.0
+        truth[10:40, c0:c1] = True
+        mask[11:39, c0 + 1 : c1 - 1] = 1
+    return ndsm, mask, truth
+
+
+def test_the_rim_across_the_walls_joins_and_the_gap_between_houses_stays_open() -> None:
+    ndsm, mask, truth = _row(gap=2)
+    out, _ = complete_roofs(mask, ndsm, None, RES, CompletionParams(rim_cells=1))
+    got = out == 1
+    assert not (got & ~truth).any()  # the ground beyond the walls (0 m) stays out
+    # the outline cells join (4-connected: not the outer corner cells), the facing walls too: the mask keeps
+    # the houses' two-cell gap
+    assert got[11:39, 10].all() and got[11:39, 51].all() and got[10, 11:29].all() and got[39, 33:51].all()
+    assert got[11:39, 29].all() and got[11:39, 32].all() and not got[:, 30:32].any()
+    off, _ = complete_roofs(mask, ndsm, None, RES, CompletionParams(rim_cells=0))
+    assert np.array_equal(off, mask)
+    # a rim cell lower than rim_height_fraction of the roof stays out
+    low, _ = complete_roofs(mask, ndsm, None, RES, CompletionParams(rim_cells=1, rim_height_fraction=0.6))
+    assert np.array_equal(low, mask)
+
+
+def test_the_rim_does_not_close_the_mask_between_two_houses_of_a_row() -> None:
+    """Houses sharing a wall, each labelled one cell inside it: the two-cell gap of the mask is where LOD0 splits
+    the row; the rim leaves it open (RIM_GAP) and closes the outer walls."""
+    ndsm, mask, _ = _row(gap=0)
+    out, _ = complete_roofs(mask, ndsm, None, RES, CompletionParams(rim_cells=1))
+    got = out == 1
+    assert not got[:, 29:31].any()
+    assert got[11:39, 10].all() and got[11:39, 49].all()

@@ -36,6 +36,26 @@ log = logging.getLogger(__name__)
 _RC = defaults("segmentation", "roof_completion")
 #: side (cells) of the window of the plane fit that measures roughness
 PLANE_WINDOW = 5
+#: a rim cell with the component on two opposite sides within this many cells lies in a gap (between two
+#: houses of a row, a notch of the outline), not across a wall: it is not added
+RIM_GAP = 2
+
+
+def _between(mask: np.ndarray, reach: int) -> np.ndarray:
+    """(H, W) bool: the cells outside ``mask`` with ``mask`` within ``reach`` cells both to their left and to their
+    right, or both above and below them (cells beyond the grid do not count)."""
+    m = np.asarray(mask, bool)
+    H, W = m.shape
+
+    def seen(dr: int, dc: int) -> np.ndarray:
+        # out[r, c]: some mask cell at (r + d dr, c + d dc), d = 1 .. reach
+        pad = np.pad(m, reach)
+        out = np.zeros_like(m)
+        for d in range(1, reach + 1):
+            out |= pad[reach + d * dr : reach + d * dr + H, reach + d * dc : reach + d * dc + W]
+        return out
+
+    return ~m & ((seen(-1, 0) & seen(1, 0)) | (seen(0, -1) & seen(0, 1)))
 
 
 @dataclass(frozen=True)
@@ -48,6 +68,8 @@ class CompletionParams:
     min_roof_height_m: float = _RC["min_roof_height_m"]
     max_plane_residual_m: float = _RC["max_plane_residual_m"]
     min_probability: float = _RC["min_probability"]
+    rim_cells: int = _RC["rim_cells"]
+    rim_height_fraction: float = _RC["rim_height_fraction"]
 
 
 def plane_roughness(z: np.ndarray, window: int = PLANE_WINDOW) -> np.ndarray:
@@ -116,7 +138,7 @@ def complete_roofs(
     lab, n = ndimage.label(building)
     summary["components"] = int(n)
     reach = int(np.ceil(prm.distance_m / resolution_m))
-    pad = reach + PLANE_WINDOW
+    pad = reach + PLANE_WINDOW + prm.rim_cells
     H, W = mask.shape
     for i, sl in enumerate(ndimage.find_objects(lab), 1):
         r0, r1 = max(0, sl[0].start - pad), min(H, sl[0].stop + pad)
@@ -138,7 +160,16 @@ def complete_roofs(
         grown = np.isin(cl, np.unique(cl[comp])) & ~building[r0:r1, c0:c1]
         # the roof's last cells before its walls: their plane window reaches down the wall
         grown = ndimage.binary_dilation(grown, iterations=PLANE_WINDOW // 2) & high
-        out[r0:r1, c0:c1][grown & ~building[r0:r1, c0:c1]] = 1
+        full = comp | grown
+        if prm.rim_cells:
+            # the cells across its walls: standing up to mid-wall, the outline cells the mask left out
+            rim_floor = max(prm.min_roof_height_m, prm.rim_height_fraction * float(np.median(zc)))
+            tall = open_cells[r0:r1, c0:c1] & (np.nan_to_num(z, nan=-np.inf) >= rim_floor)
+            others = building[r0:r1, c0:c1] & ~comp
+            for _ in range(prm.rim_cells):
+                # a gap between two houses or a notch of the outline stays open: LOD0 splits rows there
+                full |= ndimage.binary_dilation(full) & tall & ~_between(full | others, RIM_GAP)
+        out[r0:r1, c0:c1][full & ~building[r0:r1, c0:c1]] = 1
     summary["cells_added"] = int((out == 1).sum() - building.sum())
     log.info("roof completion: %s", summary)
     return out, summary
