@@ -19,7 +19,10 @@ Method (own implementation, chosen against CNES Bulldozer by measurement: ``benc
    gone from that surface, the flanks of relief are not). Steep natural slopes stay terrain; a building
    still stands out by its full height when the window outgrows it, against an allowance of slope x growth.
 3. **Harmonic interpolation** of the ground cells (objects grown by ``object_buffer_m`` first, so that the
-   ramps at the foot of walls in an interpolated or stereo DSM do not anchor the terrain): the discrete Laplace
+   ramps at the foot of walls in an interpolated or stereo DSM do not anchor the terrain; by
+   ``flat_object_buffer_m`` where the terrain's own slope is under ``flat_max_slope``: a stereo DSM stands above
+   the ground 2-4 m beside a wall, and on flat ground a wider hole costs the interpolation nothing, where on
+   steep relief it would cut crests and benches): the discrete Laplace
    equation on the unknown cells (4-neighbour mean, ground cells fixed, Neumann at the raster edge), solved to
    convergence by conjugate gradients preconditioned with an aggregation multigrid V-cycle
    (:func:`_harmonic_fill_multiscale`; within 1.3e-4 m of the exact sparse solve on the Reunion DSM, the
@@ -75,6 +78,10 @@ class DTMParams:
         window_step_m: window growth (m) once the exponential sequence reaches it.
         object_buffer_m: objects are grown by this (m) before interpolation: the foot of walls and tree edges
             (ramps in an interpolated or stereo DSM) must not anchor the terrain.
+        flat_object_buffer_m: ... and by this (m) where the terrain's own slope (:func:`terrain_slope`) is under
+            ``flat_max_slope``, in both passes (the stereo DSM's foreground fattening reaches 2-4 m beside walls);
+            not more than ``object_buffer_m`` = off.
+        flat_max_slope: the terrain slope (rise over run) under which ``flat_object_buffer_m`` applies.
         ground_tolerance_m: refinement: cells within this height of the first surface are ground (m).
         slope_tolerance_scale: refinement: extra tolerance per unit slope of the first surface, per pixel.
         adaptive_slope: slope-adaptive filtering: the slope allowed at a cell is the larger of ``max_slope`` and
@@ -96,6 +103,8 @@ class DTMParams:
     min_object_height_m: float = _TERRAIN["min_object_height_m"]
     window_step_m: float = _TERRAIN["window_step_m"]
     object_buffer_m: float = _TERRAIN["object_buffer_m"]
+    flat_object_buffer_m: float = _TERRAIN["flat_object_buffer_m"]
+    flat_max_slope: float = _TERRAIN["flat_max_slope"]
     ground_tolerance_m: float = _TERRAIN["ground_tolerance_m"]
     slope_tolerance_scale: float = _TERRAIN["slope_tolerance_scale"]
     adaptive_slope: float = _TERRAIN["adaptive_slope"]
@@ -525,25 +534,38 @@ def low_outliers(z: np.ndarray, resolution_m: float, params: DTMParams) -> np.nd
     return (ndimage.grey_closing(z, size=(w, w), mode="nearest") - z) > params.pit_depth_m
 
 
-def progressive_object_mask(z: np.ndarray, resolution_m: float, params: DTMParams) -> np.ndarray:
+def progressive_object_mask(
+    z: np.ndarray, resolution_m: float, params: DTMParams, trend: np.ndarray | None = None
+) -> np.ndarray:
     """Boolean (H, W) mask of above-ground object cells of a filled DSM ``z`` (m) by progressive opening.
 
     See the module docstring, step 2. ``z`` must have no NaN (use :func:`fill_nearest`). With
     ``params.adaptive_slope`` the slope allowance of each cell is the larger of ``max_slope`` and
-    ``adaptive_slope`` times the terrain's own slope there (:func:`terrain_slope`).
+    ``adaptive_slope`` times the terrain's own slope there (``trend``: :func:`terrain_slope` of ``z``, computed
+    here when None).
     """
     objects = np.zeros(z.shape, bool)
     last = z
     prev_w = 1
     slope: float | np.ndarray = params.max_slope
     if params.adaptive_slope > 0:
-        slope = np.maximum(params.max_slope, params.adaptive_slope * terrain_slope(z, resolution_m, params))
+        if trend is None:
+            trend = terrain_slope(z, resolution_m, params)
+        slope = np.maximum(params.max_slope, params.adaptive_slope * trend)
     for w in opening_windows(params.max_object_size_m, resolution_m, params.window_step_m):
         opened = ndimage.grey_opening(last, size=(w, w), mode="nearest")
         thr = params.min_object_height_m + slope * (w - prev_w) * resolution_m
         objects |= (last - opened) > thr
         last, prev_w = opened, w
     return objects
+
+
+def _grow(objects: np.ndarray, buffer_px: int, flat_px: int, flat: np.ndarray | None) -> np.ndarray:
+    """``objects`` grown by ``buffer_px`` cells, and by ``flat_px`` on the ``flat`` cells (None: nowhere)."""
+    grown = ndimage.binary_dilation(objects, iterations=buffer_px) if buffer_px else objects.copy()
+    if flat is not None:
+        grown |= ndimage.binary_dilation(objects, iterations=flat_px) & flat
+    return grown
 
 
 def extract_dtm(dsm: np.ndarray, resolution_m: float, params: DTMParams | None = None) -> np.ndarray:
@@ -572,10 +594,15 @@ def extract_dtm(dsm: np.ndarray, resolution_m: float, params: DTMParams | None =
             "terrain: %.2f %% of the valid DSM cells are pits (low outliers), not ground", 100 * pits.mean()
         )
         z = fill_nearest(np.where(pits | ~valid, np.nan, z)) if (valid & ~pits).any() else z
-    objects = progressive_object_mask(z, resolution_m, p)
     buffer_px = round(p.object_buffer_m / resolution_m)
-    if buffer_px:
-        objects = ndimage.binary_dilation(objects, iterations=buffer_px)
+    flat_px = round(p.flat_object_buffer_m / resolution_m)
+    trend = None
+    if p.adaptive_slope > 0 or flat_px > buffer_px:
+        trend = terrain_slope(z, resolution_m, p)
+    objects = progressive_object_mask(z, resolution_m, p, trend)
+    # the flat terrain, where objects are grown by flat_object_buffer_m (None: the same buffer everywhere)
+    flat = trend < p.flat_max_slope if flat_px > buffer_px and trend is not None else None
+    objects = _grow(objects, buffer_px, flat_px, flat)
     ground = valid & ~pits & ~objects
     if ground.sum() < 10:
         raise ValueError(
@@ -589,8 +616,7 @@ def extract_dtm(dsm: np.ndarray, resolution_m: float, params: DTMParams | None =
         ground2 = (valid & ~pits) & (
             np.abs(z - dtm) <= p.ground_tolerance_m + p.slope_tolerance_scale * slope * resolution_m
         )
-        if buffer_px:
-            ground2 &= ~ndimage.binary_dilation(~ground2, iterations=buffer_px)
+        ground2 &= ~_grow(~ground2, buffer_px, flat_px, flat)
         if ground2.sum() >= 10:
             dtm = _harmonic_fill_multiscale(np.where(ground2, z, 0.0), ground2)
     if p.smooth_sigma_px > 0:
