@@ -16,8 +16,12 @@ cells that
 - keep a building probability of at least ``min_probability`` (a cell the network or the NDVI gate ruled out
   entirely stays out),
 
-and are connected to the component through such cells. Everything is local to a component and
-``distance_m`` + 2 cells around it, so a tile with a halo wider than that gives the untiled result.
+and are connected to the component through such cells. Then the rim across its walls (``rim_cells`` rings,
+4-connected): the cells just outside the completed component whose nDSM stands at least ``rim_height_fraction``
+of the component's median (and ``min_roof_height_m``), where the mask's outline left out the cells up to
+mid-wall; not in a gap of up to :data:`RIM_GAP` cells between two parts of the mask (a row of houses stays
+split). Everything is local to a component and ``distance_m`` + 2 cells + ``rim_cells`` around it, so a tile
+with a halo wider than that gives the untiled result.
 
 Measured: bench/results/segment_real.md (IGN LiDAR), bench/results/demo_run.md (synthetic demo).
 """
