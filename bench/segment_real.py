@@ -47,7 +47,7 @@ import shlex
 import sys
 import tempfile
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -83,6 +83,8 @@ class Method:
     checkpoint: Path | None = None
     device: str = "cpu"
     threads: int = 1
+    #: keys of segmentation.plausibility set over its defaults (e.g. max_roughness_m)
+    plausibility: dict | None = None
 
     @property
     def needs_ndsm(self) -> bool:
@@ -99,7 +101,7 @@ class Method:
             "checkpoint": self.checkpoint,
             "device": self.device,
             "threads": self.threads,
-        }
+        } | ({"plausibility": self.plausibility} if self.plausibility else {})
 
 
 def parse_methods(names: str, checkpoints: list[str]) -> list[Method]:
@@ -481,6 +483,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--draws", type=int, default=5, help="stereo-degradation draws per LiDAR dataset")
     ap.add_argument(
+        "--max-roughness-m",
+        type=float,
+        action="append",
+        default=[],
+        help="also run each method with segmentation.plausibility.max_roughness_m at this value (repeatable)",
+    )
+    ap.add_argument(
         "--chain-mask", action="append", default=[], help="NAME=PATH of a chain building_mask.tif"
     )
     ap.add_argument("--chain-ortho", action="append", default=[], help="NAME=PATH of its ortho (figure)")
@@ -492,6 +501,11 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING)
     torch.set_num_threads(args.threads)
     methods = parse_methods(args.methods, args.checkpoint)
+    methods += [
+        replace(m, label=f"{m.label}, max roughness {r:g} m", plausibility={"max_roughness_m": r})
+        for r in args.max_roughness_m
+        for m in methods
+    ]
     for m in methods:
         m.device, m.threads = args.device, args.threads
     if not methods:

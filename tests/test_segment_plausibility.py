@@ -202,3 +202,30 @@ def test_cli_no_plausibility(tmp_path: Path) -> None:
         assert main([*args, "--method", "ndsm_threshold", "--out", str(out), *flag]) == 0
         fractions[bool(flag)] = float((read_raster(out).array == 1).mean())
     assert fractions[True] > 0.4 and fractions[False] == 0.0
+
+
+def test_cli_max_roughness_drops_a_rough_component(tmp_path: Path) -> None:
+    """``sat2lod segment --ndsm --max-roughness-m M``: a canopy-rough component with walls all round goes, the
+    smooth roof beside it stays; without the option both stay."""
+    from sat2lod.cli import build_parser, main
+    from sat2lod.schema import defaults
+
+    assert (
+        build_parser().parse_args(["segment", "--image", "i", "--out", "m"]).max_roughness_m
+        == (defaults("segmentation", "plausibility")["max_roughness_m"])
+    )
+    ndsm = np.zeros((N, N), np.float32)
+    ndsm[_box(20, 60, 20, 60)] = 8.0  # a flat roof
+    crown = _box(20, 60, 80, 120)
+    ndsm[crown] = (8.0 + np.random.default_rng(0).normal(0.0, 1.5, (N, N)))[crown]
+    tr = from_origin(500000.0, 4800000.0, RES, RES)
+    write_raster(tmp_path / "img.tif", np.full((N, N), 500.0, np.float32), tr, 32631, nodata=float("nan"))
+    write_raster(tmp_path / "ndsm.tif", ndsm, tr, 32631, nodata=float("nan"))
+    kept = {}
+    for flag in ([], ["--max-roughness-m", "0.5"]):
+        out = tmp_path / f"m{len(flag)}.tif"
+        args = ["segment", "--image", str(tmp_path / "img.tif"), "--ndsm", str(tmp_path / "ndsm.tif")]
+        assert main([*args, "--method", "ndsm_threshold", "--out", str(out), *flag]) == 0
+        m = read_raster(out).array == 1
+        kept[bool(flag)] = (bool(m[40, 40]), bool(m[40, 100]))
+    assert kept[False] == (True, True) and kept[True] == (True, False)

@@ -68,7 +68,7 @@ def _segment(args: argparse.Namespace) -> int:
             max_ndvi=args.max_ndvi,
             device=args.device,
             threads=args.torch_threads,
-            plausibility={"enabled": args.plausibility},
+            plausibility={"enabled": args.plausibility, "max_roughness_m": args.max_roughness_m},
             roof_completion={"enabled": args.roof_completion},
             guided_filter={"radius_m": args.guided_radius_m},
         )
@@ -149,6 +149,16 @@ def _add_segment(sub: argparse._SubParsersAction) -> None:
         default=defaults("segmentation", "plausibility")["enabled"],
         help="keep every mask component; by default, with --ndsm, components without walls all round (crags, "
         "terraces, canopy patches) are dropped (segmentation.plausibility, walls measured on the nDSM)",
+    )
+    p.add_argument(
+        "--max-roughness-m",
+        type=float,
+        metavar="M",
+        default=defaults("segmentation", "plausibility")["max_roughness_m"],
+        help="with --ndsm, also drop the components whose nDSM is rougher than this (median |Laplacian|, m): tree "
+        "crowns on a LiDAR nDSM, whose roofs are smooth (0.2 on IGN LiDAR HD at 0.5 m: "
+        "docs/segmentation.md); not on a stereo nDSM, whose roofs are as rough as crowns (default: no limit, "
+        "segmentation.plausibility.max_roughness_m)",
     )
     p.add_argument(
         "--no-roof-completion",
