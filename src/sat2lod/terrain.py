@@ -21,7 +21,7 @@ Method (own implementation, chosen against CNES Bulldozer by measurement: ``benc
 3. **Harmonic interpolation** of the ground cells (objects grown by ``object_buffer_m`` first, so that the
    ramps at the foot of walls in an interpolated or stereo DSM do not anchor the terrain; by
    ``flat_object_buffer_m`` where the terrain's own slope is under ``flat_max_slope``: a stereo DSM stands above
-   the ground 2-4 m beside a wall, and on flat ground a wider hole costs the interpolation nothing, where on
+   the ground 2-4 m beside a wall, and on flat ground a wider hole costs the interpolation little, where on
    steep relief it would cut crests and benches): the discrete Laplace
    equation on the unknown cells (4-neighbour mean, ground cells fixed, Neumann at the raster edge), solved to
    convergence by conjugate gradients preconditioned with an aggregation multigrid V-cycle
