@@ -18,8 +18,8 @@ cells that
 
 and are connected to the component through such cells. Then the rim across its walls (``rim_cells`` rings,
 4-connected): the cells just outside the completed component whose nDSM stands at least ``rim_height_fraction``
-of the component's median (and ``min_roof_height_m``), where the mask's outline left out the cells up to
-mid-wall; not in a gap of up to :data:`RIM_GAP` cells between two parts of the mask (a row of houses stays
+of the component's median (and ``min_roof_height_m``), the roof and upper-wall cells the mask's outline left
+out; not in a gap of up to :data:`RIM_GAP` cells between two parts of the mask (a row of houses stays
 split). Everything is local to a component and ``distance_m`` + 2 cells + ``rim_cells`` around it, so a tile
 with a halo wider than that gives the untiled result.
 
@@ -166,7 +166,7 @@ def complete_roofs(
         grown = ndimage.binary_dilation(grown, iterations=PLANE_WINDOW // 2) & high
         full = comp | grown
         if prm.rim_cells:
-            # the cells across its walls: standing up to mid-wall, the outline cells the mask left out
+            # the cells across its walls (roof and upper wall): the outline cells the mask left out
             rim_floor = max(prm.min_roof_height_m, prm.rim_height_fraction * float(np.median(zc)))
             tall = open_cells[r0:r1, c0:c1] & (np.nan_to_num(z, nan=-np.inf) >= rim_floor)
             others = building[r0:r1, c0:c1] & ~comp
