@@ -561,10 +561,11 @@ def progressive_object_mask(
 
 
 def _grow(objects: np.ndarray, buffer_px: int, flat_px: int, flat: np.ndarray | None) -> np.ndarray:
-    """``objects`` grown by ``buffer_px`` cells, and by ``flat_px`` on the ``flat`` cells (None: nowhere)."""
+    """``objects`` grown by ``buffer_px`` cells, and by ``flat_px`` (> ``buffer_px``) on the ``flat`` cells (None:
+    nowhere). The wide growth continues the narrow one (dilations compose), not a second one from the start."""
     grown = ndimage.binary_dilation(objects, iterations=buffer_px) if buffer_px else objects.copy()
     if flat is not None:
-        grown |= ndimage.binary_dilation(objects, iterations=flat_px) & flat
+        grown |= ndimage.binary_dilation(grown, iterations=flat_px - buffer_px) & flat
     return grown
 
 
