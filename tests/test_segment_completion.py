@@ -127,3 +127,96 @@ def test_the_rim_does_not_close_the_mask_between_two_houses_of_a_row() -> None:
     got = out == 1
     assert not got[:, 29:31].any()
     assert got[11:39, 10].all() and got[11:39, 49].all()
+
+
+def test_plane_roughness_of_a_wide_window_is_the_plane_fit_residual() -> None:
+    """Windows wider than PLANE_WINDOW take the separable sums: the same residual, brute force."""
+    z = np.random.default_rng(1).normal(0.0, 1.0, (40, 45)).cumsum(axis=0)
+    r = plane_roughness(z, 9)
+    k = np.arange(-4, 5, dtype=float)
+    a = np.c_[np.ones(81), np.repeat(k, 9), np.tile(k, 9)]
+    for i, j in ((4, 4), (20, 31), (35, 40)):
+        w = z[i - 4 : i + 5, j - 4 : j + 5].ravel()
+        res = w - a @ np.linalg.lstsq(a, w, rcond=None)[0]
+        assert r[i, j] == pytest.approx(np.sqrt(res @ res / 78), rel=1e-9)
+    assert np.isnan(r[3, 10]) and np.isnan(r[10, 41])
+
+
+def _wide_roof(courtyard: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """A flat roof 40 x 30 m, 6 m high (+ 0.1 m noise) on a 60 x 50 m grid at 0.5 m; with ``courtyard`` a
+    14 x 10 m courtyard at ground level in its middle: nDSM (m), truth."""
+    yy, xx = np.mgrid[0:100, 0:120]
+    truth = (yy >= 20) & (yy < 80) & (xx >= 20) & (xx < 100)
+    if courtyard:
+        truth &= ~((yy >= 40) & (yy < 60) & (xx >= 46) & (xx < 74))
+    ndsm = np.where(truth, 6.0, 0.0) + np.random.default_rng(5).normal(0.0, 0.1, truth.shape)
+    return ndsm, truth
+
+
+def test_the_middle_of_a_wide_roof_the_network_left_out_joins_and_a_courtyard_does_not() -> None:
+    """The network labels a band along the walls of a wide roof and gives its middle no probability: a hole at
+    roof height is filled (hole_roof_share), a courtyard down to the ground stays open."""
+    ndsm, truth = _wide_roof()
+    band = truth & ~((np.indices(truth.shape)[0] >= 32) & (np.indices(truth.shape)[0] < 68))
+    band |= truth & ((np.indices(truth.shape)[1] < 32) | (np.indices(truth.shape)[1] >= 88))
+    mask = band.astype(np.uint8)
+    prob = np.where(band, 0.9, 0.0)  # the middle: nothing, below min_probability
+    off = CompletionParams(rim_cells=0, blind_depth_m=None, hole_roof_share=None)
+    out, _ = complete_roofs(mask, ndsm, prob, RES, off)
+    assert np.array_equal(out, mask)
+    out, _ = complete_roofs(mask, ndsm, prob, RES, CompletionParams(rim_cells=0, blind_depth_m=None))
+    assert np.array_equal(out == 1, truth)
+    # with a courtyard: the same band around it, the courtyard at ground level stays open
+    ndsm_c, truth_c = _wide_roof(courtyard=True)
+    mask_c = (band & truth_c).astype(np.uint8)
+    out_c, _ = complete_roofs(mask_c, ndsm_c, prob, RES, CompletionParams(rim_cells=0, blind_depth_m=None))
+    assert not (out_c == 1)[40:60, 46:74].any()
+    # a hole partly at ground level (below hole_roof_share at roof height) stays open too
+    half = ndsm.copy()
+    half[32:68, 32:60] = 0.0
+    out_h, _ = complete_roofs(mask, half, prob, RES, CompletionParams(rim_cells=0, blind_depth_m=None))
+    assert np.array_equal(out_h, mask)
+
+
+def test_the_blind_middle_of_a_wide_roof_joins_out_to_its_walls() -> None:
+    """The network labels only an L along two walls (not enclosing anything): the roof's middle, deeper than
+    blind_depth_m inside the raised region, and from there the rest out to the walls, join the component."""
+    ndsm, truth = _wide_roof()
+    yy, xx = np.indices(truth.shape)
+    mask = (truth & ((yy < 30) | (xx < 30))).astype(np.uint8)
+    prob = np.where(mask == 1, 0.9, 0.0)
+    prm = CompletionParams(rim_cells=0, hole_roof_share=None)
+    out, _ = complete_roofs(mask, ndsm, prob, RES, prm)
+    got = out == 1
+    assert not (got & ~truth).any()
+    assert (got & truth).sum() / truth.sum() > 0.97  # all but the far corner's rounding (a disk's opening)
+    same, _ = complete_roofs(
+        mask, ndsm, prob, RES, CompletionParams(rim_cells=0, hole_roof_share=None, blind_depth_m=None)
+    )
+    assert (same == 1).sum() / truth.sum() < 0.6  # without it: the band and distance_m beyond it only
+
+
+def test_a_clump_of_tree_crowns_beside_a_house_is_not_a_blind_middle() -> None:
+    """Crowns as wide as a warehouse (40 x 30 m), at roof height and locally smooth (the nDSM's blur), beside a
+    labelled house 15 m wide: their surface is no single plane over 2 x blind_depth_m, so the clump stays out.
+    Windows straddling the house and crowns within about a metre of its height still pass the plane test: a
+    fringe of such crowns along the house joins, never more than blind_depth_m."""
+    yy, xx = np.mgrid[0:100, 0:140].astype(float)
+    house = (yy >= 30) & (yy < 60) & (xx >= 10) & (xx < 40)
+    clump = (yy >= 20) & (yy < 80) & (xx >= 40) & (xx < 120)
+    mask = house.astype(np.uint8)
+    prob = np.where(house, 0.9, 0.0)
+    prm = CompletionParams(rim_cells=0)
+    for amplitude, fringe in ((3.0, 0), (1.5, 12)):
+        crowns = 7.0 + amplitude * np.cos(2 * np.pi * (xx - 40) / 16.0) * np.cos(2 * np.pi * (yy - 20) / 16.0)
+        ndsm = np.where(house, 7.0, np.where(clump, crowns, 0.0))
+        out, _ = complete_roofs(mask, ndsm, prob, RES, prm)
+        assert not (out == 1)[:, 40 + fringe :].any()
+        assert np.array_equal(out[house], mask[house])
+        # without it, no crown cell (the network gave them nothing)
+        off, _ = complete_roofs(mask, ndsm, prob, RES, CompletionParams(rim_cells=0, blind_depth_m=None))
+        assert np.array_equal(off, mask)
+    # the same clump flattened to one roof plane joins: the plane test is what keeps the crowns out
+    flat = np.where(house | clump, 7.0, 0.0)
+    out_f, _ = complete_roofs(mask, flat, prob, RES, prm)
+    assert (out_f == 1)[clump].mean() > 0.9

@@ -16,12 +16,24 @@ cells that
 - keep a building probability of at least ``min_probability`` (a cell the network or the NDVI gate ruled out
   entirely stays out),
 
-and are connected to the component through such cells. Then the rim across its walls (``rim_cells`` rings,
-4-connected): the cells just outside the completed component whose nDSM stands at least ``rim_height_fraction``
-of the component's median (and ``min_roof_height_m``), the roof and upper-wall cells the mask's outline left
-out; not in a gap of up to :data:`RIM_GAP` cells between two parts of the mask (a row of houses stays
-split). Everything is local to a component and ``distance_m`` + 2 cells + ``rim_cells`` around it, so a tile
-with a halo wider than that gives the untiled result.
+and are connected to the component through such cells.
+
+Before that, the middle of a wide roof (``blind_depth_m``). The network, trained on patches of houses, gives
+the middle of a roof wider than about 15 m little or no probability once the walls are out of its sight: the
+synthetic demo's 60 x 35 m commercial roof came out as a ring around a hole, city 12's 50 x 65 m one as an L
+along two of its walls (mask IoU 0.76). The cells at least ``blind_depth_m`` inside the roof-height region the
+component stands on, where the plane fitted over a square of twice that side leaves at most
+``max_plane_residual_m`` (one roof face, not a clump of blurred tree crowns), and from them the roof-height cells
+out to the walls, join the component whatever their probability; the completion above then starts from the
+enlarged component. After it, the holes of the component that stand at roof height (``hole_roof_share`` of their
+cells) are filled: a courtyard reaches down to the ground and stays open.
+
+Then the rim across its walls (``rim_cells`` rings, 4-connected): the cells just outside the completed component
+whose nDSM stands at least ``rim_height_fraction`` of the component's median (and ``min_roof_height_m``), the roof
+and upper-wall cells the mask's outline left out; not in a gap of up to :data:`RIM_GAP` cells between two parts
+of the mask (a row of houses stays split). Everything is local to a component and ``distance_m`` + 2 cells +
+``rim_cells`` (+ :data:`BLIND_REACH_M` with ``blind_depth_m``) around it, so a tile with a halo wider than that
+gives the untiled result (the segment tiles' default halo, 48 m, is).
 
 Measured: bench/results/segment_real.md (IGN LiDAR), bench/results/demo_run.md (synthetic demo).
 """
@@ -43,6 +55,9 @@ PLANE_WINDOW = 5
 #: a rim cell with the component on two opposite sides within this many cells lies in a gap (between two
 #: houses of a row, a notch of the outline), not across a wall: it is not added
 RIM_GAP = 2
+#: farthest (m) the middle of a wide roof (``blind_depth_m``) is looked for beyond a component's bounding box:
+#: with distance_m, the plane window and the rim, within the segment tiles' default halo (48 m)
+BLIND_REACH_M = 40.0
 
 
 def _between(mask: np.ndarray, reach: int) -> np.ndarray:
@@ -62,6 +77,48 @@ def _between(mask: np.ndarray, reach: int) -> np.ndarray:
     return ~m & ((seen(-1, 0) & seen(1, 0)) | (seen(0, -1) & seen(0, 1)))
 
 
+def _blind_middle(
+    comp: np.ndarray,
+    z: np.ndarray,
+    at_roof: np.ndarray,
+    planar: np.ndarray,
+    depth_m: float,
+    max_residual_m: float,
+    resolution_m: float,
+) -> np.ndarray:
+    """(H, W) bool: the middle of the wide roof ``comp`` stands on, out to its walls.
+
+    The roof is the region of ``at_roof`` cells (nDSM ``z`` at the component's roof height) connected to
+    ``comp`` through ``planar`` ones. Its middle: the cells at least ``depth_m`` inside it (beyond the crop
+    counts as outside) around which the plane fitted to the (2 ``depth_m`` + 1 cell)-wide square leaves an RMS
+    residual of at most ``max_residual_m``: one roof face, not a clump of tree crowns merged by the nDSM's blur.
+    Then back out to the walls: the roof-height cells within ``depth_m`` of the middle (the region's opening by
+    a disk). The component's own cells are not returned."""
+    inside = ndimage.distance_transform_edt(np.pad(at_roof, 1))[1:-1, 1:-1] * resolution_m >= depth_m
+    cl, _ = ndimage.label((at_roof & planar) | comp)
+    core = inside & planar & np.isin(cl, np.unique(cl[comp]))
+    if not core.any():
+        return core
+    window = 2 * int(np.ceil(depth_m / resolution_m)) + 1
+    with np.errstate(invalid="ignore"):
+        core &= plane_roughness(np.where(at_roof, z, np.nan), window) <= max_residual_m
+    if not core.any():
+        return core
+    return (ndimage.distance_transform_edt(~core) * resolution_m <= depth_m) & at_roof & ~comp
+
+
+def _roof_holes(comp: np.ndarray, at_roof: np.ndarray, valid: np.ndarray, share: float) -> np.ndarray:
+    """(H, W) bool: the holes of ``comp`` (the regions it encloses, 4-connected) of which at least ``share`` of
+    the cells are ``at_roof``; only their ``valid`` cells (mask nodata is never added)."""
+    holes = ndimage.binary_fill_holes(comp) & ~comp
+    if not holes.any():
+        return holes
+    hl, nh = ndimage.label(holes)
+    idx = np.arange(1, nh + 1)
+    keep = ndimage.sum(at_roof, hl, index=idx) >= share * ndimage.sum(holes, hl, index=idx)
+    return np.concatenate([[False], keep])[hl] & valid
+
+
 @dataclass(frozen=True)
 class CompletionParams:
     """Config section ``segmentation.roof_completion`` (see config/schema.yaml for each key)."""
@@ -73,6 +130,8 @@ class CompletionParams:
     max_plane_residual_m: float = _RC["max_plane_residual_m"]
     min_probability: float = _RC["min_probability"]
     rim_cells: int = _RC["rim_cells"]
+    blind_depth_m: float | None = _RC["blind_depth_m"]
+    hole_roof_share: float | None = _RC["hole_roof_share"]
     rim_height_fraction: float = _RC["rim_height_fraction"]
 
 
@@ -97,8 +156,17 @@ def plane_roughness(z: np.ndarray, window: int = PLANE_WINDOW) -> np.ndarray:
     sxx = float(np.mean(k**2))
     m1 = ndimage.uniform_filter(a, window, mode="constant")
     m2 = ndimage.uniform_filter(a * a, window, mode="constant")
-    cx = ndimage.correlate(a, kx, mode="constant")
-    cy = ndimage.correlate(a, kx.T, mode="constant")
+    if window <= PLANE_WINDOW:
+        cx = ndimage.correlate(a, kx, mode="constant")
+        cy = ndimage.correlate(a, kx.T, mode="constant")
+    else:  # the same sums, separable: a wide window's 2-D kernel costs window^2 products per cell
+        u = np.full(window, 1.0 / window)
+        cx = ndimage.correlate1d(
+            ndimage.correlate1d(a, k / window, 1, mode="constant"), u, 0, mode="constant"
+        )
+        cy = ndimage.correlate1d(
+            ndimage.correlate1d(a, k / window, 0, mode="constant"), u, 1, mode="constant"
+        )
     var = m2 - m1 * m1 - (cx * cx + cy * cy) / sxx
     out = np.sqrt(np.maximum(var, 0.0) * n / max(n - 3, 1))
     holed = ndimage.uniform_filter(bad.astype(np.float64), window, mode="constant", cval=1.0) > 1e-9
@@ -136,13 +204,16 @@ def complete_roofs(
             f"{None if prob is None else prob.shape} differ in shape"
         )
     nd = np.asarray(ndsm, np.float64)
-    open_cells = (mask != 255) & np.isfinite(nd)
+    reachable = (mask != 255) & np.isfinite(nd)
+    open_cells = reachable.copy()
     if prob is not None:
         open_cells &= np.nan_to_num(prob, nan=0.0) >= prm.min_probability
     lab, n = ndimage.label(building)
     summary["components"] = int(n)
     reach = int(np.ceil(prm.distance_m / resolution_m))
     pad = reach + PLANE_WINDOW + prm.rim_cells
+    if prm.blind_depth_m is not None:
+        pad += int(np.ceil(BLIND_REACH_M / resolution_m))
     H, W = mask.shape
     for i, sl in enumerate(ndimage.find_objects(lab), 1):
         r0, r1 = max(0, sl[0].start - pad), min(H, sl[0].stop + pad)
@@ -153,18 +224,28 @@ def complete_roofs(
         if zc.size == 0:
             continue
         floor = max(prm.min_roof_height_m, prm.height_fraction * float(np.median(zc)))
-        near = ndimage.distance_transform_edt(~comp) * resolution_m <= prm.distance_m
-        high = near & open_cells[r0:r1, c0:c1] & (np.nan_to_num(z, nan=-np.inf) >= floor)
+        roof = open_cells[r0:r1, c0:c1] & (np.nan_to_num(z, nan=-np.inf) >= floor)
+        at_roof = reachable[r0:r1, c0:c1] & (np.nan_to_num(z, nan=-np.inf) >= floor)
         # the roughness on the component's own crop, not once on the whole grid: its filters' sums then start
         # at the same cells in a tile's window as in the whole AOI, so a tile gives the untiled bits
         with np.errstate(invalid="ignore"):
-            cand = high & (plane_roughness(z) <= prm.max_plane_residual_m)
-        cand |= comp
-        cl, _ = ndimage.label(cand)
-        grown = np.isin(cl, np.unique(cl[comp])) & ~building[r0:r1, c0:c1]
+            planar = plane_roughness(z) <= prm.max_plane_residual_m
+        start = comp
+        if prm.blind_depth_m is not None:
+            # the middle of a wide roof, where the network no longer sees the walls
+            start = comp | _blind_middle(
+                comp, z, at_roof, planar, prm.blind_depth_m, prm.max_plane_residual_m, resolution_m
+            )
+        near = ndimage.distance_transform_edt(~start) * resolution_m <= prm.distance_m
+        high = near & roof
+        cl, _ = ndimage.label((high & planar) | start)
+        grown = np.isin(cl, np.unique(cl[start])) & ~building[r0:r1, c0:c1]
         # the roof's last cells before its walls: their plane window reaches down the wall
         grown = ndimage.binary_dilation(grown, iterations=PLANE_WINDOW // 2) & high
-        full = comp | grown
+        full = start | grown
+        if prm.hole_roof_share is not None:
+            # a hole at roof height is roof the network left out; a courtyard reaches down to the ground
+            full |= _roof_holes(full, at_roof, mask[r0:r1, c0:c1] != 255, prm.hole_roof_share)
         if prm.rim_cells:
             # the cells across its walls (roof and upper wall): the outline cells the mask left out
             rim_floor = max(prm.min_roof_height_m, prm.rim_height_fraction * float(np.median(zc)))
