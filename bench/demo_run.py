@@ -9,8 +9,9 @@ Usage:
                                                   # exit 1 unless the products and the figures are the same
 Writes bench/results/demo_run.json and .md: wall time and CPU time of the whole process tree, peak RSS of the
 largest job, per-rule wall time and max RSS (Snakemake benchmark files), the accuracy summary of rule qualify
-(targets in the .md), and the content digest of every product (sat2lod.io.digest), so that a fresh clone can
-check it makes the same products and figures bit for bit.
+(targets in the .md), the building mask's IoU against the synthetic truth's building class (issue 15: >= 0.90 on
+the demo), and the content digest of every product (sat2lod.io.digest), so that a fresh clone can check it makes
+the same products and figures bit for bit.
 """
 
 from __future__ import annotations
@@ -43,6 +44,22 @@ def run(dest: Path, configfile: Path | None = None) -> float:
     return time.perf_counter() - t0
 
 
+def mask_iou(run_dir: Path) -> float | None:
+    """IoU of the chain's building mask (building_mask.tif == 1) with the truth's building class (classes.tif of
+    the synthetic city), over the cells of both; None without a synthetic truth."""
+    import rasterio
+
+    from sat2lod.synth.scene import BUILDING
+
+    truth = next((run_dir / "results" / "synth").glob("*/truth/classes.tif"), None)
+    if truth is None:
+        return None
+    mask = run_dir / "results" / "segment" / truth.parents[1].name / "building_mask.tif"
+    with rasterio.open(truth) as t, rasterio.open(mask) as m:
+        tb, mb = t.read(1) == BUILDING, m.read(1) == 1
+    return round(float((tb & mb).sum() / max(int((tb | mb).sum()), 1)), 4)
+
+
 def collect(
     run_dir: Path, wall_s: float | None, peak_rss_mb: float | None, cpu_s: float | None = None
 ) -> dict:
@@ -63,6 +80,7 @@ def collect(
         "peak_rss_mb_largest_job": peak_rss_mb or max(r["max_rss_mb"] for r in rules.values()),
         "rules": rules,
         "accuracy": acc,
+        "mask_iou": mask_iou(run_dir),
         "load_avg_1min": os.getloadavg()[0],
         "cpus": os.cpu_count(),
         "product_digests": digests,
@@ -74,7 +92,7 @@ def check(new: dict, committed: dict, path: Path) -> int:
     # the run records (local server port, measured times) differ between runs by nature: not compared
     old_d, new_d = comparable(committed.get("product_digests", {})), comparable(new["product_digests"])
     differ = sorted(k for k in old_d.keys() | new_d.keys() if old_d.get(k) != new_d.get(k))
-    same_acc = new["accuracy"] == committed["accuracy"]
+    same_acc = new["accuracy"] == committed["accuracy"] and new.get("mask_iou") == committed.get("mask_iou")
     print(f"products compared with {path}: {len(new_d)} files, {len(differ)} differ: {differ}")
     print(f"qualify figures {'identical' if same_acc else 'DIFFERENT'} to the committed ones")
     return 0 if not differ and same_acc else 1
@@ -121,6 +139,11 @@ def main() -> None:
     lines += [
         f"| {k} | {v['value']} | {v['target']} | {v['met']} |" for k, v in res["accuracy"]["targets"].items()
     ]
+    if res.get("mask_iou") is not None:
+        lines += [
+            "",
+            f"building mask IoU against the truth's building class: {res['mask_iou']} (issue 15: >= 0.90)",
+        ]
     b = res["accuracy"].get("buildings", {})
     if b:
         fp, l2 = b.get("footprints", {}), b.get("lod2", {})
