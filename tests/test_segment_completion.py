@@ -5,7 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sat2lod.segment.completion import CompletionParams, complete_roofs, plane_roughness
+from sat2lod.segment.completion import (
+    BLIND_REACH_M,
+    PLANE_WINDOW,
+    CompletionParams,
+    complete_roofs,
+    plane_roughness,
+)
 
 RES = 0.5
 
@@ -220,3 +226,26 @@ def test_a_clump_of_tree_crowns_beside_a_house_is_not_a_blind_middle() -> None:
     flat = np.where(house | clump, 7.0, 0.0)
     out_f, _ = complete_roofs(mask, flat, prob, RES, prm)
     assert (out_f == 1)[clump].mean() > 0.9
+
+
+def test_a_tile_with_the_default_halo_completes_a_wide_roof_as_the_whole_aoi() -> None:
+    """The completion looks up to distance_m + the plane window + the rim + BLIND_REACH_M around a component:
+    within the segment tiles' default halo (segmentation.tile_halo_m), so a tile whose window holds a wide
+    roof crossing its edge, labelled as an L by the network, completes it as the whole AOI does."""
+    from sat2lod.schema import defaults
+
+    halo = round(defaults("segmentation")["tile_halo_m"] / RES)
+    prm = CompletionParams()
+    reach = np.ceil(prm.distance_m / RES) + PLANE_WINDOW + prm.rim_cells + np.ceil(BLIND_REACH_M / RES)
+    assert reach <= halo
+    yy, xx = np.mgrid[0:300, 0:400]
+    roof = (yy >= 100) & (yy < 180) & (xx >= 150) & (xx < 260)  # 55 x 40 m, across the core edge x = 200
+    ndsm = np.where(roof, 9.0, 0.0) + np.random.default_rng(2).normal(0.0, 0.15, roof.shape)
+    mask = (roof & ((yy < 112) | (xx < 162))).astype(np.uint8)
+    prob = np.where(mask == 1, 0.9, 0.0)
+    whole, _ = complete_roofs(mask, ndsm, prob, RES, prm)
+    assert (whole == 1)[roof].mean() > 0.97
+    core = slice(0, 200)
+    win = slice(0, 200 + halo)
+    tile, _ = complete_roofs(mask[:, win], ndsm[:, win], prob[:, win], RES, prm)
+    np.testing.assert_array_equal(tile[:, core], whole[:, core])
