@@ -218,8 +218,9 @@ def building_mask(
     (:func:`sat2lod.segment.infer.probability_to_mask`), then the plausibility filter of the components
     (walls all round, :func:`sat2lod.segment.plausibility.plausibility_filter`), then the completion of each
     kept component over its roof (:func:`sat2lod.segment.completion.complete_roofs`). Every step is local to a
-    component and a ring of a few metres around it, so a tile's halo wider than the components that cross its
-    edge gives the untiled mask on the tile.
+    component and a ring around it (47 m with the roof completion's defaults: the middle of a wide roof), so a
+    tile's halo (48 m by default) wider than the components that cross its edge gives the untiled mask on the
+    tile.
 
     Args:
         prob: (H, W) probability, NaN = nodata; ndsm: (H, W) nDSM (m) on the same grid, for per-component
