@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from sat2lod.segment.completion import (
     BLIND_REACH_M,
@@ -249,3 +251,42 @@ def test_a_tile_with_the_default_halo_completes_a_wide_roof_as_the_whole_aoi() -
     win = slice(0, 200 + halo)
     tile, _ = complete_roofs(mask[:, win], ndsm[:, win], prob[:, win], RES, prm)
     np.testing.assert_array_equal(tile[:, core], whole[:, core])
+
+
+@st.composite
+def _hostile_scenes(draw: st.DrawFn) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Plateaus of random heights (some wide, some with NaN holes, some at ground level inside others), a
+    mask of bands along them and of rings around their middles, with nodata cells; a random probability."""
+    h, w = draw(st.integers(8, 70)), draw(st.integers(8, 70))
+    rng = np.random.default_rng(draw(st.integers(0, 2**16)))
+    ndsm = rng.normal(0.0, draw(st.sampled_from([0.0, 0.1, 1.0])), (h, w))
+    mask = np.zeros((h, w), np.uint8)
+    for _ in range(draw(st.integers(0, 5))):
+        r0, c0 = int(rng.integers(0, h)), int(rng.integers(0, w))
+        r1, c1 = int(rng.integers(r0 + 1, h + 1)), int(rng.integers(c0 + 1, w + 1))
+        ndsm[r0:r1, c0:c1] += float(rng.choice([0.0, 3.0, 9.0, 25.0]))
+        if rng.random() < 0.7:
+            mask[r0 : min(r1, r0 + 3), c0:c1] = 1  # the network's band along one wall
+    if draw(st.booleans()) and min(h, w) >= 8:  # a roof labelled as a ring around its middle
+        r0, c0 = int(rng.integers(0, h - 7)), int(rng.integers(0, w - 7))
+        r1, c1 = int(rng.integers(r0 + 7, h + 1)), int(rng.integers(c0 + 7, w + 1))
+        ndsm[r0:r1, c0:c1] = 8.0 + rng.normal(0.0, 0.1, (r1 - r0, c1 - c0))
+        mask[r0:r1, c0:c1] = 1
+        mask[r0 + 2 : r1 - 2, c0 + 2 : c1 - 2] = 0
+    ndsm[rng.random((h, w)) < draw(st.sampled_from([0.0, 0.05, 0.5, 1.0]))] = np.nan
+    mask[rng.random((h, w)) < draw(st.sampled_from([0.0, 0.05]))] = 255
+    prob = np.where(mask == 1, 0.9, rng.random((h, w)) * 0.02)
+    return mask, ndsm, prob
+
+
+@settings(max_examples=60, deadline=None, derandomize=True, database=None)
+@given(scene=_hostile_scenes(), rim=st.sampled_from([0, 1, 2]))
+def test_completion_on_hostile_scenes_only_adds_valid_cells(scene, rim: int) -> None:
+    """Whatever the nDSM (NaN holes, ground-level holes in plateaus, noise, empty) and the mask: no exception, the
+    mask's building cells stay, nodata stays nodata and is never written, only 0 / 1 / 255 come out."""
+    mask, ndsm, prob = scene
+    out, summary = complete_roofs(mask, ndsm, prob, RES, CompletionParams(rim_cells=rim))
+    assert out.dtype == np.uint8 and set(np.unique(out)) <= {0, 1, 255}
+    assert (out[mask == 1] == 1).all()
+    assert np.array_equal(out == 255, mask == 255)
+    assert summary["cells_added"] == int((out == 1).sum() - (mask == 1).sum()) >= 0
