@@ -130,9 +130,9 @@ class CompletionParams:
     max_plane_residual_m: float = _RC["max_plane_residual_m"]
     min_probability: float = _RC["min_probability"]
     rim_cells: int = _RC["rim_cells"]
+    rim_height_fraction: float = _RC["rim_height_fraction"]
     blind_depth_m: float | None = _RC["blind_depth_m"]
     hole_roof_share: float | None = _RC["hole_roof_share"]
-    rim_height_fraction: float = _RC["rim_height_fraction"]
 
 
 def plane_roughness(z: np.ndarray, window: int = PLANE_WINDOW) -> np.ndarray:
